@@ -1,0 +1,108 @@
+#include "io/event_loop.h"
+
+#include "common/assert.h"
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+
+namespace cohort::io {
+
+struct EventLoop::Signals {
+  explicit Signals(asio::io_context& context) : set(context) {}
+  asio::signal_set set;
+  std::function<void(int)> handler;
+  void wait() {
+    set.async_wait([this](const std::error_code& error, int signal) {
+      if (error) return;
+      handler(signal);
+      wait();
+    });
+  }
+};
+
+EventLoop::EventLoop() : context_(std::make_unique<asio::io_context>(1)) {}  // hint: one thread runs it
+EventLoop::~EventLoop() {
+  if (signals_) signals_->set.cancel();
+  signals_.reset();
+}
+
+void EventLoop::on_signals(std::initializer_list<int> signals, std::function<void(int)> handler) {
+  COHORT_ASSERT(!signals_);
+  signals_ = std::make_unique<Signals>(*context_);
+  for (const int signal : signals) signals_->set.add(signal);
+  signals_->handler = std::move(handler);
+  signals_->wait();
+}
+
+void EventLoop::run() {
+  auto guard = asio::make_work_guard(*context_);
+  context_->run();
+}
+
+std::size_t EventLoop::poll() {
+  if (context_->stopped()) context_->restart();
+  return context_->poll();
+}
+
+bool EventLoop::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto guard = asio::make_work_guard(*context_);
+  while (!done()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    if (context_->stopped()) context_->restart();
+    context_->run_one_for(std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(10)));
+  }
+  return true;
+}
+
+void EventLoop::stop() { context_->stop(); }
+
+void EventLoop::post(std::function<void()> task) { asio::post(*context_, std::move(task)); }
+
+namespace {
+
+// The timer's state is shared with its pending handler, so destroying the handle while a tick is already
+// queued never leaves the handler pointing at freed memory.
+struct PeriodicState {
+  PeriodicState(asio::io_context& context, std::chrono::nanoseconds p, std::function<void()> t)
+      : timer(context), period(p), tick(std::move(t)) {}
+  asio::steady_timer timer;
+  std::chrono::nanoseconds period;
+  std::function<void()> tick;
+  bool cancelled = false;
+};
+
+void arm(const std::shared_ptr<PeriodicState>& state) {
+  state->timer.expires_after(state->period);
+  state->timer.async_wait([state](const std::error_code& error) {
+    if (error || state->cancelled) return;
+    state->tick();
+    if (!state->cancelled) arm(state);
+  });
+}
+
+class PeriodicImpl final : public EventLoop::Periodic {
+ public:
+  explicit PeriodicImpl(std::shared_ptr<PeriodicState> state) : state_(std::move(state)) { arm(state_); }
+  ~PeriodicImpl() override {
+    state_->cancelled = true;
+    state_->timer.cancel();
+  }
+  PeriodicImpl(const PeriodicImpl&) = delete;
+  PeriodicImpl& operator=(const PeriodicImpl&) = delete;
+
+ private:
+  std::shared_ptr<PeriodicState> state_;
+};
+
+}  // namespace
+
+std::unique_ptr<EventLoop::Periodic> EventLoop::every(std::chrono::nanoseconds period, std::function<void()> tick) {
+  return std::make_unique<PeriodicImpl>(std::make_shared<PeriodicState>(*context_, period, std::move(tick)));
+}
+
+}  // namespace cohort::io

@@ -1,0 +1,54 @@
+#pragma once
+// One Asio io_context run by one thread: the node's event loop. Everything the node's cores do happens on
+// this thread. Asio itself stays inside src/io's .cpp files; this header only exposes what other layers need.
+
+#include <chrono>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+
+namespace asio {
+class io_context;
+}
+
+namespace cohort::io {
+
+class EventLoop {
+ public:
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  /// Runs handlers on the calling thread until stop(). Returns immediately if stop() was already called.
+  void run();
+  /// Runs ready handlers without blocking; returns how many ran. For tests and busy-polling drivers.
+  std::size_t poll();
+  /// Runs handlers until `done()` is true or `timeout` passes; returns done(). For tests.
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  /// Thread-safe: makes run() return.
+  void stop();
+  /// Thread-safe: runs `task` on the loop thread.
+  void post(std::function<void()> task);
+
+  /// Runs `handler` on the loop thread when one of `signals` (e.g. SIGINT, SIGTERM) arrives, every time.
+  void on_signals(std::initializer_list<int> signals, std::function<void(int)> handler);
+
+  /// A repeating timer: `tick` runs on the loop thread every `period` until the returned handle is destroyed.
+  class Periodic;
+  std::unique_ptr<Periodic> every(std::chrono::nanoseconds period, std::function<void()> tick);
+
+  asio::io_context& context() noexcept { return *context_; }
+
+ private:
+  struct Signals;
+  std::unique_ptr<asio::io_context> context_;
+  std::unique_ptr<Signals> signals_;
+};
+
+class EventLoop::Periodic {
+ public:
+  virtual ~Periodic() = default;
+};
+
+}  // namespace cohort::io

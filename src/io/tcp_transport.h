@@ -1,0 +1,63 @@
+#pragma once
+// Cohort's framed connections over TCP on the Asio event loop.
+//
+// Receive side: bytes are read into one reusable buffer per connection; complete frames are handed to the
+// handler in place (no copy); a partial frame stays in the buffer until the rest arrives. The buffer grows
+// only as far as the largest frame allowed.
+// Send side: frames are appended to a per-connection buffer; one flush per loop turn writes everything queued
+// with a single write. The buffer is bounded: a frame that does not fit is refused (back_pressured), never
+// queued in part, and the handler hears on_writable once the buffer has drained below half.
+// Sockets use TCP_NODELAY: batching is done here, not by Nagle's algorithm.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "io/event_loop.h"
+#include "io/transport.h"
+#include "protocol/frame.h"
+#include "protocol/handshake.h"
+
+namespace cohort::io {
+
+struct TcpTransportConfig {
+  protocol::LocalIdentity identity;
+  std::uint32_t max_frame_length = protocol::kDefaultMaxFrameLength;
+  /// Bytes a connection may have queued for sending; at least max_frame_length.
+  std::size_t send_buffer_limit = 8U << 20U;
+  std::size_t initial_receive_buffer = 64U << 10U;
+  /// From TCP connect or accept until the handshake completes.
+  std::chrono::milliseconds handshake_timeout{5000};
+};
+
+class TcpTransport final : public Transport {
+ public:
+  TcpTransport(EventLoop& loop, TcpTransportConfig config, TransportHandler& handler);
+  /// Closes every socket. No handler callbacks are made from the destructor.
+  ~TcpTransport() override;
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  /// Binds and listens; accepted connections must pass `policy` in their handshake. Port 0 picks a free
+  /// port. Returns the bound endpoint, or a message such as "cannot listen on 127.0.0.1:7000: Address
+  /// already in use".
+  Result<Endpoint, std::string> listen(const Endpoint& local, protocol::AcceptPolicy policy = {});
+
+  ConnectionId connect(const Endpoint& remote) override;
+  [[nodiscard]] SendResult send(ConnectionId id, ByteSpan frame) override;
+  void close(ConnectionId id) override;
+  std::chrono::nanoseconds silent_for(ConnectionId id) const override;
+  std::size_t queued_bytes(ConnectionId id) const override;
+
+  /// Connections in any state, handshakes included.
+  std::size_t connection_count() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cohort::io

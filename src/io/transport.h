@@ -1,0 +1,91 @@
+#pragma once
+// The framed-connection transport as the layers above see it. The TCP implementation (tcp_transport.h) runs
+// it on an Asio event loop; the simulator substitutes a virtual network behind the same interface.
+//
+// Contract:
+//  - Single-threaded: every call and every callback happens on the owning event-loop thread.
+//  - A connection is reported to the handler only once its handshake has completed (on_connected); frames
+//    before that never reach the handler.
+//  - on_disconnected is called exactly once for every connection the handler was told about (a connect() id,
+//    or an on_connected of an accepted connection), unless the handler itself closed it with close().
+//    After on_disconnected or close() the id is dead: sends to it return `closed`, and it is never reused.
+//  - Callbacks may call send() and close() on any connection, including the one being reported.
+//  - A Frame passed to on_frame points into the connection's receive buffer: valid only during the call.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/bytes.h"
+#include "common/result.h"
+#include "protocol/frame.h"
+#include "protocol/handshake.h"
+
+namespace cohort::io {
+
+/// Identifies a connection for its whole life; ids are never reused within a transport.
+enum class ConnectionId : std::uint64_t {};
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+enum class SendResult : std::uint8_t {
+  queued,          // will leave with the next gather write
+  back_pressured,  // the send buffer is full: nothing was queued; on_writable() follows once it drains
+  closed,          // the connection is gone (or never completed its handshake)
+};
+
+enum class DisconnectReason : std::uint8_t {
+  connect_failed,      // the TCP connect failed (refused, unreachable, name not resolved)
+  handshake_rejected,  // the peer refused us, or we refused the peer's hello/welcome
+  handshake_timeout,   // no complete handshake within the configured time
+  peer_closed,         // orderly close by the peer (EOF)
+  reset,               // connection reset or another socket error
+  protocol_error,      // a malformed frame after the handshake; we sent an error frame and closed
+};
+
+/// Parses "host:port" or "[v6-address]:port". The error names what is wrong with the text.
+Result<Endpoint, std::string> parse_endpoint(std::string_view text);
+
+const char* to_string(SendResult result) noexcept;
+const char* to_string(DisconnectReason reason) noexcept;
+
+class TransportHandler {
+ public:
+  virtual ~TransportHandler() = default;
+  virtual void on_connected(ConnectionId id, const protocol::PeerIdentity& peer) = 0;
+  virtual void on_frame(ConnectionId id, const protocol::Frame& frame) = 0;
+  virtual void on_disconnected(ConnectionId id, DisconnectReason reason, std::string_view detail) = 0;
+  /// The send buffer of a connection that answered back_pressured has drained below half.
+  virtual void on_writable(ConnectionId /*id*/) {}
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  /// Starts connecting; the outcome arrives as on_connected or on_disconnected with this id.
+  virtual ConnectionId connect(const Endpoint& remote) = 0;
+
+  /// Queues one complete encoded frame. Never blocks and never queues part of a frame. Every frame queued
+  /// during one event-loop turn leaves in one write.
+  [[nodiscard]] virtual SendResult send(ConnectionId id, ByteSpan frame) = 0;
+
+  /// Closes the connection: frames already queued are still written, then the socket is closed.
+  /// No on_disconnected follows for it.
+  virtual void close(ConnectionId id) = 0;
+
+  /// Time since bytes last arrived on the connection (or since it was established, if none have); zero for an
+  /// unknown id. The layers above decide by their own keep-alives when silence means a dead peer.
+  virtual std::chrono::nanoseconds silent_for(ConnectionId id) const = 0;
+
+  /// Bytes queued but not yet written, for metrics and tests.
+  virtual std::size_t queued_bytes(ConnectionId id) const = 0;
+};
+
+}  // namespace cohort::io

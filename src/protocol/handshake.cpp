@@ -1,0 +1,155 @@
+#include "protocol/handshake.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace cohort::protocol {
+namespace {
+
+HandshakeRefusal refuse(ErrorCode code, std::string text) { return HandshakeRefusal{code, std::move(text)}; }
+
+std::string hex(const Incarnation& incarnation) {
+  return fmt::format("{:016x}{:016x}", incarnation.high, incarnation.low);
+}
+
+}  // namespace
+
+Hello make_hello(const LocalIdentity& local) noexcept {
+  Hello hello;
+  hello.role = local.role;
+  hello.node_id = local.node_id;
+  hello.cluster_id = local.cluster_id;
+  hello.incarnation = local.incarnation;
+  return hello;
+}
+
+Welcome make_welcome(const LocalIdentity& local) noexcept {
+  Welcome welcome;
+  welcome.node_id = local.node_id;
+  welcome.cluster_id = local.cluster_id;
+  welcome.incarnation = local.incarnation;
+  return welcome;
+}
+
+Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const LocalIdentity& local,
+                                                    const AcceptPolicy& policy) {
+  if (first.header.type != MessageType::hello)
+    return unexpected(refuse(ErrorCode::bad_handshake,
+                             fmt::format("expected a hello frame first, got {}", to_string(first.header.type))));
+  auto decoded = decode<Hello>(first);
+  if (!decoded) {
+    const DecodeError& error = decoded.error();
+    return unexpected(
+        refuse(error.code == DecodeErrc::bad_magic ? ErrorCode::bad_handshake : ErrorCode::malformed_frame,
+               "invalid hello: " + error.describe()));
+  }
+  const Hello& hello = decoded.value();
+  if (hello.protocol_version != kProtocolVersion)
+    return unexpected(refuse(ErrorCode::protocol_version_mismatch,
+                             fmt::format("protocol version {} is not supported (this node speaks {})",
+                                         hello.protocol_version, kProtocolVersion)));
+  if (hello.cluster_id != local.cluster_id)
+    return unexpected(refuse(ErrorCode::wrong_cluster, fmt::format("cluster id {} does not match this cluster's id {}",
+                                                                   hello.cluster_id, local.cluster_id)));
+  if (hello.incarnation.known() && local.incarnation.known() && hello.incarnation != local.incarnation)
+    return unexpected(refuse(ErrorCode::wrong_incarnation,
+                             fmt::format("cluster incarnation {} does not match this cluster's {} (the cluster was "
+                                         "re-created)",
+                                         hex(hello.incarnation), hex(local.incarnation))));
+  switch (hello.role) {
+    case PeerRole::node: {
+      if (!policy.allow_nodes)
+        return unexpected(refuse(ErrorCode::role_not_allowed, "this port does not accept cluster members"));
+      if (hello.node_id == 0)
+        return unexpected(refuse(ErrorCode::role_not_allowed, "a node must announce a non-zero node id"));
+      if (hello.node_id == local.node_id && local.role == PeerRole::node)
+        return unexpected(refuse(ErrorCode::role_not_allowed,
+                                 fmt::format("peer claims node id {}, which is this node's own id", hello.node_id)));
+      if (!policy.member_ids.empty() &&
+          std::find(policy.member_ids.begin(), policy.member_ids.end(), hello.node_id) == policy.member_ids.end())
+        return unexpected(refuse(ErrorCode::role_not_allowed,
+                                 fmt::format("node id {} is not a member of this cluster", hello.node_id)));
+      break;
+    }
+    case PeerRole::client:
+    case PeerRole::admin: {
+      const bool allowed = hello.role == PeerRole::client ? policy.allow_clients : policy.allow_admin;
+      if (!allowed)
+        return unexpected(refuse(ErrorCode::role_not_allowed,
+                                 fmt::format("this port does not accept {} connections", to_string(hello.role))));
+      if (hello.node_id != 0)
+        return unexpected(refuse(ErrorCode::role_not_allowed, fmt::format("a {} must announce node id 0, not {}",
+                                                                          to_string(hello.role), hello.node_id)));
+      break;
+    }
+  }
+  return PeerIdentity{hello.role, hello.node_id, hello.incarnation};
+}
+
+HandshakeRefusal refusal_for_bad_first_frame(const DecodeError& error, ByteSpan received) {
+  // A hello from a newer build has a layout version we do not know: say "protocol version", which is what the
+  // operator must act on, rather than a generic framing error.
+  const bool newer_hello =
+      error.code == DecodeErrc::unsupported_version && received.size() >= kFrameHeaderSize &&
+      load_le<std::uint16_t>(received.data() + 4) == static_cast<std::uint16_t>(MessageType::hello);
+  if (newer_hello)
+    return refuse(
+        ErrorCode::protocol_version_mismatch,
+        fmt::format("hello layout version {} is newer than this node understands ({})", error.value, error.limit));
+  return refuse(ErrorCode::bad_handshake, "invalid first frame: " + error.describe());
+}
+
+Result<PeerIdentity, HandshakeRefusal> accept_welcome(const Frame& reply, const LocalIdentity& local) {
+  if (reply.header.type == MessageType::error) {
+    auto error = decode<ErrorMessage>(reply);
+    if (!error)
+      return unexpected(refuse(ErrorCode::malformed_frame, "invalid error frame: " + error.error().describe()));
+    return unexpected(
+        refuse(error->code, fmt::format("peer refused the handshake ({}): {}", to_string(error->code), error->text)));
+  }
+  if (reply.header.type != MessageType::welcome)
+    return unexpected(
+        refuse(ErrorCode::bad_handshake, fmt::format("expected welcome, got {}", to_string(reply.header.type))));
+  auto decoded = decode<Welcome>(reply);
+  if (!decoded) return unexpected(refuse(ErrorCode::malformed_frame, "invalid welcome: " + decoded.error().describe()));
+  const Welcome& welcome = decoded.value();
+  if (welcome.protocol_version != kProtocolVersion)
+    return unexpected(refuse(
+        ErrorCode::protocol_version_mismatch,
+        fmt::format("peer speaks protocol version {}, this build {}", welcome.protocol_version, kProtocolVersion)));
+  if (welcome.cluster_id != local.cluster_id)
+    return unexpected(refuse(ErrorCode::wrong_cluster,
+                             fmt::format("peer belongs to cluster {}, not {}", welcome.cluster_id, local.cluster_id)));
+  if (welcome.incarnation.known() && local.incarnation.known() && welcome.incarnation != local.incarnation)
+    return unexpected(refuse(ErrorCode::wrong_incarnation,
+                             fmt::format("peer's cluster incarnation {} is not {} (the cluster was re-created)",
+                                         hex(welcome.incarnation), hex(local.incarnation))));
+  if (welcome.node_id == 0)
+    return unexpected(refuse(ErrorCode::bad_handshake, "peer announced node id 0; only nodes accept connections"));
+  return PeerIdentity{PeerRole::node, welcome.node_id, welcome.incarnation};
+}
+
+const char* to_string(PeerRole role) noexcept {
+  switch (role) {
+    case PeerRole::node: return "node";
+    case PeerRole::client: return "client";
+    case PeerRole::admin: return "admin";
+  }
+  return "unknown-role";
+}
+
+const char* to_string(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::protocol_version_mismatch: return "protocol_version_mismatch";
+    case ErrorCode::wrong_cluster: return "wrong_cluster";
+    case ErrorCode::wrong_incarnation: return "wrong_incarnation";
+    case ErrorCode::bad_handshake: return "bad_handshake";
+    case ErrorCode::role_not_allowed: return "role_not_allowed";
+    case ErrorCode::malformed_frame: return "malformed_frame";
+    case ErrorCode::handshake_timeout: return "handshake_timeout";
+  }
+  return "unknown_error_code";
+}
+
+}  // namespace cohort::protocol

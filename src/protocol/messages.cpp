@@ -1,0 +1,131 @@
+#include "protocol/messages.h"
+
+namespace cohort::protocol {
+namespace {
+
+template <typename... Messages>
+constexpr std::uint8_t newest_version_in(MessageType type, MessageList<Messages...> /*unused*/) noexcept {
+  std::uint8_t version = 0;
+  ((version = (Messages::kType == type ? Messages::kVersion : version)), ...);
+  return version;
+}
+
+void write_incarnation(BodyWriter& out, const Incarnation& incarnation) noexcept {
+  out.write<std::uint64_t>(incarnation.high);
+  out.write<std::uint64_t>(incarnation.low);
+}
+
+Incarnation read_incarnation(BodyReader& in) noexcept {
+  Incarnation incarnation;
+  incarnation.high = in.read<std::uint64_t>("incarnation.high");
+  incarnation.low = in.read<std::uint64_t>("incarnation.low");
+  return incarnation;
+}
+
+template <typename Message>
+Result<Message, DecodeError> finish(BodyReader& in, Message message) noexcept {
+  in.expect_end();
+  if (in.failed()) return unexpected(in.error());
+  return message;
+}
+
+}  // namespace
+
+std::uint8_t newest_version(MessageType type) noexcept { return newest_version_in(type, Catalogue{}); }
+
+// Hello v1: magic u32 | protocol_version u16 | role u8 | reserved u8 | node_id u32 | reserved u32 |
+//           cluster_id u64 | incarnation 2 x u64
+void Hello::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint32_t>(magic);
+  out.write<std::uint16_t>(protocol_version);
+  out.write<std::uint8_t>(static_cast<std::uint8_t>(role));
+  out.write<std::uint8_t>(0);
+  out.write<std::uint32_t>(node_id);
+  out.write<std::uint32_t>(0);
+  out.write<std::uint64_t>(cluster_id);
+  write_incarnation(out, incarnation);
+}
+
+Result<Hello, DecodeError> Hello::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Hello hello;
+  hello.magic = in.read<std::uint32_t>("magic");
+  if (!in.failed() && hello.magic != kHandshakeMagic)
+    return unexpected(DecodeError{DecodeErrc::bad_magic, kFrameHeaderSize, hello.magic, kHandshakeMagic, "magic"});
+  hello.protocol_version = in.read<std::uint16_t>("protocol_version");
+  const auto role = in.read<std::uint8_t>("role");
+  if (role < static_cast<std::uint8_t>(PeerRole::node) || role > static_cast<std::uint8_t>(PeerRole::admin))
+    in.fail_invalid("role", role);
+  hello.role = static_cast<PeerRole>(role);
+  if (const auto reserved = in.read<std::uint8_t>("reserved"); reserved != 0) in.fail_invalid("reserved", reserved);
+  hello.node_id = in.read<std::uint32_t>("node_id");
+  if (const auto reserved = in.read<std::uint32_t>("reserved"); reserved != 0) in.fail_invalid("reserved", reserved);
+  hello.cluster_id = in.read<std::uint64_t>("cluster_id");
+  hello.incarnation = read_incarnation(in);
+  return finish(in, hello);
+}
+
+// Welcome v1: protocol_version u16 | reserved u16 | node_id u32 | cluster_id u64 | incarnation 2 x u64
+void Welcome::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint16_t>(protocol_version);
+  out.write<std::uint16_t>(0);
+  out.write<std::uint32_t>(node_id);
+  out.write<std::uint64_t>(cluster_id);
+  write_incarnation(out, incarnation);
+}
+
+Result<Welcome, DecodeError> Welcome::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Welcome welcome;
+  welcome.protocol_version = in.read<std::uint16_t>("protocol_version");
+  if (const auto reserved = in.read<std::uint16_t>("reserved"); reserved != 0) in.fail_invalid("reserved", reserved);
+  welcome.node_id = in.read<std::uint32_t>("node_id");
+  welcome.cluster_id = in.read<std::uint64_t>("cluster_id");
+  welcome.incarnation = read_incarnation(in);
+  return finish(in, welcome);
+}
+
+// Error v1: code u16 | reserved u16 | text_length u32 | text (text_length bytes, UTF-8)
+void ErrorMessage::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
+  out.write<std::uint16_t>(static_cast<std::uint16_t>(code));
+  out.write<std::uint16_t>(0);
+  out.write<std::uint32_t>(static_cast<std::uint32_t>(text.size()));
+  out.write_bytes(as_bytes(text));
+}
+
+Result<ErrorMessage, DecodeError> ErrorMessage::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  ErrorMessage error;
+  // Unknown codes are kept, not refused: a newer peer may know more reasons, and its text still explains.
+  error.code = static_cast<ErrorCode>(in.read<std::uint16_t>("code"));
+  if (const auto reserved = in.read<std::uint16_t>("reserved"); reserved != 0) in.fail_invalid("reserved", reserved);
+  const auto length = in.read<std::uint32_t>("text_length");
+  if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("text_length", length, kMaxErrorTextLength);
+  if (!in.failed()) error.text = as_chars(in.read_bytes(length, "text"));
+  return finish(in, error);
+}
+
+// Ping v1 and Pong v1: id u64 | sent_at_ns u64
+void Ping::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(id);
+  out.write<std::uint64_t>(sent_at_ns);
+}
+
+Result<Ping, DecodeError> Ping::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Ping ping;
+  ping.id = in.read<std::uint64_t>("id");
+  ping.sent_at_ns = in.read<std::uint64_t>("sent_at_ns");
+  return finish(in, ping);
+}
+
+void Pong::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(id);
+  out.write<std::uint64_t>(sent_at_ns);
+}
+
+Result<Pong, DecodeError> Pong::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Pong pong;
+  pong.id = in.read<std::uint64_t>("id");
+  pong.sent_at_ns = in.read<std::uint64_t>("sent_at_ns");
+  return finish(in, pong);
+}
+
+}  // namespace cohort::protocol

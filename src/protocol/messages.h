@@ -1,0 +1,178 @@
+#pragma once
+// The message catalogue. Each message is a struct with:
+//   kType, kVersion         its wire type and the newest body layout this build writes and reads
+//   body_size()             encoded body length in bytes
+//   encode_body(writer)     writes exactly body_size() bytes
+//   decode_body(reader, v)  reads a body of layout version v (1..kVersion) or fails with a DecodeError
+// and is listed in `Catalogue` below. Adding a message is a struct plus one line in the list; adding a field
+// appends it, bumps kVersion, and makes decode_body read it only when `version` is new enough (older senders'
+// frames still decode; a newer layout than this build knows is refused as unsupported_version).
+//
+// Decoded messages may hold views (ByteSpan, std::string_view) into the frame they came from: they are valid
+// as long as that buffer is.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "protocol/codec.h"
+#include "protocol/frame.h"
+
+namespace cohort::protocol {
+
+inline constexpr std::uint32_t kHandshakeMagic = 0x52484F43;  // "COHR" in little-endian byte order
+/// Version of the protocol as a whole, exchanged in the handshake; peers must agree on it exactly.
+inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::size_t kMaxErrorTextLength = 1024;
+
+/// Who is on the other end of a connection.
+enum class PeerRole : std::uint8_t {
+  node = 1,    // another cluster member (consensus traffic)
+  client = 2,  // an application's client library
+  admin = 3,   // an operator tool
+};
+
+/// A cluster's incarnation: random, chosen when the cluster is first bootstrapped; zero means "not known yet".
+struct Incarnation {
+  std::uint64_t high = 0;
+  std::uint64_t low = 0;
+  bool known() const noexcept { return high != 0 || low != 0; }
+  friend bool operator==(const Incarnation&, const Incarnation&) = default;
+};
+
+/// Reasons carried by an error frame. Stable numbers.
+enum class ErrorCode : std::uint16_t {
+  protocol_version_mismatch = 1,
+  wrong_cluster = 2,
+  wrong_incarnation = 3,
+  bad_handshake = 4,     // first frame not a valid hello, or a hello later on
+  role_not_allowed = 5,  // e.g. a node id this cluster does not have
+  malformed_frame = 6,
+  handshake_timeout = 7,
+};
+
+struct Hello {
+  static constexpr MessageType kType = MessageType::hello;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 40;
+
+  std::uint32_t magic = kHandshakeMagic;
+  std::uint16_t protocol_version = kProtocolVersion;
+  PeerRole role = PeerRole::client;
+  std::uint32_t node_id = 0;  // the sender's node id when role == node, else 0
+  std::uint64_t cluster_id = 0;
+  Incarnation incarnation;  // what the sender believes; zero if it does not know yet
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Hello, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Hello&, const Hello&) = default;
+};
+
+struct Welcome {
+  static constexpr MessageType kType = MessageType::welcome;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 32;
+
+  std::uint16_t protocol_version = kProtocolVersion;
+  std::uint32_t node_id = 0;  // the accepting node
+  std::uint64_t cluster_id = 0;
+  Incarnation incarnation;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Welcome, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Welcome&, const Welcome&) = default;
+};
+
+struct ErrorMessage {
+  static constexpr MessageType kType = MessageType::error;
+  static constexpr std::uint8_t kVersion = 1;
+
+  ErrorCode code = ErrorCode::malformed_frame;
+  std::string_view text;  // human-readable, at most kMaxErrorTextLength bytes
+
+  std::size_t body_size() const noexcept { return 8 + text.size(); }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<ErrorMessage, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const ErrorMessage&, const ErrorMessage&) = default;
+};
+
+struct Ping {
+  static constexpr MessageType kType = MessageType::ping;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 16;
+
+  std::uint64_t id = 0;
+  std::uint64_t sent_at_ns = 0;  // sender's clock, echoed unchanged in the pong
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Ping, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+
+struct Pong {
+  static constexpr MessageType kType = MessageType::pong;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 16;
+
+  std::uint64_t id = 0;
+  std::uint64_t sent_at_ns = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Pong, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+
+template <typename... Messages>
+struct MessageList {};
+/// Every message this build understands. scan_frame() refuses types and versions not listed here.
+using Catalogue = MessageList<Hello, Welcome, ErrorMessage, Ping, Pong>;
+
+/// The newest layout version this build knows for `type`, or 0 if the type is unknown.
+std::uint8_t newest_version(MessageType type) noexcept;
+
+template <typename Message>
+std::size_t frame_size(const Message& message) noexcept {
+  return kFrameHeaderSize + message.body_size();
+}
+
+/// Encodes header and body into `out`, which must hold at least frame_size(message) bytes.
+/// Returns the number of bytes written.
+template <typename Message>
+std::size_t encode_frame(const Message& message, MutableByteSpan out) noexcept {
+  const std::size_t size = frame_size(message);
+  COHORT_ASSERT(out.size() >= size);
+  COHORT_ASSERT(size <= kMaxFrameLengthCeiling);
+  store_frame_header(out.data(), FrameHeader{static_cast<std::uint32_t>(size), Message::kType, Message::kVersion, 0});
+  BodyWriter writer(out.subspan(kFrameHeaderSize, size - kFrameHeaderSize));
+  message.encode_body(writer);
+  COHORT_ASSERT(writer.written() == message.body_size());
+  return size;
+}
+
+/// Appends the encoded frame to `buffer`.
+template <typename Message>
+void append_frame(const Message& message, std::vector<std::byte>& buffer) {
+  const std::size_t at = buffer.size();
+  buffer.resize(at + frame_size(message));
+  encode_frame(message, MutableByteSpan(buffer).subspan(at));
+}
+
+/// Decodes a frame (already validated by scan_frame) as `Message`. The frame's type must be Message::kType.
+template <typename Message>
+Result<Message, DecodeError> decode(const Frame& frame) noexcept {
+  COHORT_ASSERT(frame.header.type == Message::kType);
+  if (frame.header.version == 0 || frame.header.version > Message::kVersion)
+    return unexpected(
+        DecodeError{DecodeErrc::unsupported_version, 6, frame.header.version, Message::kVersion, "version"});
+  BodyReader reader(frame.body);
+  return Message::decode_body(reader, frame.header.version);
+}
+
+}  // namespace cohort::protocol
