@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   app.add_option("--interval-ms", interval_ms, "pause between pings")->check(CLI::Range(0, 60000));
   app.add_option("--timeout-ms", timeout_ms, "give up after this long")->check(CLI::Range(1, 3600000));
   CLI11_PARSE(app, argc, argv);
-  io::init_logging("cohort-ping", "warn");
+  io::init_logging("cohort-ping", "error");  // failures are reported once, below
 
   auto endpoint = io::parse_endpoint(target);
   if (!endpoint) {
