@@ -5,10 +5,9 @@
 
 namespace cohort::detail {
 
-void assertion_failed(const char* expression, std::source_location where) noexcept {
+void assertion_failed(const char* expression, const char* file, int line, const char* function) noexcept {
   // stdio, not the logger: the logger may be the broken part, and this must reach the operator.
-  std::fprintf(stderr, "cohort: assertion failed: %s\n  at %s:%u in %s\n", expression, where.file_name(),
-               static_cast<unsigned>(where.line()), where.function_name());
+  std::fprintf(stderr, "cohort: assertion failed: %s\n  at %s:%d in %s\n", expression, file, line, function);
   std::fflush(stderr);
   std::abort();
 }
