@@ -96,7 +96,7 @@ class Pinger final : public io::TransportHandler {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"cohort-ping: check that a Cohort node answers, and how fast"};
   std::string target;
   std::uint64_t cluster_id = 1;
@@ -126,4 +126,13 @@ int main(int argc, char** argv) {
   auto deadline = loop.every(std::chrono::milliseconds(timeout_ms), [&loop] { loop.stop(); });
   loop.run();
   return pinger.finish();
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: fatal: %s\n", "cohort-ping", error.what());
+    return 1;
+  }
 }

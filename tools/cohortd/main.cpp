@@ -44,7 +44,7 @@ class PingResponder final : public io::TransportHandler {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"cohortd: a Cohort cluster node"};
   std::uint32_t node_id = 1;
   std::uint64_t cluster_id = 1;
@@ -88,4 +88,13 @@ int main(int argc, char** argv) {
   loop.run();
   spdlog::info("stopped");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: fatal: %s\n", "cohortd", error.what());
+    return 1;
+  }
 }
