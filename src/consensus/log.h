@@ -1,0 +1,79 @@
+#pragma once
+// Log entries and the narrow storage interface the consensus core is written against. The in-memory store
+// (memory_log.h) serves the simulator; the durable segmented store (the storage layer) serves the node.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/strong_id.h"
+
+namespace cohort::consensus {
+
+enum class EntryType : std::uint8_t {
+  noop = 1,     // appended by every new leader at once: lets it commit entries of earlier terms
+  command = 2,  // an opaque payload for the layers above
+};
+
+struct Entry {
+  LogIndex index;
+  Term term;
+  EntryType type = EntryType::command;
+  // Computed once by the leader when it appends the entry, over index, term, type and payload; it travels
+  // with the entry and is verified by every follower before the entry is stored.
+  std::uint64_t checksum = 0;
+  std::vector<std::byte> payload;
+
+  friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSpan payload) noexcept;
+inline bool checksum_ok(const Entry& entry) noexcept {
+  return entry.checksum == compute_checksum(entry.index, entry.term, entry.type, entry.payload);
+}
+
+/// The durable part of a node's state besides the log. Invariant (enforced by the core): a message of term
+/// t leaves the node only after a HardState with term >= t, and the vote it carries, is durable.
+struct HardState {
+  Term term;
+  std::optional<NodeId> voted_for;
+  friend bool operator==(const HardState&, const HardState&) = default;
+};
+
+/// Orders writes to storage. Each mutation gets the next sequence number; storage completes them in order.
+using PersistSeq = std::uint64_t;
+
+/// "Every write up to `seq` is durable; the log then ended at (last_index, last_term)". The core counts the
+/// entries as durable only if its log still holds last_index with last_term (a completion for entries
+/// truncated since must not count, as etcd's stableTo(i, t)).
+struct PersistCompletion {
+  PersistSeq seq = 0;
+  LogIndex last_index;
+  Term last_term;
+};
+
+class LogStore {
+ public:
+  virtual ~LogStore() = default;
+
+  /// The log holds [first_index(), last_index()]; empty when last_index() == first_index() - 1.
+  virtual LogIndex first_index() const = 0;
+  virtual LogIndex last_index() const = 0;
+  /// Term of the entry at `index`; Term{0} for index 0; nullopt if the index is outside the log.
+  virtual std::optional<Term> term_at(LogIndex index) const = 0;
+  /// The entry at `index`, which must be inside the log.
+  virtual const Entry& entry(LogIndex index) const = 0;
+
+  // Mutations are visible to the reads above at once and become durable later, in order; each returns the
+  // sequence number a PersistCompletion will name.
+  virtual PersistSeq append(std::span<const Entry> entries) = 0;
+  /// Removes every entry after `index`.
+  virtual PersistSeq truncate_after(LogIndex index) = 0;
+  virtual PersistSeq save_hard_state(const HardState& state) = 0;
+  virtual HardState hard_state() const = 0;
+};
+
+}  // namespace cohort::consensus

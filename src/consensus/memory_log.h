@@ -1,0 +1,64 @@
+#pragma once
+// An in-memory LogStore with crash semantics, for tests and the simulator. Writes are visible at once and
+// queue up as pending; the driver decides when they become durable (make_durable) and what a crash keeps
+// (crash): everything durable, plus optionally a prefix of the pending writes, in order.
+
+#include <deque>
+#include <variant>
+#include <vector>
+
+#include "consensus/log.h"
+
+namespace cohort::consensus {
+
+class MemoryLogStore final : public LogStore {
+ public:
+  LogIndex first_index() const override { return LogIndex{1}; }
+  LogIndex last_index() const override { return LogIndex{current_.entries.size()}; }
+  std::optional<Term> term_at(LogIndex index) const override;
+  const Entry& entry(LogIndex index) const override;
+
+  PersistSeq append(std::span<const Entry> entries) override;
+  PersistSeq truncate_after(LogIndex index) override;
+  PersistSeq save_hard_state(const HardState& state) override;
+  HardState hard_state() const override { return current_.hard_state; }
+
+  /// Sequence of the last write, and of the last durable one.
+  PersistSeq last_seq() const { return next_seq_ - 1; }
+  PersistSeq durable_seq() const { return durable_seq_; }
+  /// Makes every write up to `seq` durable and returns the completion to report to the core.
+  PersistCompletion make_durable(PersistSeq seq);
+  /// A crash: the state reverts to what is durable, plus the first `keep` pending writes (which reached the
+  /// disk before the crash). Returns how many pending writes were lost.
+  std::size_t crash(std::size_t keep);
+  std::size_t pending_writes() const { return pending_.size(); }
+
+  /// The durable entries and hard state, as a restarted node would find them.
+  const std::vector<Entry>& durable_entries() const { return durable_.entries; }
+
+ private:
+  struct State {
+    std::vector<Entry> entries;
+    HardState hard_state;
+  };
+  struct Append {
+    std::vector<Entry> entries;
+  };
+  struct Truncate {
+    LogIndex after;
+  };
+  struct Write {
+    PersistSeq seq;
+    std::variant<Append, Truncate, HardState> change;
+  };
+  static void apply(State& state, const Write& write);
+  PersistSeq record(std::variant<Append, Truncate, HardState> change);
+
+  State current_;
+  State durable_;
+  std::deque<Write> pending_;
+  PersistSeq next_seq_ = 1;
+  PersistSeq durable_seq_ = 0;
+};
+
+}  // namespace cohort::consensus

@@ -1,0 +1,74 @@
+#pragma once
+// Messages between consensus cores. The runtime encodes them as frames (src/protocol); the simulator passes
+// them as they are.
+
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+#include "common/strong_id.h"
+#include "consensus/log.h"
+
+namespace cohort::consensus {
+
+/// A request for a vote (pre_vote: "would you vote for me at `term`?", which changes no one's term).
+struct VoteRequest {
+  LogIndex last_index;
+  Term last_term;
+  bool pre_vote = false;
+  bool transfer = false;  // sent after a TimeoutNow: overrides leader stickiness
+  friend bool operator==(const VoteRequest&, const VoteRequest&) = default;
+};
+
+struct VoteResponse {
+  bool granted = false;
+  bool pre_vote = false;
+  friend bool operator==(const VoteResponse&, const VoteResponse&) = default;
+};
+
+struct AppendRequest {
+  LogIndex prev_index;
+  Term prev_term;
+  LogIndex commit;
+  std::vector<Entry> entries;
+  friend bool operator==(const AppendRequest&, const AppendRequest&) = default;
+};
+
+struct AppendResponse {
+  bool success = false;
+  LogIndex match_index;     // success: the follower's log matches the leader's up to here (durably)
+  LogIndex rejected_prev;   // failure: the prev_index of the request refused
+  LogIndex conflict_index;  // failure: where the leader should look next (see the core)
+  Term conflict_term;       // failure: the follower's term at rejected_prev, 0 if it has no such entry
+  friend bool operator==(const AppendResponse&, const AppendResponse&) = default;
+};
+
+/// Leader to follower while idle: keeps the follower's election timer from firing and carries a commit index
+/// the follower is known to have (min of its match and the leader's commit).
+struct Heartbeat {
+  LogIndex commit;
+  friend bool operator==(const Heartbeat&, const Heartbeat&) = default;
+};
+
+struct HeartbeatResponse {
+  friend bool operator==(const HeartbeatResponse&, const HeartbeatResponse&) = default;
+};
+
+/// Leadership transfer: "start an election now", from the leader to its chosen successor.
+struct TimeoutNow {
+  friend bool operator==(const TimeoutNow&, const TimeoutNow&) = default;
+};
+
+struct Message {
+  using Body =
+      std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, TimeoutNow>;
+  NodeId from;
+  NodeId to;
+  Term term;  // the sender's current term (for a pre-vote request: the term it would stand in)
+  Body body;
+  friend bool operator==(const Message&, const Message&) = default;
+};
+
+const char* type_name(const Message& message) noexcept;
+
+}  // namespace cohort::consensus

@@ -1,0 +1,565 @@
+#include "consensus/raft.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per checksum
+#include <xxhash.h>
+
+#include "common/assert.h"
+
+namespace cohort::consensus {
+
+std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSpan payload) noexcept {
+  std::byte header[17];
+  store_le<std::uint64_t>(header, index.value());
+  store_le<std::uint64_t>(header + 8, term.value());
+  store_le<std::uint8_t>(header + 16, static_cast<std::uint8_t>(type));
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, header, sizeof(header));
+  if (!payload.empty()) XXH3_64bits_update(&state, payload.data(), payload.size());
+  return XXH3_64bits_digest(&state);
+}
+
+const char* type_name(const Message& message) noexcept {
+  static constexpr const char* kNames[] = {"VoteRequest", "VoteResponse",      "AppendRequest", "AppendResponse",
+                                           "Heartbeat",   "HeartbeatResponse", "TimeoutNow"};
+  return kNames[message.body.index()];
+}
+
+const char* to_string(Role role) noexcept {
+  switch (role) {
+    case Role::follower: return "follower";
+    case Role::pre_candidate: return "pre-candidate";
+    case Role::candidate: return "candidate";
+    case Role::leader: return "leader";
+  }
+  return "unknown";
+}
+
+std::optional<std::string> validate(const Config& config) {
+  if (config.id.value() == 0) return "node id must not be 0";
+  if (config.members.empty()) return "members must not be empty";
+  std::vector<NodeId> sorted = config.members;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) return "members lists a node twice";
+  if (sorted.front().value() == 0) return "member ids must not be 0";
+  if (!std::binary_search(sorted.begin(), sorted.end(), config.id))
+    return fmt::format("node id {} is not among the members", config.id.value());
+  if (config.heartbeat_interval <= Duration::zero()) return "heartbeat interval must be positive";
+  if (config.election_timeout_min <= config.heartbeat_interval)
+    return "election timeout must be longer than the heartbeat interval";
+  if (config.election_timeout_max <= config.election_timeout_min)
+    return "election timeout range is empty (max must exceed min)";
+  if (config.max_append_entries == 0 || config.max_inflight_appends == 0)
+    return "max append entries and max inflight appends must be at least 1";
+  return std::nullopt;
+}
+
+Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now)
+    : config_(std::move(config)), log_(log), random_(seed) {
+  const auto problem = validate(config_);
+  COHORT_ASSERT(!problem.has_value());
+  const HardState state = log_.hard_state();
+  term_ = state.term;
+  voted_for_ = state.voted_for;
+  // What the store holds at construction was recovered from disk: it is durable.
+  durable_index_ = log_.last_index();
+  reset_election_timer(now);
+}
+
+// --- inputs ---------------------------------------------------------------------------------------------------
+
+void Raft::tick(Time now) {
+  if (role_ != Role::leader) {
+    if (now >= election_deadline_) start_election(now, /*transfer=*/false);
+    return;
+  }
+  if (now >= next_heartbeat_) {
+    broadcast_heartbeats();
+    next_heartbeat_ = now + config_.heartbeat_interval;
+  }
+  if (config_.check_quorum && now >= next_quorum_check_) {
+    std::size_t active = 1;  // itself
+    for (auto& progress : progress_) {
+      if (progress.recently_active) ++active;
+      progress.recently_active = false;
+    }
+    if (active < quorum()) {
+      // Cut off from a majority: a newer leader may exist already. Stop answering as leader.
+      become_follower(term_, std::nullopt, now);
+      return;
+    }
+    next_quorum_check_ = now + config_.election_timeout_min;
+  }
+  if (transfer_target_ && now >= transfer_deadline_) transfer_target_.reset();
+}
+
+void Raft::step(const Message& message, Time now) {
+  if (message.to != config_.id) return;
+  if (std::find(config_.members.begin(), config_.members.end(), message.from) == config_.members.end()) return;
+  if (message.from == config_.id) return;
+
+  if (message.term > term_) {
+    if (const auto* request = std::get_if<VoteRequest>(&message.body)) {
+      // Leader stickiness: while this node hears from a live leader, it does not help anyone unseat it.
+      // A leadership transfer is the one exception.
+      if (!request->transfer && in_leader_lease(now)) return;
+      if (request->pre_vote) {
+        handle_vote_request(message, *request, now);  // a pre-vote changes no one's term
+        return;
+      }
+      become_follower(message.term, std::nullopt, now);
+    } else if (const auto* response = std::get_if<VoteResponse>(&message.body);
+               response != nullptr && response->pre_vote && response->granted) {
+      // A granted pre-vote carries the term it was asked about: no term change.
+    } else {
+      const bool from_leader = std::holds_alternative<AppendRequest>(message.body) ||
+                               std::holds_alternative<Heartbeat>(message.body) ||
+                               std::holds_alternative<TimeoutNow>(message.body);
+      become_follower(message.term, from_leader ? std::optional<NodeId>(message.from) : std::nullopt, now);
+    }
+  } else if (message.term < term_) {
+    // A leader or pre-candidate from an older term learns the current term from the answer and stands down.
+    // Everything else from an older term is dropped.
+    if (std::holds_alternative<AppendRequest>(message.body) || std::holds_alternative<Heartbeat>(message.body)) {
+      send(message.from, HeartbeatResponse{}, hard_state_seq_);
+    } else if (const auto* request = std::get_if<VoteRequest>(&message.body); request != nullptr && request->pre_vote) {
+      send(message.from, VoteResponse{false, true}, hard_state_seq_);
+    }
+    return;
+  }
+
+  std::visit(
+      [&](const auto& body) {
+        using Body = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<Body, VoteRequest>) {
+          handle_vote_request(message, body, now);
+        } else if constexpr (std::is_same_v<Body, VoteResponse>) {
+          handle_vote_response(message, body, now);
+        } else if constexpr (std::is_same_v<Body, AppendRequest>) {
+          handle_append_request(message, body, now);
+        } else if constexpr (std::is_same_v<Body, AppendResponse>) {
+          handle_append_response(message, body, now);
+        } else if constexpr (std::is_same_v<Body, Heartbeat>) {
+          handle_heartbeat(message, body, now);
+        } else if constexpr (std::is_same_v<Body, HeartbeatResponse>) {
+          handle_heartbeat_response(message, now);
+        } else if constexpr (std::is_same_v<Body, TimeoutNow>) {
+          if (role_ == Role::follower) become_candidate(now, /*transfer=*/true);
+        }
+      },
+      message.body);
+  check_invariants();
+}
+
+Result<LogIndex, ProposeError> Raft::propose(EntryType type, ByteSpan payload, Time /*now*/) {
+  if (role_ != Role::leader) return unexpected(ProposeError::not_leader);
+  if (transfer_target_) return unexpected(ProposeError::transferring);
+  Entry entry;
+  entry.index = last_index().next();
+  entry.term = term_;
+  entry.type = type;
+  entry.payload.assign(payload.begin(), payload.end());
+  entry.checksum = compute_checksum(entry.index, entry.term, entry.type, entry.payload);
+  last_seq_ = log_.append(std::span<const Entry>(&entry, 1));
+  replicate_pending_ = true;
+  return entry.index;
+}
+
+Status<TransferError> Raft::transfer_leadership(NodeId target, Time now) {
+  if (role_ != Role::leader) return unexpected(TransferError::not_leader);
+  if (target == config_.id) return unexpected(TransferError::is_self);
+  Progress* progress = progress_of(target);
+  if (progress == nullptr) return unexpected(TransferError::unknown_member);
+  transfer_target_ = target;
+  transfer_deadline_ = now + config_.election_timeout_min;
+  maybe_finish_transfer(*progress);
+  if (progress->match < last_index()) replicate_to(*progress);
+  return {};
+}
+
+void Raft::on_persisted(const PersistCompletion& completion, Time /*now*/) {
+  COHORT_ASSERT(completion.seq <= last_seq_);
+  // Count the entries only if the log still holds them: a completion for a suffix truncated since names an
+  // (index, term) the log no longer has.
+  const auto term = log_.term_at(completion.last_index);
+  if (term && *term == completion.last_term) durable_index_ = completion.last_index;
+  if (role_ == Role::leader) maybe_commit();
+  check_invariants();
+}
+
+void Raft::take_ready(Ready& out) {
+  if (role_ == Role::leader && replicate_pending_) broadcast_appends();
+  replicate_pending_ = false;
+  out.messages.clear();
+  out.messages.swap(ready_.messages);
+  out.commit = commit_;
+}
+
+// --- role changes ---------------------------------------------------------------------------------------------
+
+void Raft::start_election(Time now, bool transfer) {
+  if (config_.pre_vote && !transfer)
+    become_pre_candidate(now);
+  else
+    become_candidate(now, transfer);
+}
+
+void Raft::become_follower(Term term, std::optional<NodeId> leader, Time now) {
+  if (term > term_) set_term(term);
+  role_ = Role::follower;
+  leader_ = leader;
+  votes_.clear();
+  progress_.clear();
+  transfer_target_.reset();
+  replicate_pending_ = false;
+  reset_election_timer(now);
+  if (leader_) last_leader_contact_ = now;
+}
+
+void Raft::become_pre_candidate(Time now) {
+  role_ = Role::pre_candidate;
+  leader_.reset();
+  progress_.clear();
+  votes_.assign(1, {config_.id, true});
+  reset_election_timer(now);
+  if (quorum() == 1) {
+    become_candidate(now, false);
+    return;
+  }
+  for (const NodeId member : config_.members) {
+    if (member == config_.id) continue;
+    // Asks for the term it would stand in; its own term stays as it is until a majority agrees.
+    ready_.messages.push_back(
+        {Message{config_.id, member, term_.next(), VoteRequest{last_index(), last_term(), true, false}},
+         hard_state_seq_});
+  }
+}
+
+void Raft::become_candidate(Time now, bool transfer) {
+  set_term(term_.next());
+  vote_for(config_.id);  // durable before the requests leave: they wait for hard_state_seq_
+  role_ = Role::candidate;
+  leader_.reset();
+  progress_.clear();
+  votes_.assign(1, {config_.id, true});
+  reset_election_timer(now);
+  if (quorum() == 1) {
+    become_leader(now);
+    return;
+  }
+  for (const NodeId member : config_.members) {
+    if (member == config_.id) continue;
+    send(member, VoteRequest{last_index(), last_term(), false, transfer}, hard_state_seq_);
+  }
+}
+
+void Raft::become_leader(Time now) {
+  role_ = Role::leader;
+  leader_ = config_.id;
+  votes_.clear();
+  transfer_target_.reset();
+  progress_.clear();
+  for (const NodeId member : config_.members) {
+    if (member == config_.id) continue;
+    Progress progress;
+    progress.id = member;
+    progress.next = last_index().next();
+    progress.recently_active = true;  // a fresh leader gets one full round before check-quorum judges it
+    progress_.push_back(std::move(progress));
+  }
+  next_heartbeat_ = now + config_.heartbeat_interval;
+  next_quorum_check_ = now + config_.election_timeout_min;
+  // A no-op of its own term lets the leader commit, by the Figure 8 rule, everything before it.
+  const auto appended = propose(EntryType::noop, {}, now);
+  COHORT_ASSERT(appended.has_value());
+  broadcast_appends();
+  replicate_pending_ = false;
+}
+
+// --- vote handling --------------------------------------------------------------------------------------------
+
+void Raft::handle_vote_request(const Message& message, const VoteRequest& request, Time now) {
+  const bool can_vote =
+      voted_for_ == message.from || (!voted_for_ && !leader_) || (request.pre_vote && message.term > term_);
+  const bool granted = can_vote && log_up_to_date(request.last_index, request.last_term);
+  if (granted && !request.pre_vote) {
+    vote_for(message.from);
+    reset_election_timer(now);
+  }
+  // A granted pre-vote answers in the term asked about; everything else in this node's own term.
+  const Term answer_term = granted && request.pre_vote ? message.term : term_;
+  ready_.messages.push_back(
+      {Message{config_.id, message.from, answer_term, VoteResponse{granted, request.pre_vote}}, hard_state_seq_});
+}
+
+void Raft::handle_vote_response(const Message& message, const VoteResponse& response, Time now) {
+  if (response.pre_vote ? role_ != Role::pre_candidate : role_ != Role::candidate) return;
+  if (!response.pre_vote && message.term != term_) return;
+  const bool counted =
+      std::any_of(votes_.begin(), votes_.end(), [&](const auto& v) { return v.first == message.from; });
+  if (!counted) votes_.emplace_back(message.from, response.granted);
+  const auto granted =
+      static_cast<std::size_t>(std::count_if(votes_.begin(), votes_.end(), [](const auto& v) { return v.second; }));
+  const std::size_t refused = votes_.size() - granted;
+  if (granted >= quorum()) {
+    if (role_ == Role::pre_candidate)
+      become_candidate(now, false);
+    else
+      become_leader(now);
+  } else if (refused >= quorum()) {
+    become_follower(term_, std::nullopt, now);
+  }
+}
+
+// --- replication: follower side -------------------------------------------------------------------------------
+
+void Raft::handle_append_request(const Message& message, const AppendRequest& request, Time now) {
+  COHORT_ASSERT(role_ != Role::leader);  // two leaders in one term: Election Safety broken
+  if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
+  reset_election_timer(now);
+  last_leader_contact_ = now;
+
+  // Entries must be contiguous after prev_index, of terms no newer than the sender's, and intact.
+  LogIndex expected = request.prev_index.next();
+  Term previous_term = request.prev_term;
+  for (const Entry& entry : request.entries) {
+    if (entry.index != expected || entry.term < previous_term || entry.term > message.term || !checksum_ok(entry))
+      return;  // damaged or malformed in transit: drop; the leader resends
+    expected = expected.next();
+    previous_term = entry.term;
+  }
+
+  AppendResponse response;
+  response.rejected_prev = request.prev_index;
+  if (request.prev_index > last_index()) {
+    response.conflict_index = last_index().next();
+    send(message.from, response, last_seq_);
+    return;
+  }
+  const Term local_prev_term = term_at(request.prev_index);
+  if (local_prev_term != request.prev_term) {
+    // Everything committed matches the leader, so a conflict lies above commit_.
+    COHORT_ASSERT(request.prev_index > commit_);
+    LogIndex first = request.prev_index;
+    while (first.prev() > commit_ && term_at(first.prev()) == local_prev_term) first = first.prev();
+    response.conflict_term = local_prev_term;
+    response.conflict_index = first;
+    send(message.from, response, last_seq_);
+    return;
+  }
+
+  // Skip what the log already holds; truncate at the first conflict; append the rest.
+  std::size_t skip = 0;
+  while (skip < request.entries.size()) {
+    const Entry& entry = request.entries[skip];
+    if (entry.index > last_index() || term_at(entry.index) != entry.term) break;
+    ++skip;
+  }
+  if (skip < request.entries.size()) {
+    const LogIndex first_new = request.entries[skip].index;
+    if (first_new <= last_index()) {
+      COHORT_ASSERT(first_new > commit_);  // a committed entry is never replaced
+      last_seq_ = log_.truncate_after(first_new.prev());
+      durable_index_ = std::min(durable_index_, first_new.prev());
+    }
+    last_seq_ = log_.append(std::span<const Entry>(request.entries).subspan(skip));
+  }
+  const LogIndex match{request.prev_index.value() + request.entries.size()};
+  commit_ = std::max(commit_, std::min(request.commit, match));
+  response.success = true;
+  response.match_index = match;
+  // The acknowledgement claims durability of everything up to match: it waits for every write so far.
+  send(message.from, response, last_seq_);
+}
+
+void Raft::handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now) {
+  COHORT_ASSERT(role_ != Role::leader);
+  if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
+  reset_election_timer(now);
+  last_leader_contact_ = now;
+  // The leader sends min(its commit, our match): those entries are in our log, matching its own.
+  commit_ = std::max(commit_, std::min(heartbeat.commit, last_index()));
+  send(message.from, HeartbeatResponse{}, hard_state_seq_);
+}
+
+// --- replication: leader side ---------------------------------------------------------------------------------
+
+Raft::Progress* Raft::progress_of(NodeId id) {
+  for (auto& progress : progress_)
+    if (progress.id == id) return &progress;
+  return nullptr;
+}
+
+void Raft::handle_append_response(const Message& message, const AppendResponse& response, Time /*now*/) {
+  if (role_ != Role::leader) return;
+  Progress* progress = progress_of(message.from);
+  if (progress == nullptr) return;
+  progress->recently_active = true;
+
+  if (response.success) {
+    if (response.match_index > last_index()) return;  // cannot be from this term's log: ignore
+    auto& inflight = progress->inflight;
+    inflight.erase(inflight.begin(), std::upper_bound(inflight.begin(), inflight.end(), response.match_index));
+    if (response.match_index > progress->match) {
+      progress->match = response.match_index;
+      progress->next = std::max(progress->next, progress->match.next());
+      maybe_commit();
+    }
+    if (progress->probing) {
+      progress->probing = false;
+      progress->inflight.clear();
+      progress->next = progress->match.next();
+    }
+    maybe_finish_transfer(*progress);
+    replicate_to(*progress);
+    return;
+  }
+
+  // A refusal. Stale ones (for a request older than the one outstanding) are ignored.
+  if (progress->probing ? response.rejected_prev != progress->next.prev() : response.rejected_prev <= progress->match)
+    return;
+  LogIndex next = response.conflict_index;
+  if (response.conflict_term != Term{0}) {
+    // If the leader has entries of the follower's conflicting term, the logs may agree up to its last one.
+    LogIndex probe = std::min(response.rejected_prev.prev(), last_index());
+    while (probe > LogIndex{0} && term_at(probe) > response.conflict_term) probe = probe.prev();
+    if (probe > LogIndex{0} && term_at(probe) == response.conflict_term) next = probe.next();
+  }
+  next = std::min(next, response.rejected_prev);
+  progress->next = std::max(next, progress->match.next());
+  progress->probing = true;
+  progress->inflight.clear();
+  replicate_to(*progress);
+}
+
+void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
+  if (role_ != Role::leader) return;
+  Progress* progress = progress_of(message.from);
+  if (progress == nullptr) return;
+  progress->recently_active = true;
+  // The follower is alive: a probe or pipelined requests lost on the way must not stall it forever.
+  if (progress->probing)
+    progress->inflight.clear();
+  else if (progress->inflight.size() >= config_.max_inflight_appends)
+    progress->inflight.erase(progress->inflight.begin());
+  if (progress->match < last_index()) replicate_to(*progress);
+}
+
+bool Raft::send_append(Progress& progress, bool send_empty) {
+  if (progress.probing ? !progress.inflight.empty() : progress.inflight.size() >= config_.max_inflight_appends)
+    return false;
+  const LogIndex prev = progress.next.prev();
+  AppendRequest request;
+  request.prev_index = prev;
+  request.prev_term = term_at(prev);
+  request.commit = commit_;
+  std::size_t bytes = 0;
+  for (LogIndex index = progress.next; index <= last_index(); index = index.next()) {
+    const Entry& entry = log_.entry(index);
+    if (!request.entries.empty() && (request.entries.size() >= config_.max_append_entries ||
+                                     bytes + entry.payload.size() > config_.max_append_bytes))
+      break;
+    bytes += entry.payload.size();
+    request.entries.push_back(entry);
+  }
+  if (request.entries.empty() && !send_empty) return false;
+  const LogIndex last_sent{prev.value() + request.entries.size()};
+  progress.inflight.push_back(last_sent);
+  if (!progress.probing) progress.next = last_sent.next();
+  send(progress.id, std::move(request), hard_state_seq_);
+  return true;
+}
+
+void Raft::replicate_to(Progress& progress) {
+  if (progress.probing) {
+    send_append(progress, /*send_empty=*/true);
+    return;
+  }
+  while (progress.next <= last_index() && send_append(progress, false)) {
+  }
+}
+
+void Raft::broadcast_appends() {
+  for (auto& progress : progress_) replicate_to(progress);
+}
+
+void Raft::broadcast_heartbeats() {
+  for (const auto& progress : progress_)
+    send(progress.id, Heartbeat{std::min(progress.match, commit_)}, hard_state_seq_);
+}
+
+void Raft::maybe_commit() {
+  std::vector<LogIndex> matches;
+  matches.reserve(progress_.size() + 1);
+  matches.push_back(durable_index_);  // the leader counts its own log only once durable
+  for (const auto& progress : progress_) matches.push_back(progress.match);
+  std::sort(matches.begin(), matches.end(), std::greater<>());
+  const LogIndex candidate = matches[quorum() - 1];
+  // Figure 8: only an entry of the leader's own term is committed by counting replicas; earlier ones follow.
+  if (candidate > commit_ && term_at(candidate) == term_) commit_ = candidate;
+}
+
+void Raft::maybe_finish_transfer(Progress& progress) {
+  if (transfer_target_ == progress.id && progress.match == last_index())
+    send(progress.id, TimeoutNow{}, hard_state_seq_);
+}
+
+// --- helpers --------------------------------------------------------------------------------------------------
+
+void Raft::set_term(Term term) {
+  COHORT_ASSERT(term > term_);
+  term_ = term;
+  voted_for_.reset();
+  persist_hard_state();
+}
+
+void Raft::vote_for(NodeId candidate) {
+  COHORT_ASSERT(!voted_for_ || *voted_for_ == candidate);  // one vote per term
+  voted_for_ = candidate;
+  persist_hard_state();
+}
+
+void Raft::persist_hard_state() {
+  hard_state_seq_ = log_.save_hard_state(HardState{term_, voted_for_});
+  last_seq_ = hard_state_seq_;
+}
+
+void Raft::send(NodeId to, Message::Body body, PersistSeq after) {
+  ready_.messages.push_back({Message{config_.id, to, term_, std::move(body)}, after});
+}
+
+void Raft::reset_election_timer(Time now) {
+  const auto span = static_cast<std::uint64_t>((config_.election_timeout_max - config_.election_timeout_min).count());
+  election_deadline_ = now + config_.election_timeout_min + Duration(static_cast<Duration::rep>(random_.below(span)));
+}
+
+bool Raft::in_leader_lease(Time now) const {
+  if (!config_.check_quorum) return false;
+  if (role_ == Role::leader) return true;  // check-quorum steps it down once it loses the majority
+  return leader_.has_value() && now - last_leader_contact_ < config_.election_timeout_min;
+}
+
+bool Raft::log_up_to_date(LogIndex index, Term term) const {
+  const Term mine = last_term();
+  return term > mine || (term == mine && index >= last_index());
+}
+
+Term Raft::last_term() const { return term_at(last_index()); }
+
+Term Raft::term_at(LogIndex index) const {
+  const auto term = log_.term_at(index);
+  COHORT_ASSERT(term.has_value());
+  return *term;
+}
+
+void Raft::check_invariants() const {
+  COHORT_ASSERT(commit_ <= last_index());
+  COHORT_ASSERT(durable_index_ <= last_index());
+  COHORT_ASSERT(role_ != Role::leader || leader_ == config_.id);
+  COHORT_ASSERT(role_ != Role::candidate || voted_for_ == config_.id);
+}
+
+}  // namespace cohort::consensus

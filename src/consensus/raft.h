@@ -1,0 +1,186 @@
+#pragma once
+// The consensus core: Raft (Ongaro's dissertation) as a single-threaded, sans-I/O state machine.
+//
+// Inputs: tick(now), step(message, now), propose(...), transfer_leadership(...), on_persisted(completion).
+// Outputs: writes through the LogStore (which only queues them), and the Ready batch taken by take_ready():
+// messages to send, each marked with the PersistSeq that must be durable before it leaves, and the commit index.
+//
+// The driver's contract (the runtime and the simulator obey it alike):
+//  1. Hand every input to the core on one thread, with a monotonic `now`.
+//  2. After a batch of inputs (one event-loop turn), call take_ready(). Send each message only once storage
+//     has reported PersistCompletion.seq >= message.after. Messages may be sent in any order; the protocol
+//     tolerates loss, duplication and reordering.
+//  3. Report storage completions with on_persisted(), in sequence order.
+//  4. Entries up to Ready::commit may be applied, in log order, reading them from the LogStore.
+// Nothing here reads a clock, sleeps, does I/O, or draws randomness other than from the seed it was given.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "common/result.h"
+#include "common/strong_id.h"
+#include "consensus/log.h"
+#include "consensus/messages.h"
+
+namespace cohort::consensus {
+
+using Duration = std::chrono::nanoseconds;
+/// Monotonic time since an arbitrary origin, as the driver passes it in.
+using Time = std::chrono::nanoseconds;
+
+struct Config {
+  NodeId id;
+  std::vector<NodeId> members;  // every voting member, this node included
+  Duration heartbeat_interval = std::chrono::milliseconds(50);
+  Duration election_timeout_min = std::chrono::milliseconds(500);
+  Duration election_timeout_max = std::chrono::milliseconds(1000);  // exclusive
+  std::size_t max_append_entries = 1024;                            // per AppendRequest
+  std::size_t max_append_bytes = 1U << 20U;  // payload bytes per AppendRequest (at least one entry is sent)
+  std::size_t max_inflight_appends = 8;      // pipelined AppendRequests per follower
+  bool pre_vote = true;
+  bool check_quorum = true;
+};
+
+/// Problems with a Config, for the node to refuse at start.
+std::optional<std::string> validate(const Config& config);
+
+enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
+const char* to_string(Role role) noexcept;
+
+struct Outgoing {
+  Message message;
+  PersistSeq after = 0;  // send only once storage has made everything up to this sequence durable
+};
+
+struct Ready {
+  std::vector<Outgoing> messages;
+  LogIndex commit;  // entries up to here are committed (never decreases)
+};
+
+enum class ProposeError : std::uint8_t {
+  not_leader,
+  transferring,  // a leadership transfer is under way; retry at the new leader
+};
+
+enum class TransferError : std::uint8_t { not_leader, unknown_member, is_self };
+
+class Raft {
+ public:
+  /// Restores term, vote and log from `log`; starts as a follower whose election timer starts at `now`.
+  Raft(Config config, LogStore& log, std::uint64_t seed, Time now);
+
+  void tick(Time now);
+  void step(const Message& message, Time now);
+  /// Appends an entry at the leader. Replication leaves with the next take_ready(), batched with the others.
+  Result<LogIndex, ProposeError> propose(EntryType type, ByteSpan payload, Time now);
+  /// Brings `target` up to date and tells it to stand for election at once. Proposals are refused meanwhile;
+  /// the attempt ends when another leader appears or after an election timeout.
+  Status<TransferError> transfer_leadership(NodeId target, Time now);
+  void on_persisted(const PersistCompletion& completion, Time now);
+
+  /// Moves the outputs accumulated since the last call into `out` (whose vectors are reused).
+  void take_ready(Ready& out);
+
+  Role role() const noexcept { return role_; }
+  Term term() const noexcept { return term_; }
+  std::optional<NodeId> voted_for() const noexcept { return voted_for_; }
+  std::optional<NodeId> leader() const noexcept { return leader_; }
+  LogIndex commit_index() const noexcept { return commit_; }
+  LogIndex durable_index() const noexcept { return durable_index_; }
+  NodeId id() const noexcept { return config_.id; }
+  const Config& config() const noexcept { return config_; }
+  std::optional<NodeId> transfer_target() const noexcept { return transfer_target_; }
+
+ private:
+  // Replication state of one follower, kept by the leader.
+  struct Progress {
+    NodeId id;
+    LogIndex match;  // highest index known to match the leader's log, durably on the follower
+    LogIndex next;   // next index to send. Invariant: match < next <= last_index + 1
+    // probing: one AppendRequest at a time, until a response shows where the logs agree;
+    // replicating: up to max_inflight_appends pipelined requests, `next` advanced optimistically.
+    bool probing = true;
+    std::vector<LogIndex> inflight;  // last index of each pipelined request not yet acknowledged, ascending
+    bool recently_active = false;    // heard from since the last check-quorum round
+  };
+
+  // Role changes.
+  void become_follower(Term term, std::optional<NodeId> leader, Time now);
+  void become_pre_candidate(Time now);
+  void become_candidate(Time now, bool transfer);
+  void become_leader(Time now);
+
+  // Handlers, by message.
+  void handle_vote_request(const Message& message, const VoteRequest& request, Time now);
+  void handle_vote_response(const Message& message, const VoteResponse& response, Time now);
+  void handle_append_request(const Message& message, const AppendRequest& request, Time now);
+  void handle_append_response(const Message& message, const AppendResponse& response, Time now);
+  void handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now);
+  void handle_heartbeat_response(const Message& message, Time now);
+
+  // Leader.
+  bool send_append(Progress& progress, bool send_empty);
+  void replicate_to(Progress& progress);
+  void broadcast_appends();
+  void broadcast_heartbeats();
+  void maybe_commit();
+  void maybe_finish_transfer(Progress& progress);
+  Progress* progress_of(NodeId id);
+
+  // Helpers.
+  void set_term(Term term);
+  void vote_for(NodeId candidate);
+  void persist_hard_state();
+  void send(NodeId to, Message::Body body, PersistSeq after);
+  void reset_election_timer(Time now);
+  bool in_leader_lease(Time now) const;
+  bool log_up_to_date(LogIndex last_index, Term last_term) const;
+  LogIndex last_index() const { return log_.last_index(); }
+  Term last_term() const;
+  Term term_at(LogIndex index) const;
+  std::size_t quorum() const { return config_.members.size() / 2 + 1; }
+  void start_election(Time now, bool transfer);
+  void check_invariants() const;
+
+  Config config_;
+  LogStore& log_;
+  Random random_;
+
+  // Persistent state (mirrored in the LogStore's HardState). term_ never decreases; voted_for_ is the
+  // candidate this node voted for in term_, if any. Both are saved through the LogStore before any message
+  // that depends on them: every outgoing message waits for hard_state_seq_.
+  Term term_;
+  std::optional<NodeId> voted_for_;
+  PersistSeq hard_state_seq_ = 0;  // sequence of the last HardState write
+  PersistSeq last_seq_ = 0;        // sequence of the last write of any kind
+
+  Role role_ = Role::follower;
+  std::optional<NodeId> leader_;  // the leader of term_, once known
+  // Invariant: commit_ never decreases, and never exceeds last_index() on a leader.
+  LogIndex commit_;
+  // Highest index known durable in this node's own log (storage completion whose (index, term) still match).
+  // A leader counts itself towards a commit only up to here.
+  LogIndex durable_index_;
+
+  // Timers. election_deadline_ is randomized in [min, max) from the last reset.
+  Time election_deadline_{};
+  Time last_leader_contact_{};  // follower: last time the leader of term_ was heard from
+  Time next_heartbeat_{};       // leader
+  Time next_quorum_check_{};    // leader, with check_quorum
+
+  // Elections: votes received in the current (pre-)election, granted or refused, by voter.
+  std::vector<std::pair<NodeId, bool>> votes_;
+
+  // Leader only.
+  std::vector<Progress> progress_;  // one per other member, in member order
+  bool replicate_pending_ = false;  // new entries not yet offered to followers
+  std::optional<NodeId> transfer_target_;
+  Time transfer_deadline_{};
+
+  Ready ready_;
+};
+
+}  // namespace cohort::consensus
