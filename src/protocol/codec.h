@@ -24,6 +24,7 @@ class BodyReader {
       return T{};
     }
     const T value = load_le<T>(body_.data() + position_);
+    field_start_ = position_;
     position_ += sizeof(T);
     return value;
   }
@@ -35,13 +36,17 @@ class BodyReader {
       return {};
     }
     const ByteSpan bytes = body_.subspan(position_, count);
+    field_start_ = position_;
     position_ += count;
     return bytes;
   }
 
-  /// Records a field outside its domain; the first error wins.
+  /// Records that the field just read is outside its domain (the error names that field's offset); the first
+  /// error wins.
   void fail_invalid(const char* field, std::uint64_t value, std::uint64_t limit = 0) noexcept {
-    if (!failed()) error_ = DecodeError{DecodeErrc::invalid_field, offset(), value, limit, field};
+    if (!failed())
+      error_ = DecodeError{DecodeErrc::invalid_field, static_cast<std::uint32_t>(kFrameHeaderSize + field_start_),
+                           value, limit, field};
   }
 
   /// Call after the last field: fails if bytes are left over that the layout does not describe.
@@ -65,6 +70,7 @@ class BodyReader {
 
   ByteSpan body_;
   std::size_t position_ = 0;
+  std::size_t field_start_ = 0;  // where the last field read began, for fail_invalid()
   std::optional<DecodeError> error_;
 };
 

@@ -96,6 +96,8 @@ std::string DecodeError::describe() const {
     case DecodeErrc::bad_magic:
       return fmt::format("handshake magic {:#010x} is not Cohort's ({:#010x}): not a Cohort peer", value, limit);
     case DecodeErrc::invalid_field:
+      if (limit != 0)
+        return fmt::format("field '{}' at offset {} has invalid value {} (at most {})", field, offset, value, limit);
       return fmt::format("field '{}' at offset {} has invalid value {}", field, offset, value);
   }
   return "unknown decode error";

@@ -79,7 +79,8 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
         return unexpected(refuse(ErrorCode::role_not_allowed,
                                  fmt::format("this port does not accept {} connections", to_string(hello.role))));
       if (hello.node_id != 0)
-        return unexpected(refuse(ErrorCode::role_not_allowed, fmt::format("a {} must announce node id 0, not {}",
+        return unexpected(refuse(ErrorCode::role_not_allowed, fmt::format("{} {} must announce node id 0, not {}",
+                                                                          hello.role == PeerRole::admin ? "an" : "a",
                                                                           to_string(hello.role), hello.node_id)));
       break;
     }

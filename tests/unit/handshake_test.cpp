@@ -1,1 +1,461 @@
+// The connection handshake (src/protocol/handshake.h): what the accepting side admits from a hello, what the
+// connecting side makes of the answer, and the refusal for a first frame that is not even a frame.
+
 #include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/handshake.h"
+
+namespace cohort::protocol {
+namespace {
+
+using Bytes = std::vector<std::byte>;
+
+constexpr std::uint64_t kCluster = 4242;
+constexpr Incarnation kIncarnation{0x00000000000000AB, 0x00000000000000CD};
+constexpr Incarnation kOtherIncarnation{0x00000000000000EF, 0x0000000000000012};
+
+/// An encoded frame together with its scanned view; the view points into `bytes`.
+struct Received {
+  Bytes bytes;
+  Frame frame;
+};
+
+template <typename Message>
+Received receive(const Message& message) {
+  Received received;
+  append_frame(message, received.bytes);
+  const FrameScan scan = scan_frame(received.bytes);
+  EXPECT_EQ(scan.status, FrameScan::Status::complete);
+  received.frame = scan.frame;
+  return received;
+}
+
+LocalIdentity this_node() { return LocalIdentity{kCluster, PeerRole::node, 1, kIncarnation}; }
+
+LocalIdentity a_node(std::uint32_t id) { return LocalIdentity{kCluster, PeerRole::node, id, kIncarnation}; }
+
+LocalIdentity a_client() { return LocalIdentity{kCluster, PeerRole::client, 0, kIncarnation}; }
+
+Hello hello_from(const LocalIdentity& sender) { return make_hello(sender); }
+
+bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+
+/// Asserts that accepting `hello` is refused with `code` and a text naming each of `parts`.
+void expect_hello_refused(const Hello& hello, ErrorCode code, const std::vector<std::string_view>& parts,
+                          const AcceptPolicy& policy = {}, const LocalIdentity& local = this_node()) {
+  const Received first = receive(hello);
+  auto result = accept_hello(first.frame, local, policy);
+  ASSERT_FALSE(result) << "accepted";
+  EXPECT_EQ(result.error().code, code) << to_string(result.error().code) << ": " << result.error().text;
+  for (const std::string_view part : parts)
+    EXPECT_TRUE(contains(result.error().text, part)) << "'" << part << "' missing from: " << result.error().text;
+}
+
+void expect_welcome_refused(const Welcome& welcome, ErrorCode code, const std::vector<std::string_view>& parts,
+                            const LocalIdentity& local = a_client()) {
+  const Received reply = receive(welcome);
+  auto result = accept_welcome(reply.frame, local);
+  ASSERT_FALSE(result) << "accepted";
+  EXPECT_EQ(result.error().code, code) << to_string(result.error().code) << ": " << result.error().text;
+  for (const std::string_view part : parts)
+    EXPECT_TRUE(contains(result.error().text, part)) << "'" << part << "' missing from: " << result.error().text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// make_hello / make_welcome
+
+TEST(HandshakeMessages, AHelloCarriesTheMagicTheProtocolVersionAndTheSendersIdentity) {
+  const Hello hello = make_hello(a_node(7));
+  EXPECT_EQ(hello.magic, kHandshakeMagic);
+  EXPECT_EQ(hello.protocol_version, kProtocolVersion);
+  EXPECT_EQ(hello.role, PeerRole::node);
+  EXPECT_EQ(hello.node_id, 7U);
+  EXPECT_EQ(hello.cluster_id, kCluster);
+  EXPECT_EQ(hello.incarnation, kIncarnation);
+}
+
+TEST(HandshakeMessages, AWelcomeCarriesTheProtocolVersionAndTheAcceptingNode) {
+  const Welcome welcome = make_welcome(this_node());
+  EXPECT_EQ(welcome.protocol_version, kProtocolVersion);
+  EXPECT_EQ(welcome.node_id, 1U);
+  EXPECT_EQ(welcome.cluster_id, kCluster);
+  EXPECT_EQ(welcome.incarnation, kIncarnation);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// accept_hello: admitted peers
+
+TEST(AcceptHello, AMemberNodeOfTheSameClusterIsAdmitted) {
+  const Received first = receive(hello_from(a_node(2)));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{true, true, true, {1, 2, 3}});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->role, PeerRole::node);
+  EXPECT_EQ(peer->node_id, 2U);
+  EXPECT_EQ(peer->incarnation, kIncarnation);
+}
+
+TEST(AcceptHello, WithNoMemberListAnyNodeIdButOurOwnIsAdmitted) {
+  const Received first = receive(hello_from(a_node(0xFFFFFFFF)));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->node_id, 0xFFFFFFFFU);
+}
+
+TEST(AcceptHello, AClientIsAdmittedWithNodeIdZero) {
+  const Received first = receive(hello_from(a_client()));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->role, PeerRole::client);
+  EXPECT_EQ(peer->node_id, 0U);
+}
+
+TEST(AcceptHello, AnAdminToolIsAdmitted) {
+  const Received first = receive(hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, {}}));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->role, PeerRole::admin);
+}
+
+TEST(AcceptHello, APeerThatDoesNotKnowTheIncarnationYetIsAdmitted) {
+  LocalIdentity fresh = a_node(2);
+  fresh.incarnation = Incarnation{};
+  const Received first = receive(hello_from(fresh));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_FALSE(peer->incarnation.known());
+}
+
+TEST(AcceptHello, ANodeThatDoesNotKnowTheIncarnationYetAdmitsAnyIncarnation) {
+  LocalIdentity fresh = this_node();
+  fresh.incarnation = Incarnation{};
+  const Received first = receive(hello_from(a_node(2)));
+  auto peer = accept_hello(first.frame, fresh, AcceptPolicy{});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->incarnation, kIncarnation) << "the peer's incarnation is reported so the node can learn it";
+}
+
+TEST(AcceptHello, AnIncarnationDifferingOnlyInItsLowHalfIsStillKnown) {
+  EXPECT_TRUE((Incarnation{0, 1}).known());
+  EXPECT_TRUE((Incarnation{1, 0}).known());
+  EXPECT_FALSE((Incarnation{0, 0}).known());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// accept_hello: refusals
+
+TEST(AcceptHello, AWrongClusterIdIsRefusedNamingBothIds) {
+  LocalIdentity stranger = a_node(2);
+  stranger.cluster_id = 9999;
+  expect_hello_refused(hello_from(stranger), ErrorCode::wrong_cluster, {"9999", "4242"});
+}
+
+TEST(AcceptHello, AWrongProtocolVersionIsRefusedNamingBothVersions) {
+  Hello hello = hello_from(a_node(2));
+  hello.protocol_version = 77;
+  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 77", "speaks 1"});
+}
+
+TEST(AcceptHello, AProtocolVersionMismatchIsReportedBeforeAClusterMismatch) {
+  Hello hello = hello_from(a_node(2));
+  hello.protocol_version = 0;
+  hello.cluster_id = 1;
+  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 0"});
+}
+
+TEST(AcceptHello, ADifferentKnownIncarnationIsRefusedNamingBoth) {
+  LocalIdentity recreated = a_node(2);
+  recreated.incarnation = kOtherIncarnation;
+  expect_hello_refused(hello_from(recreated), ErrorCode::wrong_incarnation,
+                       {"00000000000000ef0000000000000012", "00000000000000ab00000000000000cd", "re-created"});
+}
+
+TEST(AcceptHello, ANodeAnnouncingIdZeroIsRefused) {
+  Hello hello = hello_from(a_node(2));
+  hello.node_id = 0;
+  expect_hello_refused(hello, ErrorCode::role_not_allowed, {"node", "non-zero node id"});
+}
+
+TEST(AcceptHello, ANodeClaimingOurOwnIdIsRefusedNamingTheId) {
+  expect_hello_refused(hello_from(a_node(1)), ErrorCode::role_not_allowed, {"node id 1", "own id"});
+}
+
+TEST(AcceptHello, ANodeIdNotInTheMemberListIsRefusedNamingTheId) {
+  expect_hello_refused(hello_from(a_node(5)), ErrorCode::role_not_allowed, {"node id 5", "not a member"},
+                       AcceptPolicy{true, true, true, {1, 2, 3}});
+}
+
+TEST(AcceptHello, AClientAnnouncingANonZeroNodeIdIsRefusedNamingTheId) {
+  Hello hello = hello_from(a_client());
+  hello.node_id = 12;
+  expect_hello_refused(hello, ErrorCode::role_not_allowed, {"client", "node id 0", "not 12"});
+}
+
+TEST(AcceptHello, AnAdminAnnouncingANonZeroNodeIdIsRefusedNamingTheId) {
+  Hello hello = hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, kIncarnation});
+  hello.node_id = 3;
+  expect_hello_refused(hello, ErrorCode::role_not_allowed, {"admin", "node id 0", "not 3"});
+}
+
+TEST(AcceptHello, NodesAreRefusedWhereThePolicyDisallowsThem) {
+  expect_hello_refused(hello_from(a_node(2)), ErrorCode::role_not_allowed, {"cluster members"},
+                       AcceptPolicy{false, true, true, {}});
+}
+
+TEST(AcceptHello, ClientsAreRefusedWhereThePolicyDisallowsThem) {
+  expect_hello_refused(hello_from(a_client()), ErrorCode::role_not_allowed, {"client connections"},
+                       AcceptPolicy{true, false, true, {}});
+}
+
+TEST(AcceptHello, AdminToolsAreRefusedWhereThePolicyDisallowsThem) {
+  expect_hello_refused(hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, kIncarnation}),
+                       ErrorCode::role_not_allowed, {"admin connections"}, AcceptPolicy{true, true, false, {}});
+}
+
+TEST(AcceptHello, DisallowingClientsStillAdmitsNodes) {
+  const Received first = receive(hello_from(a_node(2)));
+  auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{true, false, false, {}});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->role, PeerRole::node);
+}
+
+TEST(AcceptHello, AFirstFrameThatIsNotAHelloIsABadHandshake) {
+  const Received first = receive(Ping{1, 2});
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(result.error().text, "expected a hello")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "got ping")) << result.error().text;
+}
+
+TEST(AcceptHello, AWelcomeAsTheFirstFrameIsABadHandshake) {
+  const Received first = receive(make_welcome(a_node(2)));
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(result.error().text, "got welcome")) << result.error().text;
+}
+
+TEST(AcceptHello, AHelloWithTheWrongMagicIsABadHandshakeNamingBothMagics) {
+  Received first = receive(hello_from(a_node(2)));
+  store_le<std::uint32_t>(first.bytes.data() + kFrameHeaderSize, 0xDEADBEEF);
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(result.error().text, "0xdeadbeef")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "0x52484f43")) << result.error().text;
+}
+
+TEST(AcceptHello, AHelloWithAnInvalidRoleIsAMalformedFrame) {
+  Received first = receive(hello_from(a_node(2)));
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::malformed_frame);
+  EXPECT_TRUE(contains(result.error().text, "'role'")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "value 9")) << result.error().text;
+}
+
+TEST(AcceptHello, AShortHelloIsAMalformedFrameNamingTheMissingField) {
+  Received first = receive(hello_from(a_node(2)));
+  first.frame.body = first.frame.body.first(20);
+  first.frame.header.length = kFrameHeaderSize + 20;
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::malformed_frame);
+  EXPECT_TRUE(contains(result.error().text, "'cluster_id'")) << result.error().text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// refusal_for_bad_first_frame
+
+TEST(RefusalForBadFirstFrame, AHelloOfANewerLayoutIsAProtocolVersionMismatch) {
+  Bytes bytes;
+  append_frame(hello_from(a_node(2)), bytes);
+  store_le<std::uint8_t>(bytes.data() + 6, 2);  // layout version 2
+  const FrameScan scan = scan_frame(bytes);
+  ASSERT_EQ(scan.status, FrameScan::Status::error);
+  const HandshakeRefusal refusal = refusal_for_bad_first_frame(scan.error, bytes);
+  EXPECT_EQ(refusal.code, ErrorCode::protocol_version_mismatch) << refusal.text;
+  EXPECT_TRUE(contains(refusal.text, "version 2")) << refusal.text;
+  EXPECT_TRUE(contains(refusal.text, "(1)")) << refusal.text;
+}
+
+TEST(RefusalForBadFirstFrame, ANewerLayoutOfAnotherTypeIsABadHandshake) {
+  Bytes bytes;
+  append_frame(Ping{1, 2}, bytes);
+  store_le<std::uint8_t>(bytes.data() + 6, 2);
+  const FrameScan scan = scan_frame(bytes);
+  ASSERT_EQ(scan.status, FrameScan::Status::error);
+  const HandshakeRefusal refusal = refusal_for_bad_first_frame(scan.error, bytes);
+  EXPECT_EQ(refusal.code, ErrorCode::bad_handshake) << refusal.text;
+  EXPECT_TRUE(contains(refusal.text, "version 2")) << refusal.text;
+}
+
+TEST(RefusalForBadFirstFrame, AnOversizedFirstFrameIsABadHandshakeNamingTheLength) {
+  Bytes bytes(kFrameHeaderSize);
+  store_frame_header(bytes.data(), FrameHeader{kDefaultMaxFrameLength + 8, MessageType::hello, 1, 0});
+  const FrameScan scan = scan_frame(bytes);
+  ASSERT_EQ(scan.status, FrameScan::Status::error);
+  const HandshakeRefusal refusal = refusal_for_bad_first_frame(scan.error, bytes);
+  EXPECT_EQ(refusal.code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(refusal.text, std::to_string(kDefaultMaxFrameLength + 8))) << refusal.text;
+  EXPECT_TRUE(contains(refusal.text, std::to_string(kDefaultMaxFrameLength))) << refusal.text;
+}
+
+TEST(RefusalForBadFirstFrame, AnHttpRequestIsABadHandshake) {
+  const std::string_view request = "GET / HTTP/1.1\r\nHost: cohort\r\n\r\n";
+  const ByteSpan bytes = as_bytes(request);
+  const FrameScan scan = scan_frame(bytes);
+  ASSERT_EQ(scan.status, FrameScan::Status::error);
+  const HandshakeRefusal refusal = refusal_for_bad_first_frame(scan.error, bytes);
+  EXPECT_EQ(refusal.code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(refusal.text, "invalid first frame")) << refusal.text;
+}
+
+TEST(RefusalForBadFirstFrame, AnErrorWithoutTheHeaderBytesIsStillABadHandshake) {
+  // The error came from somewhere other than these bytes (too few to hold a type): no out-of-bounds look.
+  const Bytes few(3);
+  const DecodeError error{DecodeErrc::unsupported_version, 6, 9, 1, "version"};
+  const HandshakeRefusal refusal = refusal_for_bad_first_frame(error, few);
+  EXPECT_EQ(refusal.code, ErrorCode::bad_handshake);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// accept_welcome
+
+TEST(AcceptWelcome, AWelcomeFromANodeOfTheSameClusterIsAccepted) {
+  const Received reply = receive(make_welcome(a_node(3)));
+  auto peer = accept_welcome(reply.frame, a_client());
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->role, PeerRole::node);
+  EXPECT_EQ(peer->node_id, 3U);
+  EXPECT_EQ(peer->incarnation, kIncarnation);
+}
+
+TEST(AcceptWelcome, AWelcomeIsAcceptedWhenEitherSideDoesNotKnowTheIncarnation) {
+  LocalIdentity fresh_node = a_node(3);
+  fresh_node.incarnation = Incarnation{};
+  const Received unknown_there = receive(make_welcome(fresh_node));
+  auto a = accept_welcome(unknown_there.frame, a_client());
+  ASSERT_TRUE(a) << a.error().text;
+
+  LocalIdentity fresh_client = a_client();
+  fresh_client.incarnation = Incarnation{};
+  const Received known_there = receive(make_welcome(a_node(3)));
+  auto b = accept_welcome(known_there.frame, fresh_client);
+  ASSERT_TRUE(b) << b.error().text;
+  EXPECT_EQ(b->incarnation, kIncarnation);
+}
+
+TEST(AcceptWelcome, AWrongProtocolVersionIsRefusedNamingBothVersions) {
+  Welcome welcome = make_welcome(a_node(3));
+  welcome.protocol_version = 5;
+  expect_welcome_refused(welcome, ErrorCode::protocol_version_mismatch, {"version 5", "this build 1"});
+}
+
+TEST(AcceptWelcome, AWrongClusterIdIsRefusedNamingBothIds) {
+  Welcome welcome = make_welcome(a_node(3));
+  welcome.cluster_id = 31337;
+  expect_welcome_refused(welcome, ErrorCode::wrong_cluster, {"31337", "4242"});
+}
+
+TEST(AcceptWelcome, ADifferentKnownIncarnationIsRefusedNamingBoth) {
+  LocalIdentity recreated = a_node(3);
+  recreated.incarnation = kOtherIncarnation;
+  expect_welcome_refused(make_welcome(recreated), ErrorCode::wrong_incarnation,
+                         {"00000000000000ef0000000000000012", "00000000000000ab00000000000000cd"});
+}
+
+TEST(AcceptWelcome, AWelcomeFromNodeIdZeroIsABadHandshake) {
+  expect_welcome_refused(make_welcome(a_client()), ErrorCode::bad_handshake, {"node id 0"});
+}
+
+TEST(AcceptWelcome, AnErrorFrameBecomesARefusalWithThePeersCodeAndText) {
+  const Received reply = receive(ErrorMessage{ErrorCode::wrong_cluster, "cluster id 9 does not match 4242"});
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::wrong_cluster);
+  EXPECT_TRUE(contains(result.error().text, "wrong_cluster")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "cluster id 9 does not match 4242")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AnErrorFrameWithAnUnknownCodeKeepsTheCodeAndTheText) {
+  Received reply = receive(ErrorMessage{ErrorCode::malformed_frame, "a reason from the future"});
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, 500);
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(static_cast<std::uint16_t>(result.error().code), 500);
+  EXPECT_TRUE(contains(result.error().text, "a reason from the future")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AMalformedErrorFrameIsAMalformedFrame) {
+  Received reply = receive(ErrorMessage{ErrorCode::wrong_cluster, "abc"});
+  store_le<std::uint32_t>(reply.bytes.data() + kFrameHeaderSize + 4, 4000);
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::malformed_frame);
+  EXPECT_TRUE(contains(result.error().text, "text_length")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AnAnswerThatIsNeitherWelcomeNorErrorIsABadHandshake) {
+  const Received reply = receive(Pong{1, 2});
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(result.error().text, "expected welcome, got pong")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AWelcomeWithNonZeroReservedBytesIsAMalformedFrame) {
+  Received reply = receive(make_welcome(a_node(3)));
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::malformed_frame);
+  EXPECT_TRUE(contains(result.error().text, "'reserved'")) << result.error().text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Both sides together
+
+TEST(Handshake, TwoNodesOfTheSameClusterAdmitEachOther) {
+  const LocalIdentity connecting = a_node(2);
+  const LocalIdentity accepting = a_node(3);
+  const Received hello = receive(make_hello(connecting));
+  auto seen_by_acceptor = accept_hello(hello.frame, accepting, AcceptPolicy{true, true, true, {2, 3}});
+  ASSERT_TRUE(seen_by_acceptor) << seen_by_acceptor.error().text;
+  EXPECT_EQ(seen_by_acceptor->node_id, 2U);
+  const Received welcome = receive(make_welcome(accepting));
+  auto seen_by_connector = accept_welcome(welcome.frame, connecting);
+  ASSERT_TRUE(seen_by_connector) << seen_by_connector.error().text;
+  EXPECT_EQ(seen_by_connector->node_id, 3U);
+}
+
+TEST(Handshake, ARefusalSentAsAnErrorFrameReachesTheConnectorWithItsCode) {
+  LocalIdentity stranger = a_client();
+  stranger.cluster_id = 7;
+  const Received hello = receive(make_hello(stranger));
+  auto refused = accept_hello(hello.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(refused);
+  const Received answer = receive(ErrorMessage{refused.error().code, refused.error().text});
+  auto result = accept_welcome(answer.frame, stranger);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::wrong_cluster);
+  EXPECT_TRUE(contains(result.error().text, refused.error().text)) << result.error().text;
+}
+
+TEST(Handshake, EveryRoleAndErrorCodeHasAName) {
+  EXPECT_STREQ(to_string(PeerRole::node), "node");
+  EXPECT_STREQ(to_string(PeerRole::client), "client");
+  EXPECT_STREQ(to_string(PeerRole::admin), "admin");
+  for (std::uint16_t code = 1; code <= static_cast<std::uint16_t>(ErrorCode::handshake_timeout); ++code)
+    EXPECT_STRNE(to_string(static_cast<ErrorCode>(code)), "unknown_error_code") << code;
+  EXPECT_STREQ(to_string(static_cast<ErrorCode>(0)), "unknown_error_code");
+}
+
+}  // namespace
+}  // namespace cohort::protocol

@@ -1,0 +1,175 @@
+// Fuzz target for the frame scanner, the message decoders and the handshake judges.
+//
+// For any byte string: scan frames off its front one after the other (with a small and with the default maximum
+// frame length); decode each complete frame as the message its header names; every message that decodes must
+// encode back to exactly the bytes it came from. The first frame is also judged as a hello and as a welcome.
+// Any inconsistency aborts (a crash is what the fuzzer reports); over-reads and UB are the sanitizers' to find.
+//
+// Memory stays bounded: decoded messages are views into the input, and a re-encoding goes into a fixed buffer
+// (no message in the catalogue encodes to more than kLargestFrame bytes).
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "protocol/handshake.h"
+#include "protocol/messages.h"
+
+namespace cohort::protocol {
+namespace {
+
+constexpr std::size_t kLargestFrame = kFrameHeaderSize + 8 + kMaxErrorTextLength;
+static_assert(kLargestFrame >= kFrameHeaderSize + Hello::kBodySize);
+static_assert(kLargestFrame >= kFrameHeaderSize + Welcome::kBodySize);
+static_assert(kLargestFrame >= kFrameHeaderSize + Ping::kBodySize);
+static_assert(kLargestFrame >= kFrameHeaderSize + Pong::kBodySize);
+
+constexpr std::uint32_t kSmallMaxFrameLength = 64;
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "frame_fuzz: %s\n", what);
+  std::abort();
+}
+
+void check(bool condition, const char* what) {
+  if (!condition) fail(what);
+}
+
+/// A decode error must describe itself, and its numbers must be consistent with the frame it came from.
+void check_body_error(const DecodeError& error, const Frame& frame) {
+  check(!error.describe().empty(), "empty description");
+  check(error.offset <= frame.header.length, "error offset beyond the frame");
+  switch (error.code) {
+    case DecodeErrc::body_too_short:
+      check(error.offset + error.value == frame.header.length, "body_too_short: bytes left do not reach the end");
+      check(error.value < error.limit, "body_too_short: enough bytes were left");
+      break;
+    case DecodeErrc::body_too_long:
+      check(error.value == frame.body.size(), "body_too_long: value is not the body size");
+      check(error.limit < error.value, "body_too_long: layout end not before the body end");
+      break;
+    case DecodeErrc::bad_magic:
+      check(frame.header.type == MessageType::hello, "bad_magic outside a hello");
+      check(error.value != kHandshakeMagic, "bad_magic with the right magic");
+      break;
+    case DecodeErrc::invalid_field: check(error.offset >= kFrameHeaderSize, "invalid_field in the header"); break;
+    case DecodeErrc::length_below_header:
+    case DecodeErrc::length_above_maximum:
+    case DecodeErrc::unknown_type:
+    case DecodeErrc::unsupported_version:
+    case DecodeErrc::reserved_flags: fail("a header error from a body decoder");
+  }
+}
+
+template <typename Message>
+void check_round_trip(const Frame& frame, ByteSpan original) {
+  const auto decoded = decode<Message>(frame);
+  if (!decoded) {
+    check_body_error(decoded.error(), frame);
+    return;
+  }
+  const std::size_t size = frame_size(*decoded);
+  check(size == original.size(), "a decoded message's frame size differs from the frame it came from");
+  check(size <= kLargestFrame, "a message larger than the largest the catalogue allows");
+  std::array<std::byte, kLargestFrame> again{};
+  const std::size_t written = encode_frame(*decoded, MutableByteSpan(again).first(size));
+  check(written == size, "encode_frame wrote a different size");
+  if (std::memcmp(again.data(), original.data(), size) != 0) fail("re-encoding differs from the original frame");
+}
+
+void check_frame(const Frame& frame, ByteSpan original) {
+  switch (frame.header.type) {
+    case MessageType::hello: check_round_trip<Hello>(frame, original); return;
+    case MessageType::welcome: check_round_trip<Welcome>(frame, original); return;
+    case MessageType::error: check_round_trip<ErrorMessage>(frame, original); return;
+    case MessageType::ping: check_round_trip<Ping>(frame, original); return;
+    case MessageType::pong: check_round_trip<Pong>(frame, original); return;
+  }
+  fail("scan_frame completed a frame of an unknown type");
+}
+
+void scan_all(ByteSpan input, std::uint32_t max_frame_length) {
+  ByteSpan rest = input;
+  while (true) {
+    const FrameScan scan = scan_frame(rest, max_frame_length);
+    switch (scan.status) {
+      case FrameScan::Status::complete: {
+        check(scan.consumed >= kFrameHeaderSize, "consumed less than a header");
+        check(scan.consumed <= rest.size(), "consumed more than was there");
+        check(scan.consumed <= max_frame_length, "a complete frame longer than the maximum");
+        check(scan.consumed == scan.frame.header.length, "consumed is not the header's length");
+        check(scan.frame.body.data() == rest.data() + kFrameHeaderSize, "body is not right after the header");
+        check(scan.frame.body.size() == scan.consumed - kFrameHeaderSize, "body size is not length - header");
+        check(scan.frame.header.flags == 0, "a complete frame with flags");
+        check_frame(scan.frame, rest.first(scan.consumed));
+        rest = rest.subspan(scan.consumed);
+        break;
+      }
+      case FrameScan::Status::need_more:
+        if (rest.size() < kFrameHeaderSize) {
+          check(scan.needed == 0, "needed set before the header is complete");
+        } else {
+          check(scan.needed > rest.size(), "need_more although the frame is all there");
+          check(scan.needed <= max_frame_length, "awaiting a frame longer than the maximum");
+        }
+        return;
+      case FrameScan::Status::error:
+        check(rest.size() >= kFrameHeaderSize, "a header error before the header is complete");
+        check(!scan.error.describe().empty(), "empty description");
+        check(scan.error.offset < kFrameHeaderSize, "a scan error outside the header");
+        return;
+    }
+  }
+}
+
+void judge_first_frame(ByteSpan input) {
+  // Identities the seed corpus matches, so the fuzzer starts from handshakes that succeed.
+  static const LocalIdentity acceptor{7, PeerRole::node, 1, Incarnation{1, 2}};
+  static const LocalIdentity connector{7, PeerRole::client, 0, Incarnation{1, 2}};
+  static const AcceptPolicy members{true, true, true, {1, 2, 3}};
+  static const AcceptPolicy anyone{};
+
+  const FrameScan scan = scan_frame(input);
+  if (scan.status == FrameScan::Status::error) {
+    const HandshakeRefusal refusal = refusal_for_bad_first_frame(scan.error, input);
+    check(!refusal.text.empty(), "a refusal without text");
+    return;
+  }
+  if (scan.status != FrameScan::Status::complete) return;
+
+  for (const AcceptPolicy* policy : {&members, &anyone}) {
+    const auto peer = accept_hello(scan.frame, acceptor, *policy);
+    if (peer) {
+      check(scan.frame.header.type == MessageType::hello, "admitted a peer without a hello");
+      check(peer->role != PeerRole::node || peer->node_id != 0, "admitted a node with id 0");
+      check(peer->role != PeerRole::node || peer->node_id != acceptor.node_id, "admitted a node with our id");
+      check(peer->role == PeerRole::node || peer->node_id == 0, "admitted a client or admin with a node id");
+    } else {
+      check(!peer.error().text.empty(), "a hello refusal without text");
+    }
+  }
+  const auto node = accept_welcome(scan.frame, connector);
+  if (node) {
+    check(scan.frame.header.type == MessageType::welcome, "accepted an answer that is not a welcome");
+    check(node->node_id != 0, "accepted a welcome from node id 0");
+  } else {
+    check(!node.error().text.empty(), "a welcome refusal without text");
+    check(node.error().text.size() <= 200 + kMaxErrorTextLength, "a refusal text out of proportion");
+  }
+}
+
+}  // namespace
+}  // namespace cohort::protocol
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace cohort::protocol;
+  const cohort::ByteSpan input(reinterpret_cast<const std::byte*>(data), size);  // NOLINT: the fuzzer's bytes
+  scan_all(input, kSmallMaxFrameLength);
+  scan_all(input, kDefaultMaxFrameLength);
+  judge_first_frame(input);
+  return 0;
+}
