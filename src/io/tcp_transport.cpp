@@ -181,6 +181,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (state_ != State::established) return SendResult::closed;
     COHORT_ASSERT(frame.size() >= protocol::kFrameHeaderSize);
     COHORT_ASSERT(frame.size() <= transport_->config.max_frame_length);
+    COHORT_ASSERT(load_le<std::uint32_t>(frame.data()) == frame.size());  // one whole frame, or the stream breaks
     if (queued_bytes() + frame.size() > transport_->config.send_buffer_limit) {
       want_writable_ = true;
       return SendResult::back_pressured;
@@ -193,6 +194,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_after_flush() {
     if (state_ == State::closed || state_ == State::closing) return;
     reported_ = false;
+    if (state_ == State::connecting) {  // nothing queued yet: stop resolving/connecting instead of lingering
+      finish_close();
+      return;
+    }
     begin_closing();
   }
 
@@ -241,6 +246,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void configure_socket() {
     std::error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);  // batching is ours; Nagle would only add latency
+    socket_.non_blocking(true, ignored);               // flush() writes directly and must never block
   }
 
   void connect_to(const tcp::resolver::results_type& endpoints) {
@@ -317,6 +323,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (state_ == State::closing) {
       linger({});
+      return;
+    }
+    // A reply queued by this read leaves with the flush posted for it; re-arm the read only after that
+    // flush, so the reply is not held up behind a read attempt that would mostly find nothing yet.
+    if (flush_posted_) {
+      read_after_flush_ = true;
       return;
     }
     start_read();
@@ -439,6 +451,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->flush_posted_ = false;
       self->flush();
+      if (self->read_after_flush_) {
+        self->read_after_flush_ = false;
+        if (self->state_ != State::closed) self->start_read();
+      }
     });
   }
 
@@ -453,8 +469,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     std::swap(pending_, writing_);
+    // Write at once: usually the socket takes everything, and no completion handler has to run. What it
+    // does not take, and any error, goes to async_write, which reports through on_written as before.
+    std::error_code error;
+    const std::size_t written = socket_.write_some(asio::buffer(writing_), error);
+    if (!error && written == writing_.size()) {
+      writing_.clear();
+      notify_writable();  // frames it queues get a flush of their own: none is in flight now
+      if (pending_.empty()) flush();  // all written: a closing connection sends its FIN now
+      return;
+    }
     write_in_flight_ = true;
-    asio::async_write(socket_, asio::buffer(writing_),
+    asio::async_write(socket_, asio::buffer(writing_.data() + written, writing_.size() - written),
                       [self = shared_from_this()](const std::error_code& ec, std::size_t) { self->on_written(ec); });
   }
 
@@ -467,11 +493,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     writing_.clear();
     const auto self = shared_from_this();
+    notify_writable();
+    flush();
+  }
+
+  void notify_writable() {
     if (want_writable_ && state_ == State::established && pending_.size() <= transport_->config.send_buffer_limit / 2) {
       want_writable_ = false;
       transport_handler().on_writable(id_);
     }
-    flush();
   }
 
   // --- closing ----------------------------------------------------------------------------------------------
@@ -521,7 +551,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::byte> writing_;
   bool write_in_flight_ = false;
   bool flush_posted_ = false;
-  bool want_writable_ = false;  // a send() was refused; call on_writable once the buffer drains
+  bool read_after_flush_ = false;  // on_read left re-arming the read to the posted flush
+  bool want_writable_ = false;     // a send() was refused; call on_writable once the buffer drains
   bool sent_fin_ = false;
   Clock::time_point closing_since_{};
 };
