@@ -445,7 +445,15 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
     progress->inflight.clear();
   else if (progress->inflight.size() >= config_.max_inflight_appends)
     progress->inflight.erase(progress->inflight.begin());
-  if (progress->match < last_index()) replicate_to(*progress);
+  if (progress->match >= last_index()) return;
+  if (!progress->probing && progress->next > last_index()) {
+    // Everything was sent, yet the follower lags: the request with the tail may be lost, and an idle leader
+    // would never send it again. An empty request at the end of the log makes the follower confirm it, or
+    // refuse it and so start the repair (etcd-io/raft does the same on a heartbeat response).
+    send_append(*progress, /*send_empty=*/true);
+    return;
+  }
+  replicate_to(*progress);
 }
 
 bool Raft::send_append(Progress& progress, bool send_empty) {

@@ -217,5 +217,20 @@ TEST(Raft, ALaggingFollowerIsRepairedByBacktracking) {
   EXPECT_EQ(cluster.raft(lagging).commit_index(), cluster.raft(leader).commit_index());
 }
 
+TEST(Raft, AnAppendLostWhileTheLeaderIsIdleIsResentAfterAHeartbeat) {
+  // Found by the simulator (seed 31): a pipelined request carrying the log's tail was lost (or overtaken and
+  // refused as stale); with no later proposal the leader, believing everything sent, never sent it again.
+  TestCluster cluster(3);
+  cluster.run_for(1100ms);
+  const auto leader = *cluster.leader();
+  const std::uint32_t follower = leader == 3 ? 2 : 3;
+  cluster.cut(leader, follower);
+  const LogIndex index = cluster.propose(leader, "lost on the way");
+  cluster.heal();
+  cluster.run_for(500ms);
+  EXPECT_EQ(cluster.log(follower).last_index(), index);
+  EXPECT_EQ(cluster.raft(follower).commit_index(), index);
+}
+
 }  // namespace
 }  // namespace cohort::consensus

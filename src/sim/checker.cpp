@@ -1,0 +1,145 @@
+#include "sim/checker.h"
+
+#include <fmt/format.h>
+
+namespace cohort::sim {
+
+using consensus::Entry;
+
+namespace {
+
+std::string describe(const Entry& entry) {
+  return fmt::format("{{index {} term {} type {} checksum {:016x} payload \"{}\"}}", entry.index.value(),
+                     entry.term.value(), static_cast<int>(entry.type), entry.checksum, as_chars(entry.payload));
+}
+
+}  // namespace
+
+void Checker::fail(std::string description) {
+  if (failure_.empty()) failure_ = std::move(description);
+}
+
+void Checker::on_append(NodeId node, const consensus::LogStore& log, std::span<const Entry> entries) {
+  if (entries.empty()) return;
+  const auto before = log.term_at(entries.front().index.prev());
+  if (!before) {
+    fail(fmt::format("node {} appends index {} after a log ending at {}: a gap", node.value(),
+                     entries.front().index.value(), log.last_index().value()));
+    return;
+  }
+  Term previous = *before;
+  for (const Entry& entry : entries) {
+    if (!consensus::checksum_ok(entry)) {
+      fail(fmt::format("node {} stores a damaged entry {}", node.value(), describe(entry)));
+      return;
+    }
+    const auto [it, inserted] =
+        entries_.try_emplace(Key{entry.index.value(), entry.term.value()}, Record{previous, entry});
+    if (!inserted) {
+      const Record& record = it->second;
+      if (!(record.entry == entry)) {
+        fail(fmt::format("Log Matching: node {} stores {} where another log holds {} at the same (index, term)",
+                         node.value(), describe(entry), describe(record.entry)));
+        return;
+      }
+      if (record.previous_term != previous) {
+        fail(fmt::format("Log Matching: node {} stores {} after an entry of term {}, another log after term {}",
+                         node.value(), describe(entry), previous.value(), record.previous_term.value()));
+        return;
+      }
+    }
+    previous = entry.term;
+  }
+}
+
+void Checker::on_truncate(NodeId node, LogIndex after, LogIndex commit) {
+  if (after < commit)
+    fail(fmt::format("State Machine Safety: node {} truncates its log after {}, below its commit index {}",
+                     node.value(), after.value(), commit.value()));
+}
+
+void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_leader, LogIndex previous,
+                      LogIndex commit, const consensus::LogStore& log,
+                      std::span<const consensus::MemoryLogStore* const> stores) {
+  if (role == consensus::Role::leader) {
+    const auto [it, inserted] = leaders_.try_emplace(term.value(), node);
+    if (!inserted && it->second != node) {
+      fail(fmt::format("Election Safety: nodes {} and {} both lead term {}", it->second.value(), node.value(),
+                       term.value()));
+      return;
+    }
+  }
+  if (became_leader) {
+    for (const Committed& committed : committed_) {
+      if (committed.observed_in >= term) continue;
+      const LogIndex index = committed.entry.index;
+      if (index > log.last_index() || !(log.entry(index) == committed.entry)) {
+        fail(fmt::format("Leader Completeness: node {} leads term {} without committed entry {} (its log: {})",
+                         node.value(), term.value(), describe(committed.entry),
+                         index > log.last_index() ? std::string("ends at ") + std::to_string(log.last_index().value())
+                                                  : describe(log.entry(index))));
+        return;
+      }
+    }
+  }
+  if (commit < previous) {
+    fail(
+        fmt::format("node {}'s commit index moves back from {} to {}", node.value(), previous.value(), commit.value()));
+    return;
+  }
+  if (commit > log.last_index()) {
+    fail(fmt::format("node {} reports commit index {} beyond its log's end {}", node.value(), commit.value(),
+                     log.last_index().value()));
+    return;
+  }
+  for (LogIndex index = previous.next(); index <= commit; index = index.next()) {
+    const Entry& entry = log.entry(index);
+    const std::size_t position = index.value() - 1;
+    if (position < committed_.size()) {
+      if (!(committed_[position].entry == entry)) {
+        fail(fmt::format("State Machine Safety: node {} commits {} where {} was committed before", node.value(),
+                         describe(entry), describe(committed_[position].entry)));
+        return;
+      }
+      continue;
+    }
+    committed_.push_back(Committed{entry, term});
+    // A leader counts a replica only once it is durable, so a new commit is durable on a majority already.
+    if (!durable_on_majority(position, stores)) {
+      fail(fmt::format("node {} commits {}, which is durable on no majority", node.value(), describe(entry)));
+      return;
+    }
+  }
+}
+
+void Checker::on_crash_alone(std::span<const Entry> unsynced, LogIndex last_index, Term durable_term) {
+  // In a larger cluster a leader's term is durable before its first vote request leaves, so a term is never
+  // led twice; alone, a node leads without sending anything, and a crash may take the term back with the
+  // entries. They were never durable, committed, or sent, so no other log and no client can tell.
+  if (cluster_size_ != 1) return;
+  for (const Entry& entry : unsynced)
+    if (entry.index > last_index && entry.term > durable_term)
+      entries_.erase(Key{entry.index.value(), entry.term.value()});
+}
+
+bool Checker::durable_on_majority(std::size_t position,
+                                  std::span<const consensus::MemoryLogStore* const> stores) const {
+  std::size_t holders = 0;
+  for (const consensus::MemoryLogStore* store : stores) {
+    const auto& durable = store->durable_entries();
+    if (position < durable.size() && durable[position] == committed_[position].entry) ++holders;
+  }
+  return holders >= cluster_size_ / 2 + 1;
+}
+
+void Checker::check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores) {
+  for (std::size_t position = 0; position < committed_.size(); ++position) {
+    if (!durable_on_majority(position, stores)) {
+      fail(fmt::format("State Machine Safety: committed entry {} is no longer durable on a majority",
+                       describe(committed_[position].entry)));
+      return;
+    }
+  }
+}
+
+}  // namespace cohort::sim

@@ -1,0 +1,89 @@
+#pragma once
+// Raft's safety invariants (Figure 3 of the paper), checked incrementally while the simulator drives the real
+// cores. Each check costs time proportional to what changed in one step, so it can run after every step of a
+// long run; the first violation is kept, described, and stops the run.
+//
+//  - Election Safety: at most one leader per term, ever (every (term, leader) seen is remembered).
+//  - Log Matching: an (index, term) names one entry, with one predecessor term, across all nodes and all
+//    time. By induction on the index, two logs sharing an (index, term) are then identical up to it.
+//  - Leader Completeness: a node that becomes leader of term T holds every entry known committed in an
+//    earlier term.
+//  - State Machine Safety: whenever a node's commit index covers i, its entry i is the globally committed
+//    entry i. A newly committed entry is durable on a majority, and committed entries stay durable on a
+//    majority across crashes (a node alone may lose non-durable writes, never a committed majority).
+//  - Within one incarnation of a node the commit index never decreases, and no write truncates below it.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "consensus/log.h"
+#include "consensus/memory_log.h"
+#include "consensus/raft.h"
+
+namespace cohort::sim {
+
+class Checker {
+ public:
+  explicit Checker(std::size_t cluster_size) : cluster_size_(cluster_size) {}
+
+  bool failed() const noexcept { return !failure_.empty(); }
+  const std::string& failure() const noexcept { return failure_; }
+  /// Keeps the first violation only: later ones are usually its consequences.
+  void fail(std::string description);
+
+  /// Every append a core makes, before it reaches the node's store (which still holds the log before it).
+  void on_append(NodeId node, const consensus::LogStore& log, std::span<const consensus::Entry> entries);
+  /// Every truncation a core makes; `commit` is the core's commit index at that moment.
+  void on_truncate(NodeId node, LogIndex after, LogIndex commit);
+
+  /// After every step of a node: its role and term, and its commit index moving from `previous` to `commit`.
+  /// `stores` are every node's store, for the durability checks.
+  void on_step(NodeId node, consensus::Role role, Term term, bool became_leader, LogIndex previous, LogIndex commit,
+               const consensus::LogStore& log, std::span<const consensus::MemoryLogStore* const> stores);
+
+  /// A crash of a node of a 1-node cluster lost `unsynced` (its log now ends at `last_index`, its durable term is
+  /// `durable_term`). Entries of a term the node no longer knows it reached were seen by no one and can be
+  /// written again, differently, when it leads that term once more: they leave the Log Matching record.
+  void on_crash_alone(std::span<const consensus::Entry> unsynced, LogIndex last_index, Term durable_term);
+
+  /// Every committed entry is durable on a majority (after crashes, and at the end of a run).
+  void check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores);
+
+  std::size_t committed() const noexcept { return committed_.size(); }
+  std::size_t leaders_seen() const noexcept { return leaders_.size(); }
+
+ private:
+  struct Key {
+    std::uint64_t index;
+    std::uint64_t term;
+    friend bool operator==(const Key&, const Key&) = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& key) const noexcept {
+      return std::hash<std::uint64_t>{}(key.index * 0x9E3779B97F4A7C15ULL ^ key.term);
+    }
+  };
+  struct Record {
+    Term previous_term;  // term of the entry before it in every log that holds it
+    consensus::Entry entry;
+  };
+  struct Committed {
+    consensus::Entry entry;
+    // An upper bound of the term in which the entry was committed: the term of the first node seen to commit
+    // it. Leader Completeness is checked for leaders of later terms only, so an upper bound never false-alarms.
+    Term observed_in;
+  };
+
+  bool durable_on_majority(std::size_t position, std::span<const consensus::MemoryLogStore* const> stores) const;
+
+  std::size_t cluster_size_;
+  std::string failure_;
+  std::unordered_map<std::uint64_t, NodeId> leaders_;  // by term
+  std::unordered_map<Key, Record, KeyHash> entries_;
+  std::vector<Committed> committed_;  // position i holds index i + 1
+};
+
+}  // namespace cohort::sim

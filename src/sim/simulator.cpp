@@ -1,0 +1,710 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <iterator>
+#include <queue>
+#include <span>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/random.h"
+#include "consensus/memory_log.h"
+#include "consensus/raft.h"
+#include "sim/checker.h"
+
+namespace cohort::sim {
+
+using consensus::Entry;
+using consensus::Message;
+using consensus::Outgoing;
+using consensus::PersistSeq;
+using consensus::Raft;
+using consensus::Role;
+using consensus::Time;
+using namespace std::chrono_literals;
+
+namespace {
+
+Duration micros(std::uint64_t count) { return std::chrono::microseconds(static_cast<std::int64_t>(count)); }
+std::uint64_t as_micros(Duration duration) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
+}
+
+// Around `mean`, uniformly in [mean/2, 3*mean/2]: irregular, but never a burst of zero gaps.
+Duration around(Random& random, Duration mean) {
+  const std::uint64_t us = std::max<std::uint64_t>(as_micros(mean), 2);
+  return micros(random.between(us / 2, us + us / 2));
+}
+
+FaultMix draw_mix(Random& random) {
+  FaultMix mix;
+  const std::uint64_t size = random.below(10);
+  mix.nodes = size == 0 ? 1 : size < 5 ? 3 : 5;
+  // About one seed in eight runs without any fault: the happy path must hold too.
+  const bool calm = random.chance(1, 8);
+  static constexpr std::uint32_t kDrop[] = {0, 0, 10, 50, 200};
+  static constexpr std::uint32_t kDuplicate[] = {0, 0, 10, 50};
+  static constexpr std::uint32_t kLong[] = {0, 0, 5, 30};
+  mix.drop_per_mille = kDrop[random.below(std::size(kDrop))];
+  mix.duplicate_per_mille = kDuplicate[random.below(std::size(kDuplicate))];
+  mix.long_delay_per_mille = kLong[random.below(std::size(kLong))];
+  mix.delay_max = micros(random.between(1'000, 20'000));
+  mix.partition_every = random.chance(1, 3) ? 0s : micros(random.between(500'000, 8'000'000));
+  mix.crash_every = random.chance(1, 3) ? 0s : micros(random.between(500'000, 8'000'000));
+  mix.crash_after_role_change_per_mille =
+      mix.crash_every == 0s ? 0 : static_cast<std::uint32_t>(random.chance(1, 2) ? 0 : random.between(10, 200));
+  mix.fsync_failure_per_100k = random.chance(3, 4) ? 0 : static_cast<std::uint32_t>(random.between(1, 100));
+  mix.slow_storage_per_mille = random.chance(1, 2) ? 0 : static_cast<std::uint32_t>(random.between(1, 100));
+  mix.client_every = micros(random.between(1'000, 100'000));
+  mix.transfer_every = random.chance(1, 2) ? 0s : micros(random.between(1'000'000, 10'000'000));
+  if (calm) {
+    mix.drop_per_mille = mix.duplicate_per_mille = mix.long_delay_per_mille = 0;
+    mix.partition_every = mix.crash_every = mix.transfer_every = 0s;
+    mix.fsync_failure_per_100k = mix.slow_storage_per_mille = mix.crash_after_role_change_per_mille = 0;
+  }
+  return mix;
+}
+
+std::string describe(const Message& message) {
+  const auto head = fmt::format("{} n{}->n{} t{}", consensus::type_name(message), message.from.value(),
+                                message.to.value(), message.term.value());
+  return std::visit(
+      [&](const auto& body) -> std::string {
+        using Body = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<Body, consensus::VoteRequest>) {
+          return fmt::format("{} last={}/{}{}{}", head, body.last_index.value(), body.last_term.value(),
+                             body.pre_vote ? " pre" : "", body.transfer ? " transfer" : "");
+        } else if constexpr (std::is_same_v<Body, consensus::VoteResponse>) {
+          return fmt::format("{} {}{}", head, body.granted ? "granted" : "refused", body.pre_vote ? " pre" : "");
+        } else if constexpr (std::is_same_v<Body, consensus::AppendRequest>) {
+          return fmt::format("{} prev={}/{} entries={} commit={}", head, body.prev_index.value(),
+                             body.prev_term.value(), body.entries.size(), body.commit.value());
+        } else if constexpr (std::is_same_v<Body, consensus::AppendResponse>) {
+          if (body.success) return fmt::format("{} ok match={}", head, body.match_index.value());
+          return fmt::format("{} refused prev={} conflict={}/{}", head, body.rejected_prev.value(),
+                             body.conflict_index.value(), body.conflict_term.value());
+        } else if constexpr (std::is_same_v<Body, consensus::Heartbeat>) {
+          return fmt::format("{} commit={}", head, body.commit.value());
+        } else {
+          return head;
+        }
+      },
+      message.body);
+}
+
+// The core's LogStore, seen through the checker: every write is checked before it reaches the store.
+class CheckedLog final : public consensus::LogStore {
+ public:
+  CheckedLog(consensus::MemoryLogStore& store, Checker& checker, NodeId node)
+      : store_(store), checker_(checker), node_(node) {}
+
+  void attach(const Raft* raft) { raft_ = raft; }
+
+  LogIndex first_index() const override { return store_.first_index(); }
+  LogIndex last_index() const override { return store_.last_index(); }
+  std::optional<Term> term_at(LogIndex index) const override { return store_.term_at(index); }
+  const Entry& entry(LogIndex index) const override { return store_.entry(index); }
+  consensus::HardState hard_state() const override { return store_.hard_state(); }
+
+  PersistSeq append(std::span<const Entry> entries) override {
+    checker_.on_append(node_, store_, entries);
+    return store_.append(entries);
+  }
+  PersistSeq truncate_after(LogIndex index) override {
+    checker_.on_truncate(node_, index, raft_ != nullptr ? raft_->commit_index() : LogIndex{0});
+    return store_.truncate_after(index);
+  }
+  PersistSeq save_hard_state(const consensus::HardState& state) override {
+    const consensus::HardState previous = store_.hard_state();
+    // The core's own rules, checked from outside: terms never go back; one vote per term.
+    if (state.term < previous.term)
+      checker_.fail(
+          fmt::format("node {} saves term {} after term {}", node_.value(), state.term.value(), previous.term.value()));
+    else if (state.term == previous.term && previous.voted_for && state.voted_for != previous.voted_for)
+      checker_.fail(fmt::format("node {} changes its vote in term {} from {} to {}", node_.value(), state.term.value(),
+                                previous.voted_for->value(), state.voted_for ? state.voted_for->value() : 0));
+    return store_.save_hard_state(state);
+  }
+
+ private:
+  consensus::MemoryLogStore& store_;
+  Checker& checker_;
+  NodeId node_;
+  const Raft* raft_ = nullptr;
+};
+
+// crash: the periodic crash of a random node; crash_node: one aimed at a node (incarnation) right after it
+// changed role.
+enum class EventKind : std::uint8_t { deliver, tick, sync, crash, crash_node, restart, partition, client, transfer };
+
+struct Event {
+  EventKind kind = EventKind::tick;
+  std::uint32_t node = 0;  // index into nodes_
+  std::uint64_t incarnation = 0;
+  PersistSeq seq = 0;
+  Message message;
+};
+
+struct Scheduled {
+  Time at;
+  std::uint64_t order;  // ties in time break by scheduling order: deterministic
+  std::uint32_t slot;
+  bool operator>(const Scheduled& other) const { return at != other.at ? at > other.at : order > other.order; }
+};
+
+}  // namespace
+
+std::string FaultMix::describe() const {
+  return fmt::format(
+      "nodes={} drop={}/1000 dup={}/1000 long-delay={}/1000 delay<={}ms partition-every={}ms crash-every={}ms "
+      "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms",
+      nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
+      as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
+      fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000);
+}
+
+FaultMix fault_mix_for_seed(std::uint64_t seed) {
+  Random random(seed);
+  return draw_mix(random);
+}
+
+struct Simulator::Impl {
+  struct Node {
+    Node(NodeId node_id, Checker& checker) : id(node_id), log(store, checker, node_id) {}
+    NodeId id;
+    consensus::MemoryLogStore store;  // survives crashes: it is the disk
+    CheckedLog log;
+    std::unique_ptr<Raft> raft;  // null while the node is down
+    std::uint64_t incarnation = 0;
+    std::vector<Outgoing> outbox;   // waiting for their `after` to become durable
+    PersistSeq sync_requested = 0;  // highest sequence a sync is scheduled for, in this incarnation
+    Time storage_free{};            // one device: syncs complete in the order they were issued
+    LogIndex commit;
+    Role role = Role::follower;
+    Term term;
+    consensus::Ready ready;
+  };
+
+  enum class Phase : std::uint8_t { safety, liveness };
+  static constexpr std::uint32_t kCluster = ~std::uint32_t{0};  // a trace line about no node in particular
+
+  explicit Impl(Options opts) : options(std::move(opts)), random(options.seed), mix(draw_mix(random)) {
+    if (options.nodes) mix.nodes = *options.nodes;
+    checker = std::make_unique<Checker>(mix.nodes);
+    blocked.assign(mix.nodes * mix.nodes, false);
+  }
+
+  Options options;
+  Random random;
+  FaultMix mix;
+  std::unique_ptr<Checker> checker;
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<const consensus::MemoryLogStore*> stores;
+  std::vector<NodeId> members;
+  std::vector<bool> blocked;  // [from * n + to]: the link drops everything
+  bool partitioned = false;
+  Phase phase = Phase::safety;
+  Time now{};
+  std::vector<Event> slots;
+  std::vector<std::uint32_t> free_slots;
+  std::priority_queue<Scheduled, std::vector<Scheduled>, std::greater<>> queue;
+  std::uint64_t order = 0;
+  Outcome outcome;
+  std::uint64_t client_counter = 0;
+
+  struct LivenessProposal {
+    LogIndex index;
+    Term term;
+  };
+  std::vector<LivenessProposal> liveness_proposals;
+
+  // --- plumbing -----------------------------------------------------------------------------------------------
+
+  template <typename... Args>
+  void trace(std::uint32_t node, fmt::format_string<Args...> format, Args&&... args) {
+    if (options.trace == nullptr) return;
+    const std::uint64_t us = as_micros(now);
+    if (node == kCluster)
+      fmt::print(options.trace, "{:>4}.{:06} -- ", us / 1'000'000, us % 1'000'000);
+    else
+      fmt::print(options.trace, "{:>4}.{:06} n{} ", us / 1'000'000, us % 1'000'000, node + 1);
+    fmt::print(options.trace, format, std::forward<Args>(args)...);
+    std::fputc('\n', options.trace);
+  }
+
+  void mix_fingerprint(std::uint64_t value) {
+    std::uint64_t& h = outcome.fingerprint;
+    h ^= value + 0x9E3779B97F4A7C15ULL + (h << 6U) + (h >> 2U);
+  }
+
+  void schedule(Duration delay, Event event) {
+    std::uint32_t slot = 0;
+    if (free_slots.empty()) {
+      slot = static_cast<std::uint32_t>(slots.size());
+      slots.push_back(std::move(event));
+    } else {
+      slot = free_slots.back();
+      free_slots.pop_back();
+      slots[slot] = std::move(event);
+    }
+    queue.push(Scheduled{now + delay, order++, slot});
+  }
+
+  Event make(EventKind kind, std::uint32_t node) {
+    Event event;
+    event.kind = kind;
+    event.node = node;
+    event.incarnation = nodes[node]->incarnation;
+    return event;
+  }
+
+  bool live(const Event& event) const {
+    const Node& node = *nodes[event.node];
+    return node.raft != nullptr && node.incarnation == event.incarnation;
+  }
+
+  // The node that believes it leads the newest term, if any.
+  std::optional<std::uint32_t> leader() const {
+    std::optional<std::uint32_t> found;
+    for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+      const Node& node = *nodes[i];
+      if (node.raft == nullptr || node.raft->role() != Role::leader) continue;
+      if (!found || node.raft->term() > nodes[*found]->raft->term()) found = i;
+    }
+    return found;
+  }
+
+  std::uint32_t random_node() { return static_cast<std::uint32_t>(random.below(nodes.size())); }
+
+  // --- nodes --------------------------------------------------------------------------------------------------
+
+  void start_node(std::uint32_t index) {
+    Node& node = *nodes[index];
+    consensus::Config config;
+    config.id = node.id;
+    config.members = members;
+    ++node.incarnation;
+    node.raft = std::make_unique<Raft>(config, node.log, random.next(), now);
+    node.log.attach(node.raft.get());
+    node.outbox.clear();
+    node.sync_requested = node.store.durable_seq();
+    node.storage_free = now;
+    node.commit = LogIndex{0};
+    node.role = node.raft->role();
+    node.term = node.raft->term();
+    trace(index, "start: term {} log {} (incarnation {})", node.term.value(), node.store.last_index().value(),
+          node.incarnation);
+    schedule(micros(random.between(1, 10'000)), make(EventKind::tick, index));
+  }
+
+  // Unsynced writes are lost, or a prefix of them reached the disk; in-flight work and timers vanish.
+  void stop_node(std::uint32_t index, const char* why) {
+    Node& node = *nodes[index];
+    std::vector<Entry> unsynced;
+    if (nodes.size() == 1)
+      for (LogIndex i{node.store.durable_entries().size() + 1}; i <= node.store.last_index(); i = i.next())
+        unsynced.push_back(node.store.entry(i));
+    const std::size_t pending = node.store.pending_writes();
+    const auto keep = static_cast<std::size_t>(random.between(0, pending));
+    const std::size_t lost = node.store.crash(keep);
+    node.raft.reset();
+    node.log.attach(nullptr);
+    node.outbox.clear();
+    ++node.incarnation;  // events of the old incarnation are ignored from now on
+    checker->on_crash_alone(unsynced, node.store.last_index(), node.store.hard_state().term);
+    trace(index, "{}: kept {} of {} unsynced writes, lost {}; durable log {}", why, keep, pending, lost,
+          node.store.durable_entries().size());
+    checker->check_committed_durable(stores);
+  }
+
+  // Everything a step produced: messages to the outbox (released once durable), a storage sync, the checks.
+  void flush(std::uint32_t index) {
+    Node& node = *nodes[index];
+    node.raft->take_ready(node.ready);
+    for (auto& out : node.ready.messages) node.outbox.push_back(std::move(out));
+    node.ready.messages.clear();
+    release(index);
+
+    const PersistSeq last = node.store.last_seq();
+    if (last > node.sync_requested) {
+      node.sync_requested = last;
+      Duration latency = micros(random.between(50, 2'000));
+      if (phase == Phase::safety && random.chance(mix.slow_storage_per_mille, 1000))
+        latency = micros(random.between(20'000, 300'000));
+      node.storage_free = std::max(node.storage_free, now + latency);
+      Event event = make(EventKind::sync, index);
+      event.seq = last;
+      schedule(node.storage_free - now, std::move(event));
+    }
+
+    const Role role = node.raft->role();
+    const Term term = node.raft->term();
+    const bool became_leader = role == Role::leader && (node.role != Role::leader || node.term != term);
+    if (role != node.role || term != node.term) {
+      trace(index, "becomes {} in term {}", consensus::to_string(role), term.value());
+      if (phase == Phase::safety && random.chance(mix.crash_after_role_change_per_mille, 1000)) {
+        schedule(micros(random.between(0, 5'000)), make(EventKind::crash_node, index));
+      }
+    }
+    if (node.ready.commit > node.commit) trace(index, "commits up to {}", node.ready.commit.value());
+    checker->on_step(node.id, role, term, became_leader, node.commit, node.ready.commit, node.log, stores);
+    node.role = role;
+    node.term = term;
+    node.commit = node.ready.commit;
+    mix_fingerprint(index);
+    mix_fingerprint(term.value());
+    mix_fingerprint(node.commit.value());
+    mix_fingerprint(node.store.last_index().value());
+  }
+
+  // Sends what storage has made safe to send (raft.h, driver contract 2).
+  void release(std::uint32_t index) {
+    Node& node = *nodes[index];
+    const PersistSeq durable = node.store.durable_seq();
+    auto keep = node.outbox.begin();
+    for (auto it = node.outbox.begin(); it != node.outbox.end(); ++it) {
+      if (it->after > durable) {
+        if (keep != it) *keep = std::move(*it);
+        ++keep;
+        continue;
+      }
+      transmit(std::move(it->message));
+    }
+    node.outbox.erase(keep, node.outbox.end());
+  }
+
+  bool cut(const Message& message) const {
+    return blocked[(message.from.value() - 1) * nodes.size() + (message.to.value() - 1)];
+  }
+
+  void transmit(Message message) {
+    const std::uint32_t from = message.from.value() - 1;
+    const bool faults = phase == Phase::safety;
+    if (cut(message) || (faults && random.chance(mix.drop_per_mille, 1000))) {
+      ++outcome.stats.dropped;
+      trace(from, "lost {}", describe(message));
+      return;
+    }
+    const bool duplicate = faults && random.chance(mix.duplicate_per_mille, 1000);
+    for (int copy = duplicate ? 2 : 1; copy > 0; --copy) {
+      Duration delay = micros(random.between(100, std::max<std::uint64_t>(as_micros(mix.delay_max), 100)));
+      if (faults && random.chance(mix.long_delay_per_mille, 1000)) delay = micros(random.between(50'000, 2'000'000));
+      Event event;
+      event.kind = EventKind::deliver;
+      event.node = message.to.value() - 1;
+      if (copy == 1)
+        event.message = std::move(message);
+      else
+        event.message = message;
+      schedule(delay, std::move(event));
+    }
+    if (duplicate) ++outcome.stats.duplicated;
+  }
+
+  // --- events -------------------------------------------------------------------------------------------------
+
+  void handle(Event& event) {
+    mix_fingerprint(static_cast<std::uint64_t>(event.kind));
+    mix_fingerprint(as_micros(now));
+    switch (event.kind) {
+      case EventKind::deliver: return deliver(event);
+      case EventKind::tick: return tick(event);
+      case EventKind::sync: return sync(event);
+      case EventKind::crash: return crash();
+      case EventKind::crash_node: return crash_node(event);
+      case EventKind::restart: return restart(event);
+      case EventKind::partition: return partition();
+      case EventKind::client: return client();
+      case EventKind::transfer: return transfer();
+    }
+  }
+
+  void deliver(const Event& event) {
+    Node& node = *nodes[event.node];
+    if (node.raft == nullptr || cut(event.message)) {
+      ++outcome.stats.dropped;
+      trace(event.node, "drops {} ({})", describe(event.message), node.raft == nullptr ? "down" : "partitioned");
+      return;
+    }
+    ++outcome.stats.delivered;
+    trace(event.node, "recv {}", describe(event.message));
+    node.raft->step(event.message, now);
+    flush(event.node);
+  }
+
+  void tick(const Event& event) {
+    if (!live(event)) return;
+    Node& node = *nodes[event.node];
+    node.raft->tick(now);
+    flush(event.node);
+    // Each node's timer fires at its own irregular pace, as real clocks and schedulers do.
+    schedule(micros(random.between(1'000, 10'000)), make(EventKind::tick, event.node));
+  }
+
+  void sync(const Event& event) {
+    if (!live(event)) return;
+    Node& node = *nodes[event.node];
+    if (phase == Phase::safety && random.chance(mix.fsync_failure_per_100k, 100'000)) {
+      // Never retry a failed fsync (the kernel may have dropped the dirty pages): the node stops.
+      ++outcome.stats.fsync_failures;
+      stop_node(event.node, "fsync fails, node stops");
+      Event restart_event = make(EventKind::restart, event.node);
+      schedule(micros(random.between(1'000'000, 5'000'000)), std::move(restart_event));
+      return;
+    }
+    const consensus::PersistCompletion completion = node.store.make_durable(event.seq);
+    trace(event.node, "durable up to seq {} (log {}/{})", completion.seq, completion.last_index.value(),
+          completion.last_term.value());
+    node.raft->on_persisted(completion, now);
+    flush(event.node);
+  }
+
+  void crash() {
+    if (phase != Phase::safety) return;
+    const std::uint32_t index = random_node();
+    if (nodes[index]->raft != nullptr) {
+      ++outcome.stats.crashes;
+      stop_node(index, "crash");
+      schedule(micros(random.between(50'000, 5'000'000)), make(EventKind::restart, index));
+    }
+    schedule(around(random, mix.crash_every), make(EventKind::crash, 0));
+  }
+
+  void crash_node(const Event& event) {
+    if (phase != Phase::safety || !live(event)) return;
+    ++outcome.stats.crashes;
+    stop_node(event.node, "crash right after a role change");
+    schedule(micros(random.between(50'000, 5'000'000)), make(EventKind::restart, event.node));
+  }
+
+  void restart(const Event& event) {
+    Node& node = *nodes[event.node];
+    if (node.raft != nullptr || node.incarnation != event.incarnation) return;
+    start_node(event.node);
+    flush(event.node);
+  }
+
+  void partition() {
+    if (phase != Phase::safety) return;
+    const std::size_t n = nodes.size();
+    if (partitioned) {
+      std::fill(blocked.begin(), blocked.end(), false);
+      partitioned = false;
+      trace(kCluster, "network heals");
+      schedule(around(random, mix.partition_every), make(EventKind::partition, 0));
+      return;
+    }
+    partitioned = true;
+    ++outcome.stats.partitions;
+    const auto block = [&](std::size_t from, std::size_t to) { blocked[from * n + to] = true; };
+    std::string what;
+    switch (random.below(3)) {
+      case 0: {  // symmetric: two sides that cannot hear each other
+        std::vector<bool> side(n);
+        for (std::size_t i = 0; i < n; ++i) side[i] = random.chance(1, 2);
+        for (std::size_t a = 0; a < n; ++a)
+          for (std::size_t b = 0; b < n; ++b)
+            if (side[a] != side[b]) block(a, b);
+        for (std::size_t i = 0; i < n; ++i) what += side[i] ? 'A' : 'B';
+        what = "symmetric partition " + what;
+        break;
+      }
+      case 1: {  // one-way: some links drop in one direction only
+        const std::uint64_t links = random.between(1, n * n);
+        for (std::uint64_t i = 0; i < links; ++i) {
+          const std::size_t a = random_node();
+          const std::size_t b = random_node();
+          if (a != b) {
+            block(a, b);
+            what += fmt::format(" n{}->n{}", a + 1, b + 1);
+          }
+        }
+        what = "one-way cuts" + what;
+        break;
+      }
+      default: {  // the leader alone, both ways (or one way only: it still sends, but hears nothing)
+        const std::size_t isolated = leader().value_or(random_node());
+        const bool inbound_only = random.chance(1, 3);
+        for (std::size_t other = 0; other < n; ++other) {
+          if (other == isolated) continue;
+          block(other, isolated);
+          if (!inbound_only) block(isolated, other);
+        }
+        what = fmt::format("isolates n{}{}", isolated + 1, inbound_only ? " (inbound only)" : "");
+        break;
+      }
+    }
+    trace(kCluster, "network: {}", what);
+    schedule(micros(random.between(200'000, 5'000'000)), make(EventKind::partition, 0));
+  }
+
+  void client() {
+    if (phase != Phase::safety) return;
+    schedule(around(random, mix.client_every), make(EventKind::client, 0));
+    const auto current = leader();
+    const bool to_random = !current || random.chance(1, 10);
+    const std::uint32_t index = to_random ? random_node() : *current;
+    Node& node = *nodes[index];
+    if (node.raft == nullptr) return;
+    const std::string payload = fmt::format("c{}", ++client_counter);
+    const bool leading = node.raft->role() == Role::leader;
+    const auto result = node.raft->propose(consensus::EntryType::command, as_bytes(payload), now);
+    if (result.has_value()) {
+      if (!leading)
+        checker->fail(
+            fmt::format("node {} accepts a proposal as {}", node.id.value(), consensus::to_string(node.raft->role())));
+      ++outcome.stats.proposals;
+      trace(index, "client proposes {} at index {}", payload, result.value().value());
+    } else {
+      if (leading && result.error() != consensus::ProposeError::transferring)
+        checker->fail(fmt::format("leader {} refuses a proposal", node.id.value()));
+      ++outcome.stats.refusals;
+      trace(index, "refuses client proposal {}", payload);
+    }
+    flush(index);
+  }
+
+  void transfer() {
+    if (phase != Phase::safety) return;
+    schedule(around(random, mix.transfer_every), make(EventKind::transfer, 0));
+    const auto current = leader();
+    if (!current || nodes.size() == 1) return;
+    std::uint32_t target = random_node();
+    if (target == *current) target = (target + 1) % static_cast<std::uint32_t>(nodes.size());
+    const auto status = nodes[*current]->raft->transfer_leadership(NodeId{target + 1}, now);
+    if (!status.ok()) {
+      checker->fail(fmt::format("leader {} refuses to transfer to {}", *current + 1, target + 1));
+      return;
+    }
+    ++outcome.stats.transfers;
+    trace(*current, "transfers leadership to n{}", target + 1);
+    flush(*current);
+  }
+
+  // --- liveness -----------------------------------------------------------------------------------------------
+
+  void begin_liveness() {
+    phase = Phase::liveness;
+    trace(kCluster, "liveness phase: faults stop, the network heals, stopped nodes restart");
+    std::fill(blocked.begin(), blocked.end(), false);
+    partitioned = false;
+    for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i]->raft != nullptr) continue;
+      start_node(i);
+      flush(i);
+    }
+  }
+
+  // A single leader, and one of the liveness proposals committed on every node.
+  bool converged() {
+    std::optional<std::uint32_t> only;
+    for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i]->raft->role() != Role::leader) continue;
+      if (only) return false;
+      only = i;
+    }
+    if (!only) return false;
+    Node& lead = *nodes[*only];
+    const bool pending = std::any_of(liveness_proposals.begin(), liveness_proposals.end(),
+                                     [&](const auto& p) { return lead.store.term_at(p.index) == p.term; });
+    if (!pending && lead.raft->transfer_target() == std::nullopt) {
+      const auto result =
+          lead.raft->propose(consensus::EntryType::command, as_bytes(fmt::format("live{}", options.seed)), now);
+      if (result.has_value()) {
+        liveness_proposals.push_back({result.value(), lead.raft->term()});
+        trace(*only, "liveness proposal at index {}", result.value().value());
+      }
+      flush(*only);
+      return false;
+    }
+    return std::any_of(liveness_proposals.begin(), liveness_proposals.end(), [&](const auto& p) {
+      return std::all_of(nodes.begin(), nodes.end(), [&](const auto& node) {
+        return node->commit >= p.index && node->store.term_at(p.index) == p.term;
+      });
+    });
+  }
+
+  std::string cluster_state() const {
+    std::string text;
+    for (const auto& node : nodes) {
+      text += fmt::format("\n  n{}: {} term {} leader {} log {} durable {} commit {}", node->id.value(),
+                          node->raft ? consensus::to_string(node->raft->role()) : "down",
+                          node->raft ? node->raft->term().value() : 0,
+                          node->raft && node->raft->leader() ? node->raft->leader()->value() : 0,
+                          node->store.last_index().value(), node->store.durable_entries().size(), node->commit.value());
+    }
+    return text;
+  }
+
+  // --- the run ------------------------------------------------------------------------------------------------
+
+  bool step() {
+    const Scheduled next = queue.top();
+    queue.pop();
+    now = next.at;
+    Event event = std::move(slots[next.slot]);
+    free_slots.push_back(next.slot);
+    handle(event);
+    ++outcome.events;
+    if (!checker->failed()) return true;
+    outcome.ok = false;
+    outcome.failure = fmt::format("at {:.6f} s: {}{}", std::chrono::duration<double>(now).count(), checker->failure(),
+                                  cluster_state());
+    return false;
+  }
+
+  Outcome run() {
+    outcome.mix = mix;
+    for (std::uint32_t i = 0; i < mix.nodes; ++i) members.push_back(NodeId{i + 1});
+    for (const NodeId id : members) {
+      nodes.push_back(std::make_unique<Node>(id, *checker));
+      stores.push_back(&nodes.back()->store);
+    }
+    if (options.trace != nullptr) fmt::print(options.trace, "seed {}: {}\n", options.seed, mix.describe());
+    for (std::uint32_t i = 0; i < nodes.size(); ++i) start_node(i);
+    schedule(around(random, mix.client_every), make(EventKind::client, 0));
+    if (mix.partition_every > 0s) schedule(around(random, mix.partition_every), make(EventKind::partition, 0));
+    if (mix.crash_every > 0s) schedule(around(random, mix.crash_every), make(EventKind::crash, 0));
+    if (mix.transfer_every > 0s) schedule(around(random, mix.transfer_every), make(EventKind::transfer, 0));
+
+    while (outcome.events < options.steps)
+      if (!step()) return finish();
+    begin_liveness();
+    const Time deadline = now + options.liveness_limit;
+    while (!converged()) {
+      if (checker->failed() || now > deadline) {
+        if (!checker->failed())
+          checker->fail(
+              fmt::format("liveness: no leader with a committed proposal on every node {:.1f} s after "
+                          "the faults stopped",
+                          std::chrono::duration<double>(options.liveness_limit).count()));
+        outcome.ok = false;
+        outcome.failure = fmt::format("at {:.6f} s: {}{}", std::chrono::duration<double>(now).count(),
+                                      checker->failure(), cluster_state());
+        return finish();
+      }
+      if (!step()) return finish();
+    }
+    checker->check_committed_durable(stores);
+    if (checker->failed()) {
+      outcome.ok = false;
+      outcome.failure = checker->failure();
+    }
+    trace(kCluster, "converged: {} entries committed", checker->committed());
+    return finish();
+  }
+
+  Outcome finish() {
+    outcome.simulated = now;
+    outcome.stats.leaders = checker->leaders_seen();
+    outcome.stats.committed = checker->committed();
+    return outcome;
+  }
+};
+
+Simulator::Simulator(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Simulator::~Simulator() = default;
+Outcome Simulator::run() { return impl_->run(); }
+
+}  // namespace cohort::sim
