@@ -8,7 +8,21 @@
 
 #include "common/assert.h"
 
+// Planted bugs, for the simulator's self-test only (tests/sim/CMakeLists.txt compiles this file again with
+// COHORT_PLANTED_BUG=n into that test's own target; libraries and tools never define it). A checker that
+// cannot fail is a defect: each of these must be caught within a stated number of seeds.
+//   1: commit an entry of an earlier term by counting replicas (Figure 8)
+//   2: grant a second vote in one term
+//   3: send vote requests before the candidate's own vote is durable
+//   4: count a storage completion for entries truncated since
+#ifndef COHORT_PLANTED_BUG
+#define COHORT_PLANTED_BUG 0
+#endif
+
 namespace cohort::consensus {
+namespace {
+constexpr int kPlantedBug = COHORT_PLANTED_BUG;
+}  // namespace
 
 std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSpan payload) noexcept {
   std::byte header[17];
@@ -180,12 +194,16 @@ Status<TransferError> Raft::transfer_leadership(NodeId target, Time now) {
   return {};
 }
 
-void Raft::on_persisted(const PersistCompletion& completion, Time /*now*/) {
+void Raft::on_persisted(const PersistCompletion& completion, Time now) {
   COHORT_ASSERT(completion.seq <= last_seq_);
   // Count the entries only if the log still holds them: a completion for a suffix truncated since names an
   // (index, term) the log no longer has.
   const auto term = log_.term_at(completion.last_index);
   if (term && *term == completion.last_term) durable_index_ = completion.last_index;
+  if (kPlantedBug == 4) durable_index_ = std::min(completion.last_index, last_index());
+  // A single-node candidate's own vote is the whole majority, counted once durable. (With peers, their votes
+  // answer requests that left only after it was durable.)
+  if (role_ == Role::candidate && quorum() == 1 && completion.seq >= hard_state_seq_) become_leader(now);
   if (role_ == Role::leader) maybe_commit();
   check_invariants();
 }
@@ -246,13 +264,12 @@ void Raft::become_candidate(Time now, bool transfer) {
   progress_.clear();
   votes_.assign(1, {config_.id, true});
   reset_election_timer(now);
-  if (quorum() == 1) {
-    become_leader(now);
-    return;
-  }
+  // Alone, it wins once its own vote is durable (on_persisted): leading a term that a crash could make it
+  // forget would let it write a second, different entry at the same (index, term) after a restart.
+  if (quorum() == 1) return;
   for (const NodeId member : config_.members) {
     if (member == config_.id) continue;
-    send(member, VoteRequest{last_index(), last_term(), false, transfer}, hard_state_seq_);
+    send(member, VoteRequest{last_index(), last_term(), false, transfer}, kPlantedBug == 3 ? 0 : hard_state_seq_);
   }
 }
 
@@ -282,8 +299,9 @@ void Raft::become_leader(Time now) {
 // --- vote handling --------------------------------------------------------------------------------------------
 
 void Raft::handle_vote_request(const Message& message, const VoteRequest& request, Time now) {
-  const bool can_vote =
-      voted_for_ == message.from || (!voted_for_ && !leader_) || (request.pre_vote && message.term > term_);
+  const bool can_vote = voted_for_ == message.from ||
+                        (((kPlantedBug == 2 && role_ == Role::follower) || !voted_for_) && !leader_) ||
+                        (request.pre_vote && message.term > term_);
   const bool granted = can_vote && log_up_to_date(request.last_index, request.last_term);
   if (granted && !request.pre_vote) {
     vote_for(message.from);
@@ -507,7 +525,7 @@ void Raft::maybe_commit() {
   std::sort(matches.begin(), matches.end(), std::greater<>());
   const LogIndex candidate = matches[quorum() - 1];
   // Figure 8: only an entry of the leader's own term is committed by counting replicas; earlier ones follow.
-  if (candidate > commit_ && term_at(candidate) == term_) commit_ = candidate;
+  if (candidate > commit_ && (kPlantedBug == 1 || term_at(candidate) == term_)) commit_ = candidate;
 }
 
 void Raft::maybe_finish_transfer(Progress& progress) {
@@ -525,7 +543,7 @@ void Raft::set_term(Term term) {
 }
 
 void Raft::vote_for(NodeId candidate) {
-  COHORT_ASSERT(!voted_for_ || *voted_for_ == candidate);  // one vote per term
+  COHORT_ASSERT(kPlantedBug == 2 || !voted_for_ || *voted_for_ == candidate);  // one vote per term
   voted_for_ = candidate;
   persist_hard_state();
 }

@@ -112,14 +112,13 @@ void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_
   }
 }
 
-void Checker::on_crash_alone(std::span<const Entry> unsynced, LogIndex last_index, Term durable_term) {
-  // In a larger cluster a leader's term is durable before its first vote request leaves, so a term is never
-  // led twice; alone, a node leads without sending anything, and a crash may take the term back with the
-  // entries. They were never durable, committed, or sent, so no other log and no client can tell.
-  if (cluster_size_ != 1) return;
-  for (const Entry& entry : unsynced)
-    if (entry.index > last_index && entry.term > durable_term)
-      entries_.erase(Key{entry.index.value(), entry.term.value()});
+void Checker::check_durable_claim(NodeId node, LogIndex claimed, const consensus::MemoryLogStore& store) {
+  if (claimed == LogIndex{0}) return;
+  const auto& durable = store.durable_entries();
+  if (claimed.value() > durable.size() || durable[claimed.value() - 1] != store.entry(claimed))
+    fail(fmt::format(
+        "node {} counts its log durable up to {}, but its durable log {} there", node.value(), claimed.value(),
+        claimed.value() > durable.size() ? fmt::format("ends at {}", durable.size()) : "holds another entry"));
 }
 
 bool Checker::durable_on_majority(std::size_t position,

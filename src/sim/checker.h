@@ -44,10 +44,10 @@ class Checker {
   void on_step(NodeId node, consensus::Role role, Term term, bool became_leader, LogIndex previous, LogIndex commit,
                const consensus::LogStore& log, std::span<const consensus::MemoryLogStore* const> stores);
 
-  /// A crash of a node of a 1-node cluster lost `unsynced` (its log now ends at `last_index`, its durable term is
-  /// `durable_term`). Entries of a term the node no longer knows it reached were seen by no one and can be
-  /// written again, differently, when it leads that term once more: they leave the Log Matching record.
-  void on_crash_alone(std::span<const consensus::Entry> unsynced, LogIndex last_index, Term durable_term);
+  /// The core's belief that its log is durable up to `claimed` is true: the store's durable log reaches that far
+  /// and holds the same entry there as the log the core sees (a completion for since-truncated entries must
+  /// not count).
+  void check_durable_claim(NodeId node, LogIndex claimed, const consensus::MemoryLogStore& store);
 
   /// Every committed entry is durable on a majority (after crashes, and at the end of a run).
   void check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores);

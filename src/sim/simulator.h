@@ -35,10 +35,15 @@ struct FaultMix {
   // Each role change (candidate, leader, ...): the node crashes within 5 ms, inside the window where its new
   // term, vote or first entries may not be durable yet. Random crashes alone rarely land there.
   std::uint32_t crash_after_role_change_per_mille = 0;
+  // Each commit advance on a leader: it crashes within 5 ms, before followers may have heard of the commit or of
+  // the entries after it (with small batches, before its own no-op reached a majority).
+  std::uint32_t crash_after_commit_per_mille = 0;
   std::uint32_t fsync_failure_per_100k = 0;               // each storage sync: the node stops, restarting 1-5 s later
   std::uint32_t slow_storage_per_mille = 0;               // each storage sync: 20-300 ms instead of under 2 ms
   Duration client_every = std::chrono::milliseconds(20);  // mean time between proposals
   Duration transfer_every{0};                             // mean time between leadership transfers
+  std::size_t max_append_entries = 1024;                  // the cores' batch limit per AppendRequest
+  std::size_t max_inflight_appends = 8;                   // and pipeline depth per follower
 
   std::string describe() const;
 };
@@ -47,6 +52,7 @@ struct Options {
   std::uint64_t seed = 0;
   std::uint64_t steps = 20'000;      // events in the safety phase
   std::optional<std::size_t> nodes;  // overrides the seed's cluster size (1, 3 or 5)
+  std::optional<FaultMix> mix;       // overrides the seed's fault mix (targeted hunts; the seed still drives it)
   std::FILE* trace = nullptr;        // one line per event, if set
   Duration liveness_limit = std::chrono::seconds(10);
 };
