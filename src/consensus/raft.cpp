@@ -316,6 +316,9 @@ void Raft::handle_vote_request(const Message& message, const VoteRequest& reques
 void Raft::handle_vote_response(const Message& message, const VoteResponse& response, Time now) {
   if (response.pre_vote ? role_ != Role::pre_candidate : role_ != Role::candidate) return;
   if (!response.pre_vote && message.term != term_) return;
+  // A pre-vote is granted in the term asked about, term_ + 1: a grant in term_ answered an earlier round (asked
+  // from term_ - 1, before this node stood and lost), late or duplicated, and must not count in this one.
+  if (response.pre_vote && response.granted && message.term != term_.next()) return;
   const bool counted =
       std::any_of(votes_.begin(), votes_.end(), [&](const auto& v) { return v.first == message.from; });
   if (!counted) votes_.emplace_back(message.from, response.granted);
@@ -340,7 +343,9 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
   reset_election_timer(now);
   last_leader_contact_ = now;
 
-  // Entries must be contiguous after prev_index, of terms no newer than the sender's, and intact.
+  // The previous entry must be one the sender could hold (index 0 has term 0), and the entries contiguous after
+  // it, of terms no newer than the sender's, and intact. A malformed request is dropped, never asserted on.
+  if (request.prev_term > message.term || (request.prev_index == LogIndex{0} && request.prev_term != Term{0})) return;
   LogIndex expected = request.prev_index.next();
   Term previous_term = request.prev_term;
   for (const Entry& entry : request.entries) {
@@ -436,7 +441,9 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
     return;
   }
 
-  // A refusal. Stale ones (for a request older than the one outstanding) are ignored.
+  // A refusal. Stale ones (for a request older than the one outstanding) are ignored, and so are refusals of a
+  // request this leader cannot have sent (beyond its log): acting on one would point `next` past the log's end.
+  if (response.rejected_prev > last_index()) return;
   if (progress->probing ? response.rejected_prev != progress->next.prev() : response.rejected_prev <= progress->match)
     return;
   LogIndex next = response.conflict_index;
@@ -463,6 +470,9 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
     progress->inflight.clear();
   else if (progress->inflight.size() >= config_.max_inflight_appends)
     progress->inflight.erase(progress->inflight.begin());
+  // A transfer target that is caught up but still answers as a follower may have lost its TimeoutNow: send it
+  // again, or the transfer would stall (refusing proposals) until it times out.
+  maybe_finish_transfer(*progress);
   if (progress->match >= last_index()) return;
   if (!progress->probing && progress->next > last_index()) {
     // Everything was sent, yet the follower lags: the request with the tail may be lost, and an idle leader

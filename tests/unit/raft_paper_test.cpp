@@ -1014,5 +1014,62 @@ TEST_F(RaftPaperTest, MessagesNotAddressedToThisNodeOrFromStrangersAreIgnored) {
   EXPECT_TRUE(take().empty());
 }
 
+// --- review findings: late messages and malformed input -------------------------------------------------------
+
+TEST_F(RaftPaperTest, APreVoteGrantFromAnEarlierRoundDoesNotCountInTheNextOne) {
+  cluster_of(5);
+  start({1}, 1);
+  fire_election_timer();  // asks for term 2
+  receive(2, 2, VoteResponse{true, true});
+  receive(3, 2, VoteResponse{true, true});
+  ASSERT_EQ(raft().role(), Role::candidate);
+  ASSERT_EQ(raft().term(), term(2));
+  for (std::uint32_t id = 2; id <= 4; ++id) receive(id, 2, VoteResponse{false, false});
+  ASSERT_EQ(raft().role(), Role::follower);
+  fire_election_timer();  // asks for term 3
+  ASSERT_EQ(raft().role(), Role::pre_candidate);
+  // Late duplicates of the grants for term 2: they said nothing about term 3.
+  receive(2, 2, VoteResponse{true, true});
+  receive(3, 2, VoteResponse{true, true});
+  EXPECT_EQ(raft().role(), Role::pre_candidate);
+  EXPECT_EQ(raft().term(), term(2));
+  receive(2, 3, VoteResponse{true, true});
+  receive(3, 3, VoteResponse{true, true});
+  EXPECT_EQ(raft().role(), Role::candidate);
+  EXPECT_EQ(raft().term(), term(3));
+}
+
+TEST_F(RaftPaperTest, ARefusalOfARequestBeyondTheLeadersLogIsIgnored) {
+  start();
+  elect_and_replicate();              // follower 2 replicating, match 1
+  receive(2, 1, refused(50, 50, 0));  // no such request was sent: a buggy peer or a damaged frame
+  EXPECT_TRUE(only<AppendRequest>(take(), 2).empty());
+  EXPECT_EQ(raft().role(), Role::leader);
+  // Replication to it still works from where it was.
+  ASSERT_TRUE(raft().propose(EntryType::command, as_bytes("x"), now_).has_value());
+  const auto appends = only<AppendRequest>(take(), 2);
+  ASSERT_EQ(appends.size(), 1U);
+  EXPECT_EQ(appends[0].second.prev_index, index(1));
+}
+
+TEST_F(RaftPaperTest, FollowerDropsAnAppendWhosePrevEntryNoLeaderCouldHold) {
+  start({1}, 2);
+  receive(2, 2, append(0, 1, {}));  // index 0 has term 0
+  receive(2, 2, append(1, 3, {}));  // an entry of a term newer than the sender's
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(log_.last_index(), index(1));
+}
+
+TEST_F(RaftPaperTest, LeaderResendsALostTimeoutNowWhenTheCaughtUpTargetAnswersAHeartbeat) {
+  start();
+  elect_and_replicate();
+  ASSERT_TRUE(raft().transfer_leadership(NodeId{2}, now_).ok());
+  ASSERT_EQ(only<TimeoutNow>(take(), 2).size(), 1U);  // lost on the way
+  receive(2, 1, HeartbeatResponse{});
+  EXPECT_EQ(only<TimeoutNow>(take(), 2).size(), 1U);
+  receive(3, 1, HeartbeatResponse{});  // only the target is told to stand
+  EXPECT_TRUE(only<TimeoutNow>(take()).empty());
+}
+
 }  // namespace
 }  // namespace cohort::consensus
