@@ -306,7 +306,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto self = shared_from_this();  // a callback may close us; stay alive until this returns
     while (true) {
       const ByteSpan held(receive_.data() + receive_begin_, receive_end_ - receive_begin_);
-      const protocol::FrameScan scan = protocol::scan_frame(held, transport_->config.max_frame_length);
+      const protocol::FrameScan scan = protocol::scan_frame(held, receive_limit());
       if (scan.status == protocol::FrameScan::Status::need_more) {
         next_frame_size_ = scan.needed;
         break;
@@ -321,6 +321,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (state_ == State::closed) return;
       if (state_ == State::closing) break;
     }
+    if (state_ == State::closed) return;  // bad_frame() failed the connection: no read on a closed socket
     if (state_ == State::closing) {
       linger({});
       return;
@@ -334,11 +335,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
     start_read();
   }
 
+  // Until the peer has identified itself, only handshake-sized frames are accepted: a stranger announcing a
+  // 4 MiB "hello" must not make us allocate 4 MiB per connection.
+  std::uint32_t receive_limit() const {
+    const bool in_handshake = state_ == State::awaiting_hello || state_ == State::awaiting_welcome;
+    return in_handshake ? std::min(protocol::kMaxHandshakeFrameLength, transport_->config.max_frame_length)
+                        : transport_->config.max_frame_length;
+  }
+
   // While closing, whatever the peer still sends is read and dropped until it closes its side (or the
   // transport's sweep gives up): closing a socket with unread input would send a reset, which can destroy
   // the error frame we just sent before the peer reads it.
   void linger(const std::error_code& error) {
     if (error) {
+      // A peer that has only shut down its sending side still reads: frames queued before close() are still on
+      // their way, and the close waits for them (then the FIN) instead of discarding them with a reset.
+      if (error == asio::error::eof && (write_in_flight_ || !pending_.empty())) {
+        peer_finished_ = true;
+        return;
+      }
       finish_close();
       return;
     }
@@ -466,6 +481,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         std::error_code ignored;
         socket_.shutdown(tcp::socket::shutdown_send, ignored);  // the peer reads everything, then EOF
       }
+      if (state_ == State::closing && peer_finished_) finish_close();  // both directions are done
       return;
     }
     std::swap(pending_, writing_);
@@ -475,7 +491,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const std::size_t written = socket_.write_some(asio::buffer(writing_), error);
     if (!error && written == writing_.size()) {
       writing_.clear();
-      notify_writable();  // frames it queues get a flush of their own: none is in flight now
+      notify_writable();              // frames it queues get a flush of their own: none is in flight now
       if (pending_.empty()) flush();  // all written: a closing connection sends its FIN now
       return;
     }
@@ -554,6 +570,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool read_after_flush_ = false;  // on_read left re-arming the read to the posted flush
   bool want_writable_ = false;     // a send() was refused; call on_writable once the buffer drains
   bool sent_fin_ = false;
+  bool peer_finished_ = false;  // while closing: the peer sent EOF; close once our queue is written
   Clock::time_point closing_since_{};
 };
 

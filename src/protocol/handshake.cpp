@@ -1,6 +1,7 @@
 #include "protocol/handshake.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -11,6 +12,15 @@ HandshakeRefusal refuse(ErrorCode code, std::string text) { return HandshakeRefu
 
 std::string hex(const Incarnation& incarnation) {
   return fmt::format("{:016x}{:016x}", incarnation.high, incarnation.low);
+}
+
+// The protocol version sits at a fixed offset in every layout of hello (after the magic) and of welcome, forever.
+// It is judged before the rest of the body, whose meaning may differ in another protocol version: a peer of
+// another version is told "protocol version", not "malformed", whatever else its frame holds.
+std::optional<std::uint16_t> foreign_protocol_version(ByteSpan body, std::size_t at) noexcept {
+  if (body.size() < at + sizeof(std::uint16_t)) return std::nullopt;
+  const auto version = load_le<std::uint16_t>(body.data() + at);
+  return version == kProtocolVersion ? std::nullopt : std::optional<std::uint16_t>(version);
 }
 
 }  // namespace
@@ -37,6 +47,12 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
   if (first.header.type != MessageType::hello)
     return unexpected(refuse(ErrorCode::bad_handshake,
                              fmt::format("expected a hello frame first, got {}", to_string(first.header.type))));
+  const bool cohort_magic =
+      first.body.size() >= sizeof(std::uint32_t) && load_le<std::uint32_t>(first.body.data()) == kHandshakeMagic;
+  if (const auto version = foreign_protocol_version(first.body, sizeof(std::uint32_t)); cohort_magic && version)
+    return unexpected(
+        refuse(ErrorCode::protocol_version_mismatch,
+               fmt::format("protocol version {} is not supported (this node speaks {})", *version, kProtocolVersion)));
   auto decoded = decode<Hello>(first);
   if (!decoded) {
     const DecodeError& error = decoded.error();
@@ -44,11 +60,7 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
         refuse(error.code == DecodeErrc::bad_magic ? ErrorCode::bad_handshake : ErrorCode::malformed_frame,
                "invalid hello: " + error.describe()));
   }
-  const Hello& hello = decoded.value();
-  if (hello.protocol_version != kProtocolVersion)
-    return unexpected(refuse(ErrorCode::protocol_version_mismatch,
-                             fmt::format("protocol version {} is not supported (this node speaks {})",
-                                         hello.protocol_version, kProtocolVersion)));
+  const Hello& hello = decoded.value();  // its protocol_version is ours: checked above
   if (hello.cluster_id != local.cluster_id)
     return unexpected(refuse(ErrorCode::wrong_cluster, fmt::format("cluster id {} does not match this cluster's id {}",
                                                                    hello.cluster_id, local.cluster_id)));
@@ -112,13 +124,13 @@ Result<PeerIdentity, HandshakeRefusal> accept_welcome(const Frame& reply, const 
   if (reply.header.type != MessageType::welcome)
     return unexpected(
         refuse(ErrorCode::bad_handshake, fmt::format("expected welcome, got {}", to_string(reply.header.type))));
+  if (const auto version = foreign_protocol_version(reply.body, 0))
+    return unexpected(
+        refuse(ErrorCode::protocol_version_mismatch,
+               fmt::format("peer speaks protocol version {}, this build {}", *version, kProtocolVersion)));
   auto decoded = decode<Welcome>(reply);
   if (!decoded) return unexpected(refuse(ErrorCode::malformed_frame, "invalid welcome: " + decoded.error().describe()));
   const Welcome& welcome = decoded.value();
-  if (welcome.protocol_version != kProtocolVersion)
-    return unexpected(refuse(
-        ErrorCode::protocol_version_mismatch,
-        fmt::format("peer speaks protocol version {}, this build {}", welcome.protocol_version, kProtocolVersion)));
   if (welcome.cluster_id != local.cluster_id)
     return unexpected(refuse(ErrorCode::wrong_cluster,
                              fmt::format("peer belongs to cluster {}, not {}", welcome.cluster_id, local.cluster_id)));

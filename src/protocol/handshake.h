@@ -13,6 +13,14 @@
 
 namespace cohort::protocol {
 
+/// The longest frame either side accepts before the handshake is complete: room for a hello of a later, longer
+/// layout and for an error frame with the longest text. A peer that has not identified itself cannot make a node
+/// buffer more than this (the full maximum frame length applies once the handshake is done).
+inline constexpr std::uint32_t kMaxHandshakeFrameLength = 4096;
+static_assert(kFrameHeaderSize + 8 + kMaxErrorTextLength <= kMaxHandshakeFrameLength);
+static_assert(kFrameHeaderSize + Hello::kBodySize <= kMaxHandshakeFrameLength);
+static_assert(kFrameHeaderSize + Welcome::kBodySize <= kMaxHandshakeFrameLength);
+
 struct LocalIdentity {
   std::uint64_t cluster_id = 0;
   PeerRole role = PeerRole::client;

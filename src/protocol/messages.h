@@ -48,7 +48,7 @@ enum class ErrorCode : std::uint16_t {
   protocol_version_mismatch = 1,
   wrong_cluster = 2,
   wrong_incarnation = 3,
-  bad_handshake = 4,     // first frame not a valid hello, or a hello later on
+  bad_handshake = 4,     // first frame not a hello (or no frame at all), or a wrong magic
   role_not_allowed = 5,  // e.g. a node id this cluster does not have
   malformed_frame = 6,
   handshake_timeout = 7,

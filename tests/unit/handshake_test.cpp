@@ -270,6 +270,19 @@ TEST(AcceptHello, AShortHelloIsAMalformedFrameNamingTheMissingField) {
   EXPECT_TRUE(contains(result.error().text, "'cluster_id'")) << result.error().text;
 }
 
+TEST(AcceptHello, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheHelloHolds) {
+  // Another protocol version may give the reserved bytes, the roles or the body length another meaning: the
+  // peer must still hear "protocol version", not "malformed".
+  Received first = receive(hello_from(a_node(2)));
+  store_le<std::uint16_t>(first.bytes.data() + kFrameHeaderSize + 4, 2);  // protocol_version
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);   // a role v1 does not know
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 7, 1);   // reserved in v1
+  auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version 2")) << result.error().text;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // refusal_for_bad_first_frame
 
@@ -408,6 +421,16 @@ TEST(AcceptWelcome, AnAnswerThatIsNeitherWelcomeNorErrorIsABadHandshake) {
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
   EXPECT_TRUE(contains(result.error().text, "expected welcome, got pong")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheWelcomeHolds) {
+  Received reply = receive(make_welcome(a_node(3)));
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, 2);      // protocol_version
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);  // reserved in v1
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version 2")) << result.error().text;
 }
 
 TEST(AcceptWelcome, AWelcomeWithNonZeroReservedBytesIsAMalformedFrame) {

@@ -768,6 +768,21 @@ TEST_F(TransportHandshake, NonCohortPeerIsRefusedAndClosed) {
   EXPECT_TRUE(server_never_reported_it());
 }
 
+TEST_F(TransportHandshake, AHelloAnnouncingMoreThanAHandshakeFrameIsRefusedFromItsHeaderAlone) {
+  // Before the peer has identified itself it may not make the node buffer a full-size frame.
+  ASSERT_TRUE(start_server());
+  RawSocket peer = RawSocket::connect_to(endpoint_.port);
+  ASSERT_TRUE(peer.ok());
+  Bytes header(protocol::kFrameHeaderSize);
+  protocol::store_frame_header(
+      header.data(), protocol::FrameHeader{protocol::kDefaultMaxFrameLength, protocol::MessageType::hello, 1, 0});
+  ASSERT_TRUE(peer.write_all(loop_, header));
+  EXPECT_TRUE(
+      expect_refusal(peer, protocol::ErrorCode::bad_handshake, std::to_string(protocol::kMaxHandshakeFrameLength)));
+  peer.close();
+  EXPECT_TRUE(server_never_reported_it());
+}
+
 TEST_F(TransportHandshake, FirstFrameThatIsNotAHelloIsRefused) {
   ASSERT_TRUE(start_server());
   RawSocket peer = RawSocket::connect_to(endpoint_.port);
@@ -1320,6 +1335,38 @@ TEST_F(TransportClose, QueuedFramesAreWrittenThenThePeerSeesEndOfStream) {
   peer.close();
   ASSERT_TRUE(wait([&] { return server().connection_count() == 0; }));
   settle();
+  EXPECT_TRUE(server_events().disconnected.empty()) << "closed locally: no on_disconnected";
+}
+
+TEST_F(TransportClose, QueuedFramesStillReachAPeerThatHasShutDownItsSendingSide) {
+  constexpr std::size_t kMiB = 1U << 20U;
+  TcpTransportConfig config = server_config();
+  constexpr std::size_t kFrames = 12;  // far more than the kernel's socket buffers hold: a write stays in flight
+  config.max_frame_length = 2 * kMiB;
+  config.send_buffer_limit = 16 * kMiB;
+  ASSERT_TRUE(start_server(config));
+  RawSocket peer = RawSocket::connect_to(endpoint_.port, /*receive_buffer=*/16 * 1024);
+  ASSERT_TRUE(raw_handshake(peer));
+  const ConnectionId id = last_server_connection();
+  std::vector<Bytes> sent;
+  for (std::uint64_t seq = 0; seq < kFrames; ++seq) {
+    sent.push_back(data_frame(seq, kMiB));
+    ASSERT_EQ(server().send(id, sent.back()), SendResult::queued);
+  }
+  server().close(id);
+  drain();
+  if (server().queued_bytes(id) == 0) GTEST_SKIP() << "the kernel took every frame; the test needs a write in flight";
+  peer.shutdown_write();  // the server reads end of stream while its write is still in flight
+  settle();
+  ASSERT_TRUE(wait([&] {
+    peer.pump();
+    return peer.eof() || peer.error() != 0;
+  }));
+  EXPECT_EQ(peer.error(), 0) << "reset instead of the queued frame";
+  const auto frames = peer.take_frames();
+  ASSERT_EQ(frames.size(), sent.size()) << "and " << peer.received().size() << " bytes of a partial frame";
+  for (std::size_t k = 0; k < sent.size(); ++k) EXPECT_TRUE(same_bytes(frames[k].bytes, sent[k])) << "frame " << k;
+  ASSERT_TRUE(wait([&] { return server().connection_count() == 0; }));
   EXPECT_TRUE(server_events().disconnected.empty()) << "closed locally: no on_disconnected";
 }
 

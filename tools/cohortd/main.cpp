@@ -66,6 +66,11 @@ static int run(int argc, char** argv) {
   }
 
   io::EventLoop loop;
+  // Before anything announces the node: a SIGTERM right after "listening on" must find the handler in place.
+  loop.on_signals({SIGINT, SIGTERM}, [&loop](int signal) {
+    spdlog::info("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    loop.stop();
+  });
   PingResponder responder;
   io::TcpTransportConfig config;
   config.identity = protocol::LocalIdentity{cluster_id, protocol::PeerRole::node, node_id, {}};
@@ -81,10 +86,6 @@ static int run(int argc, char** argv) {
   std::printf("listening on %s\n", bound->to_string().c_str());
   std::fflush(stdout);
 
-  loop.on_signals({SIGINT, SIGTERM}, [&loop](int signal) {
-    spdlog::info("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    loop.stop();
-  });
   loop.run();
   spdlog::info("stopped");
   return 0;
