@@ -1,5 +1,7 @@
 #include "consensus/memory_log.h"
 
+#include <algorithm>
+
 #include "common/assert.h"
 
 namespace cohort::consensus {
@@ -56,13 +58,20 @@ PersistCompletion MemoryLogStore::make_durable(PersistSeq seq) {
   return PersistCompletion{durable_seq_, last, last == LogIndex{0} ? Term{0} : durable_.entries.back().term};
 }
 
-std::size_t MemoryLogStore::crash(std::size_t keep) {
+std::size_t MemoryLogStore::crash(std::size_t keep, std::size_t torn_entries) {
   std::size_t kept = 0;
   while (!pending_.empty() && kept < keep) {
     apply(durable_, pending_.front());
     durable_seq_ = pending_.front().seq;
     pending_.pop_front();
     ++kept;
+  }
+  if (!pending_.empty() && torn_entries > 0) {
+    if (const auto* append = std::get_if<Append>(&pending_.front().change)) {
+      const std::size_t count = std::min(torn_entries, append->entries.size() - 1);
+      durable_.entries.insert(durable_.entries.end(), append->entries.begin(),
+                              append->entries.begin() + static_cast<std::ptrdiff_t>(count));
+    }
   }
   const std::size_t lost = pending_.size();
   pending_.clear();

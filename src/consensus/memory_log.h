@@ -1,7 +1,8 @@
 #pragma once
 // An in-memory LogStore with crash semantics, for tests and the simulator. Writes are visible at once and
 // queue up as pending; the driver decides when they become durable (make_durable) and what a crash keeps
-// (crash): everything durable, plus optionally a prefix of the pending writes, in order.
+// (crash): everything durable, plus optionally a prefix of the pending writes, in order, the last of which
+// may be torn (an append batch that reached the disk only in part).
 
 #include <deque>
 #include <variant>
@@ -29,8 +30,9 @@ class MemoryLogStore final : public LogStore {
   /// Makes every write up to `seq` durable and returns the completion to report to the core.
   PersistCompletion make_durable(PersistSeq seq);
   /// A crash: the state reverts to what is durable, plus the first `keep` pending writes (which reached the
-  /// disk before the crash). Returns how many pending writes were lost.
-  std::size_t crash(std::size_t keep);
+  /// disk before the crash). If the next pending write is an append, its first `torn_entries` entries (fewer
+  /// than all) reached the disk too: a torn write. Returns how many pending writes were lost or torn.
+  std::size_t crash(std::size_t keep, std::size_t torn_entries = 0);
   std::size_t pending_writes() const { return pending_.size(); }
 
   /// The durable entries and hard state, as a restarted node would find them.

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace cohort::sim {
 
@@ -98,5 +99,12 @@ class Simulator {
 
 /// Draws the fault mix a seed stands for (the first draws of the run's generator).
 FaultMix fault_mix_for_seed(std::uint64_t seed);
+
+/// A hunt: a fault mix aimed at one narrow window that random mixes reach too rarely to test in seconds.
+///   figure8: five nodes, one entry per request, leaders crashing right after they win or commit (the window in
+///            which Figure 8's commit rule matters);
+///   vote:    slow storage and crashes right after a role change, while a new term and vote are not durable.
+/// Returns nullopt for an unknown name.
+std::optional<FaultMix> hunt_mix(std::string_view name);
 
 }  // namespace cohort::sim

@@ -23,12 +23,14 @@ using namespace cohort;
 struct Settings {
   std::uint64_t steps = sim::Options{}.steps;
   std::optional<std::size_t> nodes;
+  std::string hunt;  // a named fault mix (sim::hunt_mix) instead of the seed's
 };
 
 std::string reproduce(std::uint64_t seed, const Settings& settings) {
   std::string command = fmt::format("cohort-sim --seed {}", seed);
   if (settings.steps != sim::Options{}.steps) command += fmt::format(" --steps {}", settings.steps);
   if (settings.nodes) command += fmt::format(" --nodes {}", *settings.nodes);
+  if (!settings.hunt.empty()) command += fmt::format(" --hunt {}", settings.hunt);
   return command + " --trace";
 }
 
@@ -91,6 +93,7 @@ sim::Outcome run_seed(std::uint64_t seed, const Settings& settings, std::FILE* t
   options.seed = seed;
   options.steps = settings.steps;
   options.nodes = settings.nodes;
+  if (!settings.hunt.empty()) options.mix = sim::hunt_mix(settings.hunt);
   options.trace = trace;
   sim::Simulator simulator(std::move(options));
   return simulator.run();
@@ -122,6 +125,8 @@ int run(int argc, char** argv) {
   app.add_option("--steps", settings.steps, "events in the safety phase")->check(CLI::Range(1ULL, 100'000'000ULL));
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
+  app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
+      ->check(CLI::IsMember({"figure8", "vote"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);
