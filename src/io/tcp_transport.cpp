@@ -106,6 +106,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::unique_ptr<EventLoop::Periodic> handshake_sweep;
+  Clock::time_point last_refusal_log{};  // rate limit for the max_connections warning
 
   std::shared_ptr<Connection> find(ConnectionId id) const;
   void accept_next(Listener& listener);
@@ -304,6 +305,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     receive_end_ += count;
     last_receive_ = Clock::now();
     const auto self = shared_from_this();  // a callback may close us; stay alive until this returns
+    in_read_ = true;
     while (true) {
       const ByteSpan held(receive_.data() + receive_begin_, receive_end_ - receive_begin_);
       const protocol::FrameScan scan = protocol::scan_frame(held, receive_limit());
@@ -321,15 +323,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (state_ == State::closed) return;
       if (state_ == State::closing) break;
     }
+    in_read_ = false;
     if (state_ == State::closed) return;  // bad_frame() failed the connection: no read on a closed socket
+    // Replies to this read leave now, together, before the next read is attempted: a posted flush would run
+    // only after the event loop's next poll, a system call and a turn later.
+    if (!pending_.empty()) flush();
     if (state_ == State::closing) {
       linger({});
-      return;
-    }
-    // A reply queued by this read leaves with the flush posted for it; re-arm the read only after that
-    // flush, so the reply is not held up behind a read attempt that would mostly find nothing yet.
-    if (flush_posted_) {
-      read_after_flush_ = true;
       return;
     }
     start_read();
@@ -459,17 +459,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     schedule_flush();
   }
 
-  // Frames queued during one loop turn are written together by one flush, posted to run after the turn.
+  // Frames queued during one loop turn are written together by one flush, posted to run after the turn;
+  // frames queued on this connection while its own read is being handled leave when that read is done.
   void schedule_flush() {
-    if (flush_posted_ || write_in_flight_) return;
+    if (flush_posted_ || write_in_flight_ || in_read_) return;
     flush_posted_ = true;
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->flush_posted_ = false;
       self->flush();
-      if (self->read_after_flush_) {
-        self->read_after_flush_ = false;
-        if (self->state_ != State::closed) self->start_read();
-      }
     });
   }
 
@@ -567,8 +564,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::byte> writing_;
   bool write_in_flight_ = false;
   bool flush_posted_ = false;
-  bool read_after_flush_ = false;  // on_read left re-arming the read to the posted flush
-  bool want_writable_ = false;     // a send() was refused; call on_writable once the buffer drains
+  bool in_read_ = false;        // on_read is handing this connection's frames to the handler; it flushes after
+  bool want_writable_ = false;  // a send() was refused; call on_writable once the buffer drains
   bool sent_fin_ = false;
   bool peer_finished_ = false;  // while closing: the peer sent EOF; close once our queue is written
   Clock::time_point closing_since_{};
@@ -593,6 +590,18 @@ void TcpTransport::Impl::accept_next(Listener& listener) {
       listener.retry.async_wait([weak, &listener](const std::error_code& ec) {
         if (const auto again = weak.lock(); again && !ec) again->accept_next(listener);
       });
+      return;
+    }
+    if (self->connections.size() >= self->config.max_connections) {
+      const auto now = Clock::now();
+      if (now - self->last_refusal_log >= std::chrono::seconds(1)) {
+        self->last_refusal_log = now;
+        spdlog::warn("refusing connections on {}: {} connections open (max_connections)", listener.bound.to_string(),
+                     self->connections.size());
+      }
+      std::error_code ignored;
+      socket.close(ignored);
+      self->accept_next(listener);
       return;
     }
     const auto id = ConnectionId{self->next_id++};

@@ -4,10 +4,12 @@
 // Receive side: bytes are read into one reusable buffer per connection; complete frames are handed to the
 // handler in place (no copy); a partial frame stays in the buffer until the rest arrives. The buffer grows
 // only as far as the largest frame allowed.
-// Send side: frames are appended to a per-connection buffer; one flush per loop turn writes everything queued
-// with a single write. The buffer is bounded: a frame that does not fit is refused (back_pressured), never
-// queued in part, and the handler hears on_writable once the buffer has drained below half.
-// Sockets use TCP_NODELAY: batching is done here, not by Nagle's algorithm.
+// Send side: frames are appended to a per-connection buffer and written together with a single write: the
+// replies to one read as soon as that read is handled, anything else once per loop turn (a posted flush).
+// The first attempt is a direct non-blocking write; only what the socket does not take waits for Asio. The buffer is
+// bounded: a frame that does not fit is refused (back_pressured), never queued in part, and the handler hears
+// on_writable once the buffer has drained below half. Sockets use TCP_NODELAY: batching is done here, not by Nagle's
+// algorithm.
 
 #include <chrono>
 #include <cstddef>
@@ -30,6 +32,9 @@ struct TcpTransportConfig {
   std::size_t initial_receive_buffer = 64U << 10U;
   /// From TCP connect or accept until the handshake completes.
   std::chrono::milliseconds handshake_timeout{5000};
+  /// Connections in any state; an accepted connection beyond this is closed at once (and logged, at most once
+  /// a second), so a flood of connections cannot exhaust memory or file descriptors.
+  std::size_t max_connections = 4096;
 };
 
 class TcpTransport final : public Transport {

@@ -72,8 +72,9 @@ class Transport {
   /// Starts connecting; the outcome arrives as on_connected or on_disconnected with this id.
   virtual ConnectionId connect(const Endpoint& remote) = 0;
 
-  /// Queues one complete encoded frame. Never blocks and never queues part of a frame. Every frame queued
-  /// during one event-loop turn leaves in one write.
+  /// Queues one complete encoded frame. Never blocks and never queues part of a frame. Frames queued on a
+  /// connection while one of its reads is being handled leave in one write when that read is done; frames
+  /// queued from any other handler leave in one write after the current event-loop turn.
   [[nodiscard]] virtual SendResult send(ConnectionId id, ByteSpan frame) = 0;
 
   /// Closes the connection: frames already queued are still written, then the socket is closed.

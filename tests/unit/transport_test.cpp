@@ -617,6 +617,24 @@ TEST_F(TransportListen, PolicyRefusesADisallowedRoleAndAdmitsAnAllowedOne) {
   EXPECT_TRUE(connect(member));
 }
 
+TEST_F(TransportListen, ConnectionsBeyondTheLimitAreClosedAtOnceWhileOthersLive) {
+  TcpTransportConfig config = server_config();
+  config.max_connections = 2;
+  ASSERT_TRUE(start_server(config));
+  RawSocket first = RawSocket::connect_to(endpoint_.port);
+  RawSocket second = RawSocket::connect_to(endpoint_.port);
+  ASSERT_TRUE(wait([&] { return server().connection_count() == 2; }));
+  RawSocket third = RawSocket::connect_to(endpoint_.port);
+  ASSERT_TRUE(third.ok());
+  ASSERT_TRUE(wait([&] {
+    third.pump();
+    return third.eof() || third.error() != 0;
+  }));
+  EXPECT_EQ(server().connection_count(), 2U);
+  // The admitted ones are unaffected: the first still completes its handshake.
+  EXPECT_TRUE(raw_handshake(first));
+}
+
 // === handshake ===============================================================================================
 
 TEST_F(TransportHandshake, NodesReportEachOthersIdentityAndExchangeFramesBothWays) {

@@ -29,7 +29,9 @@ class PingResponder final : public io::TransportHandler {
     if (frame.header.type != protocol::MessageType::ping) return;
     auto ping = protocol::decode<protocol::Ping>(frame);
     if (!ping) {
-      spdlog::warn("dropping invalid ping: {}", ping.error().describe());
+      // A peer that sends garbage is closed: one log line per connection, not one per frame.
+      spdlog::warn("closing connection {}: invalid ping: {}", static_cast<std::uint64_t>(id), ping.error().describe());
+      transport_->close(id);
       return;
     }
     std::array<std::byte, protocol::kFrameHeaderSize + protocol::Pong::kBodySize> out{};
