@@ -44,7 +44,8 @@ TEST_F(CohortdTest, AnswersPingsFromAnAdminTool) {
 TEST_F(CohortdTest, RefusesAToolOfAnotherClusterAndSaysWhy) {
   const std::string address = start_node();
   ASSERT_FALSE(address.empty());
-  const auto ping = run(COHORT_PING_PATH, {address, "--cluster-id", "7", "--count", "1"}, dir_.path(), "ping", kDeadline);
+  const auto ping =
+      run(COHORT_PING_PATH, {address, "--cluster-id", "7", "--count", "1"}, dir_.path(), "ping", kDeadline);
   EXPECT_EQ(ping.status, 2);
   EXPECT_NE(ping.err.find("cluster id 7 does not match this cluster's id 42"), std::string::npos) << ping.err;
   EXPECT_TRUE(node_->wait_stderr("refused connection from 127.0.0.1", kDeadline)) << node_->stderr_text();
@@ -60,8 +61,8 @@ TEST_F(CohortdTest, StopsGracefullyOnSigterm) {
 TEST_F(CohortdTest, RefusesToStartOnAPortInUse) {
   const std::string address = start_node();
   ASSERT_FALSE(address.empty());
-  const auto second = run(COHORTD_PATH, {"--node-id", "2", "--cluster-id", "42", "--listen", address}, dir_.path(),
-                          "node2", kDeadline);
+  const auto second =
+      run(COHORTD_PATH, {"--node-id", "2", "--cluster-id", "42", "--listen", address}, dir_.path(), "node2", kDeadline);
   EXPECT_EQ(second.status, 2);
   EXPECT_NE(second.err.find("cannot listen on " + address + ": Address already in use"), std::string::npos)
       << second.err;
