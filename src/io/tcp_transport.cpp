@@ -87,7 +87,7 @@ std::string describe(const tcp::endpoint& endpoint) {
 class Connection;
 
 struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
-  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(std::move(c)), handler(h) {}
+  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(c), handler(h) {}
 
   struct Listener {
     Listener(asio::io_context& context, protocol::AcceptPolicy p)
@@ -158,16 +158,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                      std::to_string(remote.port)));
       return;
     }
-    resolver_.async_resolve(remote.host, std::to_string(remote.port),
-                            [self = shared_from_this()](const std::error_code& ec, tcp::resolver::results_type found) {
-                              if (self->state_ == State::closed) return;
-                              if (ec) {
-                                self->fail(DisconnectReason::connect_failed,
-                                           fmt::format("cannot resolve {}: {}", self->remote_name_, ec.message()));
-                                return;
-                              }
-                              self->connect_to(std::move(found));
-                            });
+    resolver_.async_resolve(
+        remote.host, std::to_string(remote.port),
+        [self = shared_from_this()](const std::error_code& ec, const tcp::resolver::results_type& found) {
+          if (self->state_ == State::closed) return;
+          if (ec) {
+            self->fail(DisconnectReason::connect_failed,
+                       fmt::format("cannot resolve {}: {}", self->remote_name_, ec.message()));
+            return;
+          }
+          self->connect_to(found);
+        });
   }
 
   // --- acceptor ---------------------------------------------------------------------------------------------
@@ -631,7 +632,7 @@ void TcpTransport::Impl::sweep_handshakes() {
 }
 
 TcpTransport::TcpTransport(EventLoop& loop, TcpTransportConfig config, TransportHandler& handler)
-    : impl_(std::make_shared<Impl>(loop, std::move(config), handler)) {
+    : impl_(std::make_shared<Impl>(loop, config, handler)) {
   COHORT_ASSERT(impl_->config.max_frame_length >= protocol::kFrameHeaderSize);
   COHORT_ASSERT(impl_->config.max_frame_length <= protocol::kMaxFrameLengthCeiling);
   COHORT_ASSERT(impl_->config.send_buffer_limit >= impl_->config.max_frame_length);

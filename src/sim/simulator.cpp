@@ -80,8 +80,8 @@ FaultMix draw_mix(Random& random) {
 }
 
 std::string describe(const Message& message) {
-  const auto head = fmt::format("{} n{}->n{} t{}", consensus::type_name(message), message.from.value(),
-                                message.to.value(), message.term.value());
+  std::string head = fmt::format("{} n{}->n{} t{}", consensus::type_name(message), message.from.value(),
+                                 message.to.value(), message.term.value());
   return std::visit(
       [&](const auto& body) -> std::string {
         using Body = std::decay_t<decltype(body)>;
@@ -227,7 +227,7 @@ struct Simulator::Impl {
   enum class Phase : std::uint8_t { safety, liveness };
   static constexpr std::uint32_t kCluster = ~std::uint32_t{0};  // a trace line about no node in particular
 
-  explicit Impl(Options opts) : options(std::move(opts)), random(options.seed), mix(draw_mix(random)) {
+  explicit Impl(Options opts) : options(opts), random(options.seed), mix(draw_mix(random)) {
     if (options.mix) mix = *options.mix;
     if (options.nodes) mix.nodes = *options.nodes;
     checker = std::make_unique<Checker>(mix.nodes);
@@ -412,7 +412,7 @@ struct Simulator::Impl {
         ++keep;
         continue;
       }
-      transmit(std::move(it->message));
+      transmit(it->message);
     }
     node.outbox.erase(keep, node.outbox.end());
   }
@@ -421,7 +421,7 @@ struct Simulator::Impl {
     return blocked[(message.from.value() - 1) * nodes.size() + (message.to.value() - 1)];
   }
 
-  void transmit(Message message) {
+  void transmit(const Message& message) {
     const std::uint32_t from = message.from.value() - 1;
     const bool faults = phase == Phase::safety;
     if (cut(message) || (faults && random.chance(mix.drop_per_mille, 1000))) {
@@ -436,10 +436,7 @@ struct Simulator::Impl {
       Event event;
       event.kind = EventKind::deliver;
       event.node = message.to.value() - 1;
-      if (copy == 1)
-        event.message = std::move(message);
-      else
-        event.message = message;
+      event.message = message;  // copied: the duplicate needs it too, and a message is small here
       schedule(delay, std::move(event));
     }
     if (duplicate) ++outcome.stats.duplicated;
@@ -746,7 +743,7 @@ struct Simulator::Impl {
   }
 };
 
-Simulator::Simulator(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Simulator::Simulator(Options options) : impl_(std::make_unique<Impl>(options)) {}
 Simulator::~Simulator() = default;
 Outcome Simulator::run() { return impl_->run(); }
 

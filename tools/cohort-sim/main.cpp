@@ -95,7 +95,7 @@ sim::Outcome run_seed(std::uint64_t seed, const Settings& settings, std::FILE* t
   options.nodes = settings.nodes;
   if (!settings.hunt.empty()) options.mix = sim::hunt_mix(settings.hunt);
   options.trace = trace;
-  sim::Simulator simulator(std::move(options));
+  sim::Simulator simulator(options);
   return simulator.run();
 }
 
