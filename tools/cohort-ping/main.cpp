@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <cohort/version.h>
 #include <CLI/CLI.hpp>
 
 #include "io/event_loop.h"
@@ -98,6 +99,7 @@ class Pinger final : public io::TransportHandler {
 
 static int run(int argc, char** argv) {
   CLI::App app{"cohort-ping: check that a Cohort node answers, and how fast"};
+  app.set_version_flag("--version", cohort::kVersionString);
   std::string target;
   std::uint64_t cluster_id = 1;
   std::uint64_t count = 5;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <cohort/version.h>
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
@@ -111,6 +112,7 @@ void print_stats(const sim::Outcome& outcome) {
 
 int run(int argc, char** argv) {
   CLI::App app{"cohort-sim: the deterministic Raft simulator"};
+  app.set_version_flag("--version", cohort::kVersionString);
   std::optional<std::uint64_t> seed;
   std::string range;
   std::string seed_file;

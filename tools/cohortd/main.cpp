@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include <cohort/version.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -48,6 +49,7 @@ class PingResponder final : public io::TransportHandler {
 
 static int run(int argc, char** argv) {
   CLI::App app{"cohortd: a Cohort cluster node"};
+  app.set_version_flag("--version", cohort::kVersionString);
   std::uint32_t node_id = 1;
   std::uint64_t cluster_id = 1;
   std::string listen = "127.0.0.1:7100";
