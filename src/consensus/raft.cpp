@@ -87,7 +87,10 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now)
 
 void Raft::tick(Time now) {
   if (role_ != Role::leader) {
-    if (now >= election_deadline_) start_election(now, /*transfer=*/false);
+    // A lone candidate only waits for its own vote to become durable (on_persisted): standing again would
+    // write a new term each time and, with a disk slower than the election timeout, never win.
+    const bool lone_candidate = role_ == Role::candidate && quorum() == 1;
+    if (now >= election_deadline_ && !lone_candidate) start_election(now, /*transfer=*/false);
     return;
   }
   if (now >= next_heartbeat_) {

@@ -232,5 +232,23 @@ TEST(Raft, AnAppendLostWhileTheLeaderIsIdleIsResentAfterAHeartbeat) {
   EXPECT_EQ(cluster.raft(follower).commit_index(), index);
 }
 
+TEST(Raft, ALoneCandidateWaitsForASlowDiskInsteadOfStandingAgain) {
+  Config config;
+  config.id = NodeId{1};
+  config.members = {NodeId{1}};
+  MemoryLogStore log;
+  Raft raft(config, log, 1, Time{0});
+  raft.tick(Time{std::chrono::seconds(2)});  // the election timer fires: it stands in term 1
+  ASSERT_EQ(raft.role(), Role::candidate);
+  ASSERT_EQ(raft.term(), Term{1});
+  // The disk takes longer than several election timeouts: no new term meanwhile.
+  raft.tick(Time{std::chrono::seconds(10)});
+  EXPECT_EQ(raft.term(), Term{1});
+  EXPECT_EQ(raft.role(), Role::candidate);
+  raft.on_persisted(log.make_durable(log.last_seq()), Time{std::chrono::seconds(10)});
+  EXPECT_EQ(raft.role(), Role::leader);
+  EXPECT_EQ(raft.term(), Term{1});
+}
+
 }  // namespace
 }  // namespace cohort::consensus
