@@ -103,29 +103,28 @@ Result<ErrorMessage, DecodeError> ErrorMessage::decode_body(BodyReader& in, std:
   return finish(in, error);
 }
 
-// Ping v1 and Pong v1: id u64 | sent_at_ns u64
-void Ping::encode_body(BodyWriter& out) const noexcept {
-  out.write<std::uint64_t>(id);
-  out.write<std::uint64_t>(sent_at_ns);
+// Ping v1 and Pong v1 share a layout: id u64 | sent_at_ns u64
+template <typename Probe>
+void encode_probe(const Probe& probe, BodyWriter& out) noexcept {
+  out.write<std::uint64_t>(probe.id);
+  out.write<std::uint64_t>(probe.sent_at_ns);
 }
 
+template <typename Probe>
+Result<Probe, DecodeError> decode_probe(BodyReader& in) noexcept {
+  Probe probe;
+  probe.id = in.read<std::uint64_t>("id");
+  probe.sent_at_ns = in.read<std::uint64_t>("sent_at_ns");
+  return finish(in, probe);
+}
+
+void Ping::encode_body(BodyWriter& out) const noexcept { encode_probe(*this, out); }
 Result<Ping, DecodeError> Ping::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
-  Ping ping;
-  ping.id = in.read<std::uint64_t>("id");
-  ping.sent_at_ns = in.read<std::uint64_t>("sent_at_ns");
-  return finish(in, ping);
+  return decode_probe<Ping>(in);
 }
-
-void Pong::encode_body(BodyWriter& out) const noexcept {
-  out.write<std::uint64_t>(id);
-  out.write<std::uint64_t>(sent_at_ns);
-}
-
+void Pong::encode_body(BodyWriter& out) const noexcept { encode_probe(*this, out); }
 Result<Pong, DecodeError> Pong::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
-  Pong pong;
-  pong.id = in.read<std::uint64_t>("id");
-  pong.sent_at_ns = in.read<std::uint64_t>("sent_at_ns");
-  return finish(in, pong);
+  return decode_probe<Pong>(in);
 }
 
 }  // namespace cohort::protocol
