@@ -274,7 +274,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- receive ----------------------------------------------------------------------------------------------
   void start_read() {
-    if (receive_begin_ == receive_end_) receive_begin_ = receive_end_ = 0;
+    if (receive_begin_ == receive_end_) {
+      receive_begin_ = receive_end_ = 0;
+      // A large frame grew the buffer; once it is consumed, give the memory back, so each idle connection
+      // holds only the initial buffer however large its biggest frame was.
+      const std::size_t initial = transport_->config.initial_receive_buffer;
+      if (receive_.size() > 4 * initial) std::vector<std::byte>(initial).swap(receive_);
+    }
     const std::size_t held = receive_end_ - receive_begin_;
     const std::size_t wanted = std::max(next_frame_size_, held + kMinReadSpace);
     if (receive_.size() - receive_begin_ < wanted) {
