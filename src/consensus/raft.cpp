@@ -80,6 +80,7 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now)
   voted_for_ = state.voted_for;
   // What the store holds at construction was recovered from disk: it is durable.
   durable_index_ = log_.last_index();
+  match_scratch_.reserve(config_.members.size());
   reset_election_timer(now);
 }
 
@@ -531,8 +532,9 @@ void Raft::broadcast_heartbeats() {
 }
 
 void Raft::maybe_commit() {
-  std::vector<LogIndex> matches;
-  matches.reserve(progress_.size() + 1);
+  // Called on every acknowledgement: reuses one buffer, sized for the membership when the core was made.
+  auto& matches = match_scratch_;
+  matches.clear();
   matches.push_back(durable_index_);  // the leader counts its own log only once durable
   for (const auto& progress : progress_) matches.push_back(progress.match);
   std::sort(matches.begin(), matches.end(), std::greater<>());

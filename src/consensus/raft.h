@@ -181,6 +181,7 @@ class Raft {
   Time transfer_deadline_{};
 
   Ready ready_;
+  std::vector<LogIndex> match_scratch_;  // maybe_commit's working space, so an acknowledgement allocates nothing
 };
 
 }  // namespace cohort::consensus

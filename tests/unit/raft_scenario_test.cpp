@@ -45,6 +45,7 @@
 
 #include "consensus/memory_log.h"
 #include "consensus/raft.h"
+#include "raft_cluster_config.h"
 
 #ifndef COHORT_RAFT_TESTDATA_DIR
 #error "COHORT_RAFT_TESTDATA_DIR must name the directory of the golden scenario files"
@@ -255,14 +256,9 @@ class Scenario {
       else
         return fail("unknown cluster option " + args[i]);
     }
-    std::vector<NodeId> members;
-    for (std::uint32_t id = 1; id <= size; ++id) members.push_back(NodeId{id});
-    for (const NodeId id : members) {
-      Config config;
-      config.id = id;
-      config.members = members;
-      config.pre_vote = pre_vote;
-      config.check_quorum = check_quorum;
+    for (std::uint32_t member = 1; member <= size; ++member) {
+      const NodeId id{member};
+      const Config config = cluster_config(id, size, pre_vote, check_quorum);
       Node& added = nodes_[id.value()];
       added.id = id.value();
       added.store = std::make_unique<TracedStore>();

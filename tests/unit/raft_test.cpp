@@ -9,6 +9,7 @@
 
 #include "consensus/memory_log.h"
 #include "consensus/raft.h"
+#include "raft_cluster_config.h"
 
 namespace cohort::consensus {
 namespace {
@@ -18,14 +19,9 @@ using namespace std::chrono_literals;
 class TestCluster {
  public:
   explicit TestCluster(std::size_t size, bool pre_vote = true, bool check_quorum = true) {
-    std::vector<NodeId> members;
-    for (std::uint32_t id = 1; id <= size; ++id) members.push_back(NodeId{id});
-    for (const NodeId id : members) {
-      Config config;
-      config.id = id;
-      config.members = members;
-      config.pre_vote = pre_vote;
-      config.check_quorum = check_quorum;
+    for (std::uint32_t member = 1; member <= size; ++member) {
+      const NodeId id{member};
+      const Config config = cluster_config(id, size, pre_vote, check_quorum);
       auto& node = nodes_[id];
       node.log = std::make_unique<MemoryLogStore>();
       node.raft = std::make_unique<Raft>(config, *node.log, id.value() * 7919, now_);
