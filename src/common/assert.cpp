@@ -3,6 +3,16 @@
 #include <cstdio>
 #include <cstdlib>
 
+namespace cohort {
+
+void fatal_error(std::string_view message) noexcept {
+  std::fprintf(stderr, "cohort: fatal: %.*s\n", static_cast<int>(message.size()), message.data());
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace cohort
+
 namespace cohort::detail {
 
 void assertion_failed(const char* expression, const char* file, int line, const char* function) noexcept {

@@ -4,6 +4,15 @@
 // a peer gone, a full disk) are never asserted; they are values (see result.h).
 // (__FILE__ and __LINE__ rather than std::source_location, which clang 14 with libstdc++ 12 lacks.)
 
+#include <string_view>
+
+namespace cohort {
+/// Stops the process with `message`, for damage found while running that no code path can work around (a
+/// durable log record that fails its checksum when read back). Not for programmer errors (COHORT_ASSERT) nor
+/// for failures a caller can handle (Result).
+[[noreturn]] void fatal_error(std::string_view message) noexcept;
+}  // namespace cohort
+
 namespace cohort::detail {
 [[noreturn]] void assertion_failed(const char* expression, const char* file, int line, const char* function) noexcept;
 }  // namespace cohort::detail

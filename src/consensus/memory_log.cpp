@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "common/assert.h"
 
 namespace cohort::consensus {
@@ -78,6 +80,44 @@ std::size_t MemoryLogStore::crash(std::size_t keep, std::size_t torn_entries) {
   current_ = durable_;
   next_seq_ = durable_seq_ + 1;
   return lost;
+}
+
+std::string MemoryLogStore::explain_recovery(std::span<const Entry> entries, const HardState& state) const {
+  bool hard_state_ok = state == durable_.hard_state;
+  for (const Write& write : pending_)
+    if (const auto* saved = std::get_if<HardState>(&write.change)) hard_state_ok = hard_state_ok || state == *saved;
+  if (!hard_state_ok)
+    return fmt::format("recovered term {} and vote {}, which no write left", state.term.value(),
+                       state.voted_for ? state.voted_for->value() : 0);
+
+  const auto prefix_of = [&](const std::vector<Entry>& log, std::size_t at_least) {
+    return entries.size() >= at_least && entries.size() <= log.size() &&
+           std::equal(entries.begin(), entries.end(), log.begin());
+  };
+  State stage = durable_;
+  if (prefix_of(stage.entries, stage.entries.size())) return {};
+  for (const Write& write : pending_) {
+    if (std::holds_alternative<Append>(write.change)) {
+      State after = stage;
+      apply(after, write);
+      if (prefix_of(after.entries, stage.entries.size())) return {};
+    } else if (const auto* truncate = std::get_if<Truncate>(&write.change)) {
+      if (prefix_of(stage.entries, truncate->after.value())) return {};
+    }
+    apply(stage, write);
+  }
+  return fmt::format(
+      "recovered a log of {} entries that is not the durable log ({} entries) followed by a prefix "
+      "of the {} writes since",
+      entries.size(), durable_.entries.size(), pending_.size());
+}
+
+void MemoryLogStore::reset(std::vector<Entry> entries, HardState state) {
+  pending_.clear();
+  durable_.entries = std::move(entries);
+  durable_.hard_state = state;
+  current_ = durable_;
+  durable_seq_ = next_seq_ - 1;
 }
 
 }  // namespace cohort::consensus

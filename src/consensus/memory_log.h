@@ -5,6 +5,7 @@
 // may be torn (an append batch that reached the disk only in part).
 
 #include <deque>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -34,6 +35,16 @@ class MemoryLogStore final : public LogStore {
   /// than all) reached the disk too: a torn write. Returns how many pending writes were lost or torn.
   std::size_t crash(std::size_t keep, std::size_t torn_entries = 0);
   std::size_t pending_writes() const { return pending_.size(); }
+
+  /// Whether a log and hard state recovered from real storage after a crash are ones the crash could leave:
+  /// the durable state, then a prefix of the pending writes applied in order, the last of which may have
+  /// reached the disk in part (an append: a prefix of its entries; a truncation: the log cut anywhere between
+  /// its old end and the truncation point). The hard state is the durable one or any pending one: it is
+  /// written apart from the log. Returns what is wrong, or an empty string.
+  std::string explain_recovery(std::span<const Entry> entries, const HardState& state) const;
+  /// Forgets the pending writes and makes `entries` and `state` the durable and current state, as recovered
+  /// from real storage; sequence numbers keep counting.
+  void reset(std::vector<Entry> entries, HardState state);
 
   /// The durable entries and hard state, as a restarted node would find them.
   const std::vector<Entry>& durable_entries() const { return durable_.entries; }

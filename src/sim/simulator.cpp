@@ -1,6 +1,7 @@
 #include "sim/simulator.h"
 
 #include <algorithm>
+#include <deque>
 #include <iterator>
 #include <queue>
 #include <span>
@@ -12,6 +13,10 @@
 #include "consensus/memory_log.h"
 #include "consensus/raft.h"
 #include "sim/checker.h"
+#include "storage/log_writer.h"
+#include "storage/memory_file.h"
+#include "storage/recovery.h"
+#include "storage/segmented_log.h"
 
 namespace cohort::sim {
 
@@ -79,6 +84,19 @@ FaultMix draw_mix(Random& random) {
   return mix;
 }
 
+// Storage draws come from a generator of their own, so that seeds running on the in-memory store keep the
+// schedules they had before real storage joined the simulator.
+void draw_storage(FaultMix& mix, std::uint64_t seed) {
+  Random random(seed ^ 0x53544F52414745ULL);
+  mix.real_storage = random.chance(1, 2);
+  if (!mix.real_storage) return;
+  mix.sync_none = random.chance(1, 4);
+  mix.segment_size = random.chance(1, 2) ? random.between(256, 4096) : random.between(4096, 64U << 10U);
+  mix.cache_bytes = static_cast<std::size_t>(random.chance(1, 2) ? random.between(0, 4096) : 1U << 20U);
+  if (mix.crash_every != 0s && random.chance(1, 2))
+    mix.crash_in_storage_per_mille = static_cast<std::uint32_t>(random.between(5, 50));
+}
+
 std::string describe(const Message& message) {
   std::string head = fmt::format("{} n{}->n{} t{}", consensus::type_name(message), message.from.value(),
                                  message.to.value(), message.term.value());
@@ -113,20 +131,25 @@ class CheckedLog final : public consensus::LogStore {
       : store_(store), checker_(checker), node_(node) {}
 
   void attach(const Raft* raft) { raft_ = raft; }
+  /// With real storage, the core reads from and writes to `real`; `store_` follows every write as the model
+  /// that recovery is checked against. Sequence numbers are the real log's.
+  void use(consensus::LogStore* real) { real_ = real; }
 
-  LogIndex first_index() const override { return store_.first_index(); }
-  LogIndex last_index() const override { return store_.last_index(); }
-  std::optional<Term> term_at(LogIndex index) const override { return store_.term_at(index); }
-  const Entry& entry(LogIndex index) const override { return store_.entry(index); }
-  consensus::HardState hard_state() const override { return store_.hard_state(); }
+  LogIndex first_index() const override { return source().first_index(); }
+  LogIndex last_index() const override { return source().last_index(); }
+  std::optional<Term> term_at(LogIndex index) const override { return source().term_at(index); }
+  const Entry& entry(LogIndex index) const override { return source().entry(index); }
+  consensus::HardState hard_state() const override { return source().hard_state(); }
 
   PersistSeq append(std::span<const Entry> entries) override {
     checker_.on_append(node_, store_, entries);
-    return store_.append(entries);
+    const PersistSeq seq = store_.append(entries);
+    return real_ != nullptr ? real_->append(entries) : seq;
   }
   PersistSeq truncate_after(LogIndex index) override {
     checker_.on_truncate(node_, index, raft_ != nullptr ? raft_->commit_index() : LogIndex{0});
-    return store_.truncate_after(index);
+    const PersistSeq seq = store_.truncate_after(index);
+    return real_ != nullptr ? real_->truncate_after(index) : seq;
   }
   PersistSeq save_hard_state(const consensus::HardState& state) override {
     const consensus::HardState previous = store_.hard_state();
@@ -137,19 +160,36 @@ class CheckedLog final : public consensus::LogStore {
     else if (state.term == previous.term && previous.voted_for && state.voted_for != previous.voted_for)
       checker_.fail(fmt::format("node {} changes its vote in term {} from {} to {}", node_.value(), state.term.value(),
                                 previous.voted_for->value(), state.voted_for ? state.voted_for->value() : 0));
-    return store_.save_hard_state(state);
+    const PersistSeq seq = store_.save_hard_state(state);
+    return real_ != nullptr ? real_->save_hard_state(state) : seq;
   }
 
  private:
+  const consensus::LogStore& source() const { return real_ != nullptr ? *real_ : store_; }
+
   consensus::MemoryLogStore& store_;
   Checker& checker_;
   NodeId node_;
   const Raft* raft_ = nullptr;
+  consensus::LogStore* real_ = nullptr;
 };
 
 // crash: the periodic crash of a random node; crash_node: one aimed at a node (incarnation) right after it
 // changed role.
-enum class EventKind : std::uint8_t { deliver, tick, sync, crash, crash_node, restart, partition, client, transfer };
+// storage_write and storage_sync: the two halves of the real storage thread's group commit.
+enum class EventKind : std::uint8_t {
+  deliver,
+  tick,
+  sync,
+  storage_write,
+  storage_sync,
+  crash,
+  crash_node,
+  restart,
+  partition,
+  client,
+  transfer
+};
 
 struct Event {
   EventKind kind = EventKind::tick;
@@ -172,11 +212,14 @@ std::string FaultMix::describe() const {
   return fmt::format(
       "nodes={} drop={}/1000 dup={}/1000 long-delay={}/1000 delay<={}ms partition-every={}ms crash-every={}ms "
       "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
-      "crash-on-leader-commit={}/1000 batch={} inflight={}",
+      "crash-on-leader-commit={}/1000 batch={} inflight={} storage={}",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
-      crash_after_commit_per_mille, max_append_entries, max_inflight_appends);
+      crash_after_commit_per_mille, max_append_entries, max_inflight_appends,
+      !real_storage ? std::string("memory")
+                    : fmt::format("segments(sync={} segment={}B cache={}B crash-in-write={}/1000)",
+                                  sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille));
 }
 
 std::optional<FaultMix> hunt_mix(std::string_view name) {
@@ -204,16 +247,27 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
 
 FaultMix fault_mix_for_seed(std::uint64_t seed) {
   Random random(seed);
-  return draw_mix(random);
+  FaultMix mix = draw_mix(random);
+  draw_storage(mix, seed);
+  return mix;
 }
 
 struct Simulator::Impl {
   struct Node {
     Node(NodeId node_id, Checker& checker) : id(node_id), log(store, checker, node_id) {}
     NodeId id;
-    consensus::MemoryLogStore store;  // survives crashes: it is the disk
+    // The disk (survives crashes) with the in-memory store; with real storage, the model of the disk.
+    consensus::MemoryLogStore store;
     CheckedLog log;
-    std::unique_ptr<Raft> raft;  // null while the node is down
+    // Real storage only: the disk, which survives crashes, and what a node builds on it at every start.
+    std::unique_ptr<storage::MemoryDirectory> disk;
+    std::unique_ptr<storage::SegmentedLog> durable_log;
+    std::unique_ptr<storage::LogWriter> writer;
+    std::deque<std::unique_ptr<storage::Batch>> queued;    // taken from the log, waiting for the storage thread
+    std::vector<std::unique_ptr<storage::Batch>> writing;  // written, waiting for their sync
+    bool storage_busy = false;                             // a storage_write or storage_sync is scheduled
+    PersistSeq seq_offset = 0;                             // store seq = real seq + seq_offset
+    std::unique_ptr<Raft> raft;                            // null while the node is down
     std::uint64_t incarnation = 0;
     std::vector<Outgoing> outbox;   // waiting for their `after` to become durable
     PersistSeq sync_requested = 0;  // highest sequence a sync is scheduled for, in this incarnation
@@ -228,6 +282,7 @@ struct Simulator::Impl {
   static constexpr std::uint32_t kCluster = ~std::uint32_t{0};  // a trace line about no node in particular
 
   explicit Impl(Options opts) : options(opts), random(options.seed), mix(draw_mix(random)) {
+    draw_storage(mix, options.seed);
     if (options.mix) mix = *options.mix;
     if (options.nodes) mix.nodes = *options.nodes;
     checker = std::make_unique<Checker>(mix.nodes);
@@ -326,10 +381,12 @@ struct Simulator::Impl {
     config.max_append_entries = mix.max_append_entries;
     config.max_inflight_appends = mix.max_inflight_appends;
     ++node.incarnation;
+    if (mix.real_storage) open_storage(index);
     node.raft = std::make_unique<Raft>(config, node.log, random.next(), now);
     node.log.attach(node.raft.get());
     node.outbox.clear();
     node.sync_requested = node.store.durable_seq();
+    node.storage_busy = false;
     node.storage_free = now;
     node.commit = LogIndex{0};
     node.role = node.raft->role();
@@ -342,18 +399,147 @@ struct Simulator::Impl {
   // Unsynced writes are lost, or a prefix of them reached the disk; in-flight work and timers vanish.
   void stop_node(std::uint32_t index, const char* why) {
     Node& node = *nodes[index];
-    const std::size_t pending = node.store.pending_writes();
-    const auto keep = static_cast<std::size_t>(random.between(0, pending));
-    // Sometimes the first write that did not make it whole made it in part: a torn append batch.
-    const auto torn = static_cast<std::size_t>(random.chance(1, 4) ? random.between(1, 64) : 0);
-    const std::size_t lost = node.store.crash(keep, torn);
+    if (mix.real_storage) {
+      crash_storage(index, why);
+    } else {
+      const std::size_t pending = node.store.pending_writes();
+      const auto keep = static_cast<std::size_t>(random.between(0, pending));
+      // Sometimes the first write that did not make it whole made it in part: a torn append batch.
+      const auto torn = static_cast<std::size_t>(random.chance(1, 4) ? random.between(1, 64) : 0);
+      const std::size_t lost = node.store.crash(keep, torn);
+      trace(index, "{}: kept {} of {} unsynced writes (next torn to {} entries), lost {}; durable log {}", why, keep,
+            pending, torn, lost, node.store.durable_entries().size());
+    }
     node.raft.reset();
     node.log.attach(nullptr);
     node.outbox.clear();
     ++node.incarnation;  // events of the old incarnation are ignored from now on
-    trace(index, "{}: kept {} of {} unsynced writes (next torn to {} entries), lost {}; durable log {}", why, keep,
-          pending, torn, lost, node.store.durable_entries().size());
     checker->check_committed_durable(stores);
+  }
+
+  // --- real storage -------------------------------------------------------------------------------------------
+
+  storage::LogOptions storage_options() const {
+    storage::LogOptions log_options;
+    log_options.segment_size = mix.segment_size;
+    log_options.cache_bytes = mix.cache_bytes;
+    return log_options;
+  }
+
+  storage::Identity identity(const Node& node) const { return storage::Identity{options.seed, node.id}; }
+
+  // Builds the node's log on what its disk holds now (a node starting, the first time or after a crash).
+  void open_storage(std::uint32_t index) {
+    Node& node = *nodes[index];
+    if (node.disk == nullptr) node.disk = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index + 1));
+    auto recovered = storage::recover(*node.disk, identity(node), storage_options());
+    if (!recovered) {
+      // The run cannot go on without this node's log; the failure stops it at the end of this step.
+      checker->fail(fmt::format("node {} cannot recover its log: {}", node.id.value(), recovered.error()));
+      recovered = storage::RecoveredLog{};
+    }
+    node.durable_log =
+        std::make_unique<storage::SegmentedLog>(*node.disk, identity(node), storage_options(), std::move(*recovered));
+    node.writer = std::make_unique<storage::LogWriter>(
+        *node.disk, identity(node), mix.sync_none ? storage::SyncPolicy::none : storage::SyncPolicy::fsync,
+        node.durable_log->segment_firsts(), node.durable_log->last_index());
+    node.queued.clear();
+    node.writing.clear();
+    node.seq_offset = node.store.last_seq();
+    node.log.use(node.durable_log.get());
+  }
+
+  // The machine (or the process) goes down: the disk keeps what its crash model keeps. Recovery runs at once, to
+  // check what it finds against the model of every write made (consensus::MemoryLogStore::explain_recovery).
+  void crash_storage(std::uint32_t index, const char* why) {
+    Node& node = *nodes[index];
+    node.log.use(nullptr);
+    node.durable_log.reset();
+    node.writer.reset();
+    node.queued.clear();
+    node.writing.clear();
+    const bool machine = !mix.sync_none && random.chance(3, 4);
+    if (machine)
+      node.disk->crash(random);
+    else
+      node.disk->crash_keep_all();
+    ++outcome.stats.recoveries;
+    auto recovered = storage::recover(*node.disk, identity(node), storage_options());
+    if (!recovered) {
+      checker->fail(fmt::format("node {} refuses to recover after a {} crash: {}", node.id.value(),
+                                machine ? "machine" : "process", recovered.error()));
+      return;
+    }
+    for (const std::string& repair : recovered->repairs) {
+      trace(index, "recovery: {}", repair);
+      if (repair.find("torn tail") != std::string::npos) ++outcome.stats.torn_tails;
+    }
+    const consensus::HardState hard_state = recovered->hard_state;
+    const storage::SegmentedLog log(*node.disk, identity(node), storage_options(), std::move(*recovered));
+    std::vector<Entry> entries;
+    for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
+    if (const std::string wrong = node.store.explain_recovery(entries, hard_state); !wrong.empty()) {
+      checker->fail(
+          fmt::format("node {} after a {} crash: {}", node.id.value(), machine ? "machine" : "process", wrong));
+      return;
+    }
+    trace(index, "{} ({} crash): recovered log {} term {}", why, machine ? "machine" : "process", entries.size(),
+          hard_state.term.value());
+    node.store.reset(std::move(entries), hard_state);
+  }
+
+  // The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
+  // can fall between the two.
+  void storage_write(const Event& event) {
+    if (!live(event)) return;
+    Node& node = *nodes[event.node];
+    std::vector<storage::Batch*> group;
+    while (!node.queued.empty()) {
+      node.writing.push_back(std::move(node.queued.front()));
+      node.queued.pop_front();
+      group.push_back(node.writing.back().get());
+    }
+    if (auto status = node.writer->write(group); !status) {
+      checker->fail(fmt::format("node {}: storage write fails: {}", node.id.value(), status.error().message));
+      return;
+    }
+    Duration latency = micros(random.between(50, 2'000));
+    if (phase == Phase::safety && random.chance(mix.slow_storage_per_mille, 1000))
+      latency = micros(random.between(20'000, 300'000));
+    if (phase == Phase::safety && random.chance(mix.crash_in_storage_per_mille, 1000))
+      schedule(latency / 2, make(EventKind::crash_node, event.node));
+    schedule(latency, make(EventKind::storage_sync, event.node));
+  }
+
+  void storage_sync(const Event& event) {
+    if (!live(event)) return;
+    Node& node = *nodes[event.node];
+    const bool fail = !mix.sync_none && phase == Phase::safety && random.chance(mix.fsync_failure_per_100k, 100'000);
+    node.disk->fail_syncs(fail);
+    const auto synced = node.writer->sync();
+    node.disk->fail_syncs(false);
+    if (!synced) {
+      if (!fail) checker->fail(fmt::format("node {}: storage sync fails: {}", node.id.value(), synced.error().message));
+      // Never retry a failed fsync (the kernel may have dropped the dirty pages): the node stops.
+      ++outcome.stats.fsync_failures;
+      stop_node(event.node, "fsync fails, node stops");
+      schedule(micros(random.between(1'000'000, 5'000'000)), make(EventKind::restart, event.node));
+      return;
+    }
+    for (auto& batch : node.writing) {
+      const storage::StorageOp& last = batch->ops.back();
+      storage::BatchResult result;
+      result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+      const auto completion = node.durable_log->complete(std::move(batch), result);
+      COHORT_ASSERT(completion.has_value());
+      (void)node.store.make_durable(completion->seq + node.seq_offset);
+      trace(event.node, "durable up to seq {} (log {}/{})", completion->seq, completion->last_index.value(),
+            completion->last_term.value());
+      node.raft->on_persisted(*completion, now);
+    }
+    node.writing.clear();
+    node.storage_busy = false;
+    flush(event.node);
   }
 
   // Everything a step produced: messages to the outbox (released once durable), a storage sync, the checks.
@@ -364,8 +550,13 @@ struct Simulator::Impl {
     node.ready.messages.clear();
     release(index);
 
-    const PersistSeq last = node.store.last_seq();
-    if (last > node.sync_requested) {
+    if (mix.real_storage) {
+      if (auto batch = node.durable_log->take_batch()) node.queued.push_back(std::move(batch));
+      if (!node.storage_busy && !node.queued.empty()) {
+        node.storage_busy = true;
+        schedule(micros(random.between(5, 200)), make(EventKind::storage_write, index));
+      }
+    } else if (const PersistSeq last = node.store.last_seq(); last > node.sync_requested) {
       node.sync_requested = last;
       Duration latency = micros(random.between(50, 2'000));
       if (phase == Phase::safety && random.chance(mix.slow_storage_per_mille, 1000))
@@ -404,7 +595,7 @@ struct Simulator::Impl {
   // Sends what storage has made safe to send (raft.h, driver contract 2).
   void release(std::uint32_t index) {
     Node& node = *nodes[index];
-    const PersistSeq durable = node.store.durable_seq();
+    const PersistSeq durable = mix.real_storage ? node.durable_log->completed_seq() : node.store.durable_seq();
     auto keep = node.outbox.begin();
     for (auto it = node.outbox.begin(); it != node.outbox.end(); ++it) {
       if (it->after > durable) {
@@ -451,6 +642,8 @@ struct Simulator::Impl {
       case EventKind::deliver: return deliver(event);
       case EventKind::tick: return tick(event);
       case EventKind::sync: return sync(event);
+      case EventKind::storage_write: return storage_write(event);
+      case EventKind::storage_sync: return storage_sync(event);
       case EventKind::crash: return crash();
       case EventKind::crash_node: return crash_node(event);
       case EventKind::restart: return restart(event);
@@ -514,7 +707,7 @@ struct Simulator::Impl {
   void crash_node(const Event& event) {
     if (phase != Phase::safety || !live(event)) return;
     ++outcome.stats.crashes;
-    stop_node(event.node, "crash right after a role change");
+    stop_node(event.node, "crash at a chosen moment");
     schedule(micros(random.between(50'000, 5'000'000)), make(EventKind::restart, event.node));
   }
 

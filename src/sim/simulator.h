@@ -45,6 +45,16 @@ struct FaultMix {
   Duration transfer_every{0};                             // mean time between leadership transfers
   std::size_t max_append_entries = 1024;                  // the cores' batch limit per AppendRequest
   std::size_t max_inflight_appends = 8;                   // and pipeline depth per follower
+  // Storage: the real segmented log (src/storage) on the byte-level in-memory file layer, instead of the
+  // record-level MemoryLogStore. A crash is then a machine crash (unsynced writes lost, torn or reordered) or a
+  // process crash (everything written survives); under sync policy none, only process crashes: that policy
+  // does not claim to survive a machine crash on its own.
+  bool real_storage = false;
+  bool sync_none = false;
+  std::uint64_t segment_size = 0;  // small, so that segments roll and truncations span them
+  std::size_t cache_bytes = 0;     // small, so that replication reads entries back from the files
+  // Each group the storage thread writes: the node crashes before the sync, while unsynced writes may tear.
+  std::uint32_t crash_in_storage_per_mille = 0;
 
   std::string describe() const;
 };
@@ -64,6 +74,8 @@ struct Stats {
   std::uint64_t duplicated = 0;
   std::uint64_t crashes = 0;
   std::uint64_t fsync_failures = 0;
+  std::uint64_t recoveries = 0;  // of real storage, after a crash
+  std::uint64_t torn_tails = 0;  // recoveries that cut off a torn tail
   std::uint64_t partitions = 0;
   std::uint64_t proposals = 0;  // accepted by a leader
   std::uint64_t refusals = 0;   // proposals refused by a non-leader

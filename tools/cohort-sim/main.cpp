@@ -104,10 +104,11 @@ void print_stats(const sim::Outcome& outcome) {
   const auto& s = outcome.stats;
   fmt::print(
       "events {} simulated {:.3f} s; delivered {} dropped {} duplicated {}; crashes {} fsync failures {} "
-      "partitions {} transfers {}; leaders {}; proposals {} refused {}; committed {}; fingerprint {:016x}\n",
+      "recoveries {} torn tails {} partitions {} transfers {}; leaders {}; proposals {} refused {}; committed {}; "
+      "fingerprint {:016x}\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
-      s.crashes, s.fsync_failures, s.partitions, s.transfers, s.leaders, s.proposals, s.refusals, s.committed,
-      outcome.fingerprint);
+      s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.partitions, s.transfers, s.leaders, s.proposals,
+      s.refusals, s.committed, outcome.fingerprint);
 }
 
 int run(int argc, char** argv) {
@@ -166,10 +167,16 @@ int run(int argc, char** argv) {
   std::vector<std::uint64_t> failed;
   std::chrono::nanoseconds simulated{0};
   std::uint64_t events = 0;
+  std::uint64_t real_storage = 0;
+  std::uint64_t recoveries = 0;
+  std::uint64_t torn_tails = 0;
   for (const std::uint64_t s : seeds) {
     const sim::Outcome outcome = run_seed(s, settings, trace ? stdout : nullptr);
     simulated += outcome.simulated;
     events += outcome.events;
+    real_storage += outcome.mix.real_storage ? 1 : 0;
+    recoveries += outcome.stats.recoveries;
+    torn_tails += outcome.stats.torn_tails;
     bool ok = outcome.ok;
     std::string failure = outcome.failure;
     if (ok && determinism) {
@@ -200,6 +207,8 @@ int run(int argc, char** argv) {
   }
   fmt::print("; events {}; simulated {:.1f} s; wall {:.2f} s\n", events,
              std::chrono::duration<double>(simulated).count(), wall);
+  fmt::print("real storage: {} seeds, {} recoveries after crashes, {} torn tails cut off\n", real_storage, recoveries,
+             torn_tails);
   return failed.empty() ? 0 : 1;
 }
 

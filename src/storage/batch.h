@@ -1,0 +1,66 @@
+#pragma once
+// What the event-loop side of the log (SegmentedLog) hands the storage side (LogWriter, on the storage
+// thread): a batch of operations in log order, with the encoded records they write. The loop side decides
+// where every record goes (segment and offset), so the storage side is a plain executor and both sides keep
+// the same picture of the files without sharing any state. Batches are recycled, capacity and all, so a
+// steady stream of appends allocates nothing.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "consensus/log.h"
+#include "storage/file.h"
+
+namespace cohort::storage {
+
+enum class SyncPolicy : std::uint8_t {
+  fsync,  // group commit: an append is complete once an fdatasync covers it (the default)
+  none,   // an append is complete once written to the page cache; durability comes from replication
+};
+
+struct StorageOp {
+  enum class Kind : std::uint8_t { append, truncate, hard_state };
+  Kind kind = Kind::append;
+  consensus::PersistSeq seq = 0;
+  // The log's end once this operation is done: what its completion reports.
+  LogIndex last_index;
+  Term last_term;
+
+  // append: the records in Batch::bytes[begin, end), written at `offset` of the segment starting at `segment`,
+  // which is created first when `new_segment` (its first record is this operation's first).
+  LogIndex segment;
+  bool new_segment = false;
+  std::uint64_t offset = 0;
+  std::size_t begin = 0;
+  std::size_t end = 0;
+
+  // truncate: removes every segment starting after `after`, then cuts the segment holding `after` (if any)
+  // to `cut_size` bytes.
+  LogIndex after;
+  LogIndex cut_segment;  // zero: no segment holds `after`
+  std::uint64_t cut_size = 0;
+
+  // hard_state: replaces the metadata file.
+  consensus::HardState hard_state;
+};
+
+struct Batch {
+  std::vector<StorageOp> ops;
+  std::vector<std::byte> bytes;
+
+  bool empty() const noexcept { return ops.empty(); }
+  void clear() noexcept {
+    ops.clear();
+    bytes.clear();
+  }
+};
+
+/// What the storage side reports for a batch: the completion of its last operation, or the failure that
+/// stopped it (the node must then stop: nothing after a failed write or sync is trusted).
+struct BatchResult {
+  consensus::PersistCompletion completion;
+  std::optional<IoError> error;
+};
+
+}  // namespace cohort::storage

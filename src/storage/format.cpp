@@ -1,0 +1,168 @@
+#include "storage/format.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+namespace cohort::storage {
+namespace {
+
+constexpr std::uint64_t kSegmentMagic = 0x475354524F484F43ULL;   // "COHORTSG" read little-endian
+constexpr std::uint64_t kMetadataMagic = 0x444D54524F484F43ULL;  // "COHORTMD"
+constexpr std::string_view kSegmentPrefix = "log-";
+constexpr std::string_view kSegmentSuffix = ".seg";
+constexpr std::size_t kIndexDigits = 20;
+
+std::uint64_t hash(const std::byte* bytes, std::size_t size) noexcept { return XXH3_64bits(bytes, size); }
+
+}  // namespace
+
+std::string segment_name(LogIndex first_index) {
+  return fmt::format("{}{:020}{}", kSegmentPrefix, first_index.value(), kSegmentSuffix);
+}
+
+std::optional<LogIndex> parse_segment_name(std::string_view name) {
+  if (name.size() != kSegmentPrefix.size() + kIndexDigits + kSegmentSuffix.size() ||
+      !name.starts_with(kSegmentPrefix) || !name.ends_with(kSegmentSuffix))
+    return std::nullopt;
+  const std::string_view digits = name.substr(kSegmentPrefix.size(), kIndexDigits);
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (error != std::errc{} || end != digits.data() + digits.size() || value == 0) return std::nullopt;
+  return LogIndex{value};
+}
+
+// ---- segment header: magic u64 | version u32 | header length u32 | cluster id u64 | node id u32 | zero u32 |
+//                      first index u64 | checksum u64
+
+void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index) noexcept {
+  store_le<std::uint64_t>(out, kSegmentMagic);
+  store_le<std::uint32_t>(out + 8, kFormatVersion);
+  store_le<std::uint32_t>(out + 12, static_cast<std::uint32_t>(kSegmentHeaderSize));
+  store_le<std::uint64_t>(out + 16, identity.cluster_id);
+  store_le<std::uint32_t>(out + 24, identity.node_id.value());
+  store_le<std::uint32_t>(out + 28, 0);
+  store_le<std::uint64_t>(out + 32, first_index.value());
+  store_le<std::uint64_t>(out + 40, hash(out, 40));
+}
+
+std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& reason) {
+  if (bytes.size() < kSegmentHeaderSize) {
+    reason = fmt::format("segment header is {} bytes, expected {}", bytes.size(), kSegmentHeaderSize);
+    return std::nullopt;
+  }
+  const std::byte* in = bytes.data();
+  if (load_le<std::uint64_t>(in) != kSegmentMagic) {
+    reason = "not a Cohort log segment (bad magic number)";
+    return std::nullopt;
+  }
+  if (const auto version = load_le<std::uint32_t>(in + 8); version != kFormatVersion) {
+    reason = fmt::format("segment format version {} is not supported (this build reads version {})", version,
+                         kFormatVersion);
+    return std::nullopt;
+  }
+  if (load_le<std::uint64_t>(in + 40) != hash(in, 40) || load_le<std::uint32_t>(in + 12) != kSegmentHeaderSize ||
+      load_le<std::uint32_t>(in + 28) != 0) {
+    reason = "segment header fails its checksum";
+    return std::nullopt;
+  }
+  SegmentHeader header;
+  header.identity.cluster_id = load_le<std::uint64_t>(in + 16);
+  header.identity.node_id = NodeId{load_le<std::uint32_t>(in + 24)};
+  header.first_index = LogIndex{load_le<std::uint64_t>(in + 32)};
+  return header;
+}
+
+// ---- record header: body length u32 | type u8 | zero u8[3] | index u64 | term u64 | durable_before u64 |
+//                     entry checksum u64 | header checksum u64
+
+void encode_record(std::byte* out, const consensus::Entry& entry) noexcept {
+  const std::size_t body = entry.payload.size();
+  store_le<std::uint32_t>(out, static_cast<std::uint32_t>(body));
+  store_le<std::uint8_t>(out + 4, static_cast<std::uint8_t>(entry.type));
+  std::memset(out + 5, 0, 3);
+  store_le<std::uint64_t>(out + 8, entry.index.value());
+  store_le<std::uint64_t>(out + 16, entry.term.value());
+  store_le<std::uint64_t>(out + 24, 0);
+  store_le<std::uint64_t>(out + 32, entry.checksum);
+  store_le<std::uint64_t>(out + 40, 0);
+  if (body != 0) std::memcpy(out + kRecordHeaderSize, entry.payload.data(), body);
+  const std::size_t padding = record_size(body) - kRecordHeaderSize - body;
+  if (padding != 0) std::memset(out + kRecordHeaderSize + body, 0, padding);
+}
+
+void seal_record(std::byte* header, LogIndex durable_before) noexcept {
+  store_le<std::uint64_t>(header + 24, durable_before.value());
+  store_le<std::uint64_t>(header + 40, hash(header, 40));
+}
+
+std::optional<RecordHeader> decode_record_header(ByteSpan bytes) noexcept {
+  if (bytes.size() < kRecordHeaderSize) return std::nullopt;
+  const std::byte* in = bytes.data();
+  if (load_le<std::uint64_t>(in + 40) != hash(in, 40)) return std::nullopt;
+  if (in[5] != std::byte{0} || in[6] != std::byte{0} || in[7] != std::byte{0}) return std::nullopt;
+  RecordHeader header;
+  header.body_length = load_le<std::uint32_t>(in);
+  const auto type = load_le<std::uint8_t>(in + 4);
+  if (type == 0) return std::nullopt;
+  header.type = static_cast<consensus::EntryType>(type);
+  header.index = LogIndex{load_le<std::uint64_t>(in + 8)};
+  header.term = Term{load_le<std::uint64_t>(in + 16)};
+  header.durable_before = LogIndex{load_le<std::uint64_t>(in + 24)};
+  header.entry_checksum = load_le<std::uint64_t>(in + 32);
+  if (header.index == LogIndex{0} || header.term == Term{0}) return std::nullopt;
+  return header;
+}
+
+bool body_ok(const RecordHeader& header, ByteSpan body) noexcept {
+  return body.size() == header.body_length &&
+         consensus::compute_checksum(header.index, header.term, header.type, body) == header.entry_checksum;
+}
+
+// ---- metadata: magic u64 | version u32 | length u32 | cluster id u64 | node id u32 | has vote u32 | term u64 |
+//                voted for u32 | zero u32 | checksum u64
+
+void encode_metadata(std::byte* out, const Identity& identity, const consensus::HardState& state) noexcept {
+  store_le<std::uint64_t>(out, kMetadataMagic);
+  store_le<std::uint32_t>(out + 8, kFormatVersion);
+  store_le<std::uint32_t>(out + 12, static_cast<std::uint32_t>(kMetadataSize));
+  store_le<std::uint64_t>(out + 16, identity.cluster_id);
+  store_le<std::uint32_t>(out + 24, identity.node_id.value());
+  store_le<std::uint32_t>(out + 28, state.voted_for ? 1 : 0);
+  store_le<std::uint64_t>(out + 32, state.term.value());
+  store_le<std::uint32_t>(out + 40, state.voted_for ? state.voted_for->value() : 0);
+  store_le<std::uint32_t>(out + 44, 0);
+  store_le<std::uint64_t>(out + 48, hash(out, 48));
+}
+
+std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason) {
+  if (bytes.size() != kMetadataSize) {
+    reason = fmt::format("metadata file is {} bytes, expected {}", bytes.size(), kMetadataSize);
+    return std::nullopt;
+  }
+  const std::byte* in = bytes.data();
+  if (load_le<std::uint64_t>(in) != kMetadataMagic) {
+    reason = "not a Cohort metadata file (bad magic number)";
+    return std::nullopt;
+  }
+  if (const auto version = load_le<std::uint32_t>(in + 8); version != kFormatVersion) {
+    reason = fmt::format("metadata format version {} is not supported (this build reads version {})", version,
+                         kFormatVersion);
+    return std::nullopt;
+  }
+  const auto has_vote = load_le<std::uint32_t>(in + 28);
+  if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kMetadataSize ||
+      has_vote > 1 || load_le<std::uint32_t>(in + 44) != 0) {
+    reason = "metadata file fails its checksum";
+    return std::nullopt;
+  }
+  Metadata metadata;
+  metadata.identity.cluster_id = load_le<std::uint64_t>(in + 16);
+  metadata.identity.node_id = NodeId{load_le<std::uint32_t>(in + 24)};
+  metadata.hard_state.term = Term{load_le<std::uint64_t>(in + 32)};
+  if (has_vote == 1) metadata.hard_state.voted_for = NodeId{load_le<std::uint32_t>(in + 40)};
+  return metadata;
+}
+
+}  // namespace cohort::storage

@@ -1,0 +1,98 @@
+#pragma once
+// The on-disk formats: segment files of log records, and the metadata file. All little-endian, all
+// checksummed with XXH3; docs/durability.md draws them.
+//
+// Segment file `log-<first index, 20 digits>.seg`:
+//   segment header (48 bytes): magic, format version, header length, cluster id, node id, first index, checksum
+//   records, back to back, each starting at a multiple of 8 bytes
+// Record: header (48 bytes) + body (the entry's payload) + zero padding to a multiple of 8:
+//   u32 body length | u8 entry type | 3 bytes zero | u64 index | u64 term | u64 durable_before |
+//   u64 entry checksum | u64 header checksum
+// The entry checksum is the consensus entry's own (computed once by the leader over index, term, type and
+// payload; it travels with the entry end to end), so storage hashes only the 40 header bytes; the header
+// checksum covers those, entry checksum included, and so the body transitively. `durable_before` is the highest
+// index the storage thread knew durable when it wrote the record: recovery uses it to tell a torn tail from a
+// damaged durable record (design.md section 5).
+//
+// Metadata file `meta` (56 bytes): magic, format version, length, cluster id, node id, current term, vote,
+// checksum. Replaced atomically: written to `meta.tmp`, synced, renamed over `meta`, directory synced.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/bytes.h"
+#include "common/strong_id.h"
+#include "consensus/log.h"
+
+namespace cohort::storage {
+
+/// Whose log this is. A data directory of another cluster or node is refused at start.
+struct Identity {
+  std::uint64_t cluster_id = 0;
+  NodeId node_id;
+  friend bool operator==(const Identity&, const Identity&) = default;
+};
+
+inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::size_t kSegmentHeaderSize = 48;
+inline constexpr std::size_t kRecordHeaderSize = 48;
+inline constexpr std::size_t kRecordAlignment = 8;
+inline constexpr std::size_t kMetadataSize = 56;
+inline constexpr std::string_view kMetadataName = "meta";
+inline constexpr std::string_view kMetadataTempName = "meta.tmp";
+inline constexpr std::string_view kTempSuffix = ".tmp";
+
+/// Bytes a record with a body of `body` bytes takes in a segment, padding included.
+constexpr std::uint64_t record_size(std::size_t body) noexcept {
+  return (kRecordHeaderSize + body + kRecordAlignment - 1) / kRecordAlignment * kRecordAlignment;
+}
+
+std::string segment_name(LogIndex first_index);
+/// The first index a segment file name encodes; nullopt if `name` is not a segment name.
+std::optional<LogIndex> parse_segment_name(std::string_view name);
+
+// ---- segment header
+
+void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index) noexcept;
+struct SegmentHeader {
+  Identity identity;
+  LogIndex first_index;
+};
+/// Nullopt and a reason if the bytes are not a valid segment header.
+std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& reason);
+
+// ---- records
+
+struct RecordHeader {
+  std::uint32_t body_length = 0;
+  consensus::EntryType type = consensus::EntryType::command;
+  LogIndex index;
+  Term term;
+  LogIndex durable_before;
+  std::uint64_t entry_checksum = 0;
+};
+
+/// Writes a record's header (with durable_before zero and no header checksum yet), its body and its padding
+/// into `out`, which holds record_size(entry.payload.size()) bytes.
+void encode_record(std::byte* out, const consensus::Entry& entry) noexcept;
+/// Sets durable_before in an encoded record header and seals it with the header checksum. The storage
+/// thread does this just before the write: only it knows what is durable.
+void seal_record(std::byte* header, LogIndex durable_before) noexcept;
+/// Decodes and checks a record header: its checksum, zero reserved bytes and a known type. It does not check
+/// the body (see body_ok).
+std::optional<RecordHeader> decode_record_header(ByteSpan bytes) noexcept;
+/// Whether `body` matches the header's entry checksum.
+bool body_ok(const RecordHeader& header, ByteSpan body) noexcept;
+
+// ---- metadata
+
+void encode_metadata(std::byte* out, const Identity& identity, const consensus::HardState& state) noexcept;
+struct Metadata {
+  Identity identity;
+  consensus::HardState hard_state;
+};
+std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason);
+
+}  // namespace cohort::storage

@@ -1,0 +1,183 @@
+#include "storage/log_writer.h"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+
+// Planted bugs, for the simulator's self-test only (tests/sim/CMakeLists.txt; see consensus/raft.cpp):
+//   5: report appends durable without syncing them
+//   6: stamp records with the index written so far as durable_before, claiming durability too early
+#ifndef COHORT_PLANTED_BUG
+#define COHORT_PLANTED_BUG 0
+#endif
+
+namespace cohort::storage {
+namespace {
+constexpr int kPlantedBug = COHORT_PLANTED_BUG;
+}  // namespace
+
+IoStatus write_metadata(Directory& directory, const Identity& identity, const consensus::HardState& state) {
+  auto opened = directory.open(kMetadataTempName, OpenMode::create_new);
+  if (!opened && opened.error().code == EEXIST) {  // left by a replacement that failed part way
+    if (auto removed = directory.remove(kMetadataTempName); !removed) return removed;
+    opened = directory.open(kMetadataTempName, OpenMode::create_new);
+  }
+  if (!opened) return unexpected(std::move(opened).error());
+  std::array<std::byte, kMetadataSize> bytes{};
+  encode_metadata(bytes.data(), identity, state);
+  const ByteSpan parts[] = {bytes};
+  if (auto status = (*opened)->write_at(0, parts); !status) return status;
+  if (auto status = (*opened)->sync(); !status) return status;
+  if (auto status = directory.rename(kMetadataTempName, kMetadataName); !status) return status;
+  return directory.sync();
+}
+
+LogWriter::LogWriter(Directory& directory, Identity identity, SyncPolicy policy, std::vector<LogIndex> segments,
+                     LogIndex durable)
+    : directory_(directory), identity_(identity), policy_(policy), durable_index_(durable), written_index_(durable) {
+  COHORT_ASSERT(std::is_sorted(segments.begin(), segments.end()));
+  segments_.reserve(segments.size());
+  for (const LogIndex first : segments) segments_.push_back(Segment{first, nullptr, false});
+}
+
+IoStatus LogWriter::fail(IoError error) {
+  failed_ = true;
+  return unexpected(std::move(error));
+}
+
+IoResult<File*> LogWriter::file_of(LogIndex segment) {
+  const auto it = std::lower_bound(segments_.begin(), segments_.end(), segment,
+                                   [](const Segment& s, LogIndex first) { return s.first < first; });
+  COHORT_ASSERT(it != segments_.end() && it->first == segment);  // the loop side names only segments it made
+  if (it->file == nullptr) {
+    auto opened = directory_.open(segment_name(segment), OpenMode::existing);
+    if (!opened) return unexpected(std::move(opened).error());
+    it->file = std::move(opened).value();
+  }
+  it->dirty = true;
+  return it->file.get();
+}
+
+IoStatus LogWriter::create_segment(LogIndex first) {
+  COHORT_ASSERT(segments_.empty() || segments_.back().first < first);
+  const std::string name = segment_name(first);
+  const std::string temp = name + std::string(kTempSuffix);
+  auto opened = directory_.open(temp, OpenMode::create_new);
+  if (!opened && opened.error().code == EEXIST) {  // left by a write that failed before a restart
+    if (auto removed = directory_.remove(temp); !removed) return removed;
+    opened = directory_.open(temp, OpenMode::create_new);
+  }
+  if (!opened) return unexpected(std::move(opened).error());
+  std::unique_ptr<File> file = std::move(opened).value();
+  std::array<std::byte, kSegmentHeaderSize> header{};
+  encode_segment_header(header.data(), identity_, first);
+  const ByteSpan parts[] = {header};
+  if (auto status = file->write_at(0, parts); !status) return status;
+  if (auto status = file->sync(); !status) return status;
+  if (auto status = directory_.rename(temp, name); !status) return status;
+  if (auto status = directory_.sync(); !status) return status;
+  syncs_ += 2;
+  // Earlier segments are complete: their handles are closed once synced.
+  segments_.push_back(Segment{first, std::move(file), false});
+  return {};
+}
+
+IoStatus LogWriter::flush_parts() {
+  if (parts_.empty()) return {};
+  const IoStatus status = parts_file_->write_at(parts_offset_, parts_);
+  parts_.clear();
+  parts_file_ = nullptr;
+  return status;
+}
+
+IoStatus LogWriter::write(std::span<Batch* const> batches) {
+  if (failed_) return unexpected(IoError{EIO, "storage stopped after an earlier failure"});
+  for (Batch* batch : batches) {
+    for (const StorageOp& op : batch->ops) {
+      switch (op.kind) {
+        case StorageOp::Kind::append: {
+          if (op.new_segment) {
+            if (auto status = flush_parts(); !status) return fail(status.error());
+            if (auto status = create_segment(op.segment); !status) return fail(status.error());
+          }
+          auto file = file_of(op.segment);
+          if (!file) return fail(std::move(file).error());
+          // Only this side knows what is durable: stamp it into every record, then seal the header.
+          for (std::size_t at = op.begin; at < op.end;) {
+            std::byte* header = batch->bytes.data() + at;
+            seal_record(header, kPlantedBug == 6 ? written_index_ : durable_index_);
+            at += record_size(load_le<std::uint32_t>(header));
+          }
+          const ByteSpan records(batch->bytes.data() + op.begin, op.end - op.begin);
+          if (parts_file_ != *file || parts_end_ != op.offset) {
+            if (auto status = flush_parts(); !status) return fail(status.error());
+            parts_file_ = *file;
+            parts_offset_ = op.offset;
+          }
+          parts_.push_back(records);
+          parts_end_ = op.offset + records.size();
+          written_index_ = op.last_index;
+          break;
+        }
+        case StorageOp::Kind::truncate:
+          if (auto status = flush_parts(); !status) return fail(status.error());
+          if (auto status = truncate(op); !status) return fail(status.error());
+          break;
+        case StorageOp::Kind::hard_state:
+          // The metadata does not depend on the log's writes, nor they on it: no flush needed first.
+          if (auto status = write_metadata(directory_, identity_, op.hard_state); !status) return fail(status.error());
+          syncs_ += 2;
+          break;
+      }
+    }
+  }
+  if (auto status = flush_parts(); !status) return fail(status.error());
+  return {};
+}
+
+IoStatus LogWriter::truncate(const StorageOp& op) {
+  // Later segments go first, from the last backwards: a crash part way leaves a shorter log, never a gap.
+  bool removed = false;
+  while (!segments_.empty() && segments_.back().first > op.after) {
+    const std::string name = segment_name(segments_.back().first);
+    segments_.pop_back();
+    if (auto status = directory_.remove(name); !status) return status;
+    removed = true;
+  }
+  if (removed) {
+    if (auto status = directory_.sync(); !status) return status;
+    ++syncs_;
+  }
+  if (op.cut_segment != LogIndex{0}) {
+    COHORT_ASSERT(!segments_.empty() && segments_.back().first == op.cut_segment);
+    auto file = file_of(op.cut_segment);
+    if (!file) return unexpected(std::move(file).error());
+    if (auto status = (*file)->truncate(op.cut_size); !status) return status;
+    if (auto status = (*file)->sync(); !status) return status;
+    ++syncs_;
+  }
+  written_index_ = op.after;
+  durable_index_ = std::min(durable_index_, op.after);
+  return {};
+}
+
+IoStatus LogWriter::sync() {
+  if (failed_) return unexpected(IoError{EIO, "storage stopped after an earlier failure"});
+  for (std::size_t i = 0; i < segments_.size(); ++i) {
+    Segment& segment = segments_[i];
+    if (!segment.dirty) continue;
+    if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
+      if (auto status = segment.file->sync(); !status) return fail(status.error());
+      ++syncs_;
+    }
+    segment.dirty = false;
+    if (i + 1 != segments_.size()) segment.file.reset();  // complete: no more writes go there
+  }
+  if (policy_ == SyncPolicy::fsync) durable_index_ = written_index_;
+  return {};
+}
+
+}  // namespace cohort::storage

@@ -1,0 +1,185 @@
+#include "storage/posix_file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include <fmt/format.h>
+
+namespace cohort::storage {
+namespace {
+
+IoError error_from_errno(int code, std::string_view what) {
+  return IoError{code, fmt::format("{}: {}", what, std::strerror(code))};
+}
+
+class PosixFile final : public File {
+ public:
+  PosixFile(std::string name, std::string display, int fd)
+      : name_(std::move(name)), display_(std::move(display)), fd_(fd) {}
+  ~PosixFile() override { ::close(fd_); }
+  PosixFile(const PosixFile&) = delete;
+  PosixFile& operator=(const PosixFile&) = delete;
+
+  IoResult<std::size_t> read_at(std::uint64_t offset, MutableByteSpan out) override {
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return unexpected(error_from_errno(errno, fmt::format("read {} at offset {}", display_, offset + done)));
+      }
+      if (n == 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    return done;
+  }
+
+  IoStatus write_at(std::uint64_t offset, std::span<const ByteSpan> parts) override {
+    // pwritev may write less than asked (a signal, a nearly full disk): continue from where it stopped.
+    constexpr std::size_t kMaxParts = IOV_MAX;
+    std::vector<iovec>& iov = iov_;
+    iov.clear();
+    for (const ByteSpan part : parts)
+      if (!part.empty()) iov.push_back(iovec{const_cast<std::byte*>(part.data()), part.size()});  // NOLINT
+    std::size_t first = 0;
+    std::uint64_t at = offset;
+    while (first < iov.size()) {
+      const std::size_t count = std::min(kMaxParts, iov.size() - first);
+      const ssize_t n = ::pwritev(fd_, iov.data() + first, static_cast<int>(count), static_cast<off_t>(at));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return unexpected(error_from_errno(errno, fmt::format("write {} at offset {}", display_, at)));
+      }
+      if (n == 0) return unexpected(error_from_errno(ENOSPC, fmt::format("write {} at offset {}", display_, at)));
+      at += static_cast<std::uint64_t>(n);
+      auto left = static_cast<std::size_t>(n);
+      while (left != 0 && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (left != 0) {
+        iov[first].iov_base = static_cast<std::byte*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
+    }
+    return {};
+  }
+
+  IoStatus sync() override {
+    // No retry on EINTR or anything else: after a failed fdatasync the kernel may have dropped the dirty
+    // pages and a second call would report success for data that is gone.
+    if (::fdatasync(fd_) != 0) return unexpected(error_from_errno(errno, fmt::format("fdatasync {}", display_)));
+    return {};
+  }
+
+  IoStatus truncate(std::uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+      return unexpected(error_from_errno(errno, fmt::format("truncate {} to {} bytes", display_, size)));
+    return {};
+  }
+
+  IoResult<std::uint64_t> size() override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return unexpected(error_from_errno(errno, fmt::format("stat {}", display_)));
+    return static_cast<std::uint64_t>(st.st_size);
+  }
+
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::string name_;
+  std::string display_;  // directory/name, for messages
+  int fd_;
+  std::vector<iovec> iov_;  // reused: a write allocates nothing once warm
+};
+
+}  // namespace
+
+IoResult<std::unique_ptr<PosixDirectory>> PosixDirectory::open_locked(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return unexpected(IoError{ec.value(), fmt::format("create data directory {}: {}", path, ec.message())});
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return unexpected(error_from_errno(errno, fmt::format("open data directory {}", path)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int code = errno;
+    ::close(fd);
+    if (code == EWOULDBLOCK)
+      return unexpected(IoError{code, fmt::format("data directory {} is in use by another process", path)});
+    return unexpected(error_from_errno(code, fmt::format("lock data directory {}", path)));
+  }
+  // Probe writability now, so an unwritable directory is refused at start rather than at the first append.
+  if (::faccessat(fd, ".", W_OK, AT_EACCESS) != 0) {
+    const int code = errno;
+    ::close(fd);
+    return unexpected(error_from_errno(code, fmt::format("data directory {} is not writable", path)));
+  }
+  return std::unique_ptr<PosixDirectory>(new PosixDirectory(path, fd));
+}
+
+PosixDirectory::~PosixDirectory() { ::close(fd_); }
+
+IoResult<std::unique_ptr<File>> PosixDirectory::open(std::string_view name, OpenMode mode) {
+  const std::string file(name);
+  int flags = O_RDWR | O_CLOEXEC;
+  if (mode == OpenMode::create_new) flags |= O_CREAT | O_EXCL;
+  const int fd = ::openat(fd_, file.c_str(), flags, 0644);
+  if (fd < 0) {
+    return unexpected(error_from_errno(
+        errno, fmt::format("{} {}/{}", mode == OpenMode::create_new ? "create" : "open", path_, file)));
+  }
+  return std::unique_ptr<File>(std::make_unique<PosixFile>(file, fmt::format("{}/{}", path_, file), fd));
+}
+
+IoStatus PosixDirectory::rename(std::string_view from, std::string_view to) {
+  const std::string a(from);
+  const std::string b(to);
+  if (::renameat(fd_, a.c_str(), fd_, b.c_str()) != 0)
+    return unexpected(error_from_errno(errno, fmt::format("rename {}/{} to {}", path_, a, b)));
+  return {};
+}
+
+IoStatus PosixDirectory::remove(std::string_view name) {
+  const std::string file(name);
+  if (::unlinkat(fd_, file.c_str(), 0) != 0)
+    return unexpected(error_from_errno(errno, fmt::format("remove {}/{}", path_, file)));
+  return {};
+}
+
+IoResult<std::vector<std::string>> PosixDirectory::list() {
+  const int fd = ::openat(fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return unexpected(error_from_errno(errno, fmt::format("list {}", path_)));
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    const int code = errno;
+    ::close(fd);
+    return unexpected(error_from_errno(code, fmt::format("list {}", path_)));
+  }
+  std::vector<std::string> names;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string_view name(entry->d_name);
+    if (name == "." || name == "..") continue;
+    bool regular = entry->d_type == DT_REG;
+    if (entry->d_type == DT_UNKNOWN) {
+      struct stat st {};
+      regular = ::fstatat(fd_, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    }
+    if (regular) names.emplace_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+IoStatus PosixDirectory::sync() {
+  if (::fsync(fd_) != 0) return unexpected(error_from_errno(errno, fmt::format("fsync directory {}", path_)));
+  return {};
+}
+
+}  // namespace cohort::storage

@@ -1,0 +1,36 @@
+#pragma once
+// The file layer on Linux: pread/pwritev/fdatasync/ftruncate on files opened relative to a directory
+// descriptor, and fsync of that directory. Every failure comes back as an IoError naming the operation, the
+// file and the offset; nothing here retries an fsync.
+
+#include <memory>
+#include <string>
+
+#include "storage/file.h"
+
+namespace cohort::storage {
+
+class PosixDirectory final : public Directory {
+ public:
+  /// Opens `path` (creating it, and its parents, if missing) and locks it for this process: a second process
+  /// opening the same data directory is refused.
+  static IoResult<std::unique_ptr<PosixDirectory>> open_locked(const std::string& path);
+  ~PosixDirectory() override;
+  PosixDirectory(const PosixDirectory&) = delete;
+  PosixDirectory& operator=(const PosixDirectory&) = delete;
+
+  IoResult<std::unique_ptr<File>> open(std::string_view name, OpenMode mode) override;
+  IoStatus rename(std::string_view from, std::string_view to) override;
+  IoStatus remove(std::string_view name) override;
+  IoResult<std::vector<std::string>> list() override;
+  IoStatus sync() override;
+  const std::string& path() const override { return path_; }
+
+ private:
+  PosixDirectory(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+
+  std::string path_;
+  int fd_;
+};
+
+}  // namespace cohort::storage

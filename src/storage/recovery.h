@@ -1,0 +1,37 @@
+#pragma once
+// Recovery at start (design.md section 5): reads the metadata, scans every segment record by record, and
+// decides what the first damaged record (bad checksum, zeros, a break in index or term order, a gap between
+// segments) means:
+//  - if it lies beyond the durable_before of every intact record after it, it was never made durable: it and
+//    everything after it are a torn tail, and are cut off (a damaged *last* record cannot be told from a torn
+//    write: it is cut off too, and reported loudly);
+//  - otherwise a durable record is damaged: recovery refuses, naming the file and the offset.
+// Whatever it keeps it syncs, so the log it returns is durable as a whole.
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "consensus/log.h"
+#include "storage/file.h"
+#include "storage/format.h"
+#include "storage/log_index.h"
+
+namespace cohort::storage {
+
+struct RecoveredLog {
+  consensus::HardState hard_state;
+  std::vector<SegmentInfo> segments;
+  std::vector<TermRun> terms;
+  LogIndex last_index;
+  /// What recovery repaired, one line each, for the operator's log: a torn tail cut off, leftovers removed.
+  std::vector<std::string> repairs;
+  /// Whether the directory held no log yet (a new node): recovery created its metadata.
+  bool created = false;
+};
+
+/// Recovers the log in `directory` for `identity`, creating an empty one if the directory holds no Cohort
+/// files. The error names the file, the offset and the reason.
+Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& identity, const LogOptions& options);
+
+}  // namespace cohort::storage

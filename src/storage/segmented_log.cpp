@@ -1,0 +1,274 @@
+#include "storage/segmented_log.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+#include "storage/recovery.h"
+
+namespace cohort::storage {
+namespace {
+constexpr std::size_t kReadAhead = 256U << 10U;
+}  // namespace
+
+SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered)
+    : directory_(directory),
+      identity_(identity),
+      options_(options),
+      hard_state_(recovered.hard_state),
+      last_index_(recovered.last_index),
+      segments_(std::move(recovered.segments)),
+      terms_(std::move(recovered.terms)) {
+  COHORT_ASSERT(options_.segment_size > kSegmentHeaderSize);
+}
+
+std::optional<Term> SegmentedLog::term_at(LogIndex index) const {
+  if (index == LogIndex{0}) return Term{0};
+  if (index > last_index_ || index < first_index()) return std::nullopt;
+  const auto it = std::upper_bound(terms_.begin(), terms_.end(), index,
+                                   [](LogIndex i, const TermRun& run) { return i < run.first; });
+  COHORT_ASSERT(it != terms_.begin());
+  return std::prev(it)->term;
+}
+
+Batch& SegmentedLog::batch() {
+  if (batch_ == nullptr) {
+    if (spare_batches_.empty()) {
+      batch_ = std::make_unique<Batch>();
+    } else {
+      batch_ = std::move(spare_batches_.back());
+      spare_batches_.pop_back();
+    }
+  }
+  return *batch_;
+}
+
+consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> entries) {
+  const consensus::PersistSeq seq = next_seq();
+  if (entries.empty()) return seq;
+  Batch& out = batch();
+  for (const consensus::Entry& entry : entries) {
+    COHORT_ASSERT(entry.index == last_index_.next());
+    COHORT_ASSERT(terms_.empty() || entry.term >= terms_.back().term);
+    const std::uint64_t size = record_size(entry.payload.size());
+    bool roll = segments_.empty();
+    if (!roll) {
+      const SegmentInfo& last = segments_.back();
+      roll = last.last >= last.first && last.size + size > options_.segment_size;
+    }
+    if (roll) segments_.push_back(SegmentInfo{entry.index, last_index_, kSegmentHeaderSize, {}, 0});
+    SegmentInfo& segment = segments_.back();
+    const std::uint64_t offset = segment.size;
+
+    // One operation per run of records into one segment: a batch stays small however many appends it holds.
+    const std::size_t begin = out.bytes.size();
+    out.bytes.resize(begin + size);
+    encode_record(out.bytes.data() + begin, entry);
+    StorageOp* op = out.ops.empty() ? nullptr : &out.ops.back();
+    if (roll || op == nullptr || op->kind != StorageOp::Kind::append || op->segment != segment.first ||
+        op->end != begin) {
+      out.ops.push_back(StorageOp{});
+      op = &out.ops.back();
+      op->kind = StorageOp::Kind::append;
+      op->segment = segment.first;
+      op->new_segment = roll;
+      op->offset = offset;
+      op->begin = begin;
+    }
+    op->end = begin + size;
+    op->seq = seq;
+    op->last_index = entry.index;
+    op->last_term = entry.term;
+
+    segment.add_record(entry.index, offset, options_.segment_size);
+    segment.size += size;
+    segment.last = entry.index;
+    if (terms_.empty() || terms_.back().term != entry.term) terms_.push_back(TermRun{entry.index, entry.term});
+    last_index_ = entry.index;
+    cache_bytes_ += entry.payload.size();
+    cache_.push_back(Cached{entry, offset, seq});
+  }
+  evict();
+  return seq;
+}
+
+consensus::PersistSeq SegmentedLog::truncate_after(LogIndex index) {
+  COHORT_ASSERT(index <= last_index_);
+  const consensus::PersistSeq seq = next_seq();
+  StorageOp op;
+  op.kind = StorageOp::Kind::truncate;
+  op.seq = seq;
+  op.after = index;
+  if (index >= first_index()) {
+    // The cut goes where record index + 1 starts, or at the end of the segment holding `index` if that is
+    // where the record ends.
+    const Located holder = locate(index);
+    SegmentInfo& segment = segments_[holder.segment];
+    op.cut_segment = segment.first;
+    op.cut_size = index == segment.last ? segment.size : locate(index.next()).offset;
+    segment.size = op.cut_size;
+    segment.last = index;
+    while (!segment.samples.empty() && segment.samples.back().index > index) segment.samples.pop_back();
+    segment.next_sample_at = segment.samples.empty() ? 0 : segment.samples.back().offset + 1;
+    segments_.resize(holder.segment + 1);
+  } else {
+    segments_.clear();
+  }
+  while (!terms_.empty() && terms_.back().first > index) terms_.pop_back();
+  while (!cache_.empty() && cache_.back().entry.index > index) {
+    cache_bytes_ -= cache_.back().entry.payload.size();
+    cache_.pop_back();
+  }
+  last_index_ = index;
+  op.last_index = index;
+  op.last_term = *term_at(index);
+  batch().ops.push_back(op);
+  // Positions in segments_ past the cut are gone: so is what the read state remembers about them.
+  read_segment_ = ~std::size_t{0};
+  read_file_.reset();
+  forget_window();
+  cursor_ = Located{~std::size_t{0}, 0};
+  return seq;
+}
+
+consensus::PersistSeq SegmentedLog::save_hard_state(const consensus::HardState& state) {
+  const consensus::PersistSeq seq = next_seq();
+  StorageOp op;
+  op.kind = StorageOp::Kind::hard_state;
+  op.seq = seq;
+  op.last_index = last_index_;
+  op.last_term = *term_at(last_index_);
+  op.hard_state = state;
+  batch().ops.push_back(op);
+  hard_state_ = state;
+  return seq;
+}
+
+std::unique_ptr<Batch> SegmentedLog::take_batch() {
+  if (batch_ == nullptr || batch_->empty()) return nullptr;
+  return std::move(batch_);
+}
+
+std::optional<consensus::PersistCompletion> SegmentedLog::complete(std::unique_ptr<Batch> done,
+                                                                   const BatchResult& result) {
+  COHORT_ASSERT(done != nullptr);
+  done->clear();
+  spare_batches_.push_back(std::move(done));
+  if (failure_) return std::nullopt;
+  if (result.error) {
+    failure_ = result.error;
+    return std::nullopt;
+  }
+  COHORT_ASSERT(result.completion.seq > completed_seq_ && result.completion.seq < next_seq_);
+  completed_seq_ = result.completion.seq;
+  forget_window();
+  evict();
+  return result.completion;
+}
+
+std::vector<LogIndex> SegmentedLog::segment_firsts() const {
+  std::vector<LogIndex> firsts;
+  firsts.reserve(segments_.size());
+  for (const SegmentInfo& segment : segments_) firsts.push_back(segment.first);
+  return firsts;
+}
+
+void SegmentedLog::forget_window() const {
+  window_.clear();
+  window_offset_ = 0;
+}
+
+void SegmentedLog::evict() {
+  while (cache_bytes_ > options_.cache_bytes && !cache_.empty() && cache_.front().seq <= completed_seq_) {
+    cache_bytes_ -= cache_.front().entry.payload.size();
+    cache_.pop_front();
+  }
+}
+
+std::size_t SegmentedLog::segment_of(LogIndex index) const {
+  const auto it = std::upper_bound(segments_.begin(), segments_.end(), index,
+                                   [](LogIndex i, const SegmentInfo& segment) { return i < segment.first; });
+  COHORT_ASSERT(it != segments_.begin());
+  return static_cast<std::size_t>(std::prev(it) - segments_.begin());
+}
+
+SegmentedLog::Located SegmentedLog::locate(LogIndex index) const {
+  COHORT_ASSERT(index >= first_index() && index <= last_index_);
+  const std::size_t position = segment_of(index);
+  const LogIndex cache_first{last_index_.value() - cache_.size() + 1};
+  if (index >= cache_first) return Located{position, cache_[index.value() - cache_first.value()].offset};
+  // Not cached, so written: walk the segment's records from the nearest known position.
+  const SegmentInfo& segment = segments_[position];
+  LogIndex at = segment.first;
+  std::uint64_t offset = kSegmentHeaderSize;
+  const auto sample = std::upper_bound(segment.samples.begin(), segment.samples.end(), index,
+                                       [](LogIndex i, const Sample& s) { return i < s.index; });
+  if (sample != segment.samples.begin()) {
+    at = std::prev(sample)->index;
+    offset = std::prev(sample)->offset;
+  }
+  if (cursor_.segment == position && cursor_index_ <= index && cursor_index_ > at) {
+    at = cursor_index_;
+    offset = cursor_.offset;
+  }
+  while (at < index) {
+    const ByteSpan header = read_window(position, offset, kRecordHeaderSize);
+    offset += record_size(load_le<std::uint32_t>(header.data()));
+    at = at.next();
+  }
+  return Located{position, offset};
+}
+
+const consensus::Entry& SegmentedLog::entry(LogIndex index) const {
+  COHORT_ASSERT(index >= first_index() && index <= last_index_);
+  const LogIndex cache_first{last_index_.value() - cache_.size() + 1};
+  if (index >= cache_first) return cache_[index.value() - cache_first.value()].entry;
+  const Located where = locate(index);
+  read_record(where.segment, where.offset, index);
+  return scratch_;
+}
+
+ByteSpan SegmentedLog::read_window(std::size_t position, std::uint64_t offset, std::size_t size) const {
+  const SegmentInfo& segment = segments_[position];
+  if (read_segment_ != position || offset < window_offset_ || offset + size > window_offset_ + window_.size()) {
+    if (read_segment_ != position) {
+      read_file_.reset();
+      read_segment_ = ~std::size_t{0};
+      auto opened = directory_.open(segment_name(segment.first), OpenMode::existing);
+      if (!opened) fatal_error(fmt::format("cannot read back the log: {}", opened.error().message));
+      read_file_ = std::move(opened).value();
+      read_segment_ = position;
+    }
+    window_.resize(std::max(size, kReadAhead));
+    window_offset_ = offset;
+    auto read = read_file_->read_at(offset, window_);
+    if (!read) fatal_error(fmt::format("cannot read back the log: {}", read.error().message));
+    window_.resize(*read);
+    if (*read < size)
+      fatal_error(fmt::format("log segment {}/{} ends at offset {}, inside a record the log holds", directory_.path(),
+                              segment_name(segment.first), offset + *read));
+  }
+  return ByteSpan(window_).subspan(offset - window_offset_, size);
+}
+
+void SegmentedLog::read_record(std::size_t position, std::uint64_t offset, LogIndex index) const {
+  const std::string file = segment_name(segments_[position].first);
+  const auto header = decode_record_header(read_window(position, offset, kRecordHeaderSize));
+  if (!header || header->index != index)
+    fatal_error(fmt::format("log segment {}/{} is damaged at offset {}: the record of index {} fails its checks",
+                            directory_.path(), file, offset, index.value()));
+  const ByteSpan body = read_window(position, offset + kRecordHeaderSize, header->body_length);
+  if (!body_ok(*header, body))
+    fatal_error(fmt::format("log segment {}/{} is damaged at offset {}: the body of index {} fails its checksum",
+                            directory_.path(), file, offset, index.value()));
+  scratch_.index = header->index;
+  scratch_.term = header->term;
+  scratch_.type = header->type;
+  scratch_.checksum = header->entry_checksum;
+  scratch_.payload.assign(body.begin(), body.end());
+  cursor_ = Located{position, offset + record_size(header->body_length)};
+  cursor_index_ = index.next();
+}
+
+}  // namespace cohort::storage
