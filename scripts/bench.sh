@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs the transport benchmark from the release build (`./run bench` builds it first) and keeps its output.
+# Runs the benchmarks from the release build (`./run bench` builds it first) and keeps their output.
 #
-#   scripts/bench.sh [transport] [ARGS]   ARGS go to transport_bench, e.g. --quick, --spin, --samples 50000
+#   scripts/bench.sh [transport|storage|all] [ARGS]   ARGS go to the benchmark, e.g. --quick; default: all
+#
+#   transport: round-trip latency and streaming throughput of the TCP transport (bench/transport_bench.cpp)
+#   storage:   the durable log's append throughput under each sync policy, against the disk's fdatasync floor
+#              (bench/storage_bench.cpp; --dir DIR picks the file system, default a fresh dir under /var/tmp)
 #
 # The figures are printed and also saved under build/bench-results/, one file per run; the last line of each
 # is a JSON summary. Figures on a busy machine are noisy: compare runs made while nothing else is compiling.
@@ -9,16 +13,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[[ "${1:-}" == "transport" ]] && shift
-binary=${COHORT_BUILD_DIR:-build/release}/bench/transport_bench
-if [[ ! -x "$binary" ]]; then
-  echo "bench: $binary is missing; build it with: ./run build release" >&2
-  exit 1
-fi
-
+which=all
+case "${1:-}" in
+  transport | storage | all) which=$1; shift ;;
+esac
+build=${COHORT_BUILD_DIR:-build/release}
 results=build/bench-results
 mkdir -p "$results"
-output="$results/transport-$(date +%Y%m%d-%H%M%S).txt"
-echo "bench: results go to $output"
-"$binary" "$@" | tee "$output"
-echo "bench: saved to $output"
+
+run_one() {
+  local name=$1
+  shift
+  local binary="$build/bench/${name}_bench"
+  if [[ ! -x "$binary" ]]; then
+    echo "bench: $binary is missing; build it with: ./run build release" >&2
+    exit 1
+  fi
+  local output
+  output="$results/$name-$(date +%Y%m%d-%H%M%S).txt"
+  echo "bench: $name: results go to $output"
+  "$binary" "$@" | tee "$output"
+  echo "bench: saved to $output"
+}
+
+if [[ $which == all ]]; then
+  run_one transport "$@"
+  run_one storage "$@"
+else
+  run_one "$which" "$@"
+fi

@@ -245,6 +245,10 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     if (auto status = segment.file->sync(); !status)
       return unexpected(fmt::format("cannot sync {}/{}: {}", dir, segment.name, status.error().message));
   }
+  // So may the names: a segment's creation, a removal by a truncation or the metadata's rename that the previous
+  // life did not get to sync. A later machine crash must not undo them under the log handed out.
+  if (auto status = directory.sync(); !status)
+    return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
 
   out.last_index = expected.prev();
   if (last_term > out.hard_state.term)
