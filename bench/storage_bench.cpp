@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -118,8 +119,8 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
   const storage::LogOptions options;
   auto recovered = storage::recover(**dir, identity, options);
   if (!recovered) die(recovered.error());
-  storage::SegmentedLog log(**dir, identity, options, std::move(*recovered));
-  storage::LogWriter writer(**dir, identity, policy, log.segment_firsts(), log.last_index());
+  storage::SegmentedLog log(**dir, identity, options, std::move(*recovered), std::random_device{}());
+  storage::LogWriter writer(**dir, identity, policy, log.segment_keys(), log.last_index());
   (void)log.save_hard_state(consensus::HardState{Term{1}, NodeId{1}});
 
   std::atomic<std::uint64_t> wakes{0};

@@ -236,6 +236,15 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.max_inflight_appends = 1;
     return mix;
   }
+  if (name == "storage") {
+    mix.nodes = 3;
+    mix.real_storage = true;
+    mix.segment_size = 1024;
+    mix.cache_bytes = 0;
+    mix.crash_in_storage_per_mille = 100;
+    mix.client_every = 10ms;
+    return mix;
+  }
   if (name == "vote") {
     mix.nodes = 3;
     mix.crash_after_role_change_per_mille = 500;
@@ -438,11 +447,11 @@ struct Simulator::Impl {
       checker->fail(fmt::format("node {} cannot recover its log: {}", node.id.value(), recovered.error()));
       recovered = storage::RecoveredLog{};
     }
-    node.durable_log =
-        std::make_unique<storage::SegmentedLog>(*node.disk, identity(node), storage_options(), std::move(*recovered));
+    node.durable_log = std::make_unique<storage::SegmentedLog>(*node.disk, identity(node), storage_options(),
+                                                               std::move(*recovered), random.next());
     node.writer = std::make_unique<storage::LogWriter>(
         *node.disk, identity(node), mix.sync_none ? storage::SyncPolicy::none : storage::SyncPolicy::fsync,
-        node.durable_log->segment_firsts(), node.durable_log->last_index());
+        node.durable_log->segment_keys(), node.durable_log->last_index());
     node.queued.clear();
     node.writing.clear();
     node.seq_offset = node.store.last_seq();
@@ -475,7 +484,7 @@ struct Simulator::Impl {
       if (repair.find("torn tail") != std::string::npos) ++outcome.stats.torn_tails;
     }
     const consensus::HardState hard_state = recovered->hard_state;
-    const storage::SegmentedLog log(*node.disk, identity(node), storage_options(), std::move(*recovered));
+    const storage::SegmentedLog log(*node.disk, identity(node), storage_options(), std::move(*recovered), 0);
     std::vector<Entry> entries;
     for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
     if (const std::string wrong = node.store.explain_recovery(entries, hard_state); !wrong.empty()) {

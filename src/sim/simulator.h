@@ -115,7 +115,9 @@ FaultMix fault_mix_for_seed(std::uint64_t seed);
 /// A hunt: a fault mix aimed at one narrow window that random mixes reach too rarely to test in seconds.
 ///   figure8: five nodes, one entry per request, leaders crashing right after they win or commit (the window in
 ///            which Figure 8's commit rule matters);
-///   vote:    slow storage and crashes right after a role change, while a new term and vote are not durable.
+///   vote:    slow storage and crashes right after a role change, while a new term and vote are not durable;
+///   storage: real storage with small segments and no cache, crashing between the storage thread's write and
+///            its sync (torn tails, reads from disk, truncations across segments).
 /// Returns nullopt for an unknown name.
 std::optional<FaultMix> hunt_mix(std::string_view name);
 

@@ -31,6 +31,7 @@ struct StorageOp {
   // which is created first when `new_segment` (its first record is this operation's first).
   LogIndex segment;
   bool new_segment = false;
+  std::uint64_t nonce = 0;  // of the new segment
   std::uint64_t offset = 0;
   std::size_t begin = 0;
   std::size_t end = 0;

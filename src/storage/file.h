@@ -8,7 +8,9 @@
 //  - Creating, renaming and removing a file are durable only after Directory::sync() returns ok.
 //  - Until then a crash may keep any subset of a file's unsynced writes, each whole, in part or not at all,
 //    in any order; bytes never written read as zeros.
-//  - A failed sync() leaves the unsynced data in an unknown state: the caller must stop, never retry.
+//  - A failed sync() leaves the unsynced data in an unknown state: the caller must stop, never retry. Reads
+//    may still show data that never reached the disk (Linux marks the pages clean after a failed fsync), so
+//    a restarted process must not trust the page cache: recovery syncs, drops the cache, then reads.
 
 #include <cerrno>
 #include <cstdint>
@@ -47,6 +49,8 @@ class File {
   virtual IoStatus write_at(std::uint64_t offset, std::span<const ByteSpan> parts) = 0;
   /// Makes the file's data and size durable (fdatasync).
   virtual IoStatus sync() = 0;
+  /// Drops the file's clean cached pages, so the next reads come from the disk (after a sync(), all of them).
+  virtual IoStatus drop_cache() = 0;
   /// Cuts or extends the file to `size` bytes; not durable until sync().
   virtual IoStatus truncate(std::uint64_t size) = 0;
   virtual IoResult<std::uint64_t> size() = 0;

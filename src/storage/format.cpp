@@ -34,9 +34,10 @@ std::optional<LogIndex> parse_segment_name(std::string_view name) {
 }
 
 // ---- segment header: magic u64 | version u32 | header length u32 | cluster id u64 | node id u32 | zero u32 |
-//                      first index u64 | checksum u64
+//                      first index u64 | nonce u64 | checksum u64
 
-void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index) noexcept {
+void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index,
+                           std::uint64_t nonce) noexcept {
   store_le<std::uint64_t>(out, kSegmentMagic);
   store_le<std::uint32_t>(out + 8, kFormatVersion);
   store_le<std::uint32_t>(out + 12, static_cast<std::uint32_t>(kSegmentHeaderSize));
@@ -44,7 +45,8 @@ void encode_segment_header(std::byte* out, const Identity& identity, LogIndex fi
   store_le<std::uint32_t>(out + 24, identity.node_id.value());
   store_le<std::uint32_t>(out + 28, 0);
   store_le<std::uint64_t>(out + 32, first_index.value());
-  store_le<std::uint64_t>(out + 40, hash(out, 40));
+  store_le<std::uint64_t>(out + 40, nonce);
+  store_le<std::uint64_t>(out + 48, hash(out, 48));
 }
 
 std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& reason) {
@@ -62,7 +64,7 @@ std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& 
                          kFormatVersion);
     return std::nullopt;
   }
-  if (load_le<std::uint64_t>(in + 40) != hash(in, 40) || load_le<std::uint32_t>(in + 12) != kSegmentHeaderSize ||
+  if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kSegmentHeaderSize ||
       load_le<std::uint32_t>(in + 28) != 0) {
     reason = "segment header fails its checksum";
     return std::nullopt;
@@ -71,6 +73,7 @@ std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& 
   header.identity.cluster_id = load_le<std::uint64_t>(in + 16);
   header.identity.node_id = NodeId{load_le<std::uint32_t>(in + 24)};
   header.first_index = LogIndex{load_le<std::uint64_t>(in + 32)};
+  header.nonce = load_le<std::uint64_t>(in + 40);
   return header;
 }
 
@@ -92,15 +95,15 @@ void encode_record(std::byte* out, const consensus::Entry& entry) noexcept {
   if (padding != 0) std::memset(out + kRecordHeaderSize + body, 0, padding);
 }
 
-void seal_record(std::byte* header, LogIndex durable_before) noexcept {
+void seal_record(std::byte* header, LogIndex durable_before, std::uint64_t nonce) noexcept {
   store_le<std::uint64_t>(header + 24, durable_before.value());
-  store_le<std::uint64_t>(header + 40, hash(header, 40));
+  store_le<std::uint64_t>(header + 40, XXH3_64bits_withSeed(header, 40, nonce));
 }
 
-std::optional<RecordHeader> decode_record_header(ByteSpan bytes) noexcept {
+std::optional<RecordHeader> decode_record_header(ByteSpan bytes, std::uint64_t nonce) noexcept {
   if (bytes.size() < kRecordHeaderSize) return std::nullopt;
   const std::byte* in = bytes.data();
-  if (load_le<std::uint64_t>(in + 40) != hash(in, 40)) return std::nullopt;
+  if (load_le<std::uint64_t>(in + 40) != XXH3_64bits_withSeed(in, 40, nonce)) return std::nullopt;
   if (in[5] != std::byte{0} || in[6] != std::byte{0} || in[7] != std::byte{0}) return std::nullopt;
   RecordHeader header;
   header.body_length = load_le<std::uint32_t>(in);

@@ -3,16 +3,19 @@
 // checksummed with XXH3; docs/durability.md draws them.
 //
 // Segment file `log-<first index, 20 digits>.seg`:
-//   segment header (48 bytes): magic, format version, header length, cluster id, node id, first index, checksum
+//   segment header (56 bytes): magic, format version, header length, cluster id, node id, first index, nonce,
+//   checksum
 //   records, back to back, each starting at a multiple of 8 bytes
 // Record: header (48 bytes) + body (the entry's payload) + zero padding to a multiple of 8:
 //   u32 body length | u8 entry type | 3 bytes zero | u64 index | u64 term | u64 durable_before |
 //   u64 entry checksum | u64 header checksum
 // The entry checksum is the consensus entry's own (computed once by the leader over index, term, type and
 // payload; it travels with the entry end to end), so storage hashes only the 40 header bytes; the header
-// checksum covers those, entry checksum included, and so the body transitively. `durable_before` is the highest
-// index the storage thread knew durable when it wrote the record: recovery uses it to tell a torn tail from a
-// damaged durable record (design.md section 5).
+// checksum covers those, entry checksum included, and so the body transitively. It is seeded with the
+// segment's random nonce: a record is intact only in the segment it was written to, and a client cannot plant,
+// inside a command's payload, bytes that recovery would take for a record (it does not know the nonce).
+// `durable_before` is the highest index the storage thread knew durable when it wrote the record: recovery uses it to
+// tell a torn tail from a damaged durable record (design.md section 5).
 //
 // Metadata file `meta` (56 bytes): magic, format version, length, cluster id, node id, current term, vote,
 // checksum. Replaced atomically: written to `meta.tmp`, synced, renamed over `meta`, directory synced.
@@ -36,7 +39,7 @@ struct Identity {
 };
 
 inline constexpr std::uint32_t kFormatVersion = 1;
-inline constexpr std::size_t kSegmentHeaderSize = 48;
+inline constexpr std::size_t kSegmentHeaderSize = 56;
 inline constexpr std::size_t kRecordHeaderSize = 48;
 inline constexpr std::size_t kRecordAlignment = 8;
 inline constexpr std::size_t kMetadataSize = 56;
@@ -55,10 +58,12 @@ std::optional<LogIndex> parse_segment_name(std::string_view name);
 
 // ---- segment header
 
-void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index) noexcept;
+void encode_segment_header(std::byte* out, const Identity& identity, LogIndex first_index,
+                           std::uint64_t nonce) noexcept;
 struct SegmentHeader {
   Identity identity;
   LogIndex first_index;
+  std::uint64_t nonce = 0;  // seeds the checksum of every record header in the segment
 };
 /// Nullopt and a reason if the bytes are not a valid segment header.
 std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& reason);
@@ -77,12 +82,12 @@ struct RecordHeader {
 /// Writes a record's header (with durable_before zero and no header checksum yet), its body and its padding
 /// into `out`, which holds record_size(entry.payload.size()) bytes.
 void encode_record(std::byte* out, const consensus::Entry& entry) noexcept;
-/// Sets durable_before in an encoded record header and seals it with the header checksum. The storage
-/// thread does this just before the write: only it knows what is durable.
-void seal_record(std::byte* header, LogIndex durable_before) noexcept;
+/// Sets durable_before in an encoded record header and seals it with the header checksum, seeded with the
+/// segment's nonce. The storage thread does this just before the write: only it knows what is durable.
+void seal_record(std::byte* header, LogIndex durable_before, std::uint64_t nonce) noexcept;
 /// Decodes and checks a record header: its checksum, zero reserved bytes and a known type. It does not check
 /// the body (see body_ok).
-std::optional<RecordHeader> decode_record_header(ByteSpan bytes) noexcept;
+std::optional<RecordHeader> decode_record_header(ByteSpan bytes, std::uint64_t nonce) noexcept;
 /// Whether `body` matches the header's entry checksum.
 bool body_ok(const RecordHeader& header, ByteSpan body) noexcept;
 

@@ -25,8 +25,15 @@ struct Sample {
   std::uint64_t offset;
 };
 
+/// What the storage side needs to know of a segment: where it starts and the nonce its records are sealed with.
+struct SegmentKey {
+  LogIndex first;
+  std::uint64_t nonce = 0;
+};
+
 struct SegmentInfo {
   LogIndex first;
+  std::uint64_t nonce = 0;      // from the segment header: seeds every record header's checksum
   LogIndex last;                // first - 1 while the segment holds no record
   std::uint64_t size;           // bytes in use, segment header included: where the next record goes
   std::vector<Sample> samples;  // ascending; a sample at least every segment_size / kSamplesPerSegment bytes
@@ -38,6 +45,11 @@ struct SegmentInfo {
       samples.push_back(Sample{index, offset});
       next_sample_at = offset + segment_size / kSamplesPerSegment;
     }
+  }
+  /// Forgets the samples past `end` (a truncation), keeping the spacing of those before it.
+  void drop_samples_after(LogIndex end, std::uint64_t segment_size) {
+    while (!samples.empty() && samples.back().index > end) samples.pop_back();
+    next_sample_at = samples.empty() ? 0 : samples.back().offset + segment_size / kSamplesPerSegment;
   }
 };
 

@@ -35,12 +35,14 @@ IoStatus write_metadata(Directory& directory, const Identity& identity, const co
   return directory.sync();
 }
 
-LogWriter::LogWriter(Directory& directory, Identity identity, SyncPolicy policy, std::vector<LogIndex> segments,
-                     LogIndex durable)
+LogWriter::LogWriter(Directory& directory, Identity identity, SyncPolicy policy,
+                     const std::vector<SegmentKey>& segments, LogIndex durable)
     : directory_(directory), identity_(identity), policy_(policy), durable_index_(durable), written_index_(durable) {
-  COHORT_ASSERT(std::is_sorted(segments.begin(), segments.end()));
   segments_.reserve(segments.size());
-  for (const LogIndex first : segments) segments_.push_back(Segment{first, nullptr, false});
+  for (const SegmentKey& key : segments) {
+    COHORT_ASSERT(segments_.empty() || segments_.back().first < key.first);
+    segments_.push_back(Segment{key.first, key.nonce, nullptr, false});
+  }
 }
 
 IoStatus LogWriter::fail(IoError error) {
@@ -48,20 +50,20 @@ IoStatus LogWriter::fail(IoError error) {
   return unexpected(std::move(error));
 }
 
-IoResult<File*> LogWriter::file_of(LogIndex segment) {
-  const auto it = std::lower_bound(segments_.begin(), segments_.end(), segment,
-                                   [](const Segment& s, LogIndex first) { return s.first < first; });
-  COHORT_ASSERT(it != segments_.end() && it->first == segment);  // the loop side names only segments it made
+IoResult<LogWriter::Segment*> LogWriter::segment_of(LogIndex first) {
+  const auto it = std::lower_bound(segments_.begin(), segments_.end(), first,
+                                   [](const Segment& s, LogIndex f) { return s.first < f; });
+  COHORT_ASSERT(it != segments_.end() && it->first == first);  // the loop side names only segments it made
   if (it->file == nullptr) {
-    auto opened = directory_.open(segment_name(segment), OpenMode::existing);
+    auto opened = directory_.open(segment_name(first), OpenMode::existing);
     if (!opened) return unexpected(std::move(opened).error());
     it->file = std::move(opened).value();
   }
   it->dirty = true;
-  return it->file.get();
+  return &*it;
 }
 
-IoStatus LogWriter::create_segment(LogIndex first) {
+IoStatus LogWriter::create_segment(LogIndex first, std::uint64_t nonce) {
   COHORT_ASSERT(segments_.empty() || segments_.back().first < first);
   const std::string name = segment_name(first);
   const std::string temp = name + std::string(kTempSuffix);
@@ -73,7 +75,7 @@ IoStatus LogWriter::create_segment(LogIndex first) {
   if (!opened) return unexpected(std::move(opened).error());
   std::unique_ptr<File> file = std::move(opened).value();
   std::array<std::byte, kSegmentHeaderSize> header{};
-  encode_segment_header(header.data(), identity_, first);
+  encode_segment_header(header.data(), identity_, first, nonce);
   const ByteSpan parts[] = {header};
   if (auto status = file->write_at(0, parts); !status) return status;
   if (auto status = file->sync(); !status) return status;
@@ -81,7 +83,7 @@ IoStatus LogWriter::create_segment(LogIndex first) {
   if (auto status = directory_.sync(); !status) return status;
   syncs_ += 2;
   // Earlier segments are complete: their handles are closed once synced.
-  segments_.push_back(Segment{first, std::move(file), false});
+  segments_.push_back(Segment{first, nonce, std::move(file), false});
   return {};
 }
 
@@ -101,20 +103,28 @@ IoStatus LogWriter::write(std::span<Batch* const> batches) {
         case StorageOp::Kind::append: {
           if (op.new_segment) {
             if (auto status = flush_parts(); !status) return fail(status.error());
-            if (auto status = create_segment(op.segment); !status) return fail(status.error());
+            if (policy_ == SyncPolicy::none && !segments_.empty() && segments_.back().dirty) {
+              if (auto status = segments_.back().file->sync(); !status) return fail(status.error());
+              ++syncs_;
+              segments_.back().dirty = false;
+              segments_.back().file.reset();
+              durable_index_ = written_index_;
+            }
+            if (auto status = create_segment(op.segment, op.nonce); !status) return fail(status.error());
           }
-          auto file = file_of(op.segment);
-          if (!file) return fail(std::move(file).error());
+          auto segment = segment_of(op.segment);
+          if (!segment) return fail(std::move(segment).error());
+          File* file = (*segment)->file.get();
           // Only this side knows what is durable: stamp it into every record, then seal the header.
           for (std::size_t at = op.begin; at < op.end;) {
             std::byte* header = batch->bytes.data() + at;
-            seal_record(header, kPlantedBug == 6 ? written_index_ : durable_index_);
+            seal_record(header, kPlantedBug == 6 ? written_index_ : durable_index_, (*segment)->nonce);
             at += record_size(load_le<std::uint32_t>(header));
           }
           const ByteSpan records(batch->bytes.data() + op.begin, op.end - op.begin);
-          if (parts_file_ != *file || parts_end_ != op.offset) {
+          if (parts_file_ != file || parts_end_ != op.offset) {
             if (auto status = flush_parts(); !status) return fail(status.error());
-            parts_file_ = *file;
+            parts_file_ = file;
             parts_offset_ = op.offset;
           }
           parts_.push_back(records);
@@ -153,10 +163,11 @@ IoStatus LogWriter::truncate(const StorageOp& op) {
   }
   if (op.cut_segment != LogIndex{0}) {
     COHORT_ASSERT(!segments_.empty() && segments_.back().first == op.cut_segment);
-    auto file = file_of(op.cut_segment);
-    if (!file) return unexpected(std::move(file).error());
-    if (auto status = (*file)->truncate(op.cut_size); !status) return status;
-    if (auto status = (*file)->sync(); !status) return status;
+    auto segment = segment_of(op.cut_segment);
+    if (!segment) return unexpected(std::move(segment).error());
+    File& file = *(*segment)->file;
+    if (auto status = file.truncate(op.cut_size); !status) return status;
+    if (auto status = file.sync(); !status) return status;
     ++syncs_;
   }
   written_index_ = op.after;

@@ -20,6 +20,7 @@
 #include "storage/batch.h"
 #include "storage/file.h"
 #include "storage/format.h"
+#include "storage/log_index.h"
 
 namespace cohort::storage {
 
@@ -29,9 +30,9 @@ IoStatus write_metadata(Directory& directory, const Identity& identity, const co
 
 class LogWriter {
  public:
-  /// `segments`: the first indexes of the segments on disk, ascending; `durable`: the log's last index, all
-  /// of which is durable (recovery syncs what it keeps).
-  LogWriter(Directory& directory, Identity identity, SyncPolicy policy, std::vector<LogIndex> segments,
+  /// `segments`: the segments on disk, ascending; `durable`: the log's last index, all of which is durable
+  /// (recovery syncs what it keeps).
+  LogWriter(Directory& directory, Identity identity, SyncPolicy policy, const std::vector<SegmentKey>& segments,
             LogIndex durable);
 
   /// Performs the batches' operations in order, with one gather write per run of records bound for one
@@ -42,7 +43,8 @@ class LogWriter {
     return write(one);
   }
   /// Makes every append written so far durable: one fdatasync per segment written since the last (policy
-  /// fsync); nothing under policy none.
+  /// fsync). Under policy none it syncs nothing; there a segment is synced once complete, when the next one
+  /// is created, so a power loss costs at most the last segment and durable_before keeps proving the rest.
   IoStatus sync();
 
   LogIndex durable_index() const noexcept { return durable_index_; }
@@ -51,13 +53,14 @@ class LogWriter {
  private:
   struct Segment {
     LogIndex first;
+    std::uint64_t nonce;
     std::unique_ptr<File> file;  // open while written to; closed once synced if not the last segment
     bool dirty = false;
   };
 
   IoStatus fail(IoError error);
-  IoResult<File*> file_of(LogIndex segment);
-  IoStatus create_segment(LogIndex first);
+  IoResult<Segment*> segment_of(LogIndex first);
+  IoStatus create_segment(LogIndex first, std::uint64_t nonce);
   IoStatus flush_parts();
   IoStatus truncate(const StorageOp& op);
 

@@ -36,6 +36,9 @@ struct Inode {
   /// The writes and truncates since then, in issue order. Invariant: replaying them over `durable` gives
   /// `current`. A crash keeps some of them (see memory_file.h); a sync makes all of them durable.
   std::vector<InodeOp> unsynced;
+  /// A failed sync dropped the unsynced writes from the disk's future while reads still see them, as Linux
+  /// marks such pages clean: `current` is then ahead of `durable` plus `unsynced` until drop_cache().
+  bool cache_ahead = false;
   /// Whether the current namespace names this inode. Invariant: the disk's `used` is the sum of the current
   /// sizes of the linked inodes, so an unlinked file, even if open, takes no space.
   bool linked = false;
@@ -167,6 +170,7 @@ void crash_inode(Inode& inode, Random& random) {
   inode.durable = image;
   inode.current = std::move(image);
   inode.unsynced.clear();
+  inode.cache_ahead = false;
 }
 
 }  // namespace
@@ -267,12 +271,26 @@ struct MemoryDisk {
 
   IoStatus sync(Inode& inode, const std::string& name) {
     if (!begin_mutation()) return unexpected(io_error(EIO, on("sync", name), "simulated crash point"));
-    if (fail_syncs) return unexpected(io_error(EIO, on("sync", name), "simulated"));
+    if (fail_syncs) {
+      // The worst a kernel may do: none of the writes reach the disk, and their pages now count as clean.
+      inode.unsynced.clear();
+      inode.cache_ahead = true;
+      return unexpected(io_error(EIO, on("sync", name), "simulated"));
+    }
     // Replaying costs what was written since the last sync, where copying `current` would cost the file.
     for (const InodeOp& op : inode.unsynced) replay(inode.durable, op);
     inode.unsynced.clear();
-    COHORT_ASSERT(inode.durable.size() == inode.current.size());
+    COHORT_ASSERT(inode.cache_ahead || inode.durable.size() == inode.current.size());
     ++syncs;
+    return {};
+  }
+
+  IoStatus drop_cache(Inode& inode) {
+    const std::uint64_t before = inode.current.size();
+    inode.current = inode.durable;
+    for (const InodeOp& op : inode.unsynced) replay(inode.current, op);
+    inode.cache_ahead = false;
+    if (inode.linked) used = used - before + inode.current.size();
     return {};
   }
 
@@ -313,6 +331,11 @@ class MemoryFile final : public File {
   IoStatus sync() override {
     if (stale()) return unexpected(stale_error(on("sync", name_)));
     return disk_->sync(*inode_, name_);
+  }
+
+  IoStatus drop_cache() override {
+    if (stale()) return unexpected(stale_error(on("drop the cache of", name_)));
+    return disk_->drop_cache(*inode_);
   }
 
   IoStatus truncate(std::uint64_t size) override {
@@ -427,6 +450,7 @@ void MemoryDirectory::crash_clean() {
   for (auto& [name, inode] : survivors) {
     inode->current = inode->durable;
     inode->unsynced.clear();
+    inode->cache_ahead = false;
   }
   disk.restart(std::move(survivors));
 }

@@ -13,6 +13,9 @@
 //    still grows to the write's end; the other sectors keep their old bytes, zeros past the old end) or only
 //    a prefix of its bytes. Writes can thus land out of order; bytes never written read as zeros. The size
 //    is the one the kept operations imply: at least the durable size, unless a kept truncate cut it.
+//  - A failed File::sync() is the worst a kernel may do: none of the unsynced writes reach the disk, yet reads
+//    still show them (Linux marks such pages clean) until File::drop_cache() or a machine crash. A process
+//    crash keeps them in view, so only code that syncs, drops the cache and then reads sees the truth.
 //  - Every crash invalidates the File handles opened before it: any call on them fails with EIO ("handle
 //    from before a crash"), as a restarted process has no descriptors from its previous life.
 //

@@ -13,8 +13,6 @@ namespace {
 struct SegmentFile {
   LogIndex first;
   std::string name;
-  std::unique_ptr<File> file;
-  std::vector<std::byte> bytes;
 };
 
 /// The first damaged record: where it starts, the index it should hold, and what is wrong with it.
@@ -25,16 +23,19 @@ struct Damage {
   std::string what;
 };
 
-/// The highest durable_before among the intact records in bytes[from, end). Records after damage cannot be
-/// found by following lengths, so this looks for an intact record at every aligned offset.
-LogIndex durable_claimed_after(ByteSpan bytes, std::uint64_t from, std::uint64_t& claimed_at) {
+/// The highest durable_before that an intact record in bytes[from, end) claims for `damaged` or beyond: only a
+/// record of a later index, claiming less than its own index, counts. Records after damage cannot be found by
+/// following lengths, so this looks for an intact record at every aligned offset; the nonce in the header
+/// checksum keeps bytes inside a payload from passing for one.
+LogIndex durable_claimed_after(ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, LogIndex damaged,
+                               std::uint64_t& claimed_at) {
   LogIndex highest;
   std::uint64_t offset = (from + kRecordAlignment - 1) / kRecordAlignment * kRecordAlignment;
   while (offset + kRecordHeaderSize <= bytes.size()) {
-    const auto header = decode_record_header(bytes.subspan(offset, kRecordHeaderSize));
+    const auto header = decode_record_header(bytes.subspan(offset, kRecordHeaderSize), nonce);
     if (header && offset + record_size(header->body_length) <= bytes.size() &&
         body_ok(*header, bytes.subspan(offset + kRecordHeaderSize, header->body_length))) {
-      if (header->durable_before > highest) {
+      if (header->index > damaged && header->durable_before < header->index && header->durable_before > highest) {
         highest = header->durable_before;
         claimed_at = offset;
       }
@@ -46,7 +47,12 @@ LogIndex durable_claimed_after(ByteSpan bytes, std::uint64_t from, std::uint64_t
   return highest;
 }
 
-IoResult<std::vector<std::byte>> read_all(File& file) {
+/// Reads a whole file as the disk holds it: synced first (a process crash leaves writes in the page cache
+/// only), then the cache dropped (a failed fsync of an earlier life may have left pages that read fine but
+/// never reached the disk), then read.
+IoResult<std::vector<std::byte>> read_durable(File& file) {
+  if (auto status = file.sync(); !status) return unexpected(status.error());
+  if (auto status = file.drop_cache(); !status) return unexpected(status.error());
   auto size = file.size();
   if (!size) return unexpected(std::move(size).error());
   std::vector<std::byte> bytes(*size);
@@ -54,6 +60,37 @@ IoResult<std::vector<std::byte>> read_all(File& file) {
   if (!read) return unexpected(std::move(read).error());
   bytes.resize(*read);
   return bytes;
+}
+
+struct OpenedSegment {
+  std::vector<std::byte> bytes;
+  std::uint64_t nonce = 0;
+};
+
+/// Reads a segment and checks its header. Its header is durable before its name exists (log_writer.h), so
+/// damage there is never a torn write.
+Result<OpenedSegment, std::string> open_segment(Directory& directory, const SegmentFile& segment,
+                                                const Identity& identity) {
+  const std::string& dir = directory.path();
+  auto file = directory.open(segment.name, OpenMode::existing);
+  if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, segment.name, file.error().message));
+  auto bytes = read_durable(**file);
+  if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, segment.name, bytes.error().message));
+  std::string reason;
+  const auto header = decode_segment_header(*bytes, reason);
+  if (!header)
+    return unexpected(
+        fmt::format("log segment {}/{} is damaged at offset 0: {}; refusing to start", dir, segment.name, reason));
+  if (header->identity != identity)
+    return unexpected(
+        fmt::format("log segment {}/{} belongs to node {} of cluster {}, not to node {} of cluster "
+                    "{}; refusing to start",
+                    dir, segment.name, header->identity.node_id.value(), header->identity.cluster_id,
+                    identity.node_id.value(), identity.cluster_id));
+  if (header->first_index != segment.first)
+    return unexpected(fmt::format("log segment {}/{} is damaged at offset 0: its header says it starts at index {}",
+                                  dir, segment.name, header->first_index.value()));
+  return OpenedSegment{std::move(bytes).value(), header->nonce};
 }
 
 }  // namespace
@@ -77,7 +114,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     } else if (name == kMetadataName) {
       has_metadata = true;
     } else if (const auto first = parse_segment_name(name)) {
-      segments.push_back(SegmentFile{*first, name, nullptr, {}});
+      segments.push_back(SegmentFile{*first, name});
     }
   }
   if (removed) {
@@ -102,7 +139,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   {
     auto file = directory.open(kMetadataName, OpenMode::existing);
     if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, kMetadataName, file.error().message));
-    auto bytes = read_all(**file);
+    auto bytes = read_durable(**file);
     if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, kMetadataName, bytes.error().message));
     std::string reason;
     const auto metadata = decode_metadata(*bytes, reason);
@@ -116,50 +153,36 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     out.hard_state = metadata->hard_state;
   }
 
-  // Scan every record in log order up to the first damage.
+  // Scan every record in log order up to the first damage, one segment in memory at a time.
   std::optional<Damage> damage;
+  std::vector<std::byte> damaged_bytes;  // the segment holding the damage, for the search below
   LogIndex expected{1};
   Term last_term{0};
-  for (std::size_t s = 0; s < segments.size(); ++s) {
-    SegmentFile& segment = segments[s];
-    auto file = directory.open(segment.name, OpenMode::existing);
-    if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, segment.name, file.error().message));
-    segment.file = std::move(file).value();
-    auto bytes = read_all(*segment.file);
-    if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, segment.name, bytes.error().message));
-    segment.bytes = std::move(bytes).value();
-    // A segment's header is durable before its name exists (log_writer.h): damage there is never a torn write.
-    std::string reason;
-    const auto header = decode_segment_header(segment.bytes, reason);
-    if (!header)
-      return unexpected(
-          fmt::format("log segment {}/{} is damaged at offset 0: {}; refusing to start", dir, segment.name, reason));
-    if (header->identity != identity)
-      return unexpected(
-          fmt::format("log segment {}/{} belongs to node {} of cluster {}, not to node {} of cluster "
-                      "{}; refusing to start",
-                      dir, segment.name, header->identity.node_id.value(), header->identity.cluster_id,
-                      identity.node_id.value(), identity.cluster_id));
-    if (header->first_index != segment.first)
-      return unexpected(fmt::format("log segment {}/{} is damaged at offset 0: its header says it starts at index {}",
-                                    dir, segment.name, header->first_index.value()));
-    if (damage) continue;  // later segments are read only to look for durability claims
+  std::size_t scanned = 0;  // segments read so far
+  for (; scanned < segments.size() && !damage; ++scanned) {
+    const SegmentFile& segment = segments[scanned];
+    auto opened = open_segment(directory, segment, identity);
+    if (!opened) return unexpected(std::move(opened).error());
     if (segment.first != expected) {
-      if (s == 0)
+      if (scanned == 0)
         return unexpected(
             fmt::format("the log in {} starts at index {} ({}), but no snapshot covers the entries "
                         "before it; refusing to start",
                         dir, segment.first.value(), segment.name));
-      damage = Damage{s - 1, out.segments.back().size, expected,
+      // A gap or an overlap: the damage is at the end of the previous segment, whose bytes are needed again.
+      auto previous = open_segment(directory, segments[scanned - 1], identity);
+      if (!previous) return unexpected(std::move(previous).error());
+      damaged_bytes = std::move(previous->bytes);
+      damage = Damage{scanned - 1, out.segments.back().size, expected,
                       fmt::format("the next segment, {}, starts at index {}", segment.name, segment.first.value())};
-      continue;
+      break;
     }
-    SegmentInfo info{segment.first, segment.first.prev(), kSegmentHeaderSize, {}, 0};
-    const ByteSpan all(segment.bytes);
+    SegmentInfo info{segment.first, opened->nonce, segment.first.prev(), kSegmentHeaderSize, {}, 0};
+    const ByteSpan all(opened->bytes);
     std::uint64_t offset = kSegmentHeaderSize;
     while (offset < all.size()) {
-      const auto record =
-          decode_record_header(all.subspan(offset, std::min<std::size_t>(kRecordHeaderSize, all.size() - offset)));
+      const auto record = decode_record_header(
+          all.subspan(offset, std::min<std::size_t>(kRecordHeaderSize, all.size() - offset)), opened->nonce);
       std::string what;
       if (all.size() - offset < kRecordHeaderSize) {
         what = fmt::format("{} bytes are left, too few for a record header", all.size() - offset);
@@ -179,7 +202,8 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
         what = "the record's body fails its checksum";
       }
       if (!what.empty()) {
-        damage = Damage{s, offset, expected, std::move(what)};
+        damage = Damage{scanned, offset, expected, std::move(what)};
+        damaged_bytes = std::move(opened->bytes);
         break;
       }
       info.add_record(expected, offset, options.segment_size);
@@ -194,17 +218,25 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   }
 
   if (damage) {
-    // Does any intact record after the damage say the damaged one was durable when it was written?
-    LogIndex claimed;
-    std::string claimed_where;
-    for (std::size_t s = damage->segment; s < segments.size(); ++s) {
-      const std::uint64_t from = s == damage->segment ? damage->offset + kRecordAlignment : kSegmentHeaderSize;
+    // Does an intact record after the damage say the damaged one was durable when it was written? Only a
+    // record of a later index that claims less than itself can: anything else is no proof.
+    const auto claims_in = [&](ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, const std::string& name,
+                               LogIndex& claimed, std::string& where) {
       std::uint64_t at = 0;
-      const LogIndex highest = durable_claimed_after(segments[s].bytes, from, at);
+      const LogIndex highest = durable_claimed_after(bytes, from, nonce, damage->index, at);
       if (highest > claimed) {
         claimed = highest;
-        claimed_where = fmt::format("{}/{} at offset {}", dir, segments[s].name, at);
+        where = fmt::format("{}/{} at offset {}", dir, name, at);
       }
+    };
+    LogIndex claimed;
+    std::string claimed_where;
+    claims_in(damaged_bytes, damage->offset + kRecordAlignment, out.segments[damage->segment].nonce,
+              segments[damage->segment].name, claimed, claimed_where);
+    for (std::size_t s = damage->segment + 1; s < segments.size(); ++s) {
+      auto later = open_segment(directory, segments[s], identity);
+      if (!later) return unexpected(std::move(later).error());
+      claims_in(later->bytes, kSegmentHeaderSize, later->nonce, segments[s].name, claimed, claimed_where);
     }
     const std::string& name = segments[damage->segment].name;
     if (claimed >= damage->index)
@@ -214,48 +246,44 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
           "start. Replace this node's data directory with a copy from a healthy replica",
           dir, name, damage->offset, damage->index.value(), damage->what, claimed_where, claimed.value()));
 
-    // A torn tail: never made durable, so never acknowledged. Later segments go first, as in a truncation.
-    std::uint64_t dropped = segments[damage->segment].bytes.size() - damage->offset;
+    // A torn tail: never proven durable. Later segments go first, as in a truncation.
+    std::uint64_t dropped = damaged_bytes.size() - damage->offset;
     std::size_t dropped_segments = 0;
     for (std::size_t s = segments.size(); s-- > damage->segment + 1;) {
-      dropped += segments[s].bytes.size();
       ++dropped_segments;
-      segments[s].file.reset();
       if (auto status = directory.remove(segments[s].name); !status)
         return unexpected(fmt::format("cannot remove {}/{}: {}", dir, segments[s].name, status.error().message));
     }
-    segments.resize(damage->segment + 1);
     if (dropped_segments != 0) {
       if (auto status = directory.sync(); !status)
         return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
     }
-    if (auto status = segments.back().file->truncate(damage->offset); !status)
+    auto file = directory.open(name, OpenMode::existing);
+    if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, name, file.error().message));
+    if (auto status = (*file)->truncate(damage->offset); !status)
       return unexpected(fmt::format("cannot cut {}/{}: {}", dir, name, status.error().message));
+    if (auto status = (*file)->sync(); !status)
+      return unexpected(fmt::format("cannot sync {}/{}: {}", dir, name, status.error().message));
     out.segments.resize(damage->segment + 1);
     out.repairs.push_back(fmt::format(
-        "cut off a torn tail at {}/{} offset {} (index {}: {}): {} bytes, {} later segment(s). No later record "
-        "says it was durable: if it was after all (a damaged last record cannot be told from a torn write), a "
-        "majority of intact replicas still holds it",
+        "cut off a torn tail at {}/{} offset {} (index {}: {}): {} bytes, and {} later segment(s). No later record "
+        "says it was durable. Records written since the last sync cannot be told from a torn write when damaged: if "
+        "they were acknowledged after all, a majority of intact replicas still holds them",
         dir, name, damage->offset, damage->index.value(), damage->what, dropped, dropped_segments));
   }
 
-  // What was read back may sit in the page cache only (a process crash keeps unsynced writes): sync it, so
-  // that the log handed to the core is durable as a whole.
-  for (SegmentFile& segment : segments) {
-    if (auto status = segment.file->sync(); !status)
-      return unexpected(fmt::format("cannot sync {}/{}: {}", dir, segment.name, status.error().message));
-  }
-  // So may the names: a segment's creation, a removal by a truncation or the metadata's rename that the previous
-  // life did not get to sync. A later machine crash must not undo them under the log handed out.
+  // The names may be in the page cache only, too: a segment's creation, a truncation's removals or the
+  // metadata's rename that the previous life did not get to sync. A later machine crash must not undo them
+  // under the log handed out.
   if (auto status = directory.sync(); !status)
     return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
 
   out.last_index = expected.prev();
   if (last_term > out.hard_state.term)
     return unexpected(
-        fmt::format("the log in {} holds entries of term {}, but the metadata file says the current "
-                    "term is {}: the metadata is damaged; refusing to start",
-                    dir, last_term.value(), out.hard_state.term.value()));
+        fmt::format("the log in {} holds entries of term {}, but {} says the current term is {}: "
+                    "the metadata is damaged; refusing to start",
+                    dir, last_term.value(), kMetadataName, out.hard_state.term.value()));
   return out;
 }
 

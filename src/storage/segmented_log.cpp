@@ -1,6 +1,7 @@
 #include "storage/segmented_log.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -10,16 +11,22 @@
 namespace cohort::storage {
 namespace {
 constexpr std::size_t kReadAhead = 256U << 10U;
+
+/// What a cached entry costs in memory: its payload and its bookkeeping, so that a stream of tiny commands
+/// cannot hold millions of entries under a cap meant for bytes.
+std::size_t cached_cost(const consensus::Entry& entry) noexcept { return entry.payload.size() + 96; }
 }  // namespace
 
-SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered)
+SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered,
+                           std::uint64_t seed)
     : directory_(directory),
       identity_(identity),
       options_(options),
       hard_state_(recovered.hard_state),
       last_index_(recovered.last_index),
       segments_(std::move(recovered.segments)),
-      terms_(std::move(recovered.terms)) {
+      terms_(std::move(recovered.terms)),
+      random_(seed) {
   COHORT_ASSERT(options_.segment_size > kSegmentHeaderSize);
 }
 
@@ -45,19 +52,20 @@ Batch& SegmentedLog::batch() {
 }
 
 consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> entries) {
+  COHORT_ASSERT(!entries.empty());  // an append with nothing to write would name a seq that never completes
   const consensus::PersistSeq seq = next_seq();
-  if (entries.empty()) return seq;
   Batch& out = batch();
   for (const consensus::Entry& entry : entries) {
     COHORT_ASSERT(entry.index == last_index_.next());
     COHORT_ASSERT(terms_.empty() || entry.term >= terms_.back().term);
+    COHORT_ASSERT(entry.payload.size() <= std::numeric_limits<std::uint32_t>::max());  // bounded upstream
     const std::uint64_t size = record_size(entry.payload.size());
     bool roll = segments_.empty();
     if (!roll) {
       const SegmentInfo& last = segments_.back();
       roll = last.last >= last.first && last.size + size > options_.segment_size;
     }
-    if (roll) segments_.push_back(SegmentInfo{entry.index, last_index_, kSegmentHeaderSize, {}, 0});
+    if (roll) segments_.push_back(SegmentInfo{entry.index, random_.next(), last_index_, kSegmentHeaderSize, {}, 0});
     SegmentInfo& segment = segments_.back();
     const std::uint64_t offset = segment.size;
 
@@ -73,6 +81,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
       op->kind = StorageOp::Kind::append;
       op->segment = segment.first;
       op->new_segment = roll;
+      op->nonce = segment.nonce;
       op->offset = offset;
       op->begin = begin;
     }
@@ -86,7 +95,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
     segment.last = entry.index;
     if (terms_.empty() || terms_.back().term != entry.term) terms_.push_back(TermRun{entry.index, entry.term});
     last_index_ = entry.index;
-    cache_bytes_ += entry.payload.size();
+    cache_bytes_ += cached_cost(entry);
     cache_.push_back(Cached{entry, offset, seq});
   }
   evict();
@@ -109,15 +118,14 @@ consensus::PersistSeq SegmentedLog::truncate_after(LogIndex index) {
     op.cut_size = index == segment.last ? segment.size : locate(index.next()).offset;
     segment.size = op.cut_size;
     segment.last = index;
-    while (!segment.samples.empty() && segment.samples.back().index > index) segment.samples.pop_back();
-    segment.next_sample_at = segment.samples.empty() ? 0 : segment.samples.back().offset + 1;
+    segment.drop_samples_after(index, options_.segment_size);
     segments_.resize(holder.segment + 1);
   } else {
     segments_.clear();
   }
   while (!terms_.empty() && terms_.back().first > index) terms_.pop_back();
   while (!cache_.empty() && cache_.back().entry.index > index) {
-    cache_bytes_ -= cache_.back().entry.payload.size();
+    cache_bytes_ -= cached_cost(cache_.back().entry);
     cache_.pop_back();
   }
   last_index_ = index;
@@ -174,6 +182,13 @@ std::vector<LogIndex> SegmentedLog::segment_firsts() const {
   return firsts;
 }
 
+std::vector<SegmentKey> SegmentedLog::segment_keys() const {
+  std::vector<SegmentKey> keys;
+  keys.reserve(segments_.size());
+  for (const SegmentInfo& segment : segments_) keys.push_back(SegmentKey{segment.first, segment.nonce});
+  return keys;
+}
+
 void SegmentedLog::forget_window() const {
   window_.clear();
   window_offset_ = 0;
@@ -181,7 +196,7 @@ void SegmentedLog::forget_window() const {
 
 void SegmentedLog::evict() {
   while (cache_bytes_ > options_.cache_bytes && !cache_.empty() && cache_.front().seq <= completed_seq_) {
-    cache_bytes_ -= cache_.front().entry.payload.size();
+    cache_bytes_ -= cached_cost(cache_.front().entry);
     cache_.pop_front();
   }
 }
@@ -212,9 +227,13 @@ SegmentedLog::Located SegmentedLog::locate(LogIndex index) const {
     at = cursor_index_;
     offset = cursor_.offset;
   }
+  // Each header on the way is checked: a damaged length must stop the walk where the damage is.
   while (at < index) {
-    const ByteSpan header = read_window(position, offset, kRecordHeaderSize);
-    offset += record_size(load_le<std::uint32_t>(header.data()));
+    const auto header = decode_record_header(read_window(position, offset, kRecordHeaderSize), segment.nonce);
+    if (!header || header->index != at)
+      fatal_error(fmt::format("log segment {}/{} is damaged at offset {}: the record of index {} fails its checks",
+                              directory_.path(), segment_name(segment.first), offset, at.value()));
+    offset += record_size(header->body_length);
     at = at.next();
   }
   return Located{position, offset};
@@ -254,7 +273,7 @@ ByteSpan SegmentedLog::read_window(std::size_t position, std::uint64_t offset, s
 
 void SegmentedLog::read_record(std::size_t position, std::uint64_t offset, LogIndex index) const {
   const std::string file = segment_name(segments_[position].first);
-  const auto header = decode_record_header(read_window(position, offset, kRecordHeaderSize));
+  const auto header = decode_record_header(read_window(position, offset, kRecordHeaderSize), segments_[position].nonce);
   if (!header || header->index != index)
     fatal_error(fmt::format("log segment {}/{} is damaged at offset {}: the record of index {} fails its checks",
                             directory_.path(), file, offset, index.value()));

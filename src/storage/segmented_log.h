@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/random.h"
 #include "consensus/log.h"
 #include "storage/batch.h"
 #include "storage/file.h"
@@ -26,7 +27,8 @@ struct RecoveredLog;
 
 class SegmentedLog final : public consensus::LogStore {
  public:
-  SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered);
+  /// `seed` draws each new segment's nonce (format.h); the node seeds it from std::random_device.
+  SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered, std::uint64_t seed);
 
   LogIndex first_index() const override { return LogIndex{1}; }
   LogIndex last_index() const override { return last_index_; }
@@ -52,7 +54,8 @@ class SegmentedLog final : public consensus::LogStore {
   consensus::PersistSeq last_seq() const noexcept { return next_seq_ - 1; }
   /// Every write up to this sequence number is complete.
   consensus::PersistSeq completed_seq() const noexcept { return completed_seq_; }
-  /// The first index of every segment, ascending: what the storage side starts from.
+  /// Every segment, ascending: what the storage side starts from.
+  std::vector<SegmentKey> segment_keys() const;
   std::vector<LogIndex> segment_firsts() const;
   std::size_t cached_entries() const noexcept { return cache_.size(); }
 
@@ -88,7 +91,7 @@ class SegmentedLog final : public consensus::LogStore {
   std::vector<SegmentInfo> segments_;  // ascending by first index; the last one takes appends
   std::vector<TermRun> terms_;         // ascending; the last run ends at last_index_
   // Invariant: cache_ holds [last_index_ - cache_.size() + 1, last_index_], including every entry whose append
-  // is not yet complete; cache_bytes_ is the sum of their payload sizes.
+  // is not yet complete; cache_bytes_ is what they cost (cached_cost()).
   std::deque<Cached> cache_;
   std::size_t cache_bytes_ = 0;
   consensus::PersistSeq next_seq_ = 1;
@@ -96,6 +99,7 @@ class SegmentedLog final : public consensus::LogStore {
   std::unique_ptr<Batch> batch_;
   std::vector<std::unique_ptr<Batch>> spare_batches_;
   std::optional<IoError> failure_;
+  Random random_;
 
   // Reading back: one open handle and one read-ahead window, both for the segment last read.
   mutable std::size_t read_segment_ = ~std::size_t{0};

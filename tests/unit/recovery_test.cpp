@@ -16,6 +16,9 @@
 namespace cohort::storage::testing {
 namespace {
 
+/// The nonce of the segment whose bytes are `image` (format.h: the segment header's u64 at offset 40).
+std::uint64_t nonce_of(const std::vector<std::byte>& image) { return load_le<std::uint64_t>(image.data() + 40); }
+
 using consensus::Entry;
 using consensus::HardState;
 using Entries = std::vector<Entry>;
@@ -210,7 +213,7 @@ TEST(Recovery, LaterWriteOnDiskWithoutAnEarlierOneIsATornTail) {
   const std::uint64_t b_offset = kSegmentHeaderSize + 15 * kRecord;
   const std::uint64_t end = kSegmentHeaderSize + 20 * kRecord;
   ASSERT_EQ(image.size(), end);
-  const auto b_header = decode_record_header(ByteSpan(image).subspan(b_offset, kRecordHeaderSize));
+  const auto b_header = decode_record_header(ByteSpan(image).subspan(b_offset, kRecordHeaderSize), nonce_of(image));
   ASSERT_TRUE(b_header);
   ASSERT_EQ(b_header->durable_before, LogIndex{10});
 
@@ -250,8 +253,8 @@ TEST(Recovery, RandomCrashesThatPersistOnlyTheLaterWriteAreTornTails) {
     const std::vector<std::byte> image = *h.disk().bytes(segment);
     if (image.size() < b_offset + kRecord) continue;
     const ByteSpan bytes(image);
-    if (decode_record_header(bytes.subspan(a_offset, kRecordHeaderSize)) ||
-        !decode_record_header(bytes.subspan(b_offset, kRecordHeaderSize)))
+    if (decode_record_header(bytes.subspan(a_offset, kRecordHeaderSize), nonce_of(image)) ||
+        !decode_record_header(bytes.subspan(b_offset, kRecordHeaderSize), nonce_of(image)))
       continue;
     ++found;
     ASSERT_EQ(h.open(), "") << "seed " << seed;
@@ -500,7 +503,8 @@ TEST(Recovery, FailingSyncStopsTheNodeAndRecoveryKeepsTheSyncedPrefix) {
     h.disk().crash(random);
     // The disk still fails its syncs: recovery cannot make what it keeps durable, so it refuses.
     const std::string refused = h.open();
-    EXPECT_TRUE(contains(refused, "cannot sync")) << "seed " << seed << ": " << refused;
+    EXPECT_TRUE(contains(refused, "sync") && contains(refused, "Input/output error"))
+        << "seed " << seed << ": " << refused;
     h.disk().fail_syncs(false);
     ASSERT_EQ(h.open(), "") << "seed " << seed;
     const Entries got = h.entries();
@@ -516,7 +520,7 @@ TEST(Recovery, SegmentOfAnotherNodeIsRefusedNamingBoth) {
   ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
   const Identity other{77, NodeId{9}};
   std::array<std::byte, kSegmentHeaderSize> header{};
-  encode_segment_header(header.data(), other, LogIndex{11});
+  encode_segment_header(header.data(), other, LogIndex{11}, 1234);
   put_file(h.disk(), segment_name(LogIndex{11}), header);
   const std::string error = h.open();
   EXPECT_TRUE(contains(error, segment_name(LogIndex{11}))) << error;
@@ -763,6 +767,7 @@ TEST(Recovery, ARecordWhoseTermGoesBackIsCutAsDamage) {
   op.kind = StorageOp::Kind::append;
   op.segment = LogIndex{1};
   op.new_segment = true;
+  op.nonce = 99;
   op.offset = kSegmentHeaderSize;
   for (const auto& entry : entries) {
     const std::size_t at = batch.bytes.size();
@@ -782,6 +787,69 @@ TEST(Recovery, ARecordWhoseTermGoesBackIsCutAsDamage) {
   ASSERT_EQ(h.recovered().repairs.size(), 1U);
   EXPECT_NE(h.recovered().repairs[0].find("term 1 is below the previous record's term 2"), std::string::npos)
       << h.recovered().repairs[0];
+}
+
+// ---- review findings: a planted record, pages a failed fsync left behind, policy none's proofs
+
+// A client controls command payloads. A payload shaped like a record claiming everything durable must not make
+// a torn tail look like damage: record headers are sealed with the segment's nonce, which the client cannot know.
+TEST(Recovery, ARecordPlantedInAPayloadIsNeverTakenForAClaim) {
+  std::size_t torn = 0;
+  for (std::uint64_t seed = 1; seed <= 400; ++seed) {
+    LogHarness h;
+    ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
+    Entry planted = make_entry(11, 1, 1024);
+    for (std::uint64_t guess = 0; guess < 8; ++guess) {  // forged headers, each sealed with a guessed nonce
+      Entry fake = make_entry(12 + guess, 1, 8);
+      std::byte* at = planted.payload.data() + 8 + guess * 120;
+      encode_record(at, fake);
+      seal_record(at, LogIndex{11}, guess);
+    }
+    planted.checksum = consensus::compute_checksum(planted.index, planted.term, planted.type, planted.payload);
+    const Entries more = {planted};
+    append(h, more);
+    ASSERT_FALSE(h.write(/*sync=*/false).error);
+    Random random(seed);
+    h.disk().crash(random);
+    ASSERT_EQ(h.open(), "") << "seed " << seed;
+    torn += h.recovered().repairs.empty() ? 0U : 1U;
+  }
+  EXPECT_GT(torn, 0U);
+}
+
+// A failed fsync may leave pages that read back fine but never reached the disk. After a process crash the
+// restarted node must not take them for durable: recovery reads what the disk holds.
+TEST(Recovery, PagesAFailedSyncLeftBehindAreNotTrustedAfterAProcessCrash) {
+  LogHarness h;
+  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
+  append(h, make_entries(11, 10, 1));
+  h.disk().fail_syncs(true);
+  ASSERT_TRUE(h.write().error);
+  h.disk().fail_syncs(false);
+  h.disk().crash_keep_all();  // the process dies; the page cache still shows entries 11..20
+  ASSERT_EQ(h.open(), "");
+  const Entries recovered = h.entries();
+  EXPECT_EQ(recovered, make_entries(1, 10, 1));
+  h.disk().crash_clean();  // whatever recovery handed out was durable
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(h.entries(), recovered);
+}
+
+// Policy none syncs a segment once it is complete, so records of later segments prove the earlier ones durable
+// and damage there is refused rather than cut off as a torn tail.
+TEST(Recovery, PolicyNoneProvesCompletedSegmentsDurable) {
+  LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
+  ASSERT_EQ(h.open(), "");
+  (void)h.log().save_hard_state(HardState{Term{1}, std::nullopt});
+  append(h, make_entries(1, 120, 1));
+  ASSERT_FALSE(h.write().error);
+  ASSERT_GE(h.log().segment_firsts().size(), 3U);
+  const std::uint64_t offset = kSegmentHeaderSize + 4 * record_size(64);  // record 5, in the first segment
+  h.disk().corrupt(segment_name(LogIndex{1}), offset + 20, std::byte{0x10});
+  h.disk().crash_keep_all();
+  const std::string error = h.open();
+  EXPECT_TRUE(contains(error, "damaged at offset " + std::to_string(offset) + " (index 5)")) << error;
+  EXPECT_TRUE(contains(error, "refusing to start")) << error;
 }
 
 }  // namespace

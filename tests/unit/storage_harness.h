@@ -53,8 +53,8 @@ class LogHarness {
     auto recovered = recover(disk_, kIdentity, options_);
     if (!recovered) return recovered.error();
     recovered_ = *recovered;
-    log_ = std::make_unique<SegmentedLog>(disk_, kIdentity, options_, std::move(recovered).value());
-    writer_ = std::make_unique<LogWriter>(disk_, kIdentity, policy_, log_->segment_firsts(), log_->last_index());
+    log_ = std::make_unique<SegmentedLog>(disk_, kIdentity, options_, std::move(recovered).value(), ++opened_);
+    writer_ = std::make_unique<LogWriter>(disk_, kIdentity, policy_, log_->segment_keys(), log_->last_index());
     return {};
   }
 
@@ -95,6 +95,7 @@ class LogHarness {
   RecoveredLog recovered_;
   std::unique_ptr<SegmentedLog> log_;
   std::unique_ptr<LogWriter> writer_;
+  std::uint64_t opened_ = 0;  // seeds each life's segment nonces differently
 };
 
 }  // namespace cohort::storage::testing

@@ -42,8 +42,8 @@ TEST(StorageThread, CompletesEveryBatchInOrderAndTheLogSurvivesRestart) {
     ASSERT_TRUE(dir) << dir.error().message;
     auto recovered = recover(**dir, kIdentity, options);
     ASSERT_TRUE(recovered) << recovered.error();
-    SegmentedLog log(**dir, kIdentity, options, std::move(*recovered));
-    LogWriter writer(**dir, kIdentity, SyncPolicy::fsync, log.segment_firsts(), log.last_index());
+    SegmentedLog log(**dir, kIdentity, options, std::move(*recovered), 7);
+    LogWriter writer(**dir, kIdentity, SyncPolicy::fsync, log.segment_keys(), log.last_index());
     (void)log.save_hard_state(consensus::HardState{Term{2}, NodeId{1}});
     std::atomic<int> wakes{0};
     StorageThread thread(
@@ -77,7 +77,7 @@ TEST(StorageThread, CompletesEveryBatchInOrderAndTheLogSurvivesRestart) {
   auto recovered = recover(**dir, kIdentity, options);
   ASSERT_TRUE(recovered) << recovered.error();
   EXPECT_TRUE(recovered->repairs.empty());
-  SegmentedLog log(**dir, kIdentity, options, std::move(*recovered));
+  SegmentedLog log(**dir, kIdentity, options, std::move(*recovered), 8);
   ASSERT_EQ(log.last_index(), LogIndex{kEntries});
   EXPECT_EQ(log.hard_state(), (consensus::HardState{Term{2}, NodeId{1}}));
   for (std::uint64_t i = 1; i <= kEntries; i += 997) EXPECT_EQ(log.entry(LogIndex{i}), make_entry(i, 2, i % 300));
