@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -26,6 +25,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "common/wakeup.h"
 #include "storage/posix_file.h"
 #include "storage/recovery.h"
 #include "storage/segmented_log.h"
@@ -111,8 +111,9 @@ struct Result {
 
 Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::size_t payload, std::size_t window,
                    std::size_t turn_size) {
-  const std::string path = fresh_dir(
-      settings.dir, fmt::format("log-{}-{}", policy == storage::SyncPolicy::fsync ? "fsync" : "none", payload));
+  const std::string path =
+      fresh_dir(settings.dir,
+                fmt::format("log-{}-{}-{}", policy == storage::SyncPolicy::fsync ? "fsync" : "none", payload, window));
   auto dir = storage::PosixDirectory::open_locked(path);
   if (!dir) die(dir.error().message);
   const storage::Identity identity{1, NodeId{1}};
@@ -123,11 +124,8 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
   storage::LogWriter writer(**dir, identity, policy, log.segment_keys(), log.last_index());
   (void)log.save_hard_state(consensus::HardState{Term{1}, NodeId{1}});
 
-  std::atomic<std::uint64_t> wakes{0};
-  storage::StorageThread thread(writer, [&] {
-    wakes.fetch_add(1, std::memory_order_release);
-    wakes.notify_one();
-  });
+  Wakeup wakes;
+  storage::StorageThread thread(writer, [&] { wakes.ring(); });
 
   std::vector<consensus::Entry> turn(turn_size);
   for (auto& entry : turn) {
@@ -146,7 +144,7 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
   const auto end = start + std::chrono::duration<double>(settings.seconds);
   bool appending = true;
   while (appending || thread.in_flight() != 0 || log.last_index() > completed) {
-    const std::uint64_t seen = wakes.load(std::memory_order_acquire);
+    const std::uint64_t seen = wakes.value();
     bool progress = false;
     const auto now = Clock::now();
     if (appending && now >= end) appending = false;
@@ -178,7 +176,7 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
       }
       progress = true;
     }
-    if (!progress) wakes.wait(seen, std::memory_order_acquire);
+    if (!progress) wakes.wait(seen);
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   Result result;

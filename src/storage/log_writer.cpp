@@ -89,7 +89,7 @@ IoStatus LogWriter::create_segment(LogIndex first, std::uint64_t nonce) {
 
 IoStatus LogWriter::flush_parts() {
   if (parts_.empty()) return {};
-  const IoStatus status = parts_file_->write_at(parts_offset_, parts_);
+  IoStatus status = parts_file_->write_at(parts_offset_, parts_);
   parts_.clear();
   parts_file_ = nullptr;
   return status;

@@ -15,8 +15,7 @@ StorageThread::StorageThread(LogWriter& writer, std::function<void()> wake, std:
 
 StorageThread::~StorageThread() {
   stopping_.store(true, std::memory_order_release);
-  signal_.fetch_add(1, std::memory_order_release);
-  signal_.notify_one();
+  doorbell_.ring();
   thread_.join();
 }
 
@@ -25,8 +24,7 @@ void StorageThread::submit(std::unique_ptr<Batch> batch) {
   const bool pushed = requests_.try_push(batch);
   COHORT_ASSERT(pushed);
   ++in_flight_;
-  signal_.fetch_add(1, std::memory_order_release);
-  signal_.notify_one();
+  doorbell_.ring();
 }
 
 std::optional<StorageThread::Done> StorageThread::poll() {
@@ -41,11 +39,11 @@ void StorageThread::run() {
   group.reserve(depth_);
   pointers.reserve(depth_);
   while (true) {
-    const std::uint64_t seen = signal_.load(std::memory_order_acquire);
+    const std::uint64_t seen = doorbell_.value();
     while (auto batch = requests_.try_pop()) group.push_back(std::move(*batch));
     if (group.empty()) {
       if (stopping_.load(std::memory_order_acquire)) return;
-      signal_.wait(seen, std::memory_order_acquire);
+      doorbell_.wait(seen);
       continue;
     }
     // Group commit: everything queued goes out in one write per segment run and one sync.

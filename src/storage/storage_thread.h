@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/spsc_queue.h"
+#include "common/wakeup.h"
 #include "storage/batch.h"
 #include "storage/log_writer.h"
 
@@ -52,7 +53,7 @@ class StorageThread {
   std::size_t in_flight_ = 0;  // loop thread only
   SpscQueue<std::unique_ptr<Batch>> requests_;
   SpscQueue<Done> results_;
-  std::atomic<std::uint64_t> signal_{0};  // bumped by every submit and by the destructor
+  Wakeup doorbell_;  // rung by every submit and by the destructor; the storage thread sleeps on it when idle
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> groups_{0};
   std::thread thread_;
