@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -144,10 +145,13 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
   const auto end = start + std::chrono::duration<double>(settings.seconds);
   bool appending = true;
   while (appending || thread.in_flight() != 0 || log.last_index() > completed) {
-    const std::uint64_t seen = wakes.value();
+    const std::uint32_t seen = wakes.value();
     bool progress = false;
     const auto now = Clock::now();
-    if (appending && now >= end) appending = false;
+    if (appending && now >= end) {
+      appending = false;
+      progress = true;  // the loop's condition changed: check it again before sleeping
+    }
     if (appending && log.last_index().value() - completed.value() + turn_size <= window) {
       const std::uint64_t next = log.last_index().value() + 1;
       for (std::size_t i = 0; i < turn.size(); ++i) {
@@ -214,6 +218,7 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24U));
   app.add_flag("--quick", quick, "a tenth of a second per measurement, for smoke tests");
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure shows as soon as it is measured, even in a pipe
   if (quick) settings.seconds = 0.1;
   bool owned = false;
   if (settings.dir.empty()) {

@@ -1,40 +1,26 @@
 #pragma once
 // A counter one thread can sleep on until another bumps it: the doorbell beside an SPSC queue. Read the
 // counter, look for work, and sleep only if the counter has not moved since: a bump between the look and the
-// sleep is never lost. A mutex and a condition variable, deliberately: a first version slept in
-// std::atomic::wait (libstdc++ 12) and the storage benchmark once hung there with both threads asleep, cause
-// not pinned down; this is simple to reason about, and the lock guards only the counter, never the data the
-// queue carries.
+// sleep is never lost, because the sleep returns at once when the value differs. 32 bits, so that libstdc++
+// waits on the counter's own futex (after a short spin) rather than on a proxy shared with other atomics.
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
-#include <mutex>
 
 namespace cohort {
 
 class Wakeup {
  public:
-  std::uint64_t value() {
-    const std::lock_guard lock(mutex_);
-    return count_;
-  }
-  void ring() {
-    {
-      const std::lock_guard lock(mutex_);
-      ++count_;
-    }
-    ready_.notify_all();
+  std::uint32_t value() const noexcept { return count_.load(std::memory_order_acquire); }
+  void ring() noexcept {
+    count_.fetch_add(1, std::memory_order_acq_rel);
+    count_.notify_all();
   }
   /// Sleeps until the counter differs from `seen`.
-  void wait(std::uint64_t seen) {
-    std::unique_lock lock(mutex_);
-    ready_.wait(lock, [&] { return count_ != seen; });
-  }
+  void wait(std::uint32_t seen) const noexcept { count_.wait(seen, std::memory_order_acquire); }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::uint64_t count_ = 0;
+  std::atomic<std::uint32_t> count_{0};
 };
 
 }  // namespace cohort

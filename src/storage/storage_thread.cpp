@@ -39,7 +39,7 @@ void StorageThread::run() {
   group.reserve(depth_);
   pointers.reserve(depth_);
   while (true) {
-    const std::uint64_t seen = doorbell_.value();
+    const std::uint32_t seen = doorbell_.value();
     while (auto batch = requests_.try_pop()) group.push_back(std::move(*batch));
     if (group.empty()) {
       if (stopping_.load(std::memory_order_acquire)) return;
