@@ -18,6 +18,9 @@ enum class EntryType : std::uint8_t {
   command = 2,  // an opaque payload for the layers above
 };
 
+/// Whether `type` is one this build knows: storage refuses a record of any other as damaged.
+constexpr bool is_known(EntryType type) noexcept { return type == EntryType::noop || type == EntryType::command; }
+
 struct Entry {
   LogIndex index;
   Term term;

@@ -107,9 +107,8 @@ std::optional<RecordHeader> decode_record_header(ByteSpan bytes, std::uint64_t n
   if (in[5] != std::byte{0} || in[6] != std::byte{0} || in[7] != std::byte{0}) return std::nullopt;
   RecordHeader header;
   header.body_length = load_le<std::uint32_t>(in);
-  const auto type = load_le<std::uint8_t>(in + 4);
-  if (type == 0) return std::nullopt;
-  header.type = static_cast<consensus::EntryType>(type);
+  header.type = static_cast<consensus::EntryType>(load_le<std::uint8_t>(in + 4));
+  if (!consensus::is_known(header.type)) return std::nullopt;
   header.index = LogIndex{load_le<std::uint64_t>(in + 8)};
   header.term = Term{load_le<std::uint64_t>(in + 16)};
   header.durable_before = LogIndex{load_le<std::uint64_t>(in + 24)};

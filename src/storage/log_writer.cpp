@@ -60,6 +60,7 @@ IoResult<LogWriter::Segment*> LogWriter::segment_of(LogIndex first) {
     it->file = std::move(opened).value();
   }
   it->dirty = true;
+  it->unsynced = true;
   return &*it;
 }
 
@@ -103,10 +104,10 @@ IoStatus LogWriter::write(std::span<Batch* const> batches) {
         case StorageOp::Kind::append: {
           if (op.new_segment) {
             if (auto status = flush_parts(); !status) return fail(status.error());
-            if (policy_ == SyncPolicy::none && !segments_.empty() && segments_.back().dirty) {
-              if (auto status = segments_.back().file->sync(); !status) return fail(status.error());
-              ++syncs_;
-              segments_.back().dirty = false;
+            // Under policy none a segment is synced once complete. Only the last one can hold unsynced
+            // writes: every earlier one was synced at its own roll, or cut and synced by a truncation.
+            if (policy_ == SyncPolicy::none && !segments_.empty()) {
+              if (auto status = sync_segment(segments_.back()); !status) return fail(status.error());
               segments_.back().file.reset();
               durable_index_ = written_index_;
             }
@@ -167,11 +168,21 @@ IoStatus LogWriter::truncate(const StorageOp& op) {
     if (!segment) return unexpected(std::move(segment).error());
     File& file = *(*segment)->file;
     if (auto status = file.truncate(op.cut_size); !status) return status;
-    if (auto status = file.sync(); !status) return status;
-    ++syncs_;
+    if (auto status = sync_segment(**segment); !status) return status;
   }
   written_index_ = op.after;
   durable_index_ = std::min(durable_index_, op.after);
+  return {};
+}
+
+IoStatus LogWriter::sync_segment(Segment& segment) {
+  if (segment.unsynced) {
+    COHORT_ASSERT(segment.file != nullptr);
+    if (auto status = segment.file->sync(); !status) return status;
+    ++syncs_;
+  }
+  segment.dirty = false;
+  segment.unsynced = false;
   return {};
 }
 
@@ -179,13 +190,14 @@ IoStatus LogWriter::sync() {
   if (failed_) return unexpected(IoError{EIO, "storage stopped after an earlier failure"});
   for (std::size_t i = 0; i < segments_.size(); ++i) {
     Segment& segment = segments_[i];
-    if (!segment.dirty) continue;
-    if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
-      if (auto status = segment.file->sync(); !status) return fail(status.error());
-      ++syncs_;
+    if (segment.dirty) {
+      if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
+        if (auto status = sync_segment(segment); !status) return fail(status.error());
+      }
+      segment.dirty = false;
     }
-    segment.dirty = false;
-    if (i + 1 != segments_.size()) segment.file.reset();  // complete: no more writes go there
+    // Complete and synced: no more writes or syncs go there.
+    if (i + 1 != segments_.size() && !segment.unsynced) segment.file.reset();
   }
   if (policy_ == SyncPolicy::fsync) durable_index_ = written_index_;
   return {};

@@ -54,12 +54,14 @@ class LogWriter {
   struct Segment {
     LogIndex first;
     std::uint64_t nonce;
-    std::unique_ptr<File> file;  // open while written to; closed once synced if not the last segment
-    bool dirty = false;
+    std::unique_ptr<File> file;  // open while it may be written or synced; closed once complete and synced
+    bool dirty = false;          // written since the last sync() call
+    bool unsynced = false;       // holds writes no fdatasync has covered yet (under policy none, until its roll)
   };
 
   IoStatus fail(IoError error);
   IoResult<Segment*> segment_of(LogIndex first);
+  IoStatus sync_segment(Segment& segment);
   IoStatus create_segment(LogIndex first, std::uint64_t nonce);
   IoStatus flush_parts();
   IoStatus truncate(const StorageOp& op);

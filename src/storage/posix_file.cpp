@@ -129,12 +129,18 @@ IoResult<std::unique_ptr<PosixDirectory>> PosixDirectory::open_locked(const std:
   // loss would let the node start over with no term and no vote, and vote twice in a term.
   std::error_code ec;
   std::vector<std::filesystem::path> created;
-  for (std::filesystem::path at = std::filesystem::absolute(path, ec);
+  for (std::filesystem::path at = std::filesystem::absolute(path, ec).lexically_normal();
        !ec && !at.empty() && !std::filesystem::exists(at, ec); at = at.parent_path())
     created.push_back(at);
   std::filesystem::create_directories(path, ec);
   if (ec) return unexpected(IoError{ec.value(), fmt::format("create data directory {}: {}", path, ec.message())});
+  // The data directory's own parent always: an earlier start may have died between creating and syncing it,
+  // or an operator made it with mkdir.
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec).lexically_normal();
+  if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dir/" names dir
+  if (!ec) created.push_back(absolute);
   for (const auto& directory : created) {
+    if (!directory.has_parent_path() || directory.parent_path() == directory) continue;
     if (auto status = sync_directory(directory.parent_path()); !status) return unexpected(status.error());
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -217,6 +217,13 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     out.segments.push_back(std::move(info));
   }
 
+  // Checked before any repair: a refusal leaves the disk as it found it.
+  if (last_term > out.hard_state.term)
+    return unexpected(
+        fmt::format("the log in {} holds entries of term {}, but {} says the current term is {}: "
+                    "the metadata is damaged; refusing to start",
+                    dir, last_term.value(), kMetadataName, out.hard_state.term.value()));
+
   if (damage) {
     // Does an intact record after the damage say the damaged one was durable when it was written? Only a
     // record of a later index that claims less than itself can: anything else is no proof.
@@ -279,11 +286,6 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
 
   out.last_index = expected.prev();
-  if (last_term > out.hard_state.term)
-    return unexpected(
-        fmt::format("the log in {} holds entries of term {}, but {} says the current term is {}: "
-                    "the metadata is damaged; refusing to start",
-                    dir, last_term.value(), kMetadataName, out.hard_state.term.value()));
   return out;
 }
 

@@ -852,5 +852,27 @@ TEST(Recovery, PolicyNoneProvesCompletedSegmentsDurable) {
   EXPECT_TRUE(contains(error, "refusing to start")) << error;
 }
 
+// Under policy none every completed segment is synced at its roll, even when its last write came in an earlier
+// group than the roll: otherwise later records would "prove" unsynced ones durable.
+TEST(Recovery, PolicyNoneSyncsASegmentWhoseRollComesInALaterGroup) {
+  LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
+  ASSERT_EQ(h.open(), "");
+  (void)h.log().save_hard_state(HardState{Term{1}, std::nullopt});
+  const std::uint64_t per_segment = (4096 - kSegmentHeaderSize) / record_size(64);
+  append(h, make_entries(1, per_segment, 1));  // group A fills the first segment exactly
+  ASSERT_FALSE(h.write().error);
+  append(h, make_entries(per_segment + 1, 1, 1));  // group B: one record, the roll to the second segment
+  ASSERT_FALSE(h.write().error);
+  const std::uint64_t last = 2 * per_segment + 5;  // group C fills the second and rolls to a third
+  append(h, make_entries(per_segment + 2, last - per_segment - 1, 1));
+  ASSERT_FALSE(h.write().error);
+  ASSERT_EQ(h.log().segment_firsts().size(), 3U);
+  h.disk().crash_clean();  // a power loss: only what was synced is left
+  ASSERT_EQ(h.open(), "");
+  const Entries got = h.entries();
+  EXPECT_GE(got.size(), 2 * per_segment) << "the completed segments were synced";
+  EXPECT_TRUE(is_prefix(got, make_entries(1, last, 1)));
+}
+
 }  // namespace
 }  // namespace cohort::storage::testing
