@@ -16,6 +16,25 @@ constexpr std::size_t kIndexDigits = 20;
 
 std::uint64_t hash(const std::byte* bytes, std::size_t size) noexcept { return XXH3_64bits(bytes, size); }
 
+/// The size, magic number and format version that open both the segment header and the metadata file.
+bool preamble_ok(ByteSpan bytes, std::size_t size, bool exact, std::uint64_t magic, std::string_view what,
+                 std::string& reason) {
+  if (exact ? bytes.size() != size : bytes.size() < size) {
+    reason = fmt::format("{} is {} bytes, expected {}", what, bytes.size(), size);
+    return false;
+  }
+  if (load_le<std::uint64_t>(bytes.data()) != magic) {
+    reason = fmt::format("not a Cohort {} (bad magic number)", what);
+    return false;
+  }
+  if (const auto version = load_le<std::uint32_t>(bytes.data() + 8); version != kFormatVersion) {
+    reason = fmt::format("{} format version {} is not supported (this build reads version {})", what, version,
+                         kFormatVersion);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string segment_name(LogIndex first_index) {
@@ -50,20 +69,9 @@ void encode_segment_header(std::byte* out, const Identity& identity, LogIndex fi
 }
 
 std::optional<SegmentHeader> decode_segment_header(ByteSpan bytes, std::string& reason) {
-  if (bytes.size() < kSegmentHeaderSize) {
-    reason = fmt::format("segment header is {} bytes, expected {}", bytes.size(), kSegmentHeaderSize);
+  if (!preamble_ok(bytes, kSegmentHeaderSize, /*exact=*/false, kSegmentMagic, "log segment", reason))
     return std::nullopt;
-  }
   const std::byte* in = bytes.data();
-  if (load_le<std::uint64_t>(in) != kSegmentMagic) {
-    reason = "not a Cohort log segment (bad magic number)";
-    return std::nullopt;
-  }
-  if (const auto version = load_le<std::uint32_t>(in + 8); version != kFormatVersion) {
-    reason = fmt::format("segment format version {} is not supported (this build reads version {})", version,
-                         kFormatVersion);
-    return std::nullopt;
-  }
   if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kSegmentHeaderSize ||
       load_le<std::uint32_t>(in + 28) != 0) {
     reason = "segment header fails its checksum";
@@ -139,20 +147,8 @@ void encode_metadata(std::byte* out, const Identity& identity, const consensus::
 }
 
 std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason) {
-  if (bytes.size() != kMetadataSize) {
-    reason = fmt::format("metadata file is {} bytes, expected {}", bytes.size(), kMetadataSize);
-    return std::nullopt;
-  }
+  if (!preamble_ok(bytes, kMetadataSize, /*exact=*/true, kMetadataMagic, "metadata file", reason)) return std::nullopt;
   const std::byte* in = bytes.data();
-  if (load_le<std::uint64_t>(in) != kMetadataMagic) {
-    reason = "not a Cohort metadata file (bad magic number)";
-    return std::nullopt;
-  }
-  if (const auto version = load_le<std::uint32_t>(in + 8); version != kFormatVersion) {
-    reason = fmt::format("metadata format version {} is not supported (this build reads version {})", version,
-                         kFormatVersion);
-    return std::nullopt;
-  }
   const auto has_vote = load_le<std::uint32_t>(in + 28);
   if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kMetadataSize ||
       has_vote > 1 || load_le<std::uint32_t>(in + 44) != 0) {
