@@ -55,5 +55,8 @@ cat "$work/node1.log"
 say "the consensus core (not in cohortd yet) under simulated faults: 3-node cluster, seed 7, then 200 seeds"
 "$bin/cohort-sim" --seed 7 --nodes 3
 "$bin/cohort-sim" --seeds 1..$(( count == 3 ? 50 : 200 ))
+
+say "the durable log (not in cohortd yet): nodes crash between write and fsync; recovery cuts torn tails"
+"$bin/cohort-sim" --hunt storage --seeds 1..$(( count == 3 ? 20 : 100 ))
 rm -rf "$work"
 say "demo finished"
