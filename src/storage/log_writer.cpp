@@ -59,7 +59,6 @@ IoResult<LogWriter::Segment*> LogWriter::segment_of(LogIndex first) {
     if (!opened) return unexpected(std::move(opened).error());
     it->file = std::move(opened).value();
   }
-  it->dirty = true;
   it->unsynced = true;
   return &*it;
 }
@@ -181,7 +180,6 @@ IoStatus LogWriter::sync_segment(Segment& segment) {
     if (auto status = segment.file->sync(); !status) return status;
     ++syncs_;
   }
-  segment.dirty = false;
   segment.unsynced = false;
   return {};
 }
@@ -190,11 +188,8 @@ IoStatus LogWriter::sync() {
   if (failed_) return unexpected(IoError{EIO, "storage stopped after an earlier failure"});
   for (std::size_t i = 0; i < segments_.size(); ++i) {
     Segment& segment = segments_[i];
-    if (segment.dirty) {
-      if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
-        if (auto status = sync_segment(segment); !status) return fail(status.error());
-      }
-      segment.dirty = false;
+    if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
+      if (auto status = sync_segment(segment); !status) return fail(status.error());
     }
     // Complete and synced: no more writes or syncs go there.
     if (i + 1 != segments_.size() && !segment.unsynced) segment.file.reset();

@@ -55,7 +55,6 @@ class LogWriter {
     LogIndex first;
     std::uint64_t nonce;
     std::unique_ptr<File> file;  // open while it may be written or synced; closed once complete and synced
-    bool dirty = false;          // written since the last sync() call
     bool unsynced = false;       // holds writes no fdatasync has covered yet (under policy none, until its roll)
   };
 

@@ -127,20 +127,19 @@ IoStatus sync_directory(const std::filesystem::path& path) {
 IoResult<std::unique_ptr<PosixDirectory>> PosixDirectory::open_locked(const std::string& path) {
   // Every directory created here is made durable in its parent: a data directory that vanished in a power
   // loss would let the node start over with no term and no vote, and vote twice in a term.
+  // The data directory's own parent is synced always: an earlier start may have died between creating the
+  // directory and syncing it, or an operator made it with mkdir.
   std::error_code ec;
-  std::vector<std::filesystem::path> created;
-  for (std::filesystem::path at = std::filesystem::absolute(path, ec).lexically_normal();
-       !ec && !at.empty() && !std::filesystem::exists(at, ec); at = at.parent_path())
-    created.push_back(at);
-  std::filesystem::create_directories(path, ec);
+  std::filesystem::path target = std::filesystem::absolute(path, ec).lexically_normal();
+  if (ec) return unexpected(IoError{ec.value(), fmt::format("resolve data directory {}: {}", path, ec.message())});
+  if (!target.has_filename()) target = target.parent_path();  // "dir/" names dir
+  std::vector<std::filesystem::path> synced_in_parent{target};
+  for (auto at = target.parent_path(); at.has_relative_path() && !std::filesystem::exists(at, ec);
+       at = at.parent_path())
+    synced_in_parent.push_back(at);
+  std::filesystem::create_directories(target, ec);
   if (ec) return unexpected(IoError{ec.value(), fmt::format("create data directory {}: {}", path, ec.message())});
-  // The data directory's own parent always: an earlier start may have died between creating and syncing it,
-  // or an operator made it with mkdir.
-  std::filesystem::path absolute = std::filesystem::absolute(path, ec).lexically_normal();
-  if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dir/" names dir
-  if (!ec) created.push_back(absolute);
-  for (const auto& directory : created) {
-    if (!directory.has_parent_path() || directory.parent_path() == directory) continue;
+  for (const auto& directory : synced_in_parent) {
     if (auto status = sync_directory(directory.parent_path()); !status) return unexpected(status.error());
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -175,13 +175,6 @@ std::optional<consensus::PersistCompletion> SegmentedLog::complete(std::unique_p
   return result.completion;
 }
 
-std::vector<LogIndex> SegmentedLog::segment_firsts() const {
-  std::vector<LogIndex> firsts;
-  firsts.reserve(segments_.size());
-  for (const SegmentInfo& segment : segments_) firsts.push_back(segment.first);
-  return firsts;
-}
-
 std::vector<SegmentKey> SegmentedLog::segment_keys() const {
   std::vector<SegmentKey> keys;
   keys.reserve(segments_.size());

@@ -56,7 +56,6 @@ class SegmentedLog final : public consensus::LogStore {
   consensus::PersistSeq completed_seq() const noexcept { return completed_seq_; }
   /// Every segment, ascending: what the storage side starts from.
   std::vector<SegmentKey> segment_keys() const;
-  std::vector<LogIndex> segment_firsts() const;
   std::size_t cached_entries() const noexcept { return cache_.size(); }
 
  private:

@@ -181,7 +181,7 @@ TEST(Recovery, TornTailIsCutBackToAContiguousPrefixOfTheUnsyncedEntries) {
     if (got.size() > synced.size()) ++kept_some;
     if (segment_bytes(h.disk()) < before) {
       ++cuts;
-      const std::string last_segment = segment_name(h.log().segment_firsts().back());
+      const std::string last_segment = segment_name(h.segment_firsts().back());
       EXPECT_TRUE(mentions(h.recovered().repairs, "torn tail") && mentions(h.recovered().repairs, last_segment))
           << "seed " << seed << ": bytes were cut but the repairs say\n"
           << joined(h.recovered().repairs);
@@ -286,7 +286,7 @@ TEST(Recovery, DamagedDurableRecordIsRefusedNamingTheFileAndOffset) {
 TEST(Recovery, DamagedDurableRecordInAnEarlierSegmentIsRefused) {
   LogHarness h;
   ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 100, 1), HardState{Term{1}, std::nullopt}));
-  ASSERT_EQ(h.log().segment_firsts(), (std::vector<LogIndex>{LogIndex{1}, LogIndex{37}, LogIndex{73}}));
+  ASSERT_EQ(h.segment_firsts(), (std::vector<LogIndex>{LogIndex{1}, LogIndex{37}, LogIndex{73}}));
   const std::string segment = segment_name(LogIndex{37});
   const std::uint64_t offset = kSegmentHeaderSize + 3 * kRecord;  // record 40
   h.disk().corrupt(segment, offset + kRecordHeaderSize + 63, std::byte{0x80});
@@ -359,7 +359,7 @@ TEST(Recovery, TruncationNeverResurrectsRemovedEntries) {
             "x " + std::to_string(x) + ", crash point " + std::to_string(step) + ", " + name_of(kind, seed);
         LogHarness h;
         ASSERT_NO_FATAL_FAILURE(make_log(h, old_log, state));
-        ASSERT_EQ(h.log().segment_firsts().size(), 4U);
+        ASSERT_EQ(h.segment_firsts().size(), 4U);
         h.disk().fail_after(step);
         (void)h.log().truncate_after(LogIndex{x});
         const bool truncated = !h.write().error;
@@ -843,7 +843,7 @@ TEST(Recovery, PolicyNoneProvesCompletedSegmentsDurable) {
   (void)h.log().save_hard_state(HardState{Term{1}, std::nullopt});
   append(h, make_entries(1, 120, 1));
   ASSERT_FALSE(h.write().error);
-  ASSERT_GE(h.log().segment_firsts().size(), 3U);
+  ASSERT_GE(h.segment_firsts().size(), 3U);
   const std::uint64_t offset = kSegmentHeaderSize + 4 * record_size(64);  // record 5, in the first segment
   h.disk().corrupt(segment_name(LogIndex{1}), offset + 20, std::byte{0x10});
   h.disk().crash_keep_all();
@@ -866,7 +866,7 @@ TEST(Recovery, PolicyNoneSyncsASegmentWhoseRollComesInALaterGroup) {
   const std::uint64_t last = 2 * per_segment + 5;  // group C fills the second and rolls to a third
   append(h, make_entries(per_segment + 2, last - per_segment - 1, 1));
   ASSERT_FALSE(h.write().error);
-  ASSERT_EQ(h.log().segment_firsts().size(), 3U);
+  ASSERT_EQ(h.segment_firsts().size(), 3U);
   h.disk().crash_clean();  // a power loss: only what was synced is left
   ASSERT_EQ(h.open(), "");
   const Entries got = h.entries();

@@ -25,7 +25,7 @@ TEST(SegmentedLog, AppendsSurviveRestartAcrossSegments) {
   ASSERT_FALSE(result.error) << result.error->message;
   EXPECT_EQ(result.completion.last_index, LogIndex{200});
   const auto before = h.entries();
-  EXPECT_GT(h.log().segment_firsts().size(), 3U);
+  EXPECT_GT(h.segment_firsts().size(), 3U);
 
   h.disk().crash_clean();
   ASSERT_EQ(h.open(), "");

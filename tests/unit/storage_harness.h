@@ -81,6 +81,13 @@ class LogHarness {
     (void)log_->append(entries);
   }
 
+  /// The first index of every segment, ascending.
+  std::vector<LogIndex> segment_firsts() const {
+    std::vector<LogIndex> firsts;
+    for (const SegmentKey& key : log_->segment_keys()) firsts.push_back(key.first);
+    return firsts;
+  }
+
   /// The whole log, read back through the LogStore interface.
   std::vector<consensus::Entry> entries() const {
     std::vector<consensus::Entry> all;

@@ -130,5 +130,15 @@ TEST(PosixDirectory, GatherWriteReadsBackAndListIsSorted) {
   EXPECT_EQ(*names, (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(PosixDirectory, CreatesMissingParentsAndTakesATrailingSlash) {
+  TempDir temp;
+  const std::string nested = temp.path() + "/a/b/data/";
+  auto dir = PosixDirectory::open_locked(nested);
+  ASSERT_TRUE(dir) << dir.error().message;
+  EXPECT_TRUE(std::filesystem::is_directory(temp.path() + "/a/b/data"));
+  ASSERT_TRUE((*dir)->open("x", OpenMode::create_new));
+  EXPECT_TRUE(std::filesystem::exists(temp.path() + "/a/b/data/x"));
+}
+
 }  // namespace
 }  // namespace cohort::storage::testing
