@@ -198,6 +198,17 @@ Status<TransferError> Raft::transfer_leadership(NodeId target, Time now) {
   return {};
 }
 
+std::optional<NodeId> Raft::best_transfer_target() const {
+  if (role_ != Role::leader) return std::nullopt;
+  const Progress* best = nullptr;
+  for (const Progress& progress : progress_) {
+    if (best == nullptr || std::pair(progress.recently_active, progress.match) > std::pair(best->recently_active, best->match))
+      best = &progress;
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->id;
+}
+
 void Raft::on_persisted(const PersistCompletion& completion, Time now) {
   COHORT_ASSERT(completion.seq <= last_seq_);
   // Count the entries only if the log still holds them: a completion for a suffix truncated since names an

@@ -93,6 +93,9 @@ class Raft {
   NodeId id() const noexcept { return config_.id; }
   const Config& config() const noexcept { return config_; }
   std::optional<NodeId> transfer_target() const noexcept { return transfer_target_; }
+  /// Leader: the follower whose log matches furthest (recently heard from ones first), the natural successor for
+  /// a graceful stop; nullopt on a non-leader or a single-node cluster.
+  std::optional<NodeId> best_transfer_target() const;
 
  private:
   // Replication state of one follower, kept by the leader.

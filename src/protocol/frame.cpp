@@ -59,6 +59,24 @@ const char* to_string(MessageType type) noexcept {
     case MessageType::error: return "error";
     case MessageType::ping: return "ping";
     case MessageType::pong: return "pong";
+    case MessageType::vote_request: return "vote_request";
+    case MessageType::vote_response: return "vote_response";
+    case MessageType::append_request: return "append_request";
+    case MessageType::append_response: return "append_response";
+    case MessageType::heartbeat: return "heartbeat";
+    case MessageType::heartbeat_response: return "heartbeat_response";
+    case MessageType::timeout_now: return "timeout_now";
+    case MessageType::session_open: return "session_open";
+    case MessageType::session_reply: return "session_reply";
+    case MessageType::ingress: return "ingress";
+    case MessageType::ack: return "ack";
+    case MessageType::egress: return "egress";
+    case MessageType::keep_alive: return "keep_alive";
+    case MessageType::session_close: return "session_close";
+    case MessageType::session_closed: return "session_closed";
+    case MessageType::ingress_rejected: return "ingress_rejected";
+    case MessageType::status_request: return "status_request";
+    case MessageType::status_reply: return "status_reply";
   }
   return "unknown";
 }

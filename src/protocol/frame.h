@@ -28,6 +28,28 @@ enum class MessageType : std::uint16_t {
   error = 3,    // a refusal or protocol error; the sender closes the connection after it
   ping = 4,     // liveness probe and latency measurement
   pong = 5,     // answer to ping, echoing its fields
+
+  // Consensus traffic between nodes (peer_messages.h).
+  vote_request = 16,
+  vote_response = 17,
+  append_request = 18,
+  append_response = 19,
+  heartbeat = 20,
+  heartbeat_response = 21,
+  timeout_now = 22,
+
+  // Between a client library or admin tool and a node (client_messages.h).
+  session_open = 32,
+  session_reply = 33,
+  ingress = 34,
+  ack = 35,
+  egress = 36,
+  keep_alive = 37,
+  session_close = 38,
+  session_closed = 39,
+  ingress_rejected = 40,
+  status_request = 41,
+  status_reply = 42,
 };
 
 struct FrameHeader {

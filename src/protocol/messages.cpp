@@ -1,5 +1,7 @@
 #include "protocol/messages.h"
 
+#include "protocol/catalogue.h"
+
 namespace cohort::protocol {
 namespace {
 
@@ -9,6 +11,12 @@ constexpr std::uint8_t newest_version_in(MessageType type, MessageList<Messages.
   ((version = (Messages::kType == type ? Messages::kVersion : version)), ...);
   return version;
 }
+
+using detail::finish;
+
+}  // namespace
+
+std::uint8_t newest_version(MessageType type) noexcept { return newest_version_in(type, Catalogue{}); }
 
 void write_incarnation(BodyWriter& out, const Incarnation& incarnation) noexcept {
   out.write<std::uint64_t>(incarnation.high);
@@ -22,16 +30,30 @@ Incarnation read_incarnation(BodyReader& in) noexcept {
   return incarnation;
 }
 
-template <typename Message>
-Result<Message, DecodeError> finish(BodyReader& in, Message message) noexcept {
-  in.expect_end();
-  if (in.failed()) return unexpected(in.error());
-  return message;
+namespace detail {
+
+void read_reserved(BodyReader& in, std::size_t size, const char* field) noexcept {
+  COHORT_ASSERT(size >= 1 && size <= 8);
+  const ByteSpan bytes = in.read_bytes(size, field);
+  if (in.failed()) return;
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < size; ++i) value |= std::uint64_t{std::to_integer<std::uint8_t>(bytes[i])} << (8 * i);
+  if (value != 0) in.fail_invalid(field, value);
 }
 
-}  // namespace
+void write_zeros(BodyWriter& out, std::size_t size) noexcept {
+  static constexpr std::array<std::byte, 8> kZeros{};
+  COHORT_ASSERT(size <= kZeros.size());
+  out.write_bytes(ByteSpan(kZeros).first(size));
+}
 
-std::uint8_t newest_version(MessageType type) noexcept { return newest_version_in(type, Catalogue{}); }
+bool read_bool(BodyReader& in, const char* field) noexcept {
+  const auto value = in.read<std::uint8_t>(field);
+  if (value > 1) in.fail_invalid(field, value, 1);
+  return value == 1;
+}
+
+}  // namespace detail
 
 // Hello v1: magic u32 | protocol_version u16 | role u8 | reserved u8 | node_id u32 | reserved u32 |
 //           cluster_id u64 | incarnation 2 x u64

@@ -1,12 +1,14 @@
 #pragma once
-// The message catalogue. Each message is a struct with:
+// Messages and the generic frame encoder/decoder. Each message is a struct with:
 //   kType, kVersion         its wire type and the newest body layout this build writes and reads
 //   body_size()             encoded body length in bytes
 //   encode_body(writer)     writes exactly body_size() bytes
 //   decode_body(reader, v)  reads a body of layout version v (1..kVersion) or fails with a DecodeError
-// and is listed in `Catalogue` below. Adding a message is a struct plus one line in the list; adding a field
-// appends it, bumps kVersion, and makes decode_body read it only when `version` is new enough (older senders'
-// frames still decode; a newer layout than this build knows is refused as unsupported_version).
+// and is listed in `Catalogue` (protocol/catalogue.h). This header holds the handshake and liveness messages;
+// peer_messages.h the consensus traffic between nodes; client_messages.h sessions, ingress and egress. Adding a
+// message is a struct plus one line in the catalogue; adding a field appends it, bumps kVersion, and makes
+// decode_body read it only when `version` is new enough (older senders' frames still decode; a newer layout
+// than this build knows is refused as unsupported_version).
 //
 // Decoded messages may hold views (ByteSpan, std::string_view) into the frame they came from: they are valid
 // as long as that buffer is.
@@ -14,6 +16,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -131,11 +134,37 @@ struct Pong {
 
 template <typename... Messages>
 struct MessageList {};
-/// Every message this build understands. scan_frame() refuses types and versions not listed here.
-using Catalogue = MessageList<Hello, Welcome, ErrorMessage, Ping, Pong>;
 
-/// The newest layout version this build knows for `type`, or 0 if the type is unknown.
+/// The newest layout version this build knows for `type` (any message of the Catalogue), or 0 if unknown.
 std::uint8_t newest_version(MessageType type) noexcept;
+
+void write_incarnation(BodyWriter& out, const Incarnation& incarnation) noexcept;
+Incarnation read_incarnation(BodyReader& in) noexcept;
+
+// Helpers shared by the decoders and encoders of every message header.
+namespace detail {
+
+/// The decoded message, or the first error the reader met (including bytes left after the layout's end).
+template <typename Message>
+Result<Message, DecodeError> finish(BodyReader& in, Message message) noexcept {
+  in.expect_end();
+  if (in.failed()) return unexpected(in.error());
+  return message;
+}
+
+/// Reads `size` (1..8) reserved bytes and refuses them unless all are zero; the error's value is the bytes read
+/// as a little-endian integer.
+void read_reserved(BodyReader& in, std::size_t size, const char* field = "reserved") noexcept;
+void write_zeros(BodyWriter& out, std::size_t size) noexcept;
+
+/// A u8 that must be 0 or 1.
+bool read_bool(BodyReader& in, const char* field) noexcept;
+
+inline bool bytes_equal(ByteSpan a, ByteSpan b) noexcept {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+}
+
+}  // namespace detail
 
 template <typename Message>
 std::size_t frame_size(const Message& message) noexcept {

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <deque>
 #include <iterator>
+#include <map>
 #include <queue>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -12,6 +14,9 @@
 #include "common/random.h"
 #include "consensus/memory_log.h"
 #include "consensus/raft.h"
+#include "host/replica.h"
+#include "services/kv_codec.h"
+#include "services/kv_service.h"
 #include "sim/checker.h"
 #include "storage/log_writer.h"
 #include "storage/memory_file.h"
@@ -199,6 +204,56 @@ struct Event {
   Message message;
 };
 
+// The KV service, watched: on every replica, each session's requests arrive exactly once and in order (request
+// ids are the client's seqs), and each timer fires at most once.
+class ProbeService final : public Service {
+ public:
+  ProbeService(Checker& checker, NodeId node) : checker_(checker), node_(node) {}
+
+  void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override { kv_.on_start(cluster, snapshot); }
+  void on_session_open(Cluster& cluster, SessionId session) override {
+    last_request_[session] = 0;
+    kv_.on_session_open(cluster, session);
+  }
+  void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) override {
+    kv_.on_session_close(cluster, session, reason);
+  }
+  void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override {
+    const std::uint64_t id = services::peek_kv_request_id(message);
+    std::uint64_t& last = last_request_[session];
+    if (id != last + 1)
+      checker_.fail(fmt::format("node {} applies request {} of session {} after request {}: not exactly once in order",
+                                node_.value(), id, session, last));
+    last = id;
+    kv_.on_message(cluster, session, timestamp, message);
+  }
+  void on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) override {
+    if (!fired_.insert(id).second) checker_.fail(fmt::format("node {} fires timer {} twice", node_.value(), id));
+    kv_.on_timer(cluster, id, timestamp);
+  }
+  void on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) override { kv_.on_take_snapshot(cluster, out); }
+
+ private:
+  Checker& checker_;
+  NodeId node_;
+  services::KvService kv_;
+  std::map<SessionId, std::uint64_t> last_request_;
+  std::set<TimerId> fired_;
+};
+
+// A client of the cluster, as the simulator plays it: one session, messages numbered by seq, each kept until
+// the leader acknowledges it and resent (the same seq) after a leader change or a silence.
+struct SimClient {
+  host::Id128 id;
+  SessionId session = 0;
+  std::uint64_t next_seq = 1;
+  std::uint64_t acked = 0;
+  std::deque<std::pair<std::uint64_t, std::vector<std::byte>>> unacked;
+  Time last_progress{};           // last acknowledgement or (re)send
+  Term leader_term;               // the leader term the session was last opened (resumed) in
+  std::uint64_t resent_from = 0;  // a gap answered by resending from here: later gaps naming it are echoes
+};
+
 struct Scheduled {
   Time at;
   std::uint64_t order;  // ties in time break by scheduling order: deterministic
@@ -276,7 +331,11 @@ struct Simulator::Impl {
     std::vector<std::unique_ptr<storage::Batch>> writing;  // written, waiting for their sync
     bool storage_busy = false;                             // a storage_write or storage_sync is scheduled
     PersistSeq seq_offset = 0;                             // store seq = real seq + seq_offset
-    std::unique_ptr<Raft> raft;                            // null while the node is down
+    std::unique_ptr<ProbeService> service;                 // rebuilt from the log at every start
+    std::unique_ptr<host::Replica> replica;                // null while the node is down
+    Raft* raft = nullptr;                                  // the replica's consensus core
+    Duration clock_skew{0};                                // this node's wall clock minus true time
+    LogIndex hashed;                                       // applied position whose state hash was checked last
     std::uint64_t incarnation = 0;
     std::vector<Outgoing> outbox;   // waiting for their `after` to become durable
     PersistSeq sync_requested = 0;  // highest sequence a sync is scheduled for, in this incarnation
@@ -315,6 +374,10 @@ struct Simulator::Impl {
   std::uint64_t order = 0;
   Outcome outcome;
   std::uint64_t client_counter = 0;
+  std::vector<SimClient> clients;
+  std::map<std::uint64_t, std::pair<std::uint64_t, NodeId>> state_hashes;  // log position -> (hash, first node)
+  std::optional<host::Id128> liveness_client;
+  bool liveness_session_opened = false;
 
   struct LivenessProposal {
     LogIndex index;
@@ -391,8 +454,14 @@ struct Simulator::Impl {
     config.max_inflight_appends = mix.max_inflight_appends;
     ++node.incarnation;
     if (mix.real_storage) open_storage(index);
-    node.raft = std::make_unique<Raft>(config, node.log, random.next(), now);
-    node.log.attach(node.raft.get());
+    node.service = std::make_unique<ProbeService>(*checker, node.id);
+    host::ReplicaConfig replica_config;
+    replica_config.raft = config;
+    node.replica =
+        std::make_unique<host::Replica>(replica_config, node.log, *node.service, random.next(), now, wall(node));
+    node.raft = &node.replica->raft();
+    node.hashed = LogIndex{0};
+    node.log.attach(node.raft);
     node.outbox.clear();
     node.sync_requested = node.store.durable_seq();
     node.storage_busy = false;
@@ -419,7 +488,9 @@ struct Simulator::Impl {
       trace(index, "{}: kept {} of {} unsynced writes (next torn to {} entries), lost {}; durable log {}", why, keep,
             pending, torn, lost, node.store.durable_entries().size());
     }
-    node.raft.reset();
+    node.replica.reset();
+    node.raft = nullptr;
+    node.service.reset();
     node.log.attach(nullptr);
     node.outbox.clear();
     ++node.incarnation;  // events of the old incarnation are ignored from now on
@@ -544,7 +615,7 @@ struct Simulator::Impl {
       (void)node.store.make_durable(completion->seq + node.seq_offset);
       trace(event.node, "durable up to seq {} (log {}/{})", completion->seq, completion->last_index.value(),
             completion->last_term.value());
-      node.raft->on_persisted(*completion, now);
+      node.replica->on_persisted(*completion, now);
     }
     node.writing.clear();
     node.storage_busy = false;
@@ -554,7 +625,7 @@ struct Simulator::Impl {
   // Everything a step produced: messages to the outbox (released once durable), a storage sync, the checks.
   void flush(std::uint32_t index) {
     Node& node = *nodes[index];
-    node.raft->take_ready(node.ready);
+    node.replica->take_ready(node.ready);
     for (auto& out : node.ready.messages) node.outbox.push_back(std::move(out));
     node.ready.messages.clear();
     release(index);
@@ -595,10 +666,84 @@ struct Simulator::Impl {
     node.role = role;
     node.term = term;
     node.commit = node.ready.commit;
+    observe_host(index);
     mix_fingerprint(index);
     mix_fingerprint(term.value());
     mix_fingerprint(node.commit.value());
     mix_fingerprint(node.store.last_index().value());
+  }
+
+  // The service host's outputs: the leader's answers reach the simulated clients (a follower's are computed and
+  // dropped, as the runtime does). Then the replica's state hash is checked against every other replica's at the
+  // same log position.
+  void observe_host(std::uint32_t index) {
+    Node& node = *nodes[index];
+    host::ServiceHost& host = node.replica->host();
+    const bool leading = node.raft->role() == Role::leader;
+    for (const host::HostOutput& output : host.outputs()) {
+      if (!leading) continue;
+      if (const auto* opened = std::get_if<host::SessionOpened>(&output)) {
+        for (SimClient& client : clients) {
+          if (client.id != opened->client) continue;
+          if (client.session != 0 && client.session != opened->session)
+            checker->fail(fmt::format("client {} had session {} and is given session {}", client.id.low, client.session,
+                                      opened->session));
+          client.session = opened->session;
+          client.resent_from = opened->last_seq + 1;
+          resend(client, opened->last_seq + 1);
+        }
+        if (liveness_client && opened->client == *liveness_client) liveness_session_opened = true;
+      } else if (const auto* applied = std::get_if<host::Applied>(&output)) {
+        for (SimClient& client : clients) {
+          if (client.session != applied->session) continue;
+          if (applied->seq >= client.next_seq)
+            checker->fail(fmt::format("session {} acknowledges seq {} never sent", applied->session, applied->seq));
+          while (!client.unacked.empty() && client.unacked.front().first <= applied->seq) client.unacked.pop_front();
+          client.acked = std::max(client.acked, applied->seq);
+          client.last_progress = now;
+        }
+      } else if (const auto* rejected = std::get_if<host::Rejected>(&output)) {
+        // Every message after a lost one reports the same gap; one resend answers them all.
+        for (SimClient& client : clients)
+          if (client.session == rejected->session && rejected->reason == host::RejectReason::gap &&
+              client.resent_from != rejected->expected) {
+            client.resent_from = rejected->expected;
+            resend(client, rejected->expected);
+          }
+        if (rejected->reason != host::RejectReason::gap)
+          checker->fail(fmt::format("session {} seq {} rejected ({})", rejected->session, rejected->seq,
+                                    static_cast<int>(rejected->reason)));
+      }
+    }
+    host.outputs().clear();
+    if (host.applied_index() == node.hashed) return;
+    node.hashed = host.applied_index();
+    const std::uint64_t hash = host.state_hash();
+    const auto [it, inserted] = state_hashes.try_emplace(host.applied_index().value(), hash, node.id);
+    if (!inserted && it->second.first != hash)
+      checker->fail(fmt::format("node {} state hash {:016x} at log position {} differs from node {}'s {:016x}",
+                                node.id.value(), hash, host.applied_index().value(), it->second.second.value(),
+                                it->second.first));
+  }
+
+  // Re-sends a client's unacknowledged messages from `seq` on, to the current leader.
+  void resend(SimClient& client, std::uint64_t seq) {
+    const auto current = leader();
+    if (!current || client.session == 0) return;
+    host::Replica& replica = *nodes[*current]->replica;
+    std::size_t sent = 0;
+    for (const auto& [message_seq, message] : client.unacked) {
+      if (message_seq < seq) continue;
+      if (!replica.ingress(client.session, message_seq, message, now).has_value()) break;
+      ++sent;
+    }
+    trace(*current, "client: resend of session {} from seq {}: {} messages", client.session, seq, sent);
+    client.last_progress = now;
+  }
+
+  ClusterTime wall(const Node& node) const {
+    // A plausible epoch, so stamps look like times; each node's clock is off by its own skew.
+    return std::chrono::seconds(1'700'000'000) + now + node.clock_skew;
   }
 
   // Sends what storage has made safe to send (raft.h, driver contract 2).
@@ -671,14 +816,14 @@ struct Simulator::Impl {
     }
     ++outcome.stats.delivered;
     trace(event.node, "recv {}", describe(event.message));
-    node.raft->step(event.message, now);
+    node.replica->step(event.message, now);
     flush(event.node);
   }
 
   void tick(const Event& event) {
     if (!live(event)) return;
     Node& node = *nodes[event.node];
-    node.raft->tick(now);
+    node.replica->tick(now, wall(node));
     flush(event.node);
     // Each node's timer fires at its own irregular pace, as real clocks and schedulers do.
     schedule(micros(random.between(1'000, 10'000)), make(EventKind::tick, event.node));
@@ -698,7 +843,7 @@ struct Simulator::Impl {
     const consensus::PersistCompletion completion = node.store.make_durable(event.seq);
     trace(event.node, "durable up to seq {} (log {}/{})", completion.seq, completion.last_index.value(),
           completion.last_term.value());
-    node.raft->on_persisted(completion, now);
+    node.replica->on_persisted(completion, now);
     flush(event.node);
   }
 
@@ -781,30 +926,86 @@ struct Simulator::Impl {
     schedule(micros(random.between(200'000, 5'000'000)), make(EventKind::partition, 0));
   }
 
+  // A client acts: a session open, a new KV request, or (after a silence) a resend of what is unacknowledged.
+  // Requests usually go to the leader, sometimes to a random node, which must refuse them unless it leads.
   void client() {
-    if (phase != Phase::safety) return;
-    schedule(around(random, mix.client_every), make(EventKind::client, 0));
+    const bool safety = phase == Phase::safety;
+    schedule(around(random, safety ? mix.client_every : Duration(100ms)), make(EventKind::client, 0));
+    SimClient& client = clients[random.below(clients.size())];
     const auto current = leader();
     const bool to_random = !current || random.chance(1, 10);
     const std::uint32_t index = to_random ? random_node() : *current;
     Node& node = *nodes[index];
     if (node.raft == nullptr) return;
-    const std::string payload = fmt::format("c{}", ++client_counter);
     const bool leading = node.raft->role() == Role::leader;
-    const auto result = node.raft->propose(consensus::EntryType::command, as_bytes(payload), now);
+    Result<LogIndex, host::ClientError> result = unexpected(host::ClientError::not_leader);
+    std::string what;
+    if (client.session == 0 || (leading && client.leader_term != node.raft->term())) {
+      // A new session, or the real client's reconnect to a new leader: the same client id resumes its session,
+      // and the answer (SessionOpened) says from which seq to resend.
+      result = node.replica->open_session(client.id, now);
+      if (result.has_value()) client.leader_term = node.raft->term();
+      what = fmt::format("session open of client {}", client.id.low);
+    } else if (!client.unacked.empty() && now - client.last_progress > 3s) {
+      // No progress with messages outstanding: resend them (a bounded window, so a slow pipeline is not flooded).
+      what = fmt::format("resend of session {} from seq {}", client.session, client.unacked.front().first);
+      for (const auto& [seq, message] : client.unacked) {
+        result = node.replica->ingress(client.session, seq, message, now);
+        if (!result.has_value()) break;
+      }
+      client.last_progress = now;
+    } else if (safety && client.unacked.size() < 16) {  // a full buffer back-pressures the application
+      const std::uint64_t seq = client.next_seq++;
+      client.unacked.emplace_back(seq, kv_request(seq));
+      result = node.replica->ingress(client.session, seq, client.unacked.back().second, now);
+      client.last_progress = now;
+      what = fmt::format("session {} seq {}", client.session, seq);
+    } else {
+      return;
+    }
     if (result.has_value()) {
       if (!leading)
         checker->fail(
             fmt::format("node {} accepts a proposal as {}", node.id.value(), consensus::to_string(node.raft->role())));
       ++outcome.stats.proposals;
-      trace(index, "client proposes {} at index {}", payload, result.value().value());
+      trace(index, "client: {} at index {}", what, result.value().value());
     } else {
-      if (leading && result.error() != consensus::ProposeError::transferring)
+      if (leading && result.error() != host::ClientError::transferring)
         checker->fail(fmt::format("leader {} refuses a proposal", node.id.value()));
       ++outcome.stats.refusals;
-      trace(index, "refuses client proposal {}", payload);
+      trace(index, "refuses client: {}", what);
     }
     flush(index);
+  }
+
+  // A random KV request on a small key space, so that requests collide; about one in five has a short TTL, so
+  // timers are armed, superseded and fired all through the run.
+  std::vector<std::byte> kv_request(std::uint64_t seq) {
+    services::KvRequest request;
+    request.request_id = seq;
+    request.key = fmt::format("k{}", random.below(8));
+    switch (random.below(10)) {
+      case 0: request.op = services::KvOp::get; break;
+      case 1: request.op = services::KvOp::remove; break;
+      case 2:
+        request.op = services::KvOp::compare_and_set;
+        request.value = fmt::format("v{}", seq);
+        if (random.chance(1, 2)) request.expected = fmt::format("v{}", seq - 1);
+        break;
+      case 3:
+      case 4:
+        request.op = services::KvOp::put_with_ttl;
+        request.value = fmt::format("v{}", seq);
+        request.ttl_ms = random.between(1, 500);
+        break;
+      default:
+        request.op = services::KvOp::put;
+        request.value = fmt::format("v{}", seq);
+        break;
+    }
+    auto bytes = services::encode_kv_request(request);
+    COHORT_ASSERT(bytes.has_value());
+    return std::move(*bytes);
   }
 
   void transfer() {
@@ -839,6 +1040,8 @@ struct Simulator::Impl {
   }
 
   // A single leader, and one of the liveness proposals committed on every node.
+  // A single leader, one of the liveness proposals (a session open) committed on every node, every client's
+  // messages acknowledged, and no timer overdue.
   bool converged() {
     std::optional<std::uint32_t> only;
     for (std::uint32_t i = 0; i < nodes.size(); ++i) {
@@ -851,8 +1054,8 @@ struct Simulator::Impl {
     const bool pending = std::any_of(liveness_proposals.begin(), liveness_proposals.end(),
                                      [&](const auto& p) { return lead.store.term_at(p.index) == p.term; });
     if (!pending && lead.raft->transfer_target() == std::nullopt) {
-      const auto result =
-          lead.raft->propose(consensus::EntryType::command, as_bytes(fmt::format("live{}", options.seed)), now);
+      liveness_client = host::Id128{0x11FE, ++client_counter};
+      const auto result = lead.replica->open_session(*liveness_client, now);
       if (result.has_value()) {
         liveness_proposals.push_back({result.value(), lead.raft->term()});
         trace(*only, "liveness proposal at index {}", result.value().value());
@@ -860,11 +1063,19 @@ struct Simulator::Impl {
       flush(*only);
       return false;
     }
-    return std::any_of(liveness_proposals.begin(), liveness_proposals.end(), [&](const auto& p) {
+    const bool committed = std::any_of(liveness_proposals.begin(), liveness_proposals.end(), [&](const auto& p) {
       return std::all_of(nodes.begin(), nodes.end(), [&](const auto& node) {
         return node->commit >= p.index && node->store.term_at(p.index) == p.term;
       });
     });
+    if (!committed) return false;
+    if (std::any_of(clients.begin(), clients.end(),
+                    [](const SimClient& c) { return c.session == 0 || !c.unacked.empty(); }))
+      return false;
+    // Timers: none of the leader's may be more than a second overdue in cluster time.
+    std::vector<std::pair<TimerId, std::uint64_t>> overdue;
+    lead.replica->host().due_timers(lead.replica->cluster_time(now) - 1s, overdue, 1);
+    return overdue.empty();
   }
 
   std::string cluster_state() const {
@@ -904,6 +1115,11 @@ struct Simulator::Impl {
       stores.push_back(&nodes.back()->store);
     }
     if (options.trace != nullptr) fmt::print(options.trace, "seed {}: {}\n", options.seed, mix.describe());
+    for (auto& node : nodes) node->clock_skew = micros(random.between(0, 4'000'000)) - 2s;
+    for (std::uint64_t c = 1; c <= 3; ++c) {
+      clients.emplace_back();
+      clients.back().id = host::Id128{0xC11E, c};
+    }
     for (std::uint32_t i = 0; i < nodes.size(); ++i) start_node(i);
     schedule(around(random, mix.client_every), make(EventKind::client, 0));
     if (mix.partition_every > 0s) schedule(around(random, mix.partition_every), make(EventKind::partition, 0));

@@ -11,9 +11,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-#include "protocol/messages.h"
+#include "protocol/catalogue.h"
 
 namespace cohort::protocol {
 namespace {
@@ -68,15 +69,12 @@ Result<Bytes, DecodeError> reencode_as(const Frame& frame) {
 }
 
 Result<Bytes, DecodeError> decode_and_reencode(const Frame& frame) {
-  switch (frame.header.type) {
-    case MessageType::hello: return reencode_as<Hello>(frame);
-    case MessageType::welcome: return reencode_as<Welcome>(frame);
-    case MessageType::error: return reencode_as<ErrorMessage>(frame);
-    case MessageType::ping: return reencode_as<Ping>(frame);
-    case MessageType::pong: return reencode_as<Pong>(frame);
+  std::optional<Result<Bytes, DecodeError>> result;
+  if (!visit_message_type(frame.header.type, [&]<typename Message>() { result = reencode_as<Message>(frame); })) {
+    ADD_FAILURE() << "scan_frame accepted a type outside the catalogue";
+    return unexpected(DecodeError{});
   }
-  ADD_FAILURE() << "scan_frame accepted a type outside the catalogue";
-  return unexpected(DecodeError{});
+  return std::move(*result);
 }
 
 /// Scans `bytes` as exactly one complete frame and returns why its body does not decode (nullopt if it does).

@@ -1,0 +1,33 @@
+#pragma once
+// Operator queries: ask one node how it sees the cluster. Blocking, for tools, tests and health checks.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace cohort {
+
+struct NodeStatus {
+  std::uint32_t node_id = 0;
+  std::string role;             // follower, pre-candidate, candidate, leader
+  std::uint32_t leader_id = 0;  // 0: unknown
+  std::uint64_t term = 0;
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t last_index = 0;
+  std::uint64_t state_hash = 0;  // of the replicated state at applied_index: equal on replicas at equal positions
+  std::uint64_t open_sessions = 0;
+};
+
+struct StatusResult {
+  bool ok = false;
+  std::string error;  // when !ok: why (unreachable, refused, timed out)
+  NodeStatus status;
+};
+
+/// Connects to `client_endpoint` ("host:port") as an admin tool, asks for the node's status and waits at most
+/// `timeout` for the answer.
+StatusResult query_status(const std::string& client_endpoint, std::uint64_t cluster_id,
+                          std::chrono::milliseconds timeout);
+
+}  // namespace cohort

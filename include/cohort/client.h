@@ -1,0 +1,100 @@
+#pragma once
+// The Cohort client (first version): connects to any member, follows redirects to the leader, opens a session,
+// sends ingress messages with per-session sequence numbers, and receives acknowledgements and egress. It
+// reconnects by itself, with backoff, cycling through the members, and resumes its session (the same client id
+// opens the same session), resending every message not yet acknowledged: the node applies each seq once.
+//
+//   cohort::ClientOptions options{.cluster_id = 7, .members = {"127.0.0.1:7201", "127.0.0.1:7202"}};
+//   MyListener listener;                       // callbacks run on the client's own I/O thread
+//   cohort::Client client(options, listener);
+//   client.wait_connected(std::chrono::seconds(5));
+//   auto offer = client.offer(bytes);          // thread-safe; offer.seq identifies the message
+//
+// Every accepted message gets exactly one fate through the listener: on_applied, or on_rejected (definitely not
+// applied), or, only if the application closes the client with messages still unacknowledged, on_unknown.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cohort {
+
+struct ClientOptions {
+  std::uint64_t cluster_id = 0;
+  std::vector<std::string> members;  // client endpoints, host:port
+  std::chrono::milliseconds keepalive_interval{250};
+  std::chrono::milliseconds silence_limit{1000};  // nothing heard for this long: the connection is lost
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{2000};
+  std::size_t max_buffered_messages = 65536;  // accepted and not yet acknowledged
+  std::size_t max_buffered_bytes = 64U << 20U;
+  std::size_t max_message_size = 1U << 20U;
+};
+
+enum class ClientState : std::uint8_t {
+  connecting,    // no session yet
+  connected,     // a session with the leader: messages flow
+  reconnecting,  // the connection or the leader was lost; offers are still accepted and buffered
+  closed,        // terminal: close(), or a permanent refusal (another cluster, an incompatible protocol)
+};
+const char* to_string(ClientState state) noexcept;
+
+enum class OfferStatus : std::uint8_t { accepted, back_pressured, too_large, closed };
+const char* to_string(OfferStatus status) noexcept;
+
+struct Offer {
+  OfferStatus status = OfferStatus::closed;
+  std::uint64_t seq = 0;  // when accepted
+};
+
+class ClientListener {
+ public:
+  virtual ~ClientListener() = default;
+  virtual void on_state(ClientState /*state*/, std::string_view /*reason*/) {}
+  virtual void on_leader(std::uint32_t /*leader_id*/, std::uint64_t /*term*/) {}
+  /// A session was opened (resumed == false) or found again after a reconnect (resumed == true).
+  virtual void on_session(std::uint64_t /*session_id*/, bool /*resumed*/) {}
+  /// Message `seq` was applied, at or before log position `position` (0 if the node did not say).
+  virtual void on_applied(std::uint64_t /*seq*/, std::uint64_t /*position*/) {}
+  virtual void on_rejected(std::uint64_t /*seq*/, std::string_view /*reason*/) {}
+  virtual void on_unknown(std::uint64_t /*seq*/, std::string_view /*reason*/) {}
+  virtual void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> /*message*/) {}
+};
+
+class Client {
+ public:
+  Client(ClientOptions options, ClientListener& listener);
+  /// Closes (without waiting for acknowledgements) and joins the I/O thread.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// Thread-safe. Accepted messages are sent at once if there is a session, else buffered and sent when one
+  /// opens.
+  Offer offer(std::span<const std::byte> message);
+
+  ClientState state() const;
+  std::uint64_t session_id() const;
+  std::uint32_t leader_id() const;
+  /// Messages accepted and not yet given a fate.
+  std::size_t unacknowledged() const;
+
+  /// Block the calling thread (never the listener's) until the condition holds or the timeout passes.
+  bool wait_connected(std::chrono::milliseconds timeout) const;
+  bool wait_drained(std::chrono::milliseconds timeout) const;
+
+  /// Closes the client: the session is closed on the cluster if connected; messages without a fate get
+  /// on_unknown. Returns once the I/O thread has stopped.
+  void close();
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cohort

@@ -1,0 +1,307 @@
+#include "client/client_core.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+#include "protocol/catalogue.h"
+
+namespace cohort::client {
+
+ClientCore::ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low,
+                       std::uint64_t seed)
+    : options_(std::move(options)), client_high_(client_id_high), client_low_(client_id_low), random_(seed) {
+  COHORT_ASSERT(!options_.members.empty());
+  next_member_ = static_cast<std::size_t>(random_.below(options_.members.size()));
+}
+
+void ClientCore::set_state(ClientState state, std::string reason) {
+  if (state_ == state) return;
+  state_ = state;
+  events_.emplace_back(StateEvent{state, std::move(reason)});
+}
+
+std::optional<std::string> ClientCore::take_connect() { return std::exchange(connect_, std::nullopt); }
+bool ClientCore::take_close() { return std::exchange(close_, false); }
+
+// --- connections ----------------------------------------------------------------------------------------------
+
+void ClientCore::tick(Time now) {
+  if (state_ == ClientState::closed) return;
+  if (link_ == Link::none) {
+    if (now < retry_at_) return;
+    if (redirect_) {
+      connect_ = std::move(*redirect_);
+      redirect_.reset();
+    } else {
+      connect_ = options_.members[next_member_];
+      next_member_ = (next_member_ + 1) % options_.members.size();
+      if (next_member_ == 0) redirected_this_round_ = false;
+    }
+    link_ = Link::connecting;
+    return;
+  }
+  if (link_ != Link::open) return;  // the transport bounds the handshake
+  if (now - last_heard_ > options_.silence_limit) {
+    drop_connection(now, "the node went silent", false);
+    return;
+  }
+  if (session_ != 0 && now - last_sent_ >= options_.keepalive_interval) {
+    protocol::append_frame(protocol::KeepAlive{session_}, out_);
+    last_sent_ = now;
+  }
+}
+
+void ClientCore::on_connected(Time now) {
+  COHORT_ASSERT(link_ == Link::connecting);
+  link_ = Link::open;
+  last_heard_ = now;
+  last_sent_ = now;
+  protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
+}
+
+void ClientCore::on_disconnected(Time now, std::string_view why) {
+  if (link_ == Link::none) return;
+  link_ = Link::none;
+  session_ = 0;
+  ++attempt_;
+  schedule_retry(now);
+  if (state_ != ClientState::closed)
+    set_state(state_ == ClientState::connecting ? ClientState::connecting : ClientState::reconnecting,
+              std::string(why));
+}
+
+void ClientCore::on_refused(std::string_view why) {
+  link_ = Link::none;
+  session_ = 0;
+  for (const Buffered& message : buffer_)
+    events_.emplace_back(RejectedEvent{message.seq, "the cluster refused the connection"});
+  buffer_.clear();
+  buffered_bytes_ = 0;
+  set_state(ClientState::closed, fmt::format("refused: {}", why));
+}
+
+void ClientCore::drop_connection(Time now, std::string reason, bool follow_redirect) {
+  close_ = link_ != Link::none;
+  link_ = Link::none;
+  session_ = 0;
+  if (follow_redirect && !redirected_this_round_) {
+    redirected_this_round_ = true;
+    retry_at_ = now;  // a redirect is followed at once
+  } else {
+    ++attempt_;
+    schedule_retry(now);
+  }
+  if (state_ == ClientState::connected) set_state(ClientState::reconnecting, std::move(reason));
+}
+
+// Exponential backoff with full jitter: uniformly in [0, min(max, initial * 2^attempt)].
+void ClientCore::schedule_retry(Time now) {
+  const auto initial = std::chrono::duration_cast<Time>(options_.backoff_initial).count();
+  const auto ceiling = std::chrono::duration_cast<Time>(options_.backoff_max).count();
+  const std::uint32_t shift = std::min<std::uint32_t>(attempt_, 20);
+  const auto bound = std::min<std::int64_t>(ceiling, initial << shift);
+  retry_at_ = now + Time(static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(bound) + 1)));
+}
+
+// --- messages -------------------------------------------------------------------------------------------------
+
+Offer ClientCore::offer(ByteSpan message, Time now) {
+  (void)now;
+  if (state_ == ClientState::closed) return Offer{OfferStatus::closed, 0};
+  if (message.size() > options_.max_message_size) return Offer{OfferStatus::too_large, 0};
+  if (buffer_.size() >= options_.max_buffered_messages ||
+      buffered_bytes_ + message.size() > options_.max_buffered_bytes)
+    return Offer{OfferStatus::back_pressured, 0};
+  buffer_.push_back(Buffered{next_seq_++, std::vector<std::byte>(message.begin(), message.end())});
+  buffered_bytes_ += message.size();
+  if (session_ != 0) send_ingress(buffer_.back());
+  return Offer{OfferStatus::accepted, buffer_.back().seq};
+}
+
+void ClientCore::send_ingress(const Buffered& message) {
+  protocol::append_frame(protocol::Ingress{session_, message.seq, message.message}, out_);
+}
+
+void ClientCore::resend_from(std::uint64_t seq) {
+  for (const Buffered& message : buffer_)
+    if (message.seq >= seq) send_ingress(message);
+}
+
+void ClientCore::acknowledge(std::uint64_t seq, std::uint64_t position) {
+  while (!buffer_.empty() && buffer_.front().seq <= seq) {
+    events_.emplace_back(AppliedEvent{buffer_.front().seq, position});
+    buffered_bytes_ -= buffer_.front().message.size();
+    buffer_.pop_front();
+  }
+  acked_ = std::max(acked_, seq);
+}
+
+void ClientCore::note_leader(std::uint32_t leader, std::uint64_t term) {
+  if (term < term_ || (term == term_ && leader == leader_)) return;
+  term_ = term;
+  leader_ = leader;
+  if (leader != 0) events_.emplace_back(LeaderEvent{leader, term});
+}
+
+void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
+  if (link_ != Link::open || state_ == ClientState::closed) return;
+  last_heard_ = now;
+  switch (frame.header.type) {
+    case protocol::MessageType::session_reply: return handle_reply(frame, now);
+    case protocol::MessageType::ack: {
+      auto ack = protocol::decode<protocol::Ack>(frame);
+      if (!ack || ack->session_id != session_) return;
+      note_leader(ack->leader_id, ack->term);
+      acknowledge(ack->applied_seq, ack->log_position);
+      return;
+    }
+    case protocol::MessageType::egress: {
+      auto egress = protocol::decode<protocol::Egress>(frame);
+      if (!egress || egress->session_id != session_ || egress->egress_seq <= last_egress_) return;
+      last_egress_ = egress->egress_seq;
+      events_.emplace_back(
+          EgressEvent{egress->egress_seq, std::vector<std::byte>(egress->payload.begin(), egress->payload.end())});
+      return;
+    }
+    case protocol::MessageType::ingress_rejected: {
+      auto rejected = protocol::decode<protocol::IngressRejected>(frame);
+      if (!rejected || rejected->session_id != session_) return;
+      switch (rejected->reason) {
+        case protocol::IngressRejectReason::gap:
+          // A message before it was lost on the way (not a fate). Every message after the lost one reports the
+          // same gap: one resend answers them all.
+          if (resent_from_ != rejected->expected_seq) {
+            resent_from_ = rejected->expected_seq;
+            resend_from(rejected->expected_seq);
+          }
+          return;
+        case protocol::IngressRejectReason::too_large:
+          // Its seq was consumed by the cluster: a definite fate, and the messages after it go on.
+          for (auto it = buffer_.begin(); it != buffer_.end(); ++it) {
+            if (it->seq != rejected->seq) continue;
+            events_.emplace_back(RejectedEvent{it->seq, "larger than the cluster's message limit"});
+            buffered_bytes_ -= it->message.size();
+            buffer_.erase(it);
+            break;
+          }
+          return;
+        case protocol::IngressRejectReason::not_leader:
+        case protocol::IngressRejectReason::unknown_session:
+          drop_connection(now, "the node is no longer the leader", false);
+          return;
+      }
+      return;
+    }
+    case protocol::MessageType::session_closed: {
+      auto closed = protocol::decode<protocol::SessionClosed>(frame);
+      if (!closed || closed->session_id != session_) return;
+      acknowledge(closed->last_applied_seq, 0);
+      // Not asked for by the application: open a new session on the same connection.
+      session_ = 0;
+      protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
+      return;
+    }
+    default: return;
+  }
+}
+
+void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
+  auto reply = protocol::decode<protocol::SessionReply>(frame);
+  if (!reply) {
+    drop_connection(now, fmt::format("malformed session reply: {}", reply.error().describe()), false);
+    return;
+  }
+  switch (reply->status) {
+    case protocol::SessionStatus::redirect:
+      note_leader(reply->leader_id, reply->term);
+      redirect_ = std::string(reply->text);
+      drop_connection(now, fmt::format("redirected to node {} at {}", reply->leader_id, reply->text), true);
+      return;
+    case protocol::SessionStatus::no_leader:
+      // Keep the connection: the node says as soon as a leader is elected.
+      if (session_ != 0) {
+        session_ = 0;
+        set_state(ClientState::reconnecting, std::string(reply->text));
+      }
+      return;
+    case protocol::SessionStatus::rejected:
+      set_state(ClientState::closed, fmt::format("refused by the cluster: {}", reply->text));
+      close_ = true;
+      link_ = Link::none;
+      return;
+    case protocol::SessionStatus::opened: break;
+  }
+  if (incarnation_high_ != 0 || incarnation_low_ != 0) {
+    if (reply->incarnation.high != incarnation_high_ || reply->incarnation.low != incarnation_low_) {
+      set_state(ClientState::closed, "the cluster was re-created (another incarnation)");
+      close_ = true;
+      link_ = Link::none;
+      return;
+    }
+  } else {
+    incarnation_high_ = reply->incarnation.high;
+    incarnation_low_ = reply->incarnation.low;
+  }
+  note_leader(reply->leader_id, reply->term);
+  const bool resumed = known_session_ == reply->session_id;
+  if (known_session_ != 0 && !resumed) {
+    // The old session is gone and its fate table with it: what it had not acknowledged cannot be known now.
+    for (const Buffered& message : buffer_) events_.emplace_back(UnknownEvent{message.seq, "the session was replaced"});
+    buffer_.clear();
+    buffered_bytes_ = 0;
+    acked_ = 0;
+    next_seq_ = 1;
+    last_egress_ = 0;
+  }
+  session_ = reply->session_id;
+  known_session_ = reply->session_id;
+  attempt_ = 0;
+  redirected_this_round_ = false;
+  events_.emplace_back(SessionEvent{session_, resumed});
+  set_state(ClientState::connected, resumed ? "session resumed" : "session opened");
+  acknowledge(reply->last_applied_seq, 0);
+  resent_from_ = acked_ + 1;
+  resend_from(acked_ + 1);
+  last_sent_ = now;
+}
+
+void ClientCore::close(Time now) {
+  (void)now;
+  if (state_ == ClientState::closed) return;
+  if (session_ != 0) protocol::append_frame(protocol::SessionClose{session_}, out_);
+  for (const Buffered& message : buffer_)
+    events_.emplace_back(UnknownEvent{message.seq, "the client closed before it was acknowledged"});
+  buffer_.clear();
+  buffered_bytes_ = 0;
+  set_state(ClientState::closed, "closed by the application");
+  close_ = link_ != Link::none;
+  link_ = Link::none;
+}
+
+}  // namespace cohort::client
+
+namespace cohort {
+
+const char* to_string(ClientState state) noexcept {
+  switch (state) {
+    case ClientState::connecting: return "connecting";
+    case ClientState::connected: return "connected";
+    case ClientState::reconnecting: return "reconnecting";
+    case ClientState::closed: return "closed";
+  }
+  return "unknown";
+}
+
+const char* to_string(OfferStatus status) noexcept {
+  switch (status) {
+    case OfferStatus::accepted: return "accepted";
+    case OfferStatus::back_pressured: return "back-pressured";
+    case OfferStatus::too_large: return "too large";
+    case OfferStatus::closed: return "closed";
+  }
+  return "unknown";
+}
+
+}  // namespace cohort

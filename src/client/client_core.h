@@ -1,0 +1,137 @@
+#pragma once
+// The client's state machine, sans-I/O: it takes connection events, frames, offers and ticks with the current
+// time, and returns what to do (connect, close, frames to send) and what to tell the application. The runtime
+// (client.cpp) drives it from its I/O thread; a test or the simulator can drive it directly.
+//
+// States (include/cohort/client.h): connecting -> connected <-> reconnecting, and closed (terminal).
+// The buffer holds every accepted message until it has a fate; it is resent, in order, after every session
+// open, from the seq after the one the node reports applied.
+
+#include <chrono>
+#include <deque>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "cohort/client.h"
+#include "common/bytes.h"
+#include "common/random.h"
+#include "protocol/frame.h"
+
+namespace cohort::client {
+
+using Time = std::chrono::nanoseconds;
+
+struct StateEvent {
+  ClientState state;
+  std::string reason;
+};
+struct LeaderEvent {
+  std::uint32_t leader = 0;
+  std::uint64_t term = 0;
+};
+struct SessionEvent {
+  std::uint64_t session = 0;
+  bool resumed = false;
+};
+struct AppliedEvent {
+  std::uint64_t seq = 0;
+  std::uint64_t position = 0;
+};
+struct RejectedEvent {
+  std::uint64_t seq = 0;
+  std::string reason;
+};
+struct UnknownEvent {
+  std::uint64_t seq = 0;
+  std::string reason;
+};
+struct EgressEvent {
+  std::uint64_t egress_seq = 0;
+  std::vector<std::byte> message;
+};
+using Event =
+    std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent, EgressEvent>;
+
+class ClientCore {
+ public:
+  ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low, std::uint64_t seed);
+
+  // Inputs. on_connected, on_disconnected and on_frame concern the connection last asked for (take_connect).
+  void tick(Time now);
+  void on_connected(Time now);
+  void on_disconnected(Time now, std::string_view why);
+  /// The node refused the handshake (another cluster, an incompatible protocol): permanent, the client closes.
+  void on_refused(std::string_view why);
+  void on_frame(const protocol::Frame& frame, Time now);
+  Offer offer(ByteSpan message, Time now);
+  void close(Time now);
+
+  // Outputs.
+  /// An endpoint to connect to; the runtime first drops the current connection, if any.
+  std::optional<std::string> take_connect();
+  /// Whether to drop the current connection (frames in outgoing() are sent first).
+  bool take_close();
+  /// Frames to send on the current connection; the runtime sends and clears it.
+  std::vector<std::byte>& outgoing() noexcept { return out_; }
+  std::vector<Event>& events() noexcept { return events_; }
+
+  ClientState state() const noexcept { return state_; }
+  std::uint64_t session() const noexcept { return session_; }
+  std::uint32_t leader() const noexcept { return leader_; }
+  std::size_t unacknowledged() const noexcept { return buffer_.size(); }
+
+ private:
+  struct Buffered {
+    std::uint64_t seq = 0;
+    std::vector<std::byte> message;
+  };
+  enum class Link : std::uint8_t { none, connecting, open };
+
+  void set_state(ClientState state, std::string reason);
+  void drop_connection(Time now, std::string reason, bool follow_redirect);
+  void schedule_retry(Time now);
+  void send_ingress(const Buffered& message);
+  void resend_from(std::uint64_t seq);
+  void acknowledge(std::uint64_t seq, std::uint64_t position);
+  void note_leader(std::uint32_t leader, std::uint64_t term);
+  void handle_reply(const protocol::Frame& frame, Time now);
+
+  ClientOptions options_;
+  std::uint64_t client_high_;
+  std::uint64_t client_low_;
+  Random random_;
+  ClientState state_ = ClientState::connecting;
+
+  Link link_ = Link::none;
+  std::size_t next_member_ = 0;
+  std::optional<std::string> redirect_;  // where the last redirect pointed: the next connection goes there
+  bool redirected_this_round_ = false;   // a second redirect within one backoff round waits for the backoff
+  std::uint32_t attempt_ = 0;            // consecutive failed connections, for the backoff
+  Time retry_at_{0};
+  Time last_heard_{0};
+  Time last_sent_{0};
+  std::optional<std::string> connect_;
+  bool close_ = false;
+
+  std::uint64_t session_ = 0;        // 0: none open on this connection
+  std::uint64_t known_session_ = 0;  // the session this client last had, to tell "resumed" from "replaced"
+  std::uint32_t leader_ = 0;
+  std::uint64_t term_ = 0;
+  std::uint64_t incarnation_high_ = 0;
+  std::uint64_t incarnation_low_ = 0;
+
+  // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
+  std::deque<Buffered> buffer_;
+  std::size_t buffered_bytes_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t acked_ = 0;  // every seq up to here has its fate
+  std::uint64_t last_egress_ = 0;
+  std::uint64_t resent_from_ = 0;  // the last resend's first seq: gaps that name it are echoes of one loss
+
+  std::vector<std::byte> out_;
+  std::vector<Event> events_;
+};
+
+}  // namespace cohort::client

@@ -1,0 +1,115 @@
+#include "host/entry_codec.h"
+
+#include <fmt/format.h>
+
+namespace cohort::host {
+namespace {
+
+void begin(std::vector<std::byte>& out, EntryKind kind, ClusterTime stamp, std::size_t body) {
+  out.resize(kEnvelopeHeaderSize + body);
+  std::fill_n(out.begin(), 8, std::byte{0});
+  out[0] = static_cast<std::byte>(kind);
+  store_le<std::uint64_t>(out.data() + 8, static_cast<std::uint64_t>(stamp.count()));
+}
+
+void put(std::vector<std::byte>& out, std::size_t at, std::uint64_t value) {
+  store_le<std::uint64_t>(out.data() + kEnvelopeHeaderSize + at, value);
+}
+
+std::uint64_t get(ByteSpan payload, std::size_t at) {
+  return load_le<std::uint64_t>(payload.data() + kEnvelopeHeaderSize + at);
+}
+
+// Body sizes; ingress is the minimum (its message follows).
+constexpr std::size_t body_size(EntryKind kind) {
+  switch (kind) {
+    case EntryKind::bootstrap:
+    case EntryKind::session_open:
+    case EntryKind::session_close:
+    case EntryKind::ingress:
+    case EntryKind::timer: return 16;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
+  if (payload.size() < kEnvelopeHeaderSize)
+    return unexpected(
+        fmt::format("envelope of {} bytes is shorter than its {}-byte header", payload.size(), kEnvelopeHeaderSize));
+  const auto kind = static_cast<std::uint8_t>(payload[0]);
+  if (kind < 1 || kind > 5) return unexpected(fmt::format("unknown entry kind {}", kind));
+  for (std::size_t i = 1; i < 8; ++i)
+    if (payload[i] != std::byte{0}) return unexpected(fmt::format("reserved envelope byte {} is not zero", i));
+  DecodedEntry entry;
+  entry.kind = static_cast<EntryKind>(kind);
+  const auto stamp = load_le<std::uint64_t>(payload.data() + 8);
+  if (stamp > static_cast<std::uint64_t>(INT64_MAX)) return unexpected(fmt::format("stamp {} out of range", stamp));
+  entry.stamp = ClusterTime(static_cast<std::int64_t>(stamp));
+  const std::size_t body = payload.size() - kEnvelopeHeaderSize;
+  const std::size_t needed = body_size(entry.kind);
+  if (body < needed || (entry.kind != EntryKind::ingress && body != needed))
+    return unexpected(fmt::format("entry kind {} has a {}-byte body, expected {}", kind, body, needed));
+  switch (entry.kind) {
+    case EntryKind::bootstrap:
+    case EntryKind::session_open: entry.id = Id128{get(payload, 0), get(payload, 8)}; break;
+    case EntryKind::session_close: {
+      entry.session = get(payload, 0);
+      const auto reason = static_cast<std::uint8_t>(payload[kEnvelopeHeaderSize + 8]);
+      if (reason < 1 || reason > 3) return unexpected(fmt::format("unknown close reason {}", reason));
+      entry.reason = static_cast<CloseReason>(reason);
+      break;
+    }
+    case EntryKind::ingress:
+      entry.session = get(payload, 0);
+      entry.seq = get(payload, 8);
+      entry.message = payload.subspan(kEnvelopeHeaderSize + 16);
+      break;
+    case EntryKind::timer:
+      entry.timer = get(payload, 0);
+      entry.seq = get(payload, 8);
+      break;
+  }
+  return entry;
+}
+
+void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation) {
+  begin(out, EntryKind::bootstrap, stamp, 16);
+  put(out, 0, incarnation.high);
+  put(out, 8, incarnation.low);
+}
+
+void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client) {
+  begin(out, EntryKind::session_open, stamp, 16);
+  put(out, 0, client.high);
+  put(out, 8, client.low);
+}
+
+void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason) {
+  begin(out, EntryKind::session_close, stamp, 16);
+  put(out, 0, session);
+  put(out, 8, static_cast<std::uint64_t>(reason));  // reason byte, then 7 zero bytes
+}
+
+void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq,
+                    ByteSpan message) {
+  begin(out, EntryKind::ingress, stamp, 16 + message.size());
+  put(out, 0, session);
+  put(out, 8, seq);
+  if (!message.empty()) std::memcpy(out.data() + kEnvelopeHeaderSize + 16, message.data(), message.size());
+}
+
+void encode_timer(std::vector<std::byte>& out, ClusterTime stamp, TimerId timer, std::uint64_t generation) {
+  begin(out, EntryKind::timer, stamp, 16);
+  put(out, 0, timer);
+  put(out, 8, generation);
+}
+
+std::optional<ClusterTime> entry_stamp(ByteSpan payload) noexcept {
+  if (payload.size() < kEnvelopeHeaderSize) return std::nullopt;
+  const auto stamp = load_le<std::uint64_t>(payload.data() + 8);
+  return ClusterTime(static_cast<std::int64_t>(std::min<std::uint64_t>(stamp, INT64_MAX)));
+}
+
+}  // namespace cohort::host

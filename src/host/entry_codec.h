@@ -1,0 +1,62 @@
+#pragma once
+// What the layers above consensus put in a log entry. Every command entry's payload is an envelope:
+//
+//   kind u8 | reserved 7 | stamp u64 (cluster time, ns since the Unix epoch) | body
+//
+//   bootstrap      incarnation high u64 | low u64             the first leader of a new cluster, once
+//   session_open   client id high u64 | low u64               its log index becomes the session id
+//   session_close  session u64 | reason u8 | reserved 7
+//   ingress        session u64 | seq u64 | message bytes
+//   timer          timer id u64 | generation u64              a firing: applied only if that generation is pending
+//
+// The leader stamps every entry it appends; stamps never decrease along the log (cluster_clock.h). A noop
+// entry (consensus' own, appended by each new leader) carries no envelope.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cohort/service.h"
+#include "common/bytes.h"
+#include "common/result.h"
+
+namespace cohort::host {
+
+/// A 128-bit random identifier: a client's id, a cluster's incarnation.
+struct Id128 {
+  std::uint64_t high = 0;
+  std::uint64_t low = 0;
+  bool known() const noexcept { return high != 0 || low != 0; }
+  friend auto operator<=>(const Id128&, const Id128&) = default;
+};
+
+enum class EntryKind : std::uint8_t { bootstrap = 1, session_open = 2, session_close = 3, ingress = 4, timer = 5 };
+
+inline constexpr std::size_t kEnvelopeHeaderSize = 16;
+
+struct DecodedEntry {
+  EntryKind kind = EntryKind::ingress;
+  ClusterTime stamp{0};
+  Id128 id;                   // bootstrap: the incarnation; session_open: the client id
+  std::uint64_t session = 0;  // session_close, ingress
+  std::uint64_t seq = 0;      // ingress: the message's seq; timer: the generation
+  std::uint64_t timer = 0;
+  CloseReason reason = CloseReason::client_closed;
+  ByteSpan message;  // ingress: a view into the entry's payload
+};
+
+/// Decodes an envelope, or says what is wrong with it (a committed entry that fails is damage or a bug).
+Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept;
+
+/// Encoders: each replaces `out`'s contents (the caller reuses one buffer).
+void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation);
+void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client);
+void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason);
+void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq,
+                    ByteSpan message);
+void encode_timer(std::vector<std::byte>& out, ClusterTime stamp, TimerId timer, std::uint64_t generation);
+
+/// The stamp of an envelope, or nullopt if the payload is too short to hold one.
+std::optional<ClusterTime> entry_stamp(ByteSpan payload) noexcept;
+
+}  // namespace cohort::host

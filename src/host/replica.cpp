@@ -1,0 +1,126 @@
+#include "host/replica.h"
+
+#include "common/assert.h"
+
+namespace cohort::host {
+
+const char* to_string(ClientError error) noexcept {
+  switch (error) {
+    case ClientError::not_leader: return "not the leader";
+    case ClientError::transferring: return "leadership transfer under way";
+  }
+  return "unknown";
+}
+
+Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
+                 ClusterTime wall)
+    : config_(std::move(config)),
+      log_(log),
+      raft_(config_.raft, log, seed, mono),
+      host_(service, config_.limits),
+      random_(seed ^ 0x494E4341524E4154ULL),
+      wall_(wall),
+      wall_mono_(mono),
+      role_(raft_.role()),
+      term_(raft_.term()) {
+  host_.start();
+}
+
+void Replica::tick(Time mono, ClusterTime wall) {
+  wall_ = wall;
+  wall_mono_ = mono;
+  raft_.tick(mono);
+  after_input(mono);
+  leader_duties(mono);
+}
+
+void Replica::step(const consensus::Message& message, Time mono) {
+  raft_.step(message, mono);
+  after_input(mono);
+}
+
+void Replica::on_persisted(const consensus::PersistCompletion& completion, Time mono) {
+  raft_.on_persisted(completion, mono);
+  after_input(mono);
+}
+
+void Replica::after_input(Time mono) {
+  if (raft_.role() == role_ && raft_.term() == term_) return;
+  const bool new_leadership =
+      raft_.role() == consensus::Role::leader && (role_ != consensus::Role::leader || raft_.term() != term_);
+  role_ = raft_.role();
+  term_ = raft_.term();
+  firings_in_flight_.clear();
+  bootstrap_proposed_ = false;
+  if (new_leadership) clock_.lead(last_stamp_in_log(), wall_ + (mono - wall_mono_), mono);
+  switch (role_) {
+    case consensus::Role::leader: host_.set_role(ClusterRole::leader); break;
+    case consensus::Role::follower: host_.set_role(ClusterRole::follower); break;
+    case consensus::Role::pre_candidate:
+    case consensus::Role::candidate: host_.set_role(ClusterRole::candidate); break;
+  }
+}
+
+ClusterTime Replica::last_stamp_in_log() const {
+  // The newest stamped entry: only no-ops (one per term without commands) lie after it.
+  for (LogIndex i = log_.last_index(); i >= log_.first_index() && i.value() > 0; i = i.prev()) {
+    const consensus::Entry& entry = log_.entry(i);
+    if (entry.type != consensus::EntryType::command) continue;
+    if (const auto stamp = entry_stamp(entry.payload)) return *stamp;
+  }
+  return host_.last_stamp();
+}
+
+void Replica::leader_duties(Time mono) {
+  if (!serving()) return;
+  if (!host_.incarnation().known() && !bootstrap_proposed_) {
+    const Id128 incarnation{random_.next() | 1U, random_.next()};
+    encode_bootstrap(scratch_, clock_.now(mono), incarnation);
+    if (propose(mono).has_value()) bootstrap_proposed_ = true;
+  }
+  host_.due_timers(clock_.now(mono), due_, config_.max_timer_firings_per_tick);
+  // Firings already applied, or no longer pending, leave the in-flight set.
+  std::erase_if(firings_in_flight_,
+                [&](const auto& firing) { return std::find(due_.begin(), due_.end(), firing) == due_.end(); });
+  for (const auto& firing : due_) {
+    if (firings_in_flight_.contains(firing)) continue;
+    encode_timer(scratch_, clock_.now(mono), firing.first, firing.second);
+    if (!propose(mono).has_value()) break;
+    firings_in_flight_.insert(firing);
+  }
+}
+
+Result<LogIndex, ClientError> Replica::propose(Time mono) {
+  auto index = raft_.propose(consensus::EntryType::command, scratch_, mono);
+  if (index.has_value()) return *index;
+  return unexpected(index.error() == consensus::ProposeError::transferring ? ClientError::transferring
+                                                                           : ClientError::not_leader);
+}
+
+Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono) {
+  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
+  encode_session_open(scratch_, clock_.now(mono), client);
+  return propose(mono);
+}
+
+Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono) {
+  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
+  // An oversized message is appended all the same: applying it consumes its seq with the fate "rejected", so
+  // the messages after it do not find a gap.
+  encode_ingress(scratch_, clock_.now(mono), session, seq, message);
+  return propose(mono);
+}
+
+Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mono) {
+  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
+  encode_session_close(scratch_, clock_.now(mono), session, CloseReason::client_closed);
+  return propose(mono);
+}
+
+void Replica::take_ready(consensus::Ready& ready) {
+  raft_.take_ready(ready);
+  COHORT_ASSERT(ready.commit <= log_.last_index());
+  while (host_.applied_index() < ready.commit) host_.apply(log_.entry(host_.applied_index().next()));
+}
+
+}  // namespace cohort::host

@@ -1,0 +1,103 @@
+#pragma once
+// One replica of the cluster as a sans-I/O state machine: the consensus core, the service host fed with what it
+// commits, and the leader's cluster clock. The node runtime and the simulator both drive it (raft.h's driver
+// contract, plus: after take_ready(), the host's outputs are the replies to clients).
+//
+// What the leader decides on its own, it decides here: stamps (cluster time), the cluster's bootstrap entry,
+// and timer firings. Those decisions read the applied state, which may lag the leader's log, so any of them can
+// be appended twice; applying is idempotent for each (service_host.cpp).
+
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "common/random.h"
+#include "common/result.h"
+#include "consensus/raft.h"
+#include "host/service_host.h"
+
+namespace cohort::host {
+
+using consensus::Time;
+
+/// Cluster time while leading: from max(the last stamp in the log, the leader's wall clock) at election, it
+/// advances with the monotonic clock, so a step of the wall clock (NTP) does not move it, and it never goes
+/// back across leaders.
+class ClusterClock {
+ public:
+  void lead(ClusterTime floor, ClusterTime wall, Time mono) noexcept {
+    base_ = std::max(floor, wall);
+    anchor_ = mono;
+  }
+  ClusterTime now(Time mono) const noexcept { return base_ + (mono - anchor_); }
+
+ private:
+  ClusterTime base_{0};
+  Time anchor_{0};
+};
+
+struct ReplicaConfig {
+  consensus::Config raft;
+  HostLimits limits;
+  std::size_t max_timer_firings_per_tick = 256;
+};
+
+enum class ClientError : std::uint8_t {
+  not_leader,
+  transferring,  // a leadership transfer is under way: ask again at the new leader
+};
+const char* to_string(ClientError error) noexcept;
+
+class Replica {
+ public:
+  /// `wall` is the wall clock (ns since the Unix epoch) read together with `mono`.
+  Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
+          ClusterTime wall);
+
+  void tick(Time mono, ClusterTime wall);
+  void step(const consensus::Message& message, Time mono);
+  void on_persisted(const consensus::PersistCompletion& completion, Time mono);
+
+  // Client requests, at the leader. Each appends one entry; the answer comes when it is applied (host outputs).
+  Result<LogIndex, ClientError> open_session(Id128 client, Time mono);
+  Result<LogIndex, ClientError> ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono);
+  Result<LogIndex, ClientError> close_session(SessionId session, Time mono);
+
+  /// Takes the consensus core's outputs, then applies every newly committed entry to the service host.
+  void take_ready(consensus::Ready& ready);
+
+  consensus::Raft& raft() noexcept { return raft_; }
+  const consensus::Raft& raft() const noexcept { return raft_; }
+  ServiceHost& host() noexcept { return host_; }
+  const ServiceHost& host() const noexcept { return host_; }
+  /// Leader whose own no-op is applied: its applied state is current, so decisions it reads from are too.
+  bool serving() const noexcept {
+    return raft_.role() == consensus::Role::leader && host_.applied_term() == raft_.term();
+  }
+  ClusterTime cluster_time(Time mono) const noexcept { return clock_.now(mono); }
+
+ private:
+  Result<LogIndex, ClientError> propose(Time mono);
+  void after_input(Time mono);
+  void leader_duties(Time mono);
+  ClusterTime last_stamp_in_log() const;
+
+  ReplicaConfig config_;
+  consensus::LogStore& log_;
+  consensus::Raft raft_;
+  ServiceHost host_;
+  Random random_;
+  ClusterClock clock_;
+  ClusterTime wall_{0};  // the wall clock at the last tick, read with wall_mono_
+  Time wall_mono_{0};
+  consensus::Role role_ = consensus::Role::follower;
+  Term term_;
+  // Leader, in term_: firings appended and not yet seen applied (so each tick does not append them again), and
+  // whether a bootstrap entry was appended.
+  std::set<std::pair<TimerId, std::uint64_t>> firings_in_flight_;
+  bool bootstrap_proposed_ = false;
+  std::vector<std::byte> scratch_;
+  std::vector<std::pair<TimerId, std::uint64_t>> due_;
+};
+
+}  // namespace cohort::host

@@ -1,0 +1,693 @@
+// The node runtime: drives one Replica (consensus core + service host) with the Asio event loop, the TCP
+// transport and the storage thread. Everything here runs on the loop thread except the storage thread's
+// wake-up, which only posts to the loop.
+//
+// One loop turn: inputs (frames, ticks, storage completions) go to the replica; a flush, posted once per turn,
+// then takes the replica's outputs: consensus messages (each sent only once storage has made its `after`
+// durable), the storage batch (submitted when the storage thread has room; otherwise it keeps growing), and the
+// service host's replies to clients.
+
+#include "cohort/node.h"
+
+#include <algorithm>
+#include <csignal>
+#include <map>
+#include <random>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/assert.h"
+#include "host/replica.h"
+#include "io/event_loop.h"
+#include "io/tcp_transport.h"
+#include "node/peer_codec.h"
+#include "protocol/catalogue.h"
+#include "storage/log_writer.h"
+#include "storage/posix_file.h"
+#include "storage/recovery.h"
+#include "storage/segmented_log.h"
+#include "storage/storage_thread.h"
+
+namespace cohort {
+
+using consensus::Role;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+consensus::Time mono_now() { return std::chrono::duration_cast<consensus::Time>(Clock::now().time_since_epoch()); }
+ClusterTime wall_now() {
+  return std::chrono::duration_cast<ClusterTime>(std::chrono::system_clock::now().time_since_epoch());
+}
+
+protocol::NodeRole wire_role(Role role) {
+  switch (role) {
+    case Role::follower: return protocol::NodeRole::follower;
+    case Role::pre_candidate: return protocol::NodeRole::pre_candidate;
+    case Role::candidate: return protocol::NodeRole::candidate;
+    case Role::leader: return protocol::NodeRole::leader;
+  }
+  return protocol::NodeRole::follower;
+}
+
+constexpr std::chrono::milliseconds kTickPeriod{5};
+constexpr std::chrono::milliseconds kReconnectMin{50};
+constexpr std::chrono::milliseconds kReconnectMax{1000};
+
+}  // namespace
+
+class Node::Impl final : public io::TransportHandler {
+ public:
+  Impl(NodeOptions options, Service& service) : options_(std::move(options)), service_(service) {}
+  ~Impl() override;
+
+  std::optional<std::string> start();
+  int run();
+  void request_stop() {
+    loop_.post([this] { begin_stop(); });
+  }
+
+  std::string peer_endpoint() const { return peer_bound_.to_string(); }
+  std::string client_endpoint() const { return client_bound_.to_string(); }
+
+  // TransportHandler
+  void on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) override;
+  void on_frame(io::ConnectionId id, const protocol::Frame& frame) override;
+  void on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) override;
+
+ private:
+  // An outgoing connection to another member: consensus messages to it leave on this one. (Its messages to us
+  // arrive on the connection it opened to us.)
+  struct Link {
+    NodeId id;
+    io::Endpoint endpoint;
+    std::optional<io::ConnectionId> connection;
+    bool connected = false;
+    consensus::Time retry_at{0};
+    std::chrono::milliseconds backoff = kReconnectMin;
+  };
+  // An accepted connection: a member's (consensus traffic in), or a client's or admin tool's.
+  struct Inbound {
+    protocol::PeerRole role = protocol::PeerRole::client;
+    NodeId node;                              // role == node
+    std::optional<SessionId> session;         // a client bound to a session (this node is, or was, its leader)
+    std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
+    consensus::Time last_keepalive{0};
+  };
+
+  std::string context() const {
+    return fmt::format("t{} {}", replica_->raft().term().value(), consensus::to_string(replica_->raft().role()));
+  }
+
+  void tick();
+  void schedule_flush();
+  void flush();
+  void drain_storage();
+  void release_messages();
+  void send_to_peer(const consensus::Message& message);
+  void maintain_links(consensus::Time now);
+  void on_role_change(Role previous, Term previous_term);
+  void handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame);
+  void try_open(io::ConnectionId id, Inbound& inbound);
+  void answer_waiting_clients();
+  void deliver_host_outputs();
+  void send_keepalives(consensus::Time now);
+  void send_client(io::ConnectionId id, const auto& message);
+  void reply_not_leader(io::ConnectionId id, std::string_view why);
+  void begin_stop();
+  void finish_stop_when_ready(consensus::Time now);
+  void fail(std::string message);
+
+  NodeOptions options_;
+  Service& service_;
+  io::EventLoop loop_;
+  std::unique_ptr<io::TcpTransport> transport_;
+  io::Endpoint peer_bound_;
+  io::Endpoint client_bound_;
+  std::map<NodeId, std::string> client_endpoints_;  // every member's, for redirects
+
+  std::unique_ptr<storage::PosixDirectory> directory_;
+  std::unique_ptr<storage::SegmentedLog> log_;
+  std::unique_ptr<storage::LogWriter> writer_;
+  std::unique_ptr<storage::StorageThread> storage_thread_;
+  std::unique_ptr<host::Replica> replica_;
+
+  std::vector<Link> links_;
+  std::unordered_map<std::uint64_t, Inbound> inbound_;         // by ConnectionId
+  std::map<SessionId, io::ConnectionId> session_connections_;  // sessions bound on this node
+  std::map<host::Id128, io::ConnectionId> pending_opens_;      // appended session_opens, by client id
+  std::vector<consensus::Outgoing> outbox_;  // consensus messages waiting for their `after` to be durable
+  consensus::Ready ready_;
+  std::vector<std::byte> frame_;
+  consensus::Message decoded_;
+  std::unique_ptr<io::EventLoop::Periodic> ticker_;
+  bool flush_pending_ = false;
+  Role role_ = Role::follower;
+  Term term_;
+  std::optional<NodeId> leader_;
+  consensus::Time next_keepalive_{0};
+
+  bool stopping_ = false;
+  consensus::Time stop_deadline_{0};
+  int exit_code_ = 0;
+};
+
+// --- start-up -----------------------------------------------------------------------------------------------
+
+std::optional<std::string> Node::Impl::start() {
+  if (auto problems = validate(options_)) return *problems;
+  const NodeId self{options_.node_id};
+  std::vector<NodeId> members;
+  io::Endpoint own_peer;
+  io::Endpoint own_client;
+  for (const Member& member : options_.members) {
+    members.push_back(NodeId{member.id});
+    client_endpoints_[NodeId{member.id}] = member.client_endpoint;
+    auto peer = io::parse_endpoint(member.peer_endpoint);
+    auto client = io::parse_endpoint(member.client_endpoint);
+    COHORT_ASSERT(peer && client);  // validate() checked them
+    if (member.id == options_.node_id) {
+      own_peer = *peer;
+      own_client = *client;
+    } else {
+      links_.push_back(Link{NodeId{member.id}, *peer, std::nullopt, false, consensus::Time{0}, kReconnectMin});
+    }
+  }
+
+  // Storage first: a data directory of another cluster or node, or one we cannot write, refuses the start
+  // before the node is visible on the network.
+  auto directory = storage::PosixDirectory::open_locked(options_.data_dir);
+  if (!directory)
+    return fmt::format("data_dir: {}{}", directory.error().message,
+                       directory.error().disk_full() ? " (the disk is full)" : "");
+  directory_ = std::move(*directory);
+  const storage::Identity identity{options_.cluster_id, self};
+  storage::LogOptions log_options;
+  log_options.segment_size = options_.segment_size;
+  auto recovered = storage::recover(*directory_, identity, log_options);
+  if (!recovered) return fmt::format("data_dir: {}", recovered.error());
+  for (const std::string& repair : recovered->repairs) spdlog::warn("recovery: {}", repair);
+  spdlog::info("log recovered: {} entries, term {}{}", recovered->last_index.value(),
+               recovered->hard_state.term.value(), recovered->created ? " (new data directory)" : "");
+  std::random_device device;
+  const std::uint64_t seed = (std::uint64_t{device()} << 32U) ^ device();
+  log_ = std::make_unique<storage::SegmentedLog>(*directory_, identity, log_options, std::move(*recovered), seed);
+  writer_ = std::make_unique<storage::LogWriter>(
+      *directory_, identity,
+      options_.sync == SyncPolicy::fsync ? storage::SyncPolicy::fsync : storage::SyncPolicy::none, log_->segment_keys(),
+      log_->last_index());
+
+  io::TcpTransportConfig transport_config;
+  transport_config.identity =
+      protocol::LocalIdentity{options_.cluster_id, protocol::PeerRole::node, options_.node_id, {}};
+  // Room for an append request of max_append_bytes plus entry headers, and for the largest client message.
+  transport_config.max_frame_length = static_cast<std::uint32_t>(std::min<std::size_t>(
+      protocol::kMaxFrameLengthCeiling, std::max<std::size_t>(4U << 20U, 2 * options_.max_message_size + 4096)));
+  transport_config.send_buffer_limit =
+      std::max<std::size_t>(transport_config.send_buffer_limit, 2 * transport_config.max_frame_length);
+  transport_ = std::make_unique<io::TcpTransport>(loop_, transport_config, *this);
+  protocol::AcceptPolicy peers_only;
+  peers_only.allow_clients = false;
+  peers_only.allow_admin = false;
+  for (const NodeId id : members)
+    if (id != self) peers_only.member_ids.push_back(id.value());
+  if (peers_only.member_ids.empty()) peers_only.allow_nodes = false;
+  auto peer_bound = transport_->listen(own_peer, peers_only);
+  if (!peer_bound) return fmt::format("members: peer endpoint of node {}: {}", options_.node_id, peer_bound.error());
+  peer_bound_ = *peer_bound;
+  protocol::AcceptPolicy clients_only;
+  clients_only.allow_nodes = false;
+  auto client_bound = transport_->listen(own_client, clients_only);
+  if (!client_bound)
+    return fmt::format("members: client endpoint of node {}: {}", options_.node_id, client_bound.error());
+  client_bound_ = *client_bound;
+
+  consensus::Config raft_config;
+  raft_config.id = self;
+  raft_config.members = members;
+  raft_config.heartbeat_interval = options_.heartbeat_interval;
+  raft_config.election_timeout_min = options_.election_timeout_min;
+  raft_config.election_timeout_max = options_.election_timeout_max;
+  if (auto problem = consensus::validate(raft_config)) return *problem;
+  host::ReplicaConfig replica_config;
+  replica_config.raft = raft_config;
+  replica_config.limits.max_message_size = options_.max_message_size;
+  replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
+  role_ = replica_->raft().role();
+  term_ = replica_->raft().term();
+
+  storage_thread_ =
+      std::make_unique<storage::StorageThread>(*writer_, [this] { loop_.post([this] { drain_storage(); }); });
+  if (options_.handle_signals)
+    loop_.on_signals({SIGINT, SIGTERM}, [this](int signal) {
+      spdlog::info("received {}, stopping gracefully", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      begin_stop();
+    });
+  ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
+  spdlog::info("cluster {} node {}: peers on {}, clients on {}, {} members, sync {}", options_.cluster_id,
+               options_.node_id, peer_bound_.to_string(), client_bound_.to_string(), members.size(),
+               options_.sync == SyncPolicy::fsync ? "fsync" : "none");
+  maintain_links(mono_now());
+  schedule_flush();
+  return std::nullopt;
+}
+
+Node::Impl::~Impl() {
+  // The storage thread finishes what is queued before the log and the writer go.
+  storage_thread_.reset();
+  ticker_.reset();
+  transport_.reset();
+}
+
+int Node::Impl::run() {
+  loop_.run();
+  // Everything submitted is performed before run() returns: a graceful stop loses nothing written.
+  storage_thread_.reset();
+  spdlog::info("stopped");
+  return exit_code_;
+}
+
+void Node::Impl::fail(std::string message) {
+  spdlog::critical("{}; the node stops (a failed write or fsync is never retried)", message);
+  exit_code_ = 1;
+  loop_.stop();
+}
+
+// --- the loop turn ------------------------------------------------------------------------------------------
+
+void Node::Impl::schedule_flush() {
+  if (flush_pending_) return;
+  flush_pending_ = true;
+  loop_.post([this] { flush(); });
+}
+
+void Node::Impl::tick() {
+  const consensus::Time now = mono_now();
+  replica_->tick(now, wall_now());
+  maintain_links(now);
+  send_keepalives(now);
+  if (stopping_) finish_stop_when_ready(now);
+  schedule_flush();
+}
+
+void Node::Impl::flush() {
+  flush_pending_ = false;
+  if (exit_code_ != 0) return;
+  const Role previous_role = role_;
+  const Term previous_term = term_;
+  replica_->take_ready(ready_);
+  for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
+  release_messages();
+  if (storage_thread_->has_room())
+    if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
+  deliver_host_outputs();
+  role_ = replica_->raft().role();
+  term_ = replica_->raft().term();
+  if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
+    on_role_change(previous_role, previous_term);
+}
+
+void Node::Impl::drain_storage() {
+  if (exit_code_ != 0) return;
+  const consensus::Time now = mono_now();
+  while (auto done = storage_thread_->poll()) {
+    const auto completion = log_->complete(std::move(done->batch), done->result);
+    if (!completion) {
+      fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
+      return;
+    }
+    replica_->on_persisted(*completion, now);
+  }
+  schedule_flush();
+}
+
+void Node::Impl::release_messages() {
+  const consensus::PersistSeq durable = log_->completed_seq();
+  auto keep = outbox_.begin();
+  for (auto it = outbox_.begin(); it != outbox_.end(); ++it) {
+    if (it->after > durable) {
+      if (keep != it) *keep = std::move(*it);
+      ++keep;
+      continue;
+    }
+    send_to_peer(it->message);
+  }
+  outbox_.erase(keep, outbox_.end());
+}
+
+void Node::Impl::send_to_peer(const consensus::Message& message) {
+  const auto link = std::find_if(links_.begin(), links_.end(), [&](const Link& l) { return l.id == message.to; });
+  if (link == links_.end() || !link->connected) return;  // lost, as the protocol allows; Raft resends
+  frame_.clear();
+  node::append_peer_frame(message, frame_);
+  // A full send buffer drops the message: the follower is far behind or gone, and Raft will resend.
+  (void)transport_->send(*link->connection, frame_);
+}
+
+void Node::Impl::maintain_links(consensus::Time now) {
+  for (Link& link : links_) {
+    if (link.connection || now < link.retry_at) continue;
+    link.connection = transport_->connect(link.endpoint);
+  }
+}
+
+// --- transport callbacks ------------------------------------------------------------------------------------
+
+void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) {
+  for (Link& link : links_) {
+    if (link.connection == id) {
+      link.connected = true;
+      link.backoff = kReconnectMin;
+      spdlog::info("[{}] connected to node {} at {}", context(), link.id.value(), link.endpoint.to_string());
+      return;
+    }
+  }
+  Inbound inbound;
+  inbound.role = peer.role;
+  inbound.node = NodeId{peer.node_id};
+  inbound.last_keepalive = mono_now();
+  inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
+}
+
+void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) {
+  for (Link& link : links_) {
+    if (link.connection != id) continue;
+    if (link.connected)
+      spdlog::info("[{}] lost connection to node {}: {} {}", context(), link.id.value(), io::to_string(reason), detail);
+    else
+      spdlog::debug("cannot reach node {} at {}: {} {}", link.id.value(), link.endpoint.to_string(),
+                    io::to_string(reason), detail);
+    link.connection.reset();
+    link.connected = false;
+    link.retry_at = mono_now() + link.backoff;
+    link.backoff = std::min(link.backoff * 2, kReconnectMax);
+    return;
+  }
+  const auto it = inbound_.find(static_cast<std::uint64_t>(id));
+  if (it == inbound_.end()) return;
+  if (it->second.session) session_connections_.erase(*it->second.session);
+  if (it->second.waiting_open) pending_opens_.erase(*it->second.waiting_open);
+  inbound_.erase(it);
+}
+
+void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
+  const auto it = inbound_.find(static_cast<std::uint64_t>(id));
+  if (it == inbound_.end()) return;  // our own outgoing links carry nothing back but the handshake
+  Inbound& inbound = it->second;
+  const consensus::Time now = mono_now();
+  if (inbound.role == protocol::PeerRole::node) {
+    if (!node::is_peer_message(frame.header.type)) {
+      spdlog::warn("closing connection of node {}: unexpected {} frame", inbound.node.value(),
+                   protocol::to_string(frame.header.type));
+      transport_->close(id);
+      inbound_.erase(it);
+      return;
+    }
+    auto decoded = node::decode_peer_frame(frame, decoded_);
+    // A member that sends a malformed message, or one claiming another sender, is closed: it reconnects, and a
+    // message lost meanwhile is one Raft tolerates.
+    if (!decoded.ok() || decoded_.from != inbound.node || decoded_.to != NodeId{options_.node_id}) {
+      spdlog::warn("closing connection of node {}: {}", inbound.node.value(),
+                   decoded.ok() ? fmt::format("message from {} to {}", decoded_.from.value(), decoded_.to.value())
+                                : decoded.error());
+      transport_->close(id);
+      inbound_.erase(it);
+      return;
+    }
+    replica_->step(decoded_, now);
+    schedule_flush();
+    return;
+  }
+  handle_client_frame(id, inbound, frame);
+  schedule_flush();
+}
+
+// --- clients ------------------------------------------------------------------------------------------------
+
+void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
+  frame_.clear();
+  protocol::append_frame(message, frame_);
+  if (transport_->send(id, frame_) == io::SendResult::back_pressured) {
+    // The client does not read fast enough: close; it re-attaches and its unacknowledged messages are resent.
+    spdlog::warn("closing client connection {}: its send buffer is full", static_cast<std::uint64_t>(id));
+    transport_->close(id);
+    on_disconnected(id, io::DisconnectReason::reset, "send buffer full");
+  }
+}
+
+void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
+  protocol::SessionReply reply;
+  reply.term = replica_->raft().term().value();
+  const auto leader = replica_->raft().leader();
+  if (leader && *leader != NodeId{options_.node_id}) {
+    reply.status = protocol::SessionStatus::redirect;
+    reply.leader_id = leader->value();
+    reply.text = client_endpoints_.at(*leader);
+  } else {
+    reply.status = protocol::SessionStatus::no_leader;
+    reply.text = why;
+  }
+  send_client(id, reply);
+}
+
+void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame) {
+  const consensus::Time now = mono_now();
+  inbound.last_keepalive = now;
+  const auto malformed = [&](const protocol::DecodeError& error) {
+    spdlog::warn("closing client connection {}: {}", static_cast<std::uint64_t>(id), error.describe());
+    transport_->close(id);
+    on_disconnected(id, io::DisconnectReason::protocol_error, error.describe());
+  };
+  switch (frame.header.type) {
+    case protocol::MessageType::session_open: {
+      auto open = protocol::decode<protocol::SessionOpen>(frame);
+      if (!open) return malformed(open.error());
+      if (inbound.waiting_open) pending_opens_.erase(*inbound.waiting_open);
+      inbound.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
+      try_open(id, inbound);
+      return;
+    }
+    case protocol::MessageType::ingress: {
+      auto ingress = protocol::decode<protocol::Ingress>(frame);
+      if (!ingress) return malformed(ingress.error());
+      if (inbound.session != ingress->session_id) {
+        send_client(id, protocol::IngressRejected{ingress->session_id, ingress->seq, 0,
+                                                  protocol::IngressRejectReason::unknown_session});
+        return;
+      }
+      auto appended = replica_->ingress(ingress->session_id, ingress->seq, ingress->payload, now);
+      if (!appended) {
+        send_client(id, protocol::IngressRejected{ingress->session_id, ingress->seq, ingress->seq,
+                                                  protocol::IngressRejectReason::not_leader});
+      }
+      return;
+    }
+    case protocol::MessageType::keep_alive: {
+      auto keep_alive = protocol::decode<protocol::KeepAlive>(frame);
+      if (!keep_alive) return malformed(keep_alive.error());
+      return;
+    }
+    case protocol::MessageType::session_close: {
+      auto close = protocol::decode<protocol::SessionClose>(frame);
+      if (!close) return malformed(close.error());
+      if (inbound.session == close->session_id) (void)replica_->close_session(close->session_id, now);
+      return;
+    }
+    case protocol::MessageType::ping: {
+      auto ping = protocol::decode<protocol::Ping>(frame);
+      if (!ping) return malformed(ping.error());
+      send_client(id, protocol::Pong{ping->id, ping->sent_at_ns});
+      return;
+    }
+    case protocol::MessageType::status_request: {
+      auto request = protocol::decode<protocol::StatusRequest>(frame);
+      if (!request) return malformed(request.error());
+      const consensus::Raft& raft = replica_->raft();
+      protocol::StatusReply reply;
+      reply.node_id = options_.node_id;
+      reply.role = wire_role(raft.role());
+      reply.leader_id = raft.leader() ? raft.leader()->value() : 0;
+      reply.term = raft.term().value();
+      reply.commit_index = raft.commit_index().value();
+      reply.applied_index = replica_->host().applied_index().value();
+      reply.last_index = log_->last_index().value();
+      reply.state_hash = replica_->host().state_hash();
+      reply.open_sessions = replica_->host().open_sessions();
+      send_client(id, reply);
+      return;
+    }
+    default:
+      spdlog::warn("closing client connection {}: unexpected {} frame", static_cast<std::uint64_t>(id),
+                   protocol::to_string(frame.header.type));
+      transport_->close(id);
+      on_disconnected(id, io::DisconnectReason::protocol_error, "unexpected frame");
+      return;
+  }
+}
+
+// A session_open is appended by a leader that is serving (its no-op applied) and not handing over; otherwise
+// the client hears of the leader, or waits on this connection until there is one.
+void Node::Impl::try_open(io::ConnectionId id, Inbound& inbound) {
+  COHORT_ASSERT(inbound.waiting_open.has_value());
+  if (!replica_->serving() || stopping_ || replica_->raft().transfer_target()) {
+    reply_not_leader(id, stopping_ ? "this node is stopping" : "no leader yet: waiting for an election");
+    return;
+  }
+  if (pending_opens_.contains(*inbound.waiting_open)) return;  // appended already
+  auto appended = replica_->open_session(*inbound.waiting_open, mono_now());
+  if (!appended) {
+    reply_not_leader(id, host::to_string(appended.error()));
+    return;
+  }
+  pending_opens_[*inbound.waiting_open] = id;
+}
+
+// Clients waiting on this node hear of a change of leader at once, instead of at their next backoff step.
+void Node::Impl::answer_waiting_clients() {
+  for (auto& [raw, inbound] : inbound_) {
+    const io::ConnectionId id{raw};
+    if (inbound.role != protocol::PeerRole::client) continue;
+    if (inbound.session && !replica_->serving()) {
+      // This node no longer leads: the bound session's client must follow the new leader.
+      session_connections_.erase(*inbound.session);
+      inbound.session.reset();
+      reply_not_leader(id, "leadership moved");
+      continue;
+    }
+    if (inbound.waiting_open && !pending_opens_.contains(*inbound.waiting_open)) try_open(id, inbound);
+  }
+}
+
+void Node::Impl::deliver_host_outputs() {
+  auto& outputs = replica_->host().outputs();
+  const bool leading = replica_->raft().role() == Role::leader;
+  const std::uint64_t term = replica_->raft().term().value();
+  for (auto& output : outputs) {
+    std::visit(
+        [&](auto& out) {
+          using Out = std::decay_t<decltype(out)>;
+          if constexpr (std::is_same_v<Out, host::SessionOpened>) {
+            const auto pending = pending_opens_.find(out.client);
+            if (pending == pending_opens_.end()) return;
+            const io::ConnectionId id = pending->second;
+            pending_opens_.erase(pending);
+            const auto in = inbound_.find(static_cast<std::uint64_t>(id));
+            if (in == inbound_.end()) return;
+            in->second.waiting_open.reset();
+            in->second.session = out.session;
+            session_connections_[out.session] = id;
+            protocol::SessionReply reply;
+            reply.status = protocol::SessionStatus::opened;
+            reply.leader_id = options_.node_id;
+            reply.term = term;
+            reply.session_id = out.session;
+            reply.last_applied_seq = out.last_seq;
+            reply.incarnation =
+                protocol::Incarnation{replica_->host().incarnation().high, replica_->host().incarnation().low};
+            send_client(id, reply);
+          } else {
+            const auto bound = session_connections_.find(out.session);
+            if (!leading || bound == session_connections_.end()) return;
+            const io::ConnectionId id = bound->second;
+            if constexpr (std::is_same_v<Out, host::Applied>) {
+              send_client(id, protocol::Ack{out.session, out.seq, out.position.value(), term, options_.node_id});
+            } else if constexpr (std::is_same_v<Out, host::Rejected>) {
+              send_client(id, protocol::IngressRejected{out.session, out.seq, out.expected,
+                                                        static_cast<protocol::IngressRejectReason>(out.reason)});
+            } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
+              send_client(id, protocol::Egress{out.session, out.egress_seq, out.message});
+            } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
+              send_client(id, protocol::SessionClosed{out.session, out.last_seq,
+                                                      static_cast<protocol::SessionCloseReason>(out.reason)});
+              const auto in = inbound_.find(static_cast<std::uint64_t>(id));
+              if (in != inbound_.end()) in->second.session.reset();
+              session_connections_.erase(bound);
+            }
+          }
+        },
+        output);
+  }
+  outputs.clear();
+}
+
+void Node::Impl::send_keepalives(consensus::Time now) {
+  if (now < next_keepalive_) return;
+  next_keepalive_ = now + options_.client_keepalive_interval;
+  const std::uint64_t term = replica_->raft().term().value();
+  std::vector<io::ConnectionId> silent;
+  for (auto& [raw, inbound] : inbound_) {
+    if (inbound.role != protocol::PeerRole::client) continue;
+    const io::ConnectionId id{raw};
+    // A client silent for four keep-alive intervals is gone, whatever TCP says.
+    if (transport_->silent_for(id) > 4 * options_.client_keepalive_interval) {
+      silent.push_back(id);
+      continue;
+    }
+    if (inbound.session && replica_->serving()) {
+      send_client(id, protocol::Ack{*inbound.session, replica_->host().last_seq(*inbound.session),
+                                    replica_->host().applied_index().value(), term, options_.node_id});
+    } else if (inbound.waiting_open) {
+      try_open(id, inbound);
+    }
+  }
+  for (const io::ConnectionId id : silent) {
+    spdlog::info("closing client connection {}: silent", static_cast<std::uint64_t>(id));
+    transport_->close(id);
+    on_disconnected(id, io::DisconnectReason::reset, "silent");
+  }
+}
+
+void Node::Impl::on_role_change(Role previous, Term previous_term) {
+  const consensus::Raft& raft = replica_->raft();
+  leader_ = raft.leader();
+  if (role_ != previous || term_ != previous_term)
+    spdlog::info("[{}] {} (was {} in term {}), leader {}", context(),
+                 role_ == Role::leader ? "leads" : consensus::to_string(role_), consensus::to_string(previous),
+                 previous_term.value(), leader_ ? fmt::format("node {}", leader_->value()) : std::string("unknown"));
+  else if (leader_)
+    spdlog::info("[{}] leader is node {}", context(), leader_->value());
+  if (role_ != Role::leader) pending_opens_.clear();
+  answer_waiting_clients();
+}
+
+// --- graceful stop ------------------------------------------------------------------------------------------
+
+void Node::Impl::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  const consensus::Time now = mono_now();
+  stop_deadline_ = now + options_.election_timeout_max;
+  if (const auto target = replica_->raft().best_transfer_target()) {
+    // Hand over instead of leaving the cluster to notice by election timeout.
+    if (replica_->raft().transfer_leadership(*target, now).ok())
+      spdlog::info("[{}] handing leadership to node {} before stopping", context(), target->value());
+  }
+  answer_waiting_clients();
+  schedule_flush();
+  finish_stop_when_ready(now);
+}
+
+void Node::Impl::finish_stop_when_ready(consensus::Time now) {
+  const bool handing_over = replica_->raft().role() == Role::leader && now < stop_deadline_;
+  if (handing_over) return;
+  // Everything the core wrote is queued for the storage thread; run() lets it finish before returning. Messages
+  // still waiting for durability are lost, as a crash would lose them: the protocol tolerates that.
+  if (!storage_thread_->has_room()) return;  // the next tick tries again
+  if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
+  loop_.stop();
+}
+
+// --- Node ---------------------------------------------------------------------------------------------------
+
+Node::Node(NodeOptions options, Service& service) : impl_(std::make_unique<Impl>(std::move(options), service)) {}
+Node::~Node() = default;
+std::optional<std::string> Node::start() { return impl_->start(); }
+int Node::run() { return impl_->run(); }
+void Node::request_stop() { impl_->request_stop(); }
+std::string Node::peer_endpoint() const { return impl_->peer_endpoint(); }
+std::string Node::client_endpoint() const { return impl_->client_endpoint(); }
+
+}  // namespace cohort

@@ -1,0 +1,147 @@
+#include "node/peer_codec.h"
+
+#include <fmt/format.h>
+
+#include "protocol/catalogue.h"
+
+namespace cohort::node {
+namespace {
+
+using namespace protocol;
+
+RaftHeader header_of(const consensus::Message& message) {
+  return RaftHeader{message.from.value(), message.to.value(), message.term.value()};
+}
+
+EntryView to_view(const consensus::Entry& entry) noexcept {
+  return EntryView{entry.index.value(), entry.term.value(), entry.checksum, static_cast<std::uint8_t>(entry.type),
+                   entry.payload};
+}
+
+void set_header(consensus::Message& out, const RaftHeader& header) {
+  out.from = NodeId{header.from};
+  out.to = NodeId{header.to};
+  out.term = Term{header.term};
+}
+
+template <typename Wire>
+Status<std::string> decode_into(const Frame& frame, consensus::Message& out, auto&& convert) {
+  auto wire = decode<Wire>(frame);
+  if (!wire) return unexpected(fmt::format("malformed {}: {}", to_string(frame.header.type), wire.error().describe()));
+  set_header(out, wire->header);
+  return convert(*wire);
+}
+
+}  // namespace
+
+bool is_peer_message(MessageType type) noexcept {
+  switch (type) {
+    case MessageType::vote_request:
+    case MessageType::vote_response:
+    case MessageType::append_request:
+    case MessageType::append_response:
+    case MessageType::heartbeat:
+    case MessageType::heartbeat_response:
+    case MessageType::timeout_now: return true;
+    default: return false;
+  }
+}
+
+void append_peer_frame(const consensus::Message& message, std::vector<std::byte>& out) {
+  const RaftHeader header = header_of(message);
+  std::visit(
+      [&](const auto& body) {
+        using Body = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<Body, consensus::VoteRequest>) {
+          append_frame(
+              PeerVoteRequest{header, body.last_index.value(), body.last_term.value(), body.pre_vote, body.transfer},
+              out);
+        } else if constexpr (std::is_same_v<Body, consensus::VoteResponse>) {
+          append_frame(PeerVoteResponse{header, body.granted, body.pre_vote}, out);
+        } else if constexpr (std::is_same_v<Body, consensus::AppendRequest>) {
+          PeerAppendRequest request;
+          request.header = header;
+          request.prev_index = body.prev_index.value();
+          request.prev_term = body.prev_term.value();
+          request.commit = body.commit.value();
+          request.to_encode =
+              EntrySource::over<consensus::Entry, &to_view>(std::span<const consensus::Entry>(body.entries));
+          append_frame(request, out);
+        } else if constexpr (std::is_same_v<Body, consensus::AppendResponse>) {
+          append_frame(PeerAppendResponse{header, body.success, body.match_index.value(), body.rejected_prev.value(),
+                                          body.conflict_index.value(), body.conflict_term.value()},
+                       out);
+        } else if constexpr (std::is_same_v<Body, consensus::Heartbeat>) {
+          append_frame(PeerHeartbeat{header, body.commit.value()}, out);
+        } else if constexpr (std::is_same_v<Body, consensus::HeartbeatResponse>) {
+          append_frame(PeerHeartbeatResponse{header}, out);
+        } else {
+          static_assert(std::is_same_v<Body, consensus::TimeoutNow>);
+          append_frame(PeerTimeoutNow{header}, out);
+        }
+      },
+      message.body);
+}
+
+Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& out) {
+  switch (frame.header.type) {
+    case MessageType::vote_request:
+      return decode_into<PeerVoteRequest>(frame, out, [&](const PeerVoteRequest& w) -> Status<std::string> {
+        out.body = consensus::VoteRequest{LogIndex{w.last_index}, Term{w.last_term}, w.pre_vote, w.transfer};
+        return {};
+      });
+    case MessageType::vote_response:
+      return decode_into<PeerVoteResponse>(frame, out, [&](const PeerVoteResponse& w) -> Status<std::string> {
+        out.body = consensus::VoteResponse{w.granted, w.pre_vote};
+        return {};
+      });
+    case MessageType::append_request:
+      return decode_into<PeerAppendRequest>(frame, out, [&](const PeerAppendRequest& w) -> Status<std::string> {
+        // Reuse the entries' buffers of the last request decoded into `out`, if it was one.
+        if (!std::holds_alternative<consensus::AppendRequest>(out.body)) out.body = consensus::AppendRequest{};
+        auto& request = std::get<consensus::AppendRequest>(out.body);
+        request.prev_index = LogIndex{w.prev_index};
+        request.prev_term = Term{w.prev_term};
+        request.commit = LogIndex{w.commit};
+        request.entries.resize(w.entry_count);
+        EntryCursor cursor = w.cursor();
+        EntryView view;
+        for (consensus::Entry& entry : request.entries) {
+          if (!cursor.next(view)) return unexpected(std::string("append request: fewer entries than its count"));
+          const auto type = static_cast<consensus::EntryType>(view.type);
+          if (!consensus::is_known(type))
+            return unexpected(fmt::format("append request: entry {} has unknown type {}", view.index, view.type));
+          entry.index = LogIndex{view.index};
+          entry.term = Term{view.term};
+          entry.type = type;
+          entry.checksum = view.checksum;
+          entry.payload.assign(view.payload.begin(), view.payload.end());
+        }
+        return {};
+      });
+    case MessageType::append_response:
+      return decode_into<PeerAppendResponse>(frame, out, [&](const PeerAppendResponse& w) -> Status<std::string> {
+        out.body = consensus::AppendResponse{w.success, LogIndex{w.match_index}, LogIndex{w.rejected_prev},
+                                             LogIndex{w.conflict_index}, Term{w.conflict_term}};
+        return {};
+      });
+    case MessageType::heartbeat:
+      return decode_into<PeerHeartbeat>(frame, out, [&](const PeerHeartbeat& w) -> Status<std::string> {
+        out.body = consensus::Heartbeat{LogIndex{w.commit}};
+        return {};
+      });
+    case MessageType::heartbeat_response:
+      return decode_into<PeerHeartbeatResponse>(frame, out, [&](const PeerHeartbeatResponse&) -> Status<std::string> {
+        out.body = consensus::HeartbeatResponse{};
+        return {};
+      });
+    case MessageType::timeout_now:
+      return decode_into<PeerTimeoutNow>(frame, out, [&](const PeerTimeoutNow&) -> Status<std::string> {
+        out.body = consensus::TimeoutNow{};
+        return {};
+      });
+    default: return unexpected(fmt::format("{} is not a consensus message", to_string(frame.header.type)));
+  }
+}
+
+}  // namespace cohort::node

@@ -1,0 +1,255 @@
+#include "protocol/client_messages.h"
+
+namespace cohort::protocol {
+namespace {
+
+using detail::finish;
+using detail::read_reserved;
+using detail::write_zeros;
+
+/// A u8 enum whose values run from 1 to `last`; anything else is refused (no defaulting to a known value).
+template <typename Enum>
+Enum read_enum(BodyReader& in, const char* field, Enum last) noexcept {
+  const auto value = in.read<std::uint8_t>(field);
+  const auto limit = static_cast<std::uint8_t>(last);
+  if (!in.failed() && (value == 0 || value > limit)) in.fail_invalid(field, value, limit);
+  return static_cast<Enum>(value);
+}
+
+template <typename Enum>
+void write_enum(BodyWriter& out, Enum value) noexcept {
+  out.write<std::uint8_t>(static_cast<std::uint8_t>(value));
+}
+
+// The session-id-only bodies (keep_alive, session_close): session_id u64
+template <typename Message>
+Result<Message, DecodeError> decode_session_id(BodyReader& in) noexcept {
+  Message message;
+  message.session_id = in.read<std::uint64_t>("session_id");
+  return finish(in, message);
+}
+
+}  // namespace
+
+const char* to_string(SessionStatus status) noexcept {
+  switch (status) {
+    case SessionStatus::opened: return "opened";
+    case SessionStatus::redirect: return "redirect";
+    case SessionStatus::no_leader: return "no_leader";
+    case SessionStatus::rejected: return "rejected";
+  }
+  return "unknown";
+}
+
+const char* to_string(SessionCloseReason reason) noexcept {
+  switch (reason) {
+    case SessionCloseReason::client_closed: return "client_closed";
+    case SessionCloseReason::timeout: return "timeout";
+    case SessionCloseReason::service: return "service";
+    case SessionCloseReason::unknown_session: return "unknown_session";
+  }
+  return "unknown";
+}
+
+const char* to_string(IngressRejectReason reason) noexcept {
+  switch (reason) {
+    case IngressRejectReason::unknown_session: return "unknown_session";
+    case IngressRejectReason::gap: return "gap";
+    case IngressRejectReason::too_large: return "too_large";
+    case IngressRejectReason::not_leader: return "not_leader";
+  }
+  return "unknown";
+}
+
+const char* to_string(NodeRole role) noexcept {
+  switch (role) {
+    case NodeRole::follower: return "follower";
+    case NodeRole::candidate: return "candidate";
+    case NodeRole::leader: return "leader";
+    case NodeRole::pre_candidate: return "pre_candidate";
+  }
+  return "unknown";
+}
+
+// SessionOpen v1: client_id_high u64 | client_id_low u64
+void SessionOpen::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(client_id_high);
+  out.write<std::uint64_t>(client_id_low);
+}
+
+Result<SessionOpen, DecodeError> SessionOpen::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  SessionOpen open;
+  open.client_id_high = in.read<std::uint64_t>("client_id_high");
+  open.client_id_low = in.read<std::uint64_t>("client_id_low");
+  return finish(in, open);
+}
+
+// SessionReply v1: status u8 | reserved 3 | leader_id u32 | term u64 | session_id u64 | last_applied_seq u64 |
+//                  incarnation 2 x u64 | text_length u16 | reserved 6 | text
+void SessionReply::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
+  write_enum(out, status);
+  write_zeros(out, 3);
+  out.write<std::uint32_t>(leader_id);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(last_applied_seq);
+  write_incarnation(out, incarnation);
+  out.write<std::uint16_t>(static_cast<std::uint16_t>(text.size()));
+  write_zeros(out, 6);
+  out.write_bytes(as_bytes(text));
+}
+
+Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  SessionReply reply;
+  reply.status = read_enum(in, "status", SessionStatus::rejected);
+  read_reserved(in, 3);
+  reply.leader_id = in.read<std::uint32_t>("leader_id");
+  reply.term = in.read<std::uint64_t>("term");
+  reply.session_id = in.read<std::uint64_t>("session_id");
+  reply.last_applied_seq = in.read<std::uint64_t>("last_applied_seq");
+  reply.incarnation = read_incarnation(in);
+  const auto length = in.read<std::uint16_t>("text_length");
+  if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("text_length", length, kMaxErrorTextLength);
+  read_reserved(in, 6);
+  if (!in.failed()) reply.text = as_chars(in.read_bytes(length, "text"));
+  return finish(in, reply);
+}
+
+// Ingress v1: session_id u64 | seq u64 | payload (the rest of the frame)
+void Ingress::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(seq);
+  out.write_bytes(payload);
+}
+
+Result<Ingress, DecodeError> Ingress::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Ingress ingress;
+  ingress.session_id = in.read<std::uint64_t>("session_id");
+  ingress.seq = in.read<std::uint64_t>("seq");
+  ingress.payload = in.read_bytes(in.remaining(), "payload");
+  return finish(in, ingress);
+}
+
+// Ack v1: session_id u64 | applied_seq u64 | log_position u64 | term u64 | leader_id u32 | reserved u32
+void Ack::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(applied_seq);
+  out.write<std::uint64_t>(log_position);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint32_t>(leader_id);
+  write_zeros(out, 4);
+}
+
+Result<Ack, DecodeError> Ack::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Ack ack;
+  ack.session_id = in.read<std::uint64_t>("session_id");
+  ack.applied_seq = in.read<std::uint64_t>("applied_seq");
+  ack.log_position = in.read<std::uint64_t>("log_position");
+  ack.term = in.read<std::uint64_t>("term");
+  ack.leader_id = in.read<std::uint32_t>("leader_id");
+  read_reserved(in, 4);
+  return finish(in, ack);
+}
+
+// Egress v1: session_id u64 | egress_seq u64 | payload (the rest of the frame)
+void Egress::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(egress_seq);
+  out.write_bytes(payload);
+}
+
+Result<Egress, DecodeError> Egress::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  Egress egress;
+  egress.session_id = in.read<std::uint64_t>("session_id");
+  egress.egress_seq = in.read<std::uint64_t>("egress_seq");
+  egress.payload = in.read_bytes(in.remaining(), "payload");
+  return finish(in, egress);
+}
+
+// KeepAlive v1 and SessionClose v1: session_id u64
+void KeepAlive::encode_body(BodyWriter& out) const noexcept { out.write<std::uint64_t>(session_id); }
+Result<KeepAlive, DecodeError> KeepAlive::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  return decode_session_id<KeepAlive>(in);
+}
+
+void SessionClose::encode_body(BodyWriter& out) const noexcept { out.write<std::uint64_t>(session_id); }
+Result<SessionClose, DecodeError> SessionClose::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  return decode_session_id<SessionClose>(in);
+}
+
+// SessionClosed v1: session_id u64 | last_applied_seq u64 | reason u8 | reserved 7
+void SessionClosed::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(last_applied_seq);
+  write_enum(out, reason);
+  write_zeros(out, 7);
+}
+
+Result<SessionClosed, DecodeError> SessionClosed::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  SessionClosed closed;
+  closed.session_id = in.read<std::uint64_t>("session_id");
+  closed.last_applied_seq = in.read<std::uint64_t>("last_applied_seq");
+  closed.reason = read_enum(in, "reason", SessionCloseReason::unknown_session);
+  read_reserved(in, 7);
+  return finish(in, closed);
+}
+
+// IngressRejected v1: session_id u64 | seq u64 | expected_seq u64 | reason u8 | reserved 7
+void IngressRejected::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(seq);
+  out.write<std::uint64_t>(expected_seq);
+  write_enum(out, reason);
+  write_zeros(out, 7);
+}
+
+Result<IngressRejected, DecodeError> IngressRejected::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  IngressRejected rejected;
+  rejected.session_id = in.read<std::uint64_t>("session_id");
+  rejected.seq = in.read<std::uint64_t>("seq");
+  rejected.expected_seq = in.read<std::uint64_t>("expected_seq");
+  rejected.reason = read_enum(in, "reason", IngressRejectReason::not_leader);
+  read_reserved(in, 7);
+  return finish(in, rejected);
+}
+
+// StatusRequest v1: empty
+void StatusRequest::encode_body(BodyWriter& /*out*/) const noexcept {}
+Result<StatusRequest, DecodeError> StatusRequest::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  return finish(in, StatusRequest{});
+}
+
+// StatusReply v1: node_id u32 | role u8 | reserved 3 | leader_id u32 | reserved u32 | term u64 | commit_index u64 |
+//                 applied_index u64 | last_index u64 | state_hash u64 | open_sessions u64
+void StatusReply::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint32_t>(node_id);
+  write_enum(out, role);
+  write_zeros(out, 3);
+  out.write<std::uint32_t>(leader_id);
+  write_zeros(out, 4);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint64_t>(commit_index);
+  out.write<std::uint64_t>(applied_index);
+  out.write<std::uint64_t>(last_index);
+  out.write<std::uint64_t>(state_hash);
+  out.write<std::uint64_t>(open_sessions);
+}
+
+Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  StatusReply reply;
+  reply.node_id = in.read<std::uint32_t>("node_id");
+  reply.role = read_enum(in, "role", NodeRole::pre_candidate);
+  read_reserved(in, 3);
+  reply.leader_id = in.read<std::uint32_t>("leader_id");
+  read_reserved(in, 4);
+  reply.term = in.read<std::uint64_t>("term");
+  reply.commit_index = in.read<std::uint64_t>("commit_index");
+  reply.applied_index = in.read<std::uint64_t>("applied_index");
+  reply.last_index = in.read<std::uint64_t>("last_index");
+  reply.state_hash = in.read<std::uint64_t>("state_hash");
+  reply.open_sessions = in.read<std::uint64_t>("open_sessions");
+  return finish(in, reply);
+}
+
+}  // namespace cohort::protocol

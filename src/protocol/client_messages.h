@@ -1,0 +1,225 @@
+#pragma once
+// Messages between a client library (or admin tool) and a node: sessions, ingress (client to cluster), egress
+// (service to client), acknowledgements and status. Payloads and texts are views into the frame when decoded.
+//
+// A session is opened by a client's random 128-bit id; opening again with the same id returns the same session,
+// which is how a client resumes after reconnecting. Ingress messages carry a per-session sequence number that
+// the cluster applies in order, exactly once.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "protocol/messages.h"
+
+namespace cohort::protocol {
+
+enum class SessionStatus : std::uint8_t {
+  opened = 1,     // the session (new or resumed) is open on this node, the leader
+  redirect = 2,   // not the leader; the text is the leader's client endpoint "host:port"
+  no_leader = 3,  // no leader known right now; try again later
+  rejected = 4,   // refused for good (the text says why)
+};
+
+enum class SessionCloseReason : std::uint8_t {
+  client_closed = 1,    // the client sent session_close
+  timeout = 2,          // no keep-alive or ingress within the session timeout
+  service = 3,          // the service closed it
+  unknown_session = 4,  // the cluster has no such session (expired, or never opened)
+};
+
+enum class IngressRejectReason : std::uint8_t {
+  unknown_session = 1,
+  gap = 2,         // seq is not the next one expected; expected_seq says which is
+  too_large = 3,   // the payload exceeds what the cluster accepts
+  not_leader = 4,  // this node is not the leader (any more)
+};
+
+/// A node's Raft role as status_reply reports it.
+enum class NodeRole : std::uint8_t {
+  follower = 1,
+  candidate = 2,
+  leader = 3,
+  pre_candidate = 4,
+};
+
+const char* to_string(SessionStatus status) noexcept;
+const char* to_string(SessionCloseReason reason) noexcept;
+const char* to_string(IngressRejectReason reason) noexcept;
+const char* to_string(NodeRole role) noexcept;
+
+struct SessionOpen {
+  static constexpr MessageType kType = MessageType::session_open;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 16;
+
+  std::uint64_t client_id_high = 0;  // the client's random 128-bit id
+  std::uint64_t client_id_low = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SessionOpen, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SessionOpen&, const SessionOpen&) = default;
+};
+
+struct SessionReply {
+  static constexpr MessageType kType = MessageType::session_reply;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kFixedBodySize = 56;  // the body without its text
+
+  SessionStatus status = SessionStatus::opened;
+  std::uint32_t leader_id = 0;  // 0: unknown
+  std::uint64_t term = 0;
+  std::uint64_t session_id = 0;
+  std::uint64_t last_applied_seq = 0;  // the session's last ingress seq the cluster applied (resume from here)
+  Incarnation incarnation;
+  std::string_view text;  // redirect: the leader's "host:port"; no_leader, rejected: why. At most kMaxErrorTextLength
+
+  std::size_t body_size() const noexcept { return kFixedBodySize + text.size(); }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SessionReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SessionReply&, const SessionReply&) = default;
+};
+
+struct Ingress {
+  static constexpr MessageType kType = MessageType::ingress;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kFixedBodySize = 16;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t seq = 0;
+  ByteSpan payload;  // the rest of the frame
+
+  std::size_t body_size() const noexcept { return kFixedBodySize + payload.size(); }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Ingress, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Ingress& a, const Ingress& b) noexcept {
+    return a.session_id == b.session_id && a.seq == b.seq && detail::bytes_equal(a.payload, b.payload);
+  }
+};
+
+/// Node to client: how far the session's ingress has been applied. Also sent as the node's keep-alive.
+struct Ack {
+  static constexpr MessageType kType = MessageType::ack;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 40;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t applied_seq = 0;
+  std::uint64_t log_position = 0;
+  std::uint64_t term = 0;
+  std::uint32_t leader_id = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Ack, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Ack&, const Ack&) = default;
+};
+
+struct Egress {
+  static constexpr MessageType kType = MessageType::egress;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kFixedBodySize = 16;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t egress_seq = 0;
+  ByteSpan payload;  // the rest of the frame
+
+  std::size_t body_size() const noexcept { return kFixedBodySize + payload.size(); }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<Egress, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const Egress& a, const Egress& b) noexcept {
+    return a.session_id == b.session_id && a.egress_seq == b.egress_seq && detail::bytes_equal(a.payload, b.payload);
+  }
+};
+
+struct KeepAlive {
+  static constexpr MessageType kType = MessageType::keep_alive;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 8;
+
+  std::uint64_t session_id = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<KeepAlive, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const KeepAlive&, const KeepAlive&) = default;
+};
+
+struct SessionClose {
+  static constexpr MessageType kType = MessageType::session_close;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 8;
+
+  std::uint64_t session_id = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SessionClose, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SessionClose&, const SessionClose&) = default;
+};
+
+struct SessionClosed {
+  static constexpr MessageType kType = MessageType::session_closed;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 24;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t last_applied_seq = 0;
+  SessionCloseReason reason = SessionCloseReason::client_closed;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SessionClosed, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SessionClosed&, const SessionClosed&) = default;
+};
+
+struct IngressRejected {
+  static constexpr MessageType kType = MessageType::ingress_rejected;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 32;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t seq = 0;           // the refused message's
+  std::uint64_t expected_seq = 0;  // the seq the session expects next
+  IngressRejectReason reason = IngressRejectReason::unknown_session;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<IngressRejected, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const IngressRejected&, const IngressRejected&) = default;
+};
+
+struct StatusRequest {
+  static constexpr MessageType kType = MessageType::status_request;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<StatusRequest, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
+};
+
+struct StatusReply {
+  static constexpr MessageType kType = MessageType::status_reply;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 64;
+
+  std::uint32_t node_id = 0;
+  NodeRole role = NodeRole::follower;
+  std::uint32_t leader_id = 0;  // 0: unknown
+  std::uint64_t term = 0;
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t last_index = 0;
+  std::uint64_t state_hash = 0;  // the service's state hash, to compare replicas
+  std::uint64_t open_sessions = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<StatusReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const StatusReply&, const StatusReply&) = default;
+};
+
+}  // namespace cohort::protocol

@@ -1,0 +1,21 @@
+#include "services/registry.h"
+
+#include "services/counter_service.h"
+#include "services/echo_service.h"
+#include "services/kv_service.h"
+
+namespace cohort::services {
+
+std::unique_ptr<Service> make_service(std::string_view name) {
+  if (name == "kv") return std::make_unique<KvService>();
+  if (name == "counter") return std::make_unique<CounterService>();
+  if (name == "echo") return std::make_unique<EchoService>();
+  return nullptr;
+}
+
+const std::vector<std::string_view>& service_names() {
+  static const std::vector<std::string_view> names{"kv", "counter", "echo"};
+  return names;
+}
+
+}  // namespace cohort::services

@@ -1,0 +1,934 @@
+// The peer (consensus) and client messages: src/protocol/peer_messages.h, client_messages.h and their byte
+// layouts in docs/protocol.md.
+//
+// As in codec_test.cpp, every buffer decoded from is an exactly-sized heap allocation, so under AddressSanitizer
+// a read one byte past the end of the input fails the test.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "protocol/catalogue.h"
+
+namespace cohort::protocol {
+namespace {
+
+using Bytes = std::vector<std::byte>;
+
+template <typename Message>
+Bytes encoded(const Message& message) {
+  Bytes bytes;
+  append_frame(message, bytes);
+  return bytes;
+}
+
+Bytes raw_frame(MessageType type, const Bytes& body) {
+  Bytes bytes(kFrameHeaderSize + body.size());
+  store_frame_header(bytes.data(), FrameHeader{static_cast<std::uint32_t>(bytes.size()), type, 1, 0});
+  std::copy(body.begin(), body.end(), bytes.begin() + static_cast<std::ptrdiff_t>(kFrameHeaderSize));
+  return bytes;
+}
+
+MessageType type_of(const Bytes& frame) { return static_cast<MessageType>(load_le<std::uint16_t>(frame.data() + 4)); }
+
+Bytes body_of(const Bytes& frame) { return Bytes(frame.begin() + kFrameHeaderSize, frame.end()); }
+
+Bytes prefix(const Bytes& bytes, std::size_t size) {
+  return Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(size));
+}
+
+template <typename T>
+void patch(Bytes& bytes, std::size_t offset, T value) {
+  ASSERT_LE(offset + sizeof(T), bytes.size());
+  store_le<T>(bytes.data() + offset, value);
+}
+
+Bytes bytes_of(std::string_view text) {
+  Bytes bytes;
+  for (const char c : text) bytes.push_back(static_cast<std::byte>(c));
+  return bytes;
+}
+
+/// Decodes a frame as whatever message its header names and encodes that again.
+Result<Bytes, DecodeError> decode_and_reencode(const Frame& frame) {
+  std::optional<Result<Bytes, DecodeError>> result;
+  const bool known = visit_message_type(frame.header.type, [&]<typename Message>() {
+    auto message = decode<Message>(frame);
+    if (message)
+      result = encoded(*message);
+    else
+      result = unexpected(message.error());
+  });
+  if (!known) {
+    ADD_FAILURE() << "scan_frame accepted a type outside the catalogue";
+    return unexpected(DecodeError{});
+  }
+  return std::move(*result);
+}
+
+/// Scans `bytes` as exactly one complete frame and returns why its body does not decode (nullopt if it does).
+std::optional<DecodeError> body_error(const Bytes& bytes) {
+  const FrameScan scan = scan_frame(bytes);
+  EXPECT_EQ(scan.status, FrameScan::Status::complete) << scan.error.describe();
+  if (scan.status != FrameScan::Status::complete) return std::nullopt;
+  EXPECT_EQ(scan.consumed, bytes.size());
+  auto result = decode_and_reencode(scan.frame);
+  if (result) return std::nullopt;
+  return result.error();
+}
+
+/// Encodes `sent`, scans the frame, decodes it as Message and returns the decoded message; checks on the way that
+/// it equals `sent` and re-encodes to the same bytes. `bytes` keeps the frame the views point into.
+template <typename Message>
+Message round_trip(const Message& sent, Bytes& bytes) {
+  bytes = encoded(sent);
+  EXPECT_EQ(bytes.size(), kFrameHeaderSize + sent.body_size());
+  const FrameScan scan = scan_frame(bytes);
+  EXPECT_EQ(scan.status, FrameScan::Status::complete) << scan.error.describe();
+  EXPECT_EQ(scan.consumed, bytes.size());
+  EXPECT_EQ(scan.frame.header.type, Message::kType);
+  auto received = decode<Message>(scan.frame);
+  EXPECT_TRUE(received) << received.error().describe();
+  if (!received) return Message{};
+  EXPECT_TRUE(*received == sent) << to_string(Message::kType);
+  EXPECT_EQ(encoded(*received), bytes) << to_string(Message::kType);
+  return *received;
+}
+
+template <typename Message>
+void expect_round_trip(const Message& sent) {
+  Bytes bytes;
+  (void)round_trip(sent, bytes);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Samples
+
+constexpr RaftHeader kHeader{0x01020304, 0x05060708, 0x1112131415161718};
+
+const Bytes& payload_a() {
+  static const Bytes bytes = bytes_of("set x=1");
+  return bytes;
+}
+const Bytes& payload_b() {
+  static const Bytes bytes = [] {
+    Bytes b(300);
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<std::byte>(i * 7);
+    return b;
+  }();
+  return bytes;
+}
+
+/// Three entries, the middle one with an empty payload.
+const std::vector<EntryView>& several_entries() {
+  static const std::vector<EntryView> entries = {
+      {10, 3, 0xAAAABBBBCCCCDDDD, 2, ByteSpan(payload_a())},
+      {11, 3, 0x1111111111111111, 1, {}},
+      {12, 4, 0xFFFFFFFFFFFFFFFF, 0xFF, ByteSpan(payload_b())},
+  };
+  return entries;
+}
+
+PeerAppendRequest append_with(std::span<const EntryView> entries) {
+  PeerAppendRequest request;
+  request.header = kHeader;
+  request.prev_index = 9;
+  request.prev_term = 3;
+  request.commit = 8;
+  request.to_encode = EntrySource(entries);
+  return request;
+}
+
+const std::string& max_length_text() {
+  static const std::string text = [] {
+    std::string t(kMaxErrorTextLength, '\0');
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<char>('a' + i % 26);
+    return t;
+  }();
+  return text;
+}
+
+SessionReply sample_session_reply() {
+  SessionReply reply;
+  reply.status = SessionStatus::redirect;
+  reply.leader_id = 3;
+  reply.term = 7;
+  reply.session_id = 0x0102030405060708;
+  reply.last_applied_seq = 99;
+  reply.incarnation = Incarnation{0xAAAA, 0xBBBB};
+  reply.text = "10.0.0.3:7200";
+  return reply;
+}
+
+StatusReply sample_status_reply() {
+  return StatusReply{2, NodeRole::leader, 2, 5, 100, 99, 101, 0xFEEDFACECAFEBEEF, 12};
+}
+
+struct Sample {
+  std::string name;
+  Bytes frame;
+  std::size_t fixed_size;  // body bytes before any variable part: every shorter body must be refused
+  bool payload_tail;       // the variable part is "the rest of the frame": a shorter one is still valid
+};
+
+std::vector<Sample> every_sample() {
+  const Bytes ingress_payload = bytes_of("order: buy 10 @ 99");
+  static const Bytes kept_payload = ingress_payload;  // the views below point into this one
+  return {
+      {"vote_request", encoded(PeerVoteRequest{kHeader, 41, 40, true, true}), PeerVoteRequest::kBodySize, false},
+      {"vote_response", encoded(PeerVoteResponse{kHeader, true, true}), PeerVoteResponse::kBodySize, false},
+      {"append_request/0", encoded(append_with({})), PeerAppendRequest::kFixedBodySize, false},
+      {"append_request/1", encoded(append_with(std::span(several_entries()).first(1))),
+       PeerAppendRequest::kFixedBodySize, false},
+      {"append_request/3", encoded(append_with(several_entries())), PeerAppendRequest::kFixedBodySize, false},
+      {"append_response", encoded(PeerAppendResponse{kHeader, true, 7, 8, 9, 10}), PeerAppendResponse::kBodySize,
+       false},
+      {"heartbeat", encoded(PeerHeartbeat{kHeader, 77}), PeerHeartbeat::kBodySize, false},
+      {"heartbeat_response", encoded(PeerHeartbeatResponse{kHeader}), PeerHeartbeatResponse::kBodySize, false},
+      {"timeout_now", encoded(PeerTimeoutNow{kHeader}), PeerTimeoutNow::kBodySize, false},
+      {"session_open", encoded(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210}), SessionOpen::kBodySize, false},
+      {"session_reply", encoded(sample_session_reply()), SessionReply::kFixedBodySize, false},
+      {"session_reply/empty", encoded(SessionReply{}), SessionReply::kFixedBodySize, false},
+      {"ingress", encoded(Ingress{5, 6, ByteSpan(kept_payload)}), Ingress::kFixedBodySize, true},
+      {"ingress/empty", encoded(Ingress{5, 6, {}}), Ingress::kFixedBodySize, true},
+      {"ack", encoded(Ack{5, 6, 1000, 7, 3}), Ack::kBodySize, false},
+      {"egress", encoded(Egress{5, 1, ByteSpan(kept_payload)}), Egress::kFixedBodySize, true},
+      {"keep_alive", encoded(KeepAlive{5}), KeepAlive::kBodySize, false},
+      {"session_close", encoded(SessionClose{5}), SessionClose::kBodySize, false},
+      {"session_closed", encoded(SessionClosed{5, 6, SessionCloseReason::timeout}), SessionClosed::kBodySize, false},
+      {"ingress_rejected", encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap}), IngressRejected::kBodySize,
+       false},
+      {"status_request", encoded(StatusRequest{}), StatusRequest::kBodySize, false},
+      {"status_reply", encoded(sample_status_reply()), StatusReply::kBodySize, false},
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Round trips
+
+TEST(WireRoundTrip, PeerMessagesDecodeToTheSameFields) {
+  for (const bool pre_vote : {false, true})
+    for (const bool transfer : {false, true}) expect_round_trip(PeerVoteRequest{kHeader, 41, 40, pre_vote, transfer});
+  for (const bool granted : {false, true})
+    for (const bool pre_vote : {false, true}) expect_round_trip(PeerVoteResponse{kHeader, granted, pre_vote});
+  expect_round_trip(PeerAppendResponse{kHeader, true, 7, 0, 0, 0});
+  expect_round_trip(PeerAppendResponse{kHeader, false, 0, 12, 9, 0xFFFFFFFFFFFFFFFF});
+  expect_round_trip(PeerHeartbeat{kHeader, 0xFFFFFFFFFFFFFFFF});
+  expect_round_trip(PeerHeartbeatResponse{kHeader});
+  expect_round_trip(PeerTimeoutNow{RaftHeader{1, 2, 0}});
+  expect_round_trip(PeerVoteRequest{});
+}
+
+TEST(WireRoundTrip, ClientMessagesDecodeToTheSameFields) {
+  expect_round_trip(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210});
+  for (const SessionStatus status :
+       {SessionStatus::opened, SessionStatus::redirect, SessionStatus::no_leader, SessionStatus::rejected}) {
+    SessionReply reply = sample_session_reply();
+    reply.status = status;
+    expect_round_trip(reply);
+  }
+  expect_round_trip(SessionReply{});
+  expect_round_trip(Ack{5, 6, 1000, 7, 3});
+  expect_round_trip(KeepAlive{0xFFFFFFFFFFFFFFFF});
+  expect_round_trip(SessionClose{1});
+  for (const SessionCloseReason reason : {SessionCloseReason::client_closed, SessionCloseReason::timeout,
+                                          SessionCloseReason::service, SessionCloseReason::unknown_session})
+    expect_round_trip(SessionClosed{5, 6, reason});
+  for (const IngressRejectReason reason : {IngressRejectReason::unknown_session, IngressRejectReason::gap,
+                                           IngressRejectReason::too_large, IngressRejectReason::not_leader})
+    expect_round_trip(IngressRejected{5, 9, 7, reason});
+  expect_round_trip(StatusRequest{});
+  for (const NodeRole role : {NodeRole::follower, NodeRole::candidate, NodeRole::leader, NodeRole::pre_candidate}) {
+    StatusReply reply = sample_status_reply();
+    reply.role = role;
+    expect_round_trip(reply);
+  }
+}
+
+TEST(WireRoundTrip, IngressAndEgressPayloadsAreTheRestOfTheFrameAndViewsIntoIt) {
+  Bytes bytes;
+  const Ingress ingress = round_trip(Ingress{5, 6, ByteSpan(payload_b())}, bytes);
+  ASSERT_EQ(ingress.payload.size(), payload_b().size());
+  EXPECT_EQ(ingress.payload.data(), bytes.data() + kFrameHeaderSize + Ingress::kFixedBodySize);
+  EXPECT_TRUE(round_trip(Ingress{5, 7, {}}, bytes).payload.empty());
+  EXPECT_EQ(bytes.size(), kFrameHeaderSize + Ingress::kFixedBodySize);
+
+  const Egress egress = round_trip(Egress{5, 1, ByteSpan(payload_a())}, bytes);
+  EXPECT_EQ(egress.payload.data(), bytes.data() + kFrameHeaderSize + Egress::kFixedBodySize);
+  EXPECT_TRUE(round_trip(Egress{5, 2, {}}, bytes).payload.empty());
+}
+
+TEST(WireRoundTrip, SessionReplyTextsFromEmptyToTheMaximumAreViewsIntoTheFrame) {
+  Bytes bytes;
+  for (const std::string_view text : {std::string_view{}, std::string_view{"x"}, std::string_view{max_length_text()}}) {
+    SessionReply sent = sample_session_reply();
+    sent.text = text;
+    const SessionReply received = round_trip(sent, bytes);
+    EXPECT_EQ(received.text, text);
+    if (!text.empty()) {
+      EXPECT_EQ(static_cast<const void*>(received.text.data()),
+                static_cast<const void*>(bytes.data() + kFrameHeaderSize + SessionReply::kFixedBodySize));
+    }
+  }
+}
+
+TEST(WireRoundTrip, EverySampleReencodesToIdenticalBytes) {
+  for (const Sample& sample : every_sample()) {
+    const FrameScan scan = scan_frame(sample.frame);
+    ASSERT_EQ(scan.status, FrameScan::Status::complete) << sample.name;
+    auto again = decode_and_reencode(scan.frame);
+    ASSERT_TRUE(again) << sample.name << ": " << again.error().describe();
+    EXPECT_EQ(*again, sample.frame) << sample.name;
+  }
+}
+
+TEST(WireRoundTrip, EveryNewTypeIsInTheCatalogueAtVersionOne) {
+  for (const Sample& sample : every_sample()) {
+    EXPECT_EQ(newest_version(type_of(sample.frame)), 1) << sample.name;
+    EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
+  }
+  // The gaps between the ranges stay unknown.
+  for (const unsigned type : {6U, 15U, 23U, 31U, 43U, 0xFFFFU})
+    EXPECT_EQ(newest_version(static_cast<MessageType>(type)), 0) << type;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Append entries
+
+TEST(WireAppend, NoEntriesIsTheFixedBodyAlone) {
+  Bytes bytes;
+  const PeerAppendRequest received = round_trip(append_with({}), bytes);
+  EXPECT_EQ(bytes.size(), kFrameHeaderSize + PeerAppendRequest::kFixedBodySize);
+  EXPECT_EQ(received.entry_count, 0U);
+  EXPECT_TRUE(received.entries.empty());
+  EntryCursor cursor = received.cursor();
+  EntryView entry;
+  EXPECT_FALSE(cursor.next(entry));
+}
+
+TEST(WireAppend, OneEntryDecodesAndIterates) {
+  Bytes bytes;
+  const auto one = std::span(several_entries()).first(1);
+  const PeerAppendRequest received = round_trip(append_with(one), bytes);
+  EXPECT_EQ(bytes.size(), kFrameHeaderSize + PeerAppendRequest::kFixedBodySize + kEntryHeaderSize + payload_a().size());
+  EXPECT_EQ(received.entry_count, 1U);
+  EntryCursor cursor = received.cursor();
+  EntryView entry;
+  ASSERT_TRUE(cursor.next(entry));
+  EXPECT_EQ(entry, one[0]);
+  EXPECT_FALSE(cursor.next(entry));
+}
+
+TEST(WireAppend, SeveralEntriesIncludingAnEmptyPayloadIterateInOrderAsViewsIntoTheFrame) {
+  Bytes bytes;
+  const PeerAppendRequest received = round_trip(append_with(several_entries()), bytes);
+  EXPECT_EQ(received.entry_count, several_entries().size());
+  EXPECT_EQ(received.entries.data(), bytes.data() + kFrameHeaderSize + PeerAppendRequest::kFixedBodySize);
+  EXPECT_EQ(received.entries.data() + received.entries.size(), bytes.data() + bytes.size());
+  EntryCursor cursor = received.cursor();
+  EntryView entry;
+  std::size_t at = kFrameHeaderSize + PeerAppendRequest::kFixedBodySize;
+  for (const EntryView& expected : several_entries()) {
+    ASSERT_TRUE(cursor.next(entry));
+    EXPECT_EQ(entry, expected);
+    EXPECT_EQ(entry.payload.size(), expected.payload.size());
+    if (!entry.payload.empty()) {
+      EXPECT_EQ(entry.payload.data(), bytes.data() + at + kEntryHeaderSize);
+    }
+    at += expected.encoded_size();
+  }
+  EXPECT_FALSE(cursor.next(entry));
+  EXPECT_EQ(at, bytes.size());
+}
+
+TEST(WireAppend, EntriesSitAtTheirDocumentedOffsets) {
+  const Bytes body = body_of(encoded(append_with(std::span(several_entries()).first(2))));
+  EXPECT_EQ(load_le<std::uint32_t>(body.data()), kHeader.from);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 4), kHeader.to);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), kHeader.term);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 9U);  // prev_index
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 3U);  // prev_term
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 8U);  // commit
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 40), 2U);  // entry_count
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 44), 0U);  // reserved
+  const std::byte* entry = body.data() + 48;
+  EXPECT_EQ(load_le<std::uint64_t>(entry), 10U);
+  EXPECT_EQ(load_le<std::uint64_t>(entry + 8), 3U);
+  EXPECT_EQ(load_le<std::uint64_t>(entry + 16), 0xAAAABBBBCCCCDDDDU);
+  EXPECT_EQ(load_le<std::uint8_t>(entry + 24), 2);
+  EXPECT_EQ(load_le<std::uint8_t>(entry + 25), 0);
+  EXPECT_EQ(load_le<std::uint16_t>(entry + 26), 0);
+  EXPECT_EQ(load_le<std::uint32_t>(entry + 28), payload_a().size());
+  EXPECT_EQ(Bytes(entry + 32, entry + 32 + payload_a().size()), payload_a());
+  const std::byte* second = entry + kEntryHeaderSize + payload_a().size();  // no padding between entries
+  EXPECT_EQ(load_le<std::uint64_t>(second), 11U);
+  EXPECT_EQ(load_le<std::uint32_t>(second + 28), 0U);
+  EXPECT_EQ(second + kEntryHeaderSize, body.data() + body.size());
+}
+
+// Stands in for consensus::Entry: the protocol encodes it through a projection, without an array of views.
+struct OwnEntry {
+  std::uint64_t index;
+  std::uint64_t term;
+  std::uint8_t kind;
+  std::uint64_t checksum;
+  Bytes payload;
+};
+
+EntryView view_of(const OwnEntry& entry) noexcept {
+  return EntryView{entry.index, entry.term, entry.checksum, entry.kind, ByteSpan(entry.payload)};
+}
+
+TEST(WireAppend, EntriesOfAnotherTypeEncodeThroughAProjectionToTheSameBytes) {
+  const std::vector<OwnEntry> own = {{10, 3, 2, 0xAAAABBBBCCCCDDDD, payload_a()},
+                                     {11, 3, 1, 0x1111111111111111, {}},
+                                     {12, 4, 0xFF, 0xFFFFFFFFFFFFFFFF, payload_b()}};
+  PeerAppendRequest request = append_with({});
+  request.to_encode = EntrySource::over<OwnEntry, &view_of>(own);
+  EXPECT_EQ(request.to_encode.size(), 3U);
+  EXPECT_EQ(encoded(request), encoded(append_with(several_entries())));
+  EXPECT_TRUE(request == append_with(several_entries()));
+}
+
+TEST(WireAppend, EqualityComparesEntriesWhicheverWayTheyAreHeld) {
+  Bytes bytes;
+  const PeerAppendRequest decoded = round_trip(append_with(several_entries()), bytes);
+  EXPECT_TRUE(decoded == append_with(several_entries()));
+  EXPECT_FALSE(decoded == append_with(std::span(several_entries()).first(2)));
+  std::vector<EntryView> changed = several_entries();
+  changed[1].checksum ^= 1;
+  EXPECT_FALSE(decoded == append_with(changed));
+  changed = several_entries();
+  changed[2].payload = changed[2].payload.first(299);
+  EXPECT_FALSE(decoded == append_with(changed));
+}
+
+TEST(WireAppend, TheCursorStopsAtAnEntryThatDoesNotFitInsteadOfReadingPastIt) {
+  Bytes region(kEntryHeaderSize + 4);
+  store_le<std::uint32_t>(region.data() + 28, 5);  // claims 5 payload bytes; 4 follow
+  EntryCursor cursor{ByteSpan(region)};
+  EntryView entry;
+  EXPECT_FALSE(cursor.next(entry));
+  EntryCursor short_header{ByteSpan(region).first(kEntryHeaderSize - 1)};
+  EXPECT_FALSE(short_header.next(entry));
+}
+
+TEST(WireAppend, AnEntryLengthPointingPastTheEndIsBodyTooShort) {
+  Bytes frame = encoded(append_with(std::span(several_entries()).first(1)));
+  const std::size_t entry = kFrameHeaderSize + PeerAppendRequest::kFixedBodySize;
+  patch<std::uint32_t>(frame, entry + 28, static_cast<std::uint32_t>(payload_a().size() + 1));
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+  EXPECT_STREQ(error->field, "entry.payload");
+  EXPECT_EQ(error->offset, entry + kEntryHeaderSize);
+  EXPECT_EQ(error->value, payload_a().size());
+  EXPECT_EQ(error->limit, payload_a().size() + 1);
+}
+
+TEST(WireAppend, AHugeEntryLengthIsRefusedWithoutReadingPastTheBody) {
+  Bytes frame = encoded(append_with(several_entries()));
+  const std::size_t entry = kFrameHeaderSize + PeerAppendRequest::kFixedBodySize;
+  patch<std::uint32_t>(frame, entry + 28, 0xFFFFFFFF);
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short);
+  EXPECT_STREQ(error->field, "entry.payload");
+  EXPECT_EQ(error->limit, 0xFFFFFFFFU);
+}
+
+TEST(WireAppend, ALaterEntryLengthReachingIntoNothingIsBodyTooShort) {
+  Bytes frame = encoded(append_with(several_entries()));
+  // The second entry (empty payload) swallows all but 4 bytes of the third: the count then wants a third entry
+  // whose index does not fit.
+  const std::size_t second = kFrameHeaderSize + PeerAppendRequest::kFixedBodySize + several_entries()[0].encoded_size();
+  patch<std::uint32_t>(frame, second + 28, static_cast<std::uint32_t>(several_entries()[2].encoded_size() - 4));
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+  EXPECT_STREQ(error->field, "entry.index");
+  EXPECT_EQ(error->value, 4U);
+  EXPECT_EQ(error->limit, 8U);
+  EXPECT_EQ(error->offset + error->value, frame.size()) << "the bytes left reach the end of the frame";
+}
+
+TEST(WireAppend, ACountAboveTheEntriesPresentIsRefused) {
+  const std::size_t count_at = kFrameHeaderSize + 40;
+  // One more than present, still within what the region could hold by size: the walk runs out of bytes.
+  Bytes frame = encoded(append_with(several_entries()));
+  patch<std::uint32_t>(frame, count_at, 4);
+  auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+  EXPECT_STREQ(error->field, "entry.index");
+  EXPECT_EQ(error->offset, frame.size());
+
+  // More than the region could hold at 32 bytes an entry: refused from the count itself.
+  frame = encoded(append_with(std::span(several_entries()).first(1)));
+  patch<std::uint32_t>(frame, count_at, 2);
+  error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field) << error->describe();
+  EXPECT_STREQ(error->field, "entry_count");
+  EXPECT_EQ(error->offset, count_at);
+  EXPECT_EQ(error->value, 2U);
+  EXPECT_EQ(error->limit, 1U);
+
+  frame = encoded(append_with({}));
+  patch<std::uint32_t>(frame, count_at, 0xFFFFFFFF);
+  error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "entry_count");
+  EXPECT_EQ(error->limit, 0U);
+}
+
+TEST(WireAppend, ACountBelowTheEntriesPresentLeavesBytesOverAndIsBodyTooLong) {
+  for (const std::uint32_t count : {0U, 1U, 2U}) {
+    Bytes frame = encoded(append_with(several_entries()));
+    patch<std::uint32_t>(frame, kFrameHeaderSize + 40, count);
+    const auto error = body_error(frame);
+    ASSERT_TRUE(error) << "count " << count;
+    EXPECT_EQ(error->code, DecodeErrc::body_too_long) << error->describe();
+    EXPECT_EQ(error->value, frame.size() - kFrameHeaderSize) << "the body's size";
+    std::size_t end = PeerAppendRequest::kFixedBodySize;
+    for (std::size_t i = 0; i < count; ++i) end += several_entries()[i].encoded_size();
+    EXPECT_EQ(error->limit, end) << "where the entries counted end";
+    EXPECT_EQ(error->offset, kFrameHeaderSize + end);
+  }
+}
+
+TEST(WireAppend, BytesAfterTheLastEntryAreBodyTooLong) {
+  Bytes body = body_of(encoded(append_with(std::span(several_entries()).first(1))));
+  const std::size_t end = body.size();
+  body.resize(end + 31);  // too few to be another entry
+  const auto error = body_error(raw_frame(MessageType::append_request, body));
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_long) << error->describe();
+  EXPECT_EQ(error->limit, end);
+}
+
+TEST(WireAppend, EntryTypeZeroAndNonZeroEntryReservedBytesAreInvalidFields) {
+  const std::size_t second = kFrameHeaderSize + PeerAppendRequest::kFixedBodySize + several_entries()[0].encoded_size();
+  Bytes frame = encoded(append_with(several_entries()));
+  patch<std::uint8_t>(frame, second + 24, 0);
+  auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "entry.type");
+  EXPECT_EQ(error->offset, second + 24);
+  EXPECT_EQ(error->value, 0U);
+
+  for (std::size_t i = 0; i < 3; ++i) {
+    frame = encoded(append_with(several_entries()));
+    patch<std::uint8_t>(frame, second + 25 + i, 0x80);
+    error = body_error(frame);
+    ASSERT_TRUE(error) << "reserved byte " << i;
+    EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+    EXPECT_STREQ(error->field, "entry.reserved");
+    EXPECT_EQ(error->offset, second + 25);
+    EXPECT_EQ(error->value, std::uint64_t{0x80} << (8 * i));
+  }
+}
+
+TEST(WireAppend, AnyNonZeroEntryTypeIsAcceptedForConsensusToJudge) {
+  for (const std::uint8_t type : {std::uint8_t{1}, std::uint8_t{2}, std::uint8_t{3}, std::uint8_t{255}}) {
+    const std::vector<EntryView> entries = {{1, 1, 0, type, {}}};
+    Bytes bytes;
+    const PeerAppendRequest received = round_trip(append_with(entries), bytes);
+    EntryCursor cursor = received.cursor();
+    EntryView entry;
+    ASSERT_TRUE(cursor.next(entry));
+    EXPECT_EQ(entry.type, type);
+  }
+}
+
+using WireAppendDeathTest = ::testing::Test;
+
+TEST(WireAppendDeathTest, EncodingARequestHoldingBothEntrySourcesIsAProgrammerError) {
+  Bytes bytes;
+  PeerAppendRequest request = round_trip(append_with(several_entries()), bytes);
+  request.to_encode = EntrySource(several_entries());
+  EXPECT_DEATH((void)encoded(request), "assertion failed");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixed fields: offsets, reserved bytes, flags and enums
+
+TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
+  EXPECT_EQ(PeerVoteRequest::kBodySize, 40U);
+  EXPECT_EQ(PeerVoteResponse::kBodySize, 24U);
+  EXPECT_EQ(PeerAppendRequest::kFixedBodySize, 48U);
+  EXPECT_EQ(PeerAppendResponse::kBodySize, 56U);
+  EXPECT_EQ(PeerHeartbeat::kBodySize, 24U);
+  EXPECT_EQ(PeerHeartbeatResponse::kBodySize, 16U);
+  EXPECT_EQ(PeerTimeoutNow::kBodySize, 16U);
+  EXPECT_EQ(SessionOpen::kBodySize, 16U);
+  EXPECT_EQ(SessionReply::kFixedBodySize, 56U);
+  EXPECT_EQ(Ingress::kFixedBodySize, 16U);
+  EXPECT_EQ(Ack::kBodySize, 40U);
+  EXPECT_EQ(Egress::kFixedBodySize, 16U);
+  EXPECT_EQ(KeepAlive::kBodySize, 8U);
+  EXPECT_EQ(SessionClose::kBodySize, 8U);
+  EXPECT_EQ(SessionClosed::kBodySize, 24U);
+  EXPECT_EQ(IngressRejected::kBodySize, 32U);
+  EXPECT_EQ(StatusRequest::kBodySize, 0U);
+  EXPECT_EQ(StatusReply::kBodySize, 64U);
+  EXPECT_EQ(kEntryHeaderSize, 32U);
+}
+
+TEST(WireLayout, EveryPeerMessageStartsWithFromToTerm) {
+  for (const Sample& sample : every_sample()) {
+    if (static_cast<std::uint16_t>(type_of(sample.frame)) >= 32) continue;
+    const Bytes body = body_of(sample.frame);
+    EXPECT_EQ(load_le<std::uint32_t>(body.data()), kHeader.from) << sample.name;
+    EXPECT_EQ(load_le<std::uint32_t>(body.data() + 4), kHeader.to) << sample.name;
+    EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), kHeader.term) << sample.name;
+  }
+}
+
+TEST(WireLayout, VoteRequestFlagsArePreVoteBitZeroAndTransferBitOne) {
+  const auto flags = [](bool pre_vote, bool transfer) {
+    return load_le<std::uint8_t>(encoded(PeerVoteRequest{kHeader, 1, 1, pre_vote, transfer}).data() + 8 + 32);
+  };
+  EXPECT_EQ(flags(false, false), 0);
+  EXPECT_EQ(flags(true, false), 1);
+  EXPECT_EQ(flags(false, true), 2);
+  EXPECT_EQ(flags(true, true), 3);
+}
+
+TEST(WireLayout, SessionReplyFieldsSitAtTheirDocumentedOffsets) {
+  const Bytes body = body_of(encoded(sample_session_reply()));
+  EXPECT_EQ(load_le<std::uint8_t>(body.data()), 2);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 4), 3U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), 7U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 0x0102030405060708U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 99U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 0xAAAAU);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 0xBBBBU);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 48), 13U);
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(56)), "10.0.0.3:7200");
+}
+
+TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
+  const Bytes body = body_of(encoded(sample_status_reply()));
+  ASSERT_EQ(body.size(), 64U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data()), 2U);
+  EXPECT_EQ(load_le<std::uint8_t>(body.data() + 4), 3);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 8), 2U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 5U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 100U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 99U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 101U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 48), 0xFEEDFACECAFEBEEFU);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 56), 12U);
+}
+
+/// A byte range of a body that must hold certain values: every listed bad value there is refused as an
+/// invalid_field naming `field`, at the field's own offset.
+struct Violation {
+  std::string name;
+  Bytes frame;
+  std::size_t offset;  // in the body
+  std::size_t width;   // bytes patched
+  std::vector<std::uint64_t> bad_values;
+  std::string_view field;
+  std::size_t field_offset;  // in the body: where the named field starts (a reserved run starts before `offset`)
+};
+
+std::vector<Violation> every_violation() {
+  const Bytes vote = encoded(PeerVoteRequest{kHeader, 41, 40, true, false});
+  const Bytes vote_response = encoded(PeerVoteResponse{kHeader, true, false});
+  const Bytes append = encoded(append_with(several_entries()));
+  const Bytes append_response = encoded(PeerAppendResponse{kHeader, true, 7, 8, 9, 10});
+  const Bytes reply = encoded(sample_session_reply());
+  const Bytes ack = encoded(Ack{5, 6, 1000, 7, 3});
+  const Bytes closed = encoded(SessionClosed{5, 6, SessionCloseReason::timeout});
+  const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap});
+  const Bytes status = encoded(sample_status_reply());
+  std::vector<Violation> all = {
+      {"vote_request flags", vote, 32, 1, {0x04, 0x05, 0x80, 0xFF}, "flags", 32},
+      {"vote_response granted", vote_response, 16, 1, {2, 0xFF}, "granted", 16},
+      {"vote_response pre_vote", vote_response, 17, 1, {2, 0x80}, "pre_vote", 17},
+      {"append_request reserved", append, 44, 4, {1, 0x80000000}, "reserved", 44},
+      {"append_response success", append_response, 16, 1, {2, 0xFF}, "success", 16},
+      {"session_reply status", reply, 0, 1, {0, 5, 0xFF}, "status", 0},
+      {"ack reserved", ack, 36, 4, {1, 0xFFFFFFFF}, "reserved", 36},
+      {"session_closed reason", closed, 16, 1, {0, 5, 0xFF}, "reason", 16},
+      {"ingress_rejected reason", rejected, 24, 1, {0, 5, 0xFF}, "reason", 24},
+      {"status_reply role", status, 4, 1, {0, 5, 0xFF}, "role", 4},
+      {"status_reply reserved word", status, 12, 4, {1, 0x80000000}, "reserved", 12},
+  };
+  // Every byte of every reserved run, one at a time.
+  const auto reserved_run = [&all](const std::string& name, const Bytes& frame, std::size_t start, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i)
+      all.push_back({name + " byte " + std::to_string(i), frame, start + i, 1, {1, 0x80}, "reserved", start});
+  };
+  reserved_run("vote_request reserved", vote, 33, 7);
+  reserved_run("vote_response reserved", vote_response, 18, 6);
+  reserved_run("append_response reserved", append_response, 17, 7);
+  reserved_run("session_reply reserved after status", reply, 1, 3);
+  reserved_run("session_reply reserved after text_length", reply, 50, 6);
+  reserved_run("session_closed reserved", closed, 17, 7);
+  reserved_run("ingress_rejected reserved", rejected, 25, 7);
+  reserved_run("status_reply reserved after role", status, 5, 3);
+  return all;
+}
+
+TEST(WireField, EveryReservedFlagAndEnumViolationIsAnInvalidFieldNamingTheField) {
+  for (const Violation& violation : every_violation()) {
+    for (const std::uint64_t bad : violation.bad_values) {
+      Bytes frame = violation.frame;
+      const std::size_t at = kFrameHeaderSize + violation.offset;
+      switch (violation.width) {
+        case 1: patch<std::uint8_t>(frame, at, static_cast<std::uint8_t>(bad)); break;
+        case 4: patch<std::uint32_t>(frame, at, static_cast<std::uint32_t>(bad)); break;
+        default: FAIL() << "width " << violation.width;
+      }
+      const auto error = body_error(frame);
+      ASSERT_TRUE(error) << violation.name << " = " << bad << " decoded";
+      EXPECT_EQ(error->code, DecodeErrc::invalid_field) << violation.name << ": " << error->describe();
+      EXPECT_EQ(std::string_view(error->field), violation.field) << violation.name;
+      EXPECT_EQ(error->offset, kFrameHeaderSize + violation.field_offset) << violation.name;
+      const std::uint64_t shift = 8 * (violation.offset - violation.field_offset);
+      EXPECT_EQ(error->value, bad << shift) << violation.name;
+    }
+  }
+}
+
+TEST(WireField, ASessionReplyTextLongerThanTheMaximumIsRefusedEvenWhenTheBytesFollow) {
+  SessionReply reply = sample_session_reply();
+  const std::string text(kMaxErrorTextLength + 1, 'z');
+  Bytes body = body_of(encoded(SessionReply{reply.status, 3, 7, 1, 2, Incarnation{}, ""}));
+  store_le<std::uint16_t>(body.data() + 48, static_cast<std::uint16_t>(text.size()));
+  const Bytes tail = bytes_of(text);
+  body.insert(body.end(), tail.begin(), tail.end());
+  const auto error = body_error(raw_frame(MessageType::session_reply, body));
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "text_length");
+  EXPECT_EQ(error->value, kMaxErrorTextLength + 1);
+  EXPECT_EQ(error->limit, kMaxErrorTextLength);
+  EXPECT_EQ(error->offset, kFrameHeaderSize + 48);
+}
+
+TEST(WireField, ASessionReplyTextCutShortOfItsLengthIsBodyTooShort) {
+  Bytes frame = encoded(sample_session_reply());
+  patch<std::uint16_t>(frame, kFrameHeaderSize + 48, 0xFFFF);
+  auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field) << "0xFFFF is over the maximum before it is over the body";
+
+  patch<std::uint16_t>(frame, kFrameHeaderSize + 48, 14);  // 13 bytes follow
+  error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short);
+  EXPECT_STREQ(error->field, "text");
+  EXPECT_EQ(error->value, 13U);
+  EXPECT_EQ(error->limit, 14U);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Truncation and bodies too long
+
+TEST(WireTruncation, EveryPrefixOfEveryFrameAsksForMoreBytes) {
+  for (const Sample& sample : every_sample()) {
+    for (std::size_t size = 0; size < sample.frame.size(); ++size) {
+      const FrameScan scan = scan_frame(prefix(sample.frame, size));
+      ASSERT_EQ(scan.status, FrameScan::Status::need_more) << sample.name << " prefix " << size;
+      EXPECT_EQ(scan.needed, size < kFrameHeaderSize ? 0 : sample.frame.size()) << sample.name << " prefix " << size;
+    }
+  }
+}
+
+TEST(WireTruncation, EveryShorterBodyIsRefusedCleanlyOrIsAShorterPayload) {
+  for (const Sample& sample : every_sample()) {
+    const Bytes body = body_of(sample.frame);
+    for (std::size_t size = 0; size < body.size(); ++size) {
+      // An honest header around a body cut short: exactly sized, so an over-read is caught by ASan.
+      const auto error = body_error(raw_frame(type_of(sample.frame), prefix(body, size)));
+      if (size >= sample.fixed_size && sample.payload_tail) {
+        EXPECT_FALSE(error) << sample.name << ": a shorter payload is still a message";
+        continue;
+      }
+      ASSERT_TRUE(error) << sample.name << ": a " << size << "-byte body decoded";
+      if (size < sample.fixed_size) {
+        EXPECT_EQ(error->code, DecodeErrc::body_too_short) << sample.name << ": " << error->describe();
+        EXPECT_EQ(error->offset + error->value, kFrameHeaderSize + size) << sample.name << " at " << size;
+        EXPECT_GT(error->limit, error->value) << sample.name << " at " << size;
+      } else {
+        EXPECT_TRUE(error->code == DecodeErrc::body_too_short || error->code == DecodeErrc::invalid_field)
+            << sample.name << ": " << error->describe();
+      }
+      EXPECT_FALSE(error->describe().empty());
+    }
+  }
+}
+
+struct Field {
+  std::string_view name;
+  std::size_t size;
+};
+
+std::vector<Field> raft_header_then(std::vector<Field> rest) {
+  std::vector<Field> layout = {{"from", 4}, {"to", 4}, {"term", 8}};
+  layout.insert(layout.end(), rest.begin(), rest.end());
+  return layout;
+}
+
+/// For each honest frame whose body stops inside the fixed layout, decoding names the field it stopped in.
+void expect_every_short_body_names_its_field(const Bytes& frame, const std::vector<Field>& layout) {
+  const Bytes full_body = body_of(frame);
+  std::size_t total = 0;
+  for (const Field& field : layout) total += field.size;
+  for (std::size_t size = 0; size < total; ++size) {
+    const auto error = body_error(raw_frame(type_of(frame), prefix(full_body, size)));
+    ASSERT_TRUE(error) << "a " << size << "-byte " << to_string(type_of(frame)) << " body decoded";
+    std::size_t start = 0;
+    const Field* field = nullptr;
+    for (const Field& candidate : layout) {
+      if (start + candidate.size > size) {
+        field = &candidate;
+        break;
+      }
+      start += candidate.size;
+    }
+    ASSERT_NE(field, nullptr);
+    EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+    EXPECT_EQ(std::string_view(error->field), field->name) << to_string(type_of(frame)) << " body of " << size;
+    EXPECT_EQ(error->offset, kFrameHeaderSize + start);
+    EXPECT_EQ(error->limit, field->size);
+  }
+}
+
+TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
+  expect_every_short_body_names_its_field(
+      encoded(PeerVoteRequest{kHeader, 1, 2, true, false}),
+      raft_header_then({{"last_index", 8}, {"last_term", 8}, {"flags", 1}, {"reserved", 7}}));
+  expect_every_short_body_names_its_field(encoded(PeerVoteResponse{kHeader, true, true}),
+                                          raft_header_then({{"granted", 1}, {"pre_vote", 1}, {"reserved", 6}}));
+  expect_every_short_body_names_its_field(
+      encoded(append_with(several_entries())),
+      raft_header_then({{"prev_index", 8}, {"prev_term", 8}, {"commit", 8}, {"entry_count", 4}, {"reserved", 4}}));
+  expect_every_short_body_names_its_field(encoded(PeerAppendResponse{kHeader, false, 1, 2, 3, 4}),
+                                          raft_header_then({{"success", 1},
+                                                            {"reserved", 7},
+                                                            {"match_index", 8},
+                                                            {"rejected_prev", 8},
+                                                            {"conflict_index", 8},
+                                                            {"conflict_term", 8}}));
+  expect_every_short_body_names_its_field(encoded(PeerHeartbeat{kHeader, 1}), raft_header_then({{"commit", 8}}));
+  expect_every_short_body_names_its_field(encoded(PeerTimeoutNow{kHeader}), raft_header_then({}));
+  expect_every_short_body_names_its_field(encoded(SessionOpen{1, 2}), {{"client_id_high", 8}, {"client_id_low", 8}});
+  expect_every_short_body_names_its_field(encoded(sample_session_reply()), {{"status", 1},
+                                                                            {"reserved", 3},
+                                                                            {"leader_id", 4},
+                                                                            {"term", 8},
+                                                                            {"session_id", 8},
+                                                                            {"last_applied_seq", 8},
+                                                                            {"incarnation.high", 8},
+                                                                            {"incarnation.low", 8},
+                                                                            {"text_length", 2},
+                                                                            {"reserved", 6},
+                                                                            {"text", 13}});
+  expect_every_short_body_names_its_field(encoded(Ingress{1, 2, ByteSpan(payload_a())}),
+                                          {{"session_id", 8}, {"seq", 8}});
+  expect_every_short_body_names_its_field(
+      encoded(Ack{1, 2, 3, 4, 5}),
+      {{"session_id", 8}, {"applied_seq", 8}, {"log_position", 8}, {"term", 8}, {"leader_id", 4}, {"reserved", 4}});
+  expect_every_short_body_names_its_field(encoded(Egress{1, 2, {}}), {{"session_id", 8}, {"egress_seq", 8}});
+  expect_every_short_body_names_its_field(encoded(KeepAlive{1}), {{"session_id", 8}});
+  expect_every_short_body_names_its_field(encoded(SessionClose{1}), {{"session_id", 8}});
+  expect_every_short_body_names_its_field(encoded(SessionClosed{1, 2, SessionCloseReason::service}),
+                                          {{"session_id", 8}, {"last_applied_seq", 8}, {"reason", 1}, {"reserved", 7}});
+  expect_every_short_body_names_its_field(
+      encoded(IngressRejected{1, 2, 3, IngressRejectReason::too_large}),
+      {{"session_id", 8}, {"seq", 8}, {"expected_seq", 8}, {"reason", 1}, {"reserved", 7}});
+  expect_every_short_body_names_its_field(encoded(sample_status_reply()), {{"node_id", 4},
+                                                                           {"role", 1},
+                                                                           {"reserved", 3},
+                                                                           {"leader_id", 4},
+                                                                           {"reserved", 4},
+                                                                           {"term", 8},
+                                                                           {"commit_index", 8},
+                                                                           {"applied_index", 8},
+                                                                           {"last_index", 8},
+                                                                           {"state_hash", 8},
+                                                                           {"open_sessions", 8}});
+}
+
+TEST(WireTruncation, AnAppendRequestCutInsideAnEntryNamesTheEntryField) {
+  // A long first entry, so that the count of 2 passes the size pre-check and the walk finds where the second ends.
+  const std::vector<EntryView> entries = {several_entries()[2], several_entries()[0]};
+  const Bytes body = body_of(encoded(append_with(entries)));
+  const std::vector<Field> second = {{"entry.index", 8},  {"entry.term", 8},     {"entry.checksum", 8},
+                                     {"entry.type", 1},   {"entry.reserved", 3}, {"entry.payload_length", 4},
+                                     {"entry.payload", 7}};
+  std::size_t start = PeerAppendRequest::kFixedBodySize + entries[0].encoded_size();
+  for (const Field& field : second) {
+    for (std::size_t size = start; size < start + field.size; ++size) {
+      const auto error = body_error(raw_frame(MessageType::append_request, prefix(body, size)));
+      ASSERT_TRUE(error) << size;
+      EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+      EXPECT_EQ(std::string_view(error->field), field.name) << size;
+      EXPECT_EQ(error->offset, kFrameHeaderSize + start);
+      EXPECT_EQ(error->value, size - start);
+      EXPECT_EQ(error->limit, field.size);
+    }
+    start += field.size;
+  }
+}
+
+TEST(WireBody, ABodyLongerThanItsFixedLayoutIsBodyTooLong) {
+  for (const Sample& sample : every_sample()) {
+    if (sample.payload_tail) continue;  // extra bytes are more payload
+    if (type_of(sample.frame) == MessageType::append_request && sample.name != "append_request/0") continue;
+    for (const std::size_t extra : {std::size_t{1}, std::size_t{8}, std::size_t{100}}) {
+      Bytes body = body_of(sample.frame);
+      const std::size_t end = body.size();
+      body.resize(end + extra, std::byte{0});
+      const auto error = body_error(raw_frame(type_of(sample.frame), body));
+      ASSERT_TRUE(error) << sample.name << " with " << extra << " extra bytes decoded";
+      EXPECT_EQ(error->code, DecodeErrc::body_too_long) << sample.name << ": " << error->describe();
+      EXPECT_EQ(error->value, end + extra) << sample.name;
+      EXPECT_EQ(error->limit, end) << sample.name;
+      EXPECT_EQ(error->offset, kFrameHeaderSize + end) << sample.name;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Names
+
+TEST(WireNames, EveryTypeAndEnumValueHasAName) {
+  EXPECT_STREQ(to_string(MessageType::vote_request), "vote_request");
+  EXPECT_STREQ(to_string(MessageType::append_request), "append_request");
+  EXPECT_STREQ(to_string(MessageType::timeout_now), "timeout_now");
+  EXPECT_STREQ(to_string(MessageType::session_open), "session_open");
+  EXPECT_STREQ(to_string(MessageType::ingress_rejected), "ingress_rejected");
+  EXPECT_STREQ(to_string(MessageType::status_reply), "status_reply");
+  EXPECT_STREQ(to_string(SessionStatus::redirect), "redirect");
+  EXPECT_STREQ(to_string(SessionCloseReason::unknown_session), "unknown_session");
+  EXPECT_STREQ(to_string(IngressRejectReason::gap), "gap");
+  EXPECT_STREQ(to_string(NodeRole::pre_candidate), "pre_candidate");
+  for (unsigned value = 1; value <= 4; ++value) {
+    const auto byte = static_cast<std::uint8_t>(value);
+    EXPECT_STRNE(to_string(static_cast<SessionStatus>(byte)), "unknown") << value;
+    EXPECT_STRNE(to_string(static_cast<SessionCloseReason>(byte)), "unknown") << value;
+    EXPECT_STRNE(to_string(static_cast<IngressRejectReason>(byte)), "unknown") << value;
+    EXPECT_STRNE(to_string(static_cast<NodeRole>(byte)), "unknown") << value;
+  }
+  EXPECT_STREQ(to_string(static_cast<NodeRole>(0)), "unknown");
+  EXPECT_STREQ(to_string(static_cast<SessionStatus>(5)), "unknown");
+}
+
+}  // namespace
+}  // namespace cohort::protocol
