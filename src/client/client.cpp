@@ -94,7 +94,8 @@ class Client::Impl final : public io::TransportHandler {
         core_.close(mono_now());
       }
       flush();
-      loop_.stop();
+      // The transport writes what flush() queued in a task it has just posted: stop after it.
+      loop_.post([this] { loop_.stop(); });
     });
     thread_.join();
   }
@@ -145,16 +146,14 @@ class Client::Impl final : public io::TransportHandler {
     {
       const std::lock_guard lock(mutex_);
       if (core_.take_close() && connection_) {
-        if (!core_.outgoing().empty()) (void)transport_->send(*connection_, core_.outgoing());
+        (void)send_outgoing();
         transport_->close(*connection_);
         connection_.reset();
       }
-      if (connection_ && !core_.outgoing().empty()) {
-        if (transport_->send(*connection_, core_.outgoing()) == io::SendResult::back_pressured) {
-          transport_->close(*connection_);
-          connection_.reset();
-          core_.on_disconnected(mono_now(), "send buffer full");
-        }
+      if (connection_ && !send_outgoing()) {
+        transport_->close(*connection_);
+        connection_.reset();
+        core_.on_disconnected(mono_now(), "send buffer full");
       }
       core_.outgoing().clear();
       if (auto endpoint = core_.take_connect()) {
@@ -172,6 +171,19 @@ class Client::Impl final : public io::TransportHandler {
     for (client::Event& event : events_) deliver(event);
     if (!events_.empty()) changed_.notify_all();
     events_.clear();
+  }
+
+  // The core's outgoing bytes are whole frames back to back; the transport takes one frame per send. Returns
+  // false if the connection's send buffer is full (the node is not reading: the connection is given up).
+  bool send_outgoing() {
+    const std::vector<std::byte>& out = core_.outgoing();
+    for (std::size_t at = 0; at < out.size();) {
+      const auto length = load_le<std::uint32_t>(out.data() + at);
+      const ByteSpan frame(out.data() + at, length);
+      if (transport_->send(*connection_, frame) == io::SendResult::back_pressured) return false;
+      at += length;
+    }
+    return true;
   }
 
   void deliver(client::Event& event) {

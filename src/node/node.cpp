@@ -117,6 +117,7 @@ class Node::Impl final : public io::TransportHandler {
   void send_keepalives(consensus::Time now);
   void send_client(io::ConnectionId id, const auto& message);
   void reply_not_leader(io::ConnectionId id, std::string_view why);
+  void close_pending();
   void begin_stop();
   void finish_stop_when_ready(consensus::Time now);
   void fail(std::string message);
@@ -148,6 +149,8 @@ class Node::Impl final : public io::TransportHandler {
   Role role_ = Role::follower;
   Term term_;
   std::optional<NodeId> leader_;
+  bool serving_ = false;
+  std::vector<io::ConnectionId> to_close_;  // client connections to close once no pass over inbound_ is running
   consensus::Time next_keepalive_{0};
 
   bool stopping_ = false;
@@ -308,6 +311,21 @@ void Node::Impl::flush() {
   term_ = replica_->raft().term();
   if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
     on_role_change(previous_role, previous_term);
+  if (replica_->serving() != serving_) {
+    // A new leader answers session opens only once its no-op is applied: the waiting clients hear now.
+    serving_ = replica_->serving();
+    answer_waiting_clients();
+  }
+  close_pending();
+}
+
+void Node::Impl::close_pending() {
+  for (const io::ConnectionId id : to_close_) {
+    if (!inbound_.contains(static_cast<std::uint64_t>(id))) continue;
+    transport_->close(id);
+    on_disconnected(id, io::DisconnectReason::reset, "closed by this node");
+  }
+  to_close_.clear();
 }
 
 void Node::Impl::drain_storage() {
@@ -432,9 +450,9 @@ void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
   protocol::append_frame(message, frame_);
   if (transport_->send(id, frame_) == io::SendResult::back_pressured) {
     // The client does not read fast enough: close; it re-attaches and its unacknowledged messages are resent.
+    // Closed after the current pass over the connections, which this call may be part of.
     spdlog::warn("closing client connection {}: its send buffer is full", static_cast<std::uint64_t>(id));
-    transport_->close(id);
-    on_disconnected(id, io::DisconnectReason::reset, "send buffer full");
+    to_close_.push_back(id);
   }
 }
 
@@ -635,9 +653,9 @@ void Node::Impl::send_keepalives(consensus::Time now) {
   }
   for (const io::ConnectionId id : silent) {
     spdlog::info("closing client connection {}: silent", static_cast<std::uint64_t>(id));
-    transport_->close(id);
-    on_disconnected(id, io::DisconnectReason::reset, "silent");
+    to_close_.push_back(id);
   }
+  close_pending();
 }
 
 void Node::Impl::on_role_change(Role previous, Term previous_term) {

@@ -1,0 +1,906 @@
+// System tests of a 3-node cluster: real cohortd processes on loopback, driven through the client library and
+// the admin status query. Every wait polls a condition with a generous deadline (scaled under the sanitizers);
+// nothing sleeps and hopes. Figures (election, failover, handover) are printed, and asserted only loosely.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include "cohort/admin.h"
+#include "cohort/client.h"
+#include "process.h"
+#include "services/kv_codec.h"
+
+namespace cohort::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using Ms = std::chrono::milliseconds;
+using services::KvOp;
+using services::KvReply;
+using services::KvRequest;
+using services::KvStatus;
+
+constexpr std::uint64_t kClusterId = 42;
+constexpr std::size_t kNodes = 3;
+
+int slowdown() { return std::getenv("COHORT_SANITIZED") != nullptr ? 3 : 1; }
+Ms deadline() { return Ms(20'000 * slowdown()); }
+Ms reply_timeout() { return Ms(2'000 * slowdown()); }  // then a get is asked again (egress may be lost)
+
+long long ms_since(Clock::time_point start) {
+  return std::chrono::duration_cast<Ms>(Clock::now() - start).count();
+}
+
+/// Polls `condition` every `period` until it holds (true) or `timeout` passes (false).
+bool eventually(const std::function<bool()>& condition, Ms timeout, Ms period = 10ms) {
+  const auto until = Clock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(period);
+  }
+}
+
+/// `count` distinct loopback ports that were free a moment ago: each is bound to port 0 (all held open together,
+/// so they differ), read back, and released.
+std::vector<std::uint16_t> free_ports(std::size_t count) {
+  std::vector<int> sockets;
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < count; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    sockets.push_back(fd);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    socklen_t length = sizeof address;
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+      throw std::system_error(errno, std::generic_category(), "bind");
+    ports.push_back(ntohs(address.sin_port));
+  }
+  for (const int fd : sockets) ::close(fd);
+  return ports;
+}
+
+/// A socket listening on a free loopback port, for as long as it lives.
+class Listener {
+ public:
+  Listener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    socklen_t length = sizeof address;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(fd_, 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+      throw std::system_error(errno, std::generic_category(), "listen");
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { ::close(fd_); }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
+std::string loopback(std::uint16_t port) { return fmt::format("127.0.0.1:{}", port); }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+KvRequest make_request(KvOp op, std::string key, std::string value = {}) {
+  KvRequest request;
+  request.op = op;
+  request.key = std::move(key);
+  request.value = std::move(value);
+  return request;
+}
+
+std::vector<std::byte> encode(const KvRequest& request) {
+  auto bytes = services::encode_kv_request(request);
+  if (!bytes) throw std::runtime_error("cannot encode a kv request: " + bytes.error());
+  return std::move(bytes).value();
+}
+
+std::string value_for(std::uint64_t n) { return fmt::format("value-{}-{}", n, std::string(n % 23, 'x')); }
+
+// --- the KV client --------------------------------------------------------------------------------------------
+
+/// A small synchronous KV client over cohort::Client: it offers requests, counts their acknowledgements
+/// (on_applied) and collects the service's replies (egress) by request id.
+class KvClient final : public ClientListener {
+ public:
+  explicit KvClient(std::vector<std::string> members, std::size_t max_buffered = 65536) {
+    ClientOptions options;
+    options.cluster_id = kClusterId;
+    options.members = std::move(members);
+    options.max_buffered_messages = max_buffered;
+    client_ = std::make_unique<Client>(options, *this);
+  }
+  ~KvClient() override { client_.reset(); }  // joins the I/O thread before the listener's state goes
+  KvClient(const KvClient&) = delete;
+  KvClient& operator=(const KvClient&) = delete;
+
+  Client& client() { return *client_; }
+
+  /// Offers `request` (a fresh request id is filled in), waiting while the client's buffer is full. Returns the
+  /// seq, or 0 if it was not accepted within the deadline.
+  std::uint64_t offer(KvRequest request, Ms timeout, std::uint64_t* request_id = nullptr) {
+    request.request_id = next_request_id_++;
+    if (request_id != nullptr) *request_id = request.request_id;
+    const auto bytes = encode(request);
+    const auto until = Clock::now() + timeout;
+    while (true) {
+      const Offer offer = client_->offer(bytes);
+      if (offer.status == OfferStatus::accepted) {
+        std::lock_guard lock(mutex_);
+        offered_[offer.seq] = request;
+        return offer.seq;
+      }
+      if (offer.status != OfferStatus::back_pressured || Clock::now() >= until) return 0;
+      std::unique_lock lock(mutex_);
+      const auto acked = acked_.size();
+      changed_.wait_for(lock, 50ms, [&] { return acked_.size() != acked; });
+    }
+  }
+
+  std::uint64_t offer_put(const std::string& key, const std::string& value, Ms timeout) {
+    return offer(make_request(KvOp::put, key, value), timeout);
+  }
+
+  /// Waits until every seq offered so far has a fate; true if each one was applied.
+  bool wait_all_acked(Ms timeout) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return acked_.size() + failed_.size() >= offered_.size(); });
+    return acked_.size() == offered_.size();
+  }
+
+  /// Puts one key and waits for its acknowledgement.
+  bool put(const std::string& key, const std::string& value, Ms timeout) {
+    const auto seq = offer_put(key, value, timeout);
+    if (seq == 0) return false;
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return acked_.contains(seq); });
+  }
+
+  /// Reads every key. Every get is offered at once; a get whose reply has not come within reply_timeout() is
+  /// asked again under a new request id (egress can be lost across a failover). Keys missing from the result
+  /// got no reply before `timeout`.
+  std::map<std::string, KvReply> get_all(const std::vector<std::string>& keys, Ms timeout) {
+    std::map<std::string, KvReply> results;
+    std::vector<std::string> remaining = keys;
+    const auto until = Clock::now() + timeout;
+    while (!remaining.empty() && Clock::now() < until) {
+      std::map<std::uint64_t, std::string> pending;  // request id -> key
+      for (const auto& key : remaining) {
+        std::uint64_t id = 0;
+        if (offer(make_request(KvOp::get, key), std::chrono::duration_cast<Ms>(until - Clock::now()), &id) ==
+            0)
+          break;
+        pending[id] = key;
+      }
+      {
+        std::unique_lock lock(mutex_);
+        changed_.wait_for(lock, std::min(reply_timeout(), std::chrono::duration_cast<Ms>(until - Clock::now())),
+                          [&] {
+                            return std::all_of(pending.begin(), pending.end(),
+                                               [&](const auto& entry) { return replies_.contains(entry.first); });
+                          });
+        remaining.clear();
+        for (const auto& [id, key] : pending) {
+          const auto reply = replies_.find(id);
+          if (reply != replies_.end()) {
+            results[key] = reply->second;
+          } else if (!results.contains(key)) {
+            remaining.push_back(key);
+          }
+        }
+      }
+      if (!remaining.empty()) {
+        ++get_retries_;
+        std::printf("[ info ] %zu gets without a reply after %lld ms: asking again\n", remaining.size(),
+                    static_cast<long long>(reply_timeout().count()));
+      }
+    }
+    return results;
+  }
+
+  std::optional<KvReply> reply_to(std::uint64_t seq) {
+    std::lock_guard lock(mutex_);
+    const auto request = offered_.find(seq);
+    if (request == offered_.end()) return std::nullopt;
+    const auto reply = replies_.find(request->second.request_id);
+    if (reply == replies_.end()) return std::nullopt;
+    return reply->second;
+  }
+
+  std::size_t acked() const {
+    std::lock_guard lock(mutex_);
+    return acked_.size();
+  }
+  std::set<std::uint64_t> acked_seqs() const {
+    std::lock_guard lock(mutex_);
+    return acked_;
+  }
+  std::map<std::uint64_t, std::string> failures() const {
+    std::lock_guard lock(mutex_);
+    return failed_;
+  }
+  std::optional<KvRequest> request(std::uint64_t seq) const {
+    std::lock_guard lock(mutex_);
+    const auto found = offered_.find(seq);
+    if (found == offered_.end()) return std::nullopt;
+    return found->second;
+  }
+  int get_retries() const { return get_retries_; }
+
+  /// From now on, remembers when the first acknowledgement arrives after the client has heard of a leader other
+  /// than `old_leader`.
+  void watch_for_new_leader(std::uint32_t old_leader) {
+    std::lock_guard lock(mutex_);
+    old_leader_ = old_leader;
+    new_leader_seen_ = false;
+    first_ack_under_new_leader_.reset();
+  }
+  std::optional<Clock::time_point> first_ack_under_new_leader() const {
+    std::lock_guard lock(mutex_);
+    return first_ack_under_new_leader_;
+  }
+
+  // ClientListener (on the client's I/O thread)
+  void on_leader(std::uint32_t leader_id, std::uint64_t /*term*/) override {
+    std::lock_guard lock(mutex_);
+    if (old_leader_ != 0 && leader_id != old_leader_) new_leader_seen_ = true;
+  }
+  void on_applied(std::uint64_t seq, std::uint64_t /*position*/) override {
+    std::lock_guard lock(mutex_);
+    acked_.insert(seq);
+    if (new_leader_seen_ && !first_ack_under_new_leader_) first_ack_under_new_leader_ = Clock::now();
+    changed_.notify_all();
+  }
+  void on_rejected(std::uint64_t seq, std::string_view reason) override {
+    std::lock_guard lock(mutex_);
+    failed_[seq] = "rejected: " + std::string(reason);
+    changed_.notify_all();
+  }
+  void on_unknown(std::uint64_t seq, std::string_view reason) override {
+    std::lock_guard lock(mutex_);
+    failed_[seq] = "unknown: " + std::string(reason);
+    changed_.notify_all();
+  }
+  void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> message) override {
+    auto reply = services::decode_kv_reply(message);
+    std::lock_guard lock(mutex_);
+    if (!reply) {
+      bad_replies_.push_back(reply.error());
+      return;
+    }
+    replies_[reply->request_id] = std::move(reply).value();
+    changed_.notify_all();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::uint64_t, KvRequest> offered_;  // by seq
+  std::set<std::uint64_t> acked_;
+  std::map<std::uint64_t, std::string> failed_;  // seq -> why it was not applied
+  std::map<std::uint64_t, KvReply> replies_;     // by request id
+  std::vector<std::string> bad_replies_;
+  std::uint32_t old_leader_ = 0;
+  bool new_leader_seen_ = false;
+  std::optional<Clock::time_point> first_ack_under_new_leader_;
+  std::uint64_t next_request_id_ = 1;  // the application's thread only
+  int get_retries_ = 0;
+  std::unique_ptr<Client> client_;  // last: destroyed first
+};
+
+// --- the cluster ----------------------------------------------------------------------------------------------
+
+struct NodeProcess {
+  std::uint32_t id = 0;
+  std::uint16_t peer_port = 0;
+  std::uint16_t client_port = 0;
+  std::filesystem::path data_dir;
+  std::unique_ptr<Process> process;
+  int starts = 0;
+
+  std::string peer() const { return loopback(peer_port); }
+  std::string client() const { return loopback(client_port); }
+  bool running() const { return process && !process->wait_exit(0ms); }
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  // The client library logs every connection at info level; the nodes' logs are in their own files.
+  void SetUp() override { spdlog::set_level(spdlog::level::warn); }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      for (const auto& node : nodes_) {
+        if (!node.process) continue;
+        const std::string log = node.process->stderr_text();
+        std::printf("---- last log lines of node %u (run %d) ----\n%s\n", node.id, node.starts,
+                    log.substr(log.size() > 4000 ? log.size() - 4000 : 0).c_str());
+      }
+    }
+  }
+
+  /// Starts the three nodes on fresh ports; if a port was taken meanwhile ("Address already in use"), starts
+  /// over on other ports.
+  bool start_cluster(std::vector<std::string> extra = {}) {
+    extra_ = std::move(extra);
+    for (int attempt = 1; attempt <= 5; ++attempt) {
+      const auto ports = free_ports(2 * kNodes);
+      nodes_.clear();
+      for (std::size_t i = 0; i < kNodes; ++i) {
+        NodeProcess node;
+        node.id = static_cast<std::uint32_t>(i + 1);
+        node.peer_port = ports[2 * i];
+        node.client_port = ports[2 * i + 1];
+        node.data_dir = dir_.path() / fmt::format("n{}", node.id);
+        nodes_.push_back(std::move(node));
+      }
+      for (auto& node : nodes_) spawn(node);
+      bool port_taken = false;
+      bool failed = false;
+      for (auto& node : nodes_) {
+        if (await_start(node)) continue;
+        failed = true;
+        port_taken = port_taken || contains(node.process->stderr_text(), "Address already in use");
+      }
+      if (!failed) return true;
+      if (!port_taken) {
+        for (auto& node : nodes_)
+          ADD_FAILURE() << "node " << node.id << " did not start; stderr:\n" << node.process->stderr_text();
+        return false;
+      }
+      std::printf("[ info ] a port was taken (attempt %d); starting over on other ports\n", attempt);
+    }
+    ADD_FAILURE() << "could not find free ports in 5 attempts";
+    return false;
+  }
+
+  std::vector<std::string> args(const NodeProcess& node) const {
+    std::vector<std::string> args = {"--node-id", std::to_string(node.id), "--cluster-id", std::to_string(kClusterId),
+                                     "--data-dir", node.data_dir.string()};
+    for (const auto& member : nodes_) {
+      args.push_back("--member");
+      args.push_back(fmt::format("{},{},{}", member.id, member.peer(), member.client()));
+    }
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    return args;
+  }
+
+  void spawn(NodeProcess& node) {
+    node.process.reset();  // reaps the previous process (killing it if it still runs)
+    ++node.starts;
+    node.process = std::make_unique<Process>(COHORTD_PATH, args(node), dir_.path(),
+                                             fmt::format("node{}-run{}", node.id, node.starts));
+  }
+
+  bool await_start(NodeProcess& node) { return node.process->wait_stdout("clients on ", deadline()).has_value(); }
+
+  NodeProcess& node(std::uint32_t id) { return nodes_.at(id - 1); }
+
+  /// Restarts a stopped node on its ports and data directory.
+  bool restart(std::uint32_t id) {
+    spawn(node(id));
+    if (await_start(node(id))) return true;
+    ADD_FAILURE() << "node " << id << " did not restart; stderr:\n" << node(id).process->stderr_text();
+    return false;
+  }
+
+  std::optional<int> kill_node(std::uint32_t id) {
+    node(id).process->signal(SIGKILL);
+    return node(id).process->wait_exit(deadline());
+  }
+
+  StatusResult status(std::uint32_t id, Ms timeout = 300ms) {
+    return query_status(node(id).client(), kClusterId, timeout * slowdown());
+  }
+
+  std::vector<std::uint32_t> running_ids() const {
+    std::vector<std::uint32_t> ids;
+    for (const auto& n : nodes_)
+      if (n.running()) ids.push_back(n.id);
+    return ids;
+  }
+
+  /// Polls the nodes `ids` (default: every running one) until exactly one of the reachable ones leads, every
+  /// reachable node reports the leader's term, and a majority of the cluster is reachable.
+  std::optional<NodeStatus> wait_leader(Ms timeout, std::vector<std::uint32_t> ids = {}, Ms period = 5ms) {
+    if (ids.empty()) ids = running_ids();
+    std::optional<NodeStatus> found;
+    std::string last;
+    eventually(
+        [&] {
+          std::vector<NodeStatus> reachable;
+          for (const auto id : ids) {
+            auto result = status(id);
+            if (result.ok) reachable.push_back(result.status);
+          }
+          last.clear();
+          for (const auto& s : reachable)
+            last += fmt::format("node {} {} t{}; ", s.node_id, s.role, s.term);
+          if (reachable.size() < kNodes / 2 + 1) return false;
+          const auto leaders = std::count_if(reachable.begin(), reachable.end(),
+                                             [](const NodeStatus& s) { return s.role == "leader"; });
+          if (leaders != 1) return false;
+          const auto leader =
+              *std::find_if(reachable.begin(), reachable.end(), [](const NodeStatus& s) { return s.role == "leader"; });
+          if (!std::all_of(reachable.begin(), reachable.end(),
+                           [&](const NodeStatus& s) { return s.term == leader.term; }))
+            return false;
+          found = leader;
+          return true;
+        },
+        timeout, period);
+    if (!found) ADD_FAILURE() << "no single leader within " << timeout.count() << " ms; last seen: " << last;
+    return found;
+  }
+
+  /// Polls the nodes `ids` until each has applied everything the leader (one of them) has committed, then checks
+  /// that their state hashes, now at one log position, are equal.
+  bool wait_converged(std::vector<std::uint32_t> ids, Ms timeout) {
+    std::string last;
+    bool diverged = false;
+    const bool converged = eventually(
+        [&] {
+          std::vector<NodeStatus> statuses;
+          for (const auto id : ids) {
+            auto result = status(id);
+            if (!result.ok) {
+              last = fmt::format("node {}: {}", id, result.error);
+              return false;
+            }
+            statuses.push_back(result.status);
+          }
+          last.clear();
+          for (const auto& s : statuses)
+            last += fmt::format("node {} {} commit {} applied {} hash {:016x}; ", s.node_id, s.role, s.commit_index,
+                                s.applied_index, s.state_hash);
+          const auto leader =
+              std::find_if(statuses.begin(), statuses.end(), [](const NodeStatus& s) { return s.role == "leader"; });
+          if (leader == statuses.end()) return false;
+          const bool caught_up = std::all_of(statuses.begin(), statuses.end(), [&](const NodeStatus& s) {
+            return s.applied_index == leader->commit_index;
+          });
+          if (!caught_up) return false;
+          // Equal applied indexes: the hashes describe the same log prefix and must be equal.
+          diverged = !std::all_of(statuses.begin(), statuses.end(),
+                                  [&](const NodeStatus& s) { return s.state_hash == leader->state_hash; });
+          return true;
+        },
+        timeout, 20ms);
+    if (!converged) ADD_FAILURE() << "the replicas did not catch up within " << timeout.count() << " ms: " << last;
+    if (diverged) ADD_FAILURE() << "replicas at the same applied index have different state hashes: " << last;
+    return converged && !diverged;
+  }
+
+  std::vector<std::string> client_endpoints() const {
+    std::vector<std::string> endpoints;
+    for (const auto& n : nodes_) endpoints.push_back(n.client());
+    return endpoints;
+  }
+
+  /// Reads `expected` back through a fresh client and checks every value.
+  void expect_values(const std::map<std::string, std::string>& expected) {
+    KvClient reader(client_endpoints());
+    ASSERT_TRUE(reader.client().wait_connected(deadline())) << "the reader did not connect";
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : expected) keys.push_back(key);
+    const auto replies = reader.get_all(keys, deadline());
+    std::size_t wrong = 0;
+    for (const auto& [key, value] : expected) {
+      const auto reply = replies.find(key);
+      if (reply == replies.end()) {
+        if (++wrong <= 10) ADD_FAILURE() << "no reply to get " << key;
+      } else if (reply->second.status != KvStatus::ok || reply->second.value != value) {
+        if (++wrong <= 10)
+          ADD_FAILURE() << "get " << key << ": " << services::to_string(reply->second.status) << " '"
+                        << reply->second.value << "', expected '" << value << "'";
+      }
+    }
+    EXPECT_EQ(wrong, 0U) << "of " << expected.size() << " keys";
+    std::printf("[ info ] read back %zu keys (%d rounds of gets asked again)\n", expected.size(), reader.get_retries());
+  }
+
+  TempDir dir_;
+  std::vector<NodeProcess> nodes_;
+  std::vector<std::string> extra_;
+};
+
+// --- the tests ------------------------------------------------------------------------------------------------
+
+TEST_F(ClusterTest, ElectsALeader) {
+  const auto start = Clock::now();
+  ASSERT_TRUE(start_cluster());
+  const auto started = ms_since(start);
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  std::printf("[ info ] processes up after %lld ms; node %u leads term %llu, %lld ms after the start\n", started,
+              leader->node_id, static_cast<unsigned long long>(leader->term), ms_since(start));
+  // The followers know who leads.
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (const auto& n : nodes_) {
+          const auto result = status(n.id);
+          if (!result.ok || result.status.leader_id != leader->node_id) return false;
+        }
+        return true;
+      },
+      deadline()))
+      << "not every node names node " << leader->node_id << " as the leader";
+}
+
+TEST_F(ClusterTest, WritesToAnyNodeCommitOnAllReplicas) {
+  ASSERT_TRUE(start_cluster());
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  const std::uint32_t follower = leader->node_id == 1 ? 2 : 1;
+
+  KvClient writer({node(follower).client()});  // only a follower: the client must follow the redirect
+  ASSERT_TRUE(writer.client().wait_connected(deadline())) << "the client did not connect through node " << follower;
+  EXPECT_EQ(writer.client().leader_id(), leader->node_id);
+  constexpr int kKeys = 200;
+  std::map<std::string, std::string> expected;
+  std::vector<std::uint64_t> seqs;
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = fmt::format("key-{}", i);
+    expected[key] = value_for(static_cast<std::uint64_t>(i));
+    const auto seq = writer.offer_put(key, expected[key], deadline());
+    ASSERT_NE(seq, 0U) << "put " << key << " was not accepted";
+    seqs.push_back(seq);
+  }
+  ASSERT_TRUE(writer.wait_all_acked(deadline()))
+      << writer.acked() << " of " << kKeys << " puts acknowledged; failures: " << writer.failures().size();
+  EXPECT_TRUE(writer.failures().empty());
+  // Without a failover no reply is lost: each put was answered ok.
+  EXPECT_TRUE(eventually(
+      [&] { return std::all_of(seqs.begin(), seqs.end(), [&](std::uint64_t seq) { return writer.reply_to(seq); }); },
+      deadline()))
+      << "some put got no reply";
+  for (const auto seq : seqs) {
+    const auto reply = writer.reply_to(seq);
+    if (reply) {
+      EXPECT_EQ(reply->status, KvStatus::ok) << "seq " << seq;
+    }
+  }
+  EXPECT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  const auto after = status(leader->node_id);
+  ASSERT_TRUE(after.ok);
+  EXPECT_GE(after.status.commit_index, static_cast<std::uint64_t>(kKeys)) << "200 puts must be 200 log entries";
+}
+
+TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
+  ASSERT_TRUE(start_cluster());
+  const auto first = wait_leader(deadline());
+  ASSERT_TRUE(first);
+
+  // A small buffer keeps the writer close to the cluster: "as fast as the buffer allows".
+  KvClient writer(client_endpoints(), 512);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  std::atomic<std::uint64_t> offered{0};
+  std::atomic<bool> offer_failed{false};
+  std::jthread writing([&](std::stop_token stop) {
+    std::uint64_t n = 0;
+    while (!stop.stop_requested()) {
+      if (writer.offer_put(fmt::format("k{}", n), value_for(n), 500ms) != 0) {
+        ++offered;
+        ++n;
+      } else if (writer.client().state() == ClientState::closed) {
+        offer_failed = true;
+        return;
+      }  // else still back-pressured: offer the same key again
+    }
+  });
+
+  ASSERT_TRUE(eventually([&] { return writer.acked() >= 300; }, deadline(), 1ms))
+      << "only " << writer.acked() << " acks before the kill";
+  const std::size_t acked_at_kill = writer.acked();
+  writer.watch_for_new_leader(first->node_id);
+  const auto killed_at = Clock::now();
+  ASSERT_TRUE(kill_node(first->node_id));
+  std::vector<std::uint32_t> survivors;
+  for (const auto& n : nodes_)
+    if (n.id != first->node_id) survivors.push_back(n.id);
+  const auto second = wait_leader(deadline(), survivors);
+  ASSERT_TRUE(second);
+  const auto failover_ms = ms_since(killed_at);
+  EXPECT_NE(second->node_id, first->node_id);
+  EXPECT_GT(second->term, first->term);
+
+  ASSERT_TRUE(eventually([&] { return writer.acked() >= acked_at_kill + 1000; }, deadline(), 1ms))
+      << "only " << writer.acked() - acked_at_kill << " acks after the kill";
+  writing.request_stop();
+  writing.join();
+  EXPECT_FALSE(offer_failed) << "the client closed: " << to_string(writer.client().state());
+  ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " of " << offered << " acknowledged";
+  const auto failures = writer.failures();
+  EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq "
+                                << failures.begin()->first << " " << failures.begin()->second;
+  const auto resumed = writer.first_ack_under_new_leader();
+  std::printf("[ info ] killed leader node %u (term %llu) after %zu acks: node %u leads term %llu after %lld ms "
+              "(failover time); writes resumed after %lld ms; %zu acks in all\n",
+              first->node_id, static_cast<unsigned long long>(first->term), acked_at_kill, second->node_id,
+              static_cast<unsigned long long>(second->term), failover_ms,
+              resumed ? static_cast<long long>(std::chrono::duration_cast<Ms>(*resumed - killed_at).count()) : -1LL,
+              writer.acked());
+
+  std::map<std::string, std::string> expected;
+  for (const auto seq : writer.acked_seqs()) {
+    const auto request = writer.request(seq);
+    ASSERT_TRUE(request);
+    expected[request->key] = request->value;
+  }
+  expect_values(expected);
+
+  // The killed node comes back from its data directory and catches up.
+  ASSERT_TRUE(restart(first->node_id));
+  EXPECT_TRUE(wait_converged({1, 2, 3}, deadline()));
+}
+
+TEST_F(ClusterTest, SigtermHandsOverLeadership) {
+  // A long election timeout separates a handover (immediate) from an election (at least 1000 ms).
+  ASSERT_TRUE(start_cluster({"--election-timeout-ms", "1000-2000"}));
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  // The followers are caught up with the leader before it goes (a handover needs an up-to-date target).
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+
+  std::vector<std::uint32_t> others;
+  for (const auto& n : nodes_)
+    if (n.id != leader->node_id) others.push_back(n.id);
+  const auto signalled = Clock::now();
+  node(leader->node_id).process->signal(SIGTERM);
+  std::optional<long long> gap;
+  std::uint32_t successor = 0;
+  eventually(
+      [&] {
+        for (const auto id : others) {
+          const auto result = status(id, 100ms);
+          if (result.ok && result.status.role == "leader") {
+            gap = ms_since(signalled);
+            successor = id;
+            return true;
+          }
+        }
+        return false;
+      },
+      deadline(), 5ms);
+  ASSERT_TRUE(gap) << "no other node took over within " << deadline().count() << " ms";
+  std::printf("[ info ] leadership handover gap: %lld ms (node %u to node %u)\n", *gap, leader->node_id, successor);
+  EXPECT_EQ(node(leader->node_id).process->wait_exit(deadline()), 0);
+  EXPECT_LT(*gap, 1000) << "slower than the minimum election timeout: an election, not a handover";
+  const std::string log = node(leader->node_id).process->stderr_text();
+  EXPECT_TRUE(contains(log, fmt::format("handing leadership to node {}", successor))) << log;
+  // The two remaining nodes keep serving.
+  const auto after = wait_leader(deadline(), others);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->node_id, successor);
+}
+
+TEST_F(ClusterTest, FullRestartRestoresState) {
+  ASSERT_TRUE(start_cluster());
+  ASSERT_TRUE(wait_leader(deadline()));
+  std::map<std::string, std::string> expected;
+  const auto write = [&](int from, int to) {
+    KvClient writer(client_endpoints());
+    ASSERT_TRUE(writer.client().wait_connected(deadline()));
+    for (int i = from; i < to; ++i) {
+      const std::string key = fmt::format("restart-{}", i);
+      expected[key] = value_for(static_cast<std::uint64_t>(i));
+      ASSERT_NE(writer.offer_put(key, expected[key], deadline()), 0U);
+    }
+    ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " of " << to - from << " acknowledged";
+  };
+
+  // Half the keys, then a graceful stop of every node at once.
+  ASSERT_NO_FATAL_FAILURE(write(0, 50));
+  for (auto& n : nodes_) n.process->signal(SIGTERM);
+  for (auto& n : nodes_) EXPECT_EQ(n.process->wait_exit(deadline()), 0) << "node " << n.id;
+  for (auto& n : nodes_) spawn(n);
+  for (auto& n : nodes_) ASSERT_TRUE(await_start(n)) << n.process->stderr_text();
+  ASSERT_TRUE(wait_leader(deadline()));
+
+  // The other half, then kill -9 of every node: what was acknowledged was fsynced on a majority.
+  ASSERT_NO_FATAL_FAILURE(write(50, 100));
+  for (auto& n : nodes_) n.process->signal(SIGKILL);
+  for (auto& n : nodes_) EXPECT_TRUE(n.process->wait_exit(deadline())) << "node " << n.id;
+  for (auto& n : nodes_) spawn(n);
+  for (auto& n : nodes_) ASSERT_TRUE(await_start(n)) << n.process->stderr_text();
+  ASSERT_TRUE(wait_leader(deadline()));
+
+  expect_values(expected);
+  EXPECT_TRUE(wait_converged({1, 2, 3}, deadline()));
+}
+
+// --- refused configurations -----------------------------------------------------------------------------------
+
+class BadConfigTest : public ::testing::Test {
+ protected:
+  BadConfigTest() {
+    const auto ports = free_ports(6);
+    for (std::size_t i = 0; i < 3; ++i)
+      members_.push_back(fmt::format("{},{},{}", i + 1, loopback(ports[2 * i]), loopback(ports[2 * i + 1])));
+    peer1_ = loopback(ports[0]);
+  }
+
+  std::vector<std::string> args(std::uint32_t node_id, std::uint64_t cluster_id, const std::filesystem::path& data,
+                                const std::vector<std::string>& members) const {
+    std::vector<std::string> args = {"--node-id", std::to_string(node_id), "--cluster-id", std::to_string(cluster_id),
+                                     "--data-dir", data.string()};
+    for (const auto& member : members) {
+      args.push_back("--member");
+      args.push_back(member);
+    }
+    return args;
+  }
+
+  RunResult run_node(const std::vector<std::string>& arguments, const std::string& name) {
+    return run(COHORTD_PATH, arguments, dir_.path(), name, deadline());
+  }
+
+  /// Starts node `node_id` of `cluster_id` on `data`, waits until it serves, and stops it gracefully.
+  void start_and_stop(std::uint32_t node_id, std::uint64_t cluster_id, const std::filesystem::path& data) {
+    Process node(COHORTD_PATH, args(node_id, cluster_id, data, members_), dir_.path(), "first");
+    ASSERT_TRUE(node.wait_stdout("clients on ", deadline())) << node.stderr_text();
+    node.signal(SIGTERM);
+    ASSERT_EQ(node.wait_exit(deadline()), 0) << node.stderr_text();
+  }
+
+  TempDir dir_;
+  std::vector<std::string> members_;
+  std::string peer1_;
+};
+
+TEST_F(BadConfigTest, NodeIdNotAmongMembers) {
+  const auto result = run_node(args(4, kClusterId, dir_.path() / "d", members_), "n4");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "node_id: 4 is not among the members (1, 2, 3)")) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "d")) << "a refused configuration must not touch the disk";
+}
+
+TEST_F(BadConfigTest, TwoMembersOnOneEndpoint) {
+  auto members = members_;
+  members[1] = fmt::format("2,{},{}", peer1_, loopback(free_ports(1)[0]));  // member 2's peer endpoint is member 1's
+  const auto result = run_node(args(1, kClusterId, dir_.path() / "d", members), "dup");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, fmt::format("members: {} is used twice: member 1 peer and member 2 peer", peer1_)))
+      << result.err;
+}
+
+TEST_F(BadConfigTest, DataDirectoryOfAnotherCluster) {
+  const auto data = dir_.path() / "d";
+  ASSERT_NO_FATAL_FAILURE(start_and_stop(1, 42, data));
+  const auto result = run_node(args(1, 43, data, members_), "other-cluster");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "cohortd: refusing to start: data_dir: ")) << result.err;
+  EXPECT_TRUE(contains(result.err, data.string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "belongs to node 1 of cluster 42, not to node 1 of cluster 43")) << result.err;
+}
+
+TEST_F(BadConfigTest, DataDirectoryOfAnotherNode) {
+  const auto data = dir_.path() / "d";
+  ASSERT_NO_FATAL_FAILURE(start_and_stop(1, 42, data));
+  const auto result = run_node(args(2, 42, data, members_), "other-node");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "cohortd: refusing to start: data_dir: ")) << result.err;
+  EXPECT_TRUE(contains(result.err, data.string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "belongs to node 1 of cluster 42, not to node 2 of cluster 42")) << result.err;
+}
+
+TEST_F(BadConfigTest, PortInUse) {
+  const Listener taken;
+  auto members = members_;
+  members[0] = fmt::format("1,{},{}", loopback(taken.port()), loopback(free_ports(1)[0]));
+  const auto peer = run_node(args(1, kClusterId, dir_.path() / "d1", members), "peer-in-use");
+  EXPECT_EQ(peer.status, 2) << peer.err;
+  EXPECT_TRUE(contains(peer.err, fmt::format("members: peer endpoint of node 1: cannot listen on {}: Address already in use",
+                                             loopback(taken.port()))))
+      << peer.err;
+
+  members[0] = fmt::format("1,{},{}", loopback(free_ports(1)[0]), loopback(taken.port()));
+  const auto client = run_node(args(1, kClusterId, dir_.path() / "d2", members), "client-in-use");
+  EXPECT_EQ(client.status, 2) << client.err;
+  EXPECT_TRUE(contains(client.err,
+                       fmt::format("members: client endpoint of node 1: cannot listen on {}: Address already in use",
+                                   loopback(taken.port()))))
+      << client.err;
+}
+
+TEST_F(BadConfigTest, UnwritableDataDirectory) {
+  // Root ignores permission bits: a path through a regular file cannot be created by anyone.
+  const auto file = dir_.path() / "file";
+  std::ofstream(file) << "not a directory\n";
+  const auto data = file / "sub";
+  const auto result = run_node(args(1, kClusterId, data, members_), "unwritable");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "cohortd: refusing to start: data_dir: ")) << result.err;
+  EXPECT_TRUE(contains(result.err, data.string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "Not a directory")) << result.err;
+}
+
+/// A 64 KiB tmpfs mounted at `path` while it lives.
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(std::filesystem::path path) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    if (::mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=64k") != 0)
+      error_ = std::error_code(errno, std::generic_category()).message();
+  }
+  ~SmallTmpfs() {
+    if (error_.empty()) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+  const std::string& error() const { return error_; }
+
+ private:
+  std::filesystem::path path_;
+  std::string error_;
+};
+
+TEST_F(BadConfigTest, DiskFull) {
+  const auto mount_point = dir_.path() / "small";
+  const SmallTmpfs tmpfs(mount_point);
+  if (!tmpfs.error().empty()) GTEST_SKIP() << "cannot mount a tmpfs at " << mount_point << ": " << tmpfs.error();
+  {
+    // Fill it to the last byte.
+    std::FILE* filler = std::fopen((mount_point / "filler").c_str(), "wb");
+    ASSERT_NE(filler, nullptr);
+    const std::vector<char> block(4096, 'x');
+    std::size_t written = 0;
+    while (true) {
+      const std::size_t n = std::fwrite(block.data(), 1, block.size(), filler);
+      written += n;
+      if (n < block.size() || std::fflush(filler) != 0) break;
+    }
+    const int error = errno;
+    std::fclose(filler);
+    ASSERT_EQ(error, ENOSPC) << "filled " << written << " bytes";
+  }
+  const auto data = mount_point / "data";
+  const auto result = run_node(args(1, kClusterId, data, members_), "disk-full");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "cohortd: refusing to start: data_dir: ")) << result.err;
+  EXPECT_TRUE(contains(result.err, "No space left on device") || contains(result.err, "disk")) << result.err;
+  const auto refusal = result.err.find("cohortd: refusing");
+  if (refusal != std::string::npos) std::printf("[ info ] disk full: %s", result.err.substr(refusal).c_str());
+}
+
+}  // namespace
+}  // namespace cohort::testing
