@@ -21,9 +21,7 @@ constexpr cohort::TimerId kResetTimer = 1;
 constexpr std::int64_t kMaxResetMs = std::int64_t{365} * 24 * 3600 * 1000;
 constexpr std::size_t kSnapshotSize = 8;
 
-std::string_view as_text(cohort::Bytes bytes) {
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
+std::string_view as_text(cohort::Bytes bytes) { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 
 // The whole text as a decimal integer, or nullopt.
 std::optional<std::int64_t> parse_integer(std::string_view text) {
@@ -42,7 +40,8 @@ void CounterService::on_start(cohort::Cluster& /*cluster*/, std::optional<cohort
   if (snapshot->size() != kSnapshotSize) throw std::runtime_error("counter snapshot: not 8 bytes");
   // Little-endian whatever the host, so the bytes written by on_take_snapshot are the same on every replica.
   std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < kSnapshotSize; ++i) bits |= std::uint64_t{std::to_integer<std::uint8_t>((*snapshot)[i])} << (8 * i);
+  for (std::size_t i = 0; i < kSnapshotSize; ++i)
+    bits |= std::uint64_t{std::to_integer<std::uint8_t>((*snapshot)[i])} << (8 * i);
   value_ = static_cast<std::int64_t>(bits);
 }
 
@@ -68,7 +67,8 @@ std::string CounterService::execute(cohort::Cluster& cluster, cohort::ClusterTim
   }
   if (command == "reset-after") {
     const auto ms = parse_integer(argument);
-    if (!ms || *ms < 1 || *ms > kMaxResetMs) return "error: reset-after takes 1 to 31536000000 ms, e.g. reset-after 5000";
+    if (!ms || *ms < 1 || *ms > kMaxResetMs)
+      return "error: reset-after takes 1 to 31536000000 ms, e.g. reset-after 5000";
     // Cluster time, never the system clock: `timestamp` is the same on every replica, the clock is not.
     const cohort::ClusterTime deadline = timestamp + std::chrono::milliseconds(*ms);
     cluster.schedule_timer(kResetTimer, deadline);

@@ -10,10 +10,10 @@
 #include <system_error>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <cohort/node.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "services/kv_service.h"
 

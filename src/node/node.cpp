@@ -407,7 +407,10 @@ void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reaso
   const auto it = inbound_.find(static_cast<std::uint64_t>(id));
   if (it == inbound_.end()) return;
   if (it->second.session) session_connections_.erase(*it->second.session);
-  if (it->second.waiting_open) pending_opens_.erase(*it->second.waiting_open);
+  if (it->second.waiting_open) {
+    const auto pending = pending_opens_.find(*it->second.waiting_open);
+    if (pending != pending_opens_.end() && pending->second == id) pending_opens_.erase(pending);
+  }
   inbound_.erase(it);
 }
 
@@ -483,7 +486,6 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
     case protocol::MessageType::session_open: {
       auto open = protocol::decode<protocol::SessionOpen>(frame);
       if (!open) return malformed(open.error());
-      if (inbound.waiting_open) pending_opens_.erase(*inbound.waiting_open);
       inbound.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
       try_open(id, inbound);
       return;
@@ -554,7 +556,11 @@ void Node::Impl::try_open(io::ConnectionId id, Inbound& inbound) {
     reply_not_leader(id, stopping_ ? "this node is stopping" : "no leader yet: waiting for an election");
     return;
   }
-  if (pending_opens_.contains(*inbound.waiting_open)) return;  // appended already
+  if (const auto pending = pending_opens_.find(*inbound.waiting_open); pending != pending_opens_.end()) {
+    // Appended already, maybe for an earlier connection of the same client: the answer goes to this one.
+    pending->second = id;
+    return;
+  }
   auto appended = replica_->open_session(*inbound.waiting_open, mono_now());
   if (!appended) {
     reply_not_leader(id, host::to_string(appended.error()));

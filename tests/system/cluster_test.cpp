@@ -273,6 +273,18 @@ class KvClient final : public ClientListener {
     old_leader_ = old_leader;
     new_leader_seen_ = false;
     first_ack_under_new_leader_.reset();
+    session_after_mark_.reset();
+    states_after_mark_.clear();
+    mark_ = Clock::now();
+  }
+  std::optional<Clock::time_point> session_after_mark() const {
+    std::lock_guard lock(mutex_);
+    return session_after_mark_;
+  }
+  /// The client's state changes since watch_for_new_leader(), with their times and reasons.
+  std::string states_after_mark() const {
+    std::lock_guard lock(mutex_);
+    return states_after_mark_;
   }
   std::optional<Clock::time_point> first_ack_under_new_leader() const {
     std::lock_guard lock(mutex_);
@@ -280,6 +292,15 @@ class KvClient final : public ClientListener {
   }
 
   // ClientListener (on the client's I/O thread)
+  void on_state(ClientState state, std::string_view reason) override {
+    std::lock_guard lock(mutex_);
+    if (old_leader_ != 0)
+      states_after_mark_ += fmt::format("+{} ms {} ({}); ", ms_since(mark_), cohort::to_string(state), reason);
+  }
+  void on_session(std::uint64_t /*session_id*/, bool /*resumed*/) override {
+    std::lock_guard lock(mutex_);
+    if (old_leader_ != 0 && !session_after_mark_) session_after_mark_ = Clock::now();
+  }
   void on_leader(std::uint32_t leader_id, std::uint64_t /*term*/) override {
     std::lock_guard lock(mutex_);
     if (old_leader_ != 0 && leader_id != old_leader_) new_leader_seen_ = true;
@@ -322,6 +343,9 @@ class KvClient final : public ClientListener {
   std::uint32_t old_leader_ = 0;
   bool new_leader_seen_ = false;
   std::optional<Clock::time_point> first_ack_under_new_leader_;
+  Clock::time_point mark_;
+  std::optional<Clock::time_point> session_after_mark_;
+  std::string states_after_mark_;
   std::uint64_t next_request_id_ = 1;  // the application's thread only
   int get_retries_ = 0;
   std::unique_ptr<Client> client_;  // last: destroyed first
@@ -652,13 +676,15 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   const auto failures = writer.failures();
   EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq "
                                 << failures.begin()->first << " " << failures.begin()->second;
-  const auto resumed = writer.first_ack_under_new_leader();
+  const auto after_kill = [&](std::optional<Clock::time_point> at) {
+    return at ? static_cast<long long>(std::chrono::duration_cast<Ms>(*at - killed_at).count()) : -1LL;
+  };
   std::printf("[ info ] killed leader node %u (term %llu) after %zu acks: node %u leads term %llu after %lld ms "
-              "(failover time); writes resumed after %lld ms; %zu acks in all\n",
+              "(failover time); the client's session is back after %lld ms, the first ack after %lld ms; %zu acks "
+              "in all\n[ info ] client after the kill: %s\n",
               first->node_id, static_cast<unsigned long long>(first->term), acked_at_kill, second->node_id,
-              static_cast<unsigned long long>(second->term), failover_ms,
-              resumed ? static_cast<long long>(std::chrono::duration_cast<Ms>(*resumed - killed_at).count()) : -1LL,
-              writer.acked());
+              static_cast<unsigned long long>(second->term), failover_ms, after_kill(writer.session_after_mark()),
+              after_kill(writer.first_ack_under_new_leader()), writer.acked(), writer.states_after_mark().c_str());
 
   std::map<std::string, std::string> expected;
   for (const auto seq : writer.acked_seqs()) {
