@@ -257,7 +257,7 @@ int main(int argc, char** argv) {
   auto* cas = app.add_subcommand("cas", "set KEY to NEW only if it holds EXPECTED (or, with --absent, does not exist)");
   cas->add_option("key", key)->required();
   cas->add_option("expected", expected);
-  cas->add_option("new", value)->required();
+  cas->add_option("new", value);
   cas->add_flag("--absent", absent, "the key must not exist");
   auto* load_cmd = app.add_subcommand("load", "write COUNT keys PREFIX0.. with a live progress line");
   load_cmd->add_option("--count", count);
@@ -303,8 +303,16 @@ int main(int argc, char** argv) {
         kv.op = KvOp::remove;
       } else {
         kv.op = KvOp::compare_and_set;
-        kv.value = value;
-        if (!absent) kv.expected = expected;
+        if (absent) {  // cas KEY NEW --absent: the one positional after the key is the new value
+          kv.value = value.empty() ? expected : value;
+        } else {
+          if (value.empty() && !cas->count("new")) {
+            std::fprintf(stderr, "cas needs EXPECTED and NEW (or NEW and --absent)\n");
+            return 2;
+          }
+          kv.value = value;
+          kv.expected = expected;
+        }
       }
       std::uint64_t next_id = 1;
       // Only a read is repeated if its reply is lost; a write's acknowledgement is its answer then.

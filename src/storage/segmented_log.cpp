@@ -183,7 +183,7 @@ std::vector<SegmentKey> SegmentedLog::segment_keys() const {
 }
 
 void SegmentedLog::forget_window() const {
-  window_.clear();
+  window_length_ = 0;
   window_offset_ = 0;
 }
 
@@ -243,7 +243,7 @@ const consensus::Entry& SegmentedLog::entry(LogIndex index) const {
 
 ByteSpan SegmentedLog::read_window(std::size_t position, std::uint64_t offset, std::size_t size) const {
   const SegmentInfo& segment = segments_[position];
-  if (read_segment_ != position || offset < window_offset_ || offset + size > window_offset_ + window_.size()) {
+  if (read_segment_ != position || offset < window_offset_ || offset + size > window_offset_ + window_length_) {
     if (read_segment_ != position) {
       read_file_.reset();
       read_segment_ = ~std::size_t{0};
@@ -252,16 +252,21 @@ ByteSpan SegmentedLog::read_window(std::size_t position, std::uint64_t offset, s
       read_file_ = std::move(opened).value();
       read_segment_ = position;
     }
-    window_.resize(std::max(size, kReadAhead));
+    // Read ahead, but not past the segment's end: reads near the tail (a replica applying what it just
+    // stored, with a small cache) stay small. The buffer only grows, so a refill costs no zero-fill.
+    const std::size_t ahead = static_cast<std::size_t>(std::min<std::uint64_t>(kReadAhead, segment.size - offset));
+    const std::size_t want = std::max(size, ahead);
+    if (window_.size() < want) window_.resize(want);
     window_offset_ = offset;
-    auto read = read_file_->read_at(offset, window_);
+    window_length_ = 0;
+    auto read = read_file_->read_at(offset, MutableByteSpan(window_.data(), want));
     if (!read) fatal_error(fmt::format("cannot read back the log: {}", read.error().message));
-    window_.resize(*read);
+    window_length_ = *read;
     if (*read < size)
       fatal_error(fmt::format("log segment {}/{} ends at offset {}, inside a record the log holds", directory_.path(),
                               segment_name(segment.first), offset + *read));
   }
-  return ByteSpan(window_).subspan(offset - window_offset_, size);
+  return ByteSpan(window_.data(), window_length_).subspan(offset - window_offset_, size);
 }
 
 void SegmentedLog::read_record(std::size_t position, std::uint64_t offset, LogIndex index) const {

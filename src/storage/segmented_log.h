@@ -103,7 +103,8 @@ class SegmentedLog final : public consensus::LogStore {
   // Reading back: one open handle and one read-ahead window, both for the segment last read.
   mutable std::size_t read_segment_ = ~std::size_t{0};
   mutable std::unique_ptr<File> read_file_;
-  mutable std::vector<std::byte> window_;
+  mutable std::vector<std::byte> window_;  // its first window_length_ bytes hold the file from window_offset_
+  mutable std::size_t window_length_ = 0;
   mutable std::uint64_t window_offset_ = 0;
   mutable consensus::Entry scratch_;
   // Where the record after scratch_ starts, so sequential reads do not seek.

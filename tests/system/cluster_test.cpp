@@ -57,9 +57,7 @@ int slowdown() { return std::getenv("COHORT_SANITIZED") != nullptr ? 3 : 1; }
 Ms deadline() { return Ms(20'000 * slowdown()); }
 Ms reply_timeout() { return Ms(2'000 * slowdown()); }  // then a get is asked again (egress may be lost)
 
-long long ms_since(Clock::time_point start) {
-  return std::chrono::duration_cast<Ms>(Clock::now() - start).count();
-}
+long long ms_since(Clock::time_point start) { return std::chrono::duration_cast<Ms>(Clock::now() - start).count(); }
 
 /// Polls `condition` every `period` until it holds (true) or `timeout` passes (false).
 bool eventually(const std::function<bool()>& condition, Ms timeout, Ms period = 10ms) {
@@ -206,18 +204,15 @@ class KvClient final : public ClientListener {
       std::map<std::uint64_t, std::string> pending;  // request id -> key
       for (const auto& key : remaining) {
         std::uint64_t id = 0;
-        if (offer(make_request(KvOp::get, key), std::chrono::duration_cast<Ms>(until - Clock::now()), &id) ==
-            0)
-          break;
+        if (offer(make_request(KvOp::get, key), std::chrono::duration_cast<Ms>(until - Clock::now()), &id) == 0) break;
         pending[id] = key;
       }
       {
         std::unique_lock lock(mutex_);
-        changed_.wait_for(lock, std::min(reply_timeout(), std::chrono::duration_cast<Ms>(until - Clock::now())),
-                          [&] {
-                            return std::all_of(pending.begin(), pending.end(),
-                                               [&](const auto& entry) { return replies_.contains(entry.first); });
-                          });
+        changed_.wait_for(lock, std::min(reply_timeout(), std::chrono::duration_cast<Ms>(until - Clock::now())), [&] {
+          return std::all_of(pending.begin(), pending.end(),
+                             [&](const auto& entry) { return replies_.contains(entry.first); });
+        });
         remaining.clear();
         for (const auto& [id, key] : pending) {
           const auto reply = replies_.find(id);
@@ -418,7 +413,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::vector<std::string> args(const NodeProcess& node) const {
-    std::vector<std::string> args = {"--node-id", std::to_string(node.id), "--cluster-id", std::to_string(kClusterId),
+    std::vector<std::string> args = {"--node-id",  std::to_string(node.id), "--cluster-id", std::to_string(kClusterId),
                                      "--data-dir", node.data_dir.string()};
     for (const auto& member : nodes_) {
       args.push_back("--member");
@@ -477,11 +472,10 @@ class ClusterTest : public ::testing::Test {
             if (result.ok) reachable.push_back(result.status);
           }
           last.clear();
-          for (const auto& s : reachable)
-            last += fmt::format("node {} {} t{}; ", s.node_id, s.role, s.term);
+          for (const auto& s : reachable) last += fmt::format("node {} {} t{}; ", s.node_id, s.role, s.term);
           if (reachable.size() < kNodes / 2 + 1) return false;
-          const auto leaders = std::count_if(reachable.begin(), reachable.end(),
-                                             [](const NodeStatus& s) { return s.role == "leader"; });
+          const auto leaders =
+              std::count_if(reachable.begin(), reachable.end(), [](const NodeStatus& s) { return s.role == "leader"; });
           if (leaders != 1) return false;
           const auto leader =
               *std::find_if(reachable.begin(), reachable.end(), [](const NodeStatus& s) { return s.role == "leader"; });
@@ -635,7 +629,7 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   ASSERT_TRUE(first);
 
   // A small buffer keeps the writer close to the cluster: "as fast as the buffer allows".
-  KvClient writer(client_endpoints(), 512);
+  KvClient writer(client_endpoints(), 256);
   ASSERT_TRUE(writer.client().wait_connected(deadline()));
   std::atomic<std::uint64_t> offered{0};
   std::atomic<bool> offer_failed{false};
@@ -674,17 +668,18 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   EXPECT_FALSE(offer_failed) << "the client closed: " << to_string(writer.client().state());
   ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " of " << offered << " acknowledged";
   const auto failures = writer.failures();
-  EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq "
-                                << failures.begin()->first << " " << failures.begin()->second;
+  EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq " << failures.begin()->first
+                                << " " << failures.begin()->second;
   const auto after_kill = [&](std::optional<Clock::time_point> at) {
     return at ? static_cast<long long>(std::chrono::duration_cast<Ms>(*at - killed_at).count()) : -1LL;
   };
-  std::printf("[ info ] killed leader node %u (term %llu) after %zu acks: node %u leads term %llu after %lld ms "
-              "(failover time); the client's session is back after %lld ms, the first ack after %lld ms; %zu acks "
-              "in all\n[ info ] client after the kill: %s\n",
-              first->node_id, static_cast<unsigned long long>(first->term), acked_at_kill, second->node_id,
-              static_cast<unsigned long long>(second->term), failover_ms, after_kill(writer.session_after_mark()),
-              after_kill(writer.first_ack_under_new_leader()), writer.acked(), writer.states_after_mark().c_str());
+  std::printf(
+      "[ info ] killed leader node %u (term %llu) after %zu acks: node %u leads term %llu after %lld ms "
+      "(failover time); the client's session is back after %lld ms, the first ack after %lld ms; %zu acks "
+      "in all\n[ info ] client after the kill: %s\n",
+      first->node_id, static_cast<unsigned long long>(first->term), acked_at_kill, second->node_id,
+      static_cast<unsigned long long>(second->term), failover_ms, after_kill(writer.session_after_mark()),
+      after_kill(writer.first_ack_under_new_leader()), writer.acked(), writer.states_after_mark().c_str());
 
   std::map<std::string, std::string> expected;
   for (const auto seq : writer.acked_seqs()) {
@@ -787,8 +782,8 @@ class BadConfigTest : public ::testing::Test {
 
   std::vector<std::string> args(std::uint32_t node_id, std::uint64_t cluster_id, const std::filesystem::path& data,
                                 const std::vector<std::string>& members) const {
-    std::vector<std::string> args = {"--node-id", std::to_string(node_id), "--cluster-id", std::to_string(cluster_id),
-                                     "--data-dir", data.string()};
+    std::vector<std::string> args = {
+        "--node-id", std::to_string(node_id), "--cluster-id", std::to_string(cluster_id), "--data-dir", data.string()};
     for (const auto& member : members) {
       args.push_back("--member");
       args.push_back(member);
@@ -855,8 +850,9 @@ TEST_F(BadConfigTest, PortInUse) {
   members[0] = fmt::format("1,{},{}", loopback(taken.port()), loopback(free_ports(1)[0]));
   const auto peer = run_node(args(1, kClusterId, dir_.path() / "d1", members), "peer-in-use");
   EXPECT_EQ(peer.status, 2) << peer.err;
-  EXPECT_TRUE(contains(peer.err, fmt::format("members: peer endpoint of node 1: cannot listen on {}: Address already in use",
-                                             loopback(taken.port()))))
+  EXPECT_TRUE(
+      contains(peer.err, fmt::format("members: peer endpoint of node 1: cannot listen on {}: Address already in use",
+                                     loopback(taken.port()))))
       << peer.err;
 
   members[0] = fmt::format("1,{},{}", loopback(free_ports(1)[0]), loopback(taken.port()));

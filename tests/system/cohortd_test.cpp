@@ -15,17 +15,21 @@ constexpr auto kDeadline = 20s;  // generous: the sanitizer build on a loaded 2-
 
 class CohortdTest : public ::testing::Test {
  protected:
-  // Starts a node on a free port and returns its address.
-  std::string start_node(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--node-id", "1", "--cluster-id", "42", "--listen", "127.0.0.1:0"};
-    args.insert(args.end(), extra.begin(), extra.end());
+  // Starts node 1 of a one-member cluster 42 on free ports and returns its client endpoint (where admin tools
+  // connect; the peer endpoint takes members only).
+  std::string start_node() {
+    const std::vector<std::string> args = {"--node-id",    "1",
+                                           "--cluster-id", "42",
+                                           "--data-dir",   (dir_.path() / "n1").string(),
+                                           "--member",     "1,127.0.0.1:0,127.0.0.1:0"};
     node_ = std::make_unique<Process>(COHORTD_PATH, args, dir_.path(), "node1");
-    const auto line = node_->wait_stdout("listening on ", kDeadline);
-    if (!line) {
+    const auto peer = node_->wait_stdout("listening on ", kDeadline);
+    const auto client = node_->wait_stdout("clients on ", kDeadline);
+    if (!peer || !client) {
       ADD_FAILURE() << "cohortd did not start; stderr:\n" << node_->stderr_text();
       return {};
     }
-    return line->substr(std::string("listening on ").size());
+    return client->substr(std::string("clients on ").size());
   }
 
   TempDir dir_;
@@ -61,20 +65,30 @@ TEST_F(CohortdTest, StopsGracefullyOnSigterm) {
 TEST_F(CohortdTest, RefusesToStartOnAPortInUse) {
   const std::string address = start_node();
   ASSERT_FALSE(address.empty());
-  const auto second =
-      run(COHORTD_PATH, {"--node-id", "2", "--cluster-id", "42", "--listen", address}, dir_.path(), "node2", kDeadline);
+  // A second node whose peer endpoint is the first node's client endpoint.
+  const auto second = run(COHORTD_PATH,
+                          {"--node-id", "2", "--cluster-id", "42", "--data-dir", (dir_.path() / "n2").string(),
+                           "--member", "2," + address + ",127.0.0.1:0"},
+                          dir_.path(), "node2", kDeadline);
   EXPECT_EQ(second.status, 2);
   EXPECT_NE(second.err.find("cannot listen on " + address + ": Address already in use"), std::string::npos)
       << second.err;
 }
 
-TEST_F(CohortdTest, RefusesABadListenAddress) {
-  const auto bad = run(COHORTD_PATH, {"--listen", "localhost"}, dir_.path(), "bad", kDeadline);
+TEST_F(CohortdTest, RefusesABadEndpoint) {
+  const auto data = (dir_.path() / "n1").string();
+  const auto bad = run(
+      COHORTD_PATH, {"--node-id", "1", "--cluster-id", "42", "--data-dir", data, "--member", "1,localhost,127.0.0.1:0"},
+      dir_.path(), "bad", kDeadline);
   EXPECT_EQ(bad.status, 2);
-  EXPECT_NE(bad.err.find("'localhost' is not host:port"), std::string::npos) << bad.err;
-  const auto port = run(COHORTD_PATH, {"--listen", "127.0.0.1:70000"}, dir_.path(), "badport", kDeadline);
+  EXPECT_NE(bad.err.find("members: member 1 peer endpoint 'localhost' is not host:port"), std::string::npos) << bad.err;
+  const auto port =
+      run(COHORTD_PATH,
+          {"--node-id", "1", "--cluster-id", "42", "--data-dir", data, "--member", "1,127.0.0.1:0,127.0.0.1:70000"},
+          dir_.path(), "badport", kDeadline);
   EXPECT_EQ(port.status, 2);
-  EXPECT_NE(port.err.find("no valid port"), std::string::npos) << port.err;
+  EXPECT_NE(port.err.find("members: member 1 client endpoint '127.0.0.1:70000' has no valid port"), std::string::npos)
+      << port.err;
 }
 
 TEST_F(CohortdTest, PingReportsARefusedConnection) {

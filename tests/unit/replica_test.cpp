@@ -1,0 +1,466 @@
+// The Replica (host/replica.h) on an in-memory log, driven by hand: tick, take_ready, and storage completions made
+// with MemoryLogStore::make_durable. A one-node cluster elects itself, so the leader's own decisions (its no-op,
+// the bootstrap entry, stamps, timer firings) can be watched one step at a time.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "consensus/memory_log.h"
+#include "host/entry_codec.h"
+#include "host/replica.h"
+#include "recording_service.h"
+#include "services/kv_codec.h"
+#include "services/kv_service.h"
+
+namespace cohort::host {
+namespace {
+
+using consensus::EntryType;
+using consensus::MemoryLogStore;
+using testing::RecordingService;
+using testing::ServiceCall;
+using Kind = ServiceCall::Kind;
+using namespace std::chrono_literals;
+
+// A wall clock well into the 2020s, so "the stamp follows the wall clock" cannot pass by accident at 0.
+constexpr ClusterTime kWall{std::chrono::seconds(1'750'000'000)};
+constexpr Id128 kClient{0xC0FFEE, 1};
+
+ReplicaConfig config_of(std::size_t members) {
+  ReplicaConfig config;
+  config.raft.id = NodeId{1};
+  for (std::uint32_t member = 1; member <= members; ++member) config.raft.members.push_back(NodeId{member});
+  config.limits.max_message_size = 1024;
+  return config;
+}
+
+// One replica and its clocks. Storage completes at once after every input unless `durable` is off, in which case
+// writes stay pending (so nothing new commits in a one-node cluster) until it is turned back on.
+class Driver {
+ public:
+  Driver(MemoryLogStore& log, Service& service, ClusterTime wall, std::size_t members = 1, Time mono = Time{0})
+      : log_(log), mono_(mono), wall_(wall) {
+    replica_ = std::make_unique<Replica>(config_of(members), log, service, 4242, mono_, wall_);
+  }
+
+  Replica& replica() { return *replica_; }
+  ServiceHost& host() { return replica_->host(); }
+  Time mono() const { return mono_; }
+  ClusterTime wall() const { return wall_; }
+
+  /// Moves both clocks by `step` (the wall clock additionally by `wall_jump`), ticks, and settles.
+  void tick(std::chrono::nanoseconds step = 10ms, std::chrono::nanoseconds wall_jump = 0ns) {
+    mono_ += step;
+    wall_ += step + wall_jump;
+    replica_->tick(mono_, wall_);
+    settle();
+  }
+
+  /// Hands the replica its outputs and, if storage is on, the completion of every pending write, until nothing
+  /// more happens; every committed entry is then applied.
+  void settle() {
+    for (int round = 0; round < 100; ++round) {
+      consensus::Ready ready;
+      replica_->take_ready(ready);
+      if (!durable || log_.last_seq() == log_.durable_seq()) return;
+      replica_->on_persisted(log_.make_durable(log_.last_seq()), mono_);
+    }
+    FAIL() << "the replica kept writing for 100 rounds";
+  }
+
+  /// Ticks until the replica serves as leader with the incarnation known (its bootstrap entry applied).
+  bool elect() {
+    for (int i = 0; i < 500; ++i) {
+      if (replica_->serving() && host().incarnation().known()) return true;
+      tick();
+    }
+    return false;
+  }
+
+  std::vector<HostOutput> take_outputs() {
+    std::vector<HostOutput> outputs = std::move(host().outputs());
+    host().outputs().clear();
+    return outputs;
+  }
+
+  bool durable = true;
+
+ private:
+  MemoryLogStore& log_;
+  std::unique_ptr<Replica> replica_;
+  Time mono_;
+  ClusterTime wall_;
+};
+
+ClusterTime stamp_at(const MemoryLogStore& log, LogIndex index) {
+  const auto stamp = entry_stamp(log.entry(index).payload);
+  EXPECT_TRUE(stamp.has_value()) << "entry " << index.value() << " has no stamp";
+  return stamp.value_or(ClusterTime{0});
+}
+
+std::optional<EntryKind> kind_at(const MemoryLogStore& log, LogIndex index) {
+  const consensus::Entry& entry = log.entry(index);
+  if (entry.type != EntryType::command) return std::nullopt;
+  auto decoded = decode_entry(entry.payload);
+  EXPECT_TRUE(decoded.has_value());
+  return decoded.has_value() ? std::optional(decoded->kind) : std::nullopt;
+}
+
+std::size_t count_kind(const MemoryLogStore& log, EntryKind kind) {
+  std::size_t found = 0;
+  for (LogIndex i{1}; i <= log.last_index(); i = i.next())
+    if (kind_at(log, i) == kind) ++found;
+  return found;
+}
+
+template <typename T>
+std::vector<T> only(const std::vector<HostOutput>& outputs) {
+  std::vector<T> found;
+  for (const HostOutput& output : outputs)
+    if (const T* value = std::get_if<T>(&output)) found.push_back(*value);
+  return found;
+}
+
+// --- leadership -------------------------------------------------------------------------------------------------
+
+TEST(Replica, ASingleNodeLeadsAppliesItsNoopThenServesAndAppendsTheBootstrapEntry) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+
+  const Replica& replica = node.replica();
+  EXPECT_EQ(replica.raft().role(), consensus::Role::leader);
+  EXPECT_TRUE(replica.serving());
+  ASSERT_GE(log.last_index(), LogIndex{2});
+  EXPECT_EQ(log.entry(LogIndex{1}).type, EntryType::noop);
+  EXPECT_EQ(log.entry(LogIndex{1}).term, replica.raft().term());
+  EXPECT_EQ(kind_at(log, LogIndex{2}), EntryKind::bootstrap);
+  EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U);
+  EXPECT_EQ(replica.host().applied_index(), log.last_index());
+  EXPECT_TRUE(replica.host().incarnation().known());
+
+  // The service heard it became the leader.
+  const auto roles = service.of(Kind::role);
+  ASSERT_FALSE(roles.empty());
+  EXPECT_EQ(roles.back().role, ClusterRole::leader);
+
+  // Serving on, it never appends a second bootstrap entry.
+  for (int i = 0; i < 20; ++i) node.tick();
+  EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U);
+}
+
+TEST(Replica, ALeaderDoesNotServeUntilItsNoopIsApplied) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  node.durable = false;  // its no-op can never become durable, so never commits
+  for (int i = 0; i < 300 && node.replica().raft().role() != consensus::Role::leader; ++i) {
+    // The vote must be durable before the candidate counts it: let hard state through, nothing else.
+    node.tick();
+    if (log.last_index() == LogIndex{0} && log.last_seq() > log.durable_seq()) {
+      node.replica().on_persisted(log.make_durable(log.last_seq()), node.mono());
+      node.settle();
+    }
+  }
+  ASSERT_EQ(node.replica().raft().role(), consensus::Role::leader);
+  for (int i = 0; i < 20; ++i) node.tick();
+  EXPECT_FALSE(node.replica().serving());
+  EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 0U) << "no decision is made from a state that may be stale";
+  EXPECT_FALSE(node.host().incarnation().known());
+}
+
+TEST(Replica, OpenSessionAndIngressAtTheLeaderAreAppliedAndAnswered) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  node.take_outputs();
+
+  auto opened = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(opened.has_value());
+  node.settle();
+  auto outputs = node.take_outputs();
+  const auto sessions = only<SessionOpened>(outputs);
+  ASSERT_EQ(sessions.size(), 1U);
+  EXPECT_EQ(sessions[0].session, opened->value());
+  EXPECT_EQ(sessions[0].client, kClient);
+  EXPECT_FALSE(sessions[0].resumed);
+  const SessionId session = sessions[0].session;
+
+  auto first = node.replica().ingress(session, 1, as_bytes("one"), node.mono());
+  auto second = node.replica().ingress(session, 2, as_bytes("two"), node.mono());
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(second.has_value());
+  node.settle();
+  outputs = node.take_outputs();
+  const auto applied = only<Applied>(outputs);
+  ASSERT_EQ(applied.size(), 2U);
+  EXPECT_EQ(applied[0].seq, 1U);
+  EXPECT_EQ(applied[0].position, *first);
+  EXPECT_EQ(applied[1].seq, 2U);
+  EXPECT_EQ(applied[1].position, *second);
+  const auto messages = service.of(Kind::message);
+  ASSERT_EQ(messages.size(), 2U);
+  EXPECT_EQ(messages[0].message, "one");
+  EXPECT_EQ(messages[1].message, "two");
+
+  // Closing it at the leader ends the session.
+  ASSERT_TRUE(node.replica().close_session(session, node.mono()).has_value());
+  node.settle();
+  const auto ended = only<SessionEnded>(node.take_outputs());
+  ASSERT_EQ(ended.size(), 1U);
+  EXPECT_EQ(ended[0].reason, CloseReason::client_closed);
+  EXPECT_EQ(ended[0].last_seq, 2U);
+}
+
+TEST(Replica, AFollowerRefusesClientRequestsWithNotLeader) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall, /*members=*/3);  // it never hears from the other two
+  for (int i = 0; i < 300; ++i) node.tick();
+  ASSERT_NE(node.replica().raft().role(), consensus::Role::leader);
+  EXPECT_FALSE(node.replica().serving());
+
+  auto open = node.replica().open_session(kClient, node.mono());
+  ASSERT_FALSE(open.has_value());
+  EXPECT_EQ(open.error(), ClientError::not_leader);
+  auto ingress = node.replica().ingress(1, 1, as_bytes("x"), node.mono());
+  ASSERT_FALSE(ingress.has_value());
+  EXPECT_EQ(ingress.error(), ClientError::not_leader);
+  auto close = node.replica().close_session(1, node.mono());
+  ASSERT_FALSE(close.has_value());
+  EXPECT_EQ(close.error(), ClientError::not_leader);
+  EXPECT_EQ(log.last_index(), LogIndex{0});
+}
+
+// --- cluster time -----------------------------------------------------------------------------------------------
+
+TEST(Replica, ClusterTimeStartsAtTheWallClockAndThenFollowsTheMonotonicClockOnly) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  const ClusterTime bootstrap = stamp_at(log, LogIndex{2});
+  EXPECT_GE(bootstrap, kWall);
+  EXPECT_LE(bootstrap, node.wall());
+
+  const auto first = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(first.has_value());
+  node.settle();
+  const ClusterTime first_stamp = stamp_at(log, *first);
+  const Time first_mono = node.mono();
+  EXPECT_GE(first_stamp, bootstrap);
+
+  // NTP steps the wall clock back by an hour: cluster time does not follow it.
+  node.tick(10ms, -1h);
+  node.tick(10ms);
+  const SessionId session = first->value();
+  const auto second = node.replica().ingress(session, 1, as_bytes("x"), node.mono());
+  ASSERT_TRUE(second.has_value());
+  node.settle();
+  const ClusterTime second_stamp = stamp_at(log, *second);
+  EXPECT_GT(second_stamp, first_stamp);
+  EXPECT_EQ(second_stamp - first_stamp, node.mono() - first_mono);
+  EXPECT_GT(second_stamp, node.wall() + 59min);
+  EXPECT_EQ(node.replica().cluster_time(node.mono()), second_stamp);
+  EXPECT_EQ(service.of(Kind::message).at(0).cluster_time, second_stamp);
+
+  // A wall clock that jumps forward is not followed either.
+  node.tick(10ms, 2h);
+  const auto third = node.replica().ingress(session, 2, as_bytes("y"), node.mono());
+  ASSERT_TRUE(third.has_value());
+  node.settle();
+  EXPECT_EQ(stamp_at(log, *third) - second_stamp, 10ms);
+}
+
+TEST(Replica, ClusterTimeOfANewLeaderStartsFromTheLastStampInItsLogWhenItsWallClockIsBehind) {
+  MemoryLogStore log;
+  ClusterTime last_stamp{0};
+  {
+    RecordingService service;
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+    for (int i = 0; i < 50; ++i) node.tick();  // half a second of cluster time
+    const auto open = node.replica().open_session(kClient, node.mono());
+    ASSERT_TRUE(open.has_value());
+    node.settle();
+    last_stamp = stamp_at(log, *open);
+    ASSERT_GE(last_stamp, kWall + 500ms);
+  }
+  // The node restarts with a wall clock an hour behind and a monotonic clock from zero.
+  RecordingService service;
+  Driver node(log, service, kWall - 1h);
+  ASSERT_TRUE(node.elect());
+  EXPECT_GE(node.replica().cluster_time(node.mono()), last_stamp);
+  const auto open = node.replica().open_session(Id128{9, 9}, node.mono());
+  ASSERT_TRUE(open.has_value());
+  node.settle();
+  EXPECT_GE(stamp_at(log, *open), last_stamp);
+  EXPECT_EQ(node.host().last_stamp(), stamp_at(log, *open));
+}
+
+TEST(Replica, ClusterTimeOfANewLeaderStartsFromItsWallClockWhenItIsAheadOfTheLog) {
+  MemoryLogStore log;
+  {
+    RecordingService service;
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+  }
+  RecordingService service;
+  Driver node(log, service, kWall + 24h);
+  ASSERT_TRUE(node.elect());
+  const auto open = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(open.has_value());
+  node.settle();
+  EXPECT_GE(stamp_at(log, *open), kWall + 24h);
+  EXPECT_LE(stamp_at(log, *open), node.wall());
+}
+
+// --- timers -----------------------------------------------------------------------------------------------------
+
+TEST(Replica, ATimerFiresOnceAfterClusterTimePassesItsDeadlineHoweverOftenTheLeaderTicksMeanwhile) {
+  MemoryLogStore log;
+  RecordingService service;
+  std::optional<ClusterTime> deadline;
+  service.on_message_hook = [&](Cluster& cluster, SessionId /*session*/, std::string_view /*message*/) {
+    deadline = cluster.time() + 200ms;
+    cluster.schedule_timer(7, *deadline);
+  };
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  const auto open = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(open.has_value());
+  node.settle();
+  ASSERT_TRUE(node.replica().ingress(open->value(), 1, as_bytes("arm"), node.mono()).has_value());
+  node.settle();
+  ASSERT_TRUE(deadline.has_value());
+  EXPECT_EQ(node.host().pending_timers(), 1U);
+
+  // Up to the deadline: no firing.
+  while (node.replica().cluster_time(node.mono() + 10ms) < *deadline) node.tick();
+  EXPECT_EQ(count_kind(log, EntryKind::timer), 0U);
+
+  // Past it, with storage stalled: the leader ticks many times before its firing can be applied.
+  node.durable = false;
+  for (int i = 0; i < 50; ++i) node.tick();
+  EXPECT_EQ(count_kind(log, EntryKind::timer), 1U) << "a firing in flight is not appended again";
+  EXPECT_EQ(service.count(Kind::timer), 0U);
+
+  node.durable = true;
+  node.settle();
+  for (int i = 0; i < 50; ++i) node.tick();
+  const auto timers = service.of(Kind::timer);
+  ASSERT_EQ(timers.size(), 1U);
+  EXPECT_EQ(timers[0].timer, 7U);
+  EXPECT_GE(timers[0].timestamp, *deadline);
+  EXPECT_EQ(node.host().pending_timers(), 0U);
+  EXPECT_EQ(node.host().timers_fired(), 1U);
+}
+
+TEST(Replica, ManyDueTimersAreEachFiredOnceEvenAtOneFiringPerTick) {
+  MemoryLogStore log;
+  RecordingService service;
+  service.on_message_hook = [&](Cluster& cluster, SessionId /*session*/, std::string_view /*message*/) {
+    for (TimerId id = 1; id <= 5; ++id) cluster.schedule_timer(id, cluster.time() + std::chrono::milliseconds(id));
+  };
+  ReplicaConfig config = config_of(1);
+  config.max_timer_firings_per_tick = 2;
+  Replica replica(config, log, service, 99, Time{0}, kWall);
+  Time mono{0};
+  const auto step = [&]() {
+    mono += 10ms;
+    replica.tick(mono, kWall + mono);
+    for (int round = 0; round < 100; ++round) {
+      consensus::Ready ready;
+      replica.take_ready(ready);
+      if (log.last_seq() == log.durable_seq()) break;
+      replica.on_persisted(log.make_durable(log.last_seq()), mono);
+    }
+  };
+  for (int i = 0; i < 300 && !(replica.serving() && replica.host().incarnation().known()); ++i) step();
+  ASSERT_TRUE(replica.serving());
+  const auto open = replica.open_session(kClient, mono);
+  ASSERT_TRUE(open.has_value());
+  ASSERT_TRUE(replica.ingress(open->value(), 1, as_bytes("arm"), mono).has_value());
+  for (int i = 0; i < 50; ++i) step();
+  const auto timers = service.of(Kind::timer);
+  ASSERT_EQ(timers.size(), 5U);
+  for (TimerId id = 1; id <= 5; ++id) EXPECT_EQ(timers[id - 1].timer, id) << "fired in deadline order";
+  EXPECT_EQ(replica.host().pending_timers(), 0U);
+}
+
+// --- restart ----------------------------------------------------------------------------------------------------
+
+std::vector<std::byte> kv_put(std::uint64_t id, std::string key, std::string value) {
+  services::KvRequest request;
+  request.op = services::KvOp::put;
+  request.request_id = id;
+  request.key = std::move(key);
+  request.value = std::move(value);
+  auto bytes = services::encode_kv_request(request);
+  EXPECT_TRUE(bytes.has_value());
+  return bytes.has_value() ? *bytes : std::vector<std::byte>{};
+}
+
+std::vector<std::byte> kv_put_with_ttl(std::uint64_t id, std::string key, std::string value, std::uint64_t ttl_ms) {
+  services::KvRequest request;
+  request.op = services::KvOp::put_with_ttl;
+  request.request_id = id;
+  request.key = std::move(key);
+  request.value = std::move(value);
+  request.ttl_ms = ttl_ms;
+  auto bytes = services::encode_kv_request(request);
+  EXPECT_TRUE(bytes.has_value());
+  return bytes.has_value() ? *bytes : std::vector<std::byte>{};
+}
+
+TEST(Replica, ARestartedReplicaReplaysItsLogToTheSameStateHash) {
+  MemoryLogStore log;
+  std::uint64_t hash = 0;
+  std::uint64_t kv_hash = 0;
+  Id128 incarnation;
+  SessionId session = 0;
+  {
+    services::KvService kv;
+    Driver node(log, kv, kWall);
+    ASSERT_TRUE(node.elect());
+    const auto open = node.replica().open_session(kClient, node.mono());
+    ASSERT_TRUE(open.has_value());
+    node.settle();
+    session = open->value();
+    for (std::uint64_t seq = 1; seq <= 20; ++seq) {
+      const auto put = kv_put(seq, "key" + std::to_string(seq % 7), "value" + std::to_string(seq));
+      ASSERT_TRUE(node.replica().ingress(session, seq, put, node.mono()).has_value());
+      if (seq % 5 == 0) node.tick();
+    }
+    // A key that expires in an hour: its timer is pending across the restart.
+    ASSERT_TRUE(node.replica().ingress(session, 21, kv_put_with_ttl(21, "ttl", "v", 3'600'000), node.mono()).has_value());
+    node.settle();
+    ASSERT_EQ(node.host().last_seq(session), 21U);
+    ASSERT_EQ(node.host().pending_timers(), 1U);
+    hash = node.host().state_hash();
+    kv_hash = kv.state_hash();
+    incarnation = node.host().incarnation();
+  }
+  ASSERT_EQ(log.pending_writes(), 0U);
+
+  services::KvService kv;
+  Driver node(log, kv, kWall + 1s, 1, Time{5s});
+  ASSERT_TRUE(node.elect());
+  EXPECT_EQ(node.host().state_hash(), hash);
+  EXPECT_EQ(kv.state_hash(), kv_hash);
+  EXPECT_EQ(node.host().incarnation(), incarnation);
+  EXPECT_EQ(node.host().last_seq(session), 21U);
+  EXPECT_EQ(kv.get("key3"), "value17");
+  EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U) << "the incarnation is learnt from the log, not re-made";
+}
+
+}  // namespace
+}  // namespace cohort::host
