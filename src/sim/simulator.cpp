@@ -252,6 +252,7 @@ struct SimClient {
   Time last_progress{};           // last acknowledgement or (re)send
   Term leader_term;               // the leader term the session was last opened (resumed) in
   std::uint64_t resent_from = 0;  // a gap answered by resending from here: later gaps naming it are echoes
+  bool awaiting_open = false;     // an open was sent and not answered yet (older opens' answers are echoes)
 };
 
 struct Scheduled {
@@ -689,6 +690,10 @@ struct Simulator::Impl {
             checker->fail(fmt::format("client {} had session {} and is given session {}", client.id.low, client.session,
                                       opened->session));
           client.session = opened->session;
+          // Each leader term's reopen is applied once; only the answer to the open in flight resends (the real
+          // client hears only the answer on its current connection).
+          if (!client.awaiting_open) continue;
+          client.awaiting_open = false;
           client.resent_from = opened->last_seq + 1;
           resend(client, opened->last_seq + 1);
         }
@@ -944,7 +949,10 @@ struct Simulator::Impl {
       // A new session, or the real client's reconnect to a new leader: the same client id resumes its session,
       // and the answer (SessionOpened) says from which seq to resend.
       result = node.replica->open_session(client.id, now);
-      if (result.has_value()) client.leader_term = node.raft->term();
+      if (result.has_value()) {
+        client.leader_term = node.raft->term();
+        client.awaiting_open = true;
+      }
       what = fmt::format("session open of client {}", client.id.low);
     } else if (!client.unacked.empty() && now - client.last_progress > 3s) {
       // No progress with messages outstanding: resend them (a bounded window, so a slow pipeline is not flooded).

@@ -670,6 +670,10 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   const auto failures = writer.failures();
   EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq " << failures.begin()->first
                                 << " " << failures.begin()->second;
+  // PRODUCT ISSUE (reported, not fixed here): the client's session comes back 0.3-2.3 s after the new leader is
+  // elected. Until their own election timeout the followers still name the dead leader, so they redirect the
+  // client to it; each refused connection grows the client's backoff (up to 2 s), and the client is asleep in that
+  // backoff, connected to no node, when the election ends. Only the printed figures show it; nothing asserts it.
   const auto after_kill = [&](std::optional<Clock::time_point> at) {
     return at ? static_cast<long long>(std::chrono::duration_cast<Ms>(*at - killed_at).count()) : -1LL;
   };

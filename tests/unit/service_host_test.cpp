@@ -31,7 +31,7 @@ using Strings = std::vector<std::string>;
 using ByteVector = std::vector<std::byte>;
 using std::chrono::milliseconds;
 
-constexpr std::size_t kMaxMessage = 16;
+constexpr std::size_t kMaxMessage = 128;
 constexpr Id128 kClientA{0xA, 1};
 constexpr Id128 kClientB{0xB, 2};
 
@@ -136,7 +136,8 @@ class Feed {
 };
 
 // Runs the script in an ingress message: commands separated by ';' --
-//   schedule <id> <deadline ms> | cancel <id> | send <session> <text> | close <session> | open? <session>
+//   schedule <id> <deadline ms> | cancel <id> | send <session> <text> | sendn <session> <length> (that many 'x') |
+//   close <session> | open? <session>
 // Each command's result (send, cancel, close: whether it worked; open?: whether the host sees the session open) is
 // appended to `results`.
 void run_script(Cluster& cluster, std::string_view script, const ServiceHost& host, std::vector<bool>& results) {
@@ -160,6 +161,11 @@ void run_script(Cluster& cluster, std::string_view script, const ServiceHost& ho
       std::string text;
       words >> session >> text;
       results.push_back(cluster.send(session, as_bytes(text)));
+    } else if (verb == "sendn") {
+      SessionId session = 0;
+      std::size_t length = 0;
+      words >> session >> length;
+      results.push_back(cluster.send(session, as_bytes(std::string(length, 'x'))));
     } else if (verb == "close") {
       SessionId session = 0;
       words >> session;
@@ -535,9 +541,19 @@ TEST_F(HostTest, HostEgressEachSessionNumbersItsMessagesOneTwoThree) {
 
 TEST_F(HostTest, HostEgressToAnUnknownSessionOrOverTheLimitIsRefused) {
   const SessionId session = open(kClientA);
-  feed_.ingress(session, 1, fmt::format("send 999 nobody; send {} {}", session, std::string(kMaxMessage + 1, 'x')));
-  EXPECT_EQ(results_, (std::vector<bool>{false, false}));
-  EXPECT_EQ(take(), (Strings{fmt::format("applied s={} seq=1 at=2", session)}));
+  feed_.ingress(session, 1, fmt::format("send 999 nobody; sendn {0} {1}; sendn {0} {2}", session, kMaxMessage + 1,
+                                        kMaxMessage));
+  EXPECT_EQ(results_, (std::vector<bool>{false, false, true}));
+  EXPECT_EQ(take(), (Strings{fmt::format("egress s={} #1 {}", session, std::string(kMaxMessage, 'x')),
+                             fmt::format("applied s={} seq=1 at=2", session)}));
+}
+
+TEST_F(HostTest, HostEgressARefusedSendTakesNoEgressSeq) {
+  const SessionId session = open(kClientA);
+  feed_.ingress(session, 1, fmt::format("send {0} a; sendn {0} {1}; send {0} b", session, kMaxMessage + 1));
+  EXPECT_EQ(results_, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(take(), (Strings{fmt::format("egress s={} #1 a", session), fmt::format("egress s={} #2 b", session),
+                             fmt::format("applied s={} seq=1 at=2", session)}));
 }
 
 // --- state hash and incarnation ---------------------------------------------------------------------------------
