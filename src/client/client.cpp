@@ -88,6 +88,10 @@ class Client::Impl final : public io::TransportHandler {
 
   void close() {
     if (!thread_.joinable()) return;
+    // From a listener callback (the I/O thread itself): close now, and let the destructor join.
+    const bool on_io_thread = std::this_thread::get_id() == thread_.get_id();
+    if (on_io_thread && closing_) return;
+    closing_ = true;
     loop_.post([this] {
       {
         const std::lock_guard lock(mutex_);
@@ -97,7 +101,7 @@ class Client::Impl final : public io::TransportHandler {
       // The transport writes what flush() queued in a task it has just posted: stop after it.
       loop_.post([this] { loop_.stop(); });
     });
-    thread_.join();
+    if (!on_io_thread) thread_.join();
   }
 
   // TransportHandler
@@ -217,6 +221,7 @@ class Client::Impl final : public io::TransportHandler {
   std::unique_ptr<io::TcpTransport> transport_;  // I/O thread only (after construction)
   std::optional<io::ConnectionId> connection_;   // I/O thread only
   std::atomic<bool> flush_posted_{false};
+  std::atomic<bool> closing_{false};
   std::thread thread_;
 };
 

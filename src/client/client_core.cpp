@@ -56,6 +56,9 @@ void ClientCore::tick(Time now) {
 void ClientCore::on_connected(Time now) {
   COHORT_ASSERT(link_ == Link::connecting);
   link_ = Link::open;
+  // A node answered: the cluster is reachable, so the backoff starts over (a dead node it then redirects to costs
+  // one short step, not a growing one).
+  attempt_ = 0;
   last_heard_ = now;
   last_sent_ = now;
   protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);

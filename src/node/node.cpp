@@ -150,6 +150,7 @@ class Node::Impl final : public io::TransportHandler {
   Term term_;
   std::optional<NodeId> leader_;
   bool serving_ = false;
+  consensus::Time leader_heard_{0};         // last message from the leader this node follows
   std::vector<io::ConnectionId> to_close_;  // client connections to close once no pass over inbound_ is running
   consensus::Time next_keepalive_{0};
 
@@ -191,7 +192,13 @@ std::optional<std::string> Node::Impl::start() {
   storage::LogOptions log_options;
   log_options.segment_size = options_.segment_size;
   auto recovered = storage::recover(*directory_, identity, log_options);
-  if (!recovered) return fmt::format("data_dir: {}", recovered.error());
+  if (!recovered) {
+    // Recovery's messages end by saying it refuses to start; the caller says so already.
+    std::string_view reason = recovered.error();
+    if (constexpr std::string_view kSuffix = "; refusing to start"; reason.ends_with(kSuffix))
+      reason.remove_suffix(kSuffix.size());
+    return fmt::format("data_dir: {}", reason);
+  }
   for (const std::string& repair : recovered->repairs) spdlog::warn("recovery: {}", repair);
   spdlog::info("log recovered: {} entries, term {}{}", recovered->last_index.value(),
                recovered->hard_state.term.value(), recovered->created ? " (new data directory)" : "");
@@ -438,7 +445,9 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
       inbound_.erase(it);
       return;
     }
+    if (replica_->raft().leader() == inbound.node) leader_heard_ = now;
     replica_->step(decoded_, now);
+    if (replica_->raft().leader() == inbound.node) leader_heard_ = now;
     schedule_flush();
     return;
   }
@@ -462,8 +471,11 @@ void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
 void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
   protocol::SessionReply reply;
   reply.term = replica_->raft().term().value();
+  // A leader silent for three heartbeats is probably gone: sending the client there would only cost it a
+  // refused connection and a backoff step. It waits here instead and hears of the next leader at once.
   const auto leader = replica_->raft().leader();
-  if (leader && *leader != NodeId{options_.node_id}) {
+  const bool leader_alive = mono_now() - leader_heard_ < 3 * options_.heartbeat_interval;
+  if (leader && *leader != NodeId{options_.node_id} && leader_alive) {
     reply.status = protocol::SessionStatus::redirect;
     reply.leader_id = leader->value();
     reply.text = client_endpoints_.at(*leader);
@@ -683,11 +695,13 @@ void Node::Impl::begin_stop() {
   if (stopping_) return;
   stopping_ = true;
   const consensus::Time now = mono_now();
-  stop_deadline_ = now + options_.election_timeout_max;
+  stop_deadline_ = now;  // nothing to wait for, unless a handover starts
   if (const auto target = replica_->raft().best_transfer_target()) {
     // Hand over instead of leaving the cluster to notice by election timeout.
-    if (replica_->raft().transfer_leadership(*target, now).ok())
+    if (replica_->raft().transfer_leadership(*target, now).ok()) {
       spdlog::info("[{}] handing leadership to node {} before stopping", context(), target->value());
+      stop_deadline_ = now + options_.election_timeout_max;
+    }
   }
   answer_waiting_clients();
   schedule_flush();

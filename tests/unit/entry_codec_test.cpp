@@ -116,7 +116,8 @@ TEST(Envelope, TimerRoundTripsIdAndGeneration) {
 }
 
 TEST(Envelope, StampsFromZeroToTheLargestSignedValueRoundTrip) {
-  for (const ClusterTime stamp : {ClusterTime{0}, ClusterTime{1}, ClusterTime{std::numeric_limits<std::int64_t>::max()}}) {
+  for (const ClusterTime stamp :
+       {ClusterTime{0}, ClusterTime{1}, ClusterTime{std::numeric_limits<std::int64_t>::max()}}) {
     ByteVector out;
     encode_timer(out, stamp, 1, 1);
     EXPECT_EQ(decoded(out).stamp, stamp);

@@ -19,8 +19,8 @@ struct ServiceCall {
   Kind kind = Kind::start;
   SessionId session = 0;
   TimerId timer = 0;
-  ClusterTime timestamp{0};       // the callback's argument (message, timer)
-  ClusterTime cluster_time{0};    // Cluster::time() during the callback
+  ClusterTime timestamp{0};        // the callback's argument (message, timer)
+  ClusterTime cluster_time{0};     // Cluster::time() during the callback
   std::uint64_t log_position = 0;  // Cluster::log_position() during the callback
   CloseReason reason = CloseReason::client_closed;
   ClusterRole role = ClusterRole::follower;

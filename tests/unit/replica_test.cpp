@@ -364,7 +364,7 @@ TEST(Replica, ATimerFiresOnceAfterClusterTimePassesItsDeadlineHoweverOftenTheLea
   EXPECT_EQ(node.host().timers_fired(), 1U);
 }
 
-TEST(Replica, ManyDueTimersAreEachFiredOnceEvenAtOneFiringPerTick) {
+TEST(Replica, ManyDueTimersFireOnceEachInDeadlineOrderWhenFiringsPerTickAreLimited) {
   MemoryLogStore log;
   RecordingService service;
   service.on_message_hook = [&](Cluster& cluster, SessionId /*session*/, std::string_view /*message*/) {
@@ -441,7 +441,8 @@ TEST(Replica, ARestartedReplicaReplaysItsLogToTheSameStateHash) {
       if (seq % 5 == 0) node.tick();
     }
     // A key that expires in an hour: its timer is pending across the restart.
-    ASSERT_TRUE(node.replica().ingress(session, 21, kv_put_with_ttl(21, "ttl", "v", 3'600'000), node.mono()).has_value());
+    ASSERT_TRUE(
+        node.replica().ingress(session, 21, kv_put_with_ttl(21, "ttl", "v", 3'600'000), node.mono()).has_value());
     node.settle();
     ASSERT_EQ(node.host().last_seq(session), 21U);
     ASSERT_EQ(node.host().pending_timers(), 1U);

@@ -435,7 +435,7 @@ TEST_F(HostTest, HostTimeInsideOnMessageIsTheEntrysStampAndEqualStampsAreAccepte
   const SessionId session = open(kClientA);
   feed_.at(ms(200)).ingress(session, 1, "a");
   feed_.at(ms(200)).ingress(session, 2, "b");  // not decreasing: fine
-  feed_.noop();                                  // no stamp: time stays
+  feed_.noop();                                // no stamp: time stays
   EXPECT_EQ(host_.last_stamp(), ms(200));
   feed_.at(ms(250)).ingress(session, 3, "c");
   const auto messages = service_.of(Kind::message);
@@ -541,8 +541,8 @@ TEST_F(HostTest, HostEgressEachSessionNumbersItsMessagesOneTwoThree) {
 
 TEST_F(HostTest, HostEgressToAnUnknownSessionOrOverTheLimitIsRefused) {
   const SessionId session = open(kClientA);
-  feed_.ingress(session, 1, fmt::format("send 999 nobody; sendn {0} {1}; sendn {0} {2}", session, kMaxMessage + 1,
-                                        kMaxMessage));
+  feed_.ingress(session, 1,
+                fmt::format("send 999 nobody; sendn {0} {1}; sendn {0} {2}", session, kMaxMessage + 1, kMaxMessage));
   EXPECT_EQ(results_, (std::vector<bool>{false, false, true}));
   EXPECT_EQ(take(), (Strings{fmt::format("egress s={} #1 {}", session, std::string(kMaxMessage, 'x')),
                              fmt::format("applied s={} seq=1 at=2", session)}));
