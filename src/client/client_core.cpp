@@ -75,13 +75,30 @@ void ClientCore::on_disconnected(Time now, std::string_view why) {
               std::string(why));
 }
 
+void ClientCore::settle_buffer(bool definitely_not_applied, std::string_view reason) {
+  for (const Buffered& message : buffer_) {
+    if (definitely_not_applied)
+      events_.emplace_back(RejectedEvent{message.seq, std::string(reason)});
+    else
+      events_.emplace_back(UnknownEvent{message.seq, std::string(reason)});
+  }
+  buffer_.clear();
+  buffered_bytes_ = 0;
+}
+
+// The next session numbers its messages from 1 again; the application's seqs go on.
+void ClientCore::start_session_numbering() {
+  session_base_ = next_seq_ - 1;
+  acked_ = session_base_;
+  last_egress_ = 0;
+}
+
 void ClientCore::on_refused(std::string_view why) {
   link_ = Link::none;
   session_ = 0;
-  for (const Buffered& message : buffer_)
-    events_.emplace_back(RejectedEvent{message.seq, "the cluster refused the connection"});
-  buffer_.clear();
-  buffered_bytes_ = 0;
+  // A handshake refusal comes before any session on this connection; messages of an earlier session, though,
+  // may have been applied.
+  settle_buffer(known_session_ == 0, "the cluster refused the connection");
   set_state(ClientState::closed, fmt::format("refused: {}", why));
 }
 
@@ -124,7 +141,7 @@ Offer ClientCore::offer(ByteSpan message, Time now) {
 }
 
 void ClientCore::send_ingress(const Buffered& message) {
-  protocol::append_frame(protocol::Ingress{session_, message.seq, message.message}, out_);
+  protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, message.message}, out_);
 }
 
 void ClientCore::resend_from(std::uint64_t seq) {
@@ -157,7 +174,7 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
       auto ack = protocol::decode<protocol::Ack>(frame);
       if (!ack || ack->session_id != session_) return;
       note_leader(ack->leader_id, ack->term);
-      acknowledge(ack->applied_seq, ack->log_position);
+      acknowledge(ack->applied_seq + session_base_, ack->log_position);
       return;
     }
     case protocol::MessageType::egress: {
@@ -175,15 +192,15 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
         case protocol::IngressRejectReason::gap:
           // A message before it was lost on the way (not a fate). Every message after the lost one reports the
           // same gap: one resend answers them all.
-          if (resent_from_ != rejected->expected_seq) {
-            resent_from_ = rejected->expected_seq;
-            resend_from(rejected->expected_seq);
+          if (resent_from_ != rejected->expected_seq + session_base_) {
+            resent_from_ = rejected->expected_seq + session_base_;
+            resend_from(resent_from_);
           }
           return;
         case protocol::IngressRejectReason::too_large:
           // Its seq was consumed by the cluster: a definite fate, and the messages after it go on.
           for (auto it = buffer_.begin(); it != buffer_.end(); ++it) {
-            if (it->seq != rejected->seq) continue;
+            if (it->seq != rejected->seq + session_base_) continue;
             events_.emplace_back(RejectedEvent{it->seq, "larger than the cluster's message limit"});
             buffered_bytes_ -= it->message.size();
             buffer_.erase(it);
@@ -200,9 +217,13 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
     case protocol::MessageType::session_closed: {
       auto closed = protocol::decode<protocol::SessionClosed>(frame);
       if (!closed || closed->session_id != session_) return;
-      acknowledge(closed->last_applied_seq, 0);
-      // Not asked for by the application: open a new session on the same connection.
+      acknowledge(closed->last_applied_seq + session_base_, 0);
+      // The cluster applied nothing after last_applied_seq in that session, and never will: every message still
+      // buffered (sent or not) is definitely not applied. Then a new session, on the same connection.
+      settle_buffer(true, "the cluster closed the session before applying it");
       session_ = 0;
+      known_session_ = 0;
+      start_session_numbering();
       protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
       return;
     }
@@ -230,6 +251,8 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       }
       return;
     case protocol::SessionStatus::rejected:
+      // Messages of an earlier session may have been applied before the refusal; of none, none were.
+      settle_buffer(known_session_ == 0, "the cluster refused the session");
       set_state(ClientState::closed, fmt::format("refused by the cluster: {}", reply->text));
       close_ = true;
       link_ = Link::none;
@@ -238,6 +261,8 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   }
   if (incarnation_high_ != 0 || incarnation_low_ != 0) {
     if (reply->incarnation.high != incarnation_high_ || reply->incarnation.low != incarnation_low_) {
+      // The cluster these messages went to is gone: whether it applied them before it went cannot be known.
+      settle_buffer(false, "the cluster was re-created before acknowledging it");
       set_state(ClientState::closed, "the cluster was re-created (another incarnation)");
       close_ = true;
       link_ = Link::none;
@@ -251,12 +276,8 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   const bool resumed = known_session_ == reply->session_id;
   if (known_session_ != 0 && !resumed) {
     // The old session is gone and its fate table with it: what it had not acknowledged cannot be known now.
-    for (const Buffered& message : buffer_) events_.emplace_back(UnknownEvent{message.seq, "the session was replaced"});
-    buffer_.clear();
-    buffered_bytes_ = 0;
-    acked_ = 0;
-    next_seq_ = 1;
-    last_egress_ = 0;
+    settle_buffer(false, "the session was replaced");
+    start_session_numbering();
   }
   session_ = reply->session_id;
   known_session_ = reply->session_id;
@@ -264,7 +285,7 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   redirected_this_round_ = false;
   events_.emplace_back(SessionEvent{session_, resumed});
   set_state(ClientState::connected, resumed ? "session resumed" : "session opened");
-  acknowledge(reply->last_applied_seq, 0);
+  acknowledge(reply->last_applied_seq + session_base_, 0);
   resent_from_ = acked_ + 1;
   resend_from(acked_ + 1);
   last_sent_ = now;
@@ -274,10 +295,7 @@ void ClientCore::close(Time now) {
   (void)now;
   if (state_ == ClientState::closed) return;
   if (session_ != 0) protocol::append_frame(protocol::SessionClose{session_}, out_);
-  for (const Buffered& message : buffer_)
-    events_.emplace_back(UnknownEvent{message.seq, "the client closed before it was acknowledged"});
-  buffer_.clear();
-  buffered_bytes_ = 0;
+  settle_buffer(false, "the client closed before it was acknowledged");
   set_state(ClientState::closed, "closed by the application");
   close_ = link_ != Link::none;
   link_ = Link::none;

@@ -90,6 +90,10 @@ class ClientCore {
   enum class Link : std::uint8_t { none, connecting, open };
 
   void set_state(ClientState state, std::string reason);
+  /// Gives every buffered message its fate (rejected if it was definitely not applied, else unknown) and empties
+  /// the buffer.
+  void settle_buffer(bool definitely_not_applied, std::string_view reason);
+  void start_session_numbering();
   void drop_connection(Time now, std::string reason, bool follow_redirect);
   void schedule_retry(Time now);
   void send_ingress(const Buffered& message);
@@ -125,7 +129,10 @@ class ClientCore {
   // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
   std::deque<Buffered> buffer_;
   std::size_t buffered_bytes_ = 0;
+  // Seqs here are the application's, unique for the client's life; on the wire, a session numbers its messages
+  // from 1: wire seq = seq - session_base_ (the last seq offered before the session began).
   std::uint64_t next_seq_ = 1;
+  std::uint64_t session_base_ = 0;
   std::uint64_t acked_ = 0;  // every seq up to here has its fate
   std::uint64_t last_egress_ = 0;
   std::uint64_t resent_from_ = 0;  // the last resend's first seq: gaps that name it are echoes of one loss

@@ -58,6 +58,9 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
       entry.session = get(payload, 0);
       const auto reason = static_cast<std::uint8_t>(payload[kEnvelopeHeaderSize + 8]);
       if (reason < 1 || reason > 3) return unexpected(fmt::format("unknown close reason {}", reason));
+      for (std::size_t i = kEnvelopeHeaderSize + 9; i < kEnvelopeHeaderSize + 16; ++i)
+        if (payload[i] != std::byte{0})
+          return unexpected(fmt::format("reserved byte {} of session_close is not zero", i));
       entry.reason = static_cast<CloseReason>(reason);
       break;
     }

@@ -558,12 +558,9 @@ TEST_F(ClientCoreTest, AHandshakeRefusalClosesTheClientAndRejectsEveryBufferedSe
   EXPECT_EQ(seqs_of(take<RejectedEvent>()), (Seqs{1, 2}));
 }
 
-// PRODUCT BUG (disabled until fixed): ClientCore::handle_reply (client_core.cpp, the incarnation check after
-// `case protocol::SessionStatus::opened`) sets the state to closed when the cluster's incarnation changed, but
-// leaves every buffered message without a fate: no Applied/Rejected/Unknown event is emitted, unacknowledged()
-// stays above zero, and close() returns early on a closed client, so those seqs never get a fate. The client's
-// contract (client.h, design.md section 4) is exactly one fate per accepted seq; on_refused() does emit one.
-TEST_F(ClientCoreTest, DISABLED_ClosingOnAnotherIncarnationGivesEveryBufferedSeqAFate) {
+// A client that closes because the cluster was re-created still owes every buffered seq its one fate (client.h):
+// unknown, since the old incarnation may have applied it before it went.
+TEST_F(ClientCoreTest, ClosingOnAnotherIncarnationGivesEveryBufferedSeqAFate) {
   open();
   for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
   deliver(ack(1, 5));
@@ -576,9 +573,8 @@ TEST_F(ClientCoreTest, DISABLED_ClosingOnAnotherIncarnationGivesEveryBufferedSeq
   EXPECT_EQ(core_.unacknowledged(), 0U);
 }
 
-// PRODUCT BUG (disabled until fixed): the same for a `rejected` session reply (client_core.cpp, handle_reply,
-// `case protocol::SessionStatus::rejected`): the client closes and the buffered messages get no fate.
-TEST_F(ClientCoreTest, DISABLED_ARejectedSessionReplyGivesEveryBufferedSeqAFate) {
+// The same for a session refused for good.
+TEST_F(ClientCoreTest, ARejectedSessionReplyGivesEveryBufferedSeqAFate) {
   for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
   ASSERT_TRUE(await_connect().has_value());
   core_.on_connected(now_);
@@ -616,29 +612,32 @@ TEST_F(ClientCoreTest, ASessionClosedByTheClusterReportsItsAppliedSeqsAndOpensAN
   ASSERT_EQ(sessions.size(), 1U);
   EXPECT_EQ(sessions[0].session, kSession + 10);
   EXPECT_FALSE(sessions[0].resumed);
-  // Every seq of the old session has exactly one fate; the new session numbers from 1 again.
+  // Every seq of the old session has exactly one fate. The application's seqs go on; on the wire the new
+  // session numbers its messages from 1.
   EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}}));
   EXPECT_EQ(core_.unacknowledged(), 0U);
-  EXPECT_EQ(offer("d").seq, 1U);
+  take_sent(core_);
+  EXPECT_EQ(offer("d").seq, 4U);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1}));
+  deliver(ack(1, 200, kSession + 10));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{4}));
 }
 
-// PRODUCT BUG (disabled until fixed): when the cluster closes the session (a session_closed frame carrying
-// last_applied_seq k), the seqs after k were definitely not applied: the session is gone, and no later ingress for
-// it is applied. ClientCore (client_core.cpp, handle_reply: the `known_session_ != 0 && !resumed` branch, reached
-// after the session_closed case of on_frame re-opens) reports them as UnknownEvent "the session was replaced".
-// client.h promises on_unknown only when the application closes the client, and design.md section 3 says "messages
-// <= k were applied, the rest definitely were not" (section 4: unknown only on close, the give-up deadline or an
-// evicted tombstone). It also drops, as unknown, a message offered after the close that was never sent at all.
-TEST_F(ClientCoreTest, DISABLED_ASessionClosedByTheClusterRejectsTheSeqsItNeverApplied) {
+// When the cluster closes the session (a session_closed frame carrying last_applied_seq k), the seqs after k were
+// definitely not applied (design.md section 3): rejected, not unknown. A message offered after the close goes to
+// the next session.
+TEST_F(ClientCoreTest, ASessionClosedByTheClusterRejectsTheSeqsItNeverApplied) {
   open();
   for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
   take_events();
   deliver(session_closed(1));
   ASSERT_EQ(offer("offered between close and reopen").seq, 4U);
+  take_sent(core_);
   deliver(opened_reply(kSession + 10, 0));
   const auto events = take_events();
   EXPECT_TRUE(take<UnknownEvent>(events).empty());
-  EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{2, 3, 4}));
+  EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{2, 3}));
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1})) << "seq 4 is the new session's first message";
 }
 
 // --- exactly one fate -------------------------------------------------------------------------------------------
