@@ -67,7 +67,7 @@ class ClientListener {
 
 class Client {
  public:
-  Client(ClientOptions options, ClientListener& listener);
+  Client(const ClientOptions& options, ClientListener& listener);
   /// Closes (without waiting for acknowledgements) and joins the I/O thread.
   ~Client();
   Client(const Client&) = delete;

@@ -30,7 +30,7 @@ constexpr std::chrono::milliseconds kTickPeriod{10};
 
 class Client::Impl final : public io::TransportHandler {
  public:
-  Impl(ClientOptions options, ClientListener& listener)
+  Impl(const ClientOptions& options, ClientListener& listener)
       : listener_(listener), core_(options, random_u64() | 1U, random_u64(), random_u64()) {
     io::TcpTransportConfig config;
     config.identity = protocol::LocalIdentity{options.cluster_id, protocol::PeerRole::client, 0, {}};
@@ -225,8 +225,8 @@ class Client::Impl final : public io::TransportHandler {
   std::thread thread_;
 };
 
-Client::Client(ClientOptions options, ClientListener& listener)
-    : impl_(std::make_unique<Impl>(std::move(options), listener)) {}
+Client::Client(const ClientOptions& options, ClientListener& listener)
+    : impl_(std::make_unique<Impl>(options, listener)) {}
 Client::~Client() = default;
 Offer Client::offer(std::span<const std::byte> message) { return impl_->offer(message); }
 ClientState Client::state() const { return impl_->state(); }

@@ -217,7 +217,7 @@ std::optional<std::string> Node::Impl::start() {
   transport_config.max_frame_length = static_cast<std::uint32_t>(std::min<std::size_t>(
       protocol::kMaxFrameLengthCeiling, std::max<std::size_t>(4U << 20U, 2 * options_.max_message_size + 4096)));
   transport_config.send_buffer_limit =
-      std::max<std::size_t>(transport_config.send_buffer_limit, 2 * transport_config.max_frame_length);
+      std::max<std::size_t>(transport_config.send_buffer_limit, std::size_t{2} * transport_config.max_frame_length);
   transport_ = std::make_unique<io::TcpTransport>(loop_, transport_config, *this);
   protocol::AcceptPolicy peers_only;
   peers_only.allow_clients = false;
