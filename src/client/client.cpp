@@ -35,8 +35,17 @@ class Client::Impl final : public io::TransportHandler {
     io::TcpTransportConfig config;
     config.identity = protocol::LocalIdentity{options.cluster_id, protocol::PeerRole::client, 0, {}};
     config.handshake_timeout = std::max(options.silence_limit, std::chrono::milliseconds(1000));
+    // Frames as large as the largest message, and a send buffer that holds the whole resend buffer: a resend
+    // after a reconnect must not overflow it and give the connection up.
+    config.max_frame_length = static_cast<std::uint32_t>(
+        std::min<std::size_t>(protocol::kMaxFrameLengthCeiling,
+                              std::max<std::size_t>(config.max_frame_length, options.max_message_size + 4096)));
+    config.send_buffer_limit = std::max<std::size_t>(
+        config.send_buffer_limit,
+        options.max_buffered_bytes + options.max_buffered_messages * 32 + config.max_frame_length);
     transport_ = std::make_unique<io::TcpTransport>(loop_, config, *this);
     thread_ = std::thread([this] {
+      io_thread_id_ = std::this_thread::get_id();
       auto ticker = loop_.every(kTickPeriod, [this] { tick(); });
       tick();
       loop_.run();
@@ -86,12 +95,21 @@ class Client::Impl final : public io::TransportHandler {
     return wait_for(timeout, [this] { return core_.unacknowledged() == 0; });
   }
 
+  // May be called from a listener callback (the I/O thread then closes without joining itself; the destructor
+  // joins), but the client must not be destroyed from one.
   void close() {
+    const bool on_io_thread = std::this_thread::get_id() == io_thread_id_;
+    if (on_io_thread) {
+      if (!closing_.exchange(true)) post_close();
+      return;
+    }
+    const std::lock_guard closing(close_mutex_);  // two application threads closing at once join once
     if (!thread_.joinable()) return;
-    // From a listener callback (the I/O thread itself): close now, and let the destructor join.
-    const bool on_io_thread = std::this_thread::get_id() == thread_.get_id();
-    if (on_io_thread && closing_) return;
-    closing_ = true;
+    if (!closing_.exchange(true)) post_close();
+    thread_.join();
+  }
+
+  void post_close() {
     loop_.post([this] {
       {
         const std::lock_guard lock(mutex_);
@@ -101,7 +119,6 @@ class Client::Impl final : public io::TransportHandler {
       // The transport writes what flush() queued in a task it has just posted: stop after it.
       loop_.post([this] { loop_.stop(); });
     });
-    if (!on_io_thread) thread_.join();
   }
 
   // TransportHandler
@@ -222,6 +239,8 @@ class Client::Impl final : public io::TransportHandler {
   std::optional<io::ConnectionId> connection_;   // I/O thread only
   std::atomic<bool> flush_posted_{false};
   std::atomic<bool> closing_{false};
+  std::mutex close_mutex_;
+  std::atomic<std::thread::id> io_thread_id_{};
   std::thread thread_;
 };
 

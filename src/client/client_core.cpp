@@ -47,7 +47,9 @@ void ClientCore::tick(Time now) {
     drop_connection(now, "the node went silent", false);
     return;
   }
-  if (session_ != 0 && now - last_sent_ >= options_.keepalive_interval) {
+  // Keep-alives also while waiting for a session (session 0): the node keeps a waiting client's connection only
+  // while it hears from it.
+  if (now - last_sent_ >= options_.keepalive_interval) {
     protocol::append_frame(protocol::KeepAlive{session_}, out_);
     last_sent_ = now;
   }
@@ -130,7 +132,9 @@ void ClientCore::schedule_retry(Time now) {
 Offer ClientCore::offer(ByteSpan message, Time now) {
   (void)now;
   if (state_ == ClientState::closed) return Offer{OfferStatus::closed, 0};
-  if (message.size() > options_.max_message_size) return Offer{OfferStatus::too_large, 0};
+  if (message.size() > options_.max_message_size ||
+      (cluster_max_message_ != 0 && message.size() > cluster_max_message_))
+    return Offer{OfferStatus::too_large, 0};
   if (buffer_.size() >= options_.max_buffered_messages ||
       buffered_bytes_ + message.size() > options_.max_buffered_bytes)
     return Offer{OfferStatus::back_pressured, 0};
@@ -141,7 +145,12 @@ Offer ClientCore::offer(ByteSpan message, Time now) {
 }
 
 void ClientCore::send_ingress(const Buffered& message) {
-  protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, message.message}, out_);
+  // A message buffered before the cluster said its limit, and above it, goes cut to limit + 1 bytes: enough for
+  // the leader to refuse it (a definite fate, its seq consumed) without carrying a frame the nodes refuse.
+  ByteSpan payload = message.message;
+  if (cluster_max_message_ != 0 && payload.size() > cluster_max_message_)
+    payload = payload.first(cluster_max_message_ + 1);
+  protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, payload}, out_);
 }
 
 void ClientCore::resend_from(std::uint64_t seq) {
@@ -273,6 +282,7 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
     incarnation_low_ = reply->incarnation.low;
   }
   note_leader(reply->leader_id, reply->term);
+  cluster_max_message_ = reply->max_message_size;
   const bool resumed = known_session_ == reply->session_id;
   if (known_session_ != 0 && !resumed) {
     // The old session is gone and its fate table with it: what it had not acknowledged cannot be known now.

@@ -123,6 +123,7 @@ class ClientCore {
   std::uint64_t known_session_ = 0;  // the session this client last had, to tell "resumed" from "replaced"
   std::uint32_t leader_ = 0;
   std::uint64_t term_ = 0;
+  std::size_t cluster_max_message_ = 0;  // the limit the leader announced at the last open (0: not known yet)
   std::uint64_t incarnation_high_ = 0;
   std::uint64_t incarnation_low_ = 0;
 

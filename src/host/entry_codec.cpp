@@ -27,7 +27,8 @@ constexpr std::size_t body_size(EntryKind kind) {
     case EntryKind::session_open:
     case EntryKind::session_close:
     case EntryKind::ingress:
-    case EntryKind::timer: return 16;
+    case EntryKind::timer:
+    case EntryKind::ingress_refused: return 16;
   }
   return 0;
 }
@@ -39,7 +40,7 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
     return unexpected(
         fmt::format("envelope of {} bytes is shorter than its {}-byte header", payload.size(), kEnvelopeHeaderSize));
   const auto kind = static_cast<std::uint8_t>(payload[0]);
-  if (kind < 1 || kind > 5) return unexpected(fmt::format("unknown entry kind {}", kind));
+  if (kind < 1 || kind > 6) return unexpected(fmt::format("unknown entry kind {}", kind));
   for (std::size_t i = 1; i < 8; ++i)
     if (payload[i] != std::byte{0}) return unexpected(fmt::format("reserved envelope byte {} is not zero", i));
   DecodedEntry entry;
@@ -68,6 +69,10 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
       entry.session = get(payload, 0);
       entry.seq = get(payload, 8);
       entry.message = payload.subspan(kEnvelopeHeaderSize + 16);
+      break;
+    case EntryKind::ingress_refused:
+      entry.session = get(payload, 0);
+      entry.seq = get(payload, 8);
       break;
     case EntryKind::timer:
       entry.timer = get(payload, 0);
@@ -101,6 +106,12 @@ void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_
   put(out, 0, session);
   put(out, 8, seq);
   if (!message.empty()) std::memcpy(out.data() + kEnvelopeHeaderSize + 16, message.data(), message.size());
+}
+
+void encode_ingress_refused(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq) {
+  begin(out, EntryKind::ingress_refused, stamp, 16);
+  put(out, 0, session);
+  put(out, 8, seq);
 }
 
 void encode_timer(std::vector<std::byte>& out, ClusterTime stamp, TimerId timer, std::uint64_t generation) {

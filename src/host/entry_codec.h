@@ -8,6 +8,7 @@
 //   session_close  session u64 | reason u8 | reserved 7
 //   ingress        session u64 | seq u64 | message bytes
 //   timer          timer id u64 | generation u64              a firing: applied only if that generation is pending
+//   ingress_refused session u64 | seq u64                     in place of a message above the size limit
 //
 // The leader stamps every entry it appends; stamps never decrease along the log (cluster_clock.h). A noop
 // entry (consensus' own, appended by each new leader) carries no envelope.
@@ -30,7 +31,14 @@ struct Id128 {
   friend auto operator<=>(const Id128&, const Id128&) = default;
 };
 
-enum class EntryKind : std::uint8_t { bootstrap = 1, session_open = 2, session_close = 3, ingress = 4, timer = 5 };
+enum class EntryKind : std::uint8_t {
+  bootstrap = 1,
+  session_open = 2,
+  session_close = 3,
+  ingress = 4,
+  timer = 5,
+  ingress_refused = 6,
+};
 
 inline constexpr std::size_t kEnvelopeHeaderSize = 16;
 
@@ -38,8 +46,8 @@ struct DecodedEntry {
   EntryKind kind = EntryKind::ingress;
   ClusterTime stamp{0};
   Id128 id;                   // bootstrap: the incarnation; session_open: the client id
-  std::uint64_t session = 0;  // session_close, ingress
-  std::uint64_t seq = 0;      // ingress: the message's seq; timer: the generation
+  std::uint64_t session = 0;  // session_close, ingress, ingress_refused
+  std::uint64_t seq = 0;      // ingress, ingress_refused: the message's seq; timer: the generation
   std::uint64_t timer = 0;
   CloseReason reason = CloseReason::client_closed;
   ByteSpan message;  // ingress: a view into the entry's payload
@@ -54,6 +62,7 @@ void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 c
 void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason);
 void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq,
                     ByteSpan message);
+void encode_ingress_refused(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq);
 void encode_timer(std::vector<std::byte>& out, ClusterTime stamp, TimerId timer, std::uint64_t generation);
 
 /// The stamp of an envelope, or nullopt if the payload is too short to hold one.

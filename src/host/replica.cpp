@@ -72,7 +72,7 @@ ClusterTime Replica::last_stamp_in_log() const {
 }
 
 void Replica::leader_duties(Time mono) {
-  if (!serving()) return;
+  if (!leading_current()) return;
   if (!host_.incarnation().known() && !bootstrap_proposed_) {
     const Id128 incarnation{random_.next() | 1U, random_.next()};
     encode_bootstrap(scratch_, clock_.now(mono), incarnation);
@@ -105,9 +105,12 @@ Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono) {
 
 Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono) {
   if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
-  // An oversized message is appended all the same: applying it consumes its seq with the fate "rejected", so
-  // the messages after it do not find a gap.
-  encode_ingress(scratch_, clock_.now(mono), session, seq, message);
+  // An oversized message is not appended (it could outgrow the peers' frames); a marker in its place consumes
+  // its seq with the fate "rejected", so the messages after it do not find a gap.
+  if (message.size() > config_.limits.max_message_size)
+    encode_ingress_refused(scratch_, clock_.now(mono), session, seq);
+  else
+    encode_ingress(scratch_, clock_.now(mono), session, seq, message);
   return propose(mono);
 }
 
@@ -120,7 +123,9 @@ Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mon
 void Replica::take_ready(consensus::Ready& ready) {
   raft_.take_ready(ready);
   COHORT_ASSERT(ready.commit <= log_.last_index());
-  while (host_.applied_index() < ready.commit) host_.apply(log_.entry(host_.applied_index().next()));
+  // Bounded per call: the driver calls again (the next loop turn) while applied_index() < commit_index().
+  for (std::size_t n = 0; n < config_.max_apply_per_ready && host_.applied_index() < ready.commit; ++n)
+    host_.apply(log_.entry(host_.applied_index().next()));
 }
 
 }  // namespace cohort::host

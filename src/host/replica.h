@@ -40,6 +40,7 @@ struct ReplicaConfig {
   consensus::Config raft;
   HostLimits limits;
   std::size_t max_timer_firings_per_tick = 256;
+  std::size_t max_apply_per_ready = 4096;  // entries applied per take_ready(), so one turn stays short
 };
 
 enum class ClientError : std::uint8_t {
@@ -63,7 +64,8 @@ class Replica {
   Result<LogIndex, ClientError> ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono);
   Result<LogIndex, ClientError> close_session(SessionId session, Time mono);
 
-  /// Takes the consensus core's outputs, then applies every newly committed entry to the service host.
+  /// Takes the consensus core's outputs, then applies newly committed entries to the service host (at most
+  /// max_apply_per_ready; call again while host().applied_index() < raft().commit_index()).
   void take_ready(consensus::Ready& ready);
 
   consensus::Raft& raft() noexcept { return raft_; }
@@ -71,9 +73,12 @@ class Replica {
   ServiceHost& host() noexcept { return host_; }
   const ServiceHost& host() const noexcept { return host_; }
   /// Leader whose own no-op is applied: its applied state is current, so decisions it reads from are too.
-  bool serving() const noexcept {
+  bool leading_current() const noexcept {
     return raft_.role() == consensus::Role::leader && host_.applied_term() == raft_.term();
   }
+  /// Ready for clients: leading_current(), and the cluster's incarnation is known (a new cluster's first leader
+  /// has applied its bootstrap entry), so every session reply carries it.
+  bool serving() const noexcept { return leading_current() && host_.incarnation().known(); }
   ClusterTime cluster_time(Time mono) const noexcept { return clock_.now(mono); }
 
  private:

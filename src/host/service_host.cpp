@@ -61,7 +61,8 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
     case EntryKind::session_close:
       if (sessions_.contains(e.session)) close(e.session, e.reason);
       break;
-    case EntryKind::ingress: {
+    case EntryKind::ingress:
+    case EntryKind::ingress_refused: {
       const auto it = sessions_.find(e.session);
       if (it == sessions_.end()) {
         outputs_.emplace_back(Rejected{e.session, e.seq, 0, RejectReason::unknown_session});
@@ -77,7 +78,7 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
         break;
       }
       session.last_seq = e.seq;
-      if (e.message.size() > limits_.max_message_size) {
+      if (e.kind == EntryKind::ingress_refused || e.message.size() > limits_.max_message_size) {
         // The seq is consumed with a definite fate: rejected, never applied.
         outputs_.emplace_back(Rejected{e.session, e.seq, e.seq + 1, RejectReason::too_large});
         break;

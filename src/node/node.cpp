@@ -94,6 +94,7 @@ class Node::Impl final : public io::TransportHandler {
     protocol::PeerRole role = protocol::PeerRole::client;
     NodeId node;                              // role == node
     std::optional<SessionId> session;         // a client bound to a session (this node is, or was, its leader)
+    host::Id128 client;                       // the client id it last opened a session with
     std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
     consensus::Time last_keepalive{0};
   };
@@ -113,6 +114,7 @@ class Node::Impl final : public io::TransportHandler {
   void handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame);
   void try_open(io::ConnectionId id, Inbound& inbound);
   void answer_waiting_clients();
+  void unbind(io::ConnectionId id, Inbound& inbound);
   void deliver_host_outputs();
   void send_keepalives(consensus::Time now);
   void send_client(io::ConnectionId id, const auto& message);
@@ -143,6 +145,7 @@ class Node::Impl final : public io::TransportHandler {
   std::vector<consensus::Outgoing> outbox_;  // consensus messages waiting for their `after` to be durable
   consensus::Ready ready_;
   std::vector<std::byte> frame_;
+  std::size_t max_frame_length_ = 0;
   consensus::Message decoded_;
   std::unique_ptr<io::EventLoop::Periodic> ticker_;
   bool flush_pending_ = false;
@@ -214,8 +217,15 @@ std::optional<std::string> Node::Impl::start() {
   transport_config.identity =
       protocol::LocalIdentity{options_.cluster_id, protocol::PeerRole::node, options_.node_id, {}};
   // Room for an append request of max_append_bytes plus entry headers, and for the largest client message.
+  // Room for the largest append request: a full batch of entries (max_append_bytes, each with its header) plus
+  // one entry of the largest message, with its envelope; client frames are smaller. validate() keeps
+  // max_message_size small enough for the ceiling.
+  consensus::Config defaults;
   transport_config.max_frame_length = static_cast<std::uint32_t>(std::min<std::size_t>(
-      protocol::kMaxFrameLengthCeiling, std::max<std::size_t>(4U << 20U, 2 * options_.max_message_size + 4096)));
+      protocol::kMaxFrameLengthCeiling,
+      std::max<std::size_t>(
+          4U << 20U, defaults.max_append_bytes + options_.max_message_size + defaults.max_append_entries * 64 + 4096)));
+  max_frame_length_ = transport_config.max_frame_length;
   transport_config.send_buffer_limit =
       std::max<std::size_t>(transport_config.send_buffer_limit, std::size_t{2} * transport_config.max_frame_length);
   transport_ = std::make_unique<io::TcpTransport>(loop_, transport_config, *this);
@@ -318,6 +328,9 @@ void Node::Impl::flush() {
   term_ = replica_->raft().term();
   if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
     on_role_change(previous_role, previous_term);
+  // The replica applies a bounded number of entries per turn (a restarted node replays its log between ticks
+  // and messages, not in one long turn): another turn follows while some remain.
+  if (replica_->host().applied_index() < replica_->raft().commit_index()) schedule_flush();
   if (replica_->serving() != serving_) {
     // A new leader answers session opens only once its no-op is applied: the waiting clients hear now.
     serving_ = replica_->serving();
@@ -347,6 +360,7 @@ void Node::Impl::drain_storage() {
     replica_->on_persisted(*completion, now);
   }
   schedule_flush();
+  if (stopping_) finish_stop_when_ready(now);
 }
 
 void Node::Impl::release_messages() {
@@ -368,6 +382,13 @@ void Node::Impl::send_to_peer(const consensus::Message& message) {
   if (link == links_.end() || !link->connected) return;  // lost, as the protocol allows; Raft resends
   frame_.clear();
   node::append_peer_frame(message, frame_);
+  if (frame_.size() > max_frame_length_) {
+    // Cannot happen with entries bounded by max_message_size (the frame limit is sized for them); never abort
+    // on it: the message is lost, as the protocol allows, and the operator hears of it.
+    spdlog::error("[{}] dropping a {}-byte {} to node {}: above the {}-byte frame limit", context(), frame_.size(),
+                  consensus::type_name(message), message.to.value(), max_frame_length_);
+    return;
+  }
   // A full send buffer drops the message: the follower is far behind or gone, and Raft will resend.
   (void)transport_->send(*link->connection, frame_);
 }
@@ -413,7 +434,7 @@ void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reaso
   }
   const auto it = inbound_.find(static_cast<std::uint64_t>(id));
   if (it == inbound_.end()) return;
-  if (it->second.session) session_connections_.erase(*it->second.session);
+  unbind(id, it->second);
   if (it->second.waiting_open) {
     const auto pending = pending_opens_.find(*it->second.waiting_open);
     if (pending != pending_opens_.end() && pending->second == id) pending_opens_.erase(pending);
@@ -499,6 +520,7 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
       auto open = protocol::decode<protocol::SessionOpen>(frame);
       if (!open) return malformed(open.error());
       inbound.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
+      inbound.client = *inbound.waiting_open;
       try_open(id, inbound);
       return;
     }
@@ -582,14 +604,24 @@ void Node::Impl::try_open(io::ConnectionId id, Inbound& inbound) {
 }
 
 // Clients waiting on this node hear of a change of leader at once, instead of at their next backoff step.
+// A session is bound to the connection that opened it last: an older connection of the same client, closing late,
+// must not take the binding with it.
+void Node::Impl::unbind(io::ConnectionId id, Inbound& inbound) {
+  if (!inbound.session) return;
+  const auto bound = session_connections_.find(*inbound.session);
+  if (bound != session_connections_.end() && bound->second == id) session_connections_.erase(bound);
+  inbound.session.reset();
+}
+
 void Node::Impl::answer_waiting_clients() {
   for (auto& [raw, inbound] : inbound_) {
     const io::ConnectionId id{raw};
     if (inbound.role != protocol::PeerRole::client) continue;
     if (inbound.session && !replica_->serving()) {
-      // This node no longer leads: the bound session's client must follow the new leader.
-      session_connections_.erase(*inbound.session);
-      inbound.session.reset();
+      // This node no longer leads: the bound session's client must follow the new leader. It waits here for one
+      // (its open is retried) unless it is redirected at once.
+      unbind(id, inbound);
+      inbound.waiting_open = inbound.client;
       reply_not_leader(id, "leadership moved");
       continue;
     }
@@ -613,6 +645,11 @@ void Node::Impl::deliver_host_outputs() {
             const auto in = inbound_.find(static_cast<std::uint64_t>(id));
             if (in == inbound_.end()) return;
             in->second.waiting_open.reset();
+            if (const auto old = session_connections_.find(out.session);
+                old != session_connections_.end() && old->second != id)
+              if (const auto previous = inbound_.find(static_cast<std::uint64_t>(old->second));
+                  previous != inbound_.end())
+                previous->second.session.reset();  // the client moved to this connection
             in->second.session = out.session;
             session_connections_[out.session] = id;
             protocol::SessionReply reply;
@@ -621,6 +658,7 @@ void Node::Impl::deliver_host_outputs() {
             reply.term = term;
             reply.session_id = out.session;
             reply.last_applied_seq = out.last_seq;
+            reply.max_message_size = static_cast<std::uint32_t>(options_.max_message_size);
             reply.incarnation =
                 protocol::Incarnation{replica_->host().incarnation().high, replica_->host().incarnation().low};
             send_client(id, reply);
@@ -640,7 +678,7 @@ void Node::Impl::deliver_host_outputs() {
                                                       static_cast<protocol::SessionCloseReason>(out.reason)});
               const auto in = inbound_.find(static_cast<std::uint64_t>(id));
               if (in != inbound_.end()) in->second.session.reset();
-              session_connections_.erase(bound);
+              session_connections_.erase(out.session);
             }
           }
         },
@@ -715,6 +753,8 @@ void Node::Impl::finish_stop_when_ready(consensus::Time now) {
   // still waiting for durability are lost, as a crash would lose them: the protocol tolerates that.
   if (!storage_thread_->has_room()) return;  // the next tick tries again
   if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
+  // Every result checked before the exit status is decided: a failed last write must not exit 0.
+  if (storage_thread_->in_flight() > 0) return;  // drain_storage() comes back here
   loop_.stop();
 }
 

@@ -63,7 +63,15 @@ void check_members(const NodeOptions& options, std::vector<std::string>& problem
       problems.push_back(fmt::format("members: member {} {} endpoint {}", member.id, role, endpoint.error()));
       return;
     }
-    if (endpoint->port == 0) return;
+    if (endpoint->port == 0) {
+      // Other members, and clients redirected, must be able to find every endpoint: port 0 fits a lone node.
+      if (options.members.size() > 1)
+        problems.push_back(
+            fmt::format("members: member {} {} endpoint {} has port 0, which only a single-node "
+                        "cluster may use (the others could not find it)",
+                        member.id, role, text));
+      return;
+    }
     const auto user = fmt::format("member {} {}", member.id, role);
     auto found = std::find_if(users.begin(), users.end(), [&](const auto& entry) { return entry.first == *endpoint; });
     if (found == users.end()) {
@@ -122,6 +130,10 @@ void check_timeouts(const NodeOptions& options, std::vector<std::string>& proble
   }
   if (keepalive <= 0) {
     problems.push_back(fmt::format("timeouts.client_keepalive_ms: {} ms is not positive", keepalive));
+  } else if (keepalive >= 1000) {
+    // Clients give a connection up after a second of silence by default (ClientOptions::silence_limit).
+    problems.push_back(fmt::format(
+        "timeouts.client_keepalive_ms: {} ms is not below the clients' default silence limit of 1000 ms", keepalive));
   }
 }
 

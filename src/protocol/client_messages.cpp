@@ -85,7 +85,7 @@ Result<SessionOpen, DecodeError> SessionOpen::decode_body(BodyReader& in, std::u
 }
 
 // SessionReply v1: status u8 | reserved 3 | leader_id u32 | term u64 | session_id u64 | last_applied_seq u64 |
-//                  incarnation 2 x u64 | text_length u16 | reserved 6 | text
+//                  incarnation 2 x u64 | text_length u16 | reserved 2 | max_message_size u32 | text
 void SessionReply::encode_body(BodyWriter& out) const noexcept {
   COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
   write_enum(out, status);
@@ -96,7 +96,8 @@ void SessionReply::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(last_applied_seq);
   write_incarnation(out, incarnation);
   out.write<std::uint16_t>(static_cast<std::uint16_t>(text.size()));
-  write_zeros(out, 6);
+  write_zeros(out, 2);
+  out.write<std::uint32_t>(max_message_size);
   out.write_bytes(as_bytes(text));
 }
 
@@ -111,7 +112,8 @@ Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std:
   reply.incarnation = read_incarnation(in);
   const auto length = in.read<std::uint16_t>("text_length");
   if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("text_length", length, kMaxErrorTextLength);
-  read_reserved(in, 6);
+  read_reserved(in, 2);
+  reply.max_message_size = in.read<std::uint32_t>("max_message_size");
   if (!in.failed()) reply.text = as_chars(in.read_bytes(length, "text"));
   return finish(in, reply);
 }

@@ -73,6 +73,7 @@ struct SessionReply {
   std::uint64_t session_id = 0;
   std::uint64_t last_applied_seq = 0;  // the session's last ingress seq the cluster applied (resume from here)
   Incarnation incarnation;
+  std::uint32_t max_message_size = 0;  // opened: the largest ingress payload the cluster applies (0: not said)
   std::string_view text;  // redirect: the leader's "host:port"; no_leader, rejected: why. At most kMaxErrorTextLength
 
   std::size_t body_size() const noexcept { return kFixedBodySize + text.size(); }

@@ -938,7 +938,8 @@ struct Simulator::Impl {
     schedule(around(random, safety ? mix.client_every : Duration(100ms)), make(EventKind::client, 0));
     SimClient& client = clients[random.below(clients.size())];
     const auto current = leader();
-    const bool to_random = !current || random.chance(1, 10);
+    // In the liveness phase a client talks to the leader it knows, as the real one does once redirected.
+    const bool to_random = !current || (safety && random.chance(1, 10));
     const std::uint32_t index = to_random ? random_node() : *current;
     Node& node = *nodes[index];
     if (node.raft == nullptr) return;
@@ -961,8 +962,8 @@ struct Simulator::Impl {
         result = node.replica->ingress(client.session, seq, message, now);
         if (!result.has_value()) break;
       }
-      client.last_progress = now;
-    } else if (safety && client.unacked.size() < 16) {  // a full buffer back-pressures the application
+      if (result.has_value()) client.last_progress = now;  // a refused resend is no progress: retry soon
+    } else if (safety && client.unacked.size() < 16) {     // a full buffer back-pressures the application
       const std::uint64_t seq = client.next_seq++;
       client.unacked.emplace_back(seq, kv_request(seq));
       result = node.replica->ingress(client.session, seq, client.unacked.back().second, now);

@@ -140,11 +140,13 @@ std::string value_for(std::uint64_t n) { return fmt::format("value-{}-{}", n, st
 /// (on_applied) and collects the service's replies (egress) by request id.
 class KvClient final : public ClientListener {
  public:
-  explicit KvClient(std::vector<std::string> members, std::size_t max_buffered = 65536) {
+  explicit KvClient(std::vector<std::string> members, std::size_t max_buffered = 65536,
+                    std::size_t max_message_size = ClientOptions{}.max_message_size) {
     ClientOptions options;
     options.cluster_id = kClusterId;
     options.members = std::move(members);
     options.max_buffered_messages = max_buffered;
+    options.max_message_size = max_message_size;
     client_ = std::make_unique<Client>(options, *this);
   }
   ~KvClient() override { client_.reset(); }  // joins the I/O thread before the listener's state goes
@@ -621,6 +623,36 @@ TEST_F(ClusterTest, WritesToAnyNodeCommitOnAllReplicas) {
   const auto after = status(leader->node_id);
   ASSERT_TRUE(after.ok);
   EXPECT_GE(after.status.commit_index, static_cast<std::uint64_t>(kKeys)) << "200 puts must be 200 log entries";
+}
+
+// A client configured for larger messages than the cluster takes: the oversized one is rejected (a definite
+// fate), the nodes stay up (its replication could have outgrown their frames), and the next message is applied.
+TEST_F(ClusterTest, AMessageAboveTheClustersLimitIsRejectedAndTheClusterStaysUp) {
+  ASSERT_TRUE(start_cluster());
+  ASSERT_TRUE(wait_leader(deadline()));
+  // Raw bytes (not a KV request: the KV codec has its own limit); the cluster's limit is 1 MiB, its frames 4 MiB.
+  const std::vector<std::byte> huge(4U << 20U, std::byte{'x'});
+  KvClient writer(client_endpoints(), 65536, 16U << 20U);
+  // Offered at once, before the session open tells the client the cluster's limit: buffered, then sent cut to
+  // the limit + 1 and rejected by the leader with its seq consumed.
+  const cohort::Offer early = writer.client().offer(huge);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  if (early.status == cohort::OfferStatus::accepted) {
+    EXPECT_TRUE(eventually([&] { return writer.failures().size() == 1; }, deadline()));
+    const auto failures = writer.failures();
+    ASSERT_EQ(failures.size(), 1U);
+    EXPECT_EQ(failures.begin()->first, early.seq);
+    EXPECT_NE(failures.begin()->second.find("message limit"), std::string::npos) << failures.begin()->second;
+  } else {
+    EXPECT_EQ(early.status, cohort::OfferStatus::too_large) << "the open raced ahead of the offer";
+  }
+  // Once the limit is known, offer() refuses at once.
+  EXPECT_EQ(writer.client().offer(huge).status, cohort::OfferStatus::too_large);
+  const auto small = writer.offer_put("small", "fits", deadline());
+  ASSERT_NE(small, 0U);
+  EXPECT_TRUE(eventually([&] { return writer.reply_to(small).has_value(); }, deadline()));
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    EXPECT_TRUE(query_status(node(id).client(), kClusterId, 2000ms).ok) << "node " << id << " is down";
 }
 
 TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {

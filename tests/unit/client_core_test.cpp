@@ -524,7 +524,8 @@ TEST_F(ClientCoreTest, KeepAlivesAreSentEveryIntervalWhileConnected) {
   EXPECT_EQ(sent_at, (std::vector<Time>{250ms, 500ms, 750ms, 1000ms}));
 }
 
-TEST_F(ClientCoreTest, NoKeepAliveIsSentWithoutASession) {
+// A client waiting for a leader keeps talking: the node keeps a waiting connection only while it hears from it.
+TEST_F(ClientCoreTest, KeepAlivesAreSentWhileWaitingForASession) {
   ASSERT_TRUE(await_connect().has_value());
   core_.on_connected(now_);
   take_sent(core_);
@@ -534,7 +535,9 @@ TEST_F(ClientCoreTest, NoKeepAliveIsSentWithoutASession) {
     deliver(status_reply(SessionStatus::no_leader, "election"));
     core_.tick(now_);
   }
-  EXPECT_TRUE(take_sent(core_).empty());
+  const auto sent = types(take_sent(core_));
+  EXPECT_EQ(sent, (std::vector<MessageType>{MessageType::keep_alive, MessageType::keep_alive}));
+  EXPECT_EQ(core_.state(), ClientState::connecting) << "still waiting on the same connection";
 }
 
 // --- permanent refusals -----------------------------------------------------------------------------------------

@@ -40,12 +40,13 @@ ByteVector valid(EntryKind kind) {
     case EntryKind::session_close: encode_session_close(out, kStamp, 5, CloseReason::timeout); break;
     case EntryKind::ingress: encode_ingress(out, kStamp, 6, 7, as_bytes("payload")); break;
     case EntryKind::timer: encode_timer(out, kStamp, 8, 9); break;
+    case EntryKind::ingress_refused: encode_ingress_refused(out, kStamp, 10, 11); break;
   }
   return out;
 }
 
 constexpr EntryKind kAllKinds[] = {EntryKind::bootstrap, EntryKind::session_open, EntryKind::session_close,
-                                   EntryKind::ingress, EntryKind::timer};
+                                   EntryKind::ingress,   EntryKind::timer,        EntryKind::ingress_refused};
 
 // --- round trips ------------------------------------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ TEST(Envelope, AnEnvelopeShorterThanItsHeaderIsRefused) {
 }
 
 TEST(Envelope, AnUnknownKindIsRefused) {
-  for (const int kind : {0, 6, 7, 128, 255}) {
+  for (const int kind : {0, 7, 8, 128, 255}) {
     ByteVector out = valid(EntryKind::timer);
     out[0] = static_cast<std::byte>(kind);
     const std::string why = refusal(out);
@@ -234,6 +235,7 @@ ByteVector reencode(const DecodedEntry& entry) {
     case EntryKind::session_close: encode_session_close(out, entry.stamp, entry.session, entry.reason); break;
     case EntryKind::ingress: encode_ingress(out, entry.stamp, entry.session, entry.seq, entry.message); break;
     case EntryKind::timer: encode_timer(out, entry.stamp, entry.timer, entry.seq); break;
+    case EntryKind::ingress_refused: encode_ingress_refused(out, entry.stamp, entry.session, entry.seq); break;
   }
   return out;
 }

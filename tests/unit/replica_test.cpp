@@ -220,6 +220,38 @@ TEST(Replica, OpenSessionAndIngressAtTheLeaderAreAppliedAndAnswered) {
   EXPECT_EQ(ended[0].last_seq, 2U);
 }
 
+// A message above the cluster's limit never enters the log (it could outgrow the frames that replicate it): a
+// small marker takes its place and its seq, so the client hears "rejected" and the next seq is no gap.
+TEST(Replica, AnOversizedMessageIsReplacedByAMarkerThatConsumesItsSeq) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  auto opened = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(opened.has_value());
+  node.settle();
+  const SessionId session = only<SessionOpened>(node.take_outputs()).at(0).session;
+
+  const std::vector<std::byte> huge(host::HostLimits{}.max_message_size + 1, std::byte{1});
+  const auto refused = node.replica().ingress(session, 1, huge, node.mono());
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(kind_at(log, *refused), EntryKind::ingress_refused);
+  EXPECT_LT(log.entry(*refused).payload.size(), 64U);
+  ASSERT_TRUE(node.replica().ingress(session, 2, as_bytes("after"), node.mono()).has_value());
+  node.settle();
+  const auto outputs = node.take_outputs();
+  const auto rejected = only<Rejected>(outputs);
+  ASSERT_EQ(rejected.size(), 1U);
+  EXPECT_EQ(rejected[0].seq, 1U);
+  EXPECT_EQ(rejected[0].reason, RejectReason::too_large);
+  const auto applied = only<Applied>(outputs);
+  ASSERT_EQ(applied.size(), 1U);
+  EXPECT_EQ(applied[0].seq, 2U);
+  const auto messages = service.of(Kind::message);
+  ASSERT_EQ(messages.size(), 1U);
+  EXPECT_EQ(messages[0].message, "after");
+}
+
 TEST(Replica, AFollowerRefusesClientRequestsWithNotLeader) {
   MemoryLogStore log;
   RecordingService service;

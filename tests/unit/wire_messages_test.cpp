@@ -164,6 +164,7 @@ SessionReply sample_session_reply() {
   reply.session_id = 0x0102030405060708;
   reply.last_applied_seq = 99;
   reply.incarnation = Incarnation{0xAAAA, 0xBBBB};
+  reply.max_message_size = 1U << 20U;
   reply.text = "10.0.0.3:7200";
   return reply;
 }
@@ -676,7 +677,7 @@ std::vector<Violation> every_violation() {
   reserved_run("vote_response reserved", vote_response, 18, 6);
   reserved_run("append_response reserved", append_response, 17, 7);
   reserved_run("session_reply reserved after status", reply, 1, 3);
-  reserved_run("session_reply reserved after text_length", reply, 50, 6);
+  reserved_run("session_reply reserved after text_length", reply, 50, 2);
   reserved_run("session_closed reserved", closed, 17, 7);
   reserved_run("ingress_rejected reserved", rejected, 25, 7);
   reserved_run("status_reply reserved after role", status, 5, 3);
@@ -707,7 +708,7 @@ TEST(WireField, EveryReservedFlagAndEnumViolationIsAnInvalidFieldNamingTheField)
 TEST(WireField, ASessionReplyTextLongerThanTheMaximumIsRefusedEvenWhenTheBytesFollow) {
   SessionReply reply = sample_session_reply();
   const std::string text(kMaxErrorTextLength + 1, 'z');
-  Bytes body = body_of(encoded(SessionReply{reply.status, 3, 7, 1, 2, Incarnation{}, ""}));
+  Bytes body = body_of(encoded(SessionReply{reply.status, 3, 7, 1, 2, Incarnation{}, 0, ""}));
   store_le<std::uint16_t>(body.data() + 48, static_cast<std::uint16_t>(text.size()));
   const Bytes tail = bytes_of(text);
   body.insert(body.end(), tail.begin(), tail.end());
@@ -837,7 +838,8 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                                             {"incarnation.high", 8},
                                                                             {"incarnation.low", 8},
                                                                             {"text_length", 2},
-                                                                            {"reserved", 6},
+                                                                            {"reserved", 2},
+                                                                            {"max_message_size", 4},
                                                                             {"text", 13}});
   expect_every_short_body_names_its_field(encoded(Ingress{1, 2, ByteSpan(payload_a())}),
                                           {{"session_id", 8}, {"seq", 8}});
