@@ -68,7 +68,8 @@ class Node {
   /// over if this node led, everything written made durable), non-zero if storage failed.
   int run();
 
-  /// Thread-safe and signal-safe to call from another thread: begins a graceful stop.
+  /// Thread-safe (not async-signal-safe: it allocates): begins a graceful stop. With handle_signals, the node
+  /// handles SIGTERM and SIGINT itself.
   void request_stop();
 
   /// The endpoints actually bound (port 0 in the options picks a free port), valid after start().
