@@ -91,6 +91,7 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
       const auto it = timers_.find(e.timer);
       // Fired, cancelled or re-armed since the leader decided: the firing was appended twice, or too late.
       if (it == timers_.end() || it->second.generation != e.seq) break;
+      by_deadline_.erase({it->second.deadline, it->first});
       timers_.erase(it);
       ++timers_fired_;
       service_.on_timer(*this, e.timer, e.stamp);
@@ -122,22 +123,25 @@ void ServiceHost::run_deferred_closes() {
 void ServiceHost::due_timers(ClusterTime now, std::vector<std::pair<TimerId, std::uint64_t>>& out,
                              std::size_t limit) const {
   out.clear();
-  for (const auto& [id, timer] : timers_)
-    if (timer.deadline <= now) out.emplace_back(id, timer.generation);
-  // Earliest deadline first (ties by id): the leader appends firings in the order they fell due.
-  std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
-    const ClusterTime da = timers_.at(a.first).deadline;
-    const ClusterTime db = timers_.at(b.first).deadline;
-    return da != db ? da < db : a.first < b.first;
-  });
-  if (out.size() > limit) out.resize(limit);
+  // Earliest deadline first (ties by id): the leader appends firings in the order they fell due. Only the due
+  // ones are visited, so a tick costs nothing for timers far in the future.
+  for (auto it = by_deadline_.begin(); it != by_deadline_.end() && it->first <= now && out.size() < limit; ++it)
+    out.emplace_back(it->second, timers_.at(it->second).generation);
 }
 
 void ServiceHost::schedule_timer(TimerId id, ClusterTime deadline) {
+  if (const auto it = timers_.find(id); it != timers_.end()) by_deadline_.erase({it->second.deadline, id});
   timers_[id] = Timer{deadline, next_generation_++};
+  by_deadline_.emplace(deadline, id);
 }
 
-bool ServiceHost::cancel_timer(TimerId id) { return timers_.erase(id) > 0; }
+bool ServiceHost::cancel_timer(TimerId id) {
+  const auto it = timers_.find(id);
+  if (it == timers_.end()) return false;
+  by_deadline_.erase({it->second.deadline, id});
+  timers_.erase(it);
+  return true;
+}
 
 bool ServiceHost::send(SessionId session, Bytes message) {
   const auto it = sessions_.find(session);

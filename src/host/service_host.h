@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <variant>
 #include <vector>
 
@@ -129,6 +130,9 @@ class ServiceHost final : private Cluster {
   std::map<SessionId, Session> sessions_;
   std::map<Id128, SessionId> session_by_client_;  // inverse of sessions_[*].client
   std::map<TimerId, Timer> timers_;
+  // Invariant: holds exactly (deadline, id) of every timer in timers_. Derived (not hashed): the leader's index of
+  // what falls due next.
+  std::set<std::pair<ClusterTime, TimerId>> by_deadline_;
   std::uint64_t next_generation_ = 1;
   std::uint64_t timers_fired_ = 0;
 
