@@ -144,23 +144,30 @@ Offer ClientCore::offer(ByteSpan message, Time now) {
   return Offer{OfferStatus::accepted, buffer_.back().seq};
 }
 
-void ClientCore::send_ingress(const Buffered& message) {
-  // A message buffered before the cluster said its limit, and above it, goes cut to limit + 1 bytes: enough for
-  // the leader to refuse it (a definite fate, its seq consumed) without carrying a frame the nodes refuse.
-  ByteSpan payload = message.message;
-  if (cluster_max_message_ != 0 && payload.size() > cluster_max_message_)
-    payload = payload.first(cluster_max_message_ + 1);
-  protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, payload}, out_);
+void ClientCore::send_ingress(Buffered& message) {
+  // A message buffered before the cluster said its limit, and above it, is withdrawn instead: the leader records
+  // its seq as refused (a definite fate, and no gap for the messages after it), whatever any node's limit.
+  if (cluster_max_message_ != 0 && message.message.size() > cluster_max_message_) {
+    message.withdrawn = true;
+    protocol::append_frame(protocol::IngressWithdrawn{session_, message.seq - session_base_}, out_);
+    return;
+  }
+  message.sent_whole = true;
+  protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, message.message}, out_);
 }
 
 void ClientCore::resend_from(std::uint64_t seq) {
-  for (const Buffered& message : buffer_)
+  for (Buffered& message : buffer_)
     if (message.seq >= seq) send_ingress(message);
 }
 
 void ClientCore::acknowledge(std::uint64_t seq, std::uint64_t position) {
   while (!buffer_.empty() && buffer_.front().seq <= seq) {
-    events_.emplace_back(AppliedEvent{buffer_.front().seq, position});
+    // A withdrawn message's seq is covered by "applied up to" too, but the cluster only recorded it as refused.
+    if (buffer_.front().surely_refused())
+      events_.emplace_back(RejectedEvent{buffer_.front().seq, "larger than the cluster's message limit"});
+    else
+      events_.emplace_back(AppliedEvent{buffer_.front().seq, position});
     buffered_bytes_ -= buffer_.front().message.size();
     buffer_.pop_front();
   }

@@ -86,6 +86,10 @@ class ClientCore {
   struct Buffered {
     std::uint64_t seq = 0;
     std::vector<std::byte> message;
+    bool sent_whole = false;  // the cluster may have its bytes
+    bool withdrawn = false;   // sent as a withdrawal (above the cluster's limit)
+    // Withdrawn and never sent whole: the cluster cannot have applied it, whatever "applied up to" says.
+    bool surely_refused() const noexcept { return withdrawn && !sent_whole; }
   };
   enum class Link : std::uint8_t { none, connecting, open };
 
@@ -96,7 +100,8 @@ class ClientCore {
   void start_session_numbering();
   void drop_connection(Time now, std::string reason, bool follow_redirect);
   void schedule_retry(Time now);
-  void send_ingress(const Buffered& message);
+  void send_ingress(Buffered& message);
+
   void resend_from(std::uint64_t seq);
   void acknowledge(std::uint64_t seq, std::uint64_t position);
   void note_leader(std::uint32_t leader, std::uint64_t term);

@@ -114,6 +114,12 @@ Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t 
   return propose(mono);
 }
 
+Result<LogIndex, ClientError> Replica::withdraw(SessionId session, std::uint64_t seq, Time mono) {
+  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
+  encode_ingress_refused(scratch_, clock_.now(mono), session, seq);
+  return propose(mono);
+}
+
 Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mono) {
   if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
   encode_session_close(scratch_, clock_.now(mono), session, CloseReason::client_closed);

@@ -63,6 +63,9 @@ class Replica {
   Result<LogIndex, ClientError> open_session(Id128 client, Time mono);
   Result<LogIndex, ClientError> ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono);
   Result<LogIndex, ClientError> close_session(SessionId session, Time mono);
+  /// The client withdraws message `seq` (too large for the cluster): its seq is consumed with the fate
+  /// "rejected", as for an oversized message.
+  Result<LogIndex, ClientError> withdraw(SessionId session, std::uint64_t seq, Time mono);
 
   /// Takes the consensus core's outputs, then applies newly committed entries to the service host (at most
   /// max_apply_per_ready; call again while host().applied_index() < raft().commit_index()).

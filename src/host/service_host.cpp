@@ -78,7 +78,9 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
         break;
       }
       session.last_seq = e.seq;
-      if (e.kind == EntryKind::ingress_refused || e.message.size() > limits_.max_message_size) {
+      // The leader's choice is in the log (a message, or a refusal in its place), so every replica decides alike
+      // whatever its own configured limit.
+      if (e.kind == EntryKind::ingress_refused) {
         // The seq is consumed with a definite fate: rejected, never applied.
         outputs_.emplace_back(Rejected{e.session, e.seq, e.seq + 1, RejectReason::too_large});
         break;

@@ -55,7 +55,9 @@ struct SessionEnded {
 using HostOutput = std::variant<SessionOpened, Applied, Rejected, EgressOut, SessionEnded>;
 
 struct HostLimits {
-  std::size_t max_message_size = 1U << 20U;  // ingress (checked again at apply) and egress
+  // Egress (Cluster::send); ingress is checked by the leader before it appends. Must be equal on every node:
+  // a send refused on one replica and not another would make them diverge.
+  std::size_t max_message_size = 1U << 20U;
 };
 
 class ServiceHost final : private Cluster {

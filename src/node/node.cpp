@@ -539,6 +539,19 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
       }
       return;
     }
+    case protocol::MessageType::ingress_withdrawn: {
+      auto withdrawn = protocol::decode<protocol::IngressWithdrawn>(frame);
+      if (!withdrawn) return malformed(withdrawn.error());
+      if (inbound.session != withdrawn->session_id) {
+        send_client(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, 0,
+                                                  protocol::IngressRejectReason::unknown_session});
+        return;
+      }
+      if (!replica_->withdraw(withdrawn->session_id, withdrawn->seq, now).has_value())
+        send_client(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, withdrawn->seq,
+                                                  protocol::IngressRejectReason::not_leader});
+      return;
+    }
     case protocol::MessageType::keep_alive: {
       auto keep_alive = protocol::decode<protocol::KeepAlive>(frame);
       if (!keep_alive) return malformed(keep_alive.error());

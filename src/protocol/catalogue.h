@@ -18,7 +18,7 @@ using Catalogue = MessageList<
     PeerTimeoutNow,
     // client or admin tool to node and back (client_messages.h)
     SessionOpen, SessionReply, Ingress, Ack, Egress, KeepAlive, SessionClose, SessionClosed, IngressRejected,
-    StatusRequest, StatusReply>;
+    StatusRequest, StatusReply, IngressWithdrawn>;
 
 namespace detail {
 

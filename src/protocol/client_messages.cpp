@@ -180,6 +180,19 @@ Result<SessionClose, DecodeError> SessionClose::decode_body(BodyReader& in, std:
   return decode_session_id<SessionClose>(in);
 }
 
+// IngressWithdrawn v1: session_id u64 | seq u64
+void IngressWithdrawn::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(seq);
+}
+
+Result<IngressWithdrawn, DecodeError> IngressWithdrawn::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  IngressWithdrawn withdrawn;
+  withdrawn.session_id = in.read<std::uint64_t>("session_id");
+  withdrawn.seq = in.read<std::uint64_t>("seq");
+  return finish(in, withdrawn);
+}
+
 // SessionClosed v1: session_id u64 | last_applied_seq u64 | reason u8 | reserved 7
 void SessionClosed::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(session_id);

@@ -160,6 +160,22 @@ struct SessionClose {
   friend bool operator==(const SessionClose&, const SessionClose&) = default;
 };
 
+/// A message the client withdraws instead of sending (it is above the cluster's announced limit): the leader
+/// records its seq as refused, a definite fate, so the messages after it find no gap.
+struct IngressWithdrawn {
+  static constexpr MessageType kType = MessageType::ingress_withdrawn;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 16;
+
+  std::uint64_t session_id = 0;
+  std::uint64_t seq = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<IngressWithdrawn, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const IngressWithdrawn&, const IngressWithdrawn&) = default;
+};
+
 struct SessionClosed {
   static constexpr MessageType kType = MessageType::session_closed;
   static constexpr std::uint8_t kVersion = 1;

@@ -77,6 +77,7 @@ const char* to_string(MessageType type) noexcept {
     case MessageType::ingress_rejected: return "ingress_rejected";
     case MessageType::status_request: return "status_request";
     case MessageType::status_reply: return "status_reply";
+    case MessageType::ingress_withdrawn: return "ingress_withdrawn";
   }
   return "unknown";
 }

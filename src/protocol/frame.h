@@ -50,6 +50,7 @@ enum class MessageType : std::uint16_t {
   ingress_rejected = 40,
   status_request = 41,
   status_reply = 42,
+  ingress_withdrawn = 43,  // client to node: a message the client will not send, to be recorded as refused
 };
 
 struct FrameHeader {

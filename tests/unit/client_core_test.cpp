@@ -96,6 +96,15 @@ std::vector<Sent> take_sent(ClientCore& core) {
         if (close.has_value()) sent.session = close->session_id;
         break;
       }
+      case MessageType::ingress_withdrawn: {
+        const auto withdrawn = protocol::decode<protocol::IngressWithdrawn>(scan.frame);
+        EXPECT_TRUE(withdrawn.has_value());
+        if (withdrawn.has_value()) {
+          sent.session = withdrawn->session_id;
+          sent.seq = withdrawn->seq;
+        }
+        break;
+      }
       default: ADD_FAILURE() << "the client sent a " << protocol::to_string(sent.type) << " frame";
     }
     frames.push_back(sent);
@@ -641,6 +650,29 @@ TEST_F(ClientCoreTest, ASessionClosedByTheClusterRejectsTheSeqsItNeverApplied) {
   EXPECT_TRUE(take<UnknownEvent>(events).empty());
   EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{2, 3}));
   EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1})) << "seq 4 is the new session's first message";
+}
+
+// A message buffered before the cluster announced its limit, and above it, is withdrawn (never sent whole): its
+// fate is "rejected" even when it is only covered by a later "applied up to", and offers above the limit are
+// refused from then on.
+TEST_F(ClientCoreTest, AMessageAboveTheAnnouncedLimitIsWithdrawnAndRejected) {
+  ASSERT_EQ(offer("small").status, OfferStatus::accepted);
+  ASSERT_EQ(offer("far too large for the cluster").status, OfferStatus::accepted);
+  ASSERT_EQ(offer("fits").status, OfferStatus::accepted);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_);
+  take_sent(core_);
+  protocol::SessionReply reply = opened_reply(kSession, 0);
+  reply.max_message_size = 10;
+  deliver(reply);
+  EXPECT_EQ(types(take_sent(core_)),
+            (std::vector<MessageType>{MessageType::ingress, MessageType::ingress_withdrawn, MessageType::ingress}));
+  take_events();
+  deliver(ack(3, 40));  // the withdrawal consumed seq 2: "applied up to 3" covers it
+  const auto events = take_events();
+  EXPECT_EQ(seqs_of(take<AppliedEvent>(events)), (Seqs{1, 3}));
+  EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{2}));
+  EXPECT_EQ(offer("again far too large").status, OfferStatus::too_large);
 }
 
 // --- exactly one fate -------------------------------------------------------------------------------------------

@@ -106,6 +106,10 @@ class Feed {
     encode_ingress(scratch_, stamp_, session, seq, as_bytes(message));
     return append(EntryType::command, scratch_);
   }
+  LogIndex refused(SessionId session, std::uint64_t seq) {
+    encode_ingress_refused(scratch_, stamp_, session, seq);
+    return append(EntryType::command, scratch_);
+  }
   LogIndex timer(TimerId id, std::uint64_t generation) {
     encode_timer(scratch_, stamp_, id, generation);
     return append(EntryType::command, scratch_);
@@ -320,12 +324,13 @@ TEST_F(HostTest, HostIngressToAnUnknownSessionIsRejected) {
   EXPECT_EQ(service_.count(Kind::message), 0U);
 }
 
-TEST_F(HostTest, HostIngressLargerThanTheLimitIsRejectedAndConsumesItsSeq) {
+// The leader decides what is too large (it appends a refusal instead of the message); every replica follows the
+// log, whatever its own configured limit, so replicas stay alike even if their limits differ.
+TEST_F(HostTest, HostARefusedIngressIsRejectedAndConsumesItsSeq) {
   const SessionId session = open(kClientA);
   const std::string largest(kMaxMessage, 'a');
-  const std::string too_large(kMaxMessage + 1, 'b');
   const LogIndex first = feed_.ingress(session, 1, largest);
-  feed_.ingress(session, 2, too_large);
+  feed_.refused(session, 2);
   const LogIndex third = feed_.ingress(session, 3, "after");
   EXPECT_EQ(take(), (Strings{fmt::format("applied s={} seq=1 at={}", session, first.value()),
                              fmt::format("rejected s={} seq=2 expected=3 too_large", session),

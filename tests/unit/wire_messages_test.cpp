@@ -209,6 +209,7 @@ std::vector<Sample> every_sample() {
        false},
       {"status_request", encoded(StatusRequest{}), StatusRequest::kBodySize, false},
       {"status_reply", encoded(sample_status_reply()), StatusReply::kBodySize, false},
+      {"ingress_withdrawn", encoded(IngressWithdrawn{5, 6}), IngressWithdrawn::kBodySize, false},
   };
 }
 
@@ -247,6 +248,7 @@ TEST(WireRoundTrip, ClientMessagesDecodeToTheSameFields) {
                                            IngressRejectReason::too_large, IngressRejectReason::not_leader})
     expect_round_trip(IngressRejected{5, 9, 7, reason});
   expect_round_trip(StatusRequest{});
+  expect_round_trip(IngressWithdrawn{0x0102030405060708, 9});
   for (const NodeRole role : {NodeRole::follower, NodeRole::candidate, NodeRole::leader, NodeRole::pre_candidate}) {
     StatusReply reply = sample_status_reply();
     reply.role = role;
@@ -297,7 +299,7 @@ TEST(WireRoundTrip, EveryNewTypeIsInTheCatalogueAtVersionOne) {
     EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
   }
   // The gaps between the ranges stay unknown.
-  for (const unsigned type : {6U, 15U, 23U, 31U, 43U, 0xFFFFU})
+  for (const unsigned type : {6U, 15U, 23U, 31U, 44U, 0xFFFFU})
     EXPECT_EQ(newest_version(static_cast<MessageType>(type)), 0) << type;
 }
 
