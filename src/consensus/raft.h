@@ -88,6 +88,8 @@ class Raft {
   Term term() const noexcept { return term_; }
   std::optional<NodeId> voted_for() const noexcept { return voted_for_; }
   std::optional<NodeId> leader() const noexcept { return leader_; }
+  /// Follower: when the leader of term() was last heard from (an append or a heartbeat).
+  Time last_leader_contact() const noexcept { return last_leader_contact_; }
   LogIndex commit_index() const noexcept { return commit_; }
   LogIndex durable_index() const noexcept { return durable_index_; }
   NodeId id() const noexcept { return config_.id; }

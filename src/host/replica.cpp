@@ -90,6 +90,7 @@ void Replica::leader_duties(Time mono) {
   }
 }
 
+// Raft refuses a proposal at a non-leader (not_leader) or during a transfer: the client requests below rely on it.
 Result<LogIndex, ClientError> Replica::propose(Time mono) {
   auto index = raft_.propose(consensus::EntryType::command, scratch_, mono);
   if (index.has_value()) return *index;
@@ -98,13 +99,11 @@ Result<LogIndex, ClientError> Replica::propose(Time mono) {
 }
 
 Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono) {
-  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
   encode_session_open(scratch_, clock_.now(mono), client);
   return propose(mono);
 }
 
 Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono) {
-  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
   // An oversized message is not appended (it could outgrow the peers' frames); a marker in its place consumes
   // its seq with the fate "rejected", so the messages after it do not find a gap.
   if (message.size() > config_.limits.max_message_size)
@@ -115,13 +114,11 @@ Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t 
 }
 
 Result<LogIndex, ClientError> Replica::withdraw(SessionId session, std::uint64_t seq, Time mono) {
-  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
   encode_ingress_refused(scratch_, clock_.now(mono), session, seq);
   return propose(mono);
 }
 
 Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mono) {
-  if (raft_.role() != consensus::Role::leader) return unexpected(ClientError::not_leader);
   encode_session_close(scratch_, clock_.now(mono), session, CloseReason::client_closed);
   return propose(mono);
 }

@@ -96,7 +96,6 @@ class Node::Impl final : public io::TransportHandler {
     std::optional<SessionId> session;         // a client bound to a session (this node is, or was, its leader)
     host::Id128 client;                       // the client id it last opened a session with
     std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
-    consensus::Time last_keepalive{0};
   };
 
   std::string context() const {
@@ -153,7 +152,6 @@ class Node::Impl final : public io::TransportHandler {
   Term term_;
   std::optional<NodeId> leader_;
   bool serving_ = false;
-  consensus::Time leader_heard_{0};         // last message from the leader this node follows
   std::vector<io::ConnectionId> to_close_;  // client connections to close once no pass over inbound_ is running
   consensus::Time next_keepalive_{0};
 
@@ -414,7 +412,6 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   Inbound inbound;
   inbound.role = peer.role;
   inbound.node = NodeId{peer.node_id};
-  inbound.last_keepalive = mono_now();
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
 }
 
@@ -466,9 +463,7 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
       inbound_.erase(it);
       return;
     }
-    if (replica_->raft().leader() == inbound.node) leader_heard_ = now;
     replica_->step(decoded_, now);
-    if (replica_->raft().leader() == inbound.node) leader_heard_ = now;
     schedule_flush();
     return;
   }
@@ -495,7 +490,7 @@ void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
   // A leader silent for three heartbeats is probably gone: sending the client there would only cost it a
   // refused connection and a backoff step. It waits here instead and hears of the next leader at once.
   const auto leader = replica_->raft().leader();
-  const bool leader_alive = mono_now() - leader_heard_ < 3 * options_.heartbeat_interval;
+  const bool leader_alive = mono_now() - replica_->raft().last_leader_contact() < 3 * options_.heartbeat_interval;
   if (leader && *leader != NodeId{options_.node_id} && leader_alive) {
     reply.status = protocol::SessionStatus::redirect;
     reply.leader_id = leader->value();
@@ -509,7 +504,6 @@ void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
 
 void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame) {
   const consensus::Time now = mono_now();
-  inbound.last_keepalive = now;
   const auto malformed = [&](const protocol::DecodeError& error) {
     spdlog::warn("closing client connection {}: {}", static_cast<std::uint64_t>(id), error.describe());
     transport_->close(id);

@@ -247,7 +247,6 @@ struct SimClient {
   host::Id128 id;
   SessionId session = 0;
   std::uint64_t next_seq = 1;
-  std::uint64_t acked = 0;
   std::deque<std::pair<std::uint64_t, std::vector<std::byte>>> unacked;
   Time last_progress{};           // last acknowledgement or (re)send
   Term leader_term;               // the leader term the session was last opened (resumed) in
@@ -704,7 +703,6 @@ struct Simulator::Impl {
           if (applied->seq >= client.next_seq)
             checker->fail(fmt::format("session {} acknowledges seq {} never sent", applied->session, applied->seq));
           while (!client.unacked.empty() && client.unacked.front().first <= applied->seq) client.unacked.pop_front();
-          client.acked = std::max(client.acked, applied->seq);
           client.last_progress = now;
         }
       } else if (const auto* rejected = std::get_if<host::Rejected>(&output)) {
