@@ -38,11 +38,27 @@ inline bool checksum_ok(const Entry& entry) noexcept {
   return entry.checksum == compute_checksum(entry.index, entry.term, entry.type, entry.payload);
 }
 
+/// Whether a node may vote and stand for election (design.md section 2, docs/consensus.md "Rejoining after state
+/// loss"). Raft assumes stable storage never forgets; a node that may have forgotten something it acknowledged
+/// or a vote it cast must first learn from the others where the cluster is.
+enum class Standing : std::uint8_t {
+  member = 0,      // votes and stands
+  fresh = 1,       // an empty data directory: a new cluster's first start, or a node whose disk was replaced
+  recovering = 2,  // may have lost acknowledged entries or votes: catches up first, then becomes a member
+};
+const char* to_string(Standing standing) noexcept;
+
+/// A vote that stands for "this node may have voted in this term, for whom it no longer knows": a recovering
+/// node holds it for the highest term the others reported, so it never votes twice in a term it forgot.
+inline constexpr NodeId kForgottenVote{0xFFFF'FFFFU};
+
 /// The durable part of a node's state besides the log. Invariant (enforced by the core): a message of term
-/// t leaves the node only after a HardState with term >= t, and the vote it carries, is durable.
+/// t leaves the node only after a HardState with term >= t, and the vote it carries, is durable; a node whose
+/// durable standing is not `member` neither votes nor stands.
 struct HardState {
   Term term;
   std::optional<NodeId> voted_for;
+  Standing standing = Standing::member;
   friend bool operator==(const HardState&, const HardState&) = default;
 };
 

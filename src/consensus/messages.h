@@ -59,13 +59,34 @@ struct TimeoutNow {
   friend bool operator==(const TimeoutNow&, const TimeoutNow&) = default;
 };
 
+/// From a node that is not a member in good standing (Standing::fresh or recovering) to every other member:
+/// "where is the cluster?". Everyone answers, whatever its own standing. Neither this nor its answer moves
+/// anyone's term.
+struct StandingQuery {
+  friend bool operator==(const StandingQuery&, const StandingQuery&) = default;
+};
+
+struct StandingAnswer {
+  std::uint64_t asker_boot = 0;  // the boot of the query answered: answers to an earlier life do not count
+  Standing standing = Standing::member;
+  bool leader = false;  // the sender leads its term (Message::term)
+  LogIndex last_index;  // the sender's log end when it answered
+  friend bool operator==(const StandingAnswer&, const StandingAnswer&) = default;
+};
+
+/// Terms at or above this are refused from the network: a term can then never wrap around.
+inline constexpr std::uint64_t kTermLimit = std::uint64_t{1} << 63U;
+
 struct Message {
-  using Body =
-      std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, TimeoutNow>;
+  using Body = std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse,
+                            TimeoutNow, StandingQuery, StandingAnswer>;
   NodeId from;
   NodeId to;
   Term term;  // the sender's current term (for a pre-vote request: the term it would stand in)
   Body body;
+  // A random id the sender drew when it started. A leader that sees a follower's boot change knows the follower
+  // restarted and may have lost what it acknowledged (a replaced disk): it repairs it from scratch.
+  std::uint64_t boot = 0;
   friend bool operator==(const Message&, const Message&) = default;
 };
 

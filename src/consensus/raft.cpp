@@ -37,9 +37,19 @@ std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSp
 }
 
 const char* type_name(const Message& message) noexcept {
-  static constexpr const char* kNames[] = {"VoteRequest", "VoteResponse",      "AppendRequest", "AppendResponse",
-                                           "Heartbeat",   "HeartbeatResponse", "TimeoutNow"};
+  static constexpr const char* kNames[] = {"VoteRequest",    "VoteResponse",  "AppendRequest",
+                                           "AppendResponse", "Heartbeat",     "HeartbeatResponse",
+                                           "TimeoutNow",     "StandingQuery", "StandingAnswer"};
   return kNames[message.body.index()];
+}
+
+const char* to_string(Standing standing) noexcept {
+  switch (standing) {
+    case Standing::member: return "member";
+    case Standing::fresh: return "fresh";
+    case Standing::recovering: return "recovering";
+  }
+  return "unknown";
 }
 
 const char* to_string(Role role) noexcept {
@@ -59,6 +69,7 @@ std::optional<std::string> validate(const Config& config) {
   std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) return "members lists a node twice";
   if (sorted.front().value() == 0) return "member ids must not be 0";
+  if (sorted.back() == kForgottenVote) return fmt::format("member id {} is reserved", kForgottenVote.value());
   if (!std::binary_search(sorted.begin(), sorted.end(), config.id))
     return fmt::format("node id {} is not among the members", config.id.value());
   if (config.heartbeat_interval <= Duration::zero()) return "heartbeat interval must be positive";
@@ -78,15 +89,30 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now)
   const HardState state = log_.hard_state();
   term_ = state.term;
   voted_for_ = state.voted_for;
+  standing_ = state.standing;
+  // Its own generator, so the election timeouts a seed gives stay as they were. Never 0 ("not heard from yet").
+  boot_ = Random(seed ^ 0x9E3779B97F4A7C15ULL).next() | 1U;
   // What the store holds at construction was recovered from disk: it is durable.
   durable_index_ = log_.last_index();
   match_scratch_.reserve(config_.members.size());
   reset_election_timer(now);
+  next_standing_query_ = now;
+  if (standing_ != Standing::member && quorum() == 1)
+    set_standing(Standing::member,
+                 standing_ == Standing::fresh
+                     ? "a new single-node cluster: standing as a member at once"
+                     : "this single-node cluster has no replica to repair from: standing on its own log as it is "
+                       "now; entries it had acknowledged before may be lost");
 }
 
 // --- inputs ---------------------------------------------------------------------------------------------------
 
 void Raft::tick(Time now) {
+  if (standing_ != Standing::member) {
+    // Never stands: it asks where the cluster is instead, until it may vote again (maybe_rejoin).
+    if (now >= next_standing_query_) query_standing(now);
+    return;
+  }
   if (role_ != Role::leader) {
     // A lone candidate only waits for its own vote to become durable (on_persisted): standing again would
     // write a new term each time and, with a disk slower than the election timeout, never win.
@@ -118,6 +144,22 @@ void Raft::step(const Message& message, Time now) {
   if (message.to != config_.id) return;
   if (std::find(config_.members.begin(), config_.members.end(), message.from) == config_.members.end()) return;
   if (message.from == config_.id) return;
+  // No correct member reaches such a term (one election per election timeout); adopting it would let the next
+  // election wrap the term around. A forged or corrupted message, dropped.
+  if (message.term.value() >= kTermLimit) return;
+
+  // Standing queries and answers are term-neutral: a node that lost its state may hold any term, and asking
+  // must not disturb a working leader.
+  if (std::holds_alternative<StandingQuery>(message.body)) {
+    StandingAnswer answer{message.boot, standing_, role_ == Role::leader, last_index()};
+    ready_.messages.push_back({Message{config_.id, message.from, term_, answer, boot_}, hard_state_seq_});
+    return;
+  }
+  if (const auto* answer = std::get_if<StandingAnswer>(&message.body)) {
+    handle_standing_answer(message, *answer, now);
+    check_invariants();
+    return;
+  }
 
   if (message.term > term_) {
     if (const auto* request = std::get_if<VoteRequest>(&message.body)) {
@@ -165,7 +207,7 @@ void Raft::step(const Message& message, Time now) {
         } else if constexpr (std::is_same_v<Body, HeartbeatResponse>) {
           handle_heartbeat_response(message, now);
         } else if constexpr (std::is_same_v<Body, TimeoutNow>) {
-          if (role_ == Role::follower) become_candidate(now, /*transfer=*/true);
+          if (role_ == Role::follower && standing_ == Standing::member) become_candidate(now, /*transfer=*/true);
         }
       },
       message.body);
@@ -221,6 +263,7 @@ void Raft::on_persisted(const PersistCompletion& completion, Time now) {
   // answer requests that left only after it was durable.)
   if (role_ == Role::candidate && quorum() == 1 && completion.seq >= hard_state_seq_) become_leader(now);
   if (role_ == Role::leader) maybe_commit();
+  if (standing_ == Standing::recovering) maybe_rejoin();
   check_invariants();
 }
 
@@ -229,6 +272,8 @@ void Raft::take_ready(Ready& out) {
   replicate_pending_ = false;
   out.messages.clear();
   out.messages.swap(ready_.messages);
+  out.notices.clear();
+  out.notices.swap(ready_.notices);
   out.commit = commit_;
 }
 
@@ -242,6 +287,8 @@ void Raft::start_election(Time now, bool transfer) {
 }
 
 void Raft::become_follower(Term term, std::optional<NodeId> leader, Time now) {
+  // Matches count only towards the leader, and the term, they were made with.
+  if (term > term_ || leader != leader_) leader_match_ = LogIndex{0};
   if (term > term_) set_term(term);
   role_ = Role::follower;
   leader_ = leader;
@@ -267,7 +314,7 @@ void Raft::become_pre_candidate(Time now) {
     if (member == config_.id) continue;
     // Asks for the term it would stand in; its own term stays as it is until a majority agrees.
     ready_.messages.push_back(
-        {Message{config_.id, member, term_.next(), VoteRequest{last_index(), last_term(), true, false}},
+        {Message{config_.id, member, term_.next(), VoteRequest{last_index(), last_term(), true, false}, boot_},
          hard_state_seq_});
   }
 }
@@ -318,15 +365,18 @@ void Raft::handle_vote_request(const Message& message, const VoteRequest& reques
   const bool can_vote = voted_for_ == message.from ||
                         (((kPlantedBug == 2 && role_ == Role::follower) || !voted_for_) && !leader_) ||
                         (request.pre_vote && message.term > term_);
-  const bool granted = can_vote && log_up_to_date(request.last_index, request.last_term);
+  // A node that may have forgotten a vote or an acknowledged entry helps no one win until it rejoins.
+  const bool granted =
+      can_vote && standing_ == Standing::member && log_up_to_date(request.last_index, request.last_term);
   if (granted && !request.pre_vote) {
-    vote_for(message.from);
+    if (voted_for_ != message.from) vote_for(message.from);  // a repeated request rewrites nothing
     reset_election_timer(now);
   }
   // A granted pre-vote answers in the term asked about; everything else in this node's own term.
   const Term answer_term = granted && request.pre_vote ? message.term : term_;
   ready_.messages.push_back(
-      {Message{config_.id, message.from, answer_term, VoteResponse{granted, request.pre_vote}}, hard_state_seq_});
+      {Message{config_.id, message.from, answer_term, VoteResponse{granted, request.pre_vote}, boot_},
+       hard_state_seq_});
 }
 
 void Raft::handle_vote_response(const Message& message, const VoteResponse& response, Time now) {
@@ -411,10 +461,12 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
   }
   const LogIndex match{request.prev_index.value() + request.entries.size()};
   commit_ = std::max(commit_, std::min(request.commit, match));
+  leader_match_ = std::max(leader_match_, match);
   response.success = true;
   response.match_index = match;
   // The acknowledgement claims durability of everything up to match: it waits for every write so far.
   send(message.from, response, last_seq_);
+  if (standing_ == Standing::recovering) maybe_rejoin();
 }
 
 void Raft::handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now) {
@@ -439,6 +491,7 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
+  if (!note_boot(*progress, message.boot)) return;
   progress->recently_active = true;
 
   if (response.success) {
@@ -483,6 +536,7 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
+  if (!note_boot(*progress, message.boot)) return;
   progress->recently_active = true;
   // The follower is alive: a probe or pipelined requests lost on the way must not stall it forever.
   if (progress->probing)
@@ -563,6 +617,124 @@ void Raft::maybe_finish_transfer(Progress& progress) {
     send(progress.id, TimeoutNow{}, hard_state_seq_);
 }
 
+// --- standing -------------------------------------------------------------------------------------------------
+// docs/consensus.md, "Rejoining after state loss", has the argument; in short: a node that may have forgotten a
+// vote or an acknowledged entry asks every other member where the cluster is. It takes the highest term a
+// majority of members in good standing report as a term it may have voted in (kForgottenVote), and votes again
+// only once its log durably holds what the leader of that term (or of a later one) held after this node restarted:
+// every entry this node could have acknowledged in its earlier life, committed or not.
+
+bool Raft::note_boot(Progress& progress, std::uint64_t boot) {
+  if (boot == progress.boot) return true;
+  if (std::find(progress.retired_boots.begin(), progress.retired_boots.end(), boot) != progress.retired_boots.end())
+    return false;  // sent before the follower restarted, and arriving late: what it claims may be gone
+  if (progress.boot != 0) {
+    // The follower restarted: what it acknowledged before may be lost (a replaced or damaged disk). Start over
+    // from its real log end; the first probe's refusal says where that is.
+    std::rotate(progress.retired_boots.rbegin(), progress.retired_boots.rbegin() + 1, progress.retired_boots.rend());
+    progress.retired_boots.front() = progress.boot;
+    progress.match = LogIndex{0};
+    progress.next = last_index().next();
+    progress.probing = true;
+    progress.inflight.clear();
+  }
+  progress.boot = boot;
+  return true;
+}
+
+void Raft::query_standing(Time now) {
+  next_standing_query_ = now + config_.heartbeat_interval;
+  for (const NodeId member : config_.members)
+    if (member != config_.id) send(member, StandingQuery{}, hard_state_seq_);
+}
+
+void Raft::handle_standing_answer(const Message& message, const StandingAnswer& answer, Time /*now*/) {
+  if (standing_ == Standing::member || answer.asker_boot != boot_) return;
+  auto it = std::find_if(answers_.begin(), answers_.end(), [&](const Answer& a) { return a.from == message.from; });
+  if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}});
+  *it = Answer{message.from, message.term, answer.standing, answer.leader, answer.last_index};
+  decide_standing();
+}
+
+void Raft::decide_standing() {
+  const std::size_t others = config_.members.size() - 1;
+  const std::size_t majority_of_others = quorum();  // f + 1 of the 2f others
+  if (standing_ == Standing::fresh) {
+    const bool history = std::any_of(answers_.begin(), answers_.end(),
+                                     [](const Answer& a) { return a.term != Term{0} || a.last_index != LogIndex{0}; });
+    if (!history) {
+      // f others as empty as this node make a majority of empty nodes. At most a minority loses its state, so
+      // the cluster is new (or lost, in which case its survivors will refuse our incarnation).
+      if (answers_.size() >= quorum() - 1)
+        set_standing(Standing::member,
+                     fmt::format("{} of the {} other members are as new as this node: this is a new cluster",
+                                 answers_.size(), others));
+      return;
+    }
+    set_standing(Standing::recovering,
+                 "the data directory is empty but the cluster has a history: this node rejoins it as a recovering "
+                 "node (it votes again once it has caught up)");
+  }
+  Term highest = term_;
+  std::size_t members = 0;
+  for (const Answer& answer : answers_) {
+    highest = std::max(highest, answer.term);
+    if (answer.standing == Standing::member) ++members;
+  }
+  if (members >= majority_of_others) {
+    if (!vote_floor_ || highest > *vote_floor_) {
+      // Any term this node voted or acknowledged in, a majority of the others knows (it has it durably).
+      vote_floor_ = highest;
+      if (term_ < highest) set_term(highest);
+      if (!voted_for_) vote_for(kForgottenVote);
+    }
+    maybe_rejoin();
+    return;
+  }
+  if (answers_.size() == others) {
+    // Every member answered and fewer than a majority are whole: no one can repair anyone. Stand on the logs
+    // as they are; Raft's election picks the most complete of a majority.
+    if (term_ < highest) set_term(highest);
+    if (!voted_for_) vote_for(kForgottenVote);
+    set_standing(Standing::member,
+                 fmt::format("every member answered and only {} of {} are whole: no quorum can repair this node, "
+                             "so it stands on its log as it is; entries acknowledged before may be lost",
+                             members, config_.members.size()));
+  }
+}
+
+void Raft::maybe_rejoin() {
+  if (standing_ != Standing::recovering || !vote_floor_ || role_ != Role::follower || !leader_) return;
+  if (term_ < *vote_floor_) return;
+  const LogIndex held = std::min(leader_match_, durable_index_);
+  if (held == LogIndex{0}) return;
+  bool caught_up = false;
+  if (term_ > *vote_floor_) {
+    // A leader elected without this node's vote holds every entry that could be committed, as of its election;
+    // an entry of its own term in our log proves we hold all of that.
+    caught_up = term_at(held) == term_;
+  } else {
+    // The leader of the floor's term may still count acknowledgements this node sent before it restarted: hold
+    // everything that leader held when it answered this life's query.
+    const auto it = std::find_if(answers_.begin(), answers_.end(),
+                                 [&](const Answer& a) { return a.from == *leader_ && a.leader && a.term == term_; });
+    caught_up = it != answers_.end() && held >= it->last_index;
+  }
+  if (!caught_up) return;
+  set_standing(Standing::member, fmt::format("caught up with leader {} of term {} at index {}: votes again",
+                                             leader_->value(), term_.value(), held.value()));
+}
+
+void Raft::set_standing(Standing standing, std::string notice) {
+  standing_ = standing;
+  if (standing == Standing::member) {
+    answers_.clear();
+    vote_floor_.reset();
+  }
+  persist_hard_state();
+  ready_.notices.push_back(std::move(notice));
+}
+
 // --- helpers --------------------------------------------------------------------------------------------------
 
 void Raft::set_term(Term term) {
@@ -579,12 +751,12 @@ void Raft::vote_for(NodeId candidate) {
 }
 
 void Raft::persist_hard_state() {
-  hard_state_seq_ = log_.save_hard_state(HardState{term_, voted_for_});
+  hard_state_seq_ = log_.save_hard_state(HardState{term_, voted_for_, standing_});
   last_seq_ = hard_state_seq_;
 }
 
 void Raft::send(NodeId to, Message::Body body, PersistSeq after) {
-  ready_.messages.push_back({Message{config_.id, to, term_, std::move(body)}, after});
+  ready_.messages.push_back({Message{config_.id, to, term_, std::move(body), boot_}, after});
 }
 
 void Raft::reset_election_timer(Time now) {
@@ -616,6 +788,7 @@ void Raft::check_invariants() const {
   COHORT_ASSERT(durable_index_ <= last_index());
   COHORT_ASSERT(role_ != Role::leader || leader_ == config_.id);
   COHORT_ASSERT(role_ != Role::candidate || voted_for_ == config_.id);
+  COHORT_ASSERT(standing_ == Standing::member || role_ == Role::follower);
 }
 
 }  // namespace cohort::consensus

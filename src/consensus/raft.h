@@ -14,6 +14,7 @@
 //  4. Entries up to Ready::commit may be applied, in log order, reading them from the LogStore.
 // Nothing here reads a clock, sleeps, does I/O, or draws randomness other than from the seed it was given.
 
+#include <array>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -58,6 +59,9 @@ struct Outgoing {
 struct Ready {
   std::vector<Outgoing> messages;
   LogIndex commit;  // entries up to here are committed (never decreases)
+  // Rare events an operator must see (a change of standing, a possible loss of acknowledged entries), one line
+  // each, for the driver's log. Empty on every ordinary turn.
+  std::vector<std::string> notices;
 };
 
 enum class ProposeError : std::uint8_t {
@@ -95,6 +99,10 @@ class Raft {
   NodeId id() const noexcept { return config_.id; }
   const Config& config() const noexcept { return config_; }
   std::optional<NodeId> transfer_target() const noexcept { return transfer_target_; }
+  /// Whether this node votes and stands (member), or first learns where the cluster is (fresh, recovering).
+  Standing standing() const noexcept { return standing_; }
+  /// This life's boot id, stamped on every message (Message::boot).
+  std::uint64_t boot() const noexcept { return boot_; }
   /// Leader: the follower whose log matches furthest (recently heard from ones first), the natural successor for
   /// a graceful stop; nullopt on a non-leader or a single-node cluster.
   std::optional<NodeId> best_transfer_target() const;
@@ -110,6 +118,19 @@ class Raft {
     bool probing = true;
     std::vector<LogIndex> inflight;  // last index of each pipelined request not yet acknowledged, ascending
     bool recently_active = false;    // heard from since the last check-quorum round
+    // The follower's boot id (0: not heard from yet), and the ones it had before in this term: answers from a
+    // retired boot were sent by a life whose log may be gone, and are dropped.
+    std::uint64_t boot = 0;
+    std::array<std::uint64_t, 4> retired_boots{};
+  };
+
+  // A StandingAnswer kept by a node that is not a member yet: the latest from each other member, this life.
+  struct Answer {
+    NodeId from;
+    Term term;
+    Standing standing = Standing::member;
+    bool leader = false;
+    LogIndex last_index;
   };
 
   // Role changes.
@@ -125,7 +146,14 @@ class Raft {
   void handle_append_response(const Message& message, const AppendResponse& response, Time now);
   void handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now);
   void handle_heartbeat_response(const Message& message, Time now);
+  void handle_standing_answer(const Message& message, const StandingAnswer& answer, Time now);
 
+  // Standing (docs/consensus.md, "Rejoining after state loss").
+  void query_standing(Time now);
+  void decide_standing();
+  void maybe_rejoin();
+  void set_standing(Standing standing, std::string notice);
+  bool note_boot(Progress& progress, std::uint64_t boot);
   // Leader.
   bool send_append(Progress& progress, bool send_empty);
   void replicate_to(Progress& progress);
@@ -184,6 +212,17 @@ class Raft {
   bool replicate_pending_ = false;  // new entries not yet offered to followers
   std::optional<NodeId> transfer_target_;
   Time transfer_deadline_{};
+
+  // Standing. Invariant: standing_ == member whenever this node votes, pre-votes or stands; in a single-node
+  // cluster it is always member (no one to ask). While not a member, vote_floor_ is the highest term a majority
+  // of members in good standing reported once known (this node holds at least that term, with kForgottenVote in
+  // it). It rejoins once its log durably matches a leader of a term >= vote_floor_ far enough (maybe_rejoin).
+  Standing standing_ = Standing::member;
+  std::uint64_t boot_ = 0;
+  std::vector<Answer> answers_;
+  std::optional<Term> vote_floor_;
+  LogIndex leader_match_;  // follower: the highest match acknowledged to the leader of term_
+  Time next_standing_query_{};
 
   Ready ready_;
   std::vector<LogIndex> match_scratch_;  // maybe_commit's working space, so an acknowledgement allocates nothing

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -37,6 +38,31 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// The kernel's boot id: it changes exactly when the machine restarts (storage::note_machine_boot). All zeros
+/// if the kernel does not say, which then reads as a machine restart on every start under sync policy none: safe,
+/// at the cost of a catch-up before the node votes.
+storage::MachineBoot kernel_boot_id() {
+  storage::MachineBoot boot{};
+  std::ifstream file("/proc/sys/kernel/random/boot_id");
+  std::string text;
+  if (!(file >> text)) return boot;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i + 1 < text.size() && at < boot.size(); ++i) {
+    if (text[i] == '-') continue;
+    const auto nibble = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    const int high = nibble(text[i]);
+    const int low = nibble(text[i + 1]);
+    if (high < 0 || low < 0) return storage::MachineBoot{};
+    boot[at++] = static_cast<std::byte>(high * 16 + low);
+    ++i;
+  }
+  return boot;
+}
 
 consensus::Time mono_now() { return std::chrono::duration_cast<consensus::Time>(Clock::now().time_since_epoch()); }
 ClusterTime wall_now() {
@@ -200,16 +226,24 @@ std::optional<std::string> Node::Impl::start() {
       reason.remove_suffix(kSuffix.size());
     return fmt::format("data_dir: {}", reason);
   }
-  for (const std::string& repair : recovered->repairs) spdlog::warn("recovery: {}", repair);
-  spdlog::info("log recovered: {} entries, term {}{}", recovered->last_index.value(),
-               recovered->hard_state.term.value(), recovered->created ? " (new data directory)" : "");
+  const storage::SyncPolicy sync_policy =
+      options_.sync == SyncPolicy::fsync ? storage::SyncPolicy::fsync : storage::SyncPolicy::none;
+  if (auto noted = storage::note_machine_boot(*directory_, identity, *recovered, kernel_boot_id(), sync_policy); !noted)
+    return fmt::format("data_dir: {}", noted.error());
+  for (const std::string& repair : recovered->repairs) {
+    if (repair.find("DATA LOSS") != std::string::npos)
+      spdlog::error("recovery: {}", repair);
+    else
+      spdlog::warn("recovery: {}", repair);
+  }
+  spdlog::info("log recovered: {} entries, term {}, standing {}{}", recovered->last_index.value(),
+               recovered->hard_state.term.value(), consensus::to_string(recovered->hard_state.standing),
+               recovered->created ? " (new data directory)" : "");
   std::random_device device;
   const std::uint64_t seed = (std::uint64_t{device()} << 32U) ^ device();
   log_ = std::make_unique<storage::SegmentedLog>(*directory_, identity, log_options, std::move(*recovered), seed);
-  writer_ = std::make_unique<storage::LogWriter>(
-      *directory_, identity,
-      options_.sync == SyncPolicy::fsync ? storage::SyncPolicy::fsync : storage::SyncPolicy::none, log_->segment_keys(),
-      log_->last_index());
+  writer_ = std::make_unique<storage::LogWriter>(*directory_, identity, sync_policy, log_->segment_keys(),
+                                                 log_->last_index());
 
   io::TcpTransportConfig transport_config;
   transport_config.identity =
@@ -318,6 +352,7 @@ void Node::Impl::flush() {
   const Term previous_term = term_;
   replica_->take_ready(ready_);
   for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
+  for (const std::string& notice : ready_.notices) spdlog::warn("[{}] {}", context(), notice);
   release_messages();
   if (storage_thread_->has_room())
     if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));

@@ -10,7 +10,7 @@ namespace {
 using namespace protocol;
 
 RaftHeader header_of(const consensus::Message& message) {
-  return RaftHeader{message.from.value(), message.to.value(), message.term.value()};
+  return RaftHeader{message.from.value(), message.to.value(), message.term.value(), message.boot};
 }
 
 EntryView to_view(const consensus::Entry& entry) noexcept {
@@ -22,6 +22,7 @@ void set_header(consensus::Message& out, const RaftHeader& header) {
   out.from = NodeId{header.from};
   out.to = NodeId{header.to};
   out.term = Term{header.term};
+  out.boot = header.boot;
 }
 
 template <typename Wire>
@@ -42,7 +43,9 @@ bool is_peer_message(MessageType type) noexcept {
     case MessageType::append_response:
     case MessageType::heartbeat:
     case MessageType::heartbeat_response:
-    case MessageType::timeout_now: return true;
+    case MessageType::timeout_now:
+    case MessageType::standing_query:
+    case MessageType::standing_answer: return true;
     default: return false;
   }
 }
@@ -75,9 +78,15 @@ void append_peer_frame(const consensus::Message& message, std::vector<std::byte>
           append_frame(PeerHeartbeat{header, body.commit.value()}, out);
         } else if constexpr (std::is_same_v<Body, consensus::HeartbeatResponse>) {
           append_frame(PeerHeartbeatResponse{header}, out);
-        } else {
-          static_assert(std::is_same_v<Body, consensus::TimeoutNow>);
+        } else if constexpr (std::is_same_v<Body, consensus::TimeoutNow>) {
           append_frame(PeerTimeoutNow{header}, out);
+        } else if constexpr (std::is_same_v<Body, consensus::StandingQuery>) {
+          append_frame(PeerStandingQuery{header}, out);
+        } else {
+          static_assert(std::is_same_v<Body, consensus::StandingAnswer>);
+          append_frame(PeerStandingAnswer{header, body.asker_boot, static_cast<std::uint8_t>(body.standing),
+                                          body.leader, body.last_index.value()},
+                       out);
         }
       },
       message.body);
@@ -138,6 +147,18 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
     case MessageType::timeout_now:
       return decode_into<PeerTimeoutNow>(frame, out, [&](const PeerTimeoutNow&) -> Status<std::string> {
         out.body = consensus::TimeoutNow{};
+        return {};
+      });
+    case MessageType::standing_query:
+      return decode_into<PeerStandingQuery>(frame, out, [&](const PeerStandingQuery&) -> Status<std::string> {
+        out.body = consensus::StandingQuery{};
+        return {};
+      });
+    case MessageType::standing_answer:
+      return decode_into<PeerStandingAnswer>(frame, out, [&](const PeerStandingAnswer& w) -> Status<std::string> {
+        // The decoder admits only the three standings there are.
+        out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
+                                             LogIndex{w.last_index}};
         return {};
       });
     default: return unexpected(fmt::format("{} is not a consensus message", to_string(frame.header.type)));

@@ -66,6 +66,8 @@ const char* to_string(MessageType type) noexcept {
     case MessageType::heartbeat: return "heartbeat";
     case MessageType::heartbeat_response: return "heartbeat_response";
     case MessageType::timeout_now: return "timeout_now";
+    case MessageType::standing_query: return "standing_query";
+    case MessageType::standing_answer: return "standing_answer";
     case MessageType::session_open: return "session_open";
     case MessageType::session_reply: return "session_reply";
     case MessageType::ingress: return "ingress";

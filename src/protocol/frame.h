@@ -37,6 +37,8 @@ enum class MessageType : std::uint16_t {
   heartbeat = 20,
   heartbeat_response = 21,
   timeout_now = 22,
+  standing_query = 23,  // from a node that may have lost state: where is the cluster?
+  standing_answer = 24,
 
   // Between a client library or admin tool and a node (client_messages.h).
   session_open = 32,

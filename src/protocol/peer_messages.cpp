@@ -11,11 +11,12 @@ using detail::read_bool;
 using detail::read_reserved;
 using detail::write_zeros;
 
-// RaftHeader: from u32 | to u32 | term u64, at the start of every peer message.
+// RaftHeader: from u32 | to u32 | term u64 | boot u64, at the start of every peer message.
 void write_header(BodyWriter& out, const RaftHeader& header) noexcept {
   out.write<std::uint32_t>(header.from);
   out.write<std::uint32_t>(header.to);
   out.write<std::uint64_t>(header.term);
+  out.write<std::uint64_t>(header.boot);
 }
 
 RaftHeader read_header(BodyReader& in) noexcept {
@@ -23,6 +24,7 @@ RaftHeader read_header(BodyReader& in) noexcept {
   header.from = in.read<std::uint32_t>("from");
   header.to = in.read<std::uint32_t>("to");
   header.term = in.read<std::uint64_t>("term");
+  header.boot = in.read<std::uint64_t>("boot");
   return header;
 }
 
@@ -255,6 +257,39 @@ Result<PeerTimeoutNow, DecodeError> PeerTimeoutNow::decode_body(BodyReader& in, 
   PeerTimeoutNow timeout;
   timeout.header = read_header(in);
   return finish(in, timeout);
+}
+
+// StandingQuery v1: header only
+void PeerStandingQuery::encode_body(BodyWriter& out) const noexcept { write_header(out, header); }
+
+Result<PeerStandingQuery, DecodeError> PeerStandingQuery::decode_body(BodyReader& in,
+                                                                      std::uint8_t /*version*/) noexcept {
+  PeerStandingQuery query;
+  query.header = read_header(in);
+  return finish(in, query);
+}
+
+// StandingAnswer v1: header | asker_boot u64 | standing u8 | leader u8 | reserved 6 | last_index u64
+void PeerStandingAnswer::encode_body(BodyWriter& out) const noexcept {
+  write_header(out, header);
+  out.write<std::uint64_t>(asker_boot);
+  out.write<std::uint8_t>(standing);
+  out.write<std::uint8_t>(leader ? 1 : 0);
+  write_zeros(out, 6);
+  out.write<std::uint64_t>(last_index);
+}
+
+Result<PeerStandingAnswer, DecodeError> PeerStandingAnswer::decode_body(BodyReader& in,
+                                                                        std::uint8_t /*version*/) noexcept {
+  PeerStandingAnswer answer;
+  answer.header = read_header(in);
+  answer.asker_boot = in.read<std::uint64_t>("asker_boot");
+  answer.standing = in.read<std::uint8_t>("standing");
+  if (!in.failed() && answer.standing > 2) in.fail_invalid("standing", answer.standing, 2);
+  answer.leader = read_bool(in, "leader");
+  read_reserved(in, 6);
+  answer.last_index = in.read<std::uint64_t>("last_index");
+  return finish(in, answer);
 }
 
 }  // namespace cohort::protocol

@@ -1,6 +1,6 @@
 #pragma once
-// Consensus traffic between nodes: the wire form of consensus::Message. Every body starts with the same 16-byte
-// RaftHeader (from, to, term), then the fields of its kind. The protocol sits below consensus, so ids, terms and
+// Consensus traffic between nodes: the wire form of consensus::Message. Every body starts with the same 24-byte
+// RaftHeader (from, to, term, boot), then the fields of its kind. The protocol sits below consensus, so ids, terms and
 // indexes are plain integers here and an entry's type is a non-zero byte whose meaning consensus judges.
 //
 // Append entries. Decoding does not allocate: a decoded PeerAppendRequest keeps `entry_count` and `entries`, the
@@ -17,7 +17,7 @@
 
 namespace cohort::protocol {
 
-inline constexpr std::size_t kRaftHeaderSize = 16;
+inline constexpr std::size_t kRaftHeaderSize = 24;
 /// index u64 | term u64 | checksum u64 | type u8 | reserved 3 | payload_length u32, then the payload.
 inline constexpr std::size_t kEntryHeaderSize = 32;
 
@@ -25,6 +25,7 @@ struct RaftHeader {
   std::uint32_t from = 0;
   std::uint32_t to = 0;
   std::uint64_t term = 0;  // the sender's current term (a pre-vote request: the term it would stand in)
+  std::uint64_t boot = 0;  // the sender's boot id, drawn at its start
   friend bool operator==(const RaftHeader&, const RaftHeader&) = default;
 };
 
@@ -210,6 +211,36 @@ struct PeerTimeoutNow {
   void encode_body(BodyWriter& out) const noexcept;
   static Result<PeerTimeoutNow, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
   friend bool operator==(const PeerTimeoutNow&, const PeerTimeoutNow&) = default;
+};
+
+struct PeerStandingQuery {
+  static constexpr MessageType kType = MessageType::standing_query;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = kRaftHeaderSize;
+
+  RaftHeader header;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<PeerStandingQuery, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const PeerStandingQuery&, const PeerStandingQuery&) = default;
+};
+
+struct PeerStandingAnswer {
+  static constexpr MessageType kType = MessageType::standing_answer;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = kRaftHeaderSize + 24;
+
+  RaftHeader header;
+  std::uint64_t asker_boot = 0;
+  std::uint8_t standing = 0;  // 0 member, 1 fresh, 2 recovering
+  bool leader = false;
+  std::uint64_t last_index = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<PeerStandingAnswer, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const PeerStandingAnswer&, const PeerStandingAnswer&) = default;
 };
 
 }  // namespace cohort::protocol

@@ -10,6 +10,7 @@ namespace {
 
 constexpr std::uint64_t kSegmentMagic = 0x475354524F484F43ULL;   // "COHORTSG" read little-endian
 constexpr std::uint64_t kMetadataMagic = 0x444D54524F484F43ULL;  // "COHORTMD"
+constexpr std::uint64_t kMachineMagic = 0x434D54524F484F43ULL;   // "COHORTMC"
 constexpr std::string_view kSegmentPrefix = "log-";
 constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::size_t kIndexDigits = 20;
@@ -131,7 +132,7 @@ bool body_ok(const RecordHeader& header, ByteSpan body) noexcept {
 }
 
 // ---- metadata: magic u64 | version u32 | length u32 | cluster id u64 | node id u32 | has vote u32 | term u64 |
-//                voted for u32 | zero u32 | checksum u64
+//                voted for u32 | standing u32 | checksum u64
 
 void encode_metadata(std::byte* out, const Identity& identity, const consensus::HardState& state) noexcept {
   store_le<std::uint64_t>(out, kMetadataMagic);
@@ -142,7 +143,7 @@ void encode_metadata(std::byte* out, const Identity& identity, const consensus::
   store_le<std::uint32_t>(out + 28, state.voted_for ? 1 : 0);
   store_le<std::uint64_t>(out + 32, state.term.value());
   store_le<std::uint32_t>(out + 40, state.voted_for ? state.voted_for->value() : 0);
-  store_le<std::uint32_t>(out + 44, 0);
+  store_le<std::uint32_t>(out + 44, static_cast<std::uint32_t>(state.standing));
   store_le<std::uint64_t>(out + 48, hash(out, 48));
 }
 
@@ -151,7 +152,7 @@ std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason) {
   const std::byte* in = bytes.data();
   const auto has_vote = load_le<std::uint32_t>(in + 28);
   if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kMetadataSize ||
-      has_vote > 1 || load_le<std::uint32_t>(in + 44) != 0) {
+      has_vote > 1 || load_le<std::uint32_t>(in + 44) > static_cast<std::uint32_t>(consensus::Standing::recovering)) {
     reason = "metadata file fails its checksum";
     return std::nullopt;
   }
@@ -160,7 +161,30 @@ std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason) {
   metadata.identity.node_id = NodeId{load_le<std::uint32_t>(in + 24)};
   metadata.hard_state.term = Term{load_le<std::uint64_t>(in + 32)};
   if (has_vote == 1) metadata.hard_state.voted_for = NodeId{load_le<std::uint32_t>(in + 40)};
+  metadata.hard_state.standing = static_cast<consensus::Standing>(load_le<std::uint32_t>(in + 44));
   return metadata;
+}
+
+// ---- machine file: magic u64 | version u32 | length u32 | kernel boot id 16 bytes | checksum u64
+
+void encode_machine_boot(std::byte* out, const MachineBoot& boot) noexcept {
+  store_le<std::uint64_t>(out, kMachineMagic);
+  store_le<std::uint32_t>(out + 8, kFormatVersion);
+  store_le<std::uint32_t>(out + 12, static_cast<std::uint32_t>(kMachineFileSize));
+  std::copy(boot.begin(), boot.end(), out + 16);
+  store_le<std::uint64_t>(out + 32, hash(out, 32));
+}
+
+std::optional<MachineBoot> decode_machine_boot(ByteSpan bytes, std::string& reason) {
+  if (!preamble_ok(bytes, kMachineFileSize, /*exact=*/true, kMachineMagic, "machine file", reason)) return std::nullopt;
+  const std::byte* in = bytes.data();
+  if (load_le<std::uint64_t>(in + 32) != hash(in, 32) || load_le<std::uint32_t>(in + 12) != kMachineFileSize) {
+    reason = "machine file fails its checksum";
+    return std::nullopt;
+  }
+  MachineBoot boot{};
+  std::copy(in + 16, in + 32, boot.begin());
+  return boot;
 }
 
 }  // namespace cohort::storage

@@ -17,9 +17,14 @@
 // `durable_before` is the highest index the storage thread knew durable when it wrote the record: recovery uses it to
 // tell a torn tail from a damaged durable record (design.md section 5).
 //
+// Machine file `machine` (40 bytes): magic, format version, length, the kernel's boot id when this node last ran
+// under sync policy none, checksum. Present only while the log may hold writes no fsync covered.
+//
 // Metadata file `meta` (56 bytes): magic, format version, length, cluster id, node id, current term, vote,
-// checksum. Replaced atomically: written to `meta.tmp`, synced, renamed over `meta`, directory synced.
+// standing (consensus::Standing: whether the node may vote), checksum. Replaced atomically: written to `meta.tmp`,
+// synced, renamed over `meta`, directory synced.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,6 +51,9 @@ inline constexpr std::size_t kMetadataSize = 56;
 inline constexpr std::string_view kMetadataName = "meta";
 inline constexpr std::string_view kMetadataTempName = "meta.tmp";
 inline constexpr std::string_view kTempSuffix = ".tmp";
+inline constexpr std::size_t kMachineFileSize = 40;
+inline constexpr std::string_view kMachineName = "machine";
+inline constexpr std::string_view kMachineTempName = "machine.tmp";
 
 /// Bytes a record with a body of `body` bytes takes in a segment, padding included.
 constexpr std::uint64_t record_size(std::size_t body) noexcept {
@@ -99,5 +107,13 @@ struct Metadata {
   consensus::HardState hard_state;
 };
 std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason);
+
+// ---- machine file
+
+/// The kernel's boot id (/proc/sys/kernel/random/boot_id, as 16 bytes): it changes exactly when the machine
+/// restarts, which tells a machine crash (the page cache lost) from a process crash (the page cache kept).
+using MachineBoot = std::array<std::byte, 16>;
+void encode_machine_boot(std::byte* out, const MachineBoot& boot) noexcept;
+std::optional<MachineBoot> decode_machine_boot(ByteSpan bytes, std::string& reason);
 
 }  // namespace cohort::storage

@@ -124,34 +124,50 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   std::sort(segments.begin(), segments.end(),
             [](const SegmentFile& a, const SegmentFile& b) { return a.first < b.first; });
 
-  if (!has_metadata) {
-    if (!segments.empty())
-      return unexpected(
-          fmt::format("the data directory {} holds log segments ({} and more) but no metadata file "
-                      "'{}': it is damaged or incomplete; refusing to start",
-                      dir, segments.front().name, kMetadataName));
-    if (auto status = write_metadata(directory, identity, consensus::HardState{}); !status)
+  if (!has_metadata && segments.empty()) {
+    // An empty directory: a new cluster's first start, or a node whose disk was replaced. Only the other
+    // members can tell which (consensus::Standing::fresh).
+    out.hard_state.standing = consensus::Standing::fresh;
+    if (auto status = write_metadata(directory, identity, out.hard_state); !status)
       return unexpected(fmt::format("cannot create the metadata file in {}: {}", dir, status.error().message));
     out.created = true;
     return out;
   }
 
-  {
+  // Whether the term and vote are lost: the metadata is rebuilt from the log and the node rejoins as a
+  // recovering one, which takes a term a majority reports as one it may have voted in.
+  bool metadata_lost = false;
+  if (!has_metadata) {
+    metadata_lost = true;
+    out.repairs.push_back(fmt::format(
+        "DATA LOSS: the data directory {} holds log segments ({} and more) but no metadata file '{}': this node's "
+        "term and vote are lost; it rejoins as a recovering node and votes again once it has caught up",
+        dir, segments.front().name, kMetadataName));
+  } else {
     auto file = directory.open(kMetadataName, OpenMode::existing);
     if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, kMetadataName, file.error().message));
     auto bytes = read_durable(**file);
     if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, kMetadataName, bytes.error().message));
     std::string reason;
     const auto metadata = decode_metadata(*bytes, reason);
-    if (!metadata) return unexpected(fmt::format("{}/{}: {}; refusing to start", dir, kMetadataName, reason));
-    if (metadata->identity != identity)
-      return unexpected(
-          fmt::format("the data directory {} belongs to node {} of cluster {}, not to node {} of "
-                      "cluster {}; refusing to start",
-                      dir, metadata->identity.node_id.value(), metadata->identity.cluster_id, identity.node_id.value(),
-                      identity.cluster_id));
-    out.hard_state = metadata->hard_state;
+    if (!metadata) {
+      // Only ever replaced atomically: this is damage, not a torn write. The segments still say whose log it is.
+      metadata_lost = true;
+      out.repairs.push_back(fmt::format(
+          "DATA LOSS: {}/{}: {}: this node's term and vote are lost; it rejoins as a recovering node and votes "
+          "again once it has caught up",
+          dir, kMetadataName, reason));
+    } else {
+      if (metadata->identity != identity)
+        return unexpected(
+            fmt::format("the data directory {} belongs to node {} of cluster {}, not to node {} of "
+                        "cluster {}; refusing to start (another cluster's data cannot be repaired from this one)",
+                        dir, metadata->identity.node_id.value(), metadata->identity.cluster_id,
+                        identity.node_id.value(), identity.cluster_id));
+      out.hard_state = metadata->hard_state;
+    }
   }
+  if (metadata_lost) out.hard_state = consensus::HardState{Term{0}, std::nullopt, consensus::Standing::recovering};
 
   // Scan every record in log order up to the first damage, one segment in memory at a time.
   std::optional<Damage> damage;
@@ -218,6 +234,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   }
 
   // Checked before any repair: a refusal leaves the disk as it found it.
+  if (metadata_lost) out.hard_state.term = std::max(out.hard_state.term, last_term);
   if (last_term > out.hard_state.term)
     return unexpected(
         fmt::format("the log in {} holds entries of term {}, but {} says the current term is {}: "
@@ -246,14 +263,11 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
       claims_in(later->bytes, kSegmentHeaderSize, later->nonce, segments[s].name, claimed, claimed_where);
     }
     const std::string& name = segments[damage->segment].name;
-    if (claimed >= damage->index)
-      return unexpected(fmt::format(
-          "log segment {}/{} is damaged at offset {} (index {}): {}. The intact record in {} was written once "
-          "entries up to {} were durable, so this is damage to a durable record, not a torn write; refusing to "
-          "start. Replace this node's data directory with a copy from a healthy replica",
-          dir, name, damage->offset, damage->index.value(), damage->what, claimed_where, claimed.value()));
+    const bool durable_damaged = claimed >= damage->index;
 
-    // A torn tail: never proven durable. Later segments go first, as in a truncation.
+    // Cut the log at the damage; later segments go first, as in a truncation. A torn tail was never proven
+    // durable; damage to a durable record loses entries this node may have acknowledged, which the cluster
+    // still holds: the node rejoins as a recovering one and repairs its log from the leader.
     std::uint64_t dropped = damaged_bytes.size() - damage->offset;
     std::size_t dropped_segments = 0;
     for (std::size_t s = segments.size(); s-- > damage->segment + 1;) {
@@ -272,11 +286,28 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     if (auto status = (*file)->sync(); !status)
       return unexpected(fmt::format("cannot sync {}/{}: {}", dir, name, status.error().message));
     out.segments.resize(damage->segment + 1);
-    out.repairs.push_back(fmt::format(
-        "cut off a torn tail at {}/{} offset {} (index {}: {}): {} bytes, and {} later segment(s). No later record "
-        "says it was durable. Records written since the last sync cannot be told from a torn write when damaged: if "
-        "they were acknowledged after all, a majority of intact replicas still holds them",
-        dir, name, damage->offset, damage->index.value(), damage->what, dropped, dropped_segments));
+    if (durable_damaged) {
+      out.hard_state.standing = consensus::Standing::recovering;
+      out.repairs.push_back(fmt::format(
+          "DATA LOSS: log segment {}/{} is damaged at offset {} (index {}): {}. The intact record in {} was written "
+          "once entries up to {} were durable, so this is damage to a durable record, not a torn write. Cut the log "
+          "there ({} bytes and {} later segment(s)); this node rejoins as a recovering node, repairs its log from "
+          "the leader and votes again once it has caught up",
+          dir, name, damage->offset, damage->index.value(), damage->what, claimed_where, claimed.value(), dropped,
+          dropped_segments));
+    } else {
+      out.repairs.push_back(fmt::format(
+          "cut off a torn tail at {}/{} offset {} (index {}: {}): {} bytes, and {} later segment(s). No later "
+          "record says it was durable. Records written since the last sync cannot be told from a torn write when "
+          "damaged: if they were acknowledged after all, a majority of intact replicas still holds them",
+          dir, name, damage->offset, damage->index.value(), damage->what, dropped, dropped_segments));
+    }
+  }
+
+  if (metadata_lost || (damage && out.hard_state.standing == consensus::Standing::recovering)) {
+    // Durable before this node says anything: a crash from here on still finds it recovering.
+    if (auto status = write_metadata(directory, identity, out.hard_state); !status)
+      return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
   }
 
   // The names may be in the page cache only, too: a segment's creation, a truncation's removals or the
@@ -287,6 +318,53 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
 
   out.last_index = expected.prev();
   return out;
+}
+
+Status<std::string> note_machine_boot(Directory& directory, const Identity& identity, RecoveredLog& recovered,
+                                      const MachineBoot& current, SyncPolicy policy) {
+  const std::string& dir = directory.path();
+  auto names = directory.list();
+  if (!names) return unexpected(fmt::format("cannot list the data directory {}: {}", dir, names.error().message));
+  const bool present = std::find(names->begin(), names->end(), kMachineName) != names->end();
+  if (present) {
+    std::optional<MachineBoot> last;
+    std::string reason;
+    auto file = directory.open(kMachineName, OpenMode::existing);
+    if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, kMachineName, file.error().message));
+    auto bytes = read_durable(**file);
+    if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, kMachineName, bytes.error().message));
+    last = decode_machine_boot(*bytes, reason);
+    const bool has_history = recovered.last_index != LogIndex{0} || recovered.hard_state.term != Term{0};
+    if ((!last || *last != current) && has_history && recovered.hard_state.standing == consensus::Standing::member) {
+      recovered.hard_state.standing = consensus::Standing::recovering;
+      if (auto status = write_metadata(directory, identity, recovered.hard_state); !status)
+        return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
+      recovered.repairs.push_back(fmt::format(
+          "POSSIBLE DATA LOSS: the machine restarted since this node last ran under sync policy none ({}), so "
+          "entries it acknowledged may not have reached the disk. It rejoins as a recovering node, repairs its log "
+          "from the cluster and votes again once it has caught up",
+          last ? "a new kernel boot id" : fmt::format("its machine file is unreadable: {}", reason)));
+    }
+  }
+  if (policy == SyncPolicy::none) {
+    std::array<std::byte, kMachineFileSize> bytes{};
+    encode_machine_boot(bytes.data(), current);
+    auto opened = directory.open(kMachineTempName, OpenMode::create_new);
+    if (!opened)
+      return unexpected(fmt::format("cannot create {}/{}: {}", dir, kMachineTempName, opened.error().message));
+    const ByteSpan parts[] = {bytes};
+    IoStatus status = (*opened)->write_at(0, parts);
+    if (status) status = (*opened)->sync();
+    if (status) status = directory.rename(kMachineTempName, kMachineName);
+    if (status) status = directory.sync();
+    if (!status) return unexpected(fmt::format("cannot write {}/{}: {}", dir, kMachineName, status.error().message));
+  } else if (present) {
+    // Everything the log holds is synced now (recover() synced what it kept): no machine crash can cost it.
+    IoStatus status = directory.remove(kMachineName);
+    if (status) status = directory.sync();
+    if (!status) return unexpected(fmt::format("cannot remove {}/{}: {}", dir, kMachineName, status.error().message));
+  }
+  return {};
 }
 
 }  // namespace cohort::storage

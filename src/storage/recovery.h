@@ -5,7 +5,10 @@
 //  - if it lies beyond the durable_before of every intact record after it, it was never made durable: it and
 //    everything after it are a torn tail, and are cut off (a damaged *last* record cannot be told from a torn
 //    write: it is cut off too, and reported loudly);
-//  - otherwise a durable record is damaged: recovery refuses, naming the file and the offset.
+//  - otherwise a durable record is damaged: recovery says so loudly, naming the file and the offset, cuts the log
+//    there and marks the node recovering (consensus::Standing), so it repairs itself from the cluster before it
+//    votes again. A lost or damaged metadata file is rebuilt the same way. Only another cluster's or node's data
+//    is refused.
 // Whatever it keeps it syncs, so the log it returns is durable as a whole.
 
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "common/result.h"
 #include "consensus/log.h"
+#include "storage/batch.h"
 #include "storage/file.h"
 #include "storage/format.h"
 #include "storage/log_index.h"
@@ -33,5 +37,12 @@ struct RecoveredLog {
 /// Recovers the log in `directory` for `identity`, creating an empty one if the directory holds no Cohort
 /// files. The error names the file, the offset and the reason.
 Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& identity, const LogOptions& options);
+
+/// Right after recover(): under sync policy none, a machine crash loses whatever no fsync covered, acknowledged
+/// entries included, while a process crash loses nothing (the page cache keeps it). If the machine restarted
+/// since the last life ran under policy none, the node rejoins as a recovering one (the metadata says so before
+/// anything else changes). Then the machine file records `current` (policy none) or goes (policy fsync).
+Status<std::string> note_machine_boot(Directory& directory, const Identity& identity, RecoveredLog& recovered,
+                                      const MachineBoot& current, SyncPolicy policy);
 
 }  // namespace cohort::storage

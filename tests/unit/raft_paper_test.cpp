@@ -96,15 +96,15 @@ class RaftPaperTest : public ::testing::Test {
 
   /// Starts the node the way a restart finds it: the log (terms of entries 1..n) and hard state, all durable.
   void start(const std::vector<std::uint64_t>& terms = {}, std::uint64_t current_term = 0,
-             std::optional<std::uint32_t> vote = std::nullopt) {
+             std::optional<std::uint32_t> vote = std::nullopt, Standing standing = Standing::member) {
     if (!terms.empty()) {
       const auto entries = entries_from(1, terms);
       (void)log_.append(entries);
     }
-    if (current_term != 0 || vote) {
+    if (current_term != 0 || vote || standing != Standing::member) {
       std::optional<NodeId> voted;
       if (vote) voted = NodeId{*vote};
-      (void)log_.save_hard_state(HardState{Term{current_term}, voted});
+      (void)log_.save_hard_state(HardState{Term{current_term}, voted, standing});
     }
     if (log_.last_seq() > 0) (void)log_.make_durable(log_.last_seq());
     raft_ = std::make_unique<Raft>(config_, log_, seed_, now_);
@@ -121,6 +121,14 @@ class RaftPaperTest : public ::testing::Test {
 
   void receive(std::uint32_t from, std::uint64_t of_term, Message::Body body, std::uint32_t to = 1) {
     raft_->step(Message{NodeId{from}, NodeId{to}, Term{of_term}, std::move(body)}, now_);
+  }
+  /// receive(), from a sender in the life it started as `boot`.
+  void receive_from_boot(std::uint64_t boot, std::uint32_t from, std::uint64_t of_term, Message::Body body) {
+    raft_->step(Message{NodeId{from}, NodeId{1}, Term{of_term}, std::move(body), boot}, now_);
+  }
+  /// Member `from` answers this node's standing query.
+  void answer(std::uint32_t from, std::uint64_t of_term, Standing standing, bool leader, std::uint64_t last) {
+    receive(from, of_term, StandingAnswer{raft_->boot(), standing, leader, LogIndex{last}});
   }
   void advance(Duration duration) {
     now_ += duration;
@@ -1074,6 +1082,153 @@ TEST_F(RaftPaperTest, LeaderResendsALostTimeoutNowWhenTheCaughtUpTargetAnswersAH
   EXPECT_EQ(only<TimeoutNow>(take(), 2).size(), 1U);
   receive(3, 1, HeartbeatResponse{});  // only the target is told to stand
   EXPECT_TRUE(only<TimeoutNow>(take()).empty());
+}
+
+// --- Stable storage that forgets (design.md section 2; docs/consensus.md "Rejoining after state loss") ------------
+
+TEST_F(RaftPaperTest, LeaderRepairsAFollowerThatCameBackWithAShorterLog) {
+  start();
+  elect();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(raft().propose(EntryType::command, as_bytes("x"), now_).has_value());
+  (void)take();
+  persist();
+  receive_from_boot(11, 2, 1, accepted(5));
+  receive_from_boot(21, 3, 1, accepted(5));
+  (void)take();
+  ASSERT_EQ(raft().commit_index(), index(5));
+  // Follower 2 restarts with an empty disk: its first answer comes from a new boot.
+  receive_from_boot(12, 2, 1, HeartbeatResponse{});
+  auto probes = only<AppendRequest>(take(), 2);
+  ASSERT_EQ(probes.size(), 1U);
+  EXPECT_EQ(probes[0].second.prev_index, index(5));  // a probe from the leader's log end
+  receive_from_boot(12, 2, 1, refused(5, 1, 0));     // "my log ends at 0"
+  probes = only<AppendRequest>(take(), 2);
+  ASSERT_EQ(probes.size(), 1U);
+  EXPECT_EQ(probes[0].second.prev_index, index(0));  // before: stuck probing prev = match = 5 forever
+  EXPECT_EQ(probes[0].second.entries.size(), 5U);
+}
+
+TEST_F(RaftPaperTest, AnAcknowledgementFromAFollowersEarlierLifeDoesNotCount) {
+  start();
+  elect();
+  receive_from_boot(11, 2, 1, accepted(1));
+  receive_from_boot(21, 3, 1, accepted(1));
+  receive_from_boot(12, 2, 1, HeartbeatResponse{});  // follower 2 restarted
+  ASSERT_TRUE(raft().propose(EntryType::command, as_bytes("x"), now_).has_value());
+  (void)take();
+  persist();
+  receive_from_boot(11, 2, 1, accepted(2));  // sent before the restart, delivered late: its disk may be gone
+  EXPECT_EQ(raft().commit_index(), index(1));
+  receive_from_boot(12, 2, 1, accepted(2));
+  EXPECT_EQ(raft().commit_index(), index(2));
+}
+
+TEST_F(RaftPaperTest, AnEmptyNodeInAClusterWithAHistoryNeitherVotesNorStandsUntilItCaughtUp) {
+  start({}, 0, std::nullopt, Standing::fresh);
+  fire_election_timer();
+  EXPECT_EQ(raft().role(), Role::follower);
+  EXPECT_EQ(only<StandingQuery>(take()).size(), 2U);
+  answer(2, 5, Standing::member, false, 10);
+  answer(3, 5, Standing::member, true, 12);
+  EXPECT_EQ(raft().standing(), Standing::recovering);
+  // It may have voted in term 5 in the life it forgot: it holds that term with a vote it cannot give again.
+  EXPECT_EQ(raft().term(), term(5));
+  EXPECT_EQ(raft().voted_for(), kForgottenVote);
+  receive(2, 6, VoteRequest{index(20), term(5), false, false});
+  EXPECT_FALSE(only<VoteResponse>(take(), 2).at(0).second.granted);
+  EXPECT_EQ(raft().voted_for(), std::nullopt);  // term 6 adopted, no vote in it
+  receive(3, 6, append(0, 0, entries_from(1, {1, 1, 2, 2, 2, 2, 2, 2, 5, 5})));
+  (void)take();
+  persist();
+  EXPECT_EQ(raft().standing(), Standing::recovering);  // term 6 has no entry of its own in our log yet
+  receive(3, 6, append(10, 5, entries_from(11, {6})));
+  (void)take();
+  persist();
+  EXPECT_EQ(raft().standing(), Standing::member);
+  EXPECT_EQ(log_.hard_state().standing, Standing::member);
+  now_ += config_.election_timeout_max;  // leader 3 went silent: no stickiness in the way
+  receive(2, 7, VoteRequest{index(11), term(6), false, false});
+  EXPECT_TRUE(only<VoteResponse>(take(), 2).at(0).second.granted);
+}
+
+TEST_F(RaftPaperTest, ARecoveringNodeCatchesUpToWhatTheLeaderHeldWhenItAnswered) {
+  start({1, 1}, 3, NodeId{2}.value(), Standing::recovering);
+  (void)take();
+  fire_election_timer();
+  answer(2, 3, Standing::member, true, 8);
+  answer(3, 3, Standing::member, false, 6);
+  EXPECT_EQ(raft().voted_for(), NodeId{2});  // its vote in term 3 survived: kept as it is
+  receive(2, 3, append(2, 1, entries_from(3, {3, 3, 3})));
+  (void)take();
+  persist();
+  EXPECT_EQ(raft().standing(), Standing::recovering);  // index 5 < 8: the leader may count acks of our past life
+  receive(2, 3, append(5, 3, entries_from(6, {3, 3, 3})));
+  (void)take();
+  persist();
+  EXPECT_EQ(raft().standing(), Standing::member);
+}
+
+TEST_F(RaftPaperTest, AnEmptyNodeAmongEmptyNodesStartsANewCluster) {
+  start({}, 0, std::nullopt, Standing::fresh);
+  answer(2, 0, Standing::fresh, false, 0);  // with this node, a majority that never held anything
+  EXPECT_EQ(raft().standing(), Standing::member);
+  fire_election_timer();
+  EXPECT_EQ(raft().role(), Role::pre_candidate);
+}
+
+TEST_F(RaftPaperTest, ARecoveringNodeRefusesPreVotesAndNeverStands) {
+  start({1, 2}, 2, std::nullopt, Standing::recovering);
+  fire_election_timer();
+  fire_election_timer();
+  EXPECT_EQ(raft().role(), Role::follower);
+  EXPECT_EQ(raft().term(), term(2));
+  receive(2, 3, VoteRequest{index(9), term(2), true, false});
+  const auto answers = only<VoteResponse>(take(), 2);
+  ASSERT_EQ(answers.size(), 1U);
+  EXPECT_FALSE(answers[0].second.granted);
+  receive(2, 2, TimeoutNow{});
+  EXPECT_EQ(raft().role(), Role::follower);
+}
+
+TEST_F(RaftPaperTest, WhenEveryMemberAnswersAndTooFewAreWholeANodeStandsOnItsLog) {
+  start({1, 2}, 2, std::nullopt, Standing::recovering);
+  answer(2, 3, Standing::recovering, false, 4);
+  EXPECT_EQ(raft().standing(), Standing::recovering);  // node 3 may still hold what was lost
+  answer(3, 4, Standing::recovering, false, 1);
+  EXPECT_EQ(raft().standing(), Standing::member);
+  EXPECT_EQ(raft().term(), term(4));
+  EXPECT_EQ(raft().voted_for(), kForgottenVote);
+  Ready ready;
+  raft().take_ready(ready);
+  EXPECT_FALSE(ready.notices.empty());  // the possible loss is said loudly
+}
+
+TEST_F(RaftPaperTest, ASingleNodeClusterAlwaysStands) {
+  cluster_of(1);
+  start({1, 1}, 1, std::nullopt, Standing::recovering);
+  EXPECT_EQ(raft().standing(), Standing::member);
+  fire_election_timer();
+  persist();
+  EXPECT_EQ(raft().role(), Role::leader);
+}
+
+TEST_F(RaftPaperTest, TermsThatCouldWrapAroundAreDropped) {
+  start({1}, 1);
+  receive(2, std::uint64_t{1} << 63U, Heartbeat{index(0)});
+  receive(2, ~std::uint64_t{0}, VoteRequest{index(9), term(9), false, false});
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(raft().term(), term(1));
+}
+
+TEST_F(RaftPaperTest, ARepeatedVoteRequestDoesNotRewriteTheHardState) {
+  start({1}, 1);
+  receive(2, 2, VoteRequest{index(1), term(1), false, false});
+  const PersistSeq after_first = log_.last_seq();
+  receive(2, 2, VoteRequest{index(1), term(1), false, false});
+  const auto votes = only<VoteResponse>(take(), 2);
+  ASSERT_EQ(votes.size(), 2U);
+  EXPECT_TRUE(votes[1].second.granted);
+  EXPECT_EQ(log_.last_seq(), after_first);
 }
 
 }  // namespace

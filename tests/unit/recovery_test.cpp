@@ -1,5 +1,6 @@
 // Recovery against the fault-injecting file layer (design.md section 5): torn tails are cut back to a
-// contiguous prefix, damage to a durable record is refused naming the file and offset, metadata and truncations
+// contiguous prefix, damage to a durable record is cut, named loudly with the file and offset, and makes the node a
+// recovering one (it repairs from the cluster before it votes), metadata and truncations
 // survive a crash at every step, a full disk or a failing fsync stops the node without losing what was synced,
 // and a randomized run of appends, truncations, hard-state saves and crashes never loses the durable prefix.
 
@@ -267,23 +268,31 @@ TEST(Recovery, RandomCrashesThatPersistOnlyTheLaterWriteAreTornTails) {
 
 // ---- 3. damage
 
-TEST(Recovery, DamagedDurableRecordIsRefusedNamingTheFileAndOffset) {
+TEST(Recovery, DamagedDurableRecordIsCutNamedLoudlyAndTheNodeRecovers) {
   for (const std::uint64_t byte : {std::uint64_t{16}, kRecordHeaderSize + 10}) {  // in the header, in the body
     LogHarness h;
-    ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 20, 1), HardState{Term{1}, std::nullopt}));
+    ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 20, 1), HardState{Term{1}, NodeId{2}}));
     const std::string segment = segment_name(LogIndex{1});
     const std::uint64_t offset = kSegmentHeaderSize + 4 * kRecord;  // record 5
     h.disk().corrupt(segment, offset + byte, std::byte{0x01});
     h.disk().crash_clean();
-    const std::string error = h.open();
-    ASSERT_NE(error, "") << "byte " << byte;
-    EXPECT_TRUE(contains(error, "memory/" + segment + " is damaged at offset " + std::to_string(offset) + " (index 5)"))
-        << error;
-    EXPECT_TRUE(contains(error, "refusing to start")) << error;
+    ASSERT_EQ(h.open(), "") << "byte " << byte;
+    EXPECT_EQ(h.entries(), make_entries(1, 4, 1));
+    EXPECT_EQ(h.log().hard_state(), (HardState{Term{1}, NodeId{2}, consensus::Standing::recovering}));
+    const auto& repairs = h.recovered().repairs;
+    EXPECT_TRUE(
+        mentions(repairs, "memory/" + segment + " is damaged at offset " + std::to_string(offset) + " (index 5)"))
+        << joined(repairs);
+    EXPECT_TRUE(mentions(repairs, "DATA LOSS")) << joined(repairs);
+    // The standing is durable: a crash right after recovery still finds the node recovering.
+    h.disk().crash_clean();
+    ASSERT_EQ(h.open(), "");
+    EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);
+    EXPECT_EQ(h.entries(), make_entries(1, 4, 1));
   }
 }
 
-TEST(Recovery, DamagedDurableRecordInAnEarlierSegmentIsRefused) {
+TEST(Recovery, DamagedDurableRecordInAnEarlierSegmentIsCutThere) {
   LogHarness h;
   ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 100, 1), HardState{Term{1}, std::nullopt}));
   ASSERT_EQ(h.segment_firsts(), (std::vector<LogIndex>{LogIndex{1}, LogIndex{37}, LogIndex{73}}));
@@ -291,10 +300,15 @@ TEST(Recovery, DamagedDurableRecordInAnEarlierSegmentIsRefused) {
   const std::uint64_t offset = kSegmentHeaderSize + 3 * kRecord;  // record 40
   h.disk().corrupt(segment, offset + kRecordHeaderSize + 63, std::byte{0x80});
   h.disk().crash_clean();
-  const std::string error = h.open();
-  EXPECT_TRUE(contains(error, "memory/" + segment + " is damaged at offset " + std::to_string(offset) + " (index 40)"))
-      << error;
-  EXPECT_TRUE(contains(error, "body fails its checksum")) << error;
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(h.entries(), make_entries(1, 39, 1));
+  EXPECT_EQ(h.segment_firsts(), (std::vector<LogIndex>{LogIndex{1}, LogIndex{37}}));
+  EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);
+  const auto& repairs = h.recovered().repairs;
+  EXPECT_TRUE(
+      mentions(repairs, "memory/" + segment + " is damaged at offset " + std::to_string(offset) + " (index 40)"))
+      << joined(repairs);
+  EXPECT_TRUE(mentions(repairs, "body fails its checksum")) << joined(repairs);
 }
 
 TEST(Recovery, DamagedLastRecordIsCutAndReportedLoudly) {
@@ -535,15 +549,81 @@ TEST(Recovery, SegmentOfAnotherNodeIsRefusedNamingBoth) {
   EXPECT_TRUE(contains(foreign.error(), "not to node 9 of cluster 77")) << foreign.error();
 }
 
-TEST(Recovery, SegmentsWithoutMetadataAreRefused) {
+TEST(Recovery, LostOrDamagedMetadataIsRebuiltAndTheNodeRecovers) {
+  for (const bool removed : {true, false}) {
+    LogHarness h;
+    ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 3), HardState{Term{5}, NodeId{2}}));
+    if (removed)
+      ASSERT_TRUE(h.disk().remove(kMetadataName));
+    else
+      h.disk().corrupt(std::string(kMetadataName), 33, std::byte{0x04});
+    ASSERT_TRUE(h.disk().sync());
+    h.disk().crash_clean();
+    ASSERT_EQ(h.open(), "");
+    // The term comes back from the log; the vote is lost, which the recovering standing makes safe.
+    EXPECT_EQ(h.log().hard_state(), (HardState{Term{3}, std::nullopt, consensus::Standing::recovering}));
+    EXPECT_EQ(h.entries(), make_entries(1, 10, 3));
+    EXPECT_TRUE(mentions(h.recovered().repairs, "DATA LOSS")) << joined(h.recovered().repairs);
+    h.disk().crash_clean();
+    ASSERT_EQ(h.open(), "");
+    EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);
+  }
+}
+
+TEST(Recovery, AnEmptyDirectoryIsAFreshNode) {
   LogHarness h;
-  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
-  ASSERT_TRUE(h.disk().remove(kMetadataName));
-  ASSERT_TRUE(h.disk().sync());
+  ASSERT_EQ(h.open(), "");
+  EXPECT_TRUE(h.recovered().created);
+  EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::fresh);
   h.disk().crash_clean();
-  const std::string error = h.open();
-  EXPECT_TRUE(contains(error, "no metadata file")) << error;
-  EXPECT_TRUE(contains(error, segment_name(LogIndex{1}))) << error;
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::fresh);  // until the cluster says otherwise
+}
+
+TEST(Recovery, AMachineRestartUnderPolicyNoneMakesTheNodeRecover) {
+  const MachineBoot first{std::byte{1}};
+  const MachineBoot second{std::byte{2}};
+  LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
+  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
+  auto note = [&](const MachineBoot& boot, SyncPolicy policy) {
+    RecoveredLog recovered = h.recovered();
+    const auto status = note_machine_boot(h.disk(), kIdentity, recovered, boot, policy);
+    EXPECT_TRUE(status) << status.error();
+    return recovered;
+  };
+  EXPECT_EQ(note(first, SyncPolicy::none).hard_state.standing, consensus::Standing::fresh);  // recorded
+  // A process crash: the same kernel boot, the page cache kept everything.
+  h.disk().crash_keep_all();
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(note(first, SyncPolicy::none).hard_state.standing, consensus::Standing::member);
+  // A machine crash: a new kernel boot id.
+  h.disk().crash_clean();
+  ASSERT_EQ(h.open(), "");
+  const RecoveredLog after = note(second, SyncPolicy::none);
+  EXPECT_EQ(after.hard_state.standing, consensus::Standing::recovering);
+  EXPECT_TRUE(mentions(after.repairs, "POSSIBLE DATA LOSS")) << joined(after.repairs);
+  h.disk().crash_clean();
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);  // durable before anything else
+}
+
+TEST(Recovery, PolicyFsyncForgetsTheMachineBoot) {
+  const MachineBoot first{std::byte{1}};
+  const MachineBoot second{std::byte{2}};
+  LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
+  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
+  RecoveredLog recovered = h.recovered();
+  ASSERT_TRUE(note_machine_boot(h.disk(), kIdentity, recovered, first, SyncPolicy::none));
+  // Restarted under fsync in the same boot: recovery synced the log, so no machine crash can cost it now.
+  h.disk().crash_keep_all();
+  ASSERT_EQ(h.open(), "");
+  recovered = h.recovered();
+  ASSERT_TRUE(note_machine_boot(h.disk(), kIdentity, recovered, first, SyncPolicy::fsync));
+  h.disk().crash_clean();
+  ASSERT_EQ(h.open(), "");
+  recovered = h.recovered();
+  ASSERT_TRUE(note_machine_boot(h.disk(), kIdentity, recovered, second, SyncPolicy::fsync));
+  EXPECT_EQ(recovered.hard_state.standing, consensus::Standing::member);
 }
 
 TEST(Recovery, LeftoverTempFilesAreRemovedWithARepairLine) {
@@ -650,6 +730,7 @@ void random_run(std::uint64_t seed) {
   LogHarness h;
   ASSERT_EQ(h.open(), "") << "seed " << seed;
   Model model;
+  model.hard_state = model.written_hard_state = h.log().hard_state();  // a new directory's: a fresh node
   const auto where = [&](std::size_t step) { return "seed " + std::to_string(seed) + " step " + std::to_string(step); };
 
   const auto save_hard_state = [&](HardState state) {
@@ -836,7 +917,7 @@ TEST(Recovery, PagesAFailedSyncLeftBehindAreNotTrustedAfterAProcessCrash) {
 }
 
 // Policy none syncs a segment once it is complete, so records of later segments prove the earlier ones durable
-// and damage there is refused rather than cut off as a torn tail.
+// and damage there is named as damage to a durable record (the node recovers) rather than cut off as a torn tail.
 TEST(Recovery, PolicyNoneProvesCompletedSegmentsDurable) {
   LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
   ASSERT_EQ(h.open(), "");
@@ -847,9 +928,11 @@ TEST(Recovery, PolicyNoneProvesCompletedSegmentsDurable) {
   const std::uint64_t offset = kSegmentHeaderSize + 4 * record_size(64);  // record 5, in the first segment
   h.disk().corrupt(segment_name(LogIndex{1}), offset + 20, std::byte{0x10});
   h.disk().crash_keep_all();
-  const std::string error = h.open();
-  EXPECT_TRUE(contains(error, "damaged at offset " + std::to_string(offset) + " (index 5)")) << error;
-  EXPECT_TRUE(contains(error, "refusing to start")) << error;
+  ASSERT_EQ(h.open(), "");
+  EXPECT_TRUE(mentions(h.recovered().repairs, "damaged at offset " + std::to_string(offset) + " (index 5)"))
+      << joined(h.recovered().repairs);
+  EXPECT_TRUE(mentions(h.recovered().repairs, "damage to a durable record")) << joined(h.recovered().repairs);
+  EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);
 }
 
 // Under policy none every completed segment is synced at its roll, even when its last write came in an earlier

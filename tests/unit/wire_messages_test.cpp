@@ -112,7 +112,7 @@ void expect_round_trip(const Message& sent) {
 // ---------------------------------------------------------------------------------------------------------------
 // Samples
 
-constexpr RaftHeader kHeader{0x01020304, 0x05060708, 0x1112131415161718};
+constexpr RaftHeader kHeader{0x01020304, 0x05060708, 0x1112131415161718, 0x2122232425262728};
 
 const Bytes& payload_a() {
   static const Bytes bytes = bytes_of("set x=1");
@@ -195,6 +195,9 @@ std::vector<Sample> every_sample() {
       {"heartbeat", encoded(PeerHeartbeat{kHeader, 77}), PeerHeartbeat::kBodySize, false},
       {"heartbeat_response", encoded(PeerHeartbeatResponse{kHeader}), PeerHeartbeatResponse::kBodySize, false},
       {"timeout_now", encoded(PeerTimeoutNow{kHeader}), PeerTimeoutNow::kBodySize, false},
+      {"standing_query", encoded(PeerStandingQuery{kHeader}), PeerStandingQuery::kBodySize, false},
+      {"standing_answer", encoded(PeerStandingAnswer{kHeader, 0x3132333435363738, 2, true, 99}),
+       PeerStandingAnswer::kBodySize, false},
       {"session_open", encoded(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210}), SessionOpen::kBodySize, false},
       {"session_reply", encoded(sample_session_reply()), SessionReply::kFixedBodySize, false},
       {"session_reply/empty", encoded(SessionReply{}), SessionReply::kFixedBodySize, false},
@@ -299,7 +302,7 @@ TEST(WireRoundTrip, EveryNewTypeIsInTheCatalogueAtVersionOne) {
     EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
   }
   // The gaps between the ranges stay unknown.
-  for (const unsigned type : {6U, 15U, 23U, 31U, 44U, 0xFFFFU})
+  for (const unsigned type : {6U, 15U, 25U, 31U, 44U, 0xFFFFU})
     EXPECT_EQ(newest_version(static_cast<MessageType>(type)), 0) << type;
 }
 
@@ -357,12 +360,13 @@ TEST(WireAppend, EntriesSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint32_t>(body.data()), kHeader.from);
   EXPECT_EQ(load_le<std::uint32_t>(body.data() + 4), kHeader.to);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), kHeader.term);
-  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 9U);  // prev_index
-  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 3U);  // prev_term
-  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 8U);  // commit
-  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 40), 2U);  // entry_count
-  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 44), 0U);  // reserved
-  const std::byte* entry = body.data() + 48;
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), kHeader.boot);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 9U);  // prev_index
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 3U);  // prev_term
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 8U);  // commit
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 48), 2U);  // entry_count
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 52), 0U);  // reserved
+  const std::byte* entry = body.data() + 56;
   EXPECT_EQ(load_le<std::uint64_t>(entry), 10U);
   EXPECT_EQ(load_le<std::uint64_t>(entry + 8), 3U);
   EXPECT_EQ(load_le<std::uint64_t>(entry + 16), 0xAAAABBBBCCCCDDDDU);
@@ -464,7 +468,7 @@ TEST(WireAppend, ALaterEntryLengthReachingIntoNothingIsBodyTooShort) {
 }
 
 TEST(WireAppend, ACountAboveTheEntriesPresentIsRefused) {
-  const std::size_t count_at = kFrameHeaderSize + 40;
+  const std::size_t count_at = kFrameHeaderSize + 48;
   // One more than present, still within what the region could hold by size: the walk runs out of bytes.
   Bytes frame = encoded(append_with(several_entries()));
   patch<std::uint32_t>(frame, count_at, 4);
@@ -497,7 +501,7 @@ TEST(WireAppend, ACountAboveTheEntriesPresentIsRefused) {
 TEST(WireAppend, ACountBelowTheEntriesPresentLeavesBytesOverAndIsBodyTooLong) {
   for (const std::uint32_t count : {0U, 1U, 2U}) {
     Bytes frame = encoded(append_with(several_entries()));
-    patch<std::uint32_t>(frame, kFrameHeaderSize + 40, count);
+    patch<std::uint32_t>(frame, kFrameHeaderSize + 48, count);
     const auto error = body_error(frame);
     ASSERT_TRUE(error) << "count " << count;
     EXPECT_EQ(error->code, DecodeErrc::body_too_long) << error->describe();
@@ -567,13 +571,15 @@ TEST(WireAppendDeathTest, EncodingARequestHoldingBothEntrySourcesIsAProgrammerEr
 // Fixed fields: offsets, reserved bytes, flags and enums
 
 TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
-  EXPECT_EQ(PeerVoteRequest::kBodySize, 40U);
-  EXPECT_EQ(PeerVoteResponse::kBodySize, 24U);
-  EXPECT_EQ(PeerAppendRequest::kFixedBodySize, 48U);
-  EXPECT_EQ(PeerAppendResponse::kBodySize, 56U);
-  EXPECT_EQ(PeerHeartbeat::kBodySize, 24U);
-  EXPECT_EQ(PeerHeartbeatResponse::kBodySize, 16U);
-  EXPECT_EQ(PeerTimeoutNow::kBodySize, 16U);
+  EXPECT_EQ(PeerVoteRequest::kBodySize, 48U);
+  EXPECT_EQ(PeerVoteResponse::kBodySize, 32U);
+  EXPECT_EQ(PeerAppendRequest::kFixedBodySize, 56U);
+  EXPECT_EQ(PeerAppendResponse::kBodySize, 64U);
+  EXPECT_EQ(PeerHeartbeat::kBodySize, 32U);
+  EXPECT_EQ(PeerHeartbeatResponse::kBodySize, 24U);
+  EXPECT_EQ(PeerTimeoutNow::kBodySize, 24U);
+  EXPECT_EQ(PeerStandingQuery::kBodySize, 24U);
+  EXPECT_EQ(PeerStandingAnswer::kBodySize, 48U);
   EXPECT_EQ(SessionOpen::kBodySize, 16U);
   EXPECT_EQ(SessionReply::kFixedBodySize, 56U);
   EXPECT_EQ(Ingress::kFixedBodySize, 16U);
@@ -588,19 +594,20 @@ TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
   EXPECT_EQ(kEntryHeaderSize, 32U);
 }
 
-TEST(WireLayout, EveryPeerMessageStartsWithFromToTerm) {
+TEST(WireLayout, EveryPeerMessageStartsWithFromToTermBoot) {
   for (const Sample& sample : every_sample()) {
     if (static_cast<std::uint16_t>(type_of(sample.frame)) >= 32) continue;
     const Bytes body = body_of(sample.frame);
     EXPECT_EQ(load_le<std::uint32_t>(body.data()), kHeader.from) << sample.name;
     EXPECT_EQ(load_le<std::uint32_t>(body.data() + 4), kHeader.to) << sample.name;
     EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), kHeader.term) << sample.name;
+    EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), kHeader.boot) << sample.name;
   }
 }
 
 TEST(WireLayout, VoteRequestFlagsArePreVoteBitZeroAndTransferBitOne) {
   const auto flags = [](bool pre_vote, bool transfer) {
-    return load_le<std::uint8_t>(encoded(PeerVoteRequest{kHeader, 1, 1, pre_vote, transfer}).data() + 8 + 32);
+    return load_le<std::uint8_t>(encoded(PeerVoteRequest{kHeader, 1, 1, pre_vote, transfer}).data() + 8 + 40);
   };
   EXPECT_EQ(flags(false, false), 0);
   EXPECT_EQ(flags(true, false), 1);
@@ -652,17 +659,20 @@ std::vector<Violation> every_violation() {
   const Bytes vote_response = encoded(PeerVoteResponse{kHeader, true, false});
   const Bytes append = encoded(append_with(several_entries()));
   const Bytes append_response = encoded(PeerAppendResponse{kHeader, true, 7, 8, 9, 10});
+  const Bytes standing = encoded(PeerStandingAnswer{kHeader, 5, 1, false, 6});
   const Bytes reply = encoded(sample_session_reply());
   const Bytes ack = encoded(Ack{5, 6, 1000, 7, 3});
   const Bytes closed = encoded(SessionClosed{5, 6, SessionCloseReason::timeout});
   const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap});
   const Bytes status = encoded(sample_status_reply());
   std::vector<Violation> all = {
-      {"vote_request flags", vote, 32, 1, {0x04, 0x05, 0x80, 0xFF}, "flags", 32},
-      {"vote_response granted", vote_response, 16, 1, {2, 0xFF}, "granted", 16},
-      {"vote_response pre_vote", vote_response, 17, 1, {2, 0x80}, "pre_vote", 17},
-      {"append_request reserved", append, 44, 4, {1, 0x80000000}, "reserved", 44},
-      {"append_response success", append_response, 16, 1, {2, 0xFF}, "success", 16},
+      {"vote_request flags", vote, 40, 1, {0x04, 0x05, 0x80, 0xFF}, "flags", 40},
+      {"vote_response granted", vote_response, 24, 1, {2, 0xFF}, "granted", 24},
+      {"vote_response pre_vote", vote_response, 25, 1, {2, 0x80}, "pre_vote", 25},
+      {"append_request reserved", append, 52, 4, {1, 0x80000000}, "reserved", 52},
+      {"append_response success", append_response, 24, 1, {2, 0xFF}, "success", 24},
+      {"standing_answer standing", standing, 32, 1, {3, 0xFF}, "standing", 32},
+      {"standing_answer leader", standing, 33, 1, {2, 0xFF}, "leader", 33},
       {"session_reply status", reply, 0, 1, {0, 5, 0xFF}, "status", 0},
       {"ack reserved", ack, 36, 4, {1, 0xFFFFFFFF}, "reserved", 36},
       {"session_closed reason", closed, 16, 1, {0, 5, 0xFF}, "reason", 16},
@@ -675,9 +685,10 @@ std::vector<Violation> every_violation() {
     for (std::size_t i = 0; i < size; ++i)
       all.push_back({name + " byte " + std::to_string(i), frame, start + i, 1, {1, 0x80}, "reserved", start});
   };
-  reserved_run("vote_request reserved", vote, 33, 7);
-  reserved_run("vote_response reserved", vote_response, 18, 6);
-  reserved_run("append_response reserved", append_response, 17, 7);
+  reserved_run("vote_request reserved", vote, 41, 7);
+  reserved_run("vote_response reserved", vote_response, 26, 6);
+  reserved_run("append_response reserved", append_response, 25, 7);
+  reserved_run("standing_answer reserved", standing, 34, 6);
   reserved_run("session_reply reserved after status", reply, 1, 3);
   reserved_run("session_reply reserved after text_length", reply, 50, 2);
   reserved_run("session_closed reserved", closed, 17, 7);
@@ -782,7 +793,7 @@ struct Field {
 };
 
 std::vector<Field> raft_header_then(std::vector<Field> rest) {
-  std::vector<Field> layout = {{"from", 4}, {"to", 4}, {"term", 8}};
+  std::vector<Field> layout = {{"from", 4}, {"to", 4}, {"term", 8}, {"boot", 8}};
   layout.insert(layout.end(), rest.begin(), rest.end());
   return layout;
 }
@@ -830,6 +841,9 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                             {"conflict_term", 8}}));
   expect_every_short_body_names_its_field(encoded(PeerHeartbeat{kHeader, 1}), raft_header_then({{"commit", 8}}));
   expect_every_short_body_names_its_field(encoded(PeerTimeoutNow{kHeader}), raft_header_then({}));
+  expect_every_short_body_names_its_field(
+      encoded(PeerStandingAnswer{kHeader, 1, 0, false, 2}),
+      raft_header_then({{"asker_boot", 8}, {"standing", 1}, {"leader", 1}, {"reserved", 6}, {"last_index", 8}}));
   expect_every_short_body_names_its_field(encoded(SessionOpen{1, 2}), {{"client_id_high", 8}, {"client_id_low", 8}});
   expect_every_short_body_names_its_field(encoded(sample_session_reply()), {{"status", 1},
                                                                             {"reserved", 3},
