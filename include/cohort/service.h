@@ -64,12 +64,33 @@ class Cluster {
   virtual bool close_session(SessionId session) = 0;
 };
 
+/// Exceptions. A callback that applies a committed entry (on_session_open, on_session_close, on_message,
+/// on_timer) may throw; the node does not stop, since an exception thrown by a deterministic service is thrown
+/// again by every replica at the same entry and at every replay, and stopping would stop the whole cluster there.
+/// Instead:
+///  - the exception is caught, and the entry still counts as applied: a message's seq is consumed and its client
+///    told "applied" (the service was handed it once; it is never delivered again), a timer's firing is spent, an
+///    opened or closed session stays so;
+///  - the entry is counted, logged at error level with its log index and the exception's what(), and shown in the
+///    node's status (the last such index and reason);
+///  - nothing is rolled back: what the callback changed in its own state, and did through Cluster (egress sent,
+///    timers armed or cancelled, sessions closed), before it threw stands.
+/// Every replica then stays alike only if the service is deterministic in what it throws as well: the same
+/// entry on the same state throws at the same point, on every replica. So never throw for a reason local to one
+/// node (a clock, a file, a network call: none belongs in a service anyway), and prefer validating input and
+/// answering an error over throwing half way through a change. Running out of memory (std::bad_alloc) is the one
+/// exception not caught: it is this process's condition, skipping the entry here alone would part this replica
+/// from the others, so the node stops (and replays the entry when restarted); bound what one entry can make the
+/// service allocate. on_start, on_take_snapshot and on_role_change apply no entry and are not covered: an
+/// exception from them propagates to the node.
 class Service {
  public:
   virtual ~Service() = default;
 
   /// Once, before any other callback: restore from `snapshot` (what on_take_snapshot wrote), if there is one.
   virtual void on_start(Cluster& cluster, std::optional<Bytes> snapshot) = 0;
+  // The four callbacks below apply a committed entry: an exception from them is caught, counted and logged, and
+  // the entry counts as applied (see "Exceptions" above).
   virtual void on_session_open(Cluster& cluster, SessionId session) = 0;
   virtual void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) = 0;
   /// One ingress message of `session`, delivered exactly once and in the order the client offered it.

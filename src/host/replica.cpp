@@ -52,7 +52,7 @@ void Replica::after_input(Time mono) {
   term_ = raft_.term();
   firings_in_flight_.clear();
   bootstrap_proposed_ = false;
-  if (new_leadership) clock_.lead(last_stamp_in_log(), wall_ + (mono - wall_mono_), mono);
+  if (new_leadership) clock_.lead(std::max(last_stamp_in_log(), host_.last_stamp()), wall_ + (mono - wall_mono_), mono);
   switch (role_) {
     case consensus::Role::leader: host_.set_role(ClusterRole::leader); break;
     case consensus::Role::follower: host_.set_role(ClusterRole::follower); break;
@@ -62,29 +62,38 @@ void Replica::after_input(Time mono) {
 }
 
 ClusterTime Replica::last_stamp_in_log() const {
-  // The newest stamped entry: only no-ops (one per term without commands) lie after it.
+  // The newest stamped entry: only no-ops (one per term without commands) lie after it. An entry that does not
+  // decode is skipped when applied, its stamp with it, so it does not set the floor either.
   for (LogIndex i = log_.last_index(); i >= log_.first_index() && i.value() > 0; i = i.prev()) {
     const consensus::Entry& entry = log_.entry(i);
     if (entry.type != consensus::EntryType::command) continue;
-    if (const auto stamp = entry_stamp(entry.payload)) return *stamp;
+    if (const auto decoded = decode_entry(entry.payload)) return decoded->stamp;
   }
   return host_.last_stamp();
+}
+
+ClusterTime Replica::stamp(Time mono) {
+  // The applied state ahead of this leader's clock means an entry was stamped ahead of it (only a bug or a
+  // damaged clock writes one; the host applied it as written). The clock moves up to it, so that what this leader
+  // appends next does not go back: each such entry would be a stamp_went_back fault, applied at the last stamp.
+  if (host_.last_stamp() > clock_.now(mono)) clock_.lead(host_.last_stamp(), ClusterTime{0}, mono);
+  return clock_.now(mono);
 }
 
 void Replica::leader_duties(Time mono) {
   if (!leading_current()) return;
   if (!host_.incarnation().known() && !bootstrap_proposed_) {
     const Id128 incarnation{random_.next() | 1U, random_.next()};
-    encode_bootstrap(scratch_, clock_.now(mono), incarnation);
+    encode_bootstrap(scratch_, stamp(mono), incarnation);
     if (propose(mono).has_value()) bootstrap_proposed_ = true;
   }
-  host_.due_timers(clock_.now(mono), due_, config_.max_timer_firings_per_tick);
+  host_.due_timers(stamp(mono), due_, config_.max_timer_firings_per_tick);
   // Firings already applied, or no longer pending, leave the in-flight set.
   std::erase_if(firings_in_flight_,
                 [&](const auto& firing) { return std::find(due_.begin(), due_.end(), firing) == due_.end(); });
   for (const auto& firing : due_) {
     if (firings_in_flight_.contains(firing)) continue;
-    encode_timer(scratch_, clock_.now(mono), firing.first, firing.second);
+    encode_timer(scratch_, stamp(mono), firing.first, firing.second);
     if (!propose(mono).has_value()) break;
     firings_in_flight_.insert(firing);
   }
@@ -99,7 +108,7 @@ Result<LogIndex, ClientError> Replica::propose(Time mono) {
 }
 
 Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono) {
-  encode_session_open(scratch_, clock_.now(mono), client);
+  encode_session_open(scratch_, stamp(mono), client);
   return propose(mono);
 }
 
@@ -107,19 +116,19 @@ Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t 
   // An oversized message is not appended (it could outgrow the peers' frames); a marker in its place consumes
   // its seq with the fate "rejected", so the messages after it do not find a gap.
   if (message.size() > config_.limits.max_message_size)
-    encode_ingress_refused(scratch_, clock_.now(mono), session, seq);
+    encode_ingress_refused(scratch_, stamp(mono), session, seq);
   else
-    encode_ingress(scratch_, clock_.now(mono), session, seq, message);
+    encode_ingress(scratch_, stamp(mono), session, seq, message);
   return propose(mono);
 }
 
 Result<LogIndex, ClientError> Replica::withdraw(SessionId session, std::uint64_t seq, Time mono) {
-  encode_ingress_refused(scratch_, clock_.now(mono), session, seq);
+  encode_ingress_refused(scratch_, stamp(mono), session, seq);
   return propose(mono);
 }
 
 Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mono) {
-  encode_session_close(scratch_, clock_.now(mono), session, CloseReason::client_closed);
+  encode_session_close(scratch_, stamp(mono), session, CloseReason::client_closed);
   return propose(mono);
 }
 

@@ -7,6 +7,8 @@
 // and timer firings. Those decisions read the applied state, which may lag the leader's log, so any of them can
 // be appended twice; applying is idempotent for each (service_host.cpp).
 
+#include <algorithm>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -29,7 +31,13 @@ class ClusterClock {
     base_ = std::max(floor, wall);
     anchor_ = mono;
   }
-  ClusterTime now(Time mono) const noexcept { return base_ + (mono - anchor_); }
+  /// Saturates at ClusterTime::max() rather than overflow: the floor comes from the log, which a bug or a damaged
+  /// leader could have stamped near the end of time.
+  ClusterTime now(Time mono) const noexcept {
+    const Time elapsed = std::max(mono - anchor_, Time{0});
+    if (base_ > ClusterTime::max() - elapsed) return ClusterTime::max();
+    return base_ + elapsed;
+  }
 
  private:
   ClusterTime base_{0};
@@ -82,10 +90,19 @@ class Replica {
   /// Ready for clients: leading_current(), and the cluster's incarnation is known (a new cluster's first leader
   /// has applied its bootstrap entry), so every session reply carries it.
   bool serving() const noexcept { return leading_current() && host_.incarnation().known(); }
-  ClusterTime cluster_time(Time mono) const noexcept { return clock_.now(mono); }
+  /// This leader's cluster time: what it would stamp an entry with now (see stamp()).
+  ClusterTime cluster_time(Time mono) const noexcept { return std::max(clock_.now(mono), host_.last_stamp()); }
+
+  /// Committed entries this replica could not apply as written (host/service_host.h, EntryFault), for the node's
+  /// status: counts per fault, and the newest one's index, term, fault and detail. The per-entry reports to log
+  /// are host().fault_reports().
+  const EntryFaultCounts& entry_faults() const noexcept { return host_.entry_faults(); }
+  const std::optional<EntryFaultReport>& last_entry_fault() const noexcept { return host_.last_entry_fault(); }
 
  private:
   Result<LogIndex, ClientError> propose(Time mono);
+  /// The stamp for an entry appended now: the leader's clock, never below the last stamp applied.
+  ClusterTime stamp(Time mono);
   void after_input(Time mono);
   void leader_duties(Time mono);
   ClusterTime last_stamp_in_log() const;

@@ -1,6 +1,10 @@
 #include "host/service_host.h"
 
 #include <algorithm>
+#include <array>
+#include <exception>
+#include <new>
+#include <utility>
 
 #include <fmt/format.h>
 #include <xxhash.h>
@@ -23,6 +27,44 @@ void ServiceHost::set_role(ClusterRole role) {
   service_.on_role_change(*this, role);
 }
 
+template <typename Call>
+void ServiceHost::call_service(const char* callback, Call&& call) {
+  // Whatever the callback did through Cluster before it threw (egress, timers, closes) stands, and so does
+  // whatever it did to its own state: the host cannot undo either. Every replica is left alike as long as the
+  // service is deterministic, throwing too (service.h).
+  try {
+    std::forward<Call>(call)();
+  } catch (const std::bad_alloc&) {
+    // This process's condition, not the entry's: skipped here and applied elsewhere, the replicas would part
+    // silently. The message is formatted without allocating.
+    std::array<char, 256> message{};
+    const auto written = fmt::format_to_n(message.data(), message.size(),
+                                          "out of memory in Service::{} while applying committed entry {} (term {}); "
+                                          "a replica cannot skip what the others apply, so it stops (a restart "
+                                          "replays the entry)",
+                                          callback, applied_.value(), applied_term_.value());
+    fatal_error(std::string_view(message.data(), std::min(written.size, message.size())));
+  } catch (const std::exception& error) {
+    if (entry_failures_++ == 0) entry_failure_ = fmt::format("Service::{} threw: {}", callback, error.what());
+  } catch (...) {
+    if (entry_failures_++ == 0)
+      entry_failure_ = fmt::format("Service::{} threw an exception not derived from std::exception", callback);
+  }
+}
+
+void ServiceHost::record_fault(const consensus::Entry& entry, EntryFault fault, std::string detail) {
+  switch (fault) {
+    case EntryFault::undecodable: ++fault_counts_.undecodable; break;
+    case EntryFault::stamp_went_back: ++fault_counts_.stamp_went_back; break;
+    case EntryFault::service_threw: ++fault_counts_.service_threw; break;
+  }
+  last_fault_ = EntryFaultReport{entry.index, entry.term, fault, std::move(detail)};
+  if (fault_reports_.size() < kMaxPendingFaultReports)
+    fault_reports_.push_back(*last_fault_);
+  else
+    ++fault_reports_dropped_;
+}
+
 void ServiceHost::apply(const consensus::Entry& entry) {
   COHORT_ASSERT(started_);
   COHORT_ASSERT(entry.index == applied_.next());
@@ -34,13 +76,24 @@ void ServiceHost::apply(const consensus::Entry& entry) {
 
 void ServiceHost::apply_command(const consensus::Entry& entry) {
   auto decoded = decode_entry(entry.payload);
-  if (!decoded)
-    fatal_error(fmt::format("committed entry {} (term {}) is not a valid cluster entry: {}", entry.index.value(),
-                            entry.term.value(), decoded.error()));
+  if (!decoded) {
+    // It passed every checksum, so every replica holds these bytes and, running the same build, fails here alike
+    // (a bug, or damage before the leader computed the checksum). Skipped: nothing in it can be trusted, its stamp
+    // included. Replicas of builds that disagree on what decodes would part here, so a new entry kind must wait
+    // until every member's build knows it.
+    record_fault(entry, EntryFault::undecodable, fmt::format("not a valid cluster entry: {}", decoded.error()));
+    return;
+  }
   const DecodedEntry& e = *decoded;
-  // Every leader stamps from max(last stamp in its log, its clock) onwards, so stamps never decrease.
-  COHORT_ASSERT(e.stamp >= stamp_);
-  stamp_ = e.stamp;
+  // Every leader stamps from max(last stamp in its log, its clock) onwards, so stamps never decrease; if one does
+  // (a bug, a damaged leader clock), the entry applies at the last stamp: cluster time never goes back, which
+  // services rely on, and the entry's own effect (a message, an open, a firing) is not lost.
+  if (e.stamp < stamp_)
+    record_fault(entry, EntryFault::stamp_went_back,
+                 fmt::format("stamp {} ns is {} ns below the last stamp {} ns; applied at the last stamp",
+                             e.stamp.count(), (stamp_ - e.stamp).count(), stamp_.count()));
+  else
+    stamp_ = e.stamp;
   switch (e.kind) {
     case EntryKind::bootstrap:
       if (!incarnation_.known()) incarnation_ = e.id;
@@ -55,7 +108,7 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
       sessions_.emplace(id, Session{e.id, 0, 0});
       session_by_client_.emplace(e.id, id);
       outputs_.emplace_back(SessionOpened{e.id, id, 0, false});
-      service_.on_session_open(*this, id);
+      call_service("on_session_open", [&] { service_.on_session_open(*this, id); });
       break;
     }
     case EntryKind::session_close:
@@ -85,7 +138,9 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
         outputs_.emplace_back(Rejected{e.session, e.seq, e.seq + 1, RejectReason::too_large});
         break;
       }
-      service_.on_message(*this, e.session, e.stamp, e.message);
+      call_service("on_message", [&] { service_.on_message(*this, e.session, stamp_, e.message); });
+      // Also if on_message threw: the service was handed the message once and its seq is consumed (a resend
+      // would be a duplicate), so "applied" is the fate; "rejected" would promise it had no effect.
       outputs_.emplace_back(Applied{e.session, e.seq, entry.index});
       break;
     }
@@ -96,11 +151,19 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
       by_deadline_.erase({it->second.deadline, it->first});
       timers_.erase(it);
       ++timers_fired_;
-      service_.on_timer(*this, e.timer, e.stamp);
+      call_service("on_timer", [&] { service_.on_timer(*this, e.timer, stamp_); });
       break;
     }
   }
   run_deferred_closes();
+  if (entry_failures_ > 0) {
+    std::string detail = std::move(*entry_failure_);
+    if (entry_failures_ > 1)
+      detail += fmt::format(" (and {} more callbacks threw for this entry)", entry_failures_ - 1);
+    entry_failure_.reset();
+    entry_failures_ = 0;
+    record_fault(entry, EntryFault::service_threw, std::move(detail));
+  }
 }
 
 void ServiceHost::close(SessionId session, CloseReason reason) {
@@ -110,7 +173,7 @@ void ServiceHost::close(SessionId session, CloseReason reason) {
   session_by_client_.erase(it->second.client);
   sessions_.erase(it);
   outputs_.emplace_back(SessionEnded{session, reason, last});
-  service_.on_session_close(*this, session, reason);
+  call_service("on_session_close", [&] { service_.on_session_close(*this, session, reason); });
 }
 
 void ServiceHost::run_deferred_closes() {
@@ -185,8 +248,25 @@ std::uint64_t ServiceHost::state_hash() {
     put(timer.generation);
   }
   put(next_generation_);
+  // Every replica meets the same faults at the same indexes (they are a function of the committed entries), so
+  // the counts are hashed: a replica that handled an entry differently (another build, a service that threw on
+  // one replica only) shows here even if the rest of its state happens to match. The detail text is not hashed.
+  put(fault_counts_.undecodable);
+  put(fault_counts_.stamp_went_back);
+  put(fault_counts_.service_threw);
+  put(last_fault_ ? last_fault_->index.value() : 0);
+  put(last_fault_ ? static_cast<std::uint64_t>(last_fault_->fault) : 0);
   service_.on_take_snapshot(*this, out);
   return XXH3_64bits(out.data(), out.size());
+}
+
+const char* to_string(EntryFault fault) noexcept {
+  switch (fault) {
+    case EntryFault::undecodable: return "undecodable entry skipped";
+    case EntryFault::stamp_went_back: return "stamp went back";
+    case EntryFault::service_threw: return "service threw";
+  }
+  return "unknown";
 }
 
 }  // namespace cohort::host

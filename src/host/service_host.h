@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -54,6 +55,33 @@ struct SessionEnded {
 };
 using HostOutput = std::variant<SessionOpened, Applied, Rejected, EgressOut, SessionEnded>;
 
+// A committed entry that a replica cannot apply as written. Each fault is a function of the committed entry and
+// the state before it, so every replica meets it at the same index and handles it the same way; none of them
+// stops the process (an abort on a committed entry would repeat on every replica and at every replay). The
+// policy per fault is in docs/architecture.md, "Entries a replica cannot apply".
+enum class EntryFault : std::uint8_t {
+  undecodable = 1,      // the envelope does not decode: skipped (it counts as applied; cluster time stays)
+  stamp_went_back = 2,  // its stamp is below the last one: applied at the last stamp (cluster time never goes back)
+  service_threw = 3,    // a service callback threw while applying it: caught, the entry counts as applied
+};
+const char* to_string(EntryFault fault) noexcept;
+
+struct EntryFaultReport {
+  LogIndex index;
+  Term term;
+  EntryFault fault = EntryFault::undecodable;
+  std::string detail;  // for people only (the decode error, the exception's what()): never hashed or compared
+};
+
+/// Entries met so far with each fault (an entry counts once per fault, however many callbacks threw for it).
+struct EntryFaultCounts {
+  std::uint64_t undecodable = 0;
+  std::uint64_t stamp_went_back = 0;
+  std::uint64_t service_threw = 0;
+  std::uint64_t total() const noexcept { return undecodable + stamp_went_back + service_threw; }
+  friend bool operator==(const EntryFaultCounts&, const EntryFaultCounts&) = default;
+};
+
 struct HostLimits {
   // Egress (Cluster::send); ingress is checked by the leader before it appends. Must be equal on every node:
   // a send refused on one replica and not another would make them diverge.
@@ -66,8 +94,11 @@ class ServiceHost final : private Cluster {
 
   /// Calls Service::on_start (no snapshot yet). Once, before apply().
   void start();
-  /// Applies the next committed entry: its index must be applied_index() + 1. A command entry whose envelope
-  /// does not decode stops the process (it passed every checksum, so it is a bug or a foreign build's log).
+  /// Applies the next committed entry: its index must be applied_index() + 1. Whatever the entry holds, it is
+  /// then applied (applied_index() moves on): an entry this replica cannot apply as written is handled as its
+  /// EntryFault says, counted and reported (entry_faults(), fault_reports()), never a reason to stop. The one
+  /// exception is a service callback running out of memory (std::bad_alloc): that is this process's condition, not
+  /// the entry's, and skipping it would leave this replica silently unlike the others, so the process stops.
   void apply(const consensus::Entry& entry);
   void set_role(ClusterRole role);
 
@@ -89,10 +120,23 @@ class ServiceHost final : private Cluster {
   std::size_t pending_timers() const noexcept { return timers_.size(); }
   std::uint64_t timers_fired() const noexcept { return timers_fired_; }
 
+  /// Entries met so far with each fault. Replicated (a function of the log, hashed by state_hash()), so every
+  /// replica at the same applied index shows the same counts.
+  const EntryFaultCounts& entry_faults() const noexcept { return fault_counts_; }
+  /// The newest faulty entry: its index, term, fault and detail (for status).
+  const std::optional<EntryFaultReport>& last_entry_fault() const noexcept { return last_fault_; }
+  /// One report per faulty entry and fault, since the driver last cleared this: the driver logs each loudly (at
+  /// error level, with its index, term, fault and detail) and clears the vector. At most kMaxPendingFaultReports
+  /// wait; later ones are dropped and counted (fault_reports_dropped()) while the counts stay exact.
+  std::vector<EntryFaultReport>& fault_reports() noexcept { return fault_reports_; }
+  std::uint64_t fault_reports_dropped() const noexcept { return fault_reports_dropped_; }
+  static constexpr std::size_t kMaxPendingFaultReports = 256;
+
   /// Timers whose deadline is at or before `now`, as (id, generation), in deadline order (at most `limit`).
   void due_timers(ClusterTime now, std::vector<std::pair<TimerId, std::uint64_t>>& out, std::size_t limit) const;
 
-  /// A hash of everything replicated: sessions, timers, incarnation, stamp, and the service's snapshot.
+  /// A hash of everything replicated: sessions, timers, incarnation, stamp, entry fault counts (and the index and
+  /// fault of the newest one), and the service's snapshot.
   std::uint64_t state_hash();
 
  private:
@@ -109,6 +153,11 @@ class ServiceHost final : private Cluster {
   void apply_command(const consensus::Entry& entry);
   void close(SessionId session, CloseReason reason);
   void run_deferred_closes();
+  /// Runs one service callback for the entry being applied: an exception from it is caught and noted in
+  /// entry_failure_ (std::bad_alloc excepted: it stops the process).
+  template <typename Call>
+  void call_service(const char* callback, Call&& call);
+  void record_fault(const consensus::Entry& entry, EntryFault fault, std::string detail);
 
   // Cluster
   ClusterTime time() const noexcept override { return stamp_; }
@@ -137,6 +186,15 @@ class ServiceHost final : private Cluster {
   std::set<std::pair<ClusterTime, TimerId>> by_deadline_;
   std::uint64_t next_generation_ = 1;
   std::uint64_t timers_fired_ = 0;
+  // Replicated and hashed (so, once the host has snapshots, in them: a restored replica must show the same).
+  EntryFaultCounts fault_counts_;
+  std::optional<EntryFaultReport> last_fault_;  // its index and fault are hashed, not its detail
+
+  // While an entry is applied: the first callback that threw ("Service::on_message threw: ...") and how many did.
+  std::optional<std::string> entry_failure_;
+  std::size_t entry_failures_ = 0;
+  std::vector<EntryFaultReport> fault_reports_;  // not hashed: this node's outbox to its log
+  std::uint64_t fault_reports_dropped_ = 0;
 
   std::vector<SessionId> deferred_closes_;  // Cluster::close_session calls made during a callback
   std::vector<HostOutput> outputs_;

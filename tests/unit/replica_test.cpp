@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -493,6 +494,166 @@ TEST(Replica, ARestartedReplicaReplaysItsLogToTheSameStateHash) {
   EXPECT_EQ(node.host().last_seq(session), 21U);
   EXPECT_EQ(kv.get("key3"), "value17");
   EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U) << "the incarnation is learnt from the log, not re-made";
+}
+
+// --- entries a replica cannot apply -------------------------------------------------------------------------------
+
+// The leader appends raw bytes as a command, as a bug (or a build of another version) would: they are committed
+// and replicated like any entry.
+LogIndex append_raw(Driver& node, const std::vector<std::byte>& payload) {
+  auto index = node.replica().raft().propose(EntryType::command, payload, node.mono());
+  EXPECT_TRUE(index.has_value());
+  node.settle();
+  return index.has_value() ? *index : LogIndex{0};
+}
+
+// A throwing service for the replica tests: a message "throw" makes on_message throw after recording the call.
+void throw_on_request(RecordingService& service) {
+  service.on_message_hook = [](Cluster& /*cluster*/, SessionId /*session*/, std::string_view message) {
+    if (message == "throw") throw std::runtime_error("asked to");
+  };
+}
+
+TEST(Replica, ACommittedEntryThatDoesNotDecodeIsSkippedAndTheReplicaKeepsServingAndReplaysItAlike) {
+  MemoryLogStore log;
+  std::uint64_t hash = 0;
+  LogIndex bad;
+  SessionId session = 0;
+  {
+    RecordingService service;
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+    const auto open = node.replica().open_session(kClient, node.mono());
+    ASSERT_TRUE(open.has_value());
+    node.settle();
+    session = open->value();
+    bad = append_raw(node, std::vector<std::byte>(20, std::byte{0xEE}));
+    ASSERT_GE(node.host().applied_index(), bad);
+    EXPECT_EQ(node.replica().entry_faults(), (EntryFaultCounts{1, 0, 0}));
+    ASSERT_TRUE(node.replica().last_entry_fault().has_value());
+    EXPECT_EQ(node.replica().last_entry_fault()->index, bad);
+    EXPECT_EQ(node.replica().last_entry_fault()->fault, EntryFault::undecodable);
+    ASSERT_EQ(node.host().fault_reports().size(), 1U);
+    node.host().fault_reports().clear();
+
+    node.take_outputs();
+    const auto next = node.replica().ingress(session, 1, as_bytes("after"), node.mono());
+    ASSERT_TRUE(next.has_value());
+    node.settle();
+    const auto applied = only<Applied>(node.take_outputs());
+    ASSERT_EQ(applied.size(), 1U);
+    EXPECT_EQ(applied[0].position, *next);
+    EXPECT_TRUE(node.replica().serving());
+    hash = node.host().state_hash();
+  }
+  // Every replay meets it again at the same index, and skips it again: no crash loop, the same state.
+  RecordingService service;
+  Driver node(log, service, kWall + 1s, 1, Time{5s});
+  ASSERT_TRUE(node.elect());
+  EXPECT_EQ(node.replica().entry_faults(), (EntryFaultCounts{1, 0, 0}));
+  EXPECT_EQ(node.replica().last_entry_fault()->index, bad);
+  EXPECT_EQ(node.host().last_seq(session), 1U);
+  EXPECT_EQ(node.host().state_hash(), hash);
+}
+
+TEST(Replica, AServiceThatThrowsDoesNotTakeTheReplicaDownAndReplaysToTheSameCountsAndHash) {
+  MemoryLogStore log;
+  std::uint64_t hash = 0;
+  LogIndex threw;
+  {
+    RecordingService service;
+    throw_on_request(service);
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+    const auto open = node.replica().open_session(kClient, node.mono());
+    ASSERT_TRUE(open.has_value());
+    node.settle();
+    const SessionId session = open->value();
+    node.take_outputs();
+    const auto first = node.replica().ingress(session, 1, as_bytes("throw"), node.mono());
+    const auto second = node.replica().ingress(session, 2, as_bytes("fine"), node.mono());
+    ASSERT_TRUE(first.has_value());
+    ASSERT_TRUE(second.has_value());
+    threw = *first;
+    node.settle();
+    const auto applied = only<Applied>(node.take_outputs());
+    ASSERT_EQ(applied.size(), 2U);
+    EXPECT_EQ(applied[0].position, *first);
+    EXPECT_EQ(applied[1].position, *second);
+    EXPECT_EQ(node.replica().entry_faults(), (EntryFaultCounts{0, 0, 1}));
+    EXPECT_EQ(node.replica().last_entry_fault()->index, threw);
+    EXPECT_EQ(node.replica().last_entry_fault()->detail, "Service::on_message threw: asked to");
+    hash = node.host().state_hash();
+  }
+  RecordingService service;
+  throw_on_request(service);
+  Driver node(log, service, kWall + 1s, 1, Time{5s});
+  ASSERT_TRUE(node.elect());
+  EXPECT_EQ(node.replica().entry_faults(), (EntryFaultCounts{0, 0, 1}));
+  EXPECT_EQ(node.replica().last_entry_fault()->index, threw);
+  EXPECT_EQ(node.host().state_hash(), hash);
+}
+
+// An entry stamped ahead of the leader's clock is no fault itself (the host applies it as written), but the
+// leader's own next entries would then go back, each a fault of its own. Its clock moves up instead.
+TEST(Replica, AnEntryStampedAheadOfTheLeadersClockMovesTheClockSoItsNextEntriesDoNotGoBack) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  std::vector<std::byte> ahead;
+  const ClusterTime future = node.wall() + 1h;
+  encode_session_open(ahead, future, Id128{7, 7});
+  append_raw(node, ahead);
+  ASSERT_EQ(node.host().last_stamp(), future);
+  EXPECT_EQ(node.replica().cluster_time(node.mono()), future);
+
+  const auto open = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(open.has_value());
+  node.settle();
+  EXPECT_GE(stamp_at(log, *open), future);
+  node.tick();
+  const auto later = node.replica().ingress(open->value(), 1, as_bytes("x"), node.mono());
+  ASSERT_TRUE(later.has_value());
+  node.settle();
+  EXPECT_EQ(stamp_at(log, *later), future + 10ms) << "and moves on from there with the monotonic clock";
+  EXPECT_EQ(node.replica().entry_faults().total(), 0U);
+
+  // One stamped behind is applied at the last stamp and counted; the leader's next entry is no fault.
+  std::vector<std::byte> behind;
+  encode_session_open(behind, kWall, Id128{8, 8});
+  const LogIndex back = append_raw(node, behind);
+  EXPECT_EQ(node.replica().entry_faults(), (EntryFaultCounts{0, 1, 0}));
+  EXPECT_EQ(node.replica().last_entry_fault()->index, back);
+  EXPECT_EQ(node.host().last_stamp(), future + 10ms);
+  ASSERT_TRUE(node.replica().open_session(Id128{9, 9}, node.mono()).has_value());
+  node.settle();
+  EXPECT_EQ(node.replica().entry_faults().total(), 1U);
+}
+
+TEST(ClusterClock, SaturatesAtTheEndOfTimeInsteadOfOverflowing) {
+  ClusterClock clock;
+  clock.lead(ClusterTime::max() - 1s, ClusterTime{0}, Time{10s});
+  EXPECT_EQ(clock.now(Time{10s}), ClusterTime::max() - 1s);
+  EXPECT_EQ(clock.now(Time{11s}), ClusterTime::max());
+  EXPECT_EQ(clock.now(Time{1h}), ClusterTime::max());
+}
+
+TEST(Replica, ClusterTimeStampedAtTheEndOfTimeStaysThereInsteadOfOverflowing) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  std::vector<std::byte> last;
+  encode_session_open(last, ClusterTime::max(), Id128{7, 7});
+  append_raw(node, last);
+  node.tick();
+  const auto open = node.replica().open_session(kClient, node.mono());
+  ASSERT_TRUE(open.has_value());
+  node.settle();
+  EXPECT_EQ(stamp_at(log, *open), ClusterTime::max());
+  EXPECT_EQ(node.replica().cluster_time(node.mono() + 1h), ClusterTime::max());
+  EXPECT_EQ(node.replica().entry_faults().total(), 0U);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The service host (host/service_host.h) driven directly with committed entries built by the entry codec: sessions,
-// exactly-once ingress, timers and their generations, cluster time, closes, egress and the state hash. A recording
+// exactly-once ingress, timers and their generations, cluster time, closes, egress, the state hash, and the entries a
+// replica cannot apply as written (undecodable, a stamp going back, a service that throws). A recording
 // service runs a tiny script found in each ingress message ("schedule 7 300; send 1 hello") so a test can act on
 // the cluster from inside a callback, as a real service does.
 
@@ -7,7 +8,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -141,7 +144,7 @@ class Feed {
 
 // Runs the script in an ingress message: commands separated by ';' --
 //   schedule <id> <deadline ms> | cancel <id> | send <session> <text> | sendn <session> <length> (that many 'x') |
-//   close <session> | open? <session>
+//   close <session> | open? <session> | throw <what> (a std::runtime_error) | throw-int | oom (std::bad_alloc)
 // Each command's result (send, cancel, close: whether it worked; open?: whether the host sees the session open) is
 // appended to `results`.
 void run_script(Cluster& cluster, std::string_view script, const ServiceHost& host, std::vector<bool>& results) {
@@ -178,6 +181,14 @@ void run_script(Cluster& cluster, std::string_view script, const ServiceHost& ho
       SessionId session = 0;
       words >> session;
       results.push_back(host.session_open(session));
+    } else if (verb == "throw") {
+      std::string what;
+      words >> what;
+      throw std::runtime_error(what);
+    } else if (verb == "throw-int") {
+      throw 42;  // NOLINT(hicpp-exception-baseclass): a service may throw anything
+    } else if (verb == "oom") {
+      throw std::bad_alloc();
     }
   }
 }
@@ -451,22 +462,253 @@ TEST_F(HostTest, HostTimeInsideOnMessageIsTheEntrysStampAndEqualStampsAreAccepte
   EXPECT_EQ(host_.last_stamp(), ms(250));
 }
 
-using HostDeathTest = HostTest;
-
-TEST_F(HostDeathTest, HostTimeAStampThatGoesBackIsAnAssertion) {
+// A stamp below the last one is a bug (every leader stamps from the last stamp in its log onwards), but it is
+// committed on every replica: an assertion here stopped every replica at this entry, and again at every replay.
+TEST_F(HostTest, HostTimeAStampThatGoesBackAppliesTheEntryAtTheLastStampAndCountsIt) {
   const SessionId session = open(kClientA);
   feed_.at(ms(200)).ingress(session, 1, "a");
-  EXPECT_DEATH(feed_.at(ms(199)).ingress(session, 2, "b"), "assertion failed: e.stamp >= stamp_");
+  take();
+  const LogIndex back = feed_.at(ms(150)).ingress(session, 2, "b");
+  EXPECT_EQ(take(), (Strings{fmt::format("applied s={} seq=2 at={}", session, back.value())}))
+      << "the message itself is applied, not lost";
+  const auto messages = service_.of(Kind::message);
+  ASSERT_EQ(messages.size(), 2U);
+  EXPECT_EQ(messages[1].message, "b");
+  EXPECT_EQ(messages[1].timestamp, ms(200)) << "cluster time never goes back";
+  EXPECT_EQ(messages[1].cluster_time, ms(200));
+  EXPECT_EQ(host_.last_stamp(), ms(200));
+  EXPECT_EQ(host_.entry_faults(), (EntryFaultCounts{0, 1, 0}));
+  ASSERT_TRUE(host_.last_entry_fault().has_value());
+  EXPECT_EQ(host_.last_entry_fault()->index, back);
+  EXPECT_EQ(host_.last_entry_fault()->fault, EntryFault::stamp_went_back);
+  ASSERT_EQ(host_.fault_reports().size(), 1U);
+  EXPECT_EQ(host_.fault_reports()[0].index, back);
+  EXPECT_EQ(host_.fault_reports()[0].term, Term{1});
+  EXPECT_EQ(host_.fault_reports()[0].detail,
+            "stamp 150000000 ns is 50000000 ns below the last stamp 200000000 ns; applied at the last stamp");
+
+  // Time moves on from there as usual; an equal or later stamp is no fault.
+  feed_.at(ms(200)).ingress(session, 3, "c");
+  feed_.at(ms(260)).ingress(session, 4, "d");
+  EXPECT_EQ(service_.of(Kind::message).back().cluster_time, ms(260));
+  EXPECT_EQ(host_.entry_faults().total(), 1U);
 }
 
-TEST_F(HostDeathTest, HostApplyAMalformedCommandEntryStopsTheProcessNamingItsIndex) {
-  open(kClientA);
-  feed_.noop();
-  const ByteVector garbage{std::byte{4}, std::byte{0}, std::byte{0}};
-  EXPECT_DEATH(feed_.raw(garbage), "fatal: committed entry 3 \\(term 1\\) is not a valid cluster entry: .*shorter");
+TEST_F(HostTest, HostTimeATimerFiringStampedBackFiresAtTheLastStamp) {
+  const SessionId session = open(kClientA);
+  feed_.at(ms(200)).ingress(session, 1, "schedule 7 100");
+  const auto firing = due(ms(200));
+  ASSERT_EQ(firing.size(), 1U);
+  feed_.at(ms(100)).timer(7, firing[0].second);
+  const auto timers = service_.of(Kind::timer);
+  ASSERT_EQ(timers.size(), 1U);
+  EXPECT_EQ(timers[0].timestamp, ms(200));
+  EXPECT_EQ(host_.entry_faults().stamp_went_back, 1U);
+}
+
+// A committed entry that passed every checksum but does not decode: every replica of the build holds the same
+// bytes and fails alike. It was a fatal error (a cluster-wide crash loop); now every replica skips it alike.
+TEST_F(HostTest, HostApplyAnUndecodableCommandEntryIsSkippedAndCountedAndTheNextEntryApplies) {
+  const SessionId session = open(kClientA);
+  feed_.at(ms(300)).noop();
+  feed_.at(ms(300)).ingress(session, 1, "a");
+  take();
+  const std::size_t calls = service_.calls.size();
+  const std::uint64_t hash_before = host_.state_hash();
+
+  const LogIndex short_one = feed_.raw(ByteVector{std::byte{4}, std::byte{0}, std::byte{0}});
   ByteVector unknown_kind(32, std::byte{0});
   unknown_kind[0] = std::byte{9};
-  EXPECT_DEATH(feed_.raw(unknown_kind), "committed entry 3 .*unknown entry kind 9");
+  unknown_kind[15] = std::byte{0x10};  // a stamp far in the future: not to be trusted either
+  const LogIndex unknown = feed_.raw(unknown_kind);
+
+  EXPECT_EQ(host_.applied_index(), unknown) << "a skipped entry still counts as applied";
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(service_.calls.size(), calls) << "the service sees nothing of it";
+  EXPECT_EQ(host_.last_stamp(), ms(300)) << "its stamp is skipped with it";
+  EXPECT_EQ(host_.entry_faults(), (EntryFaultCounts{2, 0, 0}));
+  ASSERT_TRUE(host_.last_entry_fault().has_value());
+  EXPECT_EQ(host_.last_entry_fault()->index, unknown);
+  EXPECT_EQ(host_.last_entry_fault()->fault, EntryFault::undecodable);
+  ASSERT_EQ(host_.fault_reports().size(), 2U);
+  EXPECT_EQ(host_.fault_reports()[0].index, short_one);
+  EXPECT_EQ(host_.fault_reports()[0].fault, EntryFault::undecodable);
+  EXPECT_EQ(host_.fault_reports()[0].detail,
+            "not a valid cluster entry: envelope of 3 bytes is shorter than its 16-byte header");
+  EXPECT_EQ(host_.fault_reports()[1].detail, "not a valid cluster entry: unknown entry kind 9");
+  EXPECT_NE(host_.state_hash(), hash_before) << "the counts are replicated state";
+
+  // The driver logs the reports and clears them; the counts stay.
+  host_.fault_reports().clear();
+  const LogIndex next = feed_.at(ms(310)).ingress(session, 2, "b");
+  EXPECT_EQ(take(), (Strings{fmt::format("applied s={} seq=2 at={}", session, next.value())}));
+  EXPECT_EQ(service_.of(Kind::message).back().message, "b");
+  EXPECT_TRUE(host_.fault_reports().empty());
+  EXPECT_EQ(host_.entry_faults().total(), 2U);
+}
+
+TEST_F(HostTest, HostApplyFaultReportsTheDriverDoesNotCollectAreBoundedWhileTheCountsStayExact) {
+  const std::size_t extra = 3;
+  for (std::size_t i = 0; i < ServiceHost::kMaxPendingFaultReports + extra; ++i) feed_.raw(ByteVector{});
+  EXPECT_EQ(host_.fault_reports().size(), ServiceHost::kMaxPendingFaultReports);
+  EXPECT_EQ(host_.fault_reports_dropped(), extra);
+  EXPECT_EQ(host_.entry_faults().undecodable, ServiceHost::kMaxPendingFaultReports + extra);
+  EXPECT_EQ(host_.last_entry_fault()->index, host_.applied_index());
+}
+
+// --- a service that throws --------------------------------------------------------------------------------------
+
+// Before, the exception left apply() half way and the node with it, on every replica at the same entry.
+TEST_F(HostTest, HostServiceAnExceptionFromOnMessageIsCaughtTheMessageCountsAsAppliedAndTheNextOneApplies) {
+  const SessionId session = open(kClientA);
+  const LogIndex threw =
+      feed_.ingress(session, 1, fmt::format("send {} before; throw boom; send {} after", session, session));
+  // What the service did before it threw stands; nothing after the throw ran.
+  EXPECT_EQ(take(), (Strings{fmt::format("egress s={} #1 before", session),
+                             fmt::format("applied s={} seq=1 at={}", session, threw.value())}));
+  EXPECT_EQ(host_.last_seq(session), 1U) << "the seq is consumed: a resend is a duplicate, not a second delivery";
+  EXPECT_EQ(host_.entry_faults(), (EntryFaultCounts{0, 0, 1}));
+  ASSERT_EQ(host_.fault_reports().size(), 1U);
+  EXPECT_EQ(host_.fault_reports()[0].index, threw);
+  EXPECT_EQ(host_.fault_reports()[0].fault, EntryFault::service_threw);
+  EXPECT_EQ(host_.fault_reports()[0].detail, "Service::on_message threw: boom");
+
+  const LogIndex next = feed_.ingress(session, 2, fmt::format("send {} fine", session));
+  EXPECT_EQ(take(), (Strings{fmt::format("egress s={} #2 fine", session),
+                             fmt::format("applied s={} seq=2 at={}", session, next.value())}));
+  feed_.ingress(session, 1, "duplicate");
+  EXPECT_EQ(service_.count(Kind::message), 2U);
+  EXPECT_EQ(host_.entry_faults().total(), 1U);
+  EXPECT_EQ(host_.last_entry_fault()->index, threw);
+}
+
+TEST_F(HostTest, HostServiceAnExceptionNotDerivedFromStdExceptionIsCaughtToo) {
+  const SessionId session = open(kClientA);
+  feed_.ingress(session, 1, "throw-int");
+  EXPECT_EQ(host_.entry_faults().service_threw, 1U);
+  EXPECT_EQ(host_.last_entry_fault()->detail, "Service::on_message threw an exception not derived from std::exception");
+}
+
+TEST_F(HostTest, HostServiceAnExceptionFromOnTimerIsCaughtAndTheFiringIsSpent) {
+  const SessionId session = open(kClientA);
+  service_.on_timer_hook = [](Cluster& /*cluster*/, TimerId id) {
+    throw std::runtime_error(fmt::format("timer {} failed", id));
+  };
+  feed_.ingress(session, 1, "schedule 7 300");
+  const auto firing = due(ms(300));
+  ASSERT_EQ(firing.size(), 1U);
+  const LogIndex fired = feed_.at(ms(300)).timer(7, firing[0].second);
+  feed_.at(ms(310)).timer(7, firing[0].second);  // appended twice: still once
+  EXPECT_EQ(service_.count(Kind::timer), 1U);
+  EXPECT_EQ(host_.pending_timers(), 0U);
+  EXPECT_EQ(host_.timers_fired(), 1U);
+  EXPECT_EQ(host_.entry_faults(), (EntryFaultCounts{0, 0, 1}));
+  EXPECT_EQ(host_.last_entry_fault()->index, fired);
+  EXPECT_EQ(host_.last_entry_fault()->detail, "Service::on_timer threw: timer 7 failed");
+}
+
+TEST_F(HostTest, HostServiceAnExceptionFromOnSessionOpenIsCaughtAndTheSessionIsOpen) {
+  service_.on_open_hook = [](Cluster& /*cluster*/, SessionId /*session*/) { throw std::runtime_error("no room"); };
+  const LogIndex index = feed_.open(kClientA);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=0", index.value())}));
+  EXPECT_TRUE(host_.session_open(index.value()));
+  EXPECT_EQ(host_.entry_faults().service_threw, 1U);
+  EXPECT_EQ(host_.last_entry_fault()->detail, "Service::on_session_open threw: no room");
+  service_.on_open_hook = nullptr;
+  const LogIndex next = feed_.ingress(index.value(), 1, "hello");
+  EXPECT_EQ(take(), (Strings{fmt::format("applied s={} seq=1 at={}", index.value(), next.value())}));
+}
+
+TEST_F(HostTest, HostServiceAnExceptionFromOnSessionCloseIsCaughtAndTheSessionIsClosed) {
+  const SessionId session = open(kClientA);
+  service_.on_close_hook = [](Cluster& /*cluster*/, SessionId /*session*/) { throw std::runtime_error("busy"); };
+  const LogIndex closed = feed_.close(session);
+  EXPECT_EQ(take(), (Strings{fmt::format("ended s={} client_closed last=0", session)}));
+  EXPECT_FALSE(host_.session_open(session));
+  EXPECT_EQ(host_.entry_faults().service_threw, 1U);
+  EXPECT_EQ(host_.last_entry_fault()->index, closed);
+  EXPECT_EQ(host_.last_entry_fault()->detail, "Service::on_session_close threw: busy");
+}
+
+// One entry can run several callbacks (a message that closes sessions runs on_session_close for each): it is one
+// faulty entry, reported once, however many of them threw.
+TEST_F(HostTest, HostServiceSeveralCallbacksThrowingForOneEntryCountTheEntryOnce) {
+  const SessionId a = open(kClientA);
+  const SessionId b = open(kClientB);
+  service_.on_close_hook = [](Cluster& /*cluster*/, SessionId session) {
+    throw std::runtime_error(fmt::format("close-{}", session));
+  };
+  const LogIndex index = feed_.ingress(a, 1, fmt::format("close {}; close {}; throw first", a, b));
+  EXPECT_EQ(service_.count(Kind::session_close), 2U) << "the deferred closes still run after on_message threw";
+  EXPECT_EQ(host_.open_sessions(), 0U);
+  EXPECT_EQ(host_.entry_faults(), (EntryFaultCounts{0, 0, 1}));
+  ASSERT_EQ(host_.fault_reports().size(), 1U);
+  EXPECT_EQ(host_.fault_reports()[0].index, index);
+  EXPECT_EQ(host_.fault_reports()[0].detail,
+            "Service::on_message threw: first (and 2 more callbacks threw for this entry)");
+}
+
+// Running out of memory is this process's condition, not the entry's: another replica may apply the entry, so
+// skipping it here would part the replicas silently. The node stops instead (and replays the entry on restart).
+using HostDeathTest = HostTest;
+
+TEST_F(HostDeathTest, HostServiceRunningOutOfMemoryStopsTheProcessNamingTheEntry) {
+  const SessionId session = open(kClientA);
+  EXPECT_DEATH(feed_.ingress(session, 1, "oom"),
+               "fatal: out of memory in Service::on_message while applying committed entry 2 \\(term 1\\)");
+}
+
+// --- every replica alike ----------------------------------------------------------------------------------------
+
+// A log with every kind of fault: a skipped entry, a stamp that goes back, and a service that throws.
+void play_faults(Feed& feed) {
+  feed.at(ms(100)).bootstrap(Id128{0x1234, 0x5678});
+  const SessionId a = feed.open(kClientA).value();
+  feed.ingress(a, 1, fmt::format("schedule 4 500; send {} one", a));
+  feed.raw(ByteVector{std::byte{1}});
+  feed.at(ms(90)).ingress(a, 2, "schedule 5 900");
+  feed.at(ms(120)).ingress(a, 3, fmt::format("send {} two; throw three", a));
+  feed.ingress(a, 4, "cancel 4");
+  feed.raw(ByteVector(40, std::byte{7}));
+}
+
+TEST_F(HostTest, HostFaultsReplayingTheSameLogGivesTheSameStateCountsAndHash) {
+  play_faults(feed_);
+  const Strings outputs = take();
+  ASSERT_EQ(host_.entry_faults(), (EntryFaultCounts{2, 1, 1}));
+
+  RecordingService other_service;
+  ServiceHost other(other_service, HostLimits{kMaxMessage});
+  start(other_service, other);
+  for (const Entry& entry : feed_.entries()) other.apply(entry);
+  EXPECT_EQ(take_from(other), outputs);
+  EXPECT_EQ(other.applied_index(), host_.applied_index());
+  EXPECT_EQ(other.last_stamp(), host_.last_stamp());
+  EXPECT_EQ(other.pending_timers(), host_.pending_timers());
+  EXPECT_EQ(other.entry_faults(), host_.entry_faults());
+  ASSERT_TRUE(other.last_entry_fault().has_value());
+  EXPECT_EQ(other.last_entry_fault()->index, host_.last_entry_fault()->index);
+  EXPECT_EQ(other.last_entry_fault()->fault, host_.last_entry_fault()->fault);
+  ASSERT_EQ(other.fault_reports().size(), host_.fault_reports().size());
+  for (std::size_t i = 0; i < other.fault_reports().size(); ++i) {
+    EXPECT_EQ(other.fault_reports()[i].index, host_.fault_reports()[i].index);
+    EXPECT_EQ(other.fault_reports()[i].detail, host_.fault_reports()[i].detail);
+  }
+  EXPECT_EQ(other.state_hash(), host_.state_hash());
+}
+
+// The counts are hashed: a replica that skipped an entry the others applied (say, a build that cannot read it)
+// differs from them even where the rest of its state happens to match.
+TEST_F(HostTest, HostFaultsAReplicaThatSkippedWhatAnotherAppliedHashesDifferently) {
+  feed_.at(ms(100)).raw(ByteVector{std::byte{1}});  // skipped
+  RecordingService other_service;
+  ServiceHost other(other_service, HostLimits{kMaxMessage});
+  start(other_service, other);
+  Feed other_feed(other);
+  other_feed.at(ms(100)).noop();  // the same position, nothing else changed
+  ASSERT_EQ(other.applied_index(), host_.applied_index());
+  ASSERT_EQ(other.last_stamp(), host_.last_stamp());
+  EXPECT_NE(other.state_hash(), host_.state_hash());
 }
 
 // --- closing sessions -------------------------------------------------------------------------------------------
