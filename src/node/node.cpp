@@ -353,6 +353,13 @@ void Node::Impl::flush() {
   replica_->take_ready(ready_);
   for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
   for (const std::string& notice : ready_.notices) spdlog::warn("[{}] {}", context(), notice);
+  if (auto& faults = replica_->host().fault_reports(); !faults.empty()) {
+    // Every replica meets the same fault at the same entry and handles it alike (service_host.h); said loudly.
+    for (const host::EntryFaultReport& fault : faults)
+      spdlog::error("[{}] committed entry {} (term {}) could not be applied as it is: {}: {}", context(),
+                    fault.index.value(), fault.term.value(), host::to_string(fault.fault), fault.detail);
+    faults.clear();
+  }
   release_messages();
   if (storage_thread_->has_room())
     if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
