@@ -7,22 +7,17 @@
 #include <xxhash.h>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 
-// Planted bugs, for the simulator's self-test only (tests/sim/CMakeLists.txt compiles this file again with
-// COHORT_PLANTED_BUG=n into that test's own target; libraries and tools never define it). A checker that
-// cannot fail is a defect: each of these must be caught within a stated number of seeds.
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h: only the test-only target planted_bugs
+// can switch one on). A checker that cannot fail is a defect: each of these must be caught within a stated number
+// of seeds.
 //   1: commit an entry of an earlier term by counting replicas (Figure 8)
 //   2: grant a second vote in one term
 //   3: send vote requests before the candidate's own vote is durable
 //   4: count a storage completion for entries truncated since
-#ifndef COHORT_PLANTED_BUG
-#define COHORT_PLANTED_BUG 0
-#endif
 
 namespace cohort::consensus {
-namespace {
-constexpr int kPlantedBug = COHORT_PLANTED_BUG;
-}  // namespace
 
 std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSpan payload) noexcept {
   std::byte header[17];
@@ -258,7 +253,7 @@ void Raft::on_persisted(const PersistCompletion& completion, Time now) {
   // (index, term) the log no longer has.
   const auto term = log_.term_at(completion.last_index);
   if (term && *term == completion.last_term) durable_index_ = completion.last_index;
-  if (kPlantedBug == 4) durable_index_ = std::min(completion.last_index, last_index());
+  if (planted_bug() == 4) durable_index_ = std::min(completion.last_index, last_index());
   // A single-node candidate's own vote is the whole majority, counted once durable. (With peers, their votes
   // answer requests that left only after it was durable.)
   if (role_ == Role::candidate && quorum() == 1 && completion.seq >= hard_state_seq_) become_leader(now);
@@ -332,7 +327,7 @@ void Raft::become_candidate(Time now, bool transfer) {
   if (quorum() == 1) return;
   for (const NodeId member : config_.members) {
     if (member == config_.id) continue;
-    send(member, VoteRequest{last_index(), last_term(), false, transfer}, kPlantedBug == 3 ? 0 : hard_state_seq_);
+    send(member, VoteRequest{last_index(), last_term(), false, transfer}, planted_bug() == 3 ? 0 : hard_state_seq_);
   }
 }
 
@@ -363,7 +358,7 @@ void Raft::become_leader(Time now) {
 
 void Raft::handle_vote_request(const Message& message, const VoteRequest& request, Time now) {
   const bool can_vote = voted_for_ == message.from ||
-                        (((kPlantedBug == 2 && role_ == Role::follower) || !voted_for_) && !leader_) ||
+                        (((planted_bug() == 2 && role_ == Role::follower) || !voted_for_) && !leader_) ||
                         (request.pre_vote && message.term > term_);
   // A node that may have forgotten a vote or an acknowledged entry helps no one win until it rejoins.
   const bool granted =
@@ -609,7 +604,7 @@ void Raft::maybe_commit() {
   std::sort(matches.begin(), matches.end(), std::greater<>());
   const LogIndex candidate = matches[quorum() - 1];
   // Figure 8: only an entry of the leader's own term is committed by counting replicas; earlier ones follow.
-  if (candidate > commit_ && (kPlantedBug == 1 || term_at(candidate) == term_)) commit_ = candidate;
+  if (candidate > commit_ && (planted_bug() == 1 || term_at(candidate) == term_)) commit_ = candidate;
 }
 
 void Raft::maybe_finish_transfer(Progress& progress) {
@@ -745,7 +740,7 @@ void Raft::set_term(Term term) {
 }
 
 void Raft::vote_for(NodeId candidate) {
-  COHORT_ASSERT(kPlantedBug == 2 || !voted_for_ || *voted_for_ == candidate);  // one vote per term
+  COHORT_ASSERT(planted_bug() == 2 || !voted_for_ || *voted_for_ == candidate);  // one vote per term
   voted_for_ = candidate;
   persist_hard_state();
 }

@@ -11,53 +11,27 @@
 //    time a single leader must exist and a fresh proposal must commit on every node.
 // The simulator drives each core exactly as the runtime does (raft.h's driver contract): messages leave a node
 // only once its storage made their `after` durable, and completions are reported in sequence order.
+//
+// Its parts, each in its own file, as in TigerBeetle's simulator:
+//   fault_mix.h      what a seed chooses: the cluster size and the faults (drawn, or a named hunt);
+//   event_queue.h    virtual time (virtual_time.h) and the events of a run, in a deterministic order;
+//   trace.h          the trace for people, and the fingerprint that tells two runs apart;
+//   network.h        messages in flight: delays, loss, duplication, partitions;
+//   storage_model.h  each node's disk (the in-memory store, or the real log on in-memory files) and its crashes;
+//   workload.h       the simulated clients, and the service every replica runs for them (ProbeService);
+//   cluster.h        the nodes' lifecycle (start, crash, restart, recovery) and the driver contract;
+//   checker.h        Raft's invariants, checked after every step;
+//   simulator.cpp    the run loop: the two phases and the events that are no single part's.
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
+
+#include "sim/fault_mix.h"
 
 namespace cohort::sim {
-
-using Duration = std::chrono::nanoseconds;
-
-/// What a seed chooses: the cluster size and how often each fault strikes. Zero disables a fault.
-struct FaultMix {
-  std::size_t nodes = 3;
-  std::uint32_t drop_per_mille = 0;        // each message
-  std::uint32_t duplicate_per_mille = 0;   // each message
-  std::uint32_t long_delay_per_mille = 0;  // each message: delayed by up to 2 s (reorders heavily)
-  Duration delay_max = std::chrono::milliseconds(20);
-  Duration partition_every{0};  // mean time between partitions; each lasts 0.2-5 s
-  Duration crash_every{0};      // mean time between crashes (with a restart 0.05-5 s later)
-  // Each role change (candidate, leader, ...): the node crashes within 5 ms, inside the window where its new
-  // term, vote or first entries may not be durable yet. Random crashes alone rarely land there.
-  std::uint32_t crash_after_role_change_per_mille = 0;
-  // Each commit advance on a leader: it crashes within 5 ms, before followers may have heard of the commit or of
-  // the entries after it (with small batches, before its own no-op reached a majority).
-  std::uint32_t crash_after_commit_per_mille = 0;
-  std::uint32_t fsync_failure_per_100k = 0;               // each storage sync: the node stops, restarting 1-5 s later
-  std::uint32_t slow_storage_per_mille = 0;               // each storage sync: 20-300 ms instead of under 2 ms
-  Duration client_every = std::chrono::milliseconds(20);  // mean time between proposals
-  Duration transfer_every{0};                             // mean time between leadership transfers
-  std::size_t max_append_entries = 1024;                  // the cores' batch limit per AppendRequest
-  std::size_t max_inflight_appends = 8;                   // and pipeline depth per follower
-  // Storage: the real segmented log (src/storage) on the byte-level in-memory file layer, instead of the
-  // record-level MemoryLogStore. A crash is then a machine crash (unsynced writes lost, torn or reordered) or a
-  // process crash (everything written survives); under sync policy none, only process crashes: that policy
-  // does not claim to survive a machine crash on its own.
-  bool real_storage = false;
-  bool sync_none = false;
-  std::uint64_t segment_size = 0;  // small, so that segments roll and truncations span them
-  std::size_t cache_bytes = 0;     // small, so that replication reads entries back from the files
-  // Each group the storage thread writes: the node crashes before the sync, while unsynced writes may tear.
-  std::uint32_t crash_in_storage_per_mille = 0;
-
-  std::string describe() const;
-};
 
 struct Options {
   std::uint64_t seed = 0;
@@ -108,17 +82,5 @@ class Simulator {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-/// Draws the fault mix a seed stands for (the first draws of the run's generator).
-FaultMix fault_mix_for_seed(std::uint64_t seed);
-
-/// A hunt: a fault mix aimed at one narrow window that random mixes reach too rarely to test in seconds.
-///   figure8: five nodes, one entry per request, leaders crashing right after they win or commit (the window in
-///            which Figure 8's commit rule matters);
-///   vote:    slow storage and crashes right after a role change, while a new term and vote are not durable;
-///   storage: real storage with small segments and no cache, crashing between the storage thread's write and
-///            its sync (torn tails, reads from disk, truncations across segments).
-/// Returns nullopt for an unknown name.
-std::optional<FaultMix> hunt_mix(std::string_view name);
 
 }  // namespace cohort::sim

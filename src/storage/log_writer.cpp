@@ -6,18 +6,13 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 
-// Planted bugs, for the simulator's self-test only (tests/sim/CMakeLists.txt; see consensus/raft.cpp):
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
 //   5: report appends durable without syncing them
 //   6: stamp records with the index written so far as durable_before, claiming durability too early
-#ifndef COHORT_PLANTED_BUG
-#define COHORT_PLANTED_BUG 0
-#endif
 
 namespace cohort::storage {
-namespace {
-constexpr int kPlantedBug = COHORT_PLANTED_BUG;
-}  // namespace
 
 IoStatus write_metadata(Directory& directory, const Identity& identity, const consensus::HardState& state) {
   auto opened = directory.open(kMetadataTempName, OpenMode::create_new);
@@ -118,7 +113,7 @@ IoStatus LogWriter::write(std::span<Batch* const> batches) {
           // Only this side knows what is durable: stamp it into every record, then seal the header.
           for (std::size_t at = op.begin; at < op.end;) {
             std::byte* header = batch->bytes.data() + at;
-            seal_record(header, kPlantedBug == 6 ? written_index_ : durable_index_, (*segment)->nonce);
+            seal_record(header, planted_bug() == 6 ? written_index_ : durable_index_, (*segment)->nonce);
             at += record_size(load_le<std::uint32_t>(header));
           }
           const ByteSpan records(batch->bytes.data() + op.begin, op.end - op.begin);
@@ -188,7 +183,7 @@ IoStatus LogWriter::sync() {
   if (failed_) return unexpected(IoError{EIO, "storage stopped after an earlier failure"});
   for (std::size_t i = 0; i < segments_.size(); ++i) {
     Segment& segment = segments_[i];
-    if (policy_ == SyncPolicy::fsync && kPlantedBug != 5) {
+    if (policy_ == SyncPolicy::fsync && planted_bug() != 5) {
       if (auto status = sync_segment(segment); !status) return fail(status.error());
     }
     // Complete and synced: no more writes or syncs go there.

@@ -1,0 +1,276 @@
+#include "sim/cluster.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+namespace cohort::sim {
+
+using consensus::Role;
+
+static_assert(std::is_same_v<Time, consensus::Time>, "the cores run on the simulator's virtual time");
+
+SimCluster::SimCluster(const FaultMix& mix, std::uint64_t cluster_id, const Phase& phase, Random& random,
+                       EventQueue& events, const Trace& trace, Fingerprint& fingerprint, Stats& stats, Checker& checker,
+                       Network& network, Workload& workload)
+    : mix_(mix),
+      phase_(phase),
+      random_(random),
+      events_(events),
+      trace_(trace),
+      fingerprint_(fingerprint),
+      stats_(stats),
+      checker_(checker),
+      network_(network),
+      workload_(workload) {
+  for (std::uint32_t i = 0; i < mix.nodes; ++i) members_.push_back(NodeId{i + 1});
+  for (std::uint32_t i = 0; i < mix.nodes; ++i) {
+    nodes_.push_back(std::make_unique<SimNode>(i, members_[i], cluster_id, mix, phase, random, trace, stats, checker));
+    models_.push_back(&nodes_.back()->storage.model());
+  }
+  for (auto& node : nodes_) node->clock_skew = micros(random_.between(0, 4'000'000)) - std::chrono::seconds(2);
+}
+
+std::optional<std::uint32_t> SimCluster::leader() const {
+  std::optional<std::uint32_t> found;
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    const SimNode& node = *nodes_[i];
+    if (!node.up() || node.raft->role() != Role::leader) continue;
+    if (!found || node.raft->term() > nodes_[*found]->raft->term()) found = i;
+  }
+  return found;
+}
+
+Event SimCluster::event_for(EventKind kind, std::uint32_t index) const {
+  Event event;
+  event.kind = kind;
+  event.node = index;
+  event.incarnation = nodes_[index]->incarnation;
+  return event;
+}
+
+bool SimCluster::live(const Event& event) const {
+  const SimNode& node = *nodes_[event.node];
+  return node.up() && node.incarnation == event.incarnation;
+}
+
+ClusterTime SimCluster::wall(const SimNode& node) const {
+  // A plausible epoch, so stamps look like times; each node's clock is off by its own skew.
+  return std::chrono::seconds(1'700'000'000) + events_.now() + node.clock_skew;
+}
+
+// --- lifecycle --------------------------------------------------------------------------------------------------
+
+void SimCluster::start(std::uint32_t index) {
+  SimNode& node = *nodes_[index];
+  const Time now = events_.now();
+  consensus::Config config;
+  config.id = node.id;
+  config.members = members_;
+  config.max_append_entries = mix_.max_append_entries;
+  config.max_inflight_appends = mix_.max_inflight_appends;
+  ++node.incarnation;
+  node.storage.open(now);
+  node.service = std::make_unique<ProbeService>(checker_, node.id);
+  host::ReplicaConfig replica_config;
+  replica_config.raft = config;
+  node.replica = std::make_unique<host::Replica>(replica_config, node.storage.log(), *node.service, random_.next(), now,
+                                                 wall(node));
+  node.raft = &node.replica->raft();
+  node.hashed = LogIndex{0};
+  node.storage.attach(node.raft);
+  node.outbox.clear();
+  node.commit = LogIndex{0};
+  node.role = node.raft->role();
+  node.term = node.raft->term();
+  trace_.line(index, "start: term {} log {} (incarnation {})", node.term.value(),
+              node.storage.model().last_index().value(), node.incarnation);
+  events_.schedule(micros(random_.between(1, 10'000)), event_for(EventKind::tick, index));
+}
+
+void SimCluster::stop(std::uint32_t index, const char* why) {
+  SimNode& node = *nodes_[index];
+  node.storage.crash(why);
+  node.replica.reset();
+  node.raft = nullptr;
+  node.service.reset();
+  node.storage.attach(nullptr);
+  node.outbox.clear();
+  ++node.incarnation;  // events of the old incarnation are ignored from now on
+  checker_.check_committed_durable(models_);
+}
+
+void SimCluster::crash(std::uint32_t index, const char* why) {
+  ++stats_.crashes;
+  stop(index, why);
+  events_.schedule(micros(random_.between(50'000, 5'000'000)), event_for(EventKind::restart, index));
+}
+
+void SimCluster::stop_after_failed_sync(std::uint32_t index) {
+  ++stats_.fsync_failures;
+  stop(index, "fsync fails, node stops");
+  events_.schedule(micros(random_.between(1'000'000, 5'000'000)), event_for(EventKind::restart, index));
+}
+
+void SimCluster::start_stopped() {
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i]->up()) continue;
+    start(i);
+    flush(i);
+  }
+}
+
+// --- the driver contract ----------------------------------------------------------------------------------------
+
+void SimCluster::flush(std::uint32_t index) {
+  SimNode& node = *nodes_[index];
+  node.replica->take_ready(node.ready);
+  for (auto& out : node.ready.messages) node.outbox.push_back(std::move(out));
+  node.ready.messages.clear();
+  release(index);
+  if (const auto work = node.storage.after_step(events_.now())) schedule_storage(index, *work);
+
+  const Role role = node.raft->role();
+  const Term term = node.raft->term();
+  const bool became_leader = role == Role::leader && (node.role != Role::leader || node.term != term);
+  if (role != node.role || term != node.term) {
+    trace_.line(index, "becomes {} in term {}", consensus::to_string(role), term.value());
+    if (phase_ == Phase::safety && random_.chance(mix_.crash_after_role_change_per_mille, 1000)) {
+      events_.schedule(micros(random_.between(0, 5'000)), event_for(EventKind::crash_node, index));
+    }
+  }
+  if (node.ready.commit > node.commit) {
+    trace_.line(index, "commits up to {}", node.ready.commit.value());
+    if (role == Role::leader && phase_ == Phase::safety && random_.chance(mix_.crash_after_commit_per_mille, 1000))
+      events_.schedule(micros(random_.between(0, 5'000)), event_for(EventKind::crash_node, index));
+  }
+  checker_.on_step(node.id, role, term, became_leader, node.commit, node.ready.commit, node.storage.log(), models_);
+  checker_.check_durable_claim(node.id, node.raft->durable_index(), node.storage.model());
+  node.role = role;
+  node.term = term;
+  node.commit = node.ready.commit;
+  observe_host(index);
+  fingerprint_.mix(index);
+  fingerprint_.mix(term.value());
+  fingerprint_.mix(node.commit.value());
+  fingerprint_.mix(node.storage.model().last_index().value());
+}
+
+void SimCluster::schedule_storage(std::uint32_t index, const StorageEvent& work) {
+  Event event = event_for(work.kind, index);
+  event.seq = work.seq;
+  events_.schedule(work.delay, std::move(event));
+}
+
+// Sends what storage has made safe to send (raft.h, driver contract 2).
+void SimCluster::release(std::uint32_t index) {
+  SimNode& node = *nodes_[index];
+  const consensus::PersistSeq durable = node.storage.durable_seq();
+  auto keep = node.outbox.begin();
+  for (auto it = node.outbox.begin(); it != node.outbox.end(); ++it) {
+    if (it->after > durable) {
+      if (keep != it) *keep = std::move(*it);
+      ++keep;
+      continue;
+    }
+    network_.transmit(it->message);
+  }
+  node.outbox.erase(keep, node.outbox.end());
+}
+
+// The service host's outputs: the leader's answers reach the simulated clients (a follower's are computed and
+// dropped, as the runtime does). Then the replica's state hash is checked against every other replica's at the
+// same log position.
+void SimCluster::observe_host(std::uint32_t index) {
+  SimNode& node = *nodes_[index];
+  host::ServiceHost& host = node.replica->host();
+  const bool leading = node.raft->role() == Role::leader;
+  for (const host::HostOutput& output : host.outputs()) {
+    if (!leading) continue;
+    workload_.on_leader_output(*this, output);
+  }
+  host.outputs().clear();
+  if (host.applied_index() == node.hashed) return;
+  node.hashed = host.applied_index();
+  const std::uint64_t hash = host.state_hash();
+  const auto [it, inserted] = state_hashes_.try_emplace(host.applied_index().value(), hash, node.id);
+  if (!inserted && it->second.first != hash)
+    checker_.fail(fmt::format("node {} state hash {:016x} at log position {} differs from node {}'s {:016x}",
+                              node.id.value(), hash, host.applied_index().value(), it->second.second.value(),
+                              it->second.first));
+}
+
+std::string SimCluster::describe_state() const {
+  std::string text;
+  for (const auto& node : nodes_) {
+    const consensus::MemoryLogStore& model = node->storage.model();
+    text += fmt::format("\n  n{}: {} term {} leader {} log {} durable {} commit {}", node->id.value(),
+                        node->raft ? consensus::to_string(node->raft->role()) : "down",
+                        node->raft ? node->raft->term().value() : 0,
+                        node->raft && node->raft->leader() ? node->raft->leader()->value() : 0,
+                        model.last_index().value(), model.durable_entries().size(), node->commit.value());
+  }
+  return text;
+}
+
+// --- events -----------------------------------------------------------------------------------------------------
+
+void SimCluster::on_deliver(const Event& event) {
+  SimNode& node = *nodes_[event.node];
+  if (!node.up() || network_.cut(event.message)) {
+    ++stats_.dropped;
+    trace_.line(event.node, "drops {} ({})", describe(event.message), node.up() ? "partitioned" : "down");
+    return;
+  }
+  ++stats_.delivered;
+  trace_.line(event.node, "recv {}", describe(event.message));
+  node.replica->step(event.message, events_.now());
+  flush(event.node);
+}
+
+void SimCluster::on_tick(const Event& event) {
+  if (!live(event)) return;
+  SimNode& node = *nodes_[event.node];
+  node.replica->tick(events_.now(), wall(node));
+  flush(event.node);
+  // Each node's timer fires at its own irregular pace, as real clocks and schedulers do.
+  events_.schedule(micros(random_.between(1'000, 10'000)), event_for(EventKind::tick, event.node));
+}
+
+void SimCluster::on_sync(const Event& event) {
+  if (!live(event)) return;
+  SimNode& node = *nodes_[event.node];
+  const auto completion = node.storage.sync(event.seq);
+  if (!completion) return stop_after_failed_sync(event.node);
+  node.replica->on_persisted(*completion, events_.now());
+  flush(event.node);
+}
+
+void SimCluster::on_storage_write(const Event& event) {
+  if (!live(event)) return;
+  for (const StorageEvent& next : nodes_[event.node]->storage.write()) schedule_storage(event.node, next);
+}
+
+void SimCluster::on_storage_sync(const Event& event) {
+  if (!live(event)) return;
+  SimNode& node = *nodes_[event.node];
+  const bool synced = node.storage.sync_written(
+      [&](const consensus::PersistCompletion& completion) { node.replica->on_persisted(completion, events_.now()); });
+  if (!synced) return stop_after_failed_sync(event.node);
+  flush(event.node);
+}
+
+void SimCluster::on_crash_node(const Event& event) {
+  if (phase_ != Phase::safety || !live(event)) return;
+  crash(event.node, "crash at a chosen moment");
+}
+
+void SimCluster::on_restart(const Event& event) {
+  SimNode& node = *nodes_[event.node];
+  if (node.up() || node.incarnation != event.incarnation) return;
+  start(event.node);
+  flush(event.node);
+}
+
+}  // namespace cohort::sim

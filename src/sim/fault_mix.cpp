@@ -1,0 +1,128 @@
+#include "sim/fault_mix.h"
+
+#include <algorithm>
+#include <iterator>
+
+#include <fmt/format.h>
+
+namespace cohort::sim {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+FaultMix draw_mix(Random& random) {
+  FaultMix mix;
+  const std::uint64_t size = random.below(10);
+  mix.nodes = size == 0 ? 1 : size < 5 ? 3 : 5;
+  // About one seed in eight runs without any fault: the happy path must hold too.
+  const bool calm = random.chance(1, 8);
+  static constexpr std::uint32_t kDrop[] = {0, 0, 10, 50, 200};
+  static constexpr std::uint32_t kDuplicate[] = {0, 0, 10, 50};
+  static constexpr std::uint32_t kLong[] = {0, 0, 5, 30};
+  mix.drop_per_mille = kDrop[random.below(std::size(kDrop))];
+  mix.duplicate_per_mille = kDuplicate[random.below(std::size(kDuplicate))];
+  mix.long_delay_per_mille = kLong[random.below(std::size(kLong))];
+  mix.delay_max = micros(random.between(1'000, 20'000));
+  mix.partition_every = random.chance(1, 3) ? 0s : micros(random.between(500'000, 8'000'000));
+  mix.crash_every = random.chance(1, 3) ? 0s : micros(random.between(500'000, 8'000'000));
+  mix.crash_after_role_change_per_mille =
+      mix.crash_every == 0s ? 0 : static_cast<std::uint32_t>(random.chance(1, 2) ? 0 : random.between(10, 200));
+  mix.fsync_failure_per_100k = random.chance(3, 4) ? 0 : static_cast<std::uint32_t>(random.between(1, 100));
+  mix.slow_storage_per_mille = random.chance(1, 2) ? 0 : static_cast<std::uint32_t>(random.between(1, 100));
+  mix.client_every = micros(random.between(1'000, 100'000));
+  mix.transfer_every = random.chance(1, 2) ? 0s : micros(random.between(1'000'000, 10'000'000));
+  // Small batches and pipelines split a new leader's backlog over many requests, so followers acknowledge old
+  // entries before its no-op: the window that Figure 8's rule exists for.
+  static constexpr std::size_t kBatch[] = {1, 2, 4, 64, 1024};
+  static constexpr std::size_t kInflight[] = {1, 2, 8};
+  mix.max_append_entries = kBatch[random.below(std::size(kBatch))];
+  mix.max_inflight_appends = kInflight[random.below(std::size(kInflight))];
+  mix.crash_after_commit_per_mille =
+      mix.crash_every == 0s ? 0 : static_cast<std::uint32_t>(random.chance(1, 2) ? 0 : random.between(5, 100));
+  // A tiny pipeline moves a few entries per round trip: keep clients slower than that, or the backlog of the
+  // safety phase alone would outlast the liveness limit.
+  if (mix.max_append_entries * mix.max_inflight_appends < 16)
+    mix.client_every = std::max<Duration>(mix.client_every, 100ms);
+  if (calm) {
+    mix.drop_per_mille = mix.duplicate_per_mille = mix.long_delay_per_mille = 0;
+    mix.partition_every = mix.crash_every = mix.transfer_every = 0s;
+    mix.fsync_failure_per_100k = mix.slow_storage_per_mille = mix.crash_after_role_change_per_mille = 0;
+    mix.crash_after_commit_per_mille = 0;
+  }
+  return mix;
+}
+
+// Storage draws come from a generator of their own, so that seeds running on the in-memory store keep the
+// schedules they had before real storage joined the simulator.
+void draw_storage(FaultMix& mix, std::uint64_t seed) {
+  Random random(seed ^ 0x53544F52414745ULL);
+  mix.real_storage = random.chance(1, 2);
+  if (!mix.real_storage) return;
+  mix.sync_none = random.chance(1, 4);
+  mix.segment_size = random.chance(1, 2) ? random.between(256, 4096) : random.between(4096, 64U << 10U);
+  mix.cache_bytes = static_cast<std::size_t>(random.chance(1, 2) ? random.between(0, 4096) : 1U << 20U);
+  if (mix.crash_every != 0s && random.chance(1, 2))
+    mix.crash_in_storage_per_mille = static_cast<std::uint32_t>(random.between(5, 50));
+}
+
+}  // namespace
+
+std::string FaultMix::describe() const {
+  return fmt::format(
+      "nodes={} drop={}/1000 dup={}/1000 long-delay={}/1000 delay<={}ms partition-every={}ms crash-every={}ms "
+      "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
+      "crash-on-leader-commit={}/1000 batch={} inflight={} storage={}",
+      nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
+      as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
+      fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
+      crash_after_commit_per_mille, max_append_entries, max_inflight_appends,
+      !real_storage ? std::string("memory")
+                    : fmt::format("segments(sync={} segment={}B cache={}B crash-in-write={}/1000)",
+                                  sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille));
+}
+
+std::optional<FaultMix> hunt_mix(std::string_view name) {
+  FaultMix mix;
+  mix.delay_max = 5ms;
+  mix.crash_every = 1s;
+  mix.client_every = 30ms;
+  if (name == "figure8") {
+    mix.nodes = 5;
+    mix.partition_every = 2s;
+    mix.crash_after_role_change_per_mille = 300;
+    mix.crash_after_commit_per_mille = 200;
+    mix.max_append_entries = 1;
+    mix.max_inflight_appends = 1;
+    return mix;
+  }
+  if (name == "storage") {
+    mix.nodes = 3;
+    mix.real_storage = true;
+    mix.segment_size = 1024;
+    mix.cache_bytes = 0;
+    mix.crash_in_storage_per_mille = 100;
+    mix.client_every = 10ms;
+    return mix;
+  }
+  if (name == "vote") {
+    mix.nodes = 3;
+    mix.crash_after_role_change_per_mille = 500;
+    mix.slow_storage_per_mille = 300;
+    return mix;
+  }
+  return std::nullopt;
+}
+
+FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
+  FaultMix mix = draw_mix(random);
+  draw_storage(mix, seed);
+  return mix;
+}
+
+FaultMix fault_mix_for_seed(std::uint64_t seed) {
+  Random random(seed);
+  return draw_fault_mix(random, seed);
+}
+
+}  // namespace cohort::sim

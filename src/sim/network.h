@@ -1,0 +1,56 @@
+#pragma once
+// The network: a message a node releases travels as a deliver event. In the safety phase the fault mix may
+// lose it, duplicate it, or hold it back for up to 2 s (reordering heavily); partitions cut links, both ways or
+// one way, until the next partition event heals them.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "consensus/messages.h"
+#include "sim/event_queue.h"
+#include "sim/fault_mix.h"
+#include "sim/simulator.h"
+#include "sim/trace.h"
+
+namespace cohort::sim {
+
+/// A message in one line, for the trace.
+std::string describe(const consensus::Message& message);
+
+class Network {
+ public:
+  /// `phase` is the run's: faults strike only while it is the safety phase.
+  Network(std::size_t nodes, const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events,
+          const Trace& trace, Stats& stats);
+
+  /// A message leaves its node: lost, or delivered once (twice, if duplicated) after a delay.
+  void transmit(const consensus::Message& message);
+
+  /// The link the message travels is cut. Checked again on arrival: a partition may begin while it is in flight.
+  bool cut(const consensus::Message& message) const;
+
+  /// The partition event: heals a partitioned network, or else cuts it in one of three shapes (one of which
+  /// isolates `leader`, or a random node if there is none); either way the next partition event is scheduled.
+  void partition(std::optional<std::uint32_t> leader);
+
+  /// Every link works again (the liveness phase begins).
+  void heal();
+
+ private:
+  std::uint32_t random_node() { return static_cast<std::uint32_t>(random_.below(nodes_)); }
+
+  std::size_t nodes_;
+  const FaultMix& mix_;
+  const Phase& phase_;
+  Random& random_;
+  EventQueue& events_;
+  const Trace& trace_;
+  Stats& stats_;
+  std::vector<bool> blocked_;  // [from * nodes_ + to], by node index: the link drops everything
+  bool partitioned_ = false;
+};
+
+}  // namespace cohort::sim

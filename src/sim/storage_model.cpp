@@ -1,0 +1,224 @@
+#include "sim/storage_model.h"
+
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+#include "storage/recovery.h"
+
+namespace cohort::sim {
+
+using consensus::Entry;
+using consensus::PersistSeq;
+
+// --- CheckedLog -------------------------------------------------------------------------------------------------
+
+PersistSeq CheckedLog::append(std::span<const Entry> entries) {
+  checker_.on_append(node_, store_, entries);
+  const PersistSeq seq = store_.append(entries);
+  return real_ != nullptr ? real_->append(entries) : seq;
+}
+
+PersistSeq CheckedLog::truncate_after(LogIndex index) {
+  checker_.on_truncate(node_, index, raft_ != nullptr ? raft_->commit_index() : LogIndex{0});
+  const PersistSeq seq = store_.truncate_after(index);
+  return real_ != nullptr ? real_->truncate_after(index) : seq;
+}
+
+PersistSeq CheckedLog::save_hard_state(const consensus::HardState& state) {
+  const consensus::HardState previous = store_.hard_state();
+  // The core's own rules, checked from outside: terms never go back; one vote per term.
+  if (state.term < previous.term)
+    checker_.fail(
+        fmt::format("node {} saves term {} after term {}", node_.value(), state.term.value(), previous.term.value()));
+  else if (state.term == previous.term && previous.voted_for && state.voted_for != previous.voted_for)
+    checker_.fail(fmt::format("node {} changes its vote in term {} from {} to {}", node_.value(), state.term.value(),
+                              previous.voted_for->value(), state.voted_for ? state.voted_for->value() : 0));
+  const PersistSeq seq = store_.save_hard_state(state);
+  return real_ != nullptr ? real_->save_hard_state(state) : seq;
+}
+
+// --- NodeStorage ------------------------------------------------------------------------------------------------
+
+NodeStorage::NodeStorage(std::uint32_t index, NodeId id, std::uint64_t cluster_id, const FaultMix& mix,
+                         const Phase& phase, Random& random, const Trace& trace, Stats& stats, Checker& checker)
+    : index_(index),
+      id_(id),
+      cluster_id_(cluster_id),
+      mix_(mix),
+      phase_(phase),
+      random_(random),
+      trace_(trace),
+      stats_(stats),
+      checker_(checker),
+      log_(model_, checker, id) {}
+
+void NodeStorage::open(Time now) {
+  if (mix_.real_storage) open_real();
+  sync_requested_ = model_.durable_seq();
+  busy_ = false;
+  device_free_ = now;
+}
+
+void NodeStorage::crash(const char* why) {
+  if (mix_.real_storage) return crash_real(why);
+  // Unsynced writes are lost, or a prefix of them reached the disk. Sometimes the first write that did not make
+  // it whole made it in part: a torn append batch.
+  const std::size_t pending = model_.pending_writes();
+  const auto keep = static_cast<std::size_t>(random_.between(0, pending));
+  const auto torn = static_cast<std::size_t>(random_.chance(1, 4) ? random_.between(1, 64) : 0);
+  const std::size_t lost = model_.crash(keep, torn);
+  trace_.line(index_, "{}: kept {} of {} unsynced writes (next torn to {} entries), lost {}; durable log {}", why, keep,
+              pending, torn, lost, model_.durable_entries().size());
+}
+
+PersistSeq NodeStorage::durable_seq() const {
+  return mix_.real_storage ? durable_log_->completed_seq() : model_.durable_seq();
+}
+
+Duration NodeStorage::device_latency() {
+  Duration latency = micros(random_.between(50, 2'000));
+  if (phase_ == Phase::safety && random_.chance(mix_.slow_storage_per_mille, 1000))
+    latency = micros(random_.between(20'000, 300'000));
+  return latency;
+}
+
+std::optional<StorageEvent> NodeStorage::after_step(Time now) {
+  if (mix_.real_storage) {
+    // The storage thread takes a batch as soon as it is idle; what the core writes meanwhile waits in the queue.
+    if (auto batch = durable_log_->take_batch()) queued_.push_back(std::move(batch));
+    if (busy_ || queued_.empty()) return std::nullopt;
+    busy_ = true;
+    return StorageEvent{EventKind::storage_write, micros(random_.between(5, 200))};
+  }
+  const PersistSeq last = model_.last_seq();
+  if (last <= sync_requested_) return std::nullopt;
+  sync_requested_ = last;
+  const Duration latency = device_latency();
+  device_free_ = std::max(device_free_, now + latency);
+  return StorageEvent{EventKind::sync, device_free_ - now, last};
+}
+
+std::optional<consensus::PersistCompletion> NodeStorage::sync(PersistSeq seq) {
+  if (phase_ == Phase::safety && random_.chance(mix_.fsync_failure_per_100k, 100'000)) return std::nullopt;
+  const consensus::PersistCompletion completion = model_.make_durable(seq);
+  trace_.line(index_, "durable up to seq {} (log {}/{})", completion.seq, completion.last_index.value(),
+              completion.last_term.value());
+  return completion;
+}
+
+// --- real storage -----------------------------------------------------------------------------------------------
+
+storage::LogOptions NodeStorage::real_options() const {
+  storage::LogOptions log_options;
+  log_options.segment_size = mix_.segment_size;
+  log_options.cache_bytes = mix_.cache_bytes;
+  return log_options;
+}
+
+// Builds the node's log on what its disk holds now (a node starting, the first time or after a crash).
+void NodeStorage::open_real() {
+  if (disk_ == nullptr) disk_ = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index_ + 1));
+  auto recovered = storage::recover(*disk_, identity(), real_options());
+  if (!recovered) {
+    // The run cannot go on without this node's log; the failure stops it at the end of this step.
+    checker_.fail(fmt::format("node {} cannot recover its log: {}", id_.value(), recovered.error()));
+    recovered = storage::RecoveredLog{};
+  }
+  durable_log_ = std::make_unique<storage::SegmentedLog>(*disk_, identity(), real_options(), std::move(*recovered),
+                                                         random_.next());
+  writer_ = std::make_unique<storage::LogWriter>(
+      *disk_, identity(), mix_.sync_none ? storage::SyncPolicy::none : storage::SyncPolicy::fsync,
+      durable_log_->segment_keys(), durable_log_->last_index());
+  queued_.clear();
+  writing_.clear();
+  seq_offset_ = model_.last_seq();
+  log_.use(durable_log_.get());
+}
+
+// The machine (or the process) goes down: the disk keeps what its crash model keeps. Recovery runs at once, to
+// check what it finds against the model of every write made (consensus::MemoryLogStore::explain_recovery).
+void NodeStorage::crash_real(const char* why) {
+  log_.use(nullptr);
+  durable_log_.reset();
+  writer_.reset();
+  queued_.clear();
+  writing_.clear();
+  const bool machine = !mix_.sync_none && random_.chance(3, 4);
+  if (machine)
+    disk_->crash(random_);
+  else
+    disk_->crash_keep_all();
+  ++stats_.recoveries;
+  auto recovered = storage::recover(*disk_, identity(), real_options());
+  if (!recovered) {
+    checker_.fail(fmt::format("node {} refuses to recover after a {} crash: {}", id_.value(),
+                              machine ? "machine" : "process", recovered.error()));
+    return;
+  }
+  for (const std::string& repair : recovered->repairs) {
+    trace_.line(index_, "recovery: {}", repair);
+    if (repair.find("torn tail") != std::string::npos) ++stats_.torn_tails;
+  }
+  const consensus::HardState hard_state = recovered->hard_state;
+  const storage::SegmentedLog log(*disk_, identity(), real_options(), std::move(*recovered), 0);
+  std::vector<Entry> entries;
+  for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
+  if (const std::string wrong = model_.explain_recovery(entries, hard_state); !wrong.empty()) {
+    checker_.fail(fmt::format("node {} after a {} crash: {}", id_.value(), machine ? "machine" : "process", wrong));
+    return;
+  }
+  trace_.line(index_, "{} ({} crash): recovered log {} term {}", why, machine ? "machine" : "process", entries.size(),
+              hard_state.term.value());
+  model_.reset(std::move(entries), hard_state);
+}
+
+// The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
+// can fall between the two.
+std::vector<StorageEvent> NodeStorage::write() {
+  std::vector<storage::Batch*> group;
+  while (!queued_.empty()) {
+    writing_.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+    group.push_back(writing_.back().get());
+  }
+  if (auto status = writer_->write(group); !status) {
+    checker_.fail(fmt::format("node {}: storage write fails: {}", id_.value(), status.error().message));
+    return {};
+  }
+  const Duration latency = device_latency();
+  std::vector<StorageEvent> next;
+  if (phase_ == Phase::safety && random_.chance(mix_.crash_in_storage_per_mille, 1000))
+    next.push_back(StorageEvent{EventKind::crash_node, latency / 2});
+  next.push_back(StorageEvent{EventKind::storage_sync, latency});
+  return next;
+}
+
+bool NodeStorage::sync_written(const std::function<void(const consensus::PersistCompletion&)>& on_durable) {
+  const bool fail = !mix_.sync_none && phase_ == Phase::safety && random_.chance(mix_.fsync_failure_per_100k, 100'000);
+  disk_->fail_syncs(fail);
+  const auto synced = writer_->sync();
+  disk_->fail_syncs(false);
+  if (!synced) {
+    if (!fail) checker_.fail(fmt::format("node {}: storage sync fails: {}", id_.value(), synced.error().message));
+    return false;
+  }
+  for (auto& batch : writing_) {
+    const storage::StorageOp& last = batch->ops.back();
+    storage::BatchResult result;
+    result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+    const auto completion = durable_log_->complete(std::move(batch), result);
+    COHORT_ASSERT(completion.has_value());
+    (void)model_.make_durable(completion->seq + seq_offset_);
+    trace_.line(index_, "durable up to seq {} (log {}/{})", completion->seq, completion->last_index.value(),
+                completion->last_term.value());
+    on_durable(*completion);
+  }
+  writing_.clear();
+  busy_ = false;
+  return true;
+}
+
+}  // namespace cohort::sim
