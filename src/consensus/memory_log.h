@@ -48,6 +48,7 @@ class MemoryLogStore final : public LogStore {
 
   /// The durable entries and hard state, as a restarted node would find them.
   const std::vector<Entry>& durable_entries() const { return durable_.entries; }
+  const HardState& durable_hard_state() const { return durable_.hard_state; }
 
  private:
   struct State {

@@ -16,6 +16,8 @@
 //   2: grant a second vote in one term
 //   3: send vote requests before the candidate's own vote is durable
 //   4: count a storage completion for entries truncated since
+//   7: a node that lost its state (fresh or recovering) votes anyway
+//   8: a leader ignores a follower's new boot id, so it never repairs a follower that came back shorter
 
 namespace cohort::consensus {
 
@@ -361,8 +363,8 @@ void Raft::handle_vote_request(const Message& message, const VoteRequest& reques
                         (((planted_bug() == 2 && role_ == Role::follower) || !voted_for_) && !leader_) ||
                         (request.pre_vote && message.term > term_);
   // A node that may have forgotten a vote or an acknowledged entry helps no one win until it rejoins.
-  const bool granted =
-      can_vote && standing_ == Standing::member && log_up_to_date(request.last_index, request.last_term);
+  const bool granted = can_vote && (standing_ == Standing::member || planted_bug() == 7) &&
+                       log_up_to_date(request.last_index, request.last_term);
   if (granted && !request.pre_vote) {
     if (voted_for_ != message.from) vote_for(message.from);  // a repeated request rewrites nothing
     reset_election_timer(now);
@@ -623,7 +625,7 @@ bool Raft::note_boot(Progress& progress, std::uint64_t boot) {
   if (boot == progress.boot) return true;
   if (std::find(progress.retired_boots.begin(), progress.retired_boots.end(), boot) != progress.retired_boots.end())
     return false;  // sent before the follower restarted, and arriving late: what it claims may be gone
-  if (progress.boot != 0) {
+  if (progress.boot != 0 && planted_bug() != 8) {
     // The follower restarted: what it acknowledged before may be lost (a replaced or damaged disk). Start over
     // from its real log end; the first probe's refusal says where that is.
     std::rotate(progress.retired_boots.rbegin(), progress.retired_boots.rbegin() + 1, progress.retired_boots.rend());
@@ -658,12 +660,12 @@ void Raft::decide_standing() {
     const bool history = std::any_of(answers_.begin(), answers_.end(),
                                      [](const Answer& a) { return a.term != Term{0} || a.last_index != LogIndex{0}; });
     if (!history) {
-      // f others as empty as this node make a majority of empty nodes. At most a minority loses its state, so
-      // the cluster is new (or lost, in which case its survivors will refuse our incarnation).
-      if (answers_.size() >= quorum() - 1)
+      // A cluster with a history had a majority vote once, in a term above 0; a node that lags may still be empty,
+      // but at most a minority forgets. So only when every other member is without history, too, is the cluster
+      // new (or lost beyond repair, in which case its survivors will refuse our incarnation).
+      if (answers_.size() == others)
         set_standing(Standing::member,
-                     fmt::format("{} of the {} other members are as new as this node: this is a new cluster",
-                                 answers_.size(), others));
+                     fmt::format("all {} other members are as new as this node: this is a new cluster", others));
       return;
     }
     set_standing(Standing::recovering,

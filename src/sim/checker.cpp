@@ -58,9 +58,41 @@ void Checker::on_truncate(NodeId node, LogIndex after, LogIndex commit) {
                      node.value(), after.value(), commit.value()));
 }
 
+void Checker::on_release(NodeId node, const consensus::Message& message, const consensus::MemoryLogStore& model) {
+  const consensus::HardState& durable = model.durable_hard_state();
+  const auto* vote_request = std::get_if<consensus::VoteRequest>(&message.body);
+  const auto* vote_response = std::get_if<consensus::VoteResponse>(&message.body);
+  // A pre-vote request asks about the next term; a granted pre-vote answers in the term it was asked about.
+  const bool asks_ahead = (vote_request != nullptr && vote_request->pre_vote) ||
+                          (vote_response != nullptr && vote_response->pre_vote && vote_response->granted);
+  if (!asks_ahead && message.term > durable.term) {
+    fail(fmt::format("node {} sends a {} of term {} while its durable term is {}", node.value(),
+                     consensus::type_name(message), message.term.value(), durable.term.value()));
+    return;
+  }
+  if (vote_response != nullptr && vote_response->granted && !vote_response->pre_vote &&
+      (durable.term != message.term || durable.voted_for != message.to)) {
+    fail(fmt::format("node {} grants its vote of term {} to node {} before that vote is durable", node.value(),
+                     message.term.value(), message.to.value()));
+    return;
+  }
+  // (Unless a newer leader has cut the log since: the answer was true when it was made, in an older term.)
+  if (const auto* response = std::get_if<consensus::AppendResponse>(&message.body);
+      response != nullptr && response->success && durable.term == message.term &&
+      response->match_index.value() > model.durable_entries().size()) {
+    fail(fmt::format("node {} acknowledges a match up to {} while its durable log ends at {}", node.value(),
+                     response->match_index.value(), model.durable_entries().size()));
+  }
+}
+
 void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_leader, LogIndex previous,
                       LogIndex commit, const consensus::LogStore& log,
                       std::span<const consensus::MemoryLogStore* const> stores) {
+  if (term.value() >= consensus::kTermLimit) {
+    fail(fmt::format("node {} adopts term {}, from the top half that no correct member reaches", node.value(),
+                     term.value()));
+    return;
+  }
   if (role == consensus::Role::leader) {
     const auto [it, inserted] = leaders_.try_emplace(term.value(), node);
     if (!inserted && it->second != node) {
@@ -126,7 +158,9 @@ bool Checker::durable_on_majority(std::size_t position,
   std::size_t holders = 0;
   for (const consensus::MemoryLogStore* store : stores) {
     const auto& durable = store->durable_entries();
-    if (position < durable.size() && durable[position] == committed_[position].entry) ++holders;
+    if (store->durable_hard_state().standing != consensus::Standing::member ||
+        (position < durable.size() && durable[position] == committed_[position].entry))
+      ++holders;
   }
   return holders >= cluster_size_ / 2 + 1;
 }

@@ -10,7 +10,9 @@
 //    earlier term.
 //  - State Machine Safety: whenever a node's commit index covers i, its entry i is the globally committed
 //    entry i. A newly committed entry is durable on a majority, and committed entries stay durable on a
-//    majority across crashes (a node alone may lose non-durable writes, never a committed majority).
+//    majority across crashes (a node alone may lose non-durable writes, never a committed majority), counting
+//    as holders the nodes that lost state and do not vote until they caught up.
+//  - The durability contract when a message leaves a node, and terms below 2^63 (forged ones are dropped).
 //  - Within one incarnation of a node the commit index never decreases, and no write truncates below it.
 
 #include <cstdint>
@@ -49,7 +51,14 @@ class Checker {
   /// not count).
   void check_durable_claim(NodeId node, LogIndex claimed, const consensus::MemoryLogStore& store);
 
-  /// Every committed entry is durable on a majority (after crashes, and at the end of a run).
+  /// A message `node` releases: the durability contract holds at the moment it leaves (raft.h). Its term is
+  /// durable (a pre-vote's asks about the next one), a granted vote is durable, and an acknowledged match lies
+  /// within the durable log. `model` is the node's storage model.
+  void on_release(NodeId node, const consensus::Message& message, const consensus::MemoryLogStore& model);
+
+  /// Every committed entry is durable on a majority (after crashes, and at the end of a run). A node that lost
+  /// state and has not caught up since (durably fresh or recovering) counts as holding every entry: it votes for
+  /// no one, so no election can leave the entry out through it.
   void check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores);
 
   std::size_t committed() const noexcept { return committed_.size(); }

@@ -89,9 +89,9 @@ void SimCluster::start(std::uint32_t index) {
   events_.schedule(micros(random_.between(1, 10'000)), event_for(EventKind::tick, index));
 }
 
-void SimCluster::stop(std::uint32_t index, const char* why) {
+void SimCluster::stop(std::uint32_t index, const char* why, StateLoss loss) {
   SimNode& node = *nodes_[index];
-  node.storage.crash(why);
+  node.storage.crash(why, loss);
   node.replica.reset();
   node.raft = nullptr;
   node.service.reset();
@@ -101,9 +101,24 @@ void SimCluster::stop(std::uint32_t index, const char* why) {
   checker_.check_committed_durable(models_);
 }
 
+StateLoss SimCluster::choose_loss(std::uint32_t index) {
+  if (phase_ != Phase::safety || mix_.state_loss_per_mille == 0 || nodes_.size() < 3) return StateLoss::none;
+  if (!random_.chance(mix_.state_loss_per_mille, 1000)) return StateLoss::none;
+  const std::size_t lost = static_cast<std::size_t>(
+      std::count_if(nodes_.begin(), nodes_.end(), [](const auto& node) { return node->storage.lost_state(); }));
+  if (nodes_[index]->storage.lost_state() || lost + 1 > (nodes_.size() - 1) / 2) return StateLoss::none;
+  const std::uint64_t kinds = mix_.real_storage && mix_.sync_none ? 3 : 2;
+  ++stats_.state_losses;
+  switch (random_.below(kinds)) {
+    case 0: return StateLoss::wipe;
+    case 1: return StateLoss::damage;
+    default: return StateLoss::machine;
+  }
+}
+
 void SimCluster::crash(std::uint32_t index, const char* why) {
   ++stats_.crashes;
-  stop(index, why);
+  stop(index, why, choose_loss(index));
   events_.schedule(micros(random_.between(50'000, 5'000'000)), event_for(EventKind::restart, index));
 }
 
@@ -174,7 +189,17 @@ void SimCluster::release(std::uint32_t index) {
       ++keep;
       continue;
     }
+    checker_.on_release(node.id, it->message, node.storage.model());
     network_.transmit(it->message);
+    if (mix_.forged_term_per_mille != 0 && phase_ == Phase::safety &&
+        random_.chance(mix_.forged_term_per_mille, 1000)) {
+      // A forged or corrupted copy from the top half of the terms: it must be dropped, or the next election
+      // would wrap the term around.
+      consensus::Message forged = it->message;
+      forged.term = Term{consensus::kTermLimit + random_.below(std::uint64_t{1} << 62U)};
+      ++stats_.forged;
+      network_.transmit(forged);
+    }
   }
   node.outbox.erase(keep, node.outbox.end());
 }
@@ -191,6 +216,13 @@ void SimCluster::observe_host(std::uint32_t index) {
     workload_.on_leader_output(*this, output);
   }
   host.outputs().clear();
+  for (const host::EntryFaultReport& fault : host.fault_reports()) {
+    // Every entry the simulated leaders append decodes, and the KV service never throws.
+    if (fault.fault != host::EntryFault::stamp_went_back)
+      checker_.fail(fmt::format("node {} could not apply entry {}: {}: {}", node.id.value(), fault.index.value(),
+                                host::to_string(fault.fault), fault.detail));
+  }
+  host.fault_reports().clear();
   if (host.applied_index() == node.hashed) return;
   node.hashed = host.applied_index();
   const std::uint64_t hash = host.state_hash();
@@ -205,8 +237,9 @@ std::string SimCluster::describe_state() const {
   std::string text;
   for (const auto& node : nodes_) {
     const consensus::MemoryLogStore& model = node->storage.model();
-    text += fmt::format("\n  n{}: {} term {} leader {} log {} durable {} commit {}", node->id.value(),
+    text += fmt::format("\n  n{}: {} {} term {} leader {} log {} durable {} commit {}", node->id.value(),
                         node->raft ? consensus::to_string(node->raft->role()) : "down",
+                        consensus::to_string(model.durable_hard_state().standing),
                         node->raft ? node->raft->term().value() : 0,
                         node->raft && node->raft->leader() ? node->raft->leader()->value() : 0,
                         model.last_index().value(), model.durable_entries().size(), node->commit.value());

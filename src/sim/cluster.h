@@ -106,8 +106,12 @@ class SimCluster {
   void on_restart(const Event& event);
 
  private:
-  // The node goes down: its storage crashes, in-flight work and timers vanish, and the incarnation moves on.
-  void stop(std::uint32_t index, const char* why);
+  // The node goes down: its storage crashes (losing state too, with `loss`), in-flight work and timers vanish,
+  // and the incarnation moves on.
+  void stop(std::uint32_t index, const char* why, StateLoss loss = StateLoss::none);
+  // Whether this crash also loses state: only while no more than a minority, this node included, has lost state
+  // and not caught up since (the fault model the protocol promises to survive).
+  StateLoss choose_loss(std::uint32_t index);
   // A sync failed: the node stops (never retry a failed fsync) and restarts 1-5 s later.
   void stop_after_failed_sync(std::uint32_t index);
   void schedule_storage(std::uint32_t index, const StorageEvent& work);

@@ -66,17 +66,26 @@ void draw_storage(FaultMix& mix, std::uint64_t seed) {
     mix.crash_in_storage_per_mille = static_cast<std::uint32_t>(random.between(5, 50));
 }
 
+// Faults of state loss and forged messages, from a generator of their own for the same reason.
+void draw_loss(FaultMix& mix, std::uint64_t seed) {
+  Random random(seed ^ 0x4C4F53534C4F5353ULL);
+  if (mix.crash_every != 0s && mix.nodes > 1 && random.chance(1, 3))
+    mix.state_loss_per_mille = static_cast<std::uint32_t>(random.between(100, 600));
+  if (random.chance(1, 8)) mix.forged_term_per_mille = static_cast<std::uint32_t>(random.between(1, 20));
+}
+
 }  // namespace
 
 std::string FaultMix::describe() const {
   return fmt::format(
       "nodes={} drop={}/1000 dup={}/1000 long-delay={}/1000 delay<={}ms partition-every={}ms crash-every={}ms "
       "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
-      "crash-on-leader-commit={}/1000 batch={} inflight={} storage={}",
+      "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={}",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
-      crash_after_commit_per_mille, max_append_entries, max_inflight_appends,
+      crash_after_commit_per_mille, max_append_entries, max_inflight_appends, state_loss_per_mille,
+      forged_term_per_mille,
       !real_storage ? std::string("memory")
                     : fmt::format("segments(sync={} segment={}B cache={}B crash-in-write={}/1000)",
                                   sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille));
@@ -105,6 +114,17 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.client_every = 10ms;
     return mix;
   }
+  if (name == "loss") {
+    mix.nodes = 3;
+    mix.crash_every = 500ms;
+    mix.state_loss_per_mille = 700;
+    mix.crash_after_role_change_per_mille = 100;
+    mix.real_storage = true;  // damaged records and lost page caches need the real log on its byte-level files
+    mix.sync_none = true;
+    mix.segment_size = 4096;
+    mix.cache_bytes = 4096;
+    return mix;
+  }
   if (name == "vote") {
     mix.nodes = 3;
     mix.crash_after_role_change_per_mille = 500;
@@ -117,6 +137,7 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
 FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
   FaultMix mix = draw_mix(random);
   draw_storage(mix, seed);
+  draw_loss(mix, seed);
   return mix;
 }
 

@@ -50,6 +50,12 @@ struct FaultMix {
   std::size_t cache_bytes = 0;     // small, so that replication reads entries back from the files
   // Each group the storage thread writes: the node crashes before the sync, while unsynced writes may tear.
   std::uint32_t crash_in_storage_per_mille = 0;
+  // Each crash: the node also loses state, as long as no more than a minority is recovering at once (the fault
+  // model of design.md section 2): its disk is wiped, a record proven durable is damaged, or (under sync policy
+  // none) the machine crashes and takes the page cache with it.
+  std::uint32_t state_loss_per_mille = 0;
+  // Each message a node sends: a forged copy with a term from the top half (>= 2^63) reaches its destination too.
+  std::uint32_t forged_term_per_mille = 0;
 
   std::string describe() const;
 };
@@ -66,7 +72,10 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed);
 ///            which Figure 8's commit rule matters);
 ///   vote:    slow storage and crashes right after a role change, while a new term and vote are not durable;
 ///   storage: real storage with small segments and no cache, crashing between the storage thread's write and
-///            its sync (torn tails, reads from disk, truncations across segments).
+///            its sync (torn tails, reads from disk, truncations across segments);
+///   loss:    three nodes on real storage under sync policy none, frequent crashes that lose state (wiped disks,
+///            damaged durable records, machine crashes losing the page cache), so that a node that forgot its votes
+///            and entries is often asked to vote.
 /// Returns nullopt for an unknown name.
 std::optional<FaultMix> hunt_mix(std::string_view name);
 

@@ -63,6 +63,10 @@ struct Simulator::Impl {
   };
   std::vector<LivenessProposal> liveness_proposals;
   std::uint64_t liveness_clients = 0;
+  // The leader of the liveness phase, and since when it has led: convergence needs it stable for a while.
+  std::optional<std::pair<std::uint32_t, Term>> stable_leader;
+  Time stable_since{};
+  static constexpr Duration kStableWindow = 500ms;
 
   // --- events that concern no single part -----------------------------------------------------------------------
 
@@ -125,11 +129,13 @@ struct Simulator::Impl {
     cluster.start_stopped();
   }
 
-  // A single leader, one of the liveness proposals (a session open) committed on every node, every client's
-  // messages acknowledged, and no timer overdue.
+  // A single leader, stable for a while; every node a member again (any that lost state caught up); one of the
+  // liveness proposals (a session open) committed on every node; every client's messages acknowledged; no timer
+  // overdue; and every replica applied as far as the others, with the same state hash.
   bool converged() {
     std::optional<std::uint32_t> only;
     for (std::uint32_t i = 0; i < cluster.size(); ++i) {
+      if (cluster.node(i).raft->standing() != consensus::Standing::member) return false;
       if (cluster.node(i).raft->role() != Role::leader) continue;
       if (only) return false;
       only = i;
@@ -137,6 +143,10 @@ struct Simulator::Impl {
     if (!only) return false;
     SimNode& lead = cluster.node(*only);
     const Time now = events.now();
+    if (stable_leader != std::pair(*only, lead.raft->term())) {
+      stable_leader = std::pair(*only, lead.raft->term());
+      stable_since = now;
+    }
     const auto holds = [](const SimNode& node, const LivenessProposal& p) {
       return node.storage.model().term_at(p.index) == p.term;
     };
@@ -164,7 +174,20 @@ struct Simulator::Impl {
     // Timers: none of the leader's may be more than a second overdue in cluster time.
     std::vector<std::pair<TimerId, std::uint64_t>> overdue;
     lead.replica->host().due_timers(lead.replica->cluster_time(now) - 1s, overdue, 1);
-    return overdue.empty();
+    if (!overdue.empty() || now - stable_since < kStableWindow) return false;
+    const LogIndex applied = lead.replica->host().applied_index();
+    for (std::uint32_t i = 0; i < cluster.size(); ++i)
+      if (cluster.node(i).replica->host().applied_index() != applied) return false;
+    const std::uint64_t hash = lead.replica->host().state_hash();
+    for (std::uint32_t i = 0; i < cluster.size(); ++i) {
+      const std::uint64_t other = cluster.node(i).replica->host().state_hash();
+      if (other != hash)
+        checker.fail(
+            fmt::format("converged at log position {}, but node {} has state hash {:016x} and leader {} "
+                        "{:016x}",
+                        applied.value(), i + 1, other, *only + 1, hash));
+    }
+    return true;
   }
 
   // --- the run --------------------------------------------------------------------------------------------------
@@ -204,8 +227,8 @@ struct Simulator::Impl {
       if (checker.failed() || events.now() > deadline) {
         if (!checker.failed())
           checker.fail(
-              fmt::format("liveness: no leader with a committed proposal on every node {:.1f} s after "
-                          "the faults stopped",
+              fmt::format("liveness: no stable leader with a committed proposal on every node, all of them "
+                          "members applying alike, {:.1f} s after the faults stopped",
                           std::chrono::duration<double>(options.liveness_limit).count()));
         fail();
         return finish();

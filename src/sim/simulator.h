@@ -56,6 +56,8 @@ struct Stats {
   std::uint64_t transfers = 0;
   std::uint64_t leaders = 0;  // distinct (term, leader) pairs
   std::uint64_t committed = 0;
+  std::uint64_t state_losses = 0;  // crashes that also wiped a disk, damaged a durable record or lost a page cache
+  std::uint64_t forged = 0;        // forged messages with a term from the top half
 };
 
 struct Outcome {

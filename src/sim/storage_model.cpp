@@ -1,5 +1,6 @@
 #include "sim/storage_model.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -62,8 +63,18 @@ void NodeStorage::open(Time now) {
   device_free_ = now;
 }
 
-void NodeStorage::crash(const char* why) {
-  if (mix_.real_storage) return crash_real(why);
+const char* to_string(StateLoss loss) noexcept {
+  switch (loss) {
+    case StateLoss::none: return "none";
+    case StateLoss::wipe: return "wiped disk";
+    case StateLoss::damage: return "damaged durable record";
+    case StateLoss::machine: return "machine crash under sync policy none";
+  }
+  return "unknown";
+}
+
+void NodeStorage::crash(const char* why, StateLoss loss) {
+  if (mix_.real_storage) return crash_real(why, loss);
   // Unsynced writes are lost, or a prefix of them reached the disk. Sometimes the first write that did not make
   // it whole made it in part: a torn append batch.
   const std::size_t pending = model_.pending_writes();
@@ -72,6 +83,19 @@ void NodeStorage::crash(const char* why) {
   const std::size_t lost = model_.crash(keep, torn);
   trace_.line(index_, "{}: kept {} of {} unsynced writes (next torn to {} entries), lost {}; durable log {}", why, keep,
               pending, torn, lost, model_.durable_entries().size());
+  // The in-memory store models what real recovery hands the core after a state loss: an empty fresh node, or a
+  // log cut at a damaged durable record with the node recovering.
+  if (loss == StateLoss::wipe) {
+    model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    trace_.line(index_, "state loss: {}", to_string(loss));
+  } else if (loss == StateLoss::damage && !model_.durable_entries().empty()) {
+    const std::vector<Entry>& durable = model_.durable_entries();
+    const auto cut = static_cast<std::size_t>(random_.below(durable.size()));
+    consensus::HardState state = model_.durable_hard_state();
+    state.standing = consensus::Standing::recovering;
+    model_.reset(std::vector<Entry>(durable.begin(), durable.begin() + static_cast<std::ptrdiff_t>(cut)), state);
+    trace_.line(index_, "state loss: {} at index {}", to_string(loss), cut + 1);
+  }
 }
 
 PersistSeq NodeStorage::durable_seq() const {
@@ -127,6 +151,14 @@ void NodeStorage::open_real() {
     checker_.fail(fmt::format("node {} cannot recover its log: {}", id_.value(), recovered.error()));
     recovered = storage::RecoveredLog{};
   }
+  // As the runtime does at every start: a machine restart under policy none makes the node a recovering one.
+  if (auto noted = storage::note_machine_boot(*disk_, identity(), *recovered, machine_boot_,
+                                              mix_.sync_none ? storage::SyncPolicy::none : storage::SyncPolicy::fsync);
+      !noted)
+    checker_.fail(fmt::format("node {} cannot note its machine's boot: {}", id_.value(), noted.error()));
+  // The model starts from what the first start writes (a new directory: a fresh node).
+  if (!opened_) model_.reset({}, recovered->hard_state);
+  opened_ = true;
   durable_log_ = std::make_unique<storage::SegmentedLog>(*disk_, identity(), real_options(), std::move(*recovered),
                                                          random_.next());
   writer_ = std::make_unique<storage::LogWriter>(
@@ -139,24 +171,85 @@ void NodeStorage::open_real() {
 }
 
 // The machine (or the process) goes down: the disk keeps what its crash model keeps. Recovery runs at once, to
-// check what it finds against the model of every write made (consensus::MemoryLogStore::explain_recovery).
-void NodeStorage::crash_real(const char* why) {
+// check what it finds against the model of every write made (consensus::MemoryLogStore::explain_recovery). A state
+// loss comes on top: a wiped disk, a damaged durable record, or the page cache of a machine running policy none.
+void NodeStorage::crash_real(const char* why, StateLoss loss) {
   log_.use(nullptr);
   durable_log_.reset();
   writer_.reset();
   queued_.clear();
   writing_.clear();
+  ++stats_.recoveries;
+  if (loss == StateLoss::wipe) {
+    disk_ = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index_ + 1));
+    opened_ = false;  // the next start creates the directory anew
+    model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    trace_.line(index_, "{}: state loss: {}", why, to_string(loss));
+    return;
+  }
+  if (loss == StateLoss::machine) {
+    // Written but never synced: under policy none a machine crash may lose entries the node acknowledged. The
+    // model's durable log is what was written, so recovery may find any prefix of it.
+    disk_->crash(random_);
+    machine_boot_[0] = static_cast<std::byte>(static_cast<unsigned>(machine_boot_[0]) + 1U);
+    recover_and_check(
+        "machine crash under policy none", /*machine_restarted=*/true,
+        [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
+          const auto& written = model_.durable_entries();
+          if (entries.size() <= written.size() && std::equal(entries.begin(), entries.end(), written.begin()))
+            return {};
+          return model_.explain_recovery(entries, state);
+        });
+    trace_.line(index_, "{}: state loss: {}", why, to_string(loss));
+    return;
+  }
   const bool machine = !mix_.sync_none && random_.chance(3, 4);
   if (machine)
     disk_->crash(random_);
   else
     disk_->crash_keep_all();
-  ++stats_.recoveries;
+  recover_and_check(machine ? "machine crash" : "process crash", /*machine_restarted=*/false,
+                    [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
+                      // A crash alone tears only what no sync covered: never damage to a durable record.
+                      if (state.standing == consensus::Standing::recovering &&
+                          model_.durable_hard_state().standing != consensus::Standing::recovering)
+                        return "recovery names damage to a durable record where the crash only tore unsynced "
+                               "writes";
+                      return model_.explain_recovery(entries, state);
+                    });
+  if (loss != StateLoss::damage || checker_.failed()) return;
+  const std::optional<LogIndex> damaged = damage_proven_record();
+  if (!damaged) return;
+  trace_.line(index_, "{}: state loss: {} at index {}", why, to_string(loss), damaged->value());
+  recover_and_check(
+      "damage", /*machine_restarted=*/false,
+      [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
+        const auto& durable = model_.durable_entries();
+        if (state.standing != consensus::Standing::recovering)
+          return fmt::format("damage to durable index {} leaves the node standing as {}", damaged->value(),
+                             consensus::to_string(state.standing));
+        if (entries.size() + 1 != damaged->value() || !std::equal(entries.begin(), entries.end(), durable.begin()))
+          return fmt::format("damage to durable index {} is not cut there: {} entries recovered", damaged->value(),
+                             entries.size());
+        return {};
+      });
+}
+
+void NodeStorage::recover_and_check(
+    const char* what, bool machine_restarted,
+    const std::function<std::string(const std::vector<Entry>&, const consensus::HardState&)>& explain) {
   auto recovered = storage::recover(*disk_, identity(), real_options());
   if (!recovered) {
-    checker_.fail(fmt::format("node {} refuses to recover after a {} crash: {}", id_.value(),
-                              machine ? "machine" : "process", recovered.error()));
+    checker_.fail(fmt::format("node {} refuses to recover after a {}: {}", id_.value(), what, recovered.error()));
     return;
+  }
+  if (machine_restarted) {
+    if (auto noted =
+            storage::note_machine_boot(*disk_, identity(), *recovered, machine_boot_, storage::SyncPolicy::none);
+        !noted) {
+      checker_.fail(fmt::format("node {} cannot note its machine's boot: {}", id_.value(), noted.error()));
+      return;
+    }
   }
   for (const std::string& repair : recovered->repairs) {
     trace_.line(index_, "recovery: {}", repair);
@@ -166,13 +259,55 @@ void NodeStorage::crash_real(const char* why) {
   const storage::SegmentedLog log(*disk_, identity(), real_options(), std::move(*recovered), 0);
   std::vector<Entry> entries;
   for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
-  if (const std::string wrong = model_.explain_recovery(entries, hard_state); !wrong.empty()) {
-    checker_.fail(fmt::format("node {} after a {} crash: {}", id_.value(), machine ? "machine" : "process", wrong));
+  if (const std::string wrong = explain(entries, hard_state); !wrong.empty()) {
+    checker_.fail(fmt::format("node {} after a {}: {}", id_.value(), what, wrong));
     return;
   }
-  trace_.line(index_, "{} ({} crash): recovered log {} term {}", why, machine ? "machine" : "process", entries.size(),
-              hard_state.term.value());
+  trace_.line(index_, "{}: recovered log {} term {} standing {}", what, entries.size(), hard_state.term.value(),
+              consensus::to_string(hard_state.standing));
   model_.reset(std::move(entries), hard_state);
+}
+
+std::optional<LogIndex> NodeStorage::damage_proven_record() {
+  auto names = disk_->list();
+  if (!names) return std::nullopt;
+  std::vector<std::pair<LogIndex, std::string>> segments;
+  for (const std::string& name : *names)
+    if (const auto first = storage::parse_segment_name(name)) segments.emplace_back(*first, name);
+  std::sort(segments.begin(), segments.end());
+  struct Record {
+    LogIndex index;
+    std::size_t segment;
+    std::uint64_t offset;
+    std::uint64_t size;  // header and body
+  };
+  std::vector<Record> records;
+  LogIndex proven;
+  for (std::size_t s = 0; s < segments.size(); ++s) {
+    const auto bytes = disk_->bytes(segments[s].second);
+    if (!bytes) return std::nullopt;
+    std::string reason;
+    const auto header = storage::decode_segment_header(*bytes, reason);
+    if (!header) return std::nullopt;
+    const ByteSpan all(*bytes);
+    std::uint64_t offset = storage::kSegmentHeaderSize;
+    while (offset + storage::kRecordHeaderSize <= all.size()) {
+      const auto record = storage::decode_record_header(all.subspan(offset, storage::kRecordHeaderSize), header->nonce);
+      if (!record) break;
+      records.push_back({record->index, s, offset, storage::kRecordHeaderSize + record->body_length});
+      proven = std::max(proven, record->durable_before);
+      offset += storage::record_size(record->body_length);
+    }
+  }
+  // Recovery has just synced and kept what it found: a record is proven durable once a later one claims it.
+  std::vector<const Record*> candidates;
+  for (const Record& record : records)
+    if (record.index <= proven) candidates.push_back(&record);
+  if (candidates.empty()) return std::nullopt;
+  const Record& victim = *candidates[random_.below(candidates.size())];
+  const std::uint64_t at = victim.offset + random_.below(victim.size);
+  disk_->corrupt(segments[victim.segment].second, at, static_cast<std::byte>(1U << random_.below(8)));
+  return victim.index;
 }
 
 // The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash

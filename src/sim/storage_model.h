@@ -65,6 +65,15 @@ class CheckedLog final : public consensus::LogStore {
   consensus::LogStore* real_ = nullptr;
 };
 
+/// What a crash costs a node besides its unsynced writes (FaultMix::state_loss_per_mille).
+enum class StateLoss : std::uint8_t {
+  none,
+  wipe,     // the disk is replaced by an empty one
+  damage,   // a record proven durable is damaged (with the in-memory store: the durable log is cut somewhere)
+  machine,  // under sync policy none: the machine crashes, the page cache is lost, and the kernel boot id changes
+};
+const char* to_string(StateLoss loss) noexcept;
+
 /// Device work a node's storage needs the event loop to schedule for the node's current incarnation: an event
 /// of `kind` after `delay` (a sync of the in-memory store: up to `seq`).
 struct StorageEvent {
@@ -95,8 +104,11 @@ class NodeStorage {
   /// The core whose commit index truncations are checked against (null while the node is down).
   void attach(const consensus::Raft* raft) { log_.attach(raft); }
   /// The node goes down (`why`, for the trace): the disk keeps what its crash model keeps, and with real storage
-  /// recovery is checked against the model at once. Work in flight is forgotten.
-  void crash(const char* why);
+  /// recovery is checked against the model at once. Work in flight is forgotten. With `loss`, it also loses
+  /// state: recovery must then make it a fresh or recovering node (never a member that forgot).
+  void crash(const char* why, StateLoss loss = StateLoss::none);
+  /// Whether the node's durable standing says it may have lost state and not caught up since.
+  bool lost_state() const { return model_.durable_hard_state().standing != consensus::Standing::member; }
 
   /// Messages whose `after` is at most this may leave the node (raft.h, driver contract 2).
   consensus::PersistSeq durable_seq() const;
@@ -117,7 +129,14 @@ class NodeStorage {
   storage::LogOptions real_options() const;
   storage::Identity identity() const { return storage::Identity{cluster_id_, id_}; }
   void open_real();
-  void crash_real(const char* why);
+  void crash_real(const char* why, StateLoss loss);
+  // Damages one record that a later intact record proves durable; nullopt if none is proven yet.
+  std::optional<LogIndex> damage_proven_record();
+  // Recovers the disk after a crash or a damage (as a start after a machine restart does, if `machine_restarted`),
+  // checks what it finds with `explain` (an empty string: fine), and makes it the model's durable state.
+  void recover_and_check(
+      const char* what, bool machine_restarted,
+      const std::function<std::string(const std::vector<consensus::Entry>&, const consensus::HardState&)>& explain);
   // Around 1 ms, sometimes (slow storage, a fault) 20-300 ms.
   Duration device_latency();
 
@@ -142,6 +161,8 @@ class NodeStorage {
   std::vector<std::unique_ptr<storage::Batch>> writing_;  // written, waiting for their sync
   bool busy_ = false;                                     // a storage_write or storage_sync is scheduled
   consensus::PersistSeq seq_offset_ = 0;                  // model seq = real seq + seq_offset_
+  bool opened_ = false;                                   // the disk has been opened once (its first meta exists)
+  storage::MachineBoot machine_boot_{};                   // the simulated kernel's boot id: a machine crash moves it
 
   // In-memory store only.
   consensus::PersistSeq sync_requested_ = 0;  // highest sequence a sync is scheduled for, in this incarnation

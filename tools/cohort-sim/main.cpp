@@ -104,11 +104,11 @@ void print_stats(const sim::Outcome& outcome) {
   const auto& s = outcome.stats;
   fmt::print(
       "events {} simulated {:.3f} s; delivered {} dropped {} duplicated {}; crashes {} fsync failures {} "
-      "recoveries {} torn tails {} partitions {} transfers {}; leaders {}; proposals {} refused {}; committed {}; "
-      "fingerprint {:016x}\n",
+      "recoveries {} torn tails {} state losses {} forged {} partitions {} transfers {}; leaders {}; proposals {} "
+      "refused {}; committed {}; fingerprint {:016x}\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
-      s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.partitions, s.transfers, s.leaders, s.proposals,
-      s.refusals, s.committed, outcome.fingerprint);
+      s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
+      s.leaders, s.proposals, s.refusals, s.committed, outcome.fingerprint);
 }
 
 int run(int argc, char** argv) {
@@ -129,7 +129,7 @@ int run(int argc, char** argv) {
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
   app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
-      ->check(CLI::IsMember({"figure8", "vote", "storage"}));
+      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);
@@ -170,6 +170,8 @@ int run(int argc, char** argv) {
   std::uint64_t real_storage = 0;
   std::uint64_t recoveries = 0;
   std::uint64_t torn_tails = 0;
+  std::uint64_t state_losses = 0;
+  std::uint64_t forged = 0;
   for (const std::uint64_t s : seeds) {
     const sim::Outcome outcome = run_seed(s, settings, trace ? stdout : nullptr);
     simulated += outcome.simulated;
@@ -177,6 +179,8 @@ int run(int argc, char** argv) {
     real_storage += outcome.mix.real_storage ? 1 : 0;
     recoveries += outcome.stats.recoveries;
     torn_tails += outcome.stats.torn_tails;
+    state_losses += outcome.stats.state_losses;
+    forged += outcome.stats.forged;
     bool ok = outcome.ok;
     std::string failure = outcome.failure;
     if (ok && determinism) {
@@ -209,6 +213,8 @@ int run(int argc, char** argv) {
              std::chrono::duration<double>(simulated).count(), wall);
   fmt::print("real storage: {} seeds, {} recoveries after crashes, {} torn tails cut off\n", real_storage, recoveries,
              torn_tails);
+  fmt::print("state losses (wiped disks, damaged durable records, page caches lost): {}; forged messages: {}\n",
+             state_losses, forged);
   return failed.empty() ? 0 : 1;
 }
 
