@@ -210,12 +210,15 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
     disk_->crash_keep_all();
   recover_and_check(machine ? "machine crash" : "process crash", /*machine_restarted=*/false,
                     [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
-                      // A crash alone tears only what no sync covered: never damage to a durable record.
-                      if (state.standing == consensus::Standing::recovering &&
-                          model_.durable_hard_state().standing != consensus::Standing::recovering)
-                        return "recovery names damage to a durable record where the crash only tore unsynced "
-                               "writes";
-                      return model_.explain_recovery(entries, state);
+                      std::string wrong = model_.explain_recovery(entries, state);
+                      // A crash alone tears only what no sync covered: never damage to a durable record, which
+                      // makes the node recovering where no write of its own did.
+                      consensus::HardState unmarked = state;
+                      unmarked.standing = model_.hard_state().standing;
+                      if (!wrong.empty() && state.standing == consensus::Standing::recovering &&
+                          model_.explain_recovery(entries, unmarked).empty())
+                        wrong = "recovery names damage to a durable record where the crash only tore unsynced writes";
+                      return wrong;
                     });
   if (loss != StateLoss::damage || checker_.failed()) return;
   const std::optional<LogIndex> damaged = damage_proven_record();
@@ -243,6 +246,8 @@ void NodeStorage::recover_and_check(
     checker_.fail(fmt::format("node {} refuses to recover after a {}: {}", id_.value(), what, recovered.error()));
     return;
   }
+  // What the crash left, before a start after a machine restart marks the node recovering.
+  const consensus::HardState left = recovered->hard_state;
   if (machine_restarted) {
     if (auto noted =
             storage::note_machine_boot(*disk_, identity(), *recovered, machine_boot_, storage::SyncPolicy::none);
@@ -259,7 +264,7 @@ void NodeStorage::recover_and_check(
   const storage::SegmentedLog log(*disk_, identity(), real_options(), std::move(*recovered), 0);
   std::vector<Entry> entries;
   for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
-  if (const std::string wrong = explain(entries, hard_state); !wrong.empty()) {
+  if (const std::string wrong = explain(entries, left); !wrong.empty()) {
     checker_.fail(fmt::format("node {} after a {}: {}", id_.value(), what, wrong));
     return;
   }
