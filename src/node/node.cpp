@@ -455,6 +455,15 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   inbound.role = peer.role;
   inbound.node = NodeId{peer.node_id};
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
+  if (peer.role != protocol::PeerRole::node) return;
+  // A member that just dialled us is back: dial it now instead of at the end of a backoff that grew while it was
+  // down (a restarted follower would otherwise wait up to a second for its leader's appends).
+  for (Link& link : links_) {
+    if (link.id != inbound.node || link.connection) continue;
+    link.backoff = kReconnectMin;
+    link.retry_at = consensus::Time{0};
+    maintain_links(mono_now());
+  }
 }
 
 void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) {
