@@ -145,14 +145,17 @@ class Signal {
   std::atomic<bool> raised_{false};
 };
 
+constexpr std::uint32_t kBenchMembers[] = {1};  // the server is a lone node
+
 // An event loop and a TcpTransport on a thread of their own. listen() and connect() are called before
 // start(), so no call ever races with the loop; afterwards only post() reaches it.
 class LoopThread {
  public:
   LoopThread(io::TransportHandler& handler, bool server, bool spin) : spin_(spin) {
     io::TcpTransportConfig config;
-    config.identity = server ? protocol::LocalIdentity{1, protocol::PeerRole::node, 1, {}}
-                             : protocol::LocalIdentity{1, protocol::PeerRole::client, 0, {}};
+    config.identity =
+        server ? protocol::LocalIdentity{1, protocol::PeerRole::node, 1, {}, protocol::MemberIds::of(kBenchMembers), {}}
+               : protocol::client_identity(1, protocol::PeerRole::client);
     transport_ = std::make_unique<io::TcpTransport>(loop_, config, handler);
   }
   ~LoopThread() {

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -207,8 +209,11 @@ int verify(cohort::Client& client, Listener& listener, const std::string& prefix
   return good == count ? 0 : 1;
 }
 
+// Exits 1 if a member is unreachable, reports a configuration problem, or lists other members than the rest.
 int status(const std::vector<std::string>& members, std::uint64_t cluster_id) {
   int unreachable = 0;
+  int troubled = 0;
+  std::set<std::uint64_t> configurations;
   for (const std::string& member : members) {
     const cohort::StatusResult result = cohort::query_status(member, cluster_id, 1000ms);
     if (!result.ok) {
@@ -217,12 +222,21 @@ int status(const std::vector<std::string>& members, std::uint64_t cluster_id) {
       continue;
     }
     const cohort::NodeStatus& s = result.status;
-    std::printf("%-21s node %u %-13s term %llu leader %u commit %llu applied %llu hash %016llx sessions %llu\n",
-                member.c_str(), s.node_id, s.role.c_str(), static_cast<unsigned long long>(s.term), s.leader_id,
-                static_cast<unsigned long long>(s.commit_index), static_cast<unsigned long long>(s.applied_index),
-                static_cast<unsigned long long>(s.state_hash), static_cast<unsigned long long>(s.open_sessions));
+    std::printf(
+        "%-21s node %u %-13s term %llu leader %u commit %llu applied %llu hash %016llx sessions %llu members "
+        "%s (configuration %016llx)\n",
+        member.c_str(), s.node_id, s.role.c_str(), static_cast<unsigned long long>(s.term), s.leader_id,
+        static_cast<unsigned long long>(s.commit_index), static_cast<unsigned long long>(s.applied_index),
+        static_cast<unsigned long long>(s.state_hash), static_cast<unsigned long long>(s.open_sessions),
+        fmt::format("[{}]", fmt::join(s.members, ",")).c_str(), static_cast<unsigned long long>(s.configuration_id));
+    for (const std::string& problem : s.problems) std::printf("%-21s   problem: %s\n", "", problem.c_str());
+    if (!s.problems.empty()) ++troubled;
+    configurations.insert(s.configuration_id);
   }
-  return unreachable == 0 ? 0 : 1;
+  if (configurations.size() > 1)
+    std::printf("the members disagree on the member list: %zu configurations (every node must list the same)\n",
+                configurations.size());
+  return unreachable == 0 && troubled == 0 && configurations.size() <= 1 ? 0 : 1;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cohort {
 
@@ -17,6 +18,12 @@ struct NodeStatus {
   std::uint64_t last_index = 0;
   std::uint64_t state_hash = 0;  // of the replicated state at applied_index: equal on replicas at equal positions
   std::uint64_t open_sessions = 0;
+  std::vector<std::uint32_t> members;  // the node's member list, ascending
+  std::uint64_t configuration_id = 0;  // a hash of `members`: equal on nodes that agree
+  /// What the node sees wrong with the cluster's configuration, one sentence each: a member refused for another
+  /// member list or incarnation, a member advertising another client endpoint than the node's list names. Empty
+  /// on a healthy cluster.
+  std::vector<std::string> problems;
 };
 
 struct StatusResult {

@@ -39,7 +39,8 @@ enum class ClientState : std::uint8_t {
   connecting,    // no session yet
   connected,     // a session with the leader: messages flow
   reconnecting,  // the connection or the leader was lost; offers are still accepted and buffered
-  closed,        // terminal: close(), or a permanent refusal (another cluster, an incompatible protocol)
+  closed,        // terminal: close(), or a permanent refusal (another cluster or incarnation, an incompatible
+                 // protocol). A misconfigured node (another member list) is skipped instead: on_node_refused
 };
 const char* to_string(ClientState state) noexcept;
 
@@ -63,6 +64,11 @@ class ClientListener {
   virtual void on_rejected(std::uint64_t /*seq*/, std::string_view /*reason*/) {}
   virtual void on_unknown(std::uint64_t /*seq*/, std::string_view /*reason*/) {}
   virtual void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> /*message*/) {}
+  /// The client refused the node at `endpoint`: its configuration cannot be this client's cluster's (another
+  /// member count than the endpoints listed, or another member list than the nodes that served this client). The
+  /// client moves on to the other members and tries that node again later, in its turn; `reason` names both
+  /// configurations. Also logged at warning level.
+  virtual void on_node_refused(std::string_view /*endpoint*/, std::string_view /*reason*/) {}
 };
 
 class Client {

@@ -46,6 +46,10 @@ class StatusQuery final : public io::TransportHandler {
     status.last_index = reply->last_index;
     status.state_hash = reply->state_hash;
     status.open_sessions = reply->open_sessions;
+    status.members.assign(reply->members.view().begin(), reply->members.view().end());
+    status.configuration_id = protocol::configuration_id(reply->members);
+    status.problems.clear();
+    for (std::size_t i = 0; i < reply->problem_count; ++i) status.problems.emplace_back(reply->problems[i]);
     result_.ok = true;
     done_ = true;
     transport_->close(id);
@@ -79,7 +83,7 @@ StatusResult query_status(const std::string& client_endpoint, std::uint64_t clus
   io::EventLoop loop;
   StatusQuery query(result);
   io::TcpTransportConfig config;
-  config.identity = protocol::LocalIdentity{cluster_id, protocol::PeerRole::admin, 0, {}};
+  config.identity = protocol::client_identity(cluster_id, protocol::PeerRole::admin);
   config.handshake_timeout = timeout;
   io::TcpTransport transport(loop, config, query);
   query.attach(transport);

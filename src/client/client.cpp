@@ -33,7 +33,7 @@ class Client::Impl final : public io::TransportHandler {
   Impl(const ClientOptions& options, ClientListener& listener)
       : listener_(listener), core_(options, random_u64() | 1U, random_u64(), random_u64()) {
     io::TcpTransportConfig config;
-    config.identity = protocol::LocalIdentity{options.cluster_id, protocol::PeerRole::client, 0, {}};
+    config.identity = protocol::client_identity(options.cluster_id, protocol::PeerRole::client);
     config.handshake_timeout = std::max(options.silence_limit, std::chrono::milliseconds(1000));
     // Frames as large as the largest message, and a send buffer that holds the whole resend buffer: a resend
     // after a reconnect must not overflow it and give the connection up.
@@ -122,9 +122,9 @@ class Client::Impl final : public io::TransportHandler {
   }
 
   // TransportHandler
-  void on_connected(io::ConnectionId id, const protocol::PeerIdentity& /*peer*/) override {
+  void on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) override {
     if (id != connection_) return;
-    with_core([&](client::ClientCore& core) { core.on_connected(mono_now()); });
+    with_core([&](client::ClientCore& core) { core.on_connected(mono_now(), peer); });
   }
   void on_frame(io::ConnectionId id, const protocol::Frame& frame) override {
     if (id != connection_) return;
@@ -223,7 +223,10 @@ class Client::Impl final : public io::TransportHandler {
             listener_.on_rejected(e.seq, e.reason);
           else if constexpr (std::is_same_v<E, client::UnknownEvent>)
             listener_.on_unknown(e.seq, e.reason);
-          else
+          else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
+            spdlog::warn("client: skipping a node: {}", e.reason);
+            listener_.on_node_refused(e.endpoint, e.reason);
+          } else
             listener_.on_egress(e.egress_seq, e.message);
         },
         event);

@@ -39,6 +39,7 @@ void ClientCore::tick(Time now) {
       next_member_ = (next_member_ + 1) % options_.members.size();
       if (next_member_ == 0) redirected_this_round_ = false;
     }
+    endpoint_ = *connect_;
     link_ = Link::connecting;
     return;
   }
@@ -55,7 +56,7 @@ void ClientCore::tick(Time now) {
   }
 }
 
-void ClientCore::on_connected(Time now) {
+void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
   COHORT_ASSERT(link_ == Link::connecting);
   link_ = Link::open;
   // A node answered: the cluster is reachable, so the backoff starts over (a dead node it then redirects to costs
@@ -63,7 +64,46 @@ void ClientCore::on_connected(Time now) {
   attempt_ = 0;
   last_heard_ = now;
   last_sent_ = now;
+  if (auto why = misconfigured(node)) {
+    // Not a reason to give up: the other members may serve. This one is tried again in its turn (its operator
+    // may fix it), after the backoff.
+    events_.emplace_back(NodeRefusedEvent{endpoint_, *why});
+    drop_connection(now, std::move(*why), false);
+    return;
+  }
+  if (other_incarnation(node.incarnation)) {
+    close_for_other_incarnation();
+    return;
+  }
+  connected_members_ = node.members;
   protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
+}
+
+std::optional<std::string> ClientCore::misconfigured(const protocol::PeerIdentity& node) const {
+  // A client that lists one endpoint (a load balancer, a DNS name for all members) cannot count the members.
+  const std::size_t listed = options_.members.size();
+  if (listed > 1 && node.members.count != listed)
+    return fmt::format("node {} at {} belongs to a {}-member cluster {}, but this client lists {} members",
+                       node.node_id, endpoint_, node.members.count, protocol::describe(node.members), listed);
+  if (configuration_ != 0 && protocol::configuration_id(node.members) != configuration_)
+    return fmt::format("node {} at {} lists members {}, but the nodes that served this client list {}", node.node_id,
+                       endpoint_, protocol::describe(node.members), protocol::describe(configuration_members_));
+  return std::nullopt;
+}
+
+bool ClientCore::other_incarnation(const protocol::Incarnation& incarnation) const noexcept {
+  const bool learned = incarnation_high_ != 0 || incarnation_low_ != 0;
+  return learned && incarnation.known() &&
+         (incarnation.high != incarnation_high_ || incarnation.low != incarnation_low_);
+}
+
+void ClientCore::close_for_other_incarnation() {
+  // The cluster these messages went to is gone: whether it applied them before it went cannot be known.
+  settle_buffer(false, "the cluster was re-created before acknowledging it");
+  set_state(ClientState::closed, "the cluster was re-created (another incarnation)");
+  close_ = true;
+  link_ = Link::none;
+  session_ = 0;
 }
 
 void ClientCore::on_disconnected(Time now, std::string_view why) {
@@ -277,16 +317,17 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   }
   if (incarnation_high_ != 0 || incarnation_low_ != 0) {
     if (reply->incarnation.high != incarnation_high_ || reply->incarnation.low != incarnation_low_) {
-      // The cluster these messages went to is gone: whether it applied them before it went cannot be known.
-      settle_buffer(false, "the cluster was re-created before acknowledging it");
-      set_state(ClientState::closed, "the cluster was re-created (another incarnation)");
-      close_ = true;
-      link_ = Link::none;
+      close_for_other_incarnation();
       return;
     }
   } else {
     incarnation_high_ = reply->incarnation.high;
     incarnation_low_ = reply->incarnation.low;
+  }
+  if (configuration_ == 0) {
+    // The first node to serve this client fixes its configuration; on_connected checked it against the count.
+    configuration_members_ = connected_members_;
+    configuration_ = protocol::configuration_id(connected_members_);
   }
   note_leader(reply->leader_id, reply->term);
   cluster_max_message_ = reply->max_message_size;

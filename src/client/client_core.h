@@ -6,6 +6,13 @@
 // States (include/cohort/client.h): connecting -> connected <-> reconnecting, and closed (terminal).
 // The buffer holds every accepted message until it has a fate; it is resent, in order, after every session
 // open, from the seq after the one the node reports applied.
+//
+// Which nodes may serve it: a node's welcome names its member list. Before opening a session the client refuses a
+// node whose cluster cannot be the one it was configured for: one with another member count than the endpoints
+// the client lists (when it lists more than one), or, once a node has served it, one with another member list
+// (configuration id) than that node had. Such a node is skipped, not a reason to close: it is a misconfigured
+// member, and the others may serve. A node of another incarnation than the one that served it closes the client,
+// as at a session open. Endpoint strings are never compared: proxies and host names make one node's differ.
 
 #include <chrono>
 #include <deque>
@@ -18,6 +25,7 @@
 #include "common/bytes.h"
 #include "common/random.h"
 #include "protocol/frame.h"
+#include "protocol/handshake.h"
 
 namespace cohort::client {
 
@@ -51,8 +59,13 @@ struct EgressEvent {
   std::uint64_t egress_seq = 0;
   std::vector<std::byte> message;
 };
-using Event =
-    std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent, EgressEvent>;
+/// A node was skipped: its configuration cannot be the client's cluster's.
+struct NodeRefusedEvent {
+  std::string endpoint;
+  std::string reason;
+};
+using Event = std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent,
+                           EgressEvent, NodeRefusedEvent>;
 
 class ClientCore {
  public:
@@ -60,7 +73,8 @@ class ClientCore {
 
   // Inputs. on_connected, on_disconnected and on_frame concern the connection last asked for (take_connect).
   void tick(Time now);
-  void on_connected(Time now);
+  /// The handshake succeeded; `node` is what the node's welcome said of itself.
+  void on_connected(Time now, const protocol::PeerIdentity& node);
   void on_disconnected(Time now, std::string_view why);
   /// The node refused the handshake (another cluster, an incompatible protocol): permanent, the client closes.
   void on_refused(std::string_view why);
@@ -80,6 +94,8 @@ class ClientCore {
   ClientState state() const noexcept { return state_; }
   std::uint64_t session() const noexcept { return session_; }
   std::uint32_t leader() const noexcept { return leader_; }
+  /// The configuration id of the nodes that served this client (0 until one has).
+  std::uint64_t configuration() const noexcept { return configuration_; }
   std::size_t unacknowledged() const noexcept { return buffer_.size(); }
 
  private:
@@ -99,6 +115,10 @@ class ClientCore {
   void settle_buffer(bool definitely_not_applied, std::string_view reason);
   void start_session_numbering();
   void drop_connection(Time now, std::string reason, bool follow_redirect);
+  /// Why `node` cannot serve this client, or nullopt if it may.
+  std::optional<std::string> misconfigured(const protocol::PeerIdentity& node) const;
+  bool other_incarnation(const protocol::Incarnation& incarnation) const noexcept;
+  void close_for_other_incarnation();
   void schedule_retry(Time now);
   void send_ingress(Buffered& message);
 
@@ -115,6 +135,7 @@ class ClientCore {
 
   Link link_ = Link::none;
   std::size_t next_member_ = 0;
+  std::string endpoint_;                 // the endpoint of the connection last asked for
   std::optional<std::string> redirect_;  // where the last redirect pointed: the next connection goes there
   bool redirected_this_round_ = false;   // a second redirect within one backoff round waits for the backoff
   std::uint32_t attempt_ = 0;            // consecutive failed connections, for the backoff
@@ -131,6 +152,11 @@ class ClientCore {
   std::size_t cluster_max_message_ = 0;  // the limit the leader announced at the last open (0: not known yet)
   std::uint64_t incarnation_high_ = 0;
   std::uint64_t incarnation_low_ = 0;
+  // The configuration of the nodes that served this client, learned (like the incarnation) at the first session
+  // open: from then on a node of another configuration is skipped. 0: none yet.
+  std::uint64_t configuration_ = 0;
+  protocol::MemberIds configuration_members_;
+  protocol::MemberIds connected_members_;  // the current connection's node's, until its session opens
 
   // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
   std::deque<Buffered> buffer_;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "common/assert.h"
+
 namespace cohort::host {
 namespace {
 
@@ -20,10 +22,13 @@ std::uint64_t get(ByteSpan payload, std::size_t at) {
   return load_le<std::uint64_t>(payload.data() + kEnvelopeHeaderSize + at);
 }
 
-// Body sizes; ingress is the minimum (its message follows).
+// Bootstrap: incarnation (16 bytes), member_count u32, reserved u32, then the ids.
+constexpr std::size_t kBootstrapFixedBody = 24;
+
+// Body sizes; ingress and bootstrap give the minimum (their message or member ids follow).
 constexpr std::size_t body_size(EntryKind kind) {
   switch (kind) {
-    case EntryKind::bootstrap:
+    case EntryKind::bootstrap: return kBootstrapFixedBody;
     case EntryKind::session_open:
     case EntryKind::session_close:
     case EntryKind::ingress:
@@ -50,10 +55,30 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
   entry.stamp = ClusterTime(static_cast<std::int64_t>(stamp));
   const std::size_t body = payload.size() - kEnvelopeHeaderSize;
   const std::size_t needed = body_size(entry.kind);
-  if (body < needed || (entry.kind != EntryKind::ingress && body != needed))
+  const bool variable = entry.kind == EntryKind::ingress || entry.kind == EntryKind::bootstrap;
+  if (body < needed || (!variable && body != needed))
     return unexpected(fmt::format("entry kind {} has a {}-byte body, expected {}", kind, body, needed));
   switch (entry.kind) {
-    case EntryKind::bootstrap:
+    case EntryKind::bootstrap: {
+      entry.id = Id128{get(payload, 0), get(payload, 8)};
+      const auto count = load_le<std::uint32_t>(payload.data() + kEnvelopeHeaderSize + 16);
+      const auto reserved = load_le<std::uint32_t>(payload.data() + kEnvelopeHeaderSize + 20);
+      if (reserved != 0) return unexpected(std::string("reserved bytes of bootstrap are not zero"));
+      if (count == 0) return unexpected(std::string("bootstrap entry names no members"));
+      if (body != kBootstrapFixedBody + std::size_t{4} * count)
+        return unexpected(fmt::format("bootstrap entry with {} members has a {}-byte body, expected {}", count, body,
+                                      kBootstrapFixedBody + std::size_t{4} * count));
+      entry.members = payload.subspan(kEnvelopeHeaderSize + kBootstrapFixedBody);
+      std::uint32_t previous = 0;
+      for (std::size_t at = 0; at < entry.members.size(); at += 4) {
+        const auto id = load_le<std::uint32_t>(entry.members.data() + at);
+        if (id <= previous)
+          return unexpected(
+              fmt::format("bootstrap member ids are not strictly ascending and non-zero ({} after {})", id, previous));
+        previous = id;
+      }
+      break;
+    }
     case EntryKind::session_open: entry.id = Id128{get(payload, 0), get(payload, 8)}; break;
     case EntryKind::session_close: {
       entry.session = get(payload, 0);
@@ -82,10 +107,27 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
   return entry;
 }
 
-void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation) {
-  begin(out, EntryKind::bootstrap, stamp, 16);
+std::vector<std::uint32_t> member_ids(const DecodedEntry& entry) {
+  std::vector<std::uint32_t> ids;
+  ids.reserve(entry.members.size() / 4);
+  for (std::size_t at = 0; at + 4 <= entry.members.size(); at += 4)
+    ids.push_back(load_le<std::uint32_t>(entry.members.data() + at));
+  return ids;
+}
+
+void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation,
+                      std::span<const std::uint32_t> members) {
+  COHORT_ASSERT(!members.empty());
+  begin(out, EntryKind::bootstrap, stamp, kBootstrapFixedBody + 4 * members.size());
   put(out, 0, incarnation.high);
   put(out, 8, incarnation.low);
+  store_le<std::uint32_t>(out.data() + kEnvelopeHeaderSize + 16, static_cast<std::uint32_t>(members.size()));
+  store_le<std::uint32_t>(out.data() + kEnvelopeHeaderSize + 20, 0);
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    COHORT_ASSERT(members[i] != 0);
+    COHORT_ASSERT(i == 0 || members[i - 1] < members[i]);
+    store_le<std::uint32_t>(out.data() + kEnvelopeHeaderSize + kBootstrapFixedBody + 4 * i, members[i]);
+  }
 }
 
 void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client) {

@@ -3,7 +3,9 @@
 //
 //   kind u8 | reserved 7 | stamp u64 (cluster time, ns since the Unix epoch) | body
 //
-//   bootstrap      incarnation high u64 | low u64             the first leader of a new cluster, once
+//   bootstrap      incarnation high u64 | low u64 | member_count u32 | reserved u32 | member ids (u32 each,
+//                  ascending)                                 the first leader of a new cluster, once: the
+//                                                             cluster's incarnation and initial configuration
 //   session_open   client id high u64 | low u64               its log index becomes the session id
 //   session_close  session u64 | reason u8 | reserved 7
 //   ingress        session u64 | seq u64 | message bytes
@@ -14,6 +16,7 @@
 // entry (consensus' own, appended by each new leader) carries no envelope.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,13 +54,19 @@ struct DecodedEntry {
   std::uint64_t timer = 0;
   CloseReason reason = CloseReason::client_closed;
   ByteSpan message;  // ingress: a view into the entry's payload
+  ByteSpan members;  // bootstrap: the initial member ids, u32 little-endian each, strictly ascending, at least one
 };
+
+/// The ids a bootstrap entry's `members` view holds.
+std::vector<std::uint32_t> member_ids(const DecodedEntry& entry);
 
 /// Decodes an envelope, or says what is wrong with it (a committed entry that fails is damage or a bug).
 Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept;
 
 /// Encoders: each replaces `out`'s contents (the caller reuses one buffer).
-void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation);
+/// `members`: the voting members the cluster starts with, strictly ascending, at least one.
+void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 incarnation,
+                      std::span<const std::uint32_t> members);
 void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client);
 void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason);
 void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq,

@@ -1,5 +1,7 @@
 #include "host/replica.h"
 
+#include <algorithm>
+
 #include "common/assert.h"
 
 namespace cohort::host {
@@ -84,7 +86,12 @@ void Replica::leader_duties(Time mono) {
   if (!leading_current()) return;
   if (!host_.incarnation().known() && !bootstrap_proposed_) {
     const Id128 incarnation{random_.next() | 1U, random_.next()};
-    encode_bootstrap(scratch_, stamp(mono), incarnation);
+    // The initial configuration goes with it, so a later change of membership can be judged against the log.
+    std::vector<std::uint32_t> members;
+    members.reserve(config_.raft.members.size());
+    for (const NodeId id : config_.raft.members) members.push_back(id.value());
+    std::sort(members.begin(), members.end());
+    encode_bootstrap(scratch_, stamp(mono), incarnation, members);
     if (propose(mono).has_value()) bootstrap_proposed_ = true;
   }
   host_.due_timers(stamp(mono), due_, config_.max_timer_firings_per_tick);

@@ -96,7 +96,10 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
     stamp_ = e.stamp;
   switch (e.kind) {
     case EntryKind::bootstrap:
-      if (!incarnation_.known()) incarnation_ = e.id;
+      if (!incarnation_.known()) {
+        incarnation_ = e.id;
+        initial_members_ = member_ids(e);
+      }
       break;
     case EntryKind::session_open: {
       if (const auto it = session_by_client_.find(e.id); it != session_by_client_.end()) {
@@ -232,6 +235,8 @@ std::uint64_t ServiceHost::state_hash() {
   };
   put(incarnation_.high);
   put(incarnation_.low);
+  put(initial_members_.size());
+  for (const std::uint32_t id : initial_members_) put(id);
   put(static_cast<std::uint64_t>(stamp_.count()));
   put(sessions_.size());
   for (const auto& [id, session] : sessions_) {

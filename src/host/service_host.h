@@ -110,6 +110,8 @@ class ServiceHost final : private Cluster {
   /// The stamp of the last entry applied that had one.
   ClusterTime last_stamp() const noexcept { return stamp_; }
   const Id128& incarnation() const noexcept { return incarnation_; }
+  /// The voting members the cluster was bootstrapped with (ascending; empty until the bootstrap entry is applied).
+  const std::vector<std::uint32_t>& initial_members() const noexcept { return initial_members_; }
   std::size_t open_sessions() const noexcept { return sessions_.size(); }
   bool session_open(SessionId session) const { return sessions_.contains(session); }
   /// The highest ingress seq applied in `session` (0 if it is not open).
@@ -135,8 +137,8 @@ class ServiceHost final : private Cluster {
   /// Timers whose deadline is at or before `now`, as (id, generation), in deadline order (at most `limit`).
   void due_timers(ClusterTime now, std::vector<std::pair<TimerId, std::uint64_t>>& out, std::size_t limit) const;
 
-  /// A hash of everything replicated: sessions, timers, incarnation, stamp, entry fault counts (and the index and
-  /// fault of the newest one), and the service's snapshot.
+  /// A hash of everything replicated: sessions, timers, incarnation and initial members, stamp, entry fault counts
+  /// (and the index and fault of the newest one), and the service's snapshot.
   std::uint64_t state_hash();
 
  private:
@@ -176,8 +178,9 @@ class ServiceHost final : private Cluster {
   // Replicated state. Ordered maps: their order reaches state_hash() and, later, snapshots.
   LogIndex applied_;
   Term applied_term_;
-  ClusterTime stamp_{0};  // never decreases
-  Id128 incarnation_;     // set by the first bootstrap entry; later ones are ignored
+  ClusterTime stamp_{0};                        // never decreases
+  Id128 incarnation_;                           // set by the first bootstrap entry; later ones are ignored
+  std::vector<std::uint32_t> initial_members_;  // set with incarnation_, from the same entry
   std::map<SessionId, Session> sessions_;
   std::map<Id128, SessionId> session_by_client_;  // inverse of sessions_[*].client
   std::map<TimerId, Timer> timers_;

@@ -87,7 +87,7 @@ std::string describe(const tcp::endpoint& endpoint) {
 class Connection;
 
 struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
-  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(c), handler(h) {}
+  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(std::move(c)), handler(h) {}
 
   struct Listener {
     Listener(asio::io_context& context, protocol::AcceptPolicy p)
@@ -376,6 +376,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!accepted) {
           spdlog::warn("refused connection from {}: {}", remote_name_, accepted.error().text);
           refuse(accepted.error().code, accepted.error().text);
+          transport_handler().on_refused(remote_name_, accepted.error());
           return;
         }
         enqueue_message(protocol::make_welcome(transport_->config.identity));
@@ -638,11 +639,13 @@ void TcpTransport::Impl::sweep_handshakes() {
 }
 
 TcpTransport::TcpTransport(EventLoop& loop, TcpTransportConfig config, TransportHandler& handler)
-    : impl_(std::make_shared<Impl>(loop, config, handler)) {
+    : impl_(std::make_shared<Impl>(loop, std::move(config), handler)) {
   COHORT_ASSERT(impl_->config.max_frame_length >= protocol::kFrameHeaderSize);
   COHORT_ASSERT(impl_->config.max_frame_length <= protocol::kMaxFrameLengthCeiling);
   COHORT_ASSERT(impl_->config.send_buffer_limit >= impl_->config.max_frame_length);
   COHORT_ASSERT((impl_->config.identity.role == protocol::PeerRole::node) == (impl_->config.identity.node_id != 0));
+  COHORT_ASSERT(impl_->config.identity.role != protocol::PeerRole::node ||
+                impl_->config.identity.members.contains(impl_->config.identity.node_id));
   const auto period =
       std::max<std::chrono::nanoseconds>(impl_->config.handshake_timeout / 4, std::chrono::milliseconds(10));
   impl_->handshake_sweep = loop.every(period, [impl = impl_.get()] { impl->sweep_handshakes(); });
@@ -680,6 +683,14 @@ Result<Endpoint, std::string> TcpTransport::listen(const Endpoint& local, protoc
   impl_->listeners.push_back(std::move(listener));
   return result;
 }
+
+void TcpTransport::set_identity(protocol::LocalIdentity identity) {
+  COHORT_ASSERT((identity.role == protocol::PeerRole::node) == (identity.node_id != 0));
+  COHORT_ASSERT(identity.role != protocol::PeerRole::node || identity.members.contains(identity.node_id));
+  impl_->config.identity = std::move(identity);
+}
+
+const protocol::LocalIdentity& TcpTransport::identity() const { return impl_->config.identity; }
 
 ConnectionId TcpTransport::connect(const Endpoint& remote) {
   const auto id = ConnectionId{impl_->next_id++};

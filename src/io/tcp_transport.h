@@ -59,6 +59,11 @@ class TcpTransport final : public Transport {
   /// Connections in any state, handshakes included.
   std::size_t connection_count() const;
 
+  /// Handshakes from now on present and judge by `identity` (e.g. once the cluster's incarnation is known).
+  /// Established connections are not judged again: the caller closes those it no longer wants.
+  void set_identity(protocol::LocalIdentity identity);
+  const protocol::LocalIdentity& identity() const;
+
   struct Impl;
 
  private:

@@ -63,6 +63,9 @@ class TransportHandler {
   virtual void on_disconnected(ConnectionId id, DisconnectReason reason, std::string_view detail) = 0;
   /// The send buffer of a connection that answered back_pressured has drained below half.
   virtual void on_writable(ConnectionId /*id*/) {}
+  /// This side refused the hello of an accepted connection (the peer was sent an error frame). The handler hears
+  /// of nothing else about such a connection; `remote` is the peer's address.
+  virtual void on_refused(std::string_view /*remote*/, const protocol::HandshakeRefusal& /*refusal*/) {}
 };
 
 class Transport {

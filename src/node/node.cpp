@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "common/assert.h"
@@ -82,6 +83,10 @@ protocol::NodeRole wire_role(Role role) {
 constexpr std::chrono::milliseconds kTickPeriod{5};
 constexpr std::chrono::milliseconds kReconnectMin{50};
 constexpr std::chrono::milliseconds kReconnectMax{1000};
+// A disagreement with a peer (a refused handshake) not seen again for this long is forgotten: the peer was stopped
+// or removed. Refused peers retry at least every kReconnectMax, so a standing disagreement stays in status.
+constexpr std::chrono::milliseconds kPeerProblemMemory{5000};
+static_assert(kPeerProblemMemory > 3 * kReconnectMax);
 
 }  // namespace
 
@@ -103,6 +108,7 @@ class Node::Impl final : public io::TransportHandler {
   void on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) override;
   void on_frame(io::ConnectionId id, const protocol::Frame& frame) override;
   void on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) override;
+  void on_refused(std::string_view remote, const protocol::HandshakeRefusal& refusal) override;
 
  private:
   // An outgoing connection to another member: consensus messages to it leave on this one. (Its messages to us
@@ -114,11 +120,13 @@ class Node::Impl final : public io::TransportHandler {
     bool connected = false;
     consensus::Time retry_at{0};
     std::chrono::milliseconds backoff = kReconnectMin;
+    protocol::Incarnation incarnation;  // the peer's, as its welcome said (zero: it did not know one)
   };
   // An accepted connection: a member's (consensus traffic in), or a client's or admin tool's.
   struct Inbound {
     protocol::PeerRole role = protocol::PeerRole::client;
     NodeId node;                              // role == node
+    protocol::Incarnation incarnation;        // role == node: the peer's, as its hello said
     std::optional<SessionId> session;         // a client bound to a session (this node is, or was, its leader)
     host::Id128 client;                       // the client id it last opened a session with
     std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
@@ -144,6 +152,10 @@ class Node::Impl final : public io::TransportHandler {
   void send_keepalives(consensus::Time now);
   void send_client(io::ConnectionId id, const auto& message);
   void reply_not_leader(io::ConnectionId id, std::string_view why);
+  void learn_peer(NodeId peer, const protocol::PeerIdentity& identity);
+  void note_peer_problem(NodeId peer, bool outgoing, std::string problem);
+  void adopt_incarnation();
+  std::vector<std::string> configuration_problems() const;
   void close_pending();
   void begin_stop();
   void finish_stop_when_ready(consensus::Time now);
@@ -155,7 +167,22 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<io::TcpTransport> transport_;
   io::Endpoint peer_bound_;
   io::Endpoint client_bound_;
-  std::map<NodeId, std::string> client_endpoints_;  // every member's, for redirects
+  std::map<NodeId, std::string> client_endpoints_;  // every member's, as this node's member list names them
+  // Every member's client endpoint as the member advertises it itself (learned in the handshake): redirects name
+  // these, so one node's typo in another's address cannot send clients to a dead port. Empty entries: not said.
+  std::map<NodeId, std::string> advertised_endpoints_;
+  // Shown in status until they are resolved: a member whose handshake failed (another member list, incarnation or
+  // cluster), until a handshake with it succeeds; a member advertising another client endpoint than our list names.
+  struct PeerProblem {
+    std::string text;
+    consensus::Time seen{0};  // last time it was seen; forgotten kPeerProblemMemory later
+  };
+  // By node and direction (true: our connection to it was refused; false: we refused its connection), so that each
+  // is logged once. At most 2 * kMaxMembers entries: a node that is not a member can be one too (a peer listing
+  // another membership).
+  std::map<std::pair<NodeId, bool>, PeerProblem> peer_problems_;
+  std::map<NodeId, std::string> endpoint_problems_;
+  std::string bootstrap_problem_;  // the log's initial member list differs from this node's
 
   std::unique_ptr<storage::PosixDirectory> directory_;
   std::unique_ptr<storage::SegmentedLog> log_;
@@ -204,7 +231,7 @@ std::optional<std::string> Node::Impl::start() {
       own_peer = *peer;
       own_client = *client;
     } else {
-      links_.push_back(Link{NodeId{member.id}, *peer, std::nullopt, false, consensus::Time{0}, kReconnectMin});
+      links_.push_back(Link{NodeId{member.id}, *peer, std::nullopt, false, consensus::Time{0}, kReconnectMin, {}});
     }
   }
 
@@ -245,9 +272,13 @@ std::optional<std::string> Node::Impl::start() {
   writer_ = std::make_unique<storage::LogWriter>(*directory_, identity, sync_policy, log_->segment_keys(),
                                                  log_->last_index());
 
+  std::vector<std::uint32_t> member_ids;
+  member_ids.reserve(members.size());
+  for (const NodeId id : members) member_ids.push_back(id.value());
+  std::sort(member_ids.begin(), member_ids.end());
   io::TcpTransportConfig transport_config;
-  transport_config.identity =
-      protocol::LocalIdentity{options_.cluster_id, protocol::PeerRole::node, options_.node_id, {}};
+  transport_config.identity = protocol::LocalIdentity{
+      options_.cluster_id, protocol::PeerRole::node, options_.node_id, {}, protocol::MemberIds::of(member_ids), {}};
   // Room for an append request of max_append_bytes plus entry headers, and for the largest client message.
   // Room for the largest append request: a full batch of entries (max_append_bytes, each with its header) plus
   // one entry of the largest message, with its envelope; client frames are smaller. validate() keeps
@@ -276,6 +307,15 @@ std::optional<std::string> Node::Impl::start() {
   if (!client_bound)
     return fmt::format("members: client endpoint of node {}: {}", options_.node_id, client_bound.error());
   client_bound_ = *client_bound;
+  {
+    // The client endpoint this node advertises to its peers, who redirect clients to it: as the member list names
+    // it for this node (with the port actually bound, for a lone node on port 0). A wildcard address is no place
+    // to send a client: advertise nothing, and the peers use their own copies of the list.
+    protocol::LocalIdentity advertised = transport_->identity();
+    const bool wildcard = own_client.host == "0.0.0.0" || own_client.host == "::";
+    if (!wildcard) advertised.client_endpoint = io::Endpoint{own_client.host, client_bound_.port}.to_string();
+    transport_->set_identity(std::move(advertised));
+  }
 
   consensus::Config raft_config;
   raft_config.id = self;
@@ -340,6 +380,7 @@ void Node::Impl::tick() {
   const consensus::Time now = mono_now();
   replica_->tick(now, wall_now());
   maintain_links(now);
+  std::erase_if(peer_problems_, [&](const auto& entry) { return now - entry.second.seen > kPeerProblemMemory; });
   send_keepalives(now);
   if (stopping_) finish_stop_when_ready(now);
   schedule_flush();
@@ -364,6 +405,7 @@ void Node::Impl::flush() {
   if (storage_thread_->has_room())
     if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
   deliver_host_outputs();
+  adopt_incarnation();
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
   if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
@@ -447,15 +489,19 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
     if (link.connection == id) {
       link.connected = true;
       link.backoff = kReconnectMin;
+      link.incarnation = peer.incarnation;
       spdlog::info("[{}] connected to node {} at {}", context(), link.id.value(), link.endpoint.to_string());
+      learn_peer(link.id, peer);
       return;
     }
   }
   Inbound inbound;
   inbound.role = peer.role;
   inbound.node = NodeId{peer.node_id};
+  inbound.incarnation = peer.incarnation;
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
   if (peer.role != protocol::PeerRole::node) return;
+  learn_peer(inbound.node, peer);
   // A member that just dialled us is back: dial it now instead of at the end of a backoff that grew while it was
   // down (a restarted follower would otherwise wait up to a second for its leader's appends).
   for (Link& link : links_) {
@@ -466,11 +512,114 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   }
 }
 
+// A member that passed the handshake agrees with this node's member list and incarnation: what was wrong with it is
+// resolved. Its advertised client endpoint is the one redirects name from now on.
+void Node::Impl::learn_peer(NodeId peer, const protocol::PeerIdentity& identity) {
+  if (peer_problems_.erase({peer, true}) + peer_problems_.erase({peer, false}) > 0)
+    spdlog::info("[{}] node {} now agrees with this node's configuration", context(), peer.value());
+  const auto listed = client_endpoints_.find(peer);
+  if (listed == client_endpoints_.end()) return;  // cannot happen: the handshake admits members only
+  advertised_endpoints_[peer] = identity.client_endpoint;
+  if (identity.client_endpoint.empty() || identity.client_endpoint == listed->second) {
+    endpoint_problems_.erase(peer);
+    return;
+  }
+  std::string problem = fmt::format(
+      "node {} advertises client endpoint {}, but this node's member list says {}: redirects name {} (correct this "
+      "node's list if it is a typo)",
+      peer.value(), identity.client_endpoint, listed->second, identity.client_endpoint);
+  auto& known = endpoint_problems_[peer];
+  if (known != problem) spdlog::warn("[{}] {}", context(), problem);
+  known = std::move(problem);
+}
+
+// Logged once at error level (the transport logs every refused attempt at warning level), shown in status until a
+// handshake with that node succeeds or the disagreement has not been seen for kPeerProblemMemory.
+void Node::Impl::note_peer_problem(NodeId peer, bool outgoing, std::string problem) {
+  const std::pair key{peer, outgoing};
+  if (!peer_problems_.contains(key) && peer_problems_.size() >= 2 * protocol::kMaxMembers) return;  // bounded
+  PeerProblem& known = peer_problems_[key];
+  known.seen = mono_now();
+  if (known.text == problem) return;
+  spdlog::error("[{}] node {} and this node disagree, they will not talk: {}", context(), peer.value(), problem);
+  known.text = std::move(problem);
+}
+
+void Node::Impl::on_refused(std::string_view /*remote*/, const protocol::HandshakeRefusal& refusal) {
+  // Only disagreements about the cluster with a node that named itself: a malformed hello is the transport's to log.
+  // The node need not be in our list: a node listing members we do not know is exactly what status must show.
+  if (refusal.peer_node_id == 0 || refusal.peer_node_id == options_.node_id) return;
+  if (refusal.code != protocol::ErrorCode::membership_mismatch &&
+      refusal.code != protocol::ErrorCode::wrong_incarnation)
+    return;
+  // Not the remote address: its port changes with every attempt, and the text must not, to be logged once.
+  note_peer_problem(NodeId{refusal.peer_node_id}, false,
+                    fmt::format("refused node {}'s connection: {}", refusal.peer_node_id, refusal.text));
+}
+
+// The cluster's incarnation is known once the bootstrap entry is applied (committed, so it cannot change): from now
+// on handshakes carry it and refuse a peer of another incarnation. Connections made before, with a peer that knew
+// another one, are closed.
+void Node::Impl::adopt_incarnation() {
+  const host::Id128 known = replica_->host().incarnation();
+  const protocol::Incarnation incarnation{known.high, known.low};
+  if (!incarnation.known() || transport_->identity().incarnation == incarnation) return;
+  protocol::LocalIdentity identity = transport_->identity();
+  identity.incarnation = incarnation;
+  transport_->set_identity(std::move(identity));
+  spdlog::info("[{}] cluster incarnation {}", context(), protocol::describe(incarnation));
+  const auto other = [&](const protocol::Incarnation& theirs) { return theirs.known() && theirs != incarnation; };
+  for (Link& link : links_) {
+    if (!link.connected || !other(link.incarnation)) continue;
+    note_peer_problem(
+        link.id, true,
+        fmt::format("another incarnation of cluster {}: the peer's is {}, this node's {} (the "
+                    "cluster was re-created)",
+                    options_.cluster_id, protocol::describe(link.incarnation), protocol::describe(incarnation)));
+    transport_->close(*link.connection);
+    on_disconnected(*link.connection, io::DisconnectReason::handshake_rejected, "another incarnation");
+  }
+  std::vector<io::ConnectionId> stale;
+  for (const auto& [raw, inbound] : inbound_)
+    if (inbound.role == protocol::PeerRole::node && other(inbound.incarnation)) stale.push_back(io::ConnectionId{raw});
+  for (const io::ConnectionId id : stale) {
+    transport_->close(id);
+    inbound_.erase(static_cast<std::uint64_t>(id));
+  }
+  // The log's first configuration: with no dynamic membership yet, every node must still list exactly those.
+  std::vector<std::uint32_t> ours(transport_->identity().members.view().begin(),
+                                  transport_->identity().members.view().end());
+  const auto& initial = replica_->host().initial_members();
+  if (!initial.empty() && initial != ours) {
+    bootstrap_problem_ = fmt::format(
+        "the cluster was bootstrapped with members [{}], but this node lists [{}]: the member list cannot be changed "
+        "by restarting with another list",
+        fmt::join(initial, ", "), fmt::join(ours, ", "));
+    spdlog::error("[{}] {}", context(), bootstrap_problem_);
+  }
+}
+
+std::vector<std::string> Node::Impl::configuration_problems() const {
+  std::vector<std::string> problems;
+  if (!bootstrap_problem_.empty()) problems.push_back(bootstrap_problem_);
+  for (const auto& [peer, problem] : peer_problems_) problems.push_back(problem.text);
+  for (const auto& [peer, problem] : endpoint_problems_) problems.push_back(problem);
+  if (problems.size() > protocol::kMaxStatusProblems) problems.resize(protocol::kMaxStatusProblems);
+  for (std::string& problem : problems)
+    if (problem.size() > protocol::kMaxErrorTextLength) problem.resize(protocol::kMaxErrorTextLength);
+  return problems;
+}
+
 void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) {
   for (Link& link : links_) {
     if (link.connection != id) continue;
     if (link.connected)
       spdlog::info("[{}] lost connection to node {}: {} {}", context(), link.id.value(), io::to_string(reason), detail);
+    else if (reason == io::DisconnectReason::handshake_rejected)
+      // Another member list, incarnation or cluster: say so.
+      note_peer_problem(
+          link.id, true,
+          fmt::format("handshake with node {} at {} failed: {}", link.id.value(), link.endpoint.to_string(), detail));
     else
       spdlog::debug("cannot reach node {} at {}: {} {}", link.id.value(), link.endpoint.to_string(),
                     io::to_string(reason), detail);
@@ -545,7 +694,11 @@ void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
   if (leader && *leader != NodeId{options_.node_id} && leader_alive) {
     reply.status = protocol::SessionStatus::redirect;
     reply.leader_id = leader->value();
-    reply.text = client_endpoints_.at(*leader);
+    // Where the leader says it serves clients; this node's own copy of the list only until it has said.
+    const auto advertised = advertised_endpoints_.find(*leader);
+    reply.text = advertised != advertised_endpoints_.end() && !advertised->second.empty()
+                     ? advertised->second
+                     : client_endpoints_.at(*leader);
   } else {
     reply.status = protocol::SessionStatus::no_leader;
     reply.text = why;
@@ -628,6 +781,10 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
       reply.last_index = log_->last_index().value();
       reply.state_hash = replica_->host().state_hash();
       reply.open_sessions = replica_->host().open_sessions();
+      reply.members = transport_->identity().members;
+      const std::vector<std::string> problems = configuration_problems();  // the reply views them until sent
+      reply.problem_count = static_cast<std::uint16_t>(problems.size());
+      for (std::size_t i = 0; i < problems.size(); ++i) reply.problems[i] = problems[i];
       send_client(id, reply);
       return;
     }

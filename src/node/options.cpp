@@ -14,6 +14,7 @@
 
 #include "cohort/node.h"
 #include "io/transport.h"
+#include "protocol/messages.h"
 
 namespace cohort {
 
@@ -39,6 +40,11 @@ void check_members(const NodeOptions& options, std::vector<std::string>& problem
   if (options.members.empty()) {
     problems.emplace_back("members: none given; list every voting member, this node included");
     return;
+  }
+  if (options.members.size() > protocol::kMaxMembers) {
+    // The handshake carries the list, and every node compares it with its own.
+    problems.push_back(
+        fmt::format("members: {} given, at most {} are supported", options.members.size(), protocol::kMaxMembers));
   }
 
   // Ids: non-zero and unique. std::map keeps the report in id order, whatever the listing order.

@@ -235,9 +235,12 @@ Result<StatusRequest, DecodeError> StatusRequest::decode_body(BodyReader& in, st
   return finish(in, StatusRequest{});
 }
 
-// StatusReply v1: node_id u32 | role u8 | reserved 3 | leader_id u32 | reserved u32 | term u64 | commit_index u64 |
-//                 applied_index u64 | last_index u64 | state_hash u64 | open_sessions u64
+// StatusReply v1 (protocol 2): node_id u32 | role u8 | reserved 3 | leader_id u32 | reserved u32 | term u64 |
+//                 commit_index u64 | applied_index u64 | last_index u64 | state_hash u64 | open_sessions u64 |
+//                 member_count u16 | problem_count u16 | reserved u32 | member ids member_count x u32 |
+//                 problems: problem_count x (text_length u16 | text)
 void StatusReply::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(problem_count <= kMaxStatusProblems);
   out.write<std::uint32_t>(node_id);
   write_enum(out, role);
   write_zeros(out, 3);
@@ -249,6 +252,15 @@ void StatusReply::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(last_index);
   out.write<std::uint64_t>(state_hash);
   out.write<std::uint64_t>(open_sessions);
+  out.write<std::uint16_t>(members.count);
+  out.write<std::uint16_t>(problem_count);
+  write_zeros(out, 4);
+  write_member_ids(out, members);
+  for (std::size_t i = 0; i < problem_count; ++i) {
+    COHORT_ASSERT(problems[i].size() <= kMaxErrorTextLength);
+    out.write<std::uint16_t>(static_cast<std::uint16_t>(problems[i].size()));
+    out.write_bytes(as_bytes(problems[i]));
+  }
 }
 
 Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
@@ -264,6 +276,18 @@ Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::u
   reply.last_index = in.read<std::uint64_t>("last_index");
   reply.state_hash = in.read<std::uint64_t>("state_hash");
   reply.open_sessions = in.read<std::uint64_t>("open_sessions");
+  const auto member_count = read_member_count(in);
+  const auto problem_count = in.read<std::uint16_t>("problem_count");
+  if (!in.failed() && problem_count > kMaxStatusProblems)
+    in.fail_invalid("problem_count", problem_count, kMaxStatusProblems);
+  read_reserved(in, 4);
+  reply.members = read_member_ids(in, member_count);
+  for (std::uint16_t i = 0; i < problem_count && !in.failed(); ++i) {
+    const auto length = in.read<std::uint16_t>("problem_length");
+    if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("problem_length", length, kMaxErrorTextLength);
+    if (!in.failed()) reply.problems[i] = as_chars(in.read_bytes(length, "problem"));
+  }
+  if (!in.failed()) reply.problem_count = problem_count;
   return finish(in, reply);
 }
 

@@ -6,6 +6,7 @@
 // which is how a client resumes after reconnecting. Ingress messages carry a per-session sequence number that
 // the cluster applies in order, exactly once.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -218,10 +219,13 @@ struct StatusRequest {
   friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
 };
 
+/// The most configuration problems a status reply lists (each a text of at most kMaxErrorTextLength bytes).
+inline constexpr std::size_t kMaxStatusProblems = 16;
+
 struct StatusReply {
   static constexpr MessageType kType = MessageType::status_reply;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 64;
+  static constexpr std::uint8_t kVersion = 1;        // layout of protocol version 2 (see messages.h)
+  static constexpr std::size_t kFixedBodySize = 72;  // without the member ids and the problems
 
   std::uint32_t node_id = 0;
   NodeRole role = NodeRole::follower;
@@ -232,8 +236,17 @@ struct StatusReply {
   std::uint64_t last_index = 0;
   std::uint64_t state_hash = 0;  // the service's state hash, to compare replicas
   std::uint64_t open_sessions = 0;
+  MemberIds members;  // the node's member list (its configuration)
+  /// Configuration problems the node sees, for humans: a peer refused for another member list or incarnation, a
+  /// peer advertising another client endpoint than this node's list names. Views, like every decoded text.
+  std::uint16_t problem_count = 0;
+  std::array<std::string_view, kMaxStatusProblems> problems{};
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+  std::size_t body_size() const noexcept {
+    std::size_t size = kFixedBodySize + std::size_t{4} * members.count;
+    for (std::size_t i = 0; i < problem_count; ++i) size += 2 + problems[i].size();
+    return size;
+  }
   void encode_body(BodyWriter& out) const noexcept;
   static Result<StatusReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
   friend bool operator==(const StatusReply&, const StatusReply&) = default;

@@ -4,14 +4,32 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace cohort::protocol {
 namespace {
 
-HandshakeRefusal refuse(ErrorCode code, std::string text) { return HandshakeRefusal{code, std::move(text)}; }
+HandshakeRefusal refuse(ErrorCode code, std::string text, std::uint32_t peer_node_id = 0) {
+  return HandshakeRefusal{code, std::move(text), peer_node_id};
+}
 
-std::string hex(const Incarnation& incarnation) {
-  return fmt::format("{:016x}{:016x}", incarnation.high, incarnation.low);
+// Worded the same from either side, so the error frame reads right on the node that receives it too.
+HandshakeRefusal membership_mismatch(std::uint32_t peer, const MemberIds& theirs, std::uint32_t self,
+                                     const MemberIds& ours) {
+  return refuse(ErrorCode::membership_mismatch,
+                fmt::format("member lists differ: node {} lists {}, node {} lists {}; every member must list the same "
+                            "members (a node with another list would form a second cluster under the same id)",
+                            peer, describe(theirs), self, describe(ours)),
+                peer);
+}
+
+HandshakeRefusal incarnation_mismatch(std::uint64_t cluster_id, const Incarnation& theirs, const Incarnation& ours,
+                                      std::uint32_t peer_node_id) {
+  return refuse(ErrorCode::wrong_incarnation,
+                fmt::format("another incarnation of cluster {}: the peer's is {}, this node's {} (the cluster was "
+                            "re-created)",
+                            cluster_id, describe(theirs), describe(ours)),
+                peer_node_id);
 }
 
 // The protocol version sits at a fixed offset in every layout of hello (after the magic) and of welcome, forever.
@@ -25,12 +43,42 @@ std::optional<std::uint16_t> foreign_protocol_version(ByteSpan body, std::size_t
 
 }  // namespace
 
+std::uint64_t configuration_id(const MemberIds& members) noexcept {
+  // FNV-1a over the count and the ids, little-endian: stable across builds and platforms.
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  const auto mix = [&](std::uint32_t value) {
+    for (int i = 0; i < 4; ++i) {
+      hash ^= (value >> (8 * i)) & 0xFFU;
+      hash *= 0x100000001b3ULL;
+    }
+  };
+  mix(members.count);
+  for (const std::uint32_t id : members.view()) mix(id);
+  return hash == 0 ? 1 : hash;
+}
+
+std::string describe(const MemberIds& members) {
+  // Long lists are cut, so that a refusal naming two of them fits in an error frame.
+  constexpr std::size_t kShown = 16;
+  const auto ids = members.view();
+  if (ids.size() <= kShown) return fmt::format("[{}]", fmt::join(ids, ", "));
+  return fmt::format("[{}, ... ({} members)]", fmt::join(ids.first(kShown), ", "), ids.size());
+}
+
+std::string describe(const Incarnation& incarnation) {
+  return fmt::format("{:016x}{:016x}", incarnation.high, incarnation.low);
+}
+
 Hello make_hello(const LocalIdentity& local) noexcept {
   Hello hello;
   hello.role = local.role;
   hello.node_id = local.node_id;
   hello.cluster_id = local.cluster_id;
   hello.incarnation = local.incarnation;
+  if (local.role == PeerRole::node) {
+    hello.members = local.members;
+    hello.client_endpoint = local.client_endpoint;
+  }
   return hello;
 }
 
@@ -39,6 +87,8 @@ Welcome make_welcome(const LocalIdentity& local) noexcept {
   welcome.node_id = local.node_id;
   welcome.cluster_id = local.cluster_id;
   welcome.incarnation = local.incarnation;
+  welcome.members = local.members;
+  welcome.client_endpoint = local.client_endpoint;
   return welcome;
 }
 
@@ -64,17 +114,31 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
   if (hello.cluster_id != local.cluster_id)
     return unexpected(refuse(ErrorCode::wrong_cluster, fmt::format("cluster id {} does not match this cluster's id {}",
                                                                    hello.cluster_id, local.cluster_id)));
+  const bool from_node = hello.role == PeerRole::node;
+  if (from_node) {
+    if (hello.node_id == 0)
+      return unexpected(refuse(ErrorCode::role_not_allowed, "a node must announce a non-zero node id"));
+    if (!hello.members.contains(hello.node_id))
+      return unexpected(
+          refuse(ErrorCode::bad_handshake,
+                 fmt::format("node {} sent a member list without itself: {}", hello.node_id, describe(hello.members)),
+                 hello.node_id));
+    // Before the incarnation: two groups with different lists have each bootstrapped their own incarnation, and
+    // the list is what the operator must fix.
+    if (local.role == PeerRole::node && hello.members != local.members)
+      return unexpected(membership_mismatch(hello.node_id, hello.members, local.node_id, local.members));
+  } else if (!hello.members.empty() || !hello.client_endpoint.empty()) {
+    return unexpected(
+        refuse(ErrorCode::bad_handshake,
+               fmt::format("a {} must not send a member list or a client endpoint", to_string(hello.role))));
+  }
   if (hello.incarnation.known() && local.incarnation.known() && hello.incarnation != local.incarnation)
-    return unexpected(refuse(ErrorCode::wrong_incarnation,
-                             fmt::format("cluster incarnation {} does not match this cluster's {} (the cluster was "
-                                         "re-created)",
-                                         hex(hello.incarnation), hex(local.incarnation))));
+    return unexpected(
+        incarnation_mismatch(local.cluster_id, hello.incarnation, local.incarnation, from_node ? hello.node_id : 0));
   switch (hello.role) {
     case PeerRole::node: {
       if (!policy.allow_nodes)
         return unexpected(refuse(ErrorCode::role_not_allowed, "this port does not accept cluster members"));
-      if (hello.node_id == 0)
-        return unexpected(refuse(ErrorCode::role_not_allowed, "a node must announce a non-zero node id"));
       if (hello.node_id == local.node_id && local.role == PeerRole::node)
         return unexpected(refuse(ErrorCode::role_not_allowed,
                                  fmt::format("peer claims node id {}, which is this node's own id", hello.node_id)));
@@ -97,7 +161,7 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
       break;
     }
   }
-  return PeerIdentity{hello.role, hello.node_id, hello.incarnation};
+  return PeerIdentity{hello.role, hello.node_id, hello.incarnation, hello.members, std::string(hello.client_endpoint)};
 }
 
 HandshakeRefusal refusal_for_bad_first_frame(const DecodeError& error, ByteSpan received) {
@@ -134,13 +198,20 @@ Result<PeerIdentity, HandshakeRefusal> accept_welcome(const Frame& reply, const 
   if (welcome.cluster_id != local.cluster_id)
     return unexpected(refuse(ErrorCode::wrong_cluster,
                              fmt::format("peer belongs to cluster {}, not {}", welcome.cluster_id, local.cluster_id)));
-  if (welcome.incarnation.known() && local.incarnation.known() && welcome.incarnation != local.incarnation)
-    return unexpected(refuse(ErrorCode::wrong_incarnation,
-                             fmt::format("peer's cluster incarnation {} is not {} (the cluster was re-created)",
-                                         hex(welcome.incarnation), hex(local.incarnation))));
   if (welcome.node_id == 0)
     return unexpected(refuse(ErrorCode::bad_handshake, "peer announced node id 0; only nodes accept connections"));
-  return PeerIdentity{PeerRole::node, welcome.node_id, welcome.incarnation};
+  if (!welcome.members.contains(welcome.node_id))
+    return unexpected(
+        refuse(ErrorCode::bad_handshake,
+               fmt::format("node {} sent a member list without itself: {}", welcome.node_id, describe(welcome.members)),
+               welcome.node_id));
+  // A node checks the list as the accepting side does (a client judges a node's configuration itself).
+  if (local.role == PeerRole::node && welcome.members != local.members)
+    return unexpected(membership_mismatch(welcome.node_id, welcome.members, local.node_id, local.members));
+  if (welcome.incarnation.known() && local.incarnation.known() && welcome.incarnation != local.incarnation)
+    return unexpected(incarnation_mismatch(local.cluster_id, welcome.incarnation, local.incarnation, welcome.node_id));
+  return PeerIdentity{PeerRole::node, welcome.node_id, welcome.incarnation, welcome.members,
+                      std::string(welcome.client_endpoint)};
 }
 
 const char* to_string(PeerRole role) noexcept {
@@ -161,6 +232,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::role_not_allowed: return "role_not_allowed";
     case ErrorCode::malformed_frame: return "malformed_frame";
     case ErrorCode::handshake_timeout: return "handshake_timeout";
+    case ErrorCode::membership_mismatch: return "membership_mismatch";
   }
   return "unknown_error_code";
 }

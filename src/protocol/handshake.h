@@ -18,20 +18,34 @@ namespace cohort::protocol {
 /// buffer more than this (the full maximum frame length applies once the handshake is done).
 inline constexpr std::uint32_t kMaxHandshakeFrameLength = 4096;
 static_assert(kFrameHeaderSize + 8 + kMaxErrorTextLength <= kMaxHandshakeFrameLength);
-static_assert(kFrameHeaderSize + Hello::kBodySize <= kMaxHandshakeFrameLength);
-static_assert(kFrameHeaderSize + Welcome::kBodySize <= kMaxHandshakeFrameLength);
+static_assert(kFrameHeaderSize + Hello::kMaxBodySize <= kMaxHandshakeFrameLength);
+static_assert(kFrameHeaderSize + Welcome::kMaxBodySize <= kMaxHandshakeFrameLength);
 
 struct LocalIdentity {
   std::uint64_t cluster_id = 0;
   PeerRole role = PeerRole::client;
   std::uint32_t node_id = 0;  // non-zero exactly when role == node
   Incarnation incarnation;    // zero until the cluster's incarnation is known
+  /// role == node: this node's member list, itself included. Two nodes talk only if their lists are equal.
+  MemberIds members;
+  /// role == node: the client endpoint this node advertises (redirects to it name this address); "" if none.
+  std::string client_endpoint;
 };
+
+/// A client's or an admin tool's identity (no node id, no member list).
+inline LocalIdentity client_identity(std::uint64_t cluster_id, PeerRole role = PeerRole::client) {
+  LocalIdentity identity;
+  identity.cluster_id = cluster_id;
+  identity.role = role;
+  return identity;
+}
 
 struct PeerIdentity {
   PeerRole role = PeerRole::client;
   std::uint32_t node_id = 0;
   Incarnation incarnation;
+  MemberIds members;            // a node's member list (empty for clients and admin tools)
+  std::string client_endpoint;  // the client endpoint a node advertises ("" if it said none)
 };
 
 /// What an accepting side admits.
@@ -44,8 +58,16 @@ struct AcceptPolicy {
 
 struct HandshakeRefusal {
   ErrorCode code{};
-  std::string text;  // for the log and the error frame; names the expected and the received value
+  std::string text;                // for the log and the error frame; names the expected and the received value
+  std::uint32_t peer_node_id = 0;  // the refused node, when a node's hello or welcome got that far; else 0
 };
+
+/// A configuration's id: a hash of its member list, never 0. Equal lists, equal ids; a client compares these,
+/// never endpoint strings (which proxies and host names make differ for one node).
+std::uint64_t configuration_id(const MemberIds& members) noexcept;
+/// "[1, 2, 3]", for messages.
+std::string describe(const MemberIds& members);
+std::string describe(const Incarnation& incarnation);
 
 Hello make_hello(const LocalIdentity& local) noexcept;
 Welcome make_welcome(const LocalIdentity& local) noexcept;

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -27,9 +28,14 @@
 namespace cohort::protocol {
 
 inline constexpr std::uint32_t kHandshakeMagic = 0x52484F43;  // "COHR" in little-endian byte order
-/// Version of the protocol as a whole, exchanged in the handshake; peers must agree on it exactly.
-inline constexpr std::uint16_t kProtocolVersion = 1;
+/// Version of the protocol as a whole, exchanged in the handshake; peers must agree on it exactly. Version 2: the
+/// handshake carries the member list and the advertised client endpoint, and status replies the configuration.
+inline constexpr std::uint16_t kProtocolVersion = 2;
 inline constexpr std::size_t kMaxErrorTextLength = 1024;
+/// The most voting members a cluster may have (the handshake and status replies carry the list).
+inline constexpr std::size_t kMaxMembers = 64;
+/// The longest client endpoint ("host:port") a node advertises in its handshake.
+inline constexpr std::size_t kMaxEndpointLength = 255;
 
 /// Who is on the other end of a connection.
 enum class PeerRole : std::uint8_t {
@@ -46,6 +52,20 @@ struct Incarnation {
   friend bool operator==(const Incarnation&, const Incarnation&) = default;
 };
 
+/// A cluster's voting members as the wire carries them: node ids strictly ascending, none zero. Fixed capacity, so
+/// decoding never allocates; the ids past `count` stay zero (the defaulted == relies on it).
+struct MemberIds {
+  std::uint16_t count = 0;
+  std::array<std::uint32_t, kMaxMembers> ids{};
+
+  /// `sorted` must be strictly ascending, without 0, and at most kMaxMembers long.
+  static MemberIds of(std::span<const std::uint32_t> sorted) noexcept;
+  std::span<const std::uint32_t> view() const noexcept { return {ids.data(), count}; }
+  bool empty() const noexcept { return count == 0; }
+  bool contains(std::uint32_t id) const noexcept;
+  friend bool operator==(const MemberIds&, const MemberIds&) = default;
+};
+
 /// Reasons carried by an error frame. Stable numbers.
 enum class ErrorCode : std::uint16_t {
   protocol_version_mismatch = 1,
@@ -55,21 +75,31 @@ enum class ErrorCode : std::uint16_t {
   role_not_allowed = 5,  // e.g. a node id this cluster does not have
   malformed_frame = 6,
   handshake_timeout = 7,
+  membership_mismatch = 8,  // a node whose member list differs from this node's
 };
+
+// Layout versions count within one protocol version: protocol version 2 changed the hello, welcome and status
+// reply layouts in place (any peer of protocol version 1 is refused at the handshake, whose magic and
+// protocol_version keep their offsets forever), so they are still layout 1.
 
 struct Hello {
   static constexpr MessageType kType = MessageType::hello;
   static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 40;
+  static constexpr std::size_t kFixedBodySize = 48;  // without the member ids and the endpoint
+  static constexpr std::size_t kMaxBodySize = kFixedBodySize + 4 * kMaxMembers + kMaxEndpointLength;
 
   std::uint32_t magic = kHandshakeMagic;
   std::uint16_t protocol_version = kProtocolVersion;
   PeerRole role = PeerRole::client;
   std::uint32_t node_id = 0;  // the sender's node id when role == node, else 0
   std::uint64_t cluster_id = 0;
-  Incarnation incarnation;  // what the sender believes; zero if it does not know yet
+  Incarnation incarnation;           // what the sender believes; zero if it does not know yet
+  MemberIds members;                 // role == node: the sender's member list (itself included); else empty
+  std::string_view client_endpoint;  // role == node: where the sender serves clients ("" if it cannot say)
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+  std::size_t body_size() const noexcept {
+    return kFixedBodySize + std::size_t{4} * members.count + client_endpoint.size();
+  }
   void encode_body(BodyWriter& out) const noexcept;
   static Result<Hello, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
   friend bool operator==(const Hello&, const Hello&) = default;
@@ -78,14 +108,19 @@ struct Hello {
 struct Welcome {
   static constexpr MessageType kType = MessageType::welcome;
   static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 32;
+  static constexpr std::size_t kFixedBodySize = 40;  // without the member ids and the endpoint
+  static constexpr std::size_t kMaxBodySize = kFixedBodySize + 4 * kMaxMembers + kMaxEndpointLength;
 
   std::uint16_t protocol_version = kProtocolVersion;
   std::uint32_t node_id = 0;  // the accepting node
   std::uint64_t cluster_id = 0;
   Incarnation incarnation;
+  MemberIds members;                 // the accepting node's member list (itself included)
+  std::string_view client_endpoint;  // where the accepting node serves clients ("" if it cannot say)
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+  std::size_t body_size() const noexcept {
+    return kFixedBodySize + std::size_t{4} * members.count + client_endpoint.size();
+  }
   void encode_body(BodyWriter& out) const noexcept;
   static Result<Welcome, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
   friend bool operator==(const Welcome&, const Welcome&) = default;
@@ -140,6 +175,13 @@ std::uint8_t newest_version(MessageType type) noexcept;
 
 void write_incarnation(BodyWriter& out, const Incarnation& incarnation) noexcept;
 Incarnation read_incarnation(BodyReader& in) noexcept;
+
+/// The member ids (count u16 known beforehand) as u32s; the reader fails unless they are strictly ascending and
+/// non-zero.
+void write_member_ids(BodyWriter& out, const MemberIds& members) noexcept;
+MemberIds read_member_ids(BodyReader& in, std::uint16_t count) noexcept;
+/// A member_count field: refused above kMaxMembers.
+std::uint16_t read_member_count(BodyReader& in) noexcept;
 
 // Helpers shared by the decoders and encoders of every message header.
 namespace detail {

@@ -129,8 +129,13 @@ void check_decoded(const IngressRejected& rejected, const Frame& /*frame*/, Byte
   check(named(to_string(rejected.reason)), "an ingress rejection with an unnamed reason decoded");
 }
 
-void check_decoded(const StatusReply& reply, const Frame& /*frame*/, ByteSpan /*original*/) {
+void check_decoded(const StatusReply& reply, const Frame& frame, ByteSpan /*original*/) {
   check(named(to_string(reply.role)), "a status reply with an unnamed role decoded");
+  check(reply.problem_count <= kMaxStatusProblems, "a status reply with too many problems decoded");
+  for (std::size_t i = 0; i < reply.problem_count; ++i)
+    check(inside(as_bytes(reply.problems[i]), frame), "a status problem is not inside the frame");
+  for (std::size_t i = 1; i < reply.members.count; ++i)
+    check(reply.members.ids[i - 1] < reply.members.ids[i], "a member list out of order decoded");
 }
 
 template <typename Message>
@@ -186,8 +191,15 @@ void scan_all(ByteSpan input, std::uint32_t max_frame_length) {
 
 void judge_first_frame(ByteSpan input) {
   // Identities the seed corpus matches, so the fuzzer starts from handshakes that succeed.
-  static const LocalIdentity acceptor{7, PeerRole::node, 1, Incarnation{1, 2}};
-  static const LocalIdentity connector{7, PeerRole::client, 0, Incarnation{1, 2}};
+  static constexpr std::uint32_t kMembers[] = {1, 2, 3};
+  static const LocalIdentity acceptor{
+      7, PeerRole::node, 1, Incarnation{1, 2}, MemberIds::of(kMembers), "127.0.0.1:7201"};
+  static const LocalIdentity connector = [] {
+    LocalIdentity client = client_identity(7);
+    client.incarnation = Incarnation{1, 2};
+    return client;
+  }();
+  static const LocalIdentity member{7, PeerRole::node, 2, Incarnation{1, 2}, MemberIds::of(kMembers), "127.0.0.1:7202"};
   static const AcceptPolicy members{true, true, true, {1, 2, 3}};
   static const AcceptPolicy anyone{};
 
@@ -206,17 +218,23 @@ void judge_first_frame(ByteSpan input) {
       check(peer->role != PeerRole::node || peer->node_id != 0, "admitted a node with id 0");
       check(peer->role != PeerRole::node || peer->node_id != acceptor.node_id, "admitted a node with our id");
       check(peer->role == PeerRole::node || peer->node_id == 0, "admitted a client or admin with a node id");
+      check(peer->role != PeerRole::node || peer->members == acceptor.members, "admitted a node of another list");
+      check(peer->role == PeerRole::node || peer->members.empty(), "admitted a client with a member list");
     } else {
       check(!peer.error().text.empty(), "a hello refusal without text");
     }
   }
-  const auto node = accept_welcome(scan.frame, connector);
-  if (node) {
-    check(scan.frame.header.type == MessageType::welcome, "accepted an answer that is not a welcome");
-    check(node->node_id != 0, "accepted a welcome from node id 0");
-  } else {
-    check(!node.error().text.empty(), "a welcome refusal without text");
-    check(node.error().text.size() <= 200 + kMaxErrorTextLength, "a refusal text out of proportion");
+  for (const LocalIdentity* local : {&connector, &member}) {
+    const auto node = accept_welcome(scan.frame, *local);
+    if (node) {
+      check(scan.frame.header.type == MessageType::welcome, "accepted an answer that is not a welcome");
+      check(node->node_id != 0, "accepted a welcome from node id 0");
+      check(node->members.contains(node->node_id), "accepted a welcome whose list lacks its node");
+      check(local->role != PeerRole::node || node->members == local->members, "a node accepted another list");
+    } else {
+      check(!node.error().text.empty(), "a welcome refusal without text");
+      check(node.error().text.size() <= 200 + kMaxErrorTextLength, "a refusal text out of proportion");
+    }
   }
 }
 

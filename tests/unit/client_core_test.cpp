@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,20 @@ constexpr std::uint64_t kClientHigh = 0xC1;
 constexpr std::uint64_t kClientLow = 0xE7;
 constexpr protocol::Incarnation kIncarnation{0x1C, 0x2D};
 constexpr std::uint64_t kSession = 10;
+
+constexpr std::uint32_t kThree[] = {1, 2, 3};
+
+/// What a node's welcome says of it: by default a member of the 3-node cluster the client lists.
+protocol::PeerIdentity a_node(std::uint32_t id = 1, std::span<const std::uint32_t> members = kThree,
+                              protocol::Incarnation incarnation = kIncarnation) {
+  protocol::PeerIdentity node;
+  node.role = protocol::PeerRole::node;
+  node.node_id = id;
+  node.incarnation = incarnation;
+  node.members = protocol::MemberIds::of(members);
+  node.client_endpoint = "ignored:1";  // the client never compares endpoint strings
+  return node;
+}
 
 ClientOptions test_options() {
   ClientOptions options;
@@ -195,7 +210,7 @@ class ClientCoreTest : public ::testing::Test {
   void open(std::uint64_t last_applied = 0, protocol::Incarnation incarnation = kIncarnation) {
     take_sent(core_);  // what the last connection left unsent: the runtime clears it after every turn
     ASSERT_TRUE(await_connect().has_value());
-    core_.on_connected(now_);
+    core_.on_connected(now_, a_node());
     const auto frames = take_sent(core_);
     ASSERT_FALSE(frames.empty());
     ASSERT_EQ(frames.front().type, MessageType::session_open);
@@ -276,7 +291,7 @@ TEST_F(ClientCoreTest, FailedConnectionsCycleThroughEveryMember) {
 
 TEST_F(ClientCoreTest, OnConnectedSendsSessionOpenWithTheClientId) {
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   const auto frames = take_sent(core_);
   ASSERT_EQ(frames.size(), 1U);
   EXPECT_EQ(frames[0].type, MessageType::session_open);
@@ -286,7 +301,7 @@ TEST_F(ClientCoreTest, OnConnectedSendsSessionOpenWithTheClientId) {
 
 TEST_F(ClientCoreTest, ARedirectDropsTheConnectionAndFollowsItAtOnce) {
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   take_sent(core_);
   deliver(status_reply(SessionStatus::redirect, "n3:7003", 3, 2));
   EXPECT_TRUE(core_.take_close());
@@ -300,12 +315,12 @@ TEST_F(ClientCoreTest, ARedirectDropsTheConnectionAndFollowsItAtOnce) {
 
 TEST_F(ClientCoreTest, ASecondRedirectInTheSameRoundWaitsForTheBackoff) {
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   deliver(status_reply(SessionStatus::redirect, "n3:7003", 3, 2));
   ASSERT_TRUE(core_.take_close());
   core_.tick(now_);
   ASSERT_EQ(core_.take_connect(), "n3:7003");
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   deliver(status_reply(SessionStatus::redirect, "n2:7002", 2, 3));
   EXPECT_TRUE(core_.take_close());
   core_.tick(now_);
@@ -317,7 +332,7 @@ TEST_F(ClientCoreTest, ASecondRedirectInTheSameRoundWaitsForTheBackoff) {
 
 TEST_F(ClientCoreTest, NoLeaderKeepsTheConnectionOpen) {
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   take_sent(core_);
   deliver(status_reply(SessionStatus::no_leader, "election under way"));
   EXPECT_FALSE(core_.take_close());
@@ -536,7 +551,7 @@ TEST_F(ClientCoreTest, KeepAlivesAreSentEveryIntervalWhileConnected) {
 // A client waiting for a leader keeps talking: the node keeps a waiting connection only while it hears from it.
 TEST_F(ClientCoreTest, KeepAlivesAreSentWhileWaitingForASession) {
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   take_sent(core_);
   deliver(status_reply(SessionStatus::no_leader, "election"));
   for (int i = 0; i < 50; ++i) {
@@ -547,6 +562,119 @@ TEST_F(ClientCoreTest, KeepAlivesAreSentWhileWaitingForASession) {
   const auto sent = types(take_sent(core_));
   EXPECT_EQ(sent, (std::vector<MessageType>{MessageType::keep_alive, MessageType::keep_alive}));
   EXPECT_EQ(core_.state(), ClientState::connecting) << "still waiting on the same connection";
+}
+
+// --- nodes of another configuration ----------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, ANodeReportingAnotherMemberCountIsSkippedNeverServesAndIsReported) {
+  ASSERT_EQ(offer("a").status, OfferStatus::accepted);
+  const auto endpoint = await_connect();
+  ASSERT_TRUE(endpoint.has_value());
+  constexpr std::uint32_t alone[] = {1};
+  core_.on_connected(now_, a_node(1, alone));
+  EXPECT_TRUE(take_sent(core_).empty()) << "no session is opened on a 1-member cluster's node";
+  EXPECT_TRUE(core_.take_close());
+  const auto events = take_events();
+  const auto refused = take<NodeRefusedEvent>(events);
+  ASSERT_EQ(refused.size(), 1U);
+  EXPECT_EQ(refused[0].endpoint, *endpoint);
+  EXPECT_NE(refused[0].reason.find("1-member cluster [1]"), std::string::npos) << refused[0].reason;
+  EXPECT_NE(refused[0].reason.find("lists 3 members"), std::string::npos) << refused[0].reason;
+  EXPECT_TRUE(take<StateEvent>(events).empty()) << "skipping a node is not a state change";
+  EXPECT_EQ(core_.state(), ClientState::connecting) << "a misconfigured member is no reason to give up";
+  EXPECT_TRUE(fates_.empty()) << "the buffered message waits for a node that may serve it";
+
+  // The next member, of the right configuration, serves the client; the buffered message goes there.
+  const auto next = await_connect();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_NE(*next, *endpoint);
+  core_.on_connected(now_, a_node(2));
+  ASSERT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_open}));
+  deliver(opened_reply(kSession, 0));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1}));
+}
+
+TEST_F(ClientCoreTest, ASkippedNodeIsTriedAgainInItsTurnAndTheClientNeverCloses) {
+  // Every member misconfigured (the operator's to fix): the client goes round them all, again and again.
+  constexpr std::uint32_t five[] = {1, 2, 3, 4, 5};
+  std::map<std::string, int> refusals;
+  for (int attempt = 0; attempt < 9; ++attempt) {
+    const auto endpoint = await_connect();
+    ASSERT_TRUE(endpoint.has_value());
+    core_.on_connected(now_, a_node(1, five));
+    ASSERT_TRUE(core_.take_close());
+    for (const auto& refused : take<NodeRefusedEvent>()) ++refusals[refused.endpoint];
+  }
+  EXPECT_EQ(refusals, (std::map<std::string, int>{{"n1:7001", 3}, {"n2:7002", 3}, {"n3:7003", 3}}));
+  EXPECT_EQ(core_.state(), ClientState::connecting);
+}
+
+TEST_F(ClientCoreTest, OnceServedANodeOfAnotherMemberListIsSkippedEvenWithTheSameCount) {
+  open();
+  EXPECT_EQ(core_.configuration(), protocol::configuration_id(protocol::MemberIds::of(kThree)));
+  take_events();
+  core_.on_disconnected(now_, "connection reset");
+  ASSERT_TRUE(await_connect().has_value());
+  constexpr std::uint32_t other[] = {1, 2, 4};
+  core_.on_connected(now_, a_node(4, other));
+  EXPECT_TRUE(take_sent(core_).empty());
+  EXPECT_TRUE(core_.take_close());
+  const auto refused = take<NodeRefusedEvent>();
+  ASSERT_EQ(refused.size(), 1U);
+  EXPECT_NE(refused[0].reason.find("node 4"), std::string::npos) << refused[0].reason;
+  EXPECT_NE(refused[0].reason.find("[1, 2, 4]"), std::string::npos) << refused[0].reason;
+  EXPECT_NE(refused[0].reason.find("[1, 2, 3]"), std::string::npos) << refused[0].reason;
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+
+  // Its own configuration serves it again.
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(2));
+  deliver(opened_reply(kSession, 0));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+}
+
+TEST_F(ClientCoreTest, AClientListingOneEndpointCannotCountMembersButStillComparesConfigurations) {
+  // Behind a load balancer or one DNS name: the endpoint count says nothing about the cluster's size.
+  ClientOptions options = test_options();
+  options.members = {"cluster.example:7000"};
+  ClientCore core(options, kClientHigh, kClientLow, 99);
+  const auto connect = [&](const protocol::PeerIdentity& node) {
+    core.outgoing().clear();
+    for (int i = 0; i < 1000 && !core.take_connect(); ++i) core.tick(now_ += 10ms);
+    core.on_connected(now_, node);
+  };
+  constexpr std::uint32_t five[] = {1, 2, 3, 4, 5};
+  connect(a_node(1, five));
+  ASSERT_FALSE(core.take_close()) << "any member count is accepted";
+  ByteVector bytes;
+  protocol::append_frame(opened_reply(kSession, 0), bytes);
+  core.on_frame(protocol::scan_frame(bytes).frame, now_);
+  ASSERT_EQ(core.state(), ClientState::connected);
+
+  core.on_disconnected(now_, "connection reset");
+  connect(a_node(1, kThree));
+  EXPECT_TRUE(core.take_close()) << "but not a node of another configuration than the one that served it";
+  EXPECT_EQ(core.state(), ClientState::reconnecting);
+}
+
+TEST_F(ClientCoreTest, ANodeOfAnotherIncarnationAtTheHandshakeClosesTheClient) {
+  open();
+  core_.on_disconnected(now_, "connection reset");
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(2, kThree, protocol::Incarnation{0x99, 0x98}));
+  EXPECT_TRUE(take_sent(core_).empty()) << "no session is opened on a re-created cluster";
+  EXPECT_EQ(core_.state(), ClientState::closed);
+  EXPECT_TRUE(core_.take_close());
+}
+
+TEST_F(ClientCoreTest, ANodeThatKnowsNoIncarnationYetMayServe) {
+  open();
+  core_.on_disconnected(now_, "connection reset");
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(2, kThree, protocol::Incarnation{}));
+  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_open}));
+  EXPECT_NE(core_.state(), ClientState::closed);
 }
 
 // --- permanent refusals -----------------------------------------------------------------------------------------
@@ -589,7 +717,7 @@ TEST_F(ClientCoreTest, ClosingOnAnotherIncarnationGivesEveryBufferedSeqAFate) {
 TEST_F(ClientCoreTest, ARejectedSessionReplyGivesEveryBufferedSeqAFate) {
   for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   deliver(status_reply(SessionStatus::rejected, "not authorised"));
   ASSERT_EQ(core_.state(), ClientState::closed);
   core_.close(now_);
@@ -660,7 +788,7 @@ TEST_F(ClientCoreTest, AMessageAboveTheAnnouncedLimitIsWithdrawnAndRejected) {
   ASSERT_EQ(offer("far too large for the cluster").status, OfferStatus::accepted);
   ASSERT_EQ(offer("fits").status, OfferStatus::accepted);
   ASSERT_TRUE(await_connect().has_value());
-  core_.on_connected(now_);
+  core_.on_connected(now_, a_node());
   take_sent(core_);
   protocol::SessionReply reply = opened_reply(kSession, 0);
   reply.max_message_size = 10;

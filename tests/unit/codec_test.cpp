@@ -102,14 +102,16 @@ struct Field {
 
 // The fixed-layout bodies, field by field, as docs/protocol.md describes them.
 const std::vector<Field>& hello_layout() {
-  static const std::vector<Field> layout = {{"magic", 4},      {"protocol_version", 2}, {"role", 1},
-                                            {"reserved", 1},   {"node_id", 4},          {"reserved", 4},
-                                            {"cluster_id", 8}, {"incarnation.high", 8}, {"incarnation.low", 8}};
+  static const std::vector<Field> layout = {{"magic", 4},        {"protocol_version", 2}, {"role", 1},
+                                            {"reserved", 1},     {"node_id", 4},          {"reserved", 4},
+                                            {"cluster_id", 8},   {"incarnation.high", 8}, {"incarnation.low", 8},
+                                            {"member_count", 2}, {"endpoint_length", 2},  {"reserved", 4}};
   return layout;
 }
 const std::vector<Field>& welcome_layout() {
   static const std::vector<Field> layout = {{"protocol_version", 2}, {"reserved", 2},         {"node_id", 4},
-                                            {"cluster_id", 8},       {"incarnation.high", 8}, {"incarnation.low", 8}};
+                                            {"cluster_id", 8},       {"incarnation.high", 8}, {"incarnation.low", 8},
+                                            {"member_count", 2},     {"endpoint_length", 2},  {"reserved", 4}};
   return layout;
 }
 const std::vector<Field>& error_layout() {
@@ -144,6 +146,23 @@ Welcome sample_welcome() {
   return welcome;
 }
 
+constexpr std::uint32_t kSampleMembers[] = {1, 7, 0xA1B2C3D4};
+
+Hello hello_with_members() {
+  Hello hello = sample_hello();
+  hello.members = MemberIds::of(kSampleMembers);
+  hello.client_endpoint = "db-1.example:7201";
+  return hello;
+}
+
+Welcome welcome_with_members() {
+  Welcome welcome = sample_welcome();
+  constexpr std::uint32_t members[] = {3};
+  welcome.members = MemberIds::of(members);
+  welcome.client_endpoint = "[::1]:7203";
+  return welcome;
+}
+
 const std::string& max_length_text() {
   static const std::string text = [] {
     std::string t(kMaxErrorTextLength, '\0');
@@ -158,8 +177,10 @@ std::vector<Bytes> every_sample_frame() {
   return {
       encoded(sample_hello()),
       encoded(Hello{}),
-      encoded(Hello{kHandshakeMagic, kProtocolVersion, PeerRole::admin, 0, 9, Incarnation{}}),
+      encoded(Hello{kHandshakeMagic, kProtocolVersion, PeerRole::admin, 0, 9, Incarnation{}, {}, {}}),
+      encoded(hello_with_members()),
       encoded(sample_welcome()),
+      encoded(welcome_with_members()),
       encoded(ErrorMessage{ErrorCode::wrong_cluster, "cluster id 9 does not match this cluster's id 7"}),
       encoded(ErrorMessage{ErrorCode::malformed_frame, ""}),
       encoded(ErrorMessage{ErrorCode::handshake_timeout, max_length_text()}),
@@ -306,7 +327,7 @@ TEST(CodecLayout, PingBodyIsIdThenSentAtLittleEndian) {
 
 TEST(CodecLayout, HelloStartsWithTheAsciiMagicCOHR) {
   const Bytes body = body_of(encoded(sample_hello()));
-  ASSERT_EQ(body.size(), Hello::kBodySize);
+  ASSERT_EQ(body.size(), Hello::kFixedBodySize);
   EXPECT_EQ(as_chars(ByteSpan(body).first(4)), "COHR");
 }
 
@@ -332,6 +353,75 @@ TEST(CodecLayout, WelcomeFieldsSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), 0xFFFFFFFFFFFFFFFFU);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 1U);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 2U);
+}
+
+TEST(CodecLayout, AHellosMemberIdsAndEndpointFollowItsFixedFields) {
+  const Bytes body = body_of(encoded(hello_with_members()));
+  ASSERT_EQ(body.size(), Hello::kFixedBodySize + 3 * 4 + 17);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 40), 3);   // member_count
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 42), 17);  // endpoint_length
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 44), 0U);  // reserved
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 48), 1U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 52), 7U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 56), 0xA1B2C3D4U);
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(60)), "db-1.example:7201");
+  const FrameScan scan = scan_frame(encoded(hello_with_members()));
+  ASSERT_EQ(scan.status, FrameScan::Status::complete);
+}
+
+TEST(CodecRoundTrip, HelloAndWelcomeWithMembersDecodeToTheSameFields) {
+  const Bytes hello_bytes = encoded(hello_with_members());
+  auto hello = decode<Hello>(scan_frame(hello_bytes).frame);
+  ASSERT_TRUE(hello) << hello.error().describe();
+  EXPECT_EQ(*hello, hello_with_members());
+  const Bytes welcome_bytes = encoded(welcome_with_members());
+  auto welcome = decode<Welcome>(scan_frame(welcome_bytes).frame);
+  ASSERT_TRUE(welcome) << welcome.error().describe();
+  EXPECT_EQ(*welcome, welcome_with_members());
+  EXPECT_EQ(welcome->members.view().size(), 1U);
+}
+
+TEST(CodecField, MemberIdsOutOfOrderRepeatedOrZeroAreAnInvalidField) {
+  for (const auto& [at, value] : std::vector<std::pair<std::size_t, std::uint32_t>>{{52, 1},     // repeated
+                                                                                    {52, 0},     // zero
+                                                                                    {56, 5},     // below the one before
+                                                                                    {48, 0}}) {  // zero first
+    Bytes frame = encoded(hello_with_members());
+    patch<std::uint32_t>(frame, kFrameHeaderSize + at, value);
+    const auto error = body_error(frame);
+    ASSERT_TRUE(error) << "decoded with " << value << " at " << at;
+    EXPECT_EQ(error->code, DecodeErrc::invalid_field) << error->describe();
+    EXPECT_STREQ(error->field, "member_ids");
+    EXPECT_EQ(error->offset, kFrameHeaderSize + at);
+  }
+}
+
+TEST(CodecField, AMemberCountAboveTheMaximumIsAnInvalidField) {
+  Bytes frame = encoded(hello_with_members());
+  patch<std::uint16_t>(frame, kFrameHeaderSize + 40, static_cast<std::uint16_t>(kMaxMembers + 1));
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "member_count");
+  EXPECT_EQ(error->limit, kMaxMembers);
+}
+
+TEST(CodecField, AnEndpointLengthAboveTheMaximumIsAnInvalidField) {
+  Bytes frame = encoded(welcome_with_members());
+  patch<std::uint16_t>(frame, kFrameHeaderSize + 34, static_cast<std::uint16_t>(kMaxEndpointLength + 1));
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "endpoint_length");
+}
+
+TEST(CodecField, AHandshakeTailWithNonZeroReservedBytesIsAnInvalidField) {
+  Bytes frame = encoded(hello_with_members());
+  patch<std::uint32_t>(frame, kFrameHeaderSize + 44, 1);
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field);
+  EXPECT_STREQ(error->field, "reserved");
 }
 
 TEST(CodecLayout, ErrorBodyIsCodeReservedTextLengthThenText) {
@@ -469,8 +559,9 @@ TEST(CodecBody, ABodyLongerThanItsLayoutIsBodyTooLong) {
     std::size_t layout_end;
   };
   const std::vector<Case> cases = {
-      {encoded(sample_hello()), Hello::kBodySize},
-      {encoded(sample_welcome()), Welcome::kBodySize},
+      {encoded(sample_hello()), Hello::kFixedBodySize},
+      {encoded(sample_welcome()), Welcome::kFixedBodySize},
+      {encoded(hello_with_members()), Hello::kFixedBodySize + 12 + 17},
       {encoded(ErrorMessage{ErrorCode::wrong_cluster, "abc"}), 8 + 3},
       {encoded(ErrorMessage{ErrorCode::wrong_cluster, ""}), 8},
       {encoded(Ping{1, 2}), Ping::kBodySize},

@@ -455,6 +455,17 @@ TEST(Validate, EndpointsMustNotRepeat) {
   EXPECT_EQ(problems_of(options), "members: 127.0.0.1:7101 is used twice: member 1 peer and member 1 client");
 }
 
+TEST(Validate, AtMost64MembersFitTheHandshake) {
+  auto options = valid_options();
+  options.members.clear();
+  for (std::uint32_t id = 1; id <= 65; ++id)
+    options.members.push_back(
+        cohort::Member{id, "10.0.0." + std::to_string(id) + ":7100", "10.0.0." + std::to_string(id) + ":7200"});
+  EXPECT_EQ(problems_of(options), "members: 65 given, at most 64 are supported");
+  options.members.pop_back();
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+}
+
 TEST(Validate, TimeoutsMustBeOrdered) {
   auto options = valid_options();
   options.heartbeat_interval = 500ms;

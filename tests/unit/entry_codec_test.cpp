@@ -31,11 +31,13 @@ std::string refusal(const ByteVector& payload) {
   return entry.has_value() ? std::string() : entry.error();
 }
 
+constexpr std::uint32_t kThreeMembers[] = {1, 2, 3};
+
 // One valid envelope of each kind, for the tests that damage them.
 ByteVector valid(EntryKind kind) {
   ByteVector out;
   switch (kind) {
-    case EntryKind::bootstrap: encode_bootstrap(out, kStamp, Id128{1, 2}); break;
+    case EntryKind::bootstrap: encode_bootstrap(out, kStamp, Id128{1, 2}, kThreeMembers); break;
     case EntryKind::session_open: encode_session_open(out, kStamp, Id128{3, 4}); break;
     case EntryKind::session_close: encode_session_close(out, kStamp, 5, CloseReason::timeout); break;
     case EntryKind::ingress: encode_ingress(out, kStamp, 6, 7, as_bytes("payload")); break;
@@ -50,14 +52,42 @@ constexpr EntryKind kAllKinds[] = {EntryKind::bootstrap, EntryKind::session_open
 
 // --- round trips ------------------------------------------------------------------------------------------------
 
-TEST(Envelope, BootstrapRoundTripsItsIncarnationAndStamp) {
+TEST(Envelope, BootstrapRoundTripsItsIncarnationStampAndInitialMembers) {
   ByteVector out;
-  encode_bootstrap(out, kStamp, Id128{0xDEADBEEF00000001ULL, 0xFFFFFFFFFFFFFFFFULL});
-  EXPECT_EQ(out.size(), kEnvelopeHeaderSize + 16);
+  constexpr std::uint32_t members[] = {2, 5, 0xFFFFFFFF};
+  encode_bootstrap(out, kStamp, Id128{0xDEADBEEF00000001ULL, 0xFFFFFFFFFFFFFFFFULL}, members);
+  EXPECT_EQ(out.size(), kEnvelopeHeaderSize + 24 + 3 * 4);
   const DecodedEntry entry = decoded(out);
   EXPECT_EQ(entry.kind, EntryKind::bootstrap);
   EXPECT_EQ(entry.stamp, kStamp);
   EXPECT_EQ(entry.id, (Id128{0xDEADBEEF00000001ULL, 0xFFFFFFFFFFFFFFFFULL}));
+  EXPECT_EQ(member_ids(entry), (std::vector<std::uint32_t>{2, 5, 0xFFFFFFFF}));
+}
+
+TEST(Envelope, ABootstrapWhoseMembersAreMissingUnorderedOrMiscountedIsRefused) {
+  const ByteVector full = valid(EntryKind::bootstrap);  // members 1, 2, 3
+  const std::size_t count_at = kEnvelopeHeaderSize + 16;
+  const std::size_t ids_at = kEnvelopeHeaderSize + 24;
+  {
+    ByteVector none = full;
+    store_le<std::uint32_t>(none.data() + count_at, 0);
+    none.resize(ids_at);
+    EXPECT_NE(refusal(none).find("names no members"), std::string::npos);
+  }
+  {
+    ByteVector miscounted = full;
+    store_le<std::uint32_t>(miscounted.data() + count_at, 4);
+    EXPECT_NE(refusal(miscounted).find("with 4 members has a 36-byte body, expected 40"), std::string::npos)
+        << refusal(miscounted);
+  }
+  for (const auto& [at, id] : std::vector<std::pair<std::size_t, std::uint32_t>>{{0, 0}, {4, 1}, {8, 1}}) {
+    ByteVector unordered = full;
+    store_le<std::uint32_t>(unordered.data() + ids_at + at, id);
+    EXPECT_NE(refusal(unordered).find("strictly ascending"), std::string::npos) << at << ": " << refusal(unordered);
+  }
+  ByteVector reserved = full;
+  reserved[count_at + 4] = std::byte{1};
+  EXPECT_NE(refusal(reserved).find("reserved"), std::string::npos);
 }
 
 TEST(Envelope, SessionOpenRoundTripsTheClientId) {
@@ -175,8 +205,7 @@ TEST(Envelope, ANonZeroReservedHeaderByteIsRefused) {
 }
 
 TEST(Envelope, AFixedSizeKindWithAnyOtherBodySizeIsRefused) {
-  for (const EntryKind kind :
-       {EntryKind::bootstrap, EntryKind::session_open, EntryKind::session_close, EntryKind::timer}) {
+  for (const EntryKind kind : {EntryKind::session_open, EntryKind::session_close, EntryKind::timer}) {
     const ByteVector full = valid(kind);
     for (const std::size_t body : {std::size_t{0}, std::size_t{8}, std::size_t{15}, std::size_t{17}, std::size_t{32}}) {
       ByteVector out = full;
@@ -230,7 +259,11 @@ TEST(Envelope, AStampBeyondTheSignedRangeIsRefused) {
 ByteVector reencode(const DecodedEntry& entry) {
   ByteVector out;
   switch (entry.kind) {
-    case EntryKind::bootstrap: encode_bootstrap(out, entry.stamp, entry.id); break;
+    case EntryKind::bootstrap: {
+      const std::vector<std::uint32_t> members = member_ids(entry);
+      encode_bootstrap(out, entry.stamp, entry.id, members);
+      break;
+    }
     case EntryKind::session_open: encode_session_open(out, entry.stamp, entry.id); break;
     case EntryKind::session_close: encode_session_close(out, entry.stamp, entry.session, entry.reason); break;
     case EntryKind::ingress: encode_ingress(out, entry.stamp, entry.session, entry.seq, entry.message); break;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,11 +36,31 @@ Received receive(const Message& message) {
   return received;
 }
 
-LocalIdentity this_node() { return LocalIdentity{kCluster, PeerRole::node, 1, kIncarnation}; }
+// Every node of these tests lists the same members (a node with another list is refused), unless a test says.
+constexpr std::uint32_t kMembers[] = {1, 2, 3, 5, 7, 0xFFFFFFFF};
+constexpr std::uint32_t kThree[] = {1, 2, 3};
+constexpr std::uint32_t kAlone[] = {1};
 
-LocalIdentity a_node(std::uint32_t id) { return LocalIdentity{kCluster, PeerRole::node, id, kIncarnation}; }
+LocalIdentity node_listing(std::uint32_t id, std::span<const std::uint32_t> members,
+                           std::string endpoint = "10.0.0.1:7201") {
+  return LocalIdentity{kCluster, PeerRole::node, id, kIncarnation, MemberIds::of(members), std::move(endpoint)};
+}
 
-LocalIdentity a_client() { return LocalIdentity{kCluster, PeerRole::client, 0, kIncarnation}; }
+LocalIdentity this_node() { return node_listing(1, kMembers); }
+
+LocalIdentity a_node(std::uint32_t id) { return node_listing(id, kMembers); }
+
+LocalIdentity a_client() {
+  LocalIdentity client = client_identity(kCluster);
+  client.incarnation = kIncarnation;
+  return client;
+}
+
+LocalIdentity an_admin() {
+  LocalIdentity admin = client_identity(kCluster, PeerRole::admin);
+  admin.incarnation = kIncarnation;
+  return admin;
+}
 
 Hello hello_from(const LocalIdentity& sender) { return make_hello(sender); }
 
@@ -115,7 +136,7 @@ TEST(AcceptHello, AClientIsAdmittedWithNodeIdZero) {
 }
 
 TEST(AcceptHello, AnAdminToolIsAdmitted) {
-  const Received first = receive(hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, {}}));
+  const Received first = receive(hello_from(client_identity(kCluster, PeerRole::admin)));
   auto peer = accept_hello(first.frame, this_node(), AcceptPolicy{});
   ASSERT_TRUE(peer) << peer.error().text;
   EXPECT_EQ(peer->role, PeerRole::admin);
@@ -157,7 +178,7 @@ TEST(AcceptHello, AWrongClusterIdIsRefusedNamingBothIds) {
 TEST(AcceptHello, AWrongProtocolVersionIsRefusedNamingBothVersions) {
   Hello hello = hello_from(a_node(2));
   hello.protocol_version = 77;
-  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 77", "speaks 1"});
+  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 77", "speaks 2"});
 }
 
 TEST(AcceptHello, AProtocolVersionMismatchIsReportedBeforeAClusterMismatch) {
@@ -171,7 +192,63 @@ TEST(AcceptHello, ADifferentKnownIncarnationIsRefusedNamingBoth) {
   LocalIdentity recreated = a_node(2);
   recreated.incarnation = kOtherIncarnation;
   expect_hello_refused(hello_from(recreated), ErrorCode::wrong_incarnation,
-                       {"00000000000000ef0000000000000012", "00000000000000ab00000000000000cd", "re-created"});
+                       {"another incarnation of cluster 4242", "00000000000000ef0000000000000012",
+                        "00000000000000ab00000000000000cd", "re-created"});
+  auto result = accept_hello(receive(hello_from(recreated)).frame, this_node(), AcceptPolicy{});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().peer_node_id, 2U) << "the node is named, so the refusing node can show it in status";
+}
+
+TEST(AcceptHello, ANodeWithAnotherMemberListIsRefusedNamingBothLists) {
+  const Received first = receive(hello_from(node_listing(2, kThree)));
+  auto result = accept_hello(first.frame, node_listing(1, kAlone), AcceptPolicy{});
+  ASSERT_FALSE(result) << "accepted";
+  EXPECT_EQ(result.error().code, ErrorCode::membership_mismatch) << result.error().text;
+  EXPECT_EQ(result.error().peer_node_id, 2U);
+  for (const std::string_view part : {"node 2 lists [1, 2, 3]", "node 1 lists [1]"})
+    EXPECT_TRUE(contains(result.error().text, part)) << "'" << part << "' missing from: " << result.error().text;
+}
+
+TEST(AcceptHello, ANodeWithTheSameMemberListIsAdmittedWithItsAdvertisedClientEndpoint) {
+  const Received first = receive(hello_from(node_listing(2, kThree, "db-2.example:7202")));
+  auto peer = accept_hello(first.frame, node_listing(1, kThree), AcceptPolicy{true, true, true, {2, 3}});
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->members, MemberIds::of(kThree));
+  EXPECT_EQ(peer->client_endpoint, "db-2.example:7202");
+}
+
+TEST(AcceptHello, AListThatIsASupersetIsRefusedToo) {
+  constexpr std::uint32_t four[] = {1, 2, 3, 4};
+  expect_hello_refused(hello_from(node_listing(2, four)), ErrorCode::membership_mismatch, {"[1, 2, 3, 4]", "[1, 2, 3]"},
+                       AcceptPolicy{}, node_listing(1, kThree));
+}
+
+TEST(AcceptHello, TheMemberListIsJudgedBeforeTheIncarnation) {
+  // Two groups with different lists have each bootstrapped an incarnation: the list is what the operator must fix.
+  LocalIdentity other = node_listing(2, kThree);
+  other.incarnation = kOtherIncarnation;
+  expect_hello_refused(hello_from(other), ErrorCode::membership_mismatch, {"[1, 2, 3]", "[1]"}, AcceptPolicy{},
+                       node_listing(1, kAlone));
+}
+
+TEST(AcceptHello, ALoneNodeRefusesAPeerForItsListNotForThePortPolicy) {
+  // A single-node cluster's peer port admits no node; a node that thinks it belongs must hear why it does not.
+  expect_hello_refused(hello_from(node_listing(2, kThree)), ErrorCode::membership_mismatch, {"[1, 2, 3]", "[1]"},
+                       AcceptPolicy{false, false, false, {}}, node_listing(1, kAlone));
+}
+
+TEST(AcceptHello, ANodeWhoseListLacksItselfIsABadHandshake) {
+  expect_hello_refused(hello_from(node_listing(9, kThree)), ErrorCode::bad_handshake,
+                       {"node 9", "without itself", "[1, 2, 3]"}, AcceptPolicy{}, node_listing(1, kThree));
+}
+
+TEST(AcceptHello, AClientSendingAMemberListOrAnEndpointIsABadHandshake) {
+  Hello with_list = hello_from(a_client());
+  with_list.members = MemberIds::of(kThree);
+  expect_hello_refused(with_list, ErrorCode::bad_handshake, {"client", "member list"});
+  Hello with_endpoint = hello_from(a_client());
+  with_endpoint.client_endpoint = "1.2.3.4:5";
+  expect_hello_refused(with_endpoint, ErrorCode::bad_handshake, {"client", "endpoint"});
 }
 
 TEST(AcceptHello, ANodeAnnouncingIdZeroIsRefused) {
@@ -196,7 +273,7 @@ TEST(AcceptHello, AClientAnnouncingANonZeroNodeIdIsRefusedNamingTheId) {
 }
 
 TEST(AcceptHello, AnAdminAnnouncingANonZeroNodeIdIsRefusedNamingTheId) {
-  Hello hello = hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, kIncarnation});
+  Hello hello = hello_from(an_admin());
   hello.node_id = 3;
   expect_hello_refused(hello, ErrorCode::role_not_allowed, {"admin", "node id 0", "not 3"});
 }
@@ -212,8 +289,8 @@ TEST(AcceptHello, ClientsAreRefusedWhereThePolicyDisallowsThem) {
 }
 
 TEST(AcceptHello, AdminToolsAreRefusedWhereThePolicyDisallowsThem) {
-  expect_hello_refused(hello_from(LocalIdentity{kCluster, PeerRole::admin, 0, kIncarnation}),
-                       ErrorCode::role_not_allowed, {"admin connections"}, AcceptPolicy{true, true, false, {}});
+  expect_hello_refused(hello_from(an_admin()), ErrorCode::role_not_allowed, {"admin connections"},
+                       AcceptPolicy{true, true, false, {}});
 }
 
 TEST(AcceptHello, DisallowingClientsStillAdmitsNodes) {
@@ -274,13 +351,13 @@ TEST(AcceptHello, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheHell
   // Another protocol version may give the reserved bytes, the roles or the body length another meaning: the
   // peer must still hear "protocol version", not "malformed".
   Received first = receive(hello_from(a_node(2)));
-  store_le<std::uint16_t>(first.bytes.data() + kFrameHeaderSize + 4, 2);  // protocol_version
-  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);   // a role v1 does not know
-  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 7, 1);   // reserved in v1
+  store_le<std::uint16_t>(first.bytes.data() + kFrameHeaderSize + 4, 3);  // protocol_version
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);   // a role v2 does not know
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 7, 1);   // reserved in v2
   auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
-  EXPECT_TRUE(contains(result.error().text, "protocol version 2")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version 3")) << result.error().text;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -368,7 +445,7 @@ TEST(AcceptWelcome, AWelcomeIsAcceptedWhenEitherSideDoesNotKnowTheIncarnation) {
 TEST(AcceptWelcome, AWrongProtocolVersionIsRefusedNamingBothVersions) {
   Welcome welcome = make_welcome(a_node(3));
   welcome.protocol_version = 5;
-  expect_welcome_refused(welcome, ErrorCode::protocol_version_mismatch, {"version 5", "this build 1"});
+  expect_welcome_refused(welcome, ErrorCode::protocol_version_mismatch, {"version 5", "this build 2"});
 }
 
 TEST(AcceptWelcome, AWrongClusterIdIsRefusedNamingBothIds) {
@@ -380,8 +457,36 @@ TEST(AcceptWelcome, AWrongClusterIdIsRefusedNamingBothIds) {
 TEST(AcceptWelcome, ADifferentKnownIncarnationIsRefusedNamingBoth) {
   LocalIdentity recreated = a_node(3);
   recreated.incarnation = kOtherIncarnation;
-  expect_welcome_refused(make_welcome(recreated), ErrorCode::wrong_incarnation,
-                         {"00000000000000ef0000000000000012", "00000000000000ab00000000000000cd"});
+  expect_welcome_refused(
+      make_welcome(recreated), ErrorCode::wrong_incarnation,
+      {"another incarnation of cluster 4242", "00000000000000ef0000000000000012", "00000000000000ab00000000000000cd"});
+}
+
+TEST(AcceptWelcome, ANodeRefusesAWelcomeWithAnotherMemberListNamingBoth) {
+  const Received reply = receive(make_welcome(node_listing(3, kThree)));
+  auto result = accept_welcome(reply.frame, node_listing(1, kMembers));
+  ASSERT_FALSE(result) << "accepted";
+  EXPECT_EQ(result.error().code, ErrorCode::membership_mismatch) << result.error().text;
+  EXPECT_EQ(result.error().peer_node_id, 3U);
+  EXPECT_TRUE(contains(result.error().text, "node 3 lists [1, 2, 3]")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "node 1 lists [1, 2, 3, 5, 7, 4294967295]")) << result.error().text;
+}
+
+TEST(AcceptWelcome, AClientAcceptsAnyMemberListAndLearnsItWithTheAdvertisedEndpoint) {
+  // The client library judges a node's configuration itself (client_core.h), so it can skip rather than close.
+  const Received reply = receive(make_welcome(node_listing(1, kAlone, "127.0.0.1:7201")));
+  auto peer = accept_welcome(reply.frame, a_client());
+  ASSERT_TRUE(peer) << peer.error().text;
+  EXPECT_EQ(peer->members, MemberIds::of(kAlone));
+  EXPECT_EQ(peer->client_endpoint, "127.0.0.1:7201");
+}
+
+TEST(AcceptWelcome, AWelcomeWhoseListLacksTheNodeIsABadHandshake) {
+  const Received reply = receive(make_welcome(node_listing(9, kThree)));
+  auto result = accept_welcome(reply.frame, a_client());
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::bad_handshake);
+  EXPECT_TRUE(contains(result.error().text, "without itself")) << result.error().text;
 }
 
 TEST(AcceptWelcome, AWelcomeFromNodeIdZeroIsABadHandshake) {
@@ -425,12 +530,12 @@ TEST(AcceptWelcome, AnAnswerThatIsNeitherWelcomeNorErrorIsABadHandshake) {
 
 TEST(AcceptWelcome, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheWelcomeHolds) {
   Received reply = receive(make_welcome(a_node(3)));
-  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, 2);      // protocol_version
-  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);  // reserved in v1
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, 3);      // protocol_version
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);  // reserved in v2
   auto result = accept_welcome(reply.frame, a_client());
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
-  EXPECT_TRUE(contains(result.error().text, "protocol version 2")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version 3")) << result.error().text;
 }
 
 TEST(AcceptWelcome, AWelcomeWithNonZeroReservedBytesIsAMalformedFrame) {
@@ -458,6 +563,46 @@ TEST(Handshake, TwoNodesOfTheSameClusterAdmitEachOther) {
   EXPECT_EQ(seen_by_connector->node_id, 3U);
 }
 
+TEST(Handshake, AMemberListMismatchReachesTheConnectorWithBothLists) {
+  const LocalIdentity connecting = node_listing(2, kThree);
+  const LocalIdentity accepting = node_listing(1, kAlone);
+  auto refused = accept_hello(receive(make_hello(connecting)).frame, accepting, AcceptPolicy{});
+  ASSERT_FALSE(refused);
+  const Received answer = receive(ErrorMessage{refused.error().code, refused.error().text});
+  auto result = accept_welcome(answer.frame, connecting);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::membership_mismatch);
+  EXPECT_TRUE(contains(result.error().text, "node 2 lists [1, 2, 3]")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "node 1 lists [1]")) << result.error().text;
+}
+
+TEST(Handshake, NodesAgreeingOnTheirListLearnEachOthersAdvertisedClientEndpoint) {
+  const LocalIdentity connecting = node_listing(2, kThree, "10.0.0.2:7202");
+  const LocalIdentity accepting = node_listing(3, kThree, "10.0.0.3:7203");
+  auto seen_by_acceptor = accept_hello(receive(make_hello(connecting)).frame, accepting, AcceptPolicy{});
+  ASSERT_TRUE(seen_by_acceptor) << seen_by_acceptor.error().text;
+  EXPECT_EQ(seen_by_acceptor->client_endpoint, "10.0.0.2:7202");
+  auto seen_by_connector = accept_welcome(receive(make_welcome(accepting)).frame, connecting);
+  ASSERT_TRUE(seen_by_connector) << seen_by_connector.error().text;
+  EXPECT_EQ(seen_by_connector->client_endpoint, "10.0.0.3:7203");
+}
+
+TEST(Handshake, AClientsHelloCarriesNoMemberListOrEndpoint) {
+  const Hello hello = make_hello(a_client());
+  EXPECT_TRUE(hello.members.empty());
+  EXPECT_TRUE(hello.client_endpoint.empty());
+}
+
+TEST(ConfigurationId, EqualListsHaveEqualIdsAndDifferentListsDifferentOnes) {
+  EXPECT_EQ(configuration_id(MemberIds::of(kThree)), configuration_id(MemberIds::of(kThree)));
+  EXPECT_NE(configuration_id(MemberIds::of(kThree)), configuration_id(MemberIds::of(kAlone)));
+  constexpr std::uint32_t other_three[] = {1, 2, 4};
+  EXPECT_NE(configuration_id(MemberIds::of(kThree)), configuration_id(MemberIds::of(other_three)));
+  EXPECT_NE(configuration_id(MemberIds{}), 0U) << "0 means 'not known'";
+  EXPECT_EQ(describe(MemberIds::of(kThree)), "[1, 2, 3]");
+  EXPECT_EQ(describe(MemberIds{}), "[]");
+}
+
 TEST(Handshake, ARefusalSentAsAnErrorFrameReachesTheConnectorWithItsCode) {
   LocalIdentity stranger = a_client();
   stranger.cluster_id = 7;
@@ -475,7 +620,7 @@ TEST(Handshake, EveryRoleAndErrorCodeHasAName) {
   EXPECT_STREQ(to_string(PeerRole::node), "node");
   EXPECT_STREQ(to_string(PeerRole::client), "client");
   EXPECT_STREQ(to_string(PeerRole::admin), "admin");
-  for (std::uint16_t code = 1; code <= static_cast<std::uint16_t>(ErrorCode::handshake_timeout); ++code)
+  for (std::uint16_t code = 1; code <= static_cast<std::uint16_t>(ErrorCode::membership_mismatch); ++code)
     EXPECT_STRNE(to_string(static_cast<ErrorCode>(code)), "unknown_error_code") << code;
   EXPECT_STREQ(to_string(static_cast<ErrorCode>(0)), "unknown_error_code");
 }

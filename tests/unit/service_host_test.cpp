@@ -94,7 +94,8 @@ class Feed {
   void next_term() { term_ = term_.next(); }
 
   LogIndex bootstrap(Id128 incarnation) {
-    encode_bootstrap(scratch_, stamp_, incarnation);
+    constexpr std::uint32_t kMembers[] = {1, 2, 3};
+    encode_bootstrap(scratch_, stamp_, incarnation, kMembers);
     return append(EntryType::command, scratch_);
   }
   LogIndex open(Id128 client) {

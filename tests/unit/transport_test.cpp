@@ -66,12 +66,14 @@ constexpr std::uint32_t kServerNode = 1;
 
 // --- identities and configurations ---------------------------------------------------------------------------
 
+/// Every node of these tests lists the same members (the handshake refuses a node with another list).
 protocol::LocalIdentity node_identity(std::uint32_t node_id, std::uint64_t cluster = kCluster) {
-  return protocol::LocalIdentity{cluster, PeerRole::node, node_id, {}};
+  static constexpr std::uint32_t kMembers[] = {1, 2, 3, 5, 9};
+  return protocol::LocalIdentity{cluster, PeerRole::node, node_id, {}, protocol::MemberIds::of(kMembers), {}};
 }
 
 protocol::LocalIdentity role_identity(PeerRole role, std::uint64_t cluster = kCluster) {
-  return protocol::LocalIdentity{cluster, role, 0, {}};
+  return protocol::client_identity(cluster, role);
 }
 
 /// The handshake timeout also bounds how long a closing connection lingers; it is far beyond kDeadline here so
@@ -193,6 +195,9 @@ class Recorder final : public TransportHandler {
     writable.push_back(id);
     if (writable_hook) writable_hook(id);
   }
+  void on_refused(std::string_view /*remote*/, const protocol::HandshakeRefusal& refusal) override {
+    refused.push_back(refusal);
+  }
 
   std::size_t callbacks() const { return connected.size() + frames.size() + disconnected.size() + writable.size(); }
   std::size_t frames_on(ConnectionId id) const {
@@ -211,6 +216,7 @@ class Recorder final : public TransportHandler {
   std::vector<Received> frames;
   std::vector<Disconnected> disconnected;
   std::vector<ConnectionId> writable;
+  std::vector<protocol::HandshakeRefusal> refused;  // not counted in callbacks(): the connection was never reported
 
   std::function<void(ConnectionId, const protocol::PeerIdentity&)> connected_hook;
   std::function<void(ConnectionId, const protocol::Frame&)> frame_hook;
@@ -732,6 +738,56 @@ TEST_F(TransportHandshake, WrongClusterIsRejectedAndNamesBothClusterIds) {
   EXPECT_EQ(stranger.transport->connection_count(), 0U);
 }
 
+TEST_F(TransportHandshake, ANodeOfAnotherMemberListIsRefusedAndBothSidesHearBothLists) {
+  ASSERT_TRUE(start_server());
+  constexpr std::uint32_t kOtherMembers[] = {1, 2};
+  protocol::LocalIdentity other = node_identity(2);
+  other.members = protocol::MemberIds::of(kOtherMembers);
+  Side stranger(loop_, config_for(other));
+  const ConnectionId id = stranger.transport->connect(endpoint_);
+  ASSERT_TRUE(wait([&] { return stranger.events.disconnected.size() == 1; }));
+  EXPECT_TRUE(stranger.events.connected.empty());
+  const auto& outcome = stranger.events.disconnected[0];
+  EXPECT_EQ(outcome.id, id);
+  EXPECT_EQ(outcome.reason, DisconnectReason::handshake_rejected);
+  EXPECT_TRUE(contains(outcome.detail, "membership_mismatch"));
+  EXPECT_TRUE(contains(outcome.detail, "node 2 lists [1, 2]"));
+  EXPECT_TRUE(contains(outcome.detail, "node 1 lists [1, 2, 3, 5, 9]"));
+  EXPECT_TRUE(server_never_reported_it());
+  ASSERT_EQ(server_events().refused.size(), 1U) << "the accepting side's handler hears of the refusal";
+  EXPECT_EQ(server_events().refused[0].code, protocol::ErrorCode::membership_mismatch);
+  EXPECT_EQ(server_events().refused[0].peer_node_id, 2U);
+}
+
+TEST_F(TransportHandshake, NodesLearnEachOthersAdvertisedClientEndpoint) {
+  protocol::LocalIdentity server_identity = node_identity(kServerNode);
+  server_identity.client_endpoint = "10.1.1.1:7201";
+  Side server(loop_, config_for(server_identity));
+  const auto bound = server.transport->listen(Endpoint{"127.0.0.1", 0});
+  ASSERT_TRUE(bound) << bound.error();
+  protocol::LocalIdentity connecting_identity = node_identity(3);
+  connecting_identity.client_endpoint = "10.1.1.3:7203";
+  Side client(loop_, config_for(connecting_identity));
+  const ConnectionId id = client.transport->connect(bound.value());
+  ASSERT_TRUE(wait([&] { return client.events.is_connected(id) && server.events.connected.size() == 1; }));
+  EXPECT_EQ(client.events.connected[0].peer.client_endpoint, "10.1.1.1:7201");
+  EXPECT_EQ(server.events.connected[0].peer.client_endpoint, "10.1.1.3:7203");
+}
+
+TEST_F(TransportHandshake, AnIdentityChangedLaterIsWhatTheNextHandshakesPresent) {
+  ASSERT_TRUE(start_server());
+  protocol::LocalIdentity identity = node_identity(kServerNode);
+  identity.incarnation = protocol::Incarnation{7, 8};
+  server_->transport->set_identity(identity);
+  EXPECT_EQ(server_->transport->identity().incarnation, (protocol::Incarnation{7, 8}));
+  protocol::LocalIdentity recreated = node_identity(2);
+  recreated.incarnation = protocol::Incarnation{9, 9};
+  Side stranger(loop_, config_for(recreated));
+  stranger.transport->connect(endpoint_);
+  ASSERT_TRUE(wait([&] { return stranger.events.disconnected.size() == 1; }));
+  EXPECT_TRUE(contains(stranger.events.disconnected[0].detail, "another incarnation of cluster"));
+}
+
 TEST_F(TransportHandshake, RawHelloWithWrongClusterGetsAWrongClusterErrorFrame) {
   ASSERT_TRUE(start_server());
   RawSocket peer = RawSocket::connect_to(endpoint_.port);
@@ -742,14 +798,15 @@ TEST_F(TransportHandshake, RawHelloWithWrongClusterGetsAWrongClusterErrorFrame) 
   EXPECT_TRUE(server_never_reported_it());
 }
 
-TEST_F(TransportHandshake, RawHelloWithProtocolVersion2GetsAVersionMismatchErrorFrame) {
+TEST_F(TransportHandshake, RawHelloWithAnotherProtocolVersionGetsAVersionMismatchErrorFrame) {
   ASSERT_TRUE(start_server());
   RawSocket peer = RawSocket::connect_to(endpoint_.port);
   ASSERT_TRUE(peer.ok());
   protocol::Hello hello = client_hello();
-  hello.protocol_version = 2;
+  hello.protocol_version = protocol::kProtocolVersion + 1;
   ASSERT_TRUE(peer.write_all(loop_, encode(hello)));
-  EXPECT_TRUE(expect_refusal(peer, protocol::ErrorCode::protocol_version_mismatch, "version 2"));
+  EXPECT_TRUE(expect_refusal(peer, protocol::ErrorCode::protocol_version_mismatch,
+                             "version " + std::to_string(protocol::kProtocolVersion + 1)));
   peer.close();
   EXPECT_TRUE(server_never_reported_it());
 }

@@ -170,7 +170,27 @@ SessionReply sample_session_reply() {
 }
 
 StatusReply sample_status_reply() {
-  return StatusReply{2, NodeRole::leader, 2, 5, 100, 99, 101, 0xFEEDFACECAFEBEEF, 12};
+  StatusReply reply;
+  reply.node_id = 2;
+  reply.role = NodeRole::leader;
+  reply.leader_id = 2;
+  reply.term = 5;
+  reply.commit_index = 100;
+  reply.applied_index = 99;
+  reply.last_index = 101;
+  reply.state_hash = 0xFEEDFACECAFEBEEF;
+  reply.open_sessions = 12;
+  return reply;
+}
+
+StatusReply status_reply_with_problems() {
+  StatusReply reply = sample_status_reply();
+  constexpr std::uint32_t members[] = {1, 2, 3};
+  reply.members = MemberIds::of(members);
+  reply.problem_count = 2;
+  reply.problems[0] = "member lists differ: node 2 lists [1, 2, 3], node 1 lists [1]";
+  reply.problems[1] = "";
+  return reply;
 }
 
 struct Sample {
@@ -211,7 +231,8 @@ std::vector<Sample> every_sample() {
       {"ingress_rejected", encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap}), IngressRejected::kBodySize,
        false},
       {"status_request", encoded(StatusRequest{}), StatusRequest::kBodySize, false},
-      {"status_reply", encoded(sample_status_reply()), StatusReply::kBodySize, false},
+      {"status_reply", encoded(sample_status_reply()), StatusReply::kFixedBodySize, false},
+      {"status_reply/problems", encoded(status_reply_with_problems()), StatusReply::kFixedBodySize, false},
       {"ingress_withdrawn", encoded(IngressWithdrawn{5, 6}), IngressWithdrawn::kBodySize, false},
   };
 }
@@ -257,6 +278,7 @@ TEST(WireRoundTrip, ClientMessagesDecodeToTheSameFields) {
     reply.role = role;
     expect_round_trip(reply);
   }
+  expect_round_trip(status_reply_with_problems());
 }
 
 TEST(WireRoundTrip, IngressAndEgressPayloadsAreTheRestOfTheFrameAndViewsIntoIt) {
@@ -590,7 +612,7 @@ TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
   EXPECT_EQ(SessionClosed::kBodySize, 24U);
   EXPECT_EQ(IngressRejected::kBodySize, 32U);
   EXPECT_EQ(StatusRequest::kBodySize, 0U);
-  EXPECT_EQ(StatusReply::kBodySize, 64U);
+  EXPECT_EQ(StatusReply::kFixedBodySize, 72U);
   EXPECT_EQ(kEntryHeaderSize, 32U);
 }
 
@@ -630,7 +652,7 @@ TEST(WireLayout, SessionReplyFieldsSitAtTheirDocumentedOffsets) {
 
 TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
   const Bytes body = body_of(encoded(sample_status_reply()));
-  ASSERT_EQ(body.size(), 64U);
+  ASSERT_EQ(body.size(), 72U);
   EXPECT_EQ(load_le<std::uint32_t>(body.data()), 2U);
   EXPECT_EQ(load_le<std::uint8_t>(body.data() + 4), 3);
   EXPECT_EQ(load_le<std::uint32_t>(body.data() + 8), 2U);
@@ -640,6 +662,27 @@ TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 101U);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 48), 0xFEEDFACECAFEBEEFU);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 56), 12U);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 64), 0U);  // member_count
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 66), 0U);  // problem_count
+}
+
+TEST(WireLayout, AStatusReplysMembersAndProblemsFollowItsFixedFields) {
+  const Bytes body = body_of(encoded(status_reply_with_problems()));
+  const std::string_view problem = "member lists differ: node 2 lists [1, 2, 3], node 1 lists [1]";
+  ASSERT_EQ(body.size(), 72U + 3 * 4 + 2 + problem.size() + 2);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 64), 3U);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 66), 2U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 68), 0U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 72), 1U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 80), 3U);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 84), problem.size());
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(86, problem.size())), problem);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 86 + problem.size()), 0U);
+  Bytes bytes;
+  const StatusReply received = round_trip(status_reply_with_problems(), bytes);
+  EXPECT_EQ(static_cast<const void*>(received.problems[0].data()),
+            static_cast<const void*>(bytes.data() + kFrameHeaderSize + 86))
+      << "problems are views into the frame";
 }
 
 /// A byte range of a body that must hold certain values: every listed bad value there is refused as an
@@ -665,6 +708,7 @@ std::vector<Violation> every_violation() {
   const Bytes closed = encoded(SessionClosed{5, 6, SessionCloseReason::timeout});
   const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap});
   const Bytes status = encoded(sample_status_reply());
+  const Bytes problems = encoded(status_reply_with_problems());
   std::vector<Violation> all = {
       {"vote_request flags", vote, 40, 1, {0x04, 0x05, 0x80, 0xFF}, "flags", 40},
       {"vote_response granted", vote_response, 24, 1, {2, 0xFF}, "granted", 24},
@@ -679,6 +723,10 @@ std::vector<Violation> every_violation() {
       {"ingress_rejected reason", rejected, 24, 1, {0, 5, 0xFF}, "reason", 24},
       {"status_reply role", status, 4, 1, {0, 5, 0xFF}, "role", 4},
       {"status_reply reserved word", status, 12, 4, {1, 0x80000000}, "reserved", 12},
+      {"status_reply member_count", status, 64, 2, {kMaxMembers + 1, 0xFFFF}, "member_count", 64},
+      {"status_reply problem_count", status, 66, 2, {kMaxStatusProblems + 1, 0xFFFF}, "problem_count", 66},
+      {"status_reply problem_length", problems, 84, 2, {kMaxErrorTextLength + 1, 0xFFFF}, "problem_length", 84},
+      {"status_reply member_ids", problems, 76, 4, {0, 1}, "member_ids", 76},
   };
   // Every byte of every reserved run, one at a time.
   const auto reserved_run = [&all](const std::string& name, const Bytes& frame, std::size_t start, std::size_t size) {
@@ -694,6 +742,7 @@ std::vector<Violation> every_violation() {
   reserved_run("session_closed reserved", closed, 17, 7);
   reserved_run("ingress_rejected reserved", rejected, 25, 7);
   reserved_run("status_reply reserved after role", status, 5, 3);
+  reserved_run("status_reply reserved after problem_count", status, 68, 4);
   return all;
 }
 
@@ -704,6 +753,7 @@ TEST(WireField, EveryReservedFlagAndEnumViolationIsAnInvalidFieldNamingTheField)
       const std::size_t at = kFrameHeaderSize + violation.offset;
       switch (violation.width) {
         case 1: patch<std::uint8_t>(frame, at, static_cast<std::uint8_t>(bad)); break;
+        case 2: patch<std::uint16_t>(frame, at, static_cast<std::uint16_t>(bad)); break;
         case 4: patch<std::uint32_t>(frame, at, static_cast<std::uint32_t>(bad)); break;
         default: FAIL() << "width " << violation.width;
       }
@@ -880,7 +930,10 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                                            {"applied_index", 8},
                                                                            {"last_index", 8},
                                                                            {"state_hash", 8},
-                                                                           {"open_sessions", 8}});
+                                                                           {"open_sessions", 8},
+                                                                           {"member_count", 2},
+                                                                           {"problem_count", 2},
+                                                                           {"reserved", 4}});
 }
 
 TEST(WireTruncation, AnAppendRequestCutInsideAnEntryNamesTheEntryField) {

@@ -121,7 +121,7 @@ static int run(int argc, char** argv) {
   io::EventLoop loop;
   Pinger pinger(loop, count, std::chrono::milliseconds(interval_ms));
   io::TcpTransportConfig config;
-  config.identity = protocol::LocalIdentity{cluster_id, protocol::PeerRole::admin, 0, {}};
+  config.identity = protocol::client_identity(cluster_id, protocol::PeerRole::admin);
   config.handshake_timeout = std::chrono::milliseconds(timeout_ms);
   io::TcpTransport transport(loop, config, pinger);
   pinger.attach(transport, transport.connect(*endpoint));
