@@ -10,8 +10,14 @@ namespace cohort {
 
 struct NodeStatus {
   std::uint32_t node_id = 0;
-  std::string role;             // follower, pre-candidate, candidate, leader
+  std::string role;  // follower, pre-candidate, candidate, leader
+  /// member; fresh (an empty data directory, asking the others); recovering (it may have lost what it
+  /// acknowledged: it catches up from the leader before it votes again). docs/consensus.md.
+  std::string standing;
   std::uint32_t leader_id = 0;  // 0: unknown
+  /// Committed entries this replica could not apply as they are (undecodable, a stamp going back, a service that
+  /// threw): equal on every replica; the node's log names each one.
+  std::uint32_t entry_faults = 0;
   std::uint64_t term = 0;
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;

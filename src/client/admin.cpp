@@ -39,7 +39,10 @@ class StatusQuery final : public io::TransportHandler {
     NodeStatus& status = result_.status;
     status.node_id = reply->node_id;
     status.role = role_name(reply->role);
+    static constexpr const char* kStandings[] = {"member", "fresh", "recovering"};  // the decoder admits these only
+    status.standing = kStandings[reply->standing];
     status.leader_id = reply->leader_id;
+    status.entry_faults = reply->entry_faults;
     status.term = reply->term;
     status.commit_index = reply->commit_index;
     status.applied_index = reply->applied_index;

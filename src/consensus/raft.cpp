@@ -408,6 +408,10 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
   if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
   reset_election_timer(now);
   last_leader_contact_ = now;
+  // An acknowledgement also says "I promised no higher term". A node that lost its state does not know which
+  // terms it promised until it holds its vote floor: a leader of an older term could count its answer and commit
+  // an entry that the leader it had voted for overwrites.
+  if (!acknowledges()) return;
 
   // The previous entry must be one the sender could hold (index 0 has term 0), and the entries contiguous after
   // it, of terms no newer than the sender's, and intact. A malformed request is dropped, never asserted on.
@@ -471,6 +475,7 @@ void Raft::handle_heartbeat(const Message& message, const Heartbeat& heartbeat, 
   if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
   reset_election_timer(now);
   last_leader_contact_ = now;
+  if (!acknowledges()) return;  // nor keep a leader of an older term in place through its check-quorum
   // The leader sends min(its commit, our match): those entries are in our log, matching its own.
   commit_ = std::max(commit_, std::min(heartbeat.commit, last_index()));
   send(message.from, HeartbeatResponse{}, hard_state_seq_);
@@ -488,8 +493,15 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
-  if (!note_boot(*progress, message.boot)) return;
+  const BootCheck boot = note_boot(*progress, message.boot);
+  if (boot == BootCheck::stale) return;
   progress->recently_active = true;
+  // The first acknowledgement of a boot never seen before is not counted: it may come from a life older than
+  // the retired ones remembered, delivered very late. The probe the restart set off asks the follower again.
+  if (response.success && boot == BootCheck::restarted) {
+    replicate_to(*progress);
+    return;
+  }
 
   if (response.success) {
     if (response.match_index > last_index()) return;  // cannot be from this term's log: ignore
@@ -533,7 +545,7 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
-  if (!note_boot(*progress, message.boot)) return;
+  if (note_boot(*progress, message.boot) == BootCheck::stale) return;
   progress->recently_active = true;
   // The follower is alive: a probe or pipelined requests lost on the way must not stall it forever.
   if (progress->probing)
@@ -621,11 +633,12 @@ void Raft::maybe_finish_transfer(Progress& progress) {
 // only once its log durably holds what the leader of that term (or of a later one) held after this node restarted:
 // every entry this node could have acknowledged in its earlier life, committed or not.
 
-bool Raft::note_boot(Progress& progress, std::uint64_t boot) {
-  if (boot == progress.boot) return true;
+Raft::BootCheck Raft::note_boot(Progress& progress, std::uint64_t boot) {
+  if (boot == progress.boot) return BootCheck::same;
   if (std::find(progress.retired_boots.begin(), progress.retired_boots.end(), boot) != progress.retired_boots.end())
-    return false;  // sent before the follower restarted, and arriving late: what it claims may be gone
-  if (progress.boot != 0 && planted_bug() != 8) {
+    return BootCheck::stale;  // sent before the follower restarted, and arriving late: what it claims may be gone
+  const bool first = progress.boot == 0;
+  if (!first && planted_bug() != 8) {
     // The follower restarted: what it acknowledged before may be lost (a replaced or damaged disk). Start over
     // from its real log end; the first probe's refusal says where that is.
     std::rotate(progress.retired_boots.rbegin(), progress.retired_boots.rbegin() + 1, progress.retired_boots.rend());
@@ -636,7 +649,7 @@ bool Raft::note_boot(Progress& progress, std::uint64_t boot) {
     progress.inflight.clear();
   }
   progress.boot = boot;
-  return true;
+  return first ? BootCheck::same : BootCheck::restarted;
 }
 
 void Raft::query_standing(Time now) {
@@ -649,7 +662,11 @@ void Raft::handle_standing_answer(const Message& message, const StandingAnswer& 
   if (standing_ == Standing::member || answer.asker_boot != boot_) return;
   auto it = std::find_if(answers_.begin(), answers_.end(), [&](const Answer& a) { return a.from == message.from; });
   if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}});
-  *it = Answer{message.from, message.term, answer.standing, answer.leader, answer.last_index};
+  // A leader's first answer in its term is the catch-up target: anything this node's earlier life acknowledged
+  // was in that leader's log by then. A later answer would move the target on with every new entry.
+  const bool same_leadership = it->leader && answer.leader && it->term == message.term;
+  const LogIndex target = same_leadership ? it->last_index : answer.last_index;
+  *it = Answer{message.from, message.term, answer.standing, answer.leader, target};
   decide_standing();
 }
 
@@ -678,9 +695,13 @@ void Raft::decide_standing() {
     highest = std::max(highest, answer.term);
     if (answer.standing == Standing::member) ++members;
   }
+  // Every other member must have answered: a term this node voted in may be known, besides this node, only to
+  // its candidate while that election is still under way (with five nodes or more, f + 1 answers can miss it).
+  if (answers_.size() < others) return;
   if (members >= majority_of_others) {
     if (!vote_floor_ || highest > *vote_floor_) {
-      // Any term this node voted or acknowledged in, a majority of the others knows (it has it durably).
+      // Any term this node voted or acknowledged in, some other member holds durably, unless that member lost
+      // its state too, and then the election it stood in died with it.
       vote_floor_ = highest;
       if (term_ < highest) set_term(highest);
       if (!voted_for_) vote_for(kForgottenVote);
@@ -688,7 +709,7 @@ void Raft::decide_standing() {
     maybe_rejoin();
     return;
   }
-  if (answers_.size() == others) {
+  {
     // Every member answered and fewer than a majority are whole: no one can repair anyone. Stand on the logs
     // as they are; Raft's election picks the most complete of a majority.
     if (term_ < highest) set_term(highest);

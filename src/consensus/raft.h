@@ -121,7 +121,7 @@ class Raft {
     // The follower's boot id (0: not heard from yet), and the ones it had before in this term: answers from a
     // retired boot were sent by a life whose log may be gone, and are dropped.
     std::uint64_t boot = 0;
-    std::array<std::uint64_t, 4> retired_boots{};
+    std::array<std::uint64_t, 8> retired_boots{};
   };
 
   // A StandingAnswer kept by a node that is not a member yet: the latest from each other member, this life.
@@ -153,7 +153,8 @@ class Raft {
   void decide_standing();
   void maybe_rejoin();
   void set_standing(Standing standing, std::string notice);
-  bool note_boot(Progress& progress, std::uint64_t boot);
+  enum class BootCheck : std::uint8_t { same, restarted, stale };
+  BootCheck note_boot(Progress& progress, std::uint64_t boot);
   // Leader.
   bool send_append(Progress& progress, bool send_empty);
   void replicate_to(Progress& progress);
@@ -170,6 +171,9 @@ class Raft {
   void send(NodeId to, Message::Body body, PersistSeq after);
   void reset_election_timer(Time now);
   bool in_leader_lease(Time now) const;
+  // Whether this node answers a leader's appends and heartbeats: a member does, and a node that lost its state
+  // does once it holds its vote floor (it then knows no term it promised is above the leader's).
+  bool acknowledges() const noexcept { return standing_ == Standing::member || vote_floor_.has_value(); }
   bool log_up_to_date(LogIndex last_index, Term last_term) const;
   LogIndex last_index() const { return log_.last_index(); }
   Term last_term() const;

@@ -41,8 +41,8 @@ using namespace std::chrono_literals;
 namespace {
 
 /// The kernel's boot id: it changes exactly when the machine restarts (storage::note_machine_boot). All zeros
-/// if the kernel does not say, which then reads as a machine restart on every start under sync policy none: safe,
-/// at the cost of a catch-up before the node votes.
+/// if the kernel does not say, which note_machine_boot reads as a possible machine restart on every start under
+/// sync policy none: safe, at the cost of a catch-up before the node votes.
 storage::MachineBoot kernel_boot_id() {
   storage::MachineBoot boot{};
   std::ifstream file("/proc/sys/kernel/random/boot_id");
@@ -774,7 +774,10 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
       protocol::StatusReply reply;
       reply.node_id = options_.node_id;
       reply.role = wire_role(raft.role());
+      reply.standing = static_cast<std::uint8_t>(raft.standing());
       reply.leader_id = raft.leader() ? raft.leader()->value() : 0;
+      reply.entry_faults = static_cast<std::uint32_t>(
+          std::min<std::uint64_t>(replica_->host().entry_faults().total(), std::uint64_t{0xFFFF'FFFFU}));
       reply.term = raft.term().value();
       reply.commit_index = raft.commit_index().value();
       reply.applied_index = replica_->host().applied_index().value();

@@ -243,9 +243,10 @@ void StatusReply::encode_body(BodyWriter& out) const noexcept {
   COHORT_ASSERT(problem_count <= kMaxStatusProblems);
   out.write<std::uint32_t>(node_id);
   write_enum(out, role);
-  write_zeros(out, 3);
+  out.write<std::uint8_t>(standing);
+  write_zeros(out, 2);
   out.write<std::uint32_t>(leader_id);
-  write_zeros(out, 4);
+  out.write<std::uint32_t>(entry_faults);
   out.write<std::uint64_t>(term);
   out.write<std::uint64_t>(commit_index);
   out.write<std::uint64_t>(applied_index);
@@ -267,9 +268,11 @@ Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::u
   StatusReply reply;
   reply.node_id = in.read<std::uint32_t>("node_id");
   reply.role = read_enum(in, "role", NodeRole::pre_candidate);
-  read_reserved(in, 3);
+  reply.standing = in.read<std::uint8_t>("standing");
+  if (!in.failed() && reply.standing > 2) in.fail_invalid("standing", reply.standing, 2);
+  read_reserved(in, 2);
   reply.leader_id = in.read<std::uint32_t>("leader_id");
-  read_reserved(in, 4);
+  reply.entry_faults = in.read<std::uint32_t>("entry_faults");
   reply.term = in.read<std::uint64_t>("term");
   reply.commit_index = in.read<std::uint64_t>("commit_index");
   reply.applied_index = in.read<std::uint64_t>("applied_index");

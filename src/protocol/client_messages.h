@@ -229,7 +229,9 @@ struct StatusReply {
 
   std::uint32_t node_id = 0;
   NodeRole role = NodeRole::follower;
-  std::uint32_t leader_id = 0;  // 0: unknown
+  std::uint8_t standing = 0;       // consensus::Standing: 0 member, 1 fresh, 2 recovering (it votes only as a member)
+  std::uint32_t leader_id = 0;     // 0: unknown
+  std::uint32_t entry_faults = 0;  // committed entries this replica could not apply as they are (saturating)
   std::uint64_t term = 0;
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;

@@ -119,6 +119,10 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.crash_every = 500ms;
     mix.state_loss_per_mille = 700;
     mix.crash_after_role_change_per_mille = 100;
+    // Stale leaders and elections still under way when a node comes back without its memory of them.
+    mix.partition_every = 2s;
+    mix.transfer_every = 1s;
+    mix.long_delay_per_mille = 30;
     mix.real_storage = true;  // damaged records and lost page caches need the real log on its byte-level files
     mix.sync_none = true;
     mix.segment_size = 4096;

@@ -190,6 +190,16 @@ struct Simulator::Impl {
     return true;
   }
 
+  // A node that lost its state (or lagged behind a partition) catches up from the leader's log start, a batch per
+  // round trip: with tiny batches and pipelines that alone can outlast the liveness limit. Allow for it.
+  Duration catch_up_allowance() const {
+    std::uint64_t longest = 0;
+    for (std::uint32_t i = 0; i < cluster.size(); ++i)
+      longest = std::max(longest, cluster.node(i).storage.model().last_index().value());
+    const std::uint64_t round_trips = longest / (mix.max_append_entries * mix.max_inflight_appends) + 1;
+    return 2 * mix.delay_max * static_cast<Duration::rep>(round_trips);
+  }
+
   // --- the run --------------------------------------------------------------------------------------------------
 
   bool step() {
@@ -222,7 +232,7 @@ struct Simulator::Impl {
 
     // Liveness: no more faults; the cluster must converge within the limit.
     begin_liveness();
-    const Time deadline = events.now() + options.liveness_limit;
+    const Time deadline = events.now() + options.liveness_limit + catch_up_allowance();
     while (!converged()) {
       if (checker.failed() || events.now() > deadline) {
         if (!checker.failed())

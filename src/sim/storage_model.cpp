@@ -156,8 +156,10 @@ void NodeStorage::open_real() {
                                               mix_.sync_none ? storage::SyncPolicy::none : storage::SyncPolicy::fsync);
       !noted)
     checker_.fail(fmt::format("node {} cannot note its machine's boot: {}", id_.value(), noted.error()));
-  // The model starts from what the first start writes (a new directory: a fresh node).
-  if (!opened_) model_.reset({}, recovered->hard_state);
+  // The model starts from what the first start writes (a new directory: a fresh node), and follows a standing
+  // that the start itself writes.
+  if (!opened_ || recovered->hard_state != model_.durable_hard_state())
+    model_.reset(std::vector<Entry>(model_.durable_entries()), recovered->hard_state);
   opened_ = true;
   durable_log_ = std::make_unique<storage::SegmentedLog>(*disk_, identity(), real_options(), std::move(*recovered),
                                                          random_.next());
@@ -191,7 +193,8 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
     // Written but never synced: under policy none a machine crash may lose entries the node acknowledged. The
     // model's durable log is what was written, so recovery may find any prefix of it.
     disk_->crash(random_);
-    machine_boot_[0] = static_cast<std::byte>(static_cast<unsigned>(machine_boot_[0]) + 1U);
+    // Never all zeros, which would read as a kernel that gives no boot id.
+    machine_boot_[0] = static_cast<std::byte>(static_cast<unsigned>(machine_boot_[0]) % 255U + 1U);
     recover_and_check(
         "machine crash under policy none", /*machine_restarted=*/true,
         [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {

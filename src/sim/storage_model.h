@@ -162,7 +162,7 @@ class NodeStorage {
   bool busy_ = false;                                     // a storage_write or storage_sync is scheduled
   consensus::PersistSeq seq_offset_ = 0;                  // model seq = real seq + seq_offset_
   bool opened_ = false;                                   // the disk has been opened once (its first meta exists)
-  storage::MachineBoot machine_boot_{};                   // the simulated kernel's boot id: a machine crash moves it
+  storage::MachineBoot machine_boot_{std::byte{1}};       // the simulated kernel's boot id: a machine crash moves it
 
   // In-memory store only.
   consensus::PersistSeq sync_requested_ = 0;  // highest sequence a sync is scheduled for, in this incarnation

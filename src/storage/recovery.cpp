@@ -264,6 +264,14 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     }
     const std::string& name = segments[damage->segment].name;
     const bool durable_damaged = claimed >= damage->index;
+    if (durable_damaged) {
+      // Durable before anything is cut: a crash while cutting (or a failure to write this) must leave a node that
+      // knows it is recovering, never a member with a shorter log that forgot what it acknowledged. The cut also
+      // removes the evidence that the record was durable.
+      out.hard_state.standing = consensus::Standing::recovering;
+      if (auto status = write_metadata(directory, identity, out.hard_state); !status)
+        return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
+    }
 
     // Cut the log at the damage; later segments go first, as in a truncation. A torn tail was never proven
     // durable; damage to a durable record loses entries this node may have acknowledged, which the cluster
@@ -287,7 +295,6 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
       return unexpected(fmt::format("cannot sync {}/{}: {}", dir, name, status.error().message));
     out.segments.resize(damage->segment + 1);
     if (durable_damaged) {
-      out.hard_state.standing = consensus::Standing::recovering;
       out.repairs.push_back(fmt::format(
           "DATA LOSS: log segment {}/{} is damaged at offset {} (index {}): {}. The intact record in {} was written "
           "once entries up to {} were durable, so this is damage to a durable record, not a torn write. Cut the log "
@@ -304,8 +311,8 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     }
   }
 
-  if (metadata_lost || (damage && out.hard_state.standing == consensus::Standing::recovering)) {
-    // Durable before this node says anything: a crash from here on still finds it recovering.
+  if (metadata_lost) {
+    // Durable before this node says anything: a crash from here on finds it recovering (and the log's term).
     if (auto status = write_metadata(directory, identity, out.hard_state); !status)
       return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
   }
@@ -335,7 +342,10 @@ Status<std::string> note_machine_boot(Directory& directory, const Identity& iden
     if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, kMachineName, bytes.error().message));
     last = decode_machine_boot(*bytes, reason);
     const bool has_history = recovered.last_index != LogIndex{0} || recovered.hard_state.term != Term{0};
-    if ((!last || *last != current) && has_history && recovered.hard_state.standing == consensus::Standing::member) {
+    // All zeros: the kernel did not say. Then no start can rule a machine restart out.
+    const bool unknown = current == MachineBoot{};
+    if ((!last || *last != current || unknown) && has_history &&
+        recovered.hard_state.standing == consensus::Standing::member) {
       recovered.hard_state.standing = consensus::Standing::recovering;
       if (auto status = write_metadata(directory, identity, recovered.hard_state); !status)
         return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
@@ -343,7 +353,9 @@ Status<std::string> note_machine_boot(Directory& directory, const Identity& iden
           "POSSIBLE DATA LOSS: the machine restarted since this node last ran under sync policy none ({}), so "
           "entries it acknowledged may not have reached the disk. It rejoins as a recovering node, repairs its log "
           "from the cluster and votes again once it has caught up",
-          last ? "a new kernel boot id" : fmt::format("its machine file is unreadable: {}", reason)));
+          !last     ? fmt::format("its machine file is unreadable: {}", reason)
+          : unknown ? std::string("the kernel gives no boot id")
+                    : std::string("a new kernel boot id")));
     }
   }
   if (policy == SyncPolicy::none) {

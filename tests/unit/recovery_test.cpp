@@ -292,6 +292,28 @@ TEST(Recovery, DamagedDurableRecordIsCutNamedLoudlyAndTheNodeRecovers) {
   }
 }
 
+// The node is marked recovering before anything is cut: a crash (or a failed write and a restart) at any step of
+// the repair leaves it recovering or its log uncut, never a member holding fewer entries than it acknowledged.
+TEST(Recovery, ACrashWhileCuttingADamagedDurableRecordNeverLeavesAMemberThatForgot) {
+  for (std::uint64_t step = 0; step < 12; ++step) {
+    for (const auto& [kind, seed] : crash_kinds(4)) {
+      const std::string where = "crash point " + std::to_string(step) + ", " + name_of(kind, seed);
+      LogHarness h;
+      ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 20, 1), HardState{Term{1}, NodeId{2}}));
+      h.disk().corrupt(segment_name(LogIndex{1}), kSegmentHeaderSize + 4 * kRecord + 16, std::byte{0x01});
+      h.disk().crash_clean();
+      h.disk().fail_after(step);
+      (void)h.open();  // fails part way, or completes
+      crash(h, kind, seed);
+      ASSERT_EQ(h.open(), "") << where;
+      const bool member = h.log().hard_state().standing == consensus::Standing::member;
+      EXPECT_FALSE(member && h.entries().size() < 20)
+          << where << ": a member holding " << h.entries().size() << " of its 20 durable entries; repairs:\n"
+          << joined(h.recovered().repairs);
+    }
+  }
+}
+
 TEST(Recovery, DamagedDurableRecordInAnEarlierSegmentIsCutThere) {
   LogHarness h;
   ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 100, 1), HardState{Term{1}, std::nullopt}));
@@ -605,6 +627,20 @@ TEST(Recovery, AMachineRestartUnderPolicyNoneMakesTheNodeRecover) {
   h.disk().crash_clean();
   ASSERT_EQ(h.open(), "");
   EXPECT_EQ(h.log().hard_state().standing, consensus::Standing::recovering);  // durable before anything else
+}
+
+// A kernel that gives no boot id cannot rule a machine restart out: under policy none the node recovers.
+TEST(Recovery, AnUnknownKernelBootIdCountsAsAMachineRestart) {
+  const MachineBoot unknown{};
+  LogHarness h(LogHarness::small_segments(), SyncPolicy::none);
+  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
+  RecoveredLog recovered = h.recovered();
+  ASSERT_TRUE(note_machine_boot(h.disk(), kIdentity, recovered, unknown, SyncPolicy::none));
+  h.disk().crash_clean();  // a machine crash: the page cache is gone
+  ASSERT_EQ(h.open(), "");
+  recovered = h.recovered();
+  ASSERT_TRUE(note_machine_boot(h.disk(), kIdentity, recovered, unknown, SyncPolicy::none));
+  EXPECT_EQ(recovered.hard_state.standing, consensus::Standing::recovering);
 }
 
 TEST(Recovery, PolicyFsyncForgetsTheMachineBoot) {

@@ -173,7 +173,9 @@ StatusReply sample_status_reply() {
   StatusReply reply;
   reply.node_id = 2;
   reply.role = NodeRole::leader;
+  reply.standing = 2;
   reply.leader_id = 2;
+  reply.entry_faults = 7;
   reply.term = 5;
   reply.commit_index = 100;
   reply.applied_index = 99;
@@ -655,7 +657,9 @@ TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
   ASSERT_EQ(body.size(), 72U);
   EXPECT_EQ(load_le<std::uint32_t>(body.data()), 2U);
   EXPECT_EQ(load_le<std::uint8_t>(body.data() + 4), 3);
+  EXPECT_EQ(load_le<std::uint8_t>(body.data() + 5), 2);  // standing: recovering
   EXPECT_EQ(load_le<std::uint32_t>(body.data() + 8), 2U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 12), 7U);  // entry_faults
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 5U);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 100U);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 99U);
@@ -722,7 +726,7 @@ std::vector<Violation> every_violation() {
       {"session_closed reason", closed, 16, 1, {0, 5, 0xFF}, "reason", 16},
       {"ingress_rejected reason", rejected, 24, 1, {0, 5, 0xFF}, "reason", 24},
       {"status_reply role", status, 4, 1, {0, 5, 0xFF}, "role", 4},
-      {"status_reply reserved word", status, 12, 4, {1, 0x80000000}, "reserved", 12},
+      {"status_reply standing", status, 5, 1, {3, 0xFF}, "standing", 5},
       {"status_reply member_count", status, 64, 2, {kMaxMembers + 1, 0xFFFF}, "member_count", 64},
       {"status_reply problem_count", status, 66, 2, {kMaxStatusProblems + 1, 0xFFFF}, "problem_count", 66},
       {"status_reply problem_length", problems, 84, 2, {kMaxErrorTextLength + 1, 0xFFFF}, "problem_length", 84},
@@ -741,7 +745,7 @@ std::vector<Violation> every_violation() {
   reserved_run("session_reply reserved after text_length", reply, 50, 2);
   reserved_run("session_closed reserved", closed, 17, 7);
   reserved_run("ingress_rejected reserved", rejected, 25, 7);
-  reserved_run("status_reply reserved after role", status, 5, 3);
+  reserved_run("status_reply reserved after standing", status, 6, 2);
   reserved_run("status_reply reserved after problem_count", status, 68, 4);
   return all;
 }
@@ -922,9 +926,10 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
       {{"session_id", 8}, {"seq", 8}, {"expected_seq", 8}, {"reason", 1}, {"reserved", 7}});
   expect_every_short_body_names_its_field(encoded(sample_status_reply()), {{"node_id", 4},
                                                                            {"role", 1},
-                                                                           {"reserved", 3},
+                                                                           {"standing", 1},
+                                                                           {"reserved", 2},
                                                                            {"leader_id", 4},
-                                                                           {"reserved", 4},
+                                                                           {"entry_faults", 4},
                                                                            {"term", 8},
                                                                            {"commit_index", 8},
                                                                            {"applied_index", 8},
