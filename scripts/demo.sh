@@ -54,7 +54,7 @@ start_node() {
 # The node every reachable member names as leader, once they agree; empty if they do not (yet).
 leader() {
   "$kv" --cluster-id $cluster --members "$clients" status 2>/dev/null |
-    awk '/ leader +term/ {print $3}' | head -1
+    awk '/ leader +member +term/ {print $3}' | head -1
 }
 wait_leader() {
   local found=""
