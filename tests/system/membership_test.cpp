@@ -123,9 +123,10 @@ class TcpProxy {
         fds.push_back({b, POLLIN, 0});
       }
       if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      const std::size_t listened = pairs_.size();  // a pair accepted below has no entry in `fds` yet
       if ((fds[0].revents & POLLIN) != 0) accept_one();
       std::vector<std::size_t> dead;
-      for (std::size_t i = 0; i < pairs_.size(); ++i) {
+      for (std::size_t i = 0; i < listened; ++i) {
         for (const int side : {0, 1}) {
           const pollfd& polled = fds[1 + 2 * i + static_cast<std::size_t>(side)];
           if (polled.revents == 0) continue;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,14 +42,19 @@ constexpr std::uint32_t kMembers[] = {1, 2, 3, 5, 7, 0xFFFFFFFF};
 constexpr std::uint32_t kThree[] = {1, 2, 3};
 constexpr std::uint32_t kAlone[] = {1};
 
-LocalIdentity node_listing(std::uint32_t id, std::span<const std::uint32_t> members,
-                           std::string endpoint = "10.0.0.1:7201") {
-  return LocalIdentity{kCluster, PeerRole::node, id, kIncarnation, MemberIds::of(members), std::move(endpoint)};
+/// A node's identity, kept for the whole program: make_hello and make_welcome view its endpoint, so a Hello kept
+/// in a variable must not outlive the identity it was made from.
+const LocalIdentity& node_listing(std::uint32_t id, std::span<const std::uint32_t> members,
+                                  std::string endpoint = "10.0.0.1:7201") {
+  static std::deque<LocalIdentity> kept;
+  kept.push_back(
+      LocalIdentity{kCluster, PeerRole::node, id, kIncarnation, MemberIds::of(members), std::move(endpoint)});
+  return kept.back();
 }
 
-LocalIdentity this_node() { return node_listing(1, kMembers); }
+const LocalIdentity& this_node() { return node_listing(1, kMembers); }
 
-LocalIdentity a_node(std::uint32_t id) { return node_listing(id, kMembers); }
+const LocalIdentity& a_node(std::uint32_t id) { return node_listing(id, kMembers); }
 
 LocalIdentity a_client() {
   LocalIdentity client = client_identity(kCluster);
