@@ -159,11 +159,12 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
           dir, kMetadataName, reason));
     } else {
       if (metadata->identity != identity)
-        return unexpected(
-            fmt::format("the data directory {} belongs to node {} of cluster {}, not to node {} of "
-                        "cluster {}; refusing to start (another cluster's data cannot be repaired from this one)",
-                        dir, metadata->identity.node_id.value(), metadata->identity.cluster_id,
-                        identity.node_id.value(), identity.cluster_id));
+        return unexpected(fmt::format(
+            "the data directory {} belongs to node {} of cluster {}, not to node {} of "
+            "cluster {}; refusing to start (another node's or cluster's data is never repaired into this one: to "
+            "replace this node's disk, empty its data directory and start it again, and it rejoins from the cluster)",
+            dir, metadata->identity.node_id.value(), metadata->identity.cluster_id, identity.node_id.value(),
+            identity.cluster_id));
       out.hard_state = metadata->hard_state;
     }
   }
