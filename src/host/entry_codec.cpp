@@ -25,12 +25,16 @@ std::uint64_t get(ByteSpan payload, std::size_t at) {
 // Bootstrap: incarnation (16 bytes), member_count u32, reserved u32, then the ids.
 constexpr std::size_t kBootstrapFixedBody = 24;
 
-// Body sizes; ingress and bootstrap give the minimum (their message or member ids follow).
+// Activity: count u32, reserved u32, then the ids.
+constexpr std::size_t kActivityFixedBody = 8;
+
+// Body sizes; ingress, bootstrap and activity give the minimum (their message or ids follow).
 constexpr std::size_t body_size(EntryKind kind) {
   switch (kind) {
     case EntryKind::bootstrap: return kBootstrapFixedBody;
     case EntryKind::session_open:
-    case EntryKind::session_close:
+    case EntryKind::session_close: return 24;
+    case EntryKind::activity: return kActivityFixedBody;
     case EntryKind::ingress:
     case EntryKind::timer:
     case EntryKind::ingress_refused: return 16;
@@ -45,7 +49,7 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
     return unexpected(
         fmt::format("envelope of {} bytes is shorter than its {}-byte header", payload.size(), kEnvelopeHeaderSize));
   const auto kind = static_cast<std::uint8_t>(payload[0]);
-  if (kind < 1 || kind > 6) return unexpected(fmt::format("unknown entry kind {}", kind));
+  if (kind < 1 || kind > 7) return unexpected(fmt::format("unknown entry kind {}", kind));
   for (std::size_t i = 1; i < 8; ++i)
     if (payload[i] != std::byte{0}) return unexpected(fmt::format("reserved envelope byte {} is not zero", i));
   DecodedEntry entry;
@@ -55,7 +59,8 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
   entry.stamp = ClusterTime(static_cast<std::int64_t>(stamp));
   const std::size_t body = payload.size() - kEnvelopeHeaderSize;
   const std::size_t needed = body_size(entry.kind);
-  const bool variable = entry.kind == EntryKind::ingress || entry.kind == EntryKind::bootstrap;
+  const bool variable =
+      entry.kind == EntryKind::ingress || entry.kind == EntryKind::bootstrap || entry.kind == EntryKind::activity;
   if (body < needed || (!variable && body != needed))
     return unexpected(fmt::format("entry kind {} has a {}-byte body, expected {}", kind, body, needed));
   switch (entry.kind) {
@@ -79,7 +84,10 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
       }
       break;
     }
-    case EntryKind::session_open: entry.id = Id128{get(payload, 0), get(payload, 8)}; break;
+    case EntryKind::session_open:
+      entry.id = Id128{get(payload, 0), get(payload, 8)};
+      entry.session = get(payload, 16);
+      break;
     case EntryKind::session_close: {
       entry.session = get(payload, 0);
       const auto reason = static_cast<std::uint8_t>(payload[kEnvelopeHeaderSize + 8]);
@@ -88,6 +96,30 @@ Result<DecodedEntry, std::string> decode_entry(ByteSpan payload) noexcept {
         if (payload[i] != std::byte{0})
           return unexpected(fmt::format("reserved byte {} of session_close is not zero", i));
       entry.reason = static_cast<CloseReason>(reason);
+      const auto idle_since = get(payload, 16);
+      if (idle_since > static_cast<std::uint64_t>(INT64_MAX))
+        return unexpected(fmt::format("idle_since {} out of range", idle_since));
+      entry.idle_since = ClusterTime(static_cast<std::int64_t>(idle_since));
+      break;
+    }
+    case EntryKind::activity: {
+      const auto count = load_le<std::uint32_t>(payload.data() + kEnvelopeHeaderSize);
+      const auto reserved = load_le<std::uint32_t>(payload.data() + kEnvelopeHeaderSize + 4);
+      if (reserved != 0) return unexpected(std::string("reserved bytes of activity are not zero"));
+      if (count > kMaxActivitySessions)
+        return unexpected(fmt::format("activity entry names {} sessions, at most {}", count, kMaxActivitySessions));
+      if (body != kActivityFixedBody + std::size_t{8} * count)
+        return unexpected(fmt::format("activity entry with {} sessions has a {}-byte body, expected {}", count, body,
+                                      kActivityFixedBody + std::size_t{8} * count));
+      entry.sessions = payload.subspan(kEnvelopeHeaderSize + kActivityFixedBody);
+      std::uint64_t previous = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        const SessionId id = activity_session(entry, i);
+        if (id <= previous)
+          return unexpected(
+              fmt::format("activity session ids are not strictly ascending and non-zero ({} after {})", id, previous));
+        previous = id;
+      }
       break;
     }
     case EntryKind::ingress:
@@ -130,16 +162,31 @@ void encode_bootstrap(std::vector<std::byte>& out, ClusterTime stamp, Id128 inca
   }
 }
 
-void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client) {
-  begin(out, EntryKind::session_open, stamp, 16);
+void encode_session_open(std::vector<std::byte>& out, ClusterTime stamp, Id128 client, std::uint64_t resume) {
+  begin(out, EntryKind::session_open, stamp, 24);
   put(out, 0, client.high);
   put(out, 8, client.low);
+  put(out, 16, resume);
 }
 
-void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason) {
-  begin(out, EntryKind::session_close, stamp, 16);
+void encode_session_close(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, CloseReason reason,
+                          ClusterTime idle_since) {
+  COHORT_ASSERT(idle_since >= ClusterTime{0});
+  begin(out, EntryKind::session_close, stamp, 24);
   put(out, 0, session);
   put(out, 8, static_cast<std::uint64_t>(reason));  // reason byte, then 7 zero bytes
+  put(out, 16, static_cast<std::uint64_t>(idle_since.count()));
+}
+
+void encode_activity(std::vector<std::byte>& out, ClusterTime stamp, std::span<const SessionId> sessions) {
+  COHORT_ASSERT(sessions.size() <= kMaxActivitySessions);
+  begin(out, EntryKind::activity, stamp, kActivityFixedBody + 8 * sessions.size());
+  store_le<std::uint32_t>(out.data() + kEnvelopeHeaderSize, static_cast<std::uint32_t>(sessions.size()));
+  store_le<std::uint32_t>(out.data() + kEnvelopeHeaderSize + 4, 0);
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    COHORT_ASSERT(sessions[i] != 0 && (i == 0 || sessions[i - 1] < sessions[i]));
+    store_le<std::uint64_t>(out.data() + kEnvelopeHeaderSize + kActivityFixedBody + 8 * i, sessions[i]);
+  }
 }
 
 void encode_ingress(std::vector<std::byte>& out, ClusterTime stamp, std::uint64_t session, std::uint64_t seq,

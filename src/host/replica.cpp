@@ -53,7 +53,9 @@ void Replica::after_input(Time mono) {
   role_ = raft_.role();
   term_ = raft_.term();
   firings_in_flight_.clear();
+  expiries_in_flight_.clear();
   bootstrap_proposed_ = false;
+  renewal_proposed_ = false;
   if (new_leadership) clock_.lead(std::max(last_stamp_in_log(), host_.last_stamp()), wall_ + (mono - wall_mono_), mono);
   switch (role_) {
     case consensus::Role::leader: host_.set_role(ClusterRole::leader); break;
@@ -83,6 +85,12 @@ ClusterTime Replica::stamp(Time mono) {
 }
 
 void Replica::leader_duties(Time mono) {
+  if (raft_.role() != consensus::Role::leader) return;
+  if (!renewal_proposed_) {
+    // Right after the no-op, a stamped entry of this term: applying it renews every session (service_host.cpp).
+    encode_activity(scratch_, stamp(mono), {});
+    if (propose(mono).has_value()) renewal_proposed_ = true;
+  }
   if (!leading_current()) return;
   if (!host_.incarnation().known() && !bootstrap_proposed_) {
     const Id128 incarnation{random_.next() | 1U, random_.next()};
@@ -104,6 +112,25 @@ void Replica::leader_duties(Time mono) {
     if (!propose(mono).has_value()) break;
     firings_in_flight_.insert(firing);
   }
+  expire_idle_sessions(mono);
+}
+
+void Replica::expire_idle_sessions(Time mono) {
+  // Only from a state that holds this term's renewal: before it, every session's activity is from before the
+  // election, and a client on its way back would be expired for the cluster's own outage. (Applying re-checks.)
+  if (host_.renewed_term() != raft_.term()) return;
+  const ClusterTime now = stamp(mono);
+  const auto timeout = std::chrono::duration_cast<ClusterTime>(config_.session_timeout);
+  if (now < ClusterTime{0} + timeout) return;
+  host_.idle_sessions(now - timeout, idle_, config_.max_expiries_per_tick);
+  std::erase_if(expiries_in_flight_,
+                [&](const auto& expiry) { return std::find(idle_.begin(), idle_.end(), expiry) == idle_.end(); });
+  for (const auto& [session, idle_since] : idle_) {
+    if (expiries_in_flight_.contains({session, idle_since})) continue;
+    encode_session_close(scratch_, now, session, CloseReason::timeout, idle_since);
+    if (!propose(mono).has_value()) break;
+    expiries_in_flight_.emplace(session, idle_since);
+  }
 }
 
 // Raft refuses a proposal at a non-leader (not_leader) or during a transfer: the client requests below rely on it.
@@ -114,9 +141,21 @@ Result<LogIndex, ClientError> Replica::propose(Time mono) {
                                                                            : ClientError::not_leader);
 }
 
-Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono) {
-  encode_session_open(scratch_, stamp(mono), client);
+Result<LogIndex, ClientError> Replica::open_session(Id128 client, Time mono, SessionId resume) {
+  encode_session_open(scratch_, stamp(mono), client, resume);
   return propose(mono);
+}
+
+Result<LogIndex, ClientError> Replica::note_activity(std::span<const SessionId> sessions, Time mono) {
+  Result<LogIndex, ClientError> last = unexpected(ClientError::not_leader);
+  do {
+    const std::size_t count = std::min(sessions.size(), kMaxActivitySessions);
+    encode_activity(scratch_, stamp(mono), sessions.first(count));
+    last = propose(mono);
+    if (!last.has_value()) return last;
+    sessions = sessions.subspan(count);
+  } while (!sessions.empty());
+  return last;
 }
 
 Result<LogIndex, ClientError> Replica::ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono) {

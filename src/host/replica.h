@@ -4,12 +4,14 @@
 // contract, plus: after take_ready(), the host's outputs are the replies to clients).
 //
 // What the leader decides on its own, it decides here: stamps (cluster time), the cluster's bootstrap entry,
-// and timer firings. Those decisions read the applied state, which may lag the leader's log, so any of them can
-// be appended twice; applying is idempotent for each (service_host.cpp).
+// timer firings, the entry that renews every session at the start of its term, and closes by timeout. Those decisions
+// read the applied state, which may lag the leader's log, so any of them can be appended twice; applying is idempotent
+// for each (service_host.cpp).
 
 #include <algorithm>
 #include <optional>
 #include <set>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -48,6 +50,9 @@ struct ReplicaConfig {
   consensus::Config raft;
   HostLimits limits;
   std::size_t max_timer_firings_per_tick = 256;
+  // A session idle (no replicated activity) for this long is closed. Leader-side: the decision carries what it saw.
+  std::chrono::nanoseconds session_timeout = std::chrono::seconds(10);
+  std::size_t max_expiries_per_tick = 256;
   std::size_t max_apply_per_ready = 4096;  // entries applied per take_ready(), so one turn stays short
 };
 
@@ -68,7 +73,11 @@ class Replica {
   void on_persisted(const consensus::PersistCompletion& completion, Time mono);
 
   // Client requests, at the leader. Each appends one entry; the answer comes when it is applied (host outputs).
-  Result<LogIndex, ClientError> open_session(Id128 client, Time mono);
+  /// `resume`: the session the client last had (0: none); if it is closed, the answer carries its tombstone.
+  Result<LogIndex, ClientError> open_session(Id128 client, Time mono, SessionId resume = 0);
+  /// The leader heard from, or holds bound, the clients of `sessions` (strictly ascending): their activity is
+  /// renewed when this is applied. One entry per kMaxActivitySessions.
+  Result<LogIndex, ClientError> note_activity(std::span<const SessionId> sessions, Time mono);
   Result<LogIndex, ClientError> ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono);
   Result<LogIndex, ClientError> close_session(SessionId session, Time mono);
   /// The client withdraws message `seq` (too large for the cluster): its seq is consumed with the fate
@@ -105,6 +114,7 @@ class Replica {
   ClusterTime stamp(Time mono);
   void after_input(Time mono);
   void leader_duties(Time mono);
+  void expire_idle_sessions(Time mono);
   ClusterTime last_stamp_in_log() const;
 
   ReplicaConfig config_;
@@ -120,9 +130,12 @@ class Replica {
   // Leader, in term_: firings appended and not yet seen applied (so each tick does not append them again), and
   // whether a bootstrap entry was appended.
   std::set<std::pair<TimerId, std::uint64_t>> firings_in_flight_;
+  std::set<std::pair<SessionId, ClusterTime>> expiries_in_flight_;  // (session, the idle_since decided on)
   bool bootstrap_proposed_ = false;
+  bool renewal_proposed_ = false;  // the activity entry right after this term's no-op
   std::vector<std::byte> scratch_;
   std::vector<std::pair<TimerId, std::uint64_t>> due_;
+  std::vector<std::pair<SessionId, ClusterTime>> idle_;
 };
 
 }  // namespace cohort::host

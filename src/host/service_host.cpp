@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 
 namespace cohort::host {
 
@@ -94,6 +95,14 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
                              e.stamp.count(), (stamp_ - e.stamp).count(), stamp_.count()));
   else
     stamp_ = e.stamp;
+  // A new leader's first stamped entry (it appends one right after its no-op): every session's activity is renewed
+  // before the entry's own effect, so a close by timeout decided from before it finds the session no longer idle.
+  // A cluster outage thus never expires the sessions whose clients are on their way back.
+  if (entry.term > renewed_term_) {
+    renewed_term_ = entry.term;
+    if (planted_bug() != 9) renew_all(stamp_);
+  }
+  evict_tombstones();
   switch (e.kind) {
     case EntryKind::bootstrap:
       if (!incarnation_.known()) {
@@ -101,22 +110,17 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
         initial_members_ = member_ids(e);
       }
       break;
-    case EntryKind::session_open: {
-      if (const auto it = session_by_client_.find(e.id); it != session_by_client_.end()) {
-        // A second open by the same client (its reply was lost, or it follows a new leader): the same session.
-        outputs_.emplace_back(SessionOpened{e.id, it->second, sessions_.at(it->second).last_seq, true});
-        break;
-      }
-      const SessionId id = entry.index.value();
-      sessions_.emplace(id, Session{e.id, 0, 0});
-      session_by_client_.emplace(e.id, id);
-      outputs_.emplace_back(SessionOpened{e.id, id, 0, false});
-      call_service("on_session_open", [&] { service_.on_session_open(*this, id); });
+    case EntryKind::session_open: apply_open(entry, e); break;
+    case EntryKind::activity: apply_activity(e); break;
+    case EntryKind::session_close: {
+      const auto it = sessions_.find(e.session);
+      if (it == sessions_.end()) break;  // closed already (a decision appended twice, or a late client close)
+      // A timeout is decided from the leader's applied state, which may lag its log: applied only if the session
+      // is still idle since the activity the decision saw.
+      if (e.reason == CloseReason::timeout && it->second.last_activity != e.idle_since) break;
+      close(e.session, e.reason);
       break;
     }
-    case EntryKind::session_close:
-      if (sessions_.contains(e.session)) close(e.session, e.reason);
-      break;
     case EntryKind::ingress:
     case EntryKind::ingress_refused: {
       const auto it = sessions_.find(e.session);
@@ -174,9 +178,99 @@ void ServiceHost::close(SessionId session, CloseReason reason) {
   COHORT_ASSERT(it != sessions_.end());
   const std::uint64_t last = it->second.last_seq;
   session_by_client_.erase(it->second.client);
+  by_activity_.erase({it->second.last_activity, session});
+  if (limits_.max_tombstones > 0) {
+    tombstones_.emplace(session, Tombstone{it->second.client, last, reason, stamp_});
+    tombstone_order_.push_back(session);
+    evict_tombstones();
+  }
   sessions_.erase(it);
   outputs_.emplace_back(SessionEnded{session, reason, last});
   call_service("on_session_close", [&] { service_.on_session_close(*this, session, reason); });
+}
+
+void ServiceHost::apply_open(const consensus::Entry& entry, const DecodedEntry& e) {
+  // The session the client asked to resume, if it is closed: its tombstone settles the client's buffer (applied up
+  // to last_seq, the rest never), or, evicted, leaves it unknown. Only the client that owned it may read it.
+  std::optional<ReplacedSession> replaced;
+  const auto existing = session_by_client_.find(e.id);
+  const bool resuming_open = existing != session_by_client_.end() && existing->second == e.session;
+  if (e.session != 0 && !resuming_open) {
+    replaced = ReplacedSession{e.session};
+    if (const auto tomb = tombstones_.find(e.session); tomb != tombstones_.end() && tomb->second.client == e.id)
+      replaced = ReplacedSession{e.session, true, tomb->second.last_seq, tomb->second.reason};
+  }
+  if (existing != session_by_client_.end()) {
+    // The same client again (its reply was lost, or it follows a new leader): the same session. A resume renews its
+    // activity: the client is plainly alive.
+    Session& session = sessions_.at(existing->second);
+    set_activity(existing->second, session, stamp_);
+    outputs_.emplace_back(SessionOpened{e.id, existing->second, session.last_seq, session.egress_seq,
+                                        existing->second == e.session, replaced});
+    return;
+  }
+  if (sessions_.size() >= limits_.max_sessions) {
+    outputs_.emplace_back(SessionRefused{e.id, replaced});
+    return;
+  }
+  const SessionId id = entry.index.value();
+  Session& session = sessions_[id];
+  session.client = e.id;
+  session.last_activity = stamp_;
+  by_activity_.emplace(stamp_, id);
+  session_by_client_.emplace(e.id, id);
+  outputs_.emplace_back(SessionOpened{e.id, id, 0, 0, false, replaced});
+  call_service("on_session_open", [&] { service_.on_session_open(*this, id); });
+}
+
+void ServiceHost::apply_activity(const DecodedEntry& e) {
+  const std::size_t count = e.sessions.size() / 8;
+  for (std::size_t i = 0; i < count; ++i) {
+    const SessionId id = activity_session(e, i);
+    // A session closed since the leader noted it is simply gone.
+    if (const auto it = sessions_.find(id); it != sessions_.end()) set_activity(id, it->second, stamp_);
+  }
+}
+
+void ServiceHost::set_activity(SessionId id, Session& session, ClusterTime stamp) {
+  if (session.last_activity == stamp) return;
+  by_activity_.erase({session.last_activity, id});
+  session.last_activity = stamp;
+  by_activity_.emplace(stamp, id);
+}
+
+void ServiceHost::renew_all(ClusterTime stamp) {
+  by_activity_.clear();
+  for (auto& [id, session] : sessions_) {
+    session.last_activity = stamp;
+    by_activity_.emplace_hint(by_activity_.end(), stamp, id);
+  }
+}
+
+void ServiceHost::evict_tombstones() {
+  // Closed in log order with stamps that never go back: the oldest are at the front.
+  while (!tombstone_order_.empty()) {
+    const auto oldest = tombstones_.find(tombstone_order_.front());
+    COHORT_ASSERT(oldest != tombstones_.end());
+    const bool too_many = tombstones_.size() > limits_.max_tombstones;
+    const bool too_old = stamp_ - oldest->second.closed_at > limits_.tombstone_max_age;
+    if (!too_many && !too_old) break;
+    tombstones_.erase(oldest);
+    tombstone_order_.pop_front();
+  }
+}
+
+void ServiceHost::idle_sessions(ClusterTime idle_limit, std::vector<std::pair<SessionId, ClusterTime>>& out,
+                                std::size_t limit) const {
+  out.clear();
+  for (auto it = by_activity_.begin(); it != by_activity_.end() && it->first <= idle_limit && out.size() < limit; ++it)
+    out.emplace_back(it->second, it->first);
+}
+
+const std::deque<EgressRecord>& ServiceHost::egress_window(SessionId session) const {
+  static const std::deque<EgressRecord> kNone;
+  const auto it = sessions_.find(session);
+  return it == sessions_.end() ? kNone : it->second.window;
 }
 
 void ServiceHost::run_deferred_closes() {
@@ -214,8 +308,17 @@ bool ServiceHost::cancel_timer(TimerId id) {
 bool ServiceHost::send(SessionId session, Bytes message) {
   const auto it = sessions_.find(session);
   if (it == sessions_.end() || message.size() > limits_.max_message_size) return false;
-  outputs_.emplace_back(
-      EgressOut{session, ++it->second.egress_seq, std::vector<std::byte>(message.begin(), message.end())});
+  Session& open = it->second;
+  const std::uint64_t seq = ++open.egress_seq;
+  // Kept by every replica, so that whichever leads after a failover resends what the client has not seen.
+  open.window.push_back(EgressRecord{seq, std::vector<std::byte>(message.begin(), message.end())});
+  open.window_bytes += message.size();
+  while (open.window.size() > 1 &&
+         (open.window.size() > limits_.egress_window_messages || open.window_bytes > limits_.egress_window_bytes)) {
+    open.window_bytes -= open.window.front().message.size();
+    open.window.pop_front();
+  }
+  outputs_.emplace_back(EgressOut{session, seq, std::vector<std::byte>(message.begin(), message.end())});
   return true;
 }
 
@@ -245,6 +348,24 @@ std::uint64_t ServiceHost::state_hash() {
     put(session.client.low);
     put(session.last_seq);
     put(session.egress_seq);
+    put(static_cast<std::uint64_t>(session.last_activity.count()));
+    put(session.window.size());
+    for (const EgressRecord& record : session.window) {
+      put(record.seq);
+      put(record.message.size());
+      out.insert(out.end(), record.message.begin(), record.message.end());
+    }
+  }
+  put(renewed_term_.value());
+  put(tombstones_.size());
+  for (const SessionId id : tombstone_order_) {
+    const Tombstone& tomb = tombstones_.at(id);
+    put(id);
+    put(tomb.client.high);
+    put(tomb.client.low);
+    put(tomb.last_seq);
+    put(static_cast<std::uint64_t>(tomb.reason));
+    put(static_cast<std::uint64_t>(tomb.closed_at.count()));
   }
   put(timers_.size());
   for (const auto& [id, timer] : timers_) {

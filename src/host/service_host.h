@@ -4,11 +4,14 @@
 // applies the same entries holds the same state (state_hash()) and produces the same outputs; only the leader's
 // runtime transmits them.
 //
-// Sessions here are the minimal set the first client needs: open (or resume, by client id), close, and
-// exactly-once ingress by per-session sequence numbers. Tombstones, activity and expiry come with the session
-// layer.
+// The session layer (docs/architecture.md, "Sessions"): open (or resume, by client id), exactly-once ingress by
+// per-session sequence numbers, activity and expiry, tombstones of closed sessions, a bounded window of each
+// session's latest egress, and the session limit. All of it is replicated state: every decision that reaches it
+// is a log entry, and applying one is idempotent (a leader decides from an applied state that may lag its log, so
+// it may append a decision twice).
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -25,12 +28,29 @@ namespace cohort::host {
 
 enum class RejectReason : std::uint8_t { unknown_session = 1, gap = 2, too_large = 3 };
 
+/// What became of a session the client asked to resume and that is closed: its tombstone's record, or `known ==
+/// false` if the tombstone was evicted (then the fate of its unacknowledged messages cannot be known).
+struct ReplacedSession {
+  SessionId session = 0;
+  bool known = false;
+  std::uint64_t last_seq = 0;  // its messages up to here were applied, none after
+  CloseReason reason = CloseReason::client_closed;
+};
+
 // Outputs, in the order the entries produced them.
 struct SessionOpened {
   Id128 client;
   SessionId session = 0;
-  std::uint64_t last_seq = 0;  // highest ingress seq applied in this session (0 for a new one)
-  bool resumed = false;        // the client already had this session
+  std::uint64_t last_seq = 0;    // highest ingress seq applied in this session (0 for a new one)
+  std::uint64_t egress_seq = 0;  // the session's last egress seq when the open was applied: the window up to here
+                                 // is resent before live egress
+  bool resumed = false;          // the client already had this session
+  std::optional<ReplacedSession> replaced;  // the session it asked to resume, closed
+};
+/// An open refused when applied: the session limit was reached. Retryable.
+struct SessionRefused {
+  Id128 client;
+  std::optional<ReplacedSession> replaced;
 };
 struct Applied {  // ingress applied (or a duplicate of an applied one): the client's ack
   SessionId session = 0;
@@ -53,7 +73,7 @@ struct SessionEnded {
   CloseReason reason = CloseReason::client_closed;
   std::uint64_t last_seq = 0;
 };
-using HostOutput = std::variant<SessionOpened, Applied, Rejected, EgressOut, SessionEnded>;
+using HostOutput = std::variant<SessionOpened, SessionRefused, Applied, Rejected, EgressOut, SessionEnded>;
 
 // A committed entry that a replica cannot apply as written. Each fault is a function of the committed entry and
 // the state before it, so every replica meets it at the same index and handles it the same way; none of them
@@ -82,10 +102,25 @@ struct EntryFaultCounts {
   friend bool operator==(const EntryFaultCounts&, const EntryFaultCounts&) = default;
 };
 
+/// Limits that reach the replicated state: they must be equal on every node (a send refused, a session refused, a
+/// tombstone or egress evicted on one replica and not another would make them diverge).
 struct HostLimits {
-  // Egress (Cluster::send); ingress is checked by the leader before it appends. Must be equal on every node:
-  // a send refused on one replica and not another would make them diverge.
+  // Egress (Cluster::send); ingress is checked by the leader before it appends.
   std::size_t max_message_size = 1U << 20U;
+  std::size_t max_sessions = 10000;  // checked when an open is applied
+  // Tombstones of closed sessions: the newest max_tombstones, none older than tombstone_max_age (cluster time).
+  std::size_t max_tombstones = 100000;
+  ClusterTime tombstone_max_age = std::chrono::hours(24);
+  // Each session's latest egress kept for resending after a resume: at most this many messages and bytes (the
+  // newest message is kept whatever its size).
+  std::size_t egress_window_messages = 128;
+  std::size_t egress_window_bytes = 1U << 20U;
+};
+
+/// One egress message kept in a session's window.
+struct EgressRecord {
+  std::uint64_t seq = 0;
+  std::vector<std::byte> message;
 };
 
 class ServiceHost final : private Cluster {
@@ -114,6 +149,21 @@ class ServiceHost final : private Cluster {
   const std::vector<std::uint32_t>& initial_members() const noexcept { return initial_members_; }
   std::size_t open_sessions() const noexcept { return sessions_.size(); }
   bool session_open(SessionId session) const { return sessions_.contains(session); }
+  std::size_t tombstones() const noexcept { return tombstones_.size(); }
+  /// The replicated cluster time of the session's last activity (open, activity entry, or a new leader's first
+  /// entry); nullopt if it is not open.
+  std::optional<ClusterTime> last_activity(SessionId session) const {
+    const auto it = sessions_.find(session);
+    return it == sessions_.end() ? std::nullopt : std::optional<ClusterTime>(it->second.last_activity);
+  }
+  /// The session's egress window, oldest first (empty if it is not open).
+  const std::deque<EgressRecord>& egress_window(SessionId session) const;
+  /// The newest term whose first stamped entry was applied: every session's activity was renewed then.
+  Term renewed_term() const noexcept { return renewed_term_; }
+  /// Open sessions idle since at or before `idle_limit`, as (session, last activity), oldest first (at most
+  /// `limit`): the leader's candidates for a close by timeout.
+  void idle_sessions(ClusterTime idle_limit, std::vector<std::pair<SessionId, ClusterTime>>& out,
+                     std::size_t limit) const;
   /// The highest ingress seq applied in `session` (0 if it is not open).
   std::uint64_t last_seq(SessionId session) const {
     const auto it = sessions_.find(session);
@@ -146,6 +196,17 @@ class ServiceHost final : private Cluster {
     Id128 client;
     std::uint64_t last_seq = 0;    // highest ingress seq applied; the next accepted is last_seq + 1
     std::uint64_t egress_seq = 0;  // seq of the last egress message sent to it
+    ClusterTime last_activity{0};
+    // Invariant: the newest egress messages, seqs consecutive and ending at egress_seq (empty if none was sent);
+    // within the HostLimits' window bounds, the newest one excepted; window_bytes is their total size.
+    std::deque<EgressRecord> window;
+    std::size_t window_bytes = 0;
+  };
+  struct Tombstone {
+    Id128 client;
+    std::uint64_t last_seq = 0;
+    CloseReason reason = CloseReason::client_closed;
+    ClusterTime closed_at{0};
   };
   struct Timer {
     ClusterTime deadline{0};
@@ -153,6 +214,12 @@ class ServiceHost final : private Cluster {
   };
 
   void apply_command(const consensus::Entry& entry);
+  void apply_open(const consensus::Entry& entry, const DecodedEntry& e);
+  void apply_activity(const DecodedEntry& e);
+  /// Every open session's activity moves to `stamp` (a new leader's first entry: a fresh window for everyone).
+  void renew_all(ClusterTime stamp);
+  void set_activity(SessionId id, Session& session, ClusterTime stamp);
+  void evict_tombstones();
   void close(SessionId session, CloseReason reason);
   void run_deferred_closes();
   /// Runs one service callback for the entry being applied: an exception from it is caught and noted in
@@ -183,6 +250,13 @@ class ServiceHost final : private Cluster {
   std::vector<std::uint32_t> initial_members_;  // set with incarnation_, from the same entry
   std::map<SessionId, Session> sessions_;
   std::map<Id128, SessionId> session_by_client_;  // inverse of sessions_[*].client
+  // Invariant: holds exactly (last_activity, id) of every open session. Derived (not hashed): the leader's index
+  // of the sessions idle longest.
+  std::set<std::pair<ClusterTime, SessionId>> by_activity_;
+  Term renewed_term_;  // see renewed_term()
+  std::map<SessionId, Tombstone> tombstones_;
+  // Invariant: the ids of tombstones_, in the order they were closed, so also by closed_at (stamps never go back).
+  std::deque<SessionId> tombstone_order_;
   std::map<TimerId, Timer> timers_;
   // Invariant: holds exactly (deadline, id) of every timer in timers_. Derived (not hashed): the leader's index of
   // what falls due next.

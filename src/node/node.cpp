@@ -327,6 +327,8 @@ std::optional<std::string> Node::Impl::start() {
   host::ReplicaConfig replica_config;
   replica_config.raft = raft_config;
   replica_config.limits.max_message_size = options_.max_message_size;
+  // Until the gateway notes the activity of bound clients, no session expires.
+  replica_config.session_timeout = std::chrono::hours(24 * 365);
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
@@ -880,6 +882,12 @@ void Node::Impl::deliver_host_outputs() {
             reply.incarnation =
                 protocol::Incarnation{replica_->host().incarnation().high, replica_->host().incarnation().low};
             send_client(id, reply);
+          } else if constexpr (std::is_same_v<Out, host::SessionRefused>) {
+            const auto pending = pending_opens_.find(out.client);
+            if (pending == pending_opens_.end()) return;
+            const io::ConnectionId id = pending->second;
+            pending_opens_.erase(pending);
+            reply_not_leader(id, "the cluster's session limit is reached");
           } else {
             const auto bound = session_connections_.find(out.session);
             if (!leading || bound == session_connections_.end()) return;

@@ -75,6 +75,9 @@ void SimCluster::start(std::uint32_t index) {
   node.service = std::make_unique<ProbeService>(checker_, node.id);
   host::ReplicaConfig replica_config;
   replica_config.raft = config;
+  // The simulated clients do not keep their sessions alive yet (they talk to the replica, not through a gateway
+  // that notes activity): no session expires within a run.
+  replica_config.session_timeout = std::chrono::hours(24 * 365);
   node.replica = std::make_unique<host::Replica>(replica_config, node.storage.log(), *node.service, random_.next(), now,
                                                  wall(node));
   node.raft = &node.replica->raft();

@@ -1,6 +1,7 @@
 // The entry envelope (host/entry_codec.h): every kind round-trips, every malformed envelope is refused with a
 // reason that names the problem, and no byte string, however random, crashes the decoder.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -43,12 +44,18 @@ ByteVector valid(EntryKind kind) {
     case EntryKind::ingress: encode_ingress(out, kStamp, 6, 7, as_bytes("payload")); break;
     case EntryKind::timer: encode_timer(out, kStamp, 8, 9); break;
     case EntryKind::ingress_refused: encode_ingress_refused(out, kStamp, 10, 11); break;
+    case EntryKind::activity: {
+      constexpr SessionId sessions[] = {12, 13};
+      encode_activity(out, kStamp, sessions);
+      break;
+    }
   }
   return out;
 }
 
 constexpr EntryKind kAllKinds[] = {EntryKind::bootstrap, EntryKind::session_open, EntryKind::session_close,
-                                   EntryKind::ingress,   EntryKind::timer,        EntryKind::ingress_refused};
+                                   EntryKind::ingress,   EntryKind::timer,        EntryKind::ingress_refused,
+                                   EntryKind::activity};
 
 // --- round trips ------------------------------------------------------------------------------------------------
 
@@ -90,26 +97,53 @@ TEST(Envelope, ABootstrapWhoseMembersAreMissingUnorderedOrMiscountedIsRefused) {
   EXPECT_NE(refusal(reserved).find("reserved"), std::string::npos);
 }
 
-TEST(Envelope, SessionOpenRoundTripsTheClientId) {
+TEST(Envelope, SessionOpenRoundTripsTheClientIdAndTheSessionToResume) {
   ByteVector out;
-  encode_session_open(out, kStamp, Id128{42, 43});
+  encode_session_open(out, kStamp, Id128{42, 43}, 0xFEDCBA9876543210ULL);
   const DecodedEntry entry = decoded(out);
   EXPECT_EQ(entry.kind, EntryKind::session_open);
   EXPECT_EQ(entry.stamp, kStamp);
   EXPECT_EQ(entry.id, (Id128{42, 43}));
+  EXPECT_EQ(entry.session, 0xFEDCBA9876543210ULL);
 }
 
-TEST(Envelope, SessionCloseRoundTripsEveryReason) {
+TEST(Envelope, SessionCloseRoundTripsEveryReasonAndTheIdleStamp) {
   for (const CloseReason reason : {CloseReason::client_closed, CloseReason::timeout, CloseReason::service}) {
     ByteVector out;
-    encode_session_close(out, kStamp, 0x0123456789ABCDEFULL, reason);
-    EXPECT_EQ(out.size(), kEnvelopeHeaderSize + 16);
+    encode_session_close(out, kStamp, 0x0123456789ABCDEFULL, reason, ClusterTime{777});
+    EXPECT_EQ(out.size(), kEnvelopeHeaderSize + 24);
     const DecodedEntry entry = decoded(out);
     EXPECT_EQ(entry.kind, EntryKind::session_close);
     EXPECT_EQ(entry.stamp, kStamp);
     EXPECT_EQ(entry.session, 0x0123456789ABCDEFULL);
     EXPECT_EQ(entry.reason, reason) << to_string(reason);
+    EXPECT_EQ(entry.idle_since, ClusterTime{777});
   }
+}
+
+TEST(Envelope, ActivityRoundTripsItsSessionsAndRefusesUnorderedOrTooMany) {
+  ByteVector out;
+  constexpr SessionId sessions[] = {3, 9, 0xFFFFFFFFFFFFFFFFULL};
+  encode_activity(out, kStamp, sessions);
+  EXPECT_EQ(out.size(), kEnvelopeHeaderSize + 8 + 3 * 8);
+  const DecodedEntry entry = decoded(out);
+  EXPECT_EQ(entry.kind, EntryKind::activity);
+  ASSERT_EQ(entry.sessions.size(), 24U);
+  EXPECT_EQ(activity_session(entry, 0), 3U);
+  EXPECT_EQ(activity_session(entry, 2), 0xFFFFFFFFFFFFFFFFULL);
+  ByteVector empty;
+  encode_activity(empty, kStamp, {});
+  EXPECT_TRUE(decoded(empty).sessions.empty());
+
+  ByteVector unordered = out;
+  store_le<std::uint64_t>(unordered.data() + kEnvelopeHeaderSize + 8 + 8, 3);
+  EXPECT_NE(refusal(unordered).find("strictly ascending"), std::string::npos);
+  ByteVector miscounted = out;
+  store_le<std::uint32_t>(miscounted.data() + kEnvelopeHeaderSize, 4);
+  EXPECT_NE(refusal(miscounted).find("with 4 sessions"), std::string::npos);
+  ByteVector too_many = out;
+  store_le<std::uint32_t>(too_many.data() + kEnvelopeHeaderSize, static_cast<std::uint32_t>(kMaxActivitySessions + 1));
+  EXPECT_NE(refusal(too_many).find("at most"), std::string::npos);
 }
 
 TEST(Envelope, IngressRoundTripsSessionSeqAndTheMessageBytes) {
@@ -185,7 +219,7 @@ TEST(Envelope, AnEnvelopeShorterThanItsHeaderIsRefused) {
 }
 
 TEST(Envelope, AnUnknownKindIsRefused) {
-  for (const int kind : {0, 7, 8, 128, 255}) {
+  for (const int kind : {0, 8, 9, 128, 255}) {
     ByteVector out = valid(EntryKind::timer);
     out[0] = static_cast<std::byte>(kind);
     const std::string why = refusal(out);
@@ -207,11 +241,12 @@ TEST(Envelope, ANonZeroReservedHeaderByteIsRefused) {
 TEST(Envelope, AFixedSizeKindWithAnyOtherBodySizeIsRefused) {
   for (const EntryKind kind : {EntryKind::session_open, EntryKind::session_close, EntryKind::timer}) {
     const ByteVector full = valid(kind);
-    for (const std::size_t body : {std::size_t{0}, std::size_t{8}, std::size_t{15}, std::size_t{17}, std::size_t{32}}) {
+    const std::size_t expected = full.size() - kEnvelopeHeaderSize;
+    for (const std::size_t body : {std::size_t{0}, std::size_t{8}, expected - 1, expected + 1, std::size_t{40}}) {
       ByteVector out = full;
       out.resize(kEnvelopeHeaderSize + body, std::byte{0});
       const std::string why = refusal(out);
-      EXPECT_NE(why.find("has a " + std::to_string(body) + "-byte body, expected 16"), std::string::npos)
+      EXPECT_NE(why.find(fmt::format("has a {}-byte body, expected {}", body, expected)), std::string::npos)
           << "kind " << static_cast<int>(kind) << ": " << why;
     }
   }
@@ -264,8 +299,16 @@ ByteVector reencode(const DecodedEntry& entry) {
       encode_bootstrap(out, entry.stamp, entry.id, members);
       break;
     }
-    case EntryKind::session_open: encode_session_open(out, entry.stamp, entry.id); break;
-    case EntryKind::session_close: encode_session_close(out, entry.stamp, entry.session, entry.reason); break;
+    case EntryKind::session_open: encode_session_open(out, entry.stamp, entry.id, entry.session); break;
+    case EntryKind::session_close:
+      encode_session_close(out, entry.stamp, entry.session, entry.reason, entry.idle_since);
+      break;
+    case EntryKind::activity: {
+      std::vector<SessionId> sessions;
+      for (std::size_t i = 0; i < entry.sessions.size() / 8; ++i) sessions.push_back(activity_session(entry, i));
+      encode_activity(out, entry.stamp, sessions);
+      break;
+    }
     case EntryKind::ingress: encode_ingress(out, entry.stamp, entry.session, entry.seq, entry.message); break;
     case EntryKind::timer: encode_timer(out, entry.stamp, entry.timer, entry.seq); break;
     case EntryKind::ingress_refused: encode_ingress_refused(out, entry.stamp, entry.session, entry.seq); break;
@@ -278,11 +321,11 @@ TEST(Envelope, RandomBytesAreRefusedOrDecodedToAnEnvelopeThatEncodesBackToThem) 
   std::size_t accepted = 0;
   std::size_t refused = 0;
   for (int round = 0; round < 5000; ++round) {
-    ByteVector bytes(static_cast<std::size_t>(random.below(49)));
+    ByteVector bytes(static_cast<std::size_t>(random.below(57)));
     for (auto& byte : bytes) byte = static_cast<std::byte>(random.next());
     // Bias towards envelopes that get past the header checks, so the body checks run too.
     if (bytes.size() >= 8 && random.below(4) != 0) {
-      bytes[0] = static_cast<std::byte>(random.below(7));
+      bytes[0] = static_cast<std::byte>(random.below(8));
       for (std::size_t i = 1; i < 8; ++i) bytes[i] = std::byte{0};
       if (bytes.size() >= 16 && random.below(2) == 0) bytes[15] = std::byte{0};  // a stamp in range
       if (bytes.size() >= kEnvelopeHeaderSize + 9 && random.below(2) == 0)

@@ -142,8 +142,11 @@ TEST(Replica, ASingleNodeLeadsAppliesItsNoopThenServesAndAppendsTheBootstrapEntr
   ASSERT_GE(log.last_index(), LogIndex{2});
   EXPECT_EQ(log.entry(LogIndex{1}).type, EntryType::noop);
   EXPECT_EQ(log.entry(LogIndex{1}).term, replica.raft().term());
-  EXPECT_EQ(kind_at(log, LogIndex{2}), EntryKind::bootstrap);
+  // Right after the no-op, the entry that renews every session's activity in this term; then the bootstrap.
+  EXPECT_EQ(kind_at(log, LogIndex{2}), EntryKind::activity);
+  EXPECT_EQ(kind_at(log, LogIndex{3}), EntryKind::bootstrap);
   EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U);
+  EXPECT_EQ(replica.host().renewed_term(), replica.raft().term());
   EXPECT_EQ(replica.host().applied_index(), log.last_index());
   EXPECT_TRUE(replica.host().incarnation().known());
 
@@ -654,6 +657,59 @@ TEST(Replica, ClusterTimeStampedAtTheEndOfTimeStaysThereInsteadOfOverflowing) {
   EXPECT_EQ(stamp_at(log, *open), ClusterTime::max());
   EXPECT_EQ(node.replica().cluster_time(node.mono() + 1h), ClusterTime::max());
   EXPECT_EQ(node.replica().entry_faults().total(), 0U);
+}
+
+// --- sessions: activity and expiry ------------------------------------------------------------------------------
+
+TEST(ReplicaExpiry, TheLeaderClosesASessionIdleForTheTimeoutOnceAndKeepsOneItHearsFrom) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  const auto open_one = [&](Id128 client) {
+    EXPECT_TRUE(node.replica().open_session(client, node.mono()).has_value());
+    node.settle();
+    const auto opened = only<SessionOpened>(node.take_outputs());
+    return opened.empty() ? SessionId{0} : opened.at(0).session;
+  };
+  const SessionId idle = open_one(kClient);
+  const SessionId alive = open_one(Id128{0xC0FFEE, 2});
+  ASSERT_NE(idle, 0U);
+  ASSERT_NE(alive, 0U);
+
+  // 9.5 s: nothing expires yet. The leader heard from `alive` (its gateway notes it, at most once a second).
+  for (int i = 0; i < 19; ++i) {
+    node.tick(500ms);
+    const SessionId sessions[] = {alive};
+    ASSERT_TRUE(node.replica().note_activity(sessions, node.mono()).has_value());
+    node.settle();
+  }
+  EXPECT_TRUE(node.host().session_open(idle));
+  std::vector<SessionEnded> ended;
+  for (int i = 0; i < 4; ++i) {
+    node.tick(500ms);
+    for (const SessionEnded& end : only<SessionEnded>(node.take_outputs())) ended.push_back(end);
+  }
+  ASSERT_EQ(ended.size(), 1U);
+  EXPECT_EQ(ended[0].session, idle);
+  EXPECT_EQ(ended[0].reason, CloseReason::timeout);
+  EXPECT_TRUE(node.host().session_open(alive)) << "its activity entries kept it";
+  EXPECT_EQ(count_kind(log, EntryKind::session_close), 1U) << "decided once, not every tick";
+  ASSERT_EQ(service.of(Kind::session_close).size(), 1U);
+  EXPECT_EQ(service.of(Kind::session_close).at(0).reason, CloseReason::timeout);
+}
+
+TEST(ReplicaExpiry, NoteActivitySplitsALongListIntoEntriesOfAtMostTheMaximum) {
+  MemoryLogStore log;
+  RecordingService service;
+  Driver node(log, service, kWall);
+  ASSERT_TRUE(node.elect());
+  const std::size_t before = count_kind(log, EntryKind::activity);
+  std::vector<SessionId> sessions(kMaxActivitySessions + 5);
+  for (std::size_t i = 0; i < sessions.size(); ++i) sessions[i] = 1000 + i;
+  ASSERT_TRUE(node.replica().note_activity(sessions, node.mono()).has_value());
+  node.settle();
+  EXPECT_EQ(count_kind(log, EntryKind::activity), before + 2);
 }
 
 }  // namespace

@@ -62,7 +62,17 @@ const char* to_text(CloseReason reason) {
 std::string describe(const HostOutput& output) {
   struct Describe {
     std::string operator()(const SessionOpened& o) const {
-      return fmt::format("opened s={} last={}{}", o.session, o.last_seq, o.resumed ? " resumed" : "");
+      return fmt::format("opened s={} last={}{}{}{}", o.session, o.last_seq,
+                         o.egress_seq != 0 ? fmt::format(" egress={}", o.egress_seq) : "", o.resumed ? " resumed" : "",
+                         replaced(o.replaced));
+    }
+    std::string operator()(const SessionRefused& o) const {
+      return fmt::format("refused client={}{}", o.client.low, replaced(o.replaced));
+    }
+    static std::string replaced(const std::optional<ReplacedSession>& r) {
+      if (!r) return "";
+      if (!r->known) return fmt::format(" replaced s={} unknown", r->session);
+      return fmt::format(" replaced s={} last={} {}", r->session, r->last_seq, to_text(r->reason));
     }
     std::string operator()(const Applied& o) const {
       return fmt::format("applied s={} seq={} at={}", o.session, o.seq, o.position.value());
@@ -98,12 +108,17 @@ class Feed {
     encode_bootstrap(scratch_, stamp_, incarnation, kMembers);
     return append(EntryType::command, scratch_);
   }
-  LogIndex open(Id128 client) {
-    encode_session_open(scratch_, stamp_, client);
+  LogIndex open(Id128 client, SessionId resume = 0) {
+    encode_session_open(scratch_, stamp_, client, resume);
     return append(EntryType::command, scratch_);
   }
-  LogIndex close(SessionId session, CloseReason reason = CloseReason::client_closed) {
-    encode_session_close(scratch_, stamp_, session, reason);
+  LogIndex close(SessionId session, CloseReason reason = CloseReason::client_closed,
+                 ClusterTime idle_since = ClusterTime{0}) {
+    encode_session_close(scratch_, stamp_, session, reason, idle_since);
+    return append(EntryType::command, scratch_);
+  }
+  LogIndex activity(std::vector<SessionId> sessions) {
+    encode_activity(scratch_, stamp_, sessions);
     return append(EntryType::command, scratch_);
   }
   LogIndex ingress(SessionId session, std::uint64_t seq, std::string_view message) {
@@ -263,8 +278,11 @@ TEST_F(HostTest, HostSessionOpenAgainBySameClientResumesTheSessionWithItsLastSeq
   take();
   const std::size_t calls = service_.calls.size();
 
-  feed_.open(kClientA);
+  feed_.open(kClientA, session);
   EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=2 resumed", session)}));
+  // A client that does not know it (its first open's reply was lost) gets it too, as its new session.
+  feed_.open(kClientA);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=2", session)}));
   EXPECT_EQ(service_.calls.size(), calls) << "a resumed session calls nothing in the service";
   EXPECT_EQ(host_.open_sessions(), 1U);
   EXPECT_EQ(host_.last_seq(session), 2U);
@@ -767,7 +785,7 @@ TEST_F(HostTest, HostCloseByTheClientEndsTheSessionAndLaterIngressIsRejectedAsUn
 
 TEST_F(HostTest, HostCloseForATimeoutIsReportedWithThatReason) {
   const SessionId session = open(kClientA);
-  feed_.close(session, CloseReason::timeout);
+  feed_.close(session, CloseReason::timeout, *host_.last_activity(session));
   EXPECT_EQ(take(), (Strings{fmt::format("ended s={} timeout last=0", session)}));
   EXPECT_EQ(service_.of(Kind::session_close).at(0).reason, CloseReason::timeout);
 }
@@ -866,6 +884,208 @@ TEST_F(HostTest, HostHashTheFirstBootstrapSetsTheIncarnationAndASecondIsIgnored)
   EXPECT_EQ(host_.incarnation(), (Id128{1, 2}));
   EXPECT_EQ(host_.state_hash(), hash);
   EXPECT_TRUE(take().empty());
+}
+
+// --- activity and expiry ----------------------------------------------------------------------------------------
+
+// The sessions idle at or before `limit`, as "s@ms".
+Strings idle(const ServiceHost& host, ClusterTime limit) {
+  std::vector<std::pair<SessionId, ClusterTime>> out;
+  host.idle_sessions(limit, out, 100);
+  Strings lines;
+  for (const auto& [session, since] : out)
+    lines.push_back(fmt::format("{}@{}", session, std::chrono::duration_cast<milliseconds>(since).count()));
+  return lines;
+}
+
+TEST_F(HostTest, HostExpiryAnActivityEntryRenewsTheSessionsItNamesAndNoOther) {
+  const SessionId a = open(kClientA);  // at 100 ms
+  const SessionId b = feed_.at(ms(150)).open(kClientB).value();
+  take();
+  EXPECT_EQ(idle(host_, ms(1000)), (Strings{fmt::format("{}@100", a), fmt::format("{}@150", b)}));
+  feed_.at(ms(900)).activity({b, 77});  // 77: no such session, ignored
+  EXPECT_EQ(host_.last_activity(b), ms(900));
+  EXPECT_EQ(host_.last_activity(a), ms(100));
+  EXPECT_EQ(idle(host_, ms(800)), (Strings{fmt::format("{}@100", a)}));
+  EXPECT_TRUE(take().empty()) << "activity answers no one";
+}
+
+TEST_F(HostTest, HostExpiryACloseByTimeoutAppliesOnlyWhileTheSessionIsStillIdleSinceWhatTheLeaderSaw) {
+  const SessionId session = open(kClientA);  // activity at 100 ms
+  feed_.at(ms(500)).activity({session});
+  // Decided from a state before that activity: the client was heard from since, so nothing happens.
+  feed_.at(ms(11000)).close(session, CloseReason::timeout, ms(100));
+  EXPECT_TRUE(host_.session_open(session));
+  EXPECT_TRUE(take().empty());
+  // Decided from the current state: closed, once, however often the decision was appended.
+  feed_.at(ms(11000)).close(session, CloseReason::timeout, ms(500));
+  feed_.at(ms(11001)).close(session, CloseReason::timeout, ms(500));
+  EXPECT_EQ(take(), (Strings{fmt::format("ended s={} timeout last=0", session)}));
+  EXPECT_EQ(service_.count(Kind::session_close), 1U);
+  EXPECT_FALSE(host_.session_open(session));
+}
+
+TEST_F(HostTest, HostExpiryANewLeadersFirstStampedEntryGivesEverySessionAFreshWindow) {
+  const SessionId a = open(kClientA);
+  const SessionId b = feed_.at(ms(200)).open(kClientB).value();
+  take();
+  EXPECT_EQ(host_.renewed_term(), Term{1});
+  // The cluster was down for a minute; the old leader's decision to expire `a` comes first in the new term.
+  feed_.next_term();
+  feed_.noop();  // carries no stamp: renews nothing
+  EXPECT_EQ(host_.last_activity(a), ms(100));
+  feed_.at(ms(60000)).close(a, CloseReason::timeout, ms(100));
+  EXPECT_EQ(host_.renewed_term(), Term{2});
+  EXPECT_TRUE(host_.session_open(a)) << "expired in the no-op window: its client had no chance to come back";
+  EXPECT_EQ(host_.last_activity(a), ms(60000));
+  EXPECT_EQ(host_.last_activity(b), ms(60000));
+  EXPECT_TRUE(idle(host_, ms(59999)).empty());
+  // Later entries of the same term renew nothing more.
+  feed_.at(ms(70000)).activity({});
+  EXPECT_EQ(host_.last_activity(a), ms(60000));
+}
+
+TEST_F(HostTest, HostExpiryAResumeRenewsTheSessionsActivity) {
+  const SessionId session = open(kClientA);
+  feed_.at(ms(5000)).open(kClientA, session);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=0 resumed", session)}));
+  EXPECT_EQ(host_.last_activity(session), ms(5000));
+}
+
+// --- tombstones -------------------------------------------------------------------------------------------------
+
+TEST_F(HostTest, HostTombstoneAResumeOfAClosedSessionOpensANewOneAndReportsWhatWasAppliedOfTheOld) {
+  const SessionId old = open(kClientA);
+  feed_.ingress(old, 1, "a");
+  feed_.ingress(old, 2, "b");
+  feed_.at(ms(20000)).close(old, CloseReason::timeout, ms(100));
+  take();
+  EXPECT_EQ(host_.tombstones(), 1U);
+  const LogIndex fresh = feed_.open(kClientA, old);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=0 replaced s={} last=2 timeout", fresh.value(), old)}));
+  // Its reply was lost and it asks again: the same new session, and the same account of the old one.
+  feed_.open(kClientA, old);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=0 replaced s={} last=2 timeout", fresh.value(), old)}));
+  EXPECT_EQ(host_.open_sessions(), 1U);
+}
+
+TEST_F(HostTest, HostTombstoneAnotherClientsTombstoneIsNotRevealed) {
+  const SessionId old = open(kClientA);
+  feed_.ingress(old, 1, "a");
+  feed_.close(old);
+  take();
+  const LogIndex other = feed_.open(kClientB, old);
+  EXPECT_EQ(take(), (Strings{fmt::format("opened s={} last=0 replaced s={} unknown", other.value(), old)}));
+}
+
+class BoundedHostTest : public HostTest {
+ protected:
+  static HostLimits limits() {
+    HostLimits limits{kMaxMessage};
+    limits.max_tombstones = 2;
+    limits.tombstone_max_age = std::chrono::seconds(60);
+    limits.max_sessions = 2;
+    limits.egress_window_messages = 3;
+    limits.egress_window_bytes = 10;
+    return limits;
+  }
+  BoundedHostTest() { start(bounded_service_, bounded_); }
+  Strings take_bounded() { return take_from(bounded_); }
+  SessionId open_bounded(Id128 client) {
+    const SessionId session = bounded_feed_.open(client).value();
+    take_bounded();
+    return session;
+  }
+
+  RecordingService bounded_service_;
+  ServiceHost bounded_{bounded_service_, limits()};
+  Feed bounded_feed_{bounded_};
+};
+
+TEST_F(BoundedHostTest, HostTombstoneTheOldestAreEvictedPastTheCountAndAnEvictedOneReadsUnknown) {
+  std::vector<SessionId> closed;
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    const SessionId session = open_bounded(Id128{0xC, i});
+    bounded_feed_.close(session);
+    closed.push_back(session);
+  }
+  take_bounded();
+  EXPECT_EQ(bounded_.tombstones(), 2U);
+  const LogIndex first = bounded_feed_.open(Id128{0xC, 1}, closed[0]);
+  const LogIndex third = bounded_feed_.open(Id128{0xC, 3}, closed[2]);
+  EXPECT_EQ(take_bounded(),
+            (Strings{fmt::format("opened s={} last=0 replaced s={} unknown", first.value(), closed[0]),
+                     fmt::format("opened s={} last=0 replaced s={} last=0 client_closed", third.value(), closed[2])}));
+}
+
+TEST_F(BoundedHostTest, HostTombstoneTheyAreEvictedPastTheirAge) {
+  const SessionId session = open_bounded(kClientA);
+  bounded_feed_.at(ms(1000)).close(session);
+  bounded_feed_.at(ms(61000)).noop();
+  bounded_feed_.at(ms(61000)).activity({});
+  EXPECT_EQ(bounded_.tombstones(), 1U) << "60 s old: kept";
+  bounded_feed_.at(ms(61001)).activity({});
+  EXPECT_EQ(bounded_.tombstones(), 0U) << "older than 60 s: evicted";
+}
+
+// --- limits -----------------------------------------------------------------------------------------------------
+
+TEST_F(BoundedHostTest, HostLimitAnOpenBeyondTheSessionLimitIsRefusedWhenAppliedAndAResumeStillWorks) {
+  const SessionId a = open_bounded(kClientA);
+  open_bounded(kClientB);
+  bounded_feed_.open(Id128{0xC, 1});
+  bounded_feed_.open(kClientA, a);
+  EXPECT_EQ(take_bounded(), (Strings{"refused client=1", fmt::format("opened s={} last=0 resumed", a)}));
+  EXPECT_EQ(bounded_service_.count(Kind::session_open), 2U);
+  bounded_feed_.close(a);
+  const LogIndex third = bounded_feed_.open(Id128{0xC, 1});
+  EXPECT_EQ(take_bounded(), (Strings{fmt::format("ended s={} client_closed last=0", a),
+                                     fmt::format("opened s={} last=0", third.value())}));
+}
+
+// --- the egress window ------------------------------------------------------------------------------------------
+
+std::string window(const ServiceHost& host, SessionId session) {
+  std::string text;
+  for (const EgressRecord& record : host.egress_window(session))
+    text += fmt::format("{}:{} ", record.seq, as_chars(record.message));
+  return text;
+}
+
+TEST_F(BoundedHostTest, HostEgressTheWindowKeepsTheNewestWithinItsMessageAndByteBounds) {
+  const SessionId session = open_bounded(kClientA);
+  bounded_service_.on_message_hook = [&](Cluster& cluster, SessionId, std::string_view message) {
+    std::vector<bool> ignored;
+    run_script(cluster, message, bounded_, ignored);
+  };
+  bounded_feed_.ingress(session, 1,
+                        fmt::format("send {} a;send {} b;send {} c;send {} d", session, session, session, session));
+  EXPECT_EQ(window(bounded_, session), "2:b 3:c 4:d ") << "at most 3 messages";
+  bounded_feed_.ingress(session, 2, fmt::format("send {} 123456789", session));
+  EXPECT_EQ(window(bounded_, session), "4:d 5:123456789 ") << "at most 10 bytes";
+  bounded_feed_.ingress(session, 3, fmt::format("sendn {} 40", session));
+  EXPECT_EQ(bounded_.egress_window(session).size(), 1U) << "the newest stays, whatever its size";
+  EXPECT_EQ(bounded_.egress_window(session).front().seq, 6U);
+  take_bounded();
+  // A resume says how far the window goes, so the leader resends it before live egress.
+  bounded_feed_.open(kClientA, session);
+  EXPECT_EQ(take_bounded(), (Strings{fmt::format("opened s={} last=3 egress=6 resumed", session)}));
+}
+
+TEST_F(HostTest, HostEgressWindowAndTombstonesAreInTheStateHash) {
+  const SessionId session = open(kClientA);
+  const std::uint64_t before = host_.state_hash();
+  feed_.ingress(session, 1, fmt::format("send {} x", session));
+  const std::uint64_t with_egress = host_.state_hash();
+  EXPECT_NE(with_egress, before);
+  feed_.close(session);
+  const std::uint64_t closed = host_.state_hash();
+  // Replayed into a second host, the same log hashes alike.
+  RecordingService other_service;
+  ServiceHost other{other_service, HostLimits{kMaxMessage}};
+  start(other_service, other);
+  for (const Entry& entry : feed_.entries()) other.apply(entry);
+  EXPECT_EQ(other.state_hash(), closed);
 }
 
 }  // namespace
