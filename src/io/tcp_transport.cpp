@@ -145,7 +145,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state() const { return state_; }
   Clock::time_point started() const { return started_; }
   Clock::time_point closing_since() const { return closing_since_; }
-  std::chrono::nanoseconds silent_for() const { return Clock::now() - last_receive_; }
   std::size_t queued_bytes() const { return pending_.size() + writing_.size(); }
 
   // --- initiator --------------------------------------------------------------------------------------------
@@ -311,9 +310,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     receive_end_ += count;
     last_receive_ = Clock::now();
+    consume();
+  }
+
+  // Hands every complete frame held to the handler, then reads more; while reading is paused, the frames stay
+  // held and no read is outstanding (read_parked_), so the peer's sends back up into its own buffers.
+  void consume() {
     const auto self = shared_from_this();  // a callback may close us; stay alive until this returns
     in_read_ = true;
-    while (true) {
+    while (!reading_paused_) {
       const ByteSpan held(receive_.data() + receive_begin_, receive_end_ - receive_begin_);
       const protocol::FrameScan scan = protocol::scan_frame(held, receive_limit());
       if (scan.status == protocol::FrameScan::Status::need_more) {
@@ -339,9 +344,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
       linger({});
       return;
     }
+    if (reading_paused_) {
+      read_parked_ = true;
+      return;
+    }
     start_read();
   }
 
+ public:
+  void set_reading(bool reading) {
+    if (reading_paused_ == !reading) return;
+    reading_paused_ = !reading;
+    if (reading_paused_) return;
+    // The time paused was this side's choice, not the peer's silence.
+    last_receive_ = Clock::now();
+    if (!read_parked_) return;
+    read_parked_ = false;
+    // Not from inside the caller's handler: the held frames reach the handler in a turn of their own.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->state_ == State::established && !self->read_parked_) self->consume();
+    });
+  }
+  std::chrono::nanoseconds silent_for() const {
+    return reading_paused_ ? std::chrono::nanoseconds::zero() : Clock::now() - last_receive_;
+  }
+
+ private:
   // Until the peer has identified itself, only handshake-sized frames are accepted: a stranger announcing a
   // 4 MiB "hello" must not make us allocate 4 MiB per connection.
   std::uint32_t receive_limit() const {
@@ -572,8 +600,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::byte> writing_;
   bool write_in_flight_ = false;
   bool flush_posted_ = false;
-  bool in_read_ = false;        // on_read is handing this connection's frames to the handler; it flushes after
-  bool want_writable_ = false;  // a send() was refused; call on_writable once the buffer drains
+  bool reading_paused_ = false;  // set_reading(false): frames are not handed on and no read is outstanding
+  bool read_parked_ = false;     // a read was not started because reading is paused
+  bool in_read_ = false;         // on_read is handing this connection's frames to the handler; it flushes after
+  bool want_writable_ = false;   // a send() was refused; call on_writable once the buffer drains
   bool sent_fin_ = false;
   bool peer_finished_ = false;  // while closing: the peer sent EOF; close once our queue is written
   Clock::time_point closing_since_{};
@@ -714,6 +744,10 @@ void TcpTransport::close(ConnectionId id) {
 std::chrono::nanoseconds TcpTransport::silent_for(ConnectionId id) const {
   const auto connection = impl_->find(id);
   return connection == nullptr ? std::chrono::nanoseconds::zero() : connection->silent_for();
+}
+
+void TcpTransport::set_reading(ConnectionId id, bool reading) {
+  if (const auto connection = impl_->find(id)) connection->set_reading(reading);
 }
 
 std::size_t TcpTransport::queued_bytes(ConnectionId id) const {

@@ -54,6 +54,7 @@ class TcpTransport final : public Transport {
   [[nodiscard]] SendResult send(ConnectionId id, ByteSpan frame) override;
   void close(ConnectionId id) override;
   std::chrono::nanoseconds silent_for(ConnectionId id) const override;
+  void set_reading(ConnectionId id, bool reading) override;
   std::size_t queued_bytes(ConnectionId id) const override;
 
   /// Connections in any state, handshakes included.

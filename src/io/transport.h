@@ -88,6 +88,12 @@ class Transport {
   /// unknown id. The layers above decide by their own keep-alives when silence means a dead peer.
   virtual std::chrono::nanoseconds silent_for(ConnectionId id) const = 0;
 
+  /// Stops (false) or resumes (true) handing the connection's frames to the handler: back-pressure. While
+  /// stopped nothing more is read from the socket, so the peer's sends back up into its own buffers, and
+  /// silent_for() is zero (the silence is this side's). Frames already received wait and are handed on, in order,
+  /// in a loop turn after reading resumes.
+  virtual void set_reading(ConnectionId id, bool reading) = 0;
+
   /// Bytes queued but not yet written, for metrics and tests.
   virtual std::size_t queued_bytes(ConnectionId id) const = 0;
 };

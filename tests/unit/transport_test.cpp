@@ -996,6 +996,29 @@ TEST_F(TransportReceive, FramesSentOneByteAtATimeArriveOnceIntactAndInOrder) {
   EXPECT_TRUE(server_events().disconnected.empty());
 }
 
+TEST_F(TransportReceive, WhileReadingIsPausedNoFrameIsHandedOnAndAfterwardsEveryOneArrivesInOrder) {
+  ASSERT_TRUE(start_server());
+  RawSocket peer = RawSocket::connect_to(endpoint_.port);
+  ASSERT_TRUE(raw_handshake(peer));
+  const ConnectionId id = last_server_connection();
+  std::vector<Bytes> sent;
+  for (std::uint64_t seq = 0; seq < 5; ++seq) sent.push_back(data_frame(seq, 40));
+  ASSERT_TRUE(peer.write_all(loop_, sent[0]));
+  ASSERT_TRUE(wait([&] { return server_events().frames.size() == 1; }));
+
+  server().set_reading(id, false);
+  for (std::size_t k = 1; k < sent.size(); ++k) ASSERT_TRUE(peer.write_all(loop_, sent[k]));
+  settle();
+  EXPECT_EQ(server_events().frames.size(), 1U) << "frames were handed on while reading was paused";
+  EXPECT_EQ(server().silent_for(id), std::chrono::nanoseconds::zero()) << "a paused connection is not silent";
+
+  server().set_reading(id, true);
+  ASSERT_TRUE(wait([&] { return server_events().frames.size() == sent.size(); }));
+  for (std::size_t k = 0; k < sent.size(); ++k)
+    EXPECT_TRUE(same_bytes(server_events().frames[k].frame.bytes, sent[k])) << "frame " << k;
+  EXPECT_TRUE(server_events().disconnected.empty());
+}
+
 TEST_F(TransportReceive, OddChunksSplitAcrossFrameBoundariesAreReassembled) {
   TcpTransportConfig config = server_config();
   config.initial_receive_buffer = 1024;  // frames larger than the buffer make it grow while partly full
