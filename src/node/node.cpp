@@ -5,7 +5,7 @@
 // One loop turn: inputs (frames, ticks, storage completions) go to the replica; a flush, posted once per turn,
 // then takes the replica's outputs: consensus messages (each sent only once storage has made its `after`
 // durable), the storage batch (submitted when the storage thread has room; otherwise it keeps growing), and the
-// service host's replies to clients.
+// service host's replies to clients, which the client gateway (src/gateway) turns into frames for its connections.
 
 #include "cohort/node.h"
 
@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/assert.h"
+#include "gateway/gateway.h"
 #include "host/replica.h"
 #include "io/event_loop.h"
 #include "io/tcp_transport.h"
@@ -64,6 +65,10 @@ storage::MachineBoot kernel_boot_id() {
   }
   return boot;
 }
+
+// The gateway numbers connections as the transport does: one id space, so the two need no table between them.
+gateway::ConnectionId gateway_id(io::ConnectionId id) { return gateway::ConnectionId{static_cast<std::uint64_t>(id)}; }
+io::ConnectionId transport_id(gateway::ConnectionId id) { return io::ConnectionId{static_cast<std::uint64_t>(id)}; }
 
 consensus::Time mono_now() { return std::chrono::duration_cast<consensus::Time>(Clock::now().time_since_epoch()); }
 ClusterTime wall_now() {
@@ -122,14 +127,11 @@ class Node::Impl final : public io::TransportHandler {
     std::chrono::milliseconds backoff = kReconnectMin;
     protocol::Incarnation incarnation;  // the peer's, as its welcome said (zero: it did not know one)
   };
-  // An accepted connection: a member's (consensus traffic in), or a client's or admin tool's.
+  // An accepted connection: a member's (consensus traffic in), or a client's or admin tool's (the gateway's).
   struct Inbound {
     protocol::PeerRole role = protocol::PeerRole::client;
-    NodeId node;                              // role == node
-    protocol::Incarnation incarnation;        // role == node: the peer's, as its hello said
-    std::optional<SessionId> session;         // a client bound to a session (this node is, or was, its leader)
-    host::Id128 client;                       // the client id it last opened a session with
-    std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
+    NodeId node;                        // role == node
+    protocol::Incarnation incarnation;  // role == node: the peer's, as its hello said
   };
 
   std::string context() const {
@@ -143,20 +145,15 @@ class Node::Impl final : public io::TransportHandler {
   void release_messages();
   void send_to_peer(const consensus::Message& message);
   void maintain_links(consensus::Time now);
-  void on_role_change(Role previous, Term previous_term);
-  void handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame);
-  void try_open(io::ConnectionId id, Inbound& inbound);
-  void answer_waiting_clients();
-  void unbind(io::ConnectionId id, Inbound& inbound);
-  void deliver_host_outputs();
-  void send_keepalives(consensus::Time now);
+  void log_role_change(Role previous, Term previous_term);
+  void answer_client_request(io::ConnectionId id, const protocol::Frame& frame);
   void send_client(io::ConnectionId id, const auto& message);
-  void reply_not_leader(io::ConnectionId id, std::string_view why);
+  void send_gateway_outputs();
+  void close_client(io::ConnectionId id);
   void learn_peer(NodeId peer, const protocol::PeerIdentity& identity);
   void note_peer_problem(NodeId peer, bool outgoing, std::string problem);
   void adopt_incarnation();
   std::vector<std::string> configuration_problems() const;
-  void close_pending();
   void begin_stop();
   void finish_stop_when_ready(consensus::Time now);
   void fail(std::string message);
@@ -168,9 +165,6 @@ class Node::Impl final : public io::TransportHandler {
   io::Endpoint peer_bound_;
   io::Endpoint client_bound_;
   std::map<NodeId, std::string> client_endpoints_;  // every member's, as this node's member list names them
-  // Every member's client endpoint as the member advertises it itself (learned in the handshake): redirects name
-  // these, so one node's typo in another's address cannot send clients to a dead port. Empty entries: not said.
-  std::map<NodeId, std::string> advertised_endpoints_;
   // Shown in status until they are resolved: a member whose handshake failed (another member list, incarnation or
   // cluster), until a handshake with it succeeds; a member advertising another client endpoint than our list names.
   struct PeerProblem {
@@ -189,24 +183,21 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<storage::LogWriter> writer_;
   std::unique_ptr<storage::StorageThread> storage_thread_;
   std::unique_ptr<host::Replica> replica_;
+  std::unique_ptr<gateway::Gateway> gateway_;  // every client and admin connection's state
 
   std::vector<Link> links_;
-  std::unordered_map<std::uint64_t, Inbound> inbound_;         // by ConnectionId
-  std::map<SessionId, io::ConnectionId> session_connections_;  // sessions bound on this node
-  std::map<host::Id128, io::ConnectionId> pending_opens_;      // appended session_opens, by client id
-  std::vector<consensus::Outgoing> outbox_;  // consensus messages waiting for their `after` to be durable
+  std::unordered_map<std::uint64_t, Inbound> inbound_;  // by ConnectionId
+  std::vector<consensus::Outgoing> outbox_;             // consensus messages waiting for their `after` to be durable
   consensus::Ready ready_;
   std::vector<std::byte> frame_;
   std::size_t max_frame_length_ = 0;
   consensus::Message decoded_;
   std::unique_ptr<io::EventLoop::Periodic> ticker_;
   bool flush_pending_ = false;
+  // The replica's role, term and leader as last logged.
   Role role_ = Role::follower;
   Term term_;
   std::optional<NodeId> leader_;
-  bool serving_ = false;
-  std::vector<io::ConnectionId> to_close_;  // client connections to close once no pass over inbound_ is running
-  consensus::Time next_keepalive_{0};
 
   bool stopping_ = false;
   consensus::Time stop_deadline_{0};
@@ -332,6 +323,15 @@ std::optional<std::string> Node::Impl::start() {
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
+  gateway::GatewayConfig gateway_config;
+  gateway_config.self = self;
+  gateway_config.heartbeat_interval = options_.heartbeat_interval;
+  gateway_config.client_keepalive_interval = options_.client_keepalive_interval;
+  gateway_config.max_message_size = static_cast<std::uint32_t>(options_.max_message_size);
+  gateway_ = std::make_unique<gateway::Gateway>(gateway_config, *replica_);
+  // Redirects name each member's client endpoint as this node's list says, until the member advertises its own
+  // (learn_peer).
+  for (const auto& [member, endpoint] : client_endpoints_) gateway_->set_client_endpoint(member, endpoint);
 
   storage_thread_ =
       std::make_unique<storage::StorageThread>(*writer_, [this] { loop_.post([this] { drain_storage(); }); });
@@ -383,7 +383,8 @@ void Node::Impl::tick() {
   replica_->tick(now, wall_now());
   maintain_links(now);
   std::erase_if(peer_problems_, [&](const auto& entry) { return now - entry.second.seen > kPeerProblemMemory; });
-  send_keepalives(now);
+  gateway_->tick(now, [this](gateway::ConnectionId id) { return transport_->silent_for(transport_id(id)); });
+  send_gateway_outputs();
   if (stopping_) finish_stop_when_ready(now);
   schedule_flush();
 }
@@ -406,30 +407,17 @@ void Node::Impl::flush() {
   release_messages();
   if (storage_thread_->has_room())
     if (auto batch = log_->take_batch()) storage_thread_->submit(std::move(batch));
-  deliver_host_outputs();
+  // The host's replies go to the clients' connections; a change of leader reaches the clients waiting here.
+  gateway_->after_ready(mono_now());
   adopt_incarnation();
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
   if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
-    on_role_change(previous_role, previous_term);
+    log_role_change(previous_role, previous_term);
   // The replica applies a bounded number of entries per turn (a restarted node replays its log between ticks
   // and messages, not in one long turn): another turn follows while some remain.
   if (replica_->host().applied_index() < replica_->raft().commit_index()) schedule_flush();
-  if (replica_->serving() != serving_) {
-    // A new leader answers session opens only once its no-op is applied: the waiting clients hear now.
-    serving_ = replica_->serving();
-    answer_waiting_clients();
-  }
-  close_pending();
-}
-
-void Node::Impl::close_pending() {
-  for (const io::ConnectionId id : to_close_) {
-    if (!inbound_.contains(static_cast<std::uint64_t>(id))) continue;
-    transport_->close(id);
-    on_disconnected(id, io::DisconnectReason::reset, "closed by this node");
-  }
-  to_close_.clear();
+  send_gateway_outputs();
 }
 
 void Node::Impl::drain_storage() {
@@ -502,7 +490,10 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   inbound.node = NodeId{peer.node_id};
   inbound.incarnation = peer.incarnation;
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
-  if (peer.role != protocol::PeerRole::node) return;
+  if (peer.role != protocol::PeerRole::node) {
+    gateway_->on_connected(gateway_id(id), peer.role);
+    return;
+  }
   learn_peer(inbound.node, peer);
   // A member that just dialled us is back: dial it now instead of at the end of a backoff that grew while it was
   // down (a restarted follower would otherwise wait up to a second for its leader's appends).
@@ -521,7 +512,9 @@ void Node::Impl::learn_peer(NodeId peer, const protocol::PeerIdentity& identity)
     spdlog::info("[{}] node {} now agrees with this node's configuration", context(), peer.value());
   const auto listed = client_endpoints_.find(peer);
   if (listed == client_endpoints_.end()) return;  // cannot happen: the handshake admits members only
-  advertised_endpoints_[peer] = identity.client_endpoint;
+  // Redirects name the client endpoint the member advertises itself, so one node's typo in another's address cannot
+  // send clients to a dead port; this node's own copy of the list only while the member says none.
+  gateway_->set_client_endpoint(peer, identity.client_endpoint.empty() ? listed->second : identity.client_endpoint);
   if (identity.client_endpoint.empty() || identity.client_endpoint == listed->second) {
     endpoint_problems_.erase(peer);
     return;
@@ -633,11 +626,7 @@ void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reaso
   }
   const auto it = inbound_.find(static_cast<std::uint64_t>(id));
   if (it == inbound_.end()) return;
-  unbind(id, it->second);
-  if (it->second.waiting_open) {
-    const auto pending = pending_opens_.find(*it->second.waiting_open);
-    if (pending != pending_opens_.end() && pending->second == id) pending_opens_.erase(pending);
-  }
+  if (it->second.role != protocol::PeerRole::node) gateway_->on_disconnected(gateway_id(id));
   inbound_.erase(it);
 }
 
@@ -669,100 +658,21 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
     schedule_flush();
     return;
   }
-  handle_client_frame(id, inbound, frame);
+  if (!gateway_->on_frame(gateway_id(id), frame, now)) answer_client_request(id, frame);
+  send_gateway_outputs();
   schedule_flush();
 }
 
 // --- clients ------------------------------------------------------------------------------------------------
 
-void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
-  frame_.clear();
-  protocol::append_frame(message, frame_);
-  if (transport_->send(id, frame_) == io::SendResult::back_pressured) {
-    // The client does not read fast enough: close; it re-attaches and its unacknowledged messages are resent.
-    // Closed after the current pass over the connections, which this call may be part of.
-    spdlog::warn("closing client connection {}: its send buffer is full", static_cast<std::uint64_t>(id));
-    to_close_.push_back(id);
-  }
-}
-
-void Node::Impl::reply_not_leader(io::ConnectionId id, std::string_view why) {
-  protocol::SessionReply reply;
-  reply.term = replica_->raft().term().value();
-  // A leader silent for three heartbeats is probably gone: sending the client there would only cost it a
-  // refused connection and a backoff step. It waits here instead and hears of the next leader at once.
-  const auto leader = replica_->raft().leader();
-  const bool leader_alive = mono_now() - replica_->raft().last_leader_contact() < 3 * options_.heartbeat_interval;
-  if (leader && *leader != NodeId{options_.node_id} && leader_alive) {
-    reply.status = protocol::SessionStatus::redirect;
-    reply.leader_id = leader->value();
-    // Where the leader says it serves clients; this node's own copy of the list only until it has said.
-    const auto advertised = advertised_endpoints_.find(*leader);
-    reply.text = advertised != advertised_endpoints_.end() && !advertised->second.empty()
-                     ? advertised->second
-                     : client_endpoints_.at(*leader);
-  } else {
-    reply.status = protocol::SessionStatus::no_leader;
-    reply.text = why;
-  }
-  send_client(id, reply);
-}
-
-void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, const protocol::Frame& frame) {
-  const consensus::Time now = mono_now();
+// What a client or admin connection asks of the node itself rather than of its sessions (the gateway's): the
+// answers need the transport's identity and this node's view of the configuration.
+void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Frame& frame) {
   const auto malformed = [&](const protocol::DecodeError& error) {
     spdlog::warn("closing client connection {}: {}", static_cast<std::uint64_t>(id), error.describe());
-    transport_->close(id);
-    on_disconnected(id, io::DisconnectReason::protocol_error, error.describe());
+    close_client(id);
   };
   switch (frame.header.type) {
-    case protocol::MessageType::session_open: {
-      auto open = protocol::decode<protocol::SessionOpen>(frame);
-      if (!open) return malformed(open.error());
-      inbound.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
-      inbound.client = *inbound.waiting_open;
-      try_open(id, inbound);
-      return;
-    }
-    case protocol::MessageType::ingress: {
-      auto ingress = protocol::decode<protocol::Ingress>(frame);
-      if (!ingress) return malformed(ingress.error());
-      if (inbound.session != ingress->session_id) {
-        send_client(id, protocol::IngressRejected{ingress->session_id, ingress->seq, 0,
-                                                  protocol::IngressRejectReason::unknown_session});
-        return;
-      }
-      auto appended = replica_->ingress(ingress->session_id, ingress->seq, ingress->payload, now);
-      if (!appended) {
-        send_client(id, protocol::IngressRejected{ingress->session_id, ingress->seq, ingress->seq,
-                                                  protocol::IngressRejectReason::not_leader});
-      }
-      return;
-    }
-    case protocol::MessageType::ingress_withdrawn: {
-      auto withdrawn = protocol::decode<protocol::IngressWithdrawn>(frame);
-      if (!withdrawn) return malformed(withdrawn.error());
-      if (inbound.session != withdrawn->session_id) {
-        send_client(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, 0,
-                                                  protocol::IngressRejectReason::unknown_session});
-        return;
-      }
-      if (!replica_->withdraw(withdrawn->session_id, withdrawn->seq, now).has_value())
-        send_client(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, withdrawn->seq,
-                                                  protocol::IngressRejectReason::not_leader});
-      return;
-    }
-    case protocol::MessageType::keep_alive: {
-      auto keep_alive = protocol::decode<protocol::KeepAlive>(frame);
-      if (!keep_alive) return malformed(keep_alive.error());
-      return;
-    }
-    case protocol::MessageType::session_close: {
-      auto close = protocol::decode<protocol::SessionClose>(frame);
-      if (!close) return malformed(close.error());
-      if (inbound.session == close->session_id) (void)replica_->close_session(close->session_id, now);
-      return;
-    }
     case protocol::MessageType::ping: {
       auto ping = protocol::decode<protocol::Ping>(frame);
       if (!ping) return malformed(ping.error());
@@ -793,154 +703,43 @@ void Node::Impl::handle_client_frame(io::ConnectionId id, Inbound& inbound, cons
       send_client(id, reply);
       return;
     }
-    default:
-      spdlog::warn("closing client connection {}: unexpected {} frame", static_cast<std::uint64_t>(id),
-                   protocol::to_string(frame.header.type));
-      transport_->close(id);
-      on_disconnected(id, io::DisconnectReason::protocol_error, "unexpected frame");
-      return;
+    default: COHORT_UNREACHABLE();  // the gateway hands back nothing else
   }
 }
 
-// A session_open is appended by a leader that is serving (its no-op applied) and not handing over; otherwise
-// the client hears of the leader, or waits on this connection until there is one.
-void Node::Impl::try_open(io::ConnectionId id, Inbound& inbound) {
-  COHORT_ASSERT(inbound.waiting_open.has_value());
-  if (!replica_->serving() || stopping_ || replica_->raft().transfer_target()) {
-    reply_not_leader(id, stopping_ ? "this node is stopping" : "no leader yet: waiting for an election");
-    return;
-  }
-  if (const auto pending = pending_opens_.find(*inbound.waiting_open); pending != pending_opens_.end()) {
-    // Appended already, maybe for an earlier connection of the same client: the answer goes to this one.
-    pending->second = id;
-    return;
-  }
-  auto appended = replica_->open_session(*inbound.waiting_open, mono_now());
-  if (!appended) {
-    reply_not_leader(id, host::to_string(appended.error()));
-    return;
-  }
-  pending_opens_[*inbound.waiting_open] = id;
+void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
+  frame_.clear();
+  protocol::append_frame(message, frame_);
+  if (transport_->send(id, frame_) == io::SendResult::back_pressured) gateway_->on_send_failed(gateway_id(id));
 }
 
-// Clients waiting on this node hear of a change of leader at once, instead of at their next backoff step.
-// A session is bound to the connection that opened it last: an older connection of the same client, closing late,
-// must not take the binding with it.
-void Node::Impl::unbind(io::ConnectionId id, Inbound& inbound) {
-  if (!inbound.session) return;
-  const auto bound = session_connections_.find(*inbound.session);
-  if (bound != session_connections_.end() && bound->second == id) session_connections_.erase(bound);
-  inbound.session.reset();
+// After every input to the gateway: its frames leave in order, then the connections it gave up on are closed.
+void Node::Impl::send_gateway_outputs() {
+  gateway::GatewayOutputs& out = gateway_->outputs();
+  // on_send_failed() adds to out.closing only, so this pass over out.frames stays valid.
+  for (const gateway::OutFrame& frame : out.frames) {
+    // The client does not read fast enough: the gateway closes it; it re-attaches and its unacknowledged messages
+    // are resent.
+    if (transport_->send(transport_id(frame.connection), out.frame(frame)) == io::SendResult::back_pressured)
+      gateway_->on_send_failed(frame.connection);
+  }
+  for (const gateway::Closing& closing : out.closing) {
+    const std::string_view why =
+        closing.detail.empty() ? std::string_view(gateway::to_string(closing.cause)) : std::string_view(closing.detail);
+    spdlog::log(closing.cause == gateway::CloseCause::silent ? spdlog::level::info : spdlog::level::warn,
+                "closing client connection {}: {}", static_cast<std::uint64_t>(closing.connection), why);
+    close_client(transport_id(closing.connection));
+  }
+  out.clear();
 }
 
-void Node::Impl::answer_waiting_clients() {
-  for (auto& [raw, inbound] : inbound_) {
-    const io::ConnectionId id{raw};
-    if (inbound.role != protocol::PeerRole::client) continue;
-    if (inbound.session && !replica_->serving()) {
-      // This node no longer leads: the bound session's client must follow the new leader. It waits here for one
-      // (its open is retried) unless it is redirected at once.
-      unbind(id, inbound);
-      inbound.waiting_open = inbound.client;
-      reply_not_leader(id, "leadership moved");
-      continue;
-    }
-    if (inbound.waiting_open && !pending_opens_.contains(*inbound.waiting_open)) try_open(id, inbound);
-  }
+void Node::Impl::close_client(io::ConnectionId id) {
+  transport_->close(id);
+  gateway_->on_disconnected(gateway_id(id));  // nothing left to forget if the gateway closed it itself
+  inbound_.erase(static_cast<std::uint64_t>(id));
 }
 
-void Node::Impl::deliver_host_outputs() {
-  auto& outputs = replica_->host().outputs();
-  const bool leading = replica_->raft().role() == Role::leader;
-  const std::uint64_t term = replica_->raft().term().value();
-  for (auto& output : outputs) {
-    std::visit(
-        [&](auto& out) {
-          using Out = std::decay_t<decltype(out)>;
-          if constexpr (std::is_same_v<Out, host::SessionOpened>) {
-            const auto pending = pending_opens_.find(out.client);
-            if (pending == pending_opens_.end()) return;
-            const io::ConnectionId id = pending->second;
-            pending_opens_.erase(pending);
-            const auto in = inbound_.find(static_cast<std::uint64_t>(id));
-            if (in == inbound_.end()) return;
-            in->second.waiting_open.reset();
-            if (const auto old = session_connections_.find(out.session);
-                old != session_connections_.end() && old->second != id)
-              if (const auto previous = inbound_.find(static_cast<std::uint64_t>(old->second));
-                  previous != inbound_.end())
-                previous->second.session.reset();  // the client moved to this connection
-            in->second.session = out.session;
-            session_connections_[out.session] = id;
-            protocol::SessionReply reply;
-            reply.status = protocol::SessionStatus::opened;
-            reply.leader_id = options_.node_id;
-            reply.term = term;
-            reply.session_id = out.session;
-            reply.last_applied_seq = out.last_seq;
-            reply.max_message_size = static_cast<std::uint32_t>(options_.max_message_size);
-            reply.incarnation =
-                protocol::Incarnation{replica_->host().incarnation().high, replica_->host().incarnation().low};
-            send_client(id, reply);
-          } else if constexpr (std::is_same_v<Out, host::SessionRefused>) {
-            const auto pending = pending_opens_.find(out.client);
-            if (pending == pending_opens_.end()) return;
-            const io::ConnectionId id = pending->second;
-            pending_opens_.erase(pending);
-            reply_not_leader(id, "the cluster's session limit is reached");
-          } else {
-            const auto bound = session_connections_.find(out.session);
-            if (!leading || bound == session_connections_.end()) return;
-            const io::ConnectionId id = bound->second;
-            if constexpr (std::is_same_v<Out, host::Applied>) {
-              send_client(id, protocol::Ack{out.session, out.seq, out.position.value(), term, options_.node_id});
-            } else if constexpr (std::is_same_v<Out, host::Rejected>) {
-              send_client(id, protocol::IngressRejected{out.session, out.seq, out.expected,
-                                                        static_cast<protocol::IngressRejectReason>(out.reason)});
-            } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
-              send_client(id, protocol::Egress{out.session, out.egress_seq, out.message});
-            } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
-              send_client(id, protocol::SessionClosed{out.session, out.last_seq,
-                                                      static_cast<protocol::SessionCloseReason>(out.reason)});
-              const auto in = inbound_.find(static_cast<std::uint64_t>(id));
-              if (in != inbound_.end()) in->second.session.reset();
-              session_connections_.erase(out.session);
-            }
-          }
-        },
-        output);
-  }
-  outputs.clear();
-}
-
-void Node::Impl::send_keepalives(consensus::Time now) {
-  if (now < next_keepalive_) return;
-  next_keepalive_ = now + options_.client_keepalive_interval;
-  const std::uint64_t term = replica_->raft().term().value();
-  std::vector<io::ConnectionId> silent;
-  for (auto& [raw, inbound] : inbound_) {
-    if (inbound.role != protocol::PeerRole::client) continue;
-    const io::ConnectionId id{raw};
-    // A client silent for four keep-alive intervals is gone, whatever TCP says.
-    if (transport_->silent_for(id) > 4 * options_.client_keepalive_interval) {
-      silent.push_back(id);
-      continue;
-    }
-    if (inbound.session && replica_->serving()) {
-      send_client(id, protocol::Ack{*inbound.session, replica_->host().last_seq(*inbound.session),
-                                    replica_->host().applied_index().value(), term, options_.node_id});
-    } else if (inbound.waiting_open) {
-      try_open(id, inbound);
-    }
-  }
-  for (const io::ConnectionId id : silent) {
-    spdlog::info("closing client connection {}: silent", static_cast<std::uint64_t>(id));
-    to_close_.push_back(id);
-  }
-  close_pending();
-}
-
-void Node::Impl::on_role_change(Role previous, Term previous_term) {
+void Node::Impl::log_role_change(Role previous, Term previous_term) {
   const consensus::Raft& raft = replica_->raft();
   leader_ = raft.leader();
   if (role_ != previous || term_ != previous_term)
@@ -949,8 +748,6 @@ void Node::Impl::on_role_change(Role previous, Term previous_term) {
                  previous_term.value(), leader_ ? fmt::format("node {}", leader_->value()) : std::string("unknown"));
   else if (leader_)
     spdlog::info("[{}] leader is node {}", context(), leader_->value());
-  if (role_ != Role::leader) pending_opens_.clear();
-  answer_waiting_clients();
 }
 
 // --- graceful stop ------------------------------------------------------------------------------------------
@@ -967,7 +764,8 @@ void Node::Impl::begin_stop() {
       stop_deadline_ = now + options_.election_timeout_max;
     }
   }
-  answer_waiting_clients();
+  gateway_->set_stopping(now);
+  send_gateway_outputs();
   schedule_flush();
   finish_stop_when_ready(now);
 }

@@ -1,0 +1,325 @@
+#include "gateway/gateway.h"
+
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "common/assert.h"
+#include "protocol/catalogue.h"
+
+namespace cohort::gateway {
+
+using consensus::Role;
+
+const char* to_string(CloseCause cause) noexcept {
+  switch (cause) {
+    case CloseCause::malformed_frame: return "malformed frame";
+    case CloseCause::unexpected_frame: return "unexpected frame";
+    case CloseCause::silent: return "silent";
+    case CloseCause::send_buffer_full: return "its send buffer is full";
+  }
+  return "unknown";
+}
+
+Gateway::Gateway(GatewayConfig config, host::Replica& replica)
+    : config_(config),
+      replica_(replica),
+      role_(replica.raft().role()),
+      term_(replica.raft().term()),
+      leader_(replica.raft().leader()),
+      serving_(replica.serving()) {
+  COHORT_ASSERT(config_.client_keepalive_interval > Duration{0});
+  COHORT_ASSERT(config_.heartbeat_interval > Duration{0});
+}
+
+void Gateway::set_client_endpoint(NodeId member, std::string endpoint) {
+  client_endpoints_[member] = std::move(endpoint);
+}
+
+void Gateway::on_connected(ConnectionId id, protocol::PeerRole role) {
+  COHORT_ASSERT(role != protocol::PeerRole::node);
+  COHORT_ASSERT(!connections_.contains(id));  // the driver never reuses an id
+  Connection connection;
+  connection.role = role;
+  connections_.emplace(id, connection);
+}
+
+void Gateway::on_disconnected(ConnectionId id) { forget(id); }
+
+bool Gateway::on_frame(ConnectionId id, const protocol::Frame& frame, Time now) {
+  const auto it = connections_.find(id);
+  if (it == connections_.end()) return true;  // closed by the gateway while the driver still held its frames
+  if (frame.header.type == protocol::MessageType::ping || frame.header.type == protocol::MessageType::status_request)
+    return false;
+  handle(id, it->second, frame, now);
+  return true;
+}
+
+void Gateway::on_send_failed(ConnectionId id) {
+  if (!connections_.contains(id)) return;  // listed to close already
+  close(id, CloseCause::send_buffer_full, {});
+}
+
+void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Frame& frame, Time now) {
+  const auto malformed = [&](const protocol::DecodeError& error) {
+    close(id, CloseCause::malformed_frame, error.describe());
+  };
+  switch (frame.header.type) {
+    case protocol::MessageType::session_open: {
+      auto open = protocol::decode<protocol::SessionOpen>(frame);
+      if (!open) return malformed(open.error());
+      connection.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
+      connection.client = *connection.waiting_open;
+      try_open(id, connection, now);
+      return;
+    }
+    case protocol::MessageType::ingress: {
+      auto ingress = protocol::decode<protocol::Ingress>(frame);
+      if (!ingress) return malformed(ingress.error());
+      if (connection.session != ingress->session_id) {
+        send(id, protocol::IngressRejected{ingress->session_id, ingress->seq, 0,
+                                           protocol::IngressRejectReason::unknown_session});
+        return;
+      }
+      auto appended = replica_.ingress(ingress->session_id, ingress->seq, ingress->payload, now);
+      if (!appended) {
+        send(id, protocol::IngressRejected{ingress->session_id, ingress->seq, ingress->seq,
+                                           protocol::IngressRejectReason::not_leader});
+      }
+      return;
+    }
+    case protocol::MessageType::ingress_withdrawn: {
+      auto withdrawn = protocol::decode<protocol::IngressWithdrawn>(frame);
+      if (!withdrawn) return malformed(withdrawn.error());
+      if (connection.session != withdrawn->session_id) {
+        send(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, 0,
+                                           protocol::IngressRejectReason::unknown_session});
+        return;
+      }
+      if (!replica_.withdraw(withdrawn->session_id, withdrawn->seq, now).has_value())
+        send(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, withdrawn->seq,
+                                           protocol::IngressRejectReason::not_leader});
+      return;
+    }
+    case protocol::MessageType::keep_alive: {
+      // Its only effect is the life it shows (the driver's silence probe saw its bytes); a malformed one still closes
+      // the connection.
+      auto keep_alive = protocol::decode<protocol::KeepAlive>(frame);
+      if (!keep_alive) return malformed(keep_alive.error());
+      return;
+    }
+    case protocol::MessageType::session_close: {
+      auto close_request = protocol::decode<protocol::SessionClose>(frame);
+      if (!close_request) return malformed(close_request.error());
+      if (connection.session == close_request->session_id) (void)replica_.close_session(close_request->session_id, now);
+      return;
+    }
+    default:
+      close(id, CloseCause::unexpected_frame,
+            std::string("unexpected ") + protocol::to_string(frame.header.type) + " frame");
+      return;
+  }
+}
+
+// A session_open is appended by a leader that is serving (its no-op applied) and not handing over; otherwise
+// the client hears of the leader, or waits on this connection until there is one.
+void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
+  COHORT_ASSERT(connection.waiting_open.has_value());
+  if (!replica_.serving() || stopping_ || replica_.raft().transfer_target()) {
+    reply_not_leader(id, stopping_ ? "this node is stopping" : "no leader yet: waiting for an election", now);
+    return;
+  }
+  if (const auto pending = pending_opens_.find(*connection.waiting_open); pending != pending_opens_.end()) {
+    // Appended already, maybe for an earlier connection of the same client: the answer goes to this one.
+    pending->second = id;
+    return;
+  }
+  auto appended = replica_.open_session(*connection.waiting_open, now);
+  if (!appended) {
+    reply_not_leader(id, host::to_string(appended.error()), now);
+    return;
+  }
+  pending_opens_[*connection.waiting_open] = id;
+}
+
+void Gateway::reply_not_leader(ConnectionId id, std::string_view why, Time now) {
+  const consensus::Raft& raft = replica_.raft();
+  protocol::SessionReply reply;
+  reply.term = raft.term().value();
+  // A leader silent for three heartbeats is probably gone: sending the client there would only cost it a
+  // refused connection and a backoff step. It waits here instead and hears of the next leader at once.
+  const auto leader = raft.leader();
+  const bool leader_alive =
+      now - raft.last_leader_contact() < kLeaderPresumedDeadHeartbeats * config_.heartbeat_interval;
+  if (leader && *leader != config_.self && leader_alive) {
+    reply.status = protocol::SessionStatus::redirect;
+    reply.leader_id = leader->value();
+    const auto endpoint = client_endpoints_.find(*leader);
+    COHORT_ASSERT(endpoint != client_endpoints_.end());  // the driver names every member's
+    reply.text = endpoint->second;
+  } else {
+    reply.status = protocol::SessionStatus::no_leader;
+    reply.text = why;
+  }
+  send(id, reply);
+}
+
+// A session is bound to the connection that opened it last: an older connection of the same client, closing late,
+// must not take the binding with it.
+void Gateway::unbind(ConnectionId id, Connection& connection) {
+  if (!connection.session) return;
+  const auto bound = bound_.find(*connection.session);
+  if (bound != bound_.end() && bound->second == id) bound_.erase(bound);
+  connection.session.reset();
+}
+
+// Clients waiting on this node hear of a change of leader at once, instead of at their next backoff step.
+void Gateway::answer_waiting_clients(Time now) {
+  for (auto& [id, connection] : connections_) {
+    if (connection.role != protocol::PeerRole::client) continue;
+    if (connection.session && !replica_.serving()) {
+      // This node no longer leads: the bound session's client must follow the new leader. It waits here for one
+      // (its open is retried) unless it is redirected at once.
+      unbind(id, connection);
+      connection.waiting_open = connection.client;
+      reply_not_leader(id, "leadership moved", now);
+      continue;
+    }
+    if (connection.waiting_open && !pending_opens_.contains(*connection.waiting_open)) try_open(id, connection, now);
+  }
+}
+
+void Gateway::after_ready(Time now) {
+  deliver_host_outputs(now);
+  const consensus::Raft& raft = replica_.raft();
+  if (raft.role() != role_ || raft.term() != term_ || raft.leader() != leader_) {
+    role_ = raft.role();
+    term_ = raft.term();
+    leader_ = raft.leader();
+    if (role_ != Role::leader) pending_opens_.clear();
+    answer_waiting_clients(now);
+  }
+  if (replica_.serving() != serving_) {
+    // A new leader answers session opens only once its no-op is applied: the waiting clients hear now.
+    serving_ = replica_.serving();
+    answer_waiting_clients(now);
+  }
+}
+
+void Gateway::deliver_host_outputs(Time now) {
+  auto& outputs = replica_.host().outputs();
+  const bool leading = replica_.raft().role() == Role::leader;
+  const std::uint64_t term = replica_.raft().term().value();
+  for (auto& output : outputs) {
+    std::visit(
+        [&](auto& out) {
+          using Out = std::decay_t<decltype(out)>;
+          if constexpr (std::is_same_v<Out, host::SessionOpened>) {
+            const auto pending = pending_opens_.find(out.client);
+            if (pending == pending_opens_.end()) return;
+            const ConnectionId id = pending->second;
+            pending_opens_.erase(pending);
+            const auto in = connections_.find(id);
+            if (in == connections_.end()) return;
+            in->second.waiting_open.reset();
+            if (const auto old = bound_.find(out.session); old != bound_.end() && old->second != id)
+              if (const auto previous = connections_.find(old->second); previous != connections_.end())
+                previous->second.session.reset();  // the client moved to this connection
+            in->second.session = out.session;
+            bound_[out.session] = id;
+            protocol::SessionReply reply;
+            reply.status = protocol::SessionStatus::opened;
+            reply.leader_id = config_.self.value();
+            reply.term = term;
+            reply.session_id = out.session;
+            reply.last_applied_seq = out.last_seq;
+            reply.max_message_size = config_.max_message_size;
+            reply.incarnation =
+                protocol::Incarnation{replica_.host().incarnation().high, replica_.host().incarnation().low};
+            send(id, reply);
+          } else if constexpr (std::is_same_v<Out, host::SessionRefused>) {
+            const auto pending = pending_opens_.find(out.client);
+            if (pending == pending_opens_.end()) return;
+            const ConnectionId id = pending->second;
+            pending_opens_.erase(pending);
+            if (const auto in = connections_.find(id); in != connections_.end()) in->second.waiting_open.reset();
+            reply_not_leader(id, "the cluster's session limit is reached", now);
+          } else {
+            // Every replica computes these; only the leader's gateway has the client's connection bound.
+            const auto bound = bound_.find(out.session);
+            if (!leading || bound == bound_.end()) return;
+            const ConnectionId id = bound->second;
+            if constexpr (std::is_same_v<Out, host::Applied>) {
+              send(id, protocol::Ack{out.session, out.seq, out.position.value(), term, config_.self.value()});
+            } else if constexpr (std::is_same_v<Out, host::Rejected>) {
+              send(id, protocol::IngressRejected{out.session, out.seq, out.expected,
+                                                 static_cast<protocol::IngressRejectReason>(out.reason)});
+            } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
+              send(id, protocol::Egress{out.session, out.egress_seq, out.message});
+            } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
+              send(id, protocol::SessionClosed{out.session, out.last_seq,
+                                               static_cast<protocol::SessionCloseReason>(out.reason)});
+              const auto in = connections_.find(id);
+              if (in != connections_.end()) in->second.session.reset();
+              bound_.erase(out.session);
+            }
+          }
+        },
+        output);
+  }
+  outputs.clear();
+}
+
+void Gateway::tick(Time now, const SilenceProbe& silent_for) {
+  if (now < next_keepalive_) return;
+  next_keepalive_ = now + config_.client_keepalive_interval;
+  const std::uint64_t term = replica_.raft().term().value();
+  silent_.clear();
+  for (auto& [id, connection] : connections_) {
+    if (connection.role != protocol::PeerRole::client) continue;
+    // A client silent for four keep-alive intervals is gone, whatever TCP says. (Closed after the pass, so the
+    // pass sees every binding and pending open as they were when it began.)
+    if (silent_for(id) > kClientSilenceKeepAliveIntervals * config_.client_keepalive_interval) {
+      silent_.push_back(id);
+      continue;
+    }
+    if (connection.session && replica_.serving()) {
+      send(id, protocol::Ack{*connection.session, replica_.host().last_seq(*connection.session),
+                             replica_.host().applied_index().value(), term, config_.self.value()});
+    } else if (connection.waiting_open) {
+      try_open(id, connection, now);
+    }
+  }
+  for (const ConnectionId id : silent_) close(id, CloseCause::silent, {});
+}
+
+void Gateway::set_stopping(Time now) {
+  stopping_ = true;
+  answer_waiting_clients(now);
+}
+
+void Gateway::close(ConnectionId id, CloseCause cause, std::string detail) {
+  forget(id);
+  outputs_.closing.push_back(Closing{id, cause, std::move(detail)});
+}
+
+void Gateway::forget(ConnectionId id) {
+  const auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  unbind(id, it->second);
+  if (it->second.waiting_open) {
+    const auto pending = pending_opens_.find(*it->second.waiting_open);
+    if (pending != pending_opens_.end() && pending->second == id) pending_opens_.erase(pending);
+  }
+  connections_.erase(it);
+}
+
+template <typename Message>
+void Gateway::send(ConnectionId id, const Message& message) {
+  const std::size_t begin = outputs_.bytes.size();
+  protocol::append_frame(message, outputs_.bytes);
+  outputs_.frames.push_back(OutFrame{id, begin, outputs_.bytes.size()});
+}
+
+}  // namespace cohort::gateway
