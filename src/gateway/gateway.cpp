@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -31,6 +32,7 @@ Gateway::Gateway(GatewayConfig config, host::Replica& replica)
       serving_(replica.serving()) {
   COHORT_ASSERT(config_.client_keepalive_interval > Duration{0});
   COHORT_ASSERT(config_.heartbeat_interval > Duration{0});
+  COHORT_ASSERT(config_.activity_interval > Duration{0});
 }
 
 void Gateway::set_client_endpoint(NodeId member, std::string endpoint) {
@@ -251,13 +253,14 @@ void Gateway::deliver_host_outputs(Time now) {
             if (!leading || bound == bound_.end()) return;
             const ConnectionId id = bound->second;
             if constexpr (std::is_same_v<Out, host::Applied>) {
-              send(id, protocol::Ack{out.session, out.seq, out.position.value(), term, config_.self.value()});
+              gather_ack(out.session, out.seq, out.position);
             } else if constexpr (std::is_same_v<Out, host::Rejected>) {
               send(id, protocol::IngressRejected{out.session, out.seq, out.expected,
                                                  static_cast<protocol::IngressRejectReason>(out.reason)});
             } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
               send(id, protocol::Egress{out.session, out.egress_seq, out.message});
             } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
+              send_ack(out.session);  // what was applied before the close, first
               send(id, protocol::SessionClosed{out.session, out.last_seq,
                                                static_cast<protocol::SessionCloseReason>(out.reason)});
               const auto in = connections_.find(id);
@@ -269,9 +272,48 @@ void Gateway::deliver_host_outputs(Time now) {
         output);
   }
   outputs.clear();
+  send_acks();
+}
+
+void Gateway::gather_ack(SessionId session, std::uint64_t seq, LogIndex position) {
+  // Most passes carry one or a few sessions' acks, often in runs: the newest is found from the back.
+  for (auto it = acks_.rbegin(); it != acks_.rend(); ++it) {
+    if (it->session != session) continue;
+    it->seq = std::max(it->seq, seq);
+    it->position = std::max(it->position, position);
+    return;
+  }
+  acks_.push_back(PendingAck{session, seq, position});
+}
+
+void Gateway::send_ack(SessionId session) {
+  const auto pending =
+      std::find_if(acks_.begin(), acks_.end(), [&](const PendingAck& a) { return a.session == session; });
+  if (pending == acks_.end()) return;
+  if (const auto bound = bound_.find(session); bound != bound_.end())
+    send(bound->second, protocol::Ack{session, pending->seq, pending->position.value(), replica_.raft().term().value(),
+                                      config_.self.value()});
+  acks_.erase(pending);
+}
+
+void Gateway::send_acks() {
+  const std::uint64_t term = replica_.raft().term().value();
+  for (const PendingAck& ack : acks_)
+    if (const auto bound = bound_.find(ack.session); bound != bound_.end())
+      send(bound->second, protocol::Ack{ack.session, ack.seq, ack.position.value(), term, config_.self.value()});
+  acks_.clear();
+}
+
+void Gateway::note_activity(Time now) {
+  if (now < next_activity_ || !replica_.serving()) return;
+  next_activity_ = now + config_.activity_interval;
+  activity_.clear();
+  for (const auto& [session, connection] : bound_) activity_.push_back(session);  // ascending: bound_ is ordered
+  if (!activity_.empty()) (void)replica_.note_activity(activity_, now);           // refused only if no longer leading
 }
 
 void Gateway::tick(Time now, const SilenceProbe& silent_for) {
+  note_activity(now);
   if (now < next_keepalive_) return;
   next_keepalive_ = now + config_.client_keepalive_interval;
   const std::uint64_t term = replica_.raft().term().value();

@@ -27,6 +27,8 @@
 //  - pending_opens_ holds only opens this node appended while it leads: it is emptied when this node stops leading
 //    (those entries may never commit; the waiting clients ask again).
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -66,7 +68,16 @@ struct GatewayConfig {
   Duration heartbeat_interval{0};         // the consensus heartbeat (leader liveness for redirects)
   Duration client_keepalive_interval{0};  // how often bound clients hear from this node
   std::uint32_t max_message_size = 0;     // announced to clients when their session opens
+  // While leading, the sessions bound here are noted in an activity entry at most this often (design.md: once a
+  // second): a bound connection is a live client, also while back-pressure keeps its frames unread.
+  Duration activity_interval = std::chrono::seconds(1);
 };
+
+/// The activity interval for a session timeout: once a second, or a quarter of the timeout if that is shorter,
+/// so a live client's activity lands well within every window.
+constexpr Duration activity_interval_for(Duration session_timeout) noexcept {
+  return std::min<Duration>(std::chrono::seconds(1), session_timeout / 4);
+}
 
 /// Why the gateway closes a connection (for the driver's log).
 enum class CloseCause : std::uint8_t {
@@ -152,6 +163,11 @@ class Gateway {
   void answer_waiting_clients(Time now);
   void unbind(ConnectionId id, Connection& connection);
   void deliver_host_outputs(Time now);
+  void note_activity(Time now);
+  /// The newest ack of `session` gathered in this pass (acks are batched: at most one per session per pass).
+  void gather_ack(SessionId session, std::uint64_t seq, LogIndex position);
+  void send_acks();
+  void send_ack(SessionId session);
   void close(ConnectionId id, CloseCause cause, std::string detail);
   void forget(ConnectionId id);
   template <typename Message>
@@ -170,6 +186,14 @@ class Gateway {
   std::optional<NodeId> leader_;
   bool serving_ = false;
   Time next_keepalive_{0};
+  Time next_activity_{0};
+  std::vector<SessionId> activity_;  // note_activity()'s scratch
+  struct PendingAck {
+    SessionId session = 0;
+    std::uint64_t seq = 0;
+    LogIndex position;
+  };
+  std::vector<PendingAck> acks_;  // deliver_host_outputs()'s, sent at its end
   bool stopping_ = false;
   std::vector<ConnectionId> silent_;  // tick()'s scratch: connections to close after its pass
 };

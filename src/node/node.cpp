@@ -86,6 +86,11 @@ protocol::NodeRole wire_role(Role role) {
 }
 
 constexpr std::chrono::milliseconds kTickPeriod{5};
+// Back-pressure limits (apply_back_pressure): far above a healthy leader's backlog, far below what would exhaust a
+// node's memory.
+constexpr std::size_t kMaxQueuedBytes = 64U << 20U;
+constexpr std::uint64_t kMaxUncommittedEntries = 1U << 20U;
+constexpr std::uint64_t kMaxUnappliedEntries = 1U << 18U;
 constexpr std::chrono::milliseconds kReconnectMin{50};
 constexpr std::chrono::milliseconds kReconnectMax{1000};
 // A disagreement with a peer (a refused handshake) not seen again for this long is forgotten: the peer was stopped
@@ -149,6 +154,7 @@ class Node::Impl final : public io::TransportHandler {
   void answer_client_request(io::ConnectionId id, const protocol::Frame& frame);
   void send_client(io::ConnectionId id, const auto& message);
   void send_gateway_outputs();
+  void apply_back_pressure();
   void close_client(io::ConnectionId id);
   void learn_peer(NodeId peer, const protocol::PeerIdentity& identity);
   void note_peer_problem(NodeId peer, bool outgoing, std::string problem);
@@ -194,6 +200,7 @@ class Node::Impl final : public io::TransportHandler {
   consensus::Message decoded_;
   std::unique_ptr<io::EventLoop::Periodic> ticker_;
   bool flush_pending_ = false;
+  bool reading_paused_ = false;  // client connections are not read (apply_back_pressure)
   // The replica's role, term and leader as last logged.
   Role role_ = Role::follower;
   Term term_;
@@ -318,8 +325,6 @@ std::optional<std::string> Node::Impl::start() {
   host::ReplicaConfig replica_config;
   replica_config.raft = raft_config;
   replica_config.limits.max_message_size = options_.max_message_size;
-  // Until the gateway notes the activity of bound clients, no session expires.
-  replica_config.session_timeout = std::chrono::hours(24 * 365);
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
@@ -418,6 +423,29 @@ void Node::Impl::flush() {
   // and messages, not in one long turn): another turn follows while some remain.
   if (replica_->host().applied_index() < replica_->raft().commit_index()) schedule_flush();
   send_gateway_outputs();
+  apply_back_pressure();
+}
+
+// A leader whose storage, replication or service falls behind stops reading its clients' sockets, instead of
+// growing its batch, its log cache and its unapplied backlog without bound: their sends back up into the clients'
+// own buffers, and their offers are back-pressured there. Reading resumes once every backlog is below half its
+// limit. A paused connection still counts as alive (its session stays bound, so its activity is noted).
+void Node::Impl::apply_back_pressure() {
+  const consensus::Raft& raft = replica_->raft();
+  const std::uint64_t uncommitted =
+      log_->last_index().value() - std::min(raft.commit_index(), log_->last_index()).value();
+  const std::uint64_t unapplied = raft.commit_index().value() - replica_->host().applied_index().value();
+  const std::size_t queued = log_->queued_bytes();
+  const bool over =
+      queued > kMaxQueuedBytes || uncommitted > kMaxUncommittedEntries || unapplied > kMaxUnappliedEntries;
+  const bool under = queued <= kMaxQueuedBytes / 2 && uncommitted <= kMaxUncommittedEntries / 2 &&
+                     unapplied <= kMaxUnappliedEntries / 2;
+  if (reading_paused_ ? !under : !over) return;
+  reading_paused_ = !reading_paused_;
+  spdlog::info("[{}] {} reading client connections: {} bytes wait for storage, {} entries uncommitted, {} unapplied",
+               context(), reading_paused_ ? "pausing" : "resuming", queued, uncommitted, unapplied);
+  for (const auto& [raw, inbound] : inbound_)
+    if (inbound.role == protocol::PeerRole::client) transport_->set_reading(io::ConnectionId{raw}, !reading_paused_);
 }
 
 void Node::Impl::drain_storage() {
@@ -492,6 +520,7 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
   if (peer.role != protocol::PeerRole::node) {
     gateway_->on_connected(gateway_id(id), peer.role);
+    if (reading_paused_ && peer.role == protocol::PeerRole::client) transport_->set_reading(id, false);
     return;
   }
   learn_peer(inbound.node, peer);

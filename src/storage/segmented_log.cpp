@@ -153,6 +153,8 @@ consensus::PersistSeq SegmentedLog::save_hard_state(const consensus::HardState& 
   return seq;
 }
 
+std::size_t SegmentedLog::queued_bytes() const noexcept { return batch_ == nullptr ? 0 : batch_->bytes.size(); }
+
 std::unique_ptr<Batch> SegmentedLog::take_batch() {
   if (batch_ == nullptr || batch_->empty()) return nullptr;
   return std::move(batch_);

@@ -55,6 +55,8 @@ class SegmentedLog final : public consensus::LogStore {
   /// Every write up to this sequence number is complete.
   consensus::PersistSeq completed_seq() const noexcept { return completed_seq_; }
   /// Every segment, ascending: what the storage side starts from.
+  /// Bytes appended and not yet taken by take_batch(): what waits for the storage thread.
+  std::size_t queued_bytes() const noexcept;
   std::vector<SegmentKey> segment_keys() const;
   std::size_t cached_entries() const noexcept { return cache_.size(); }
 

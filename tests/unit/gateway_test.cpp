@@ -339,6 +339,58 @@ TEST(Gateway, IngressIsAcknowledgedOnlyOnceCommittedAndApplied) {
   EXPECT_EQ(messages[0].message, "hello");
 }
 
+TEST(Gateway, AcknowledgementsAreBatchedOnePerSessionPerPass) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const ConnectionId first{1};
+  const ConnectionId second{2};
+  const auto a = open_session(cluster, first, 7);
+  const auto b = open_session(cluster, second, 8);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  node.durable = false;  // all of them commit in one pass
+  const std::string payload = "x";
+  for (std::uint64_t seq = 1; seq <= 5; ++seq) {
+    EXPECT_TRUE(node.receive(first, protocol::Ingress{*a, seq, as_bytes(payload)}, cluster.now()));
+    EXPECT_TRUE(node.receive(second, protocol::Ingress{*b, seq, as_bytes(payload)}, cluster.now()));
+  }
+  cluster.settle();
+  node.durable = true;
+  cluster.settle();
+  EXPECT_EQ(node.service().count(testing::ServiceCall::Kind::message), 10U);
+  for (const auto& [connection, session] : {std::pair{first, *a}, std::pair{second, *b}}) {
+    const auto acks = node.inbox(connection).all<protocol::Ack>();
+    ASSERT_EQ(acks.size(), 1U) << "one ack for five applied messages";
+    EXPECT_EQ(acks[0].session_id, session);
+    EXPECT_EQ(acks[0].applied_seq, 5U);
+  }
+}
+
+TEST(Gateway, TheLeaderNotesItsBoundSessionsAsActivitySoTheyOutliveTheTimeoutWhileAnUnboundOneExpires) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const ConnectionId live{1};
+  const ConnectionId gone{2};
+  const auto kept = open_session(cluster, live, 7);
+  const auto dropped = open_session(cluster, gone, 8);
+  ASSERT_TRUE(kept.has_value() && dropped.has_value());
+  node.gateway().on_disconnected(gone);  // its client crashed
+  // 12 s, longer than the default 10 s session timeout; the live client keeps talking.
+  for (int i = 0; i < 1200; ++i) {
+    cluster.tick(10ms);
+    if (i % 20 == 0) {
+      EXPECT_TRUE(node.receive(live, protocol::KeepAlive{*kept}, cluster.now()));
+    }
+  }
+  EXPECT_TRUE(node.replica().host().session_open(*kept)) << "a bound client's session expired";
+  EXPECT_FALSE(node.replica().host().session_open(*dropped)) << "an abandoned session never expired";
+  const auto closes = node.service().of(testing::ServiceCall::Kind::session_close);
+  ASSERT_EQ(closes.size(), 1U);
+  EXPECT_EQ(closes[0].session, *dropped);
+  EXPECT_EQ(closes[0].reason, CloseReason::timeout);
+}
+
 TEST(Gateway, IngressForASessionNotBoundToTheConnectionIsRejectedAsUnknownAndNotAppended) {
   Cluster cluster(1);
   ASSERT_NE(cluster.elect(), nullptr);
