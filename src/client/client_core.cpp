@@ -313,6 +313,10 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       close_ = true;
       link_ = Link::none;
       return;
+    case protocol::SessionStatus::busy:
+      // Not permanent: the buffer waits, and the client tries again after a backoff step.
+      drop_connection(now, fmt::format("the cluster is busy: {}", reply->text), false);
+      return;
     case protocol::SessionStatus::opened: break;
   }
   if (incarnation_high_ != 0 || incarnation_low_ != 0) {
