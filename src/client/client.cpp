@@ -216,18 +216,22 @@ class Client::Impl final : public io::TransportHandler {
           else if constexpr (std::is_same_v<E, client::LeaderEvent>)
             listener_.on_leader(e.leader, e.term);
           else if constexpr (std::is_same_v<E, client::SessionEvent>)
-            listener_.on_session(e.session, e.resumed);
+            listener_.on_session(e.session, e.change);
           else if constexpr (std::is_same_v<E, client::AppliedEvent>)
             listener_.on_applied(e.seq, e.position);
           else if constexpr (std::is_same_v<E, client::RejectedEvent>)
             listener_.on_rejected(e.seq, e.reason);
           else if constexpr (std::is_same_v<E, client::UnknownEvent>)
             listener_.on_unknown(e.seq, e.reason);
+          else if constexpr (std::is_same_v<E, client::EgressGapEvent>)
+            listener_.on_egress_gap(e.from, e.to);
           else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
             spdlog::warn("client: skipping a node: {}", e.reason);
             listener_.on_node_refused(e.endpoint, e.reason);
-          } else
+          } else {
+            static_assert(std::is_same_v<E, client::EgressEvent>, "an event the listener is not told of");
             listener_.on_egress(e.egress_seq, e.message);
+          }
         },
         event);
   }

@@ -8,11 +8,19 @@
 #include "protocol/catalogue.h"
 
 namespace cohort::client {
+namespace {
+
+std::string closed_before_applying(protocol::SessionCloseReason reason) {
+  return fmt::format("the cluster closed the session ({}) before applying it", protocol::to_string(reason));
+}
+
+}  // namespace
 
 ClientCore::ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low,
                        std::uint64_t seed)
     : options_(std::move(options)), client_high_(client_id_high), client_low_(client_id_low), random_(seed) {
   COHORT_ASSERT(!options_.members.empty());
+  COHORT_ASSERT(options_.credential.size() <= protocol::kMaxCredentialLength);
   next_member_ = static_cast<std::size_t>(random_.below(options_.members.size()));
 }
 
@@ -76,7 +84,14 @@ void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
     return;
   }
   connected_members_ = node.members;
-  protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
+  send_open();
+}
+
+// Names the session to resume (if any) and what of its egress was delivered, so the leader resends only the rest.
+void ClientCore::send_open() {
+  protocol::append_frame(protocol::SessionOpen{client_high_, client_low_, known_session_,
+                                               known_session_ != 0 ? last_egress_ : 0, as_bytes(options_.credential)},
+                         out_);
 }
 
 std::optional<std::string> ClientCore::misconfigured(const protocol::PeerIdentity& node) const {
@@ -215,35 +230,56 @@ void ClientCore::acknowledge(std::uint64_t seq, std::uint64_t position) {
 }
 
 void ClientCore::note_leader(std::uint32_t leader, std::uint64_t term) {
+  // A frame without a leader (a node that knows none) says nothing about which leader is current, and its term
+  // may be a partitioned node's, inflated by elections it could not win.
+  if (leader == 0 || term == 0) return;
   if (term < term_ || (term == term_ && leader == leader_)) return;
   term_ = term;
   leader_ = leader;
-  if (leader != 0) events_.emplace_back(LeaderEvent{leader, term});
+  events_.emplace_back(LeaderEvent{leader, term});
+}
+
+bool ClientCore::heard_from_leader(std::uint64_t term, std::uint32_t leader, Time now) {
+  // Not even counted as hearing from the node: a deposed leader that goes on sending must not keep the client
+  // there; the silence limit moves it on.
+  if (stale(term)) return false;
+  last_heard_ = now;
+  note_leader(leader, term);
+  return true;
+}
+
+// The leader sends egress in seq order on one connection (after a resume: what it still holds past the seq the
+// open named, then live egress), so a seq at or below the last delivered is a resend, and one further on means the
+// seqs between are gone for good (beyond the cluster's window): the application hears of them before the next.
+void ClientCore::deliver_egress(std::uint64_t seq, ByteSpan message) {
+  if (seq <= last_egress_) return;
+  if (seq > last_egress_ + 1) events_.emplace_back(EgressGapEvent{last_egress_ + 1, seq - 1});
+  last_egress_ = seq;
+  events_.emplace_back(EgressEvent{seq, std::vector<std::byte>(message.begin(), message.end())});
 }
 
 void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
   if (link_ != Link::open || state_ == ClientState::closed) return;
-  last_heard_ = now;
   switch (frame.header.type) {
     case protocol::MessageType::session_reply: return handle_reply(frame, now);
     case protocol::MessageType::ack: {
       auto ack = protocol::decode<protocol::Ack>(frame);
-      if (!ack || ack->session_id != session_) return;
-      note_leader(ack->leader_id, ack->term);
+      if (!ack) break;
+      if (!heard_from_leader(ack->term, ack->leader_id, now) || ack->session_id != session_) return;
       acknowledge(ack->applied_seq + session_base_, ack->log_position);
       return;
     }
     case protocol::MessageType::egress: {
       auto egress = protocol::decode<protocol::Egress>(frame);
-      if (!egress || egress->session_id != session_ || egress->egress_seq <= last_egress_) return;
-      last_egress_ = egress->egress_seq;
-      events_.emplace_back(
-          EgressEvent{egress->egress_seq, std::vector<std::byte>(egress->payload.begin(), egress->payload.end())});
+      if (!egress) break;
+      if (!heard_from_leader(egress->term, egress->leader_id, now) || egress->session_id != session_) return;
+      deliver_egress(egress->egress_seq, egress->payload);
       return;
     }
     case protocol::MessageType::ingress_rejected: {
       auto rejected = protocol::decode<protocol::IngressRejected>(frame);
-      if (!rejected || rejected->session_id != session_) return;
+      if (!rejected) break;
+      if (!heard_from_leader(rejected->term, rejected->leader_id, now) || rejected->session_id != session_) return;
       switch (rejected->reason) {
         case protocol::IngressRejectReason::gap:
           // A message before it was lost on the way (not a fate). Every message after the lost one reports the
@@ -272,19 +308,24 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
     }
     case protocol::MessageType::session_closed: {
       auto closed = protocol::decode<protocol::SessionClosed>(frame);
-      if (!closed || closed->session_id != session_) return;
+      if (!closed) break;
+      if (!heard_from_leader(closed->term, closed->leader_id, now) || closed->session_id != session_) return;
       acknowledge(closed->last_applied_seq + session_base_, 0);
       // The cluster applied nothing after last_applied_seq in that session, and never will: every message still
-      // buffered (sent or not) is definitely not applied. Then a new session, on the same connection.
-      settle_buffer(true, "the cluster closed the session before applying it");
+      // buffered (sent or not) is definitely not applied. Then a new session, on the same connection; with every
+      // fate known there is nothing to resume, and the new session is reported as replacing this one.
+      settle_buffer(true, closed_before_applying(closed->reason));
       session_ = 0;
       known_session_ = 0;
+      replaced_pending_ = true;
       start_session_numbering();
-      protocol::append_frame(protocol::SessionOpen{client_high_, client_low_}, out_);
+      send_open();
       return;
     }
-    default: return;
+    default: break;
   }
+  // Any other frame, or one that does not decode, still shows the node is there.
+  last_heard_ = now;
 }
 
 void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
@@ -293,6 +334,11 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
     drop_connection(now, fmt::format("malformed session reply: {}", reply.error().describe()), false);
     return;
   }
+  if (reply->status == protocol::SessionStatus::opened) {
+    // From a leader: a lower term than known is a deposed one's (a minority leader that has not noticed yet).
+    if (stale(reply->term)) return;
+  }
+  last_heard_ = now;
   switch (reply->status) {
     case protocol::SessionStatus::redirect:
       note_leader(reply->leader_id, reply->term);
@@ -300,7 +346,8 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       drop_connection(now, fmt::format("redirected to node {} at {}", reply->leader_id, reply->text), true);
       return;
     case protocol::SessionStatus::no_leader:
-      // Keep the connection: the node says as soon as a leader is elected.
+      // Keep the connection: the node says as soon as a leader is elected. Its term is not learned (note_leader
+      // takes none without a leader): a partitioned node's may be above the real leader's.
       if (session_ != 0) {
         session_ = 0;
         set_state(ClientState::reconnecting, std::string(reply->text));
@@ -313,6 +360,7 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       close_ = true;
       link_ = Link::none;
       return;
+    case protocol::SessionStatus::busy: return handle_busy(reply->text, now);
     case protocol::SessionStatus::opened: break;
   }
   if (incarnation_high_ != 0 || incarnation_low_ != 0) {
@@ -331,22 +379,52 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   }
   note_leader(reply->leader_id, reply->term);
   cluster_max_message_ = reply->max_message_size;
-  const bool resumed = known_session_ == reply->session_id;
-  if (known_session_ != 0 && !resumed) {
-    // The old session is gone and its fate table with it: what it had not acknowledged cannot be known now.
-    settle_buffer(false, "the session was replaced");
+  SessionChange change = SessionChange::opened;
+  if (known_session_ == 0) {
+    if (replaced_pending_) change = SessionChange::replaced;
+  } else if (reply->session_id == known_session_) {
+    change = SessionChange::resumed;
+  } else {
+    settle_replaced_session(*reply);
     start_session_numbering();
+    change = SessionChange::replaced;
   }
+  replaced_pending_ = false;
+  busy_replies_ = 0;
   session_ = reply->session_id;
   known_session_ = reply->session_id;
   attempt_ = 0;
   redirected_this_round_ = false;
-  events_.emplace_back(SessionEvent{session_, resumed});
-  set_state(ClientState::connected, resumed ? "session resumed" : "session opened");
+  events_.emplace_back(SessionEvent{session_, change});
+  set_state(ClientState::connected, fmt::format("session {}", to_string(change)));
   acknowledge(reply->last_applied_seq + session_base_, 0);
   resent_from_ = acked_ + 1;
   resend_from(acked_ + 1);
   last_sent_ = now;
+}
+
+void ClientCore::handle_busy(std::string_view text, Time now) {
+  // Not permanent: the buffer waits (no session was opened, so nothing in it has a new fate), and the client asks
+  // again. A busy cluster answers, so on_connected starts the backoff over every time: count the busy answers in
+  // a row instead, or every waiting client would ask again within the first backoff step, forever.
+  attempt_ = ++busy_replies_;
+  const ClientState before = state_;
+  std::string reason = fmt::format("the cluster is busy: {}", text);
+  drop_connection(now, reason, false);
+  // Not a state change unless the client was connected, but the application should know why it is waiting.
+  if (state_ == before) events_.emplace_back(StateEvent{state_, std::move(reason)});
+}
+
+void ClientCore::settle_replaced_session(const protocol::SessionReply& reply) {
+  if (reply.replaced_session == known_session_ && reply.replaced_reason != protocol::SessionCloseReason{}) {
+    // The old session's tombstone: up to its last applied seq, applied; after it, never (the session is closed).
+    acknowledge(reply.replaced_last_seq + session_base_, 0);
+    settle_buffer(true, closed_before_applying(reply.replaced_reason));
+    return;
+  }
+  // The session is gone and so is its tombstone (or the node could not say which session it replaced): what it
+  // had not acknowledged may or may not have been applied.
+  settle_buffer(false, "the cluster closed the session and its record was evicted: whether it was applied is unknown");
 }
 
 void ClientCore::close(Time now) {
@@ -369,6 +447,15 @@ const char* to_string(ClientState state) noexcept {
     case ClientState::connected: return "connected";
     case ClientState::reconnecting: return "reconnecting";
     case ClientState::closed: return "closed";
+  }
+  return "unknown";
+}
+
+const char* to_string(SessionChange change) noexcept {
+  switch (change) {
+    case SessionChange::opened: return "opened";
+    case SessionChange::resumed: return "resumed";
+    case SessionChange::replaced: return "replaced";
   }
   return "unknown";
 }

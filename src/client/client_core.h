@@ -5,7 +5,18 @@
 //
 // States (include/cohort/client.h): connecting -> connected <-> reconnecting, and closed (terminal).
 // The buffer holds every accepted message until it has a fate; it is resent, in order, after every session
-// open, from the seq after the one the node reports applied.
+// open, from the seq after the one the node reports applied. docs/client.md walks through all of it.
+//
+// Sessions: every session_open names the session the client last had (and the last egress it delivered in it),
+// so the leader can resume it. If that session was closed meanwhile, the leader opens a new one and reports the
+// old one's tombstone: messages up to its last applied seq were applied, the later ones definitely were not. Only
+// when the tombstone is gone too is a buffered message's fate unknown.
+//
+// Terms: the client keeps the highest term it has heard a leader speak in (from a leader's own frames and from
+// redirects that name a leader). A frame a leader sends (ack, egress, ingress_rejected, session_closed, an opened
+// session_reply) from a lower term comes from a deposed leader: it is ignored, and does not count as hearing from
+// the node. A no_leader answer never raises the term: a partitioned node's inflated term must not make the client
+// ignore the real leader.
 //
 // Which nodes may serve it: a node's welcome names its member list. Before opening a session the client refuses a
 // node whose cluster cannot be the one it was configured for: one with another member count than the endpoints
@@ -27,6 +38,10 @@
 #include "protocol/frame.h"
 #include "protocol/handshake.h"
 
+namespace cohort::protocol {
+struct SessionReply;
+}  // namespace cohort::protocol
+
 namespace cohort::client {
 
 using Time = std::chrono::nanoseconds;
@@ -41,7 +56,7 @@ struct LeaderEvent {
 };
 struct SessionEvent {
   std::uint64_t session = 0;
-  bool resumed = false;
+  SessionChange change = SessionChange::opened;
 };
 struct AppliedEvent {
   std::uint64_t seq = 0;
@@ -59,16 +74,23 @@ struct EgressEvent {
   std::uint64_t egress_seq = 0;
   std::vector<std::byte> message;
 };
+/// Egress seqs `from` to `to` (inclusive) of the current session will never arrive; comes just before the
+/// EgressEvent after them.
+struct EgressGapEvent {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+};
 /// A node was skipped: its configuration cannot be the client's cluster's.
 struct NodeRefusedEvent {
   std::string endpoint;
   std::string reason;
 };
 using Event = std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent,
-                           EgressEvent, NodeRefusedEvent>;
+                           EgressEvent, EgressGapEvent, NodeRefusedEvent>;
 
 class ClientCore {
  public:
+  /// `options` must list at least one member and hold a credential of at most protocol::kMaxCredentialLength bytes.
   ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low, std::uint64_t seed);
 
   // Inputs. on_connected, on_disconnected and on_frame concern the connection last asked for (take_connect).
@@ -94,6 +116,8 @@ class ClientCore {
   ClientState state() const noexcept { return state_; }
   std::uint64_t session() const noexcept { return session_; }
   std::uint32_t leader() const noexcept { return leader_; }
+  /// The highest term the client has heard a leader speak in (0: none yet).
+  std::uint64_t term() const noexcept { return term_; }
   /// The configuration id of the nodes that served this client (0 until one has).
   std::uint64_t configuration() const noexcept { return configuration_; }
   std::size_t unacknowledged() const noexcept { return buffer_.size(); }
@@ -121,11 +145,25 @@ class ClientCore {
   void close_for_other_incarnation();
   void schedule_retry(Time now);
   void send_ingress(Buffered& message);
+  void send_open();
 
   void resend_from(std::uint64_t seq);
   void acknowledge(std::uint64_t seq, std::uint64_t position);
+  /// Learns a leader and its term from a frame that names one (leader != 0); a lower term than known teaches
+  /// nothing.
   void note_leader(std::uint32_t leader, std::uint64_t term);
+  /// Whether a frame a leader sent in `term` is from a deposed leader, so the client ignores it. Term 0: the
+  /// sender did not say (a layout 1 frame), and the frame is taken.
+  bool stale(std::uint64_t term) const noexcept { return term != 0 && term < term_; }
+  /// A frame a leader sent: false if it is stale (ignore it); else it counts as hearing from the node, and its
+  /// leader and term are learned.
+  bool heard_from_leader(std::uint64_t term, std::uint32_t leader, Time now);
   void handle_reply(const protocol::Frame& frame, Time now);
+  void handle_busy(std::string_view text, Time now);
+  /// The leader opened a new session in place of known_session_: gives every buffered message of the old session
+  /// its fate, from the tombstone the reply carries if it is that session's, else unknown.
+  void settle_replaced_session(const protocol::SessionReply& reply);
+  void deliver_egress(std::uint64_t seq, ByteSpan message);
 
   ClientOptions options_;
   std::uint64_t client_high_;
@@ -147,7 +185,13 @@ class ClientCore {
 
   std::uint64_t session_ = 0;        // 0: none open on this connection
   std::uint64_t known_session_ = 0;  // the session this client last had, to tell "resumed" from "replaced"
+  // The cluster closed the last session while connected, and the client settled its messages from the
+  // session_closed frame: the next session opened replaces it (known_session_ is 0 meanwhile: nothing to resume).
+  bool replaced_pending_ = false;
+  std::uint32_t busy_replies_ = 0;  // "busy" answers since the last session opened, for the backoff
   std::uint32_t leader_ = 0;
+  // The highest term a leader spoke in, as far as the client heard (a leader's frames, redirects naming a leader);
+  // frames from leaders of lower terms are ignored. Never lowered.
   std::uint64_t term_ = 0;
   std::size_t cluster_max_message_ = 0;  // the limit the leader announced at the last open (0: not known yet)
   std::uint64_t incarnation_high_ = 0;
@@ -166,6 +210,8 @@ class ClientCore {
   std::uint64_t next_seq_ = 1;
   std::uint64_t session_base_ = 0;
   std::uint64_t acked_ = 0;  // every seq up to here has its fate
+  // The last egress seq delivered in known_session_ (egress seqs start from 1 in every session): only the next one
+  // is delivered, and a resume asks the leader for what follows it.
   std::uint64_t last_egress_ = 0;
   std::uint64_t resent_from_ = 0;  // the last resend's first seq: gaps that name it are echoes of one loss
 

@@ -16,9 +16,33 @@ Enum read_enum(BodyReader& in, const char* field, Enum last) noexcept {
   return static_cast<Enum>(value);
 }
 
+/// The same, where 0 is a value too (it means "none").
+template <typename Enum>
+Enum read_enum_or_zero(BodyReader& in, const char* field, Enum last) noexcept {
+  const auto value = in.read<std::uint8_t>(field);
+  const auto limit = static_cast<std::uint8_t>(last);
+  if (!in.failed() && value > limit) in.fail_invalid(field, value, limit);
+  return static_cast<Enum>(value);
+}
+
 template <typename Enum>
 void write_enum(BodyWriter& out, Enum value) noexcept {
   out.write<std::uint8_t>(static_cast<std::uint8_t>(value));
+}
+
+// The sender's term and leader, which layout 2 of every node-to-client message carries (as ack and session_reply
+// have from layout 1): term u64 | leader_id u32 | reserved u32
+void write_term_and_leader(BodyWriter& out, std::uint64_t term, std::uint32_t leader_id) noexcept {
+  out.write<std::uint64_t>(term);
+  out.write<std::uint32_t>(leader_id);
+  write_zeros(out, 4);
+}
+
+template <typename Message>
+void read_term_and_leader(BodyReader& in, Message& message) noexcept {
+  message.term = in.read<std::uint64_t>("term");
+  message.leader_id = in.read<std::uint32_t>("leader_id");
+  read_reserved(in, 4);
 }
 
 // The session-id-only bodies (keep_alive, session_close): session_id u64
@@ -37,6 +61,7 @@ const char* to_string(SessionStatus status) noexcept {
     case SessionStatus::redirect: return "redirect";
     case SessionStatus::no_leader: return "no_leader";
     case SessionStatus::rejected: return "rejected";
+    case SessionStatus::busy: return "busy";
   }
   return "unknown";
 }
@@ -72,20 +97,39 @@ const char* to_string(NodeRole role) noexcept {
 }
 
 // SessionOpen v1: client_id_high u64 | client_id_low u64
+//             v2: ... | session_id u64 | last_egress_seq u64 | credential_length u16 | reserved 6 | credential
 void SessionOpen::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(credential.size() <= kMaxCredentialLength);
   out.write<std::uint64_t>(client_id_high);
   out.write<std::uint64_t>(client_id_low);
+  out.write<std::uint64_t>(session_id);
+  out.write<std::uint64_t>(last_egress_seq);
+  out.write<std::uint16_t>(static_cast<std::uint16_t>(credential.size()));
+  write_zeros(out, 6);
+  out.write_bytes(credential);
 }
 
-Result<SessionOpen, DecodeError> SessionOpen::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<SessionOpen, DecodeError> SessionOpen::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   SessionOpen open;
   open.client_id_high = in.read<std::uint64_t>("client_id_high");
   open.client_id_low = in.read<std::uint64_t>("client_id_low");
+  if (version >= 2) {
+    open.session_id = in.read<std::uint64_t>("session_id");
+    open.last_egress_seq = in.read<std::uint64_t>("last_egress_seq");
+    const auto length = in.read<std::uint16_t>("credential_length");
+    // Refused from the length, even when that many bytes follow: the limit is the protocol's, not the frame's.
+    if (!in.failed() && length > kMaxCredentialLength)
+      in.fail_invalid("credential_length", length, kMaxCredentialLength);
+    read_reserved(in, 6);
+    if (!in.failed()) open.credential = in.read_bytes(length, "credential");
+  }
   return finish(in, open);
 }
 
 // SessionReply v1: status u8 | reserved 3 | leader_id u32 | term u64 | session_id u64 | last_applied_seq u64 |
 //                  incarnation 2 x u64 | text_length u16 | reserved 2 | max_message_size u32 | text
+//              v2: ... | max_message_size u32 | replaced_session u64 | replaced_last_seq u64 | replaced_reason u8 |
+//                  reserved 7 | text (the fixed fields grow; the text stays last)
 void SessionReply::encode_body(BodyWriter& out) const noexcept {
   COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
   write_enum(out, status);
@@ -98,12 +142,16 @@ void SessionReply::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint16_t>(static_cast<std::uint16_t>(text.size()));
   write_zeros(out, 2);
   out.write<std::uint32_t>(max_message_size);
+  out.write<std::uint64_t>(replaced_session);
+  out.write<std::uint64_t>(replaced_last_seq);
+  out.write<std::uint8_t>(static_cast<std::uint8_t>(replaced_reason));
+  write_zeros(out, 7);
   out.write_bytes(as_bytes(text));
 }
 
-Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   SessionReply reply;
-  reply.status = read_enum(in, "status", SessionStatus::rejected);
+  reply.status = read_enum(in, "status", version >= 2 ? SessionStatus::busy : SessionStatus::rejected);
   read_reserved(in, 3);
   reply.leader_id = in.read<std::uint32_t>("leader_id");
   reply.term = in.read<std::uint64_t>("term");
@@ -114,6 +162,12 @@ Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std:
   if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("text_length", length, kMaxErrorTextLength);
   read_reserved(in, 2);
   reply.max_message_size = in.read<std::uint32_t>("max_message_size");
+  if (version >= 2) {
+    reply.replaced_session = in.read<std::uint64_t>("replaced_session");
+    reply.replaced_last_seq = in.read<std::uint64_t>("replaced_last_seq");
+    reply.replaced_reason = read_enum_or_zero(in, "replaced_reason", SessionCloseReason::unknown_session);
+    read_reserved(in, 7);
+  }
   if (!in.failed()) reply.text = as_chars(in.read_bytes(length, "text"));
   return finish(in, reply);
 }
@@ -155,16 +209,19 @@ Result<Ack, DecodeError> Ack::decode_body(BodyReader& in, std::uint8_t /*version
 }
 
 // Egress v1: session_id u64 | egress_seq u64 | payload (the rest of the frame)
+//        v2: session_id u64 | egress_seq u64 | term u64 | leader_id u32 | reserved u32 | payload (the rest)
 void Egress::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(session_id);
   out.write<std::uint64_t>(egress_seq);
+  write_term_and_leader(out, term, leader_id);
   out.write_bytes(payload);
 }
 
-Result<Egress, DecodeError> Egress::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<Egress, DecodeError> Egress::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   Egress egress;
   egress.session_id = in.read<std::uint64_t>("session_id");
   egress.egress_seq = in.read<std::uint64_t>("egress_seq");
+  if (version >= 2) read_term_and_leader(in, egress);
   egress.payload = in.read_bytes(in.remaining(), "payload");
   return finish(in, egress);
 }
@@ -194,38 +251,44 @@ Result<IngressWithdrawn, DecodeError> IngressWithdrawn::decode_body(BodyReader& 
 }
 
 // SessionClosed v1: session_id u64 | last_applied_seq u64 | reason u8 | reserved 7
+//               v2: ... | term u64 | leader_id u32 | reserved u32
 void SessionClosed::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(session_id);
   out.write<std::uint64_t>(last_applied_seq);
   write_enum(out, reason);
   write_zeros(out, 7);
+  write_term_and_leader(out, term, leader_id);
 }
 
-Result<SessionClosed, DecodeError> SessionClosed::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<SessionClosed, DecodeError> SessionClosed::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   SessionClosed closed;
   closed.session_id = in.read<std::uint64_t>("session_id");
   closed.last_applied_seq = in.read<std::uint64_t>("last_applied_seq");
   closed.reason = read_enum(in, "reason", SessionCloseReason::unknown_session);
   read_reserved(in, 7);
+  if (version >= 2) read_term_and_leader(in, closed);
   return finish(in, closed);
 }
 
 // IngressRejected v1: session_id u64 | seq u64 | expected_seq u64 | reason u8 | reserved 7
+//                 v2: ... | term u64 | leader_id u32 | reserved u32
 void IngressRejected::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(session_id);
   out.write<std::uint64_t>(seq);
   out.write<std::uint64_t>(expected_seq);
   write_enum(out, reason);
   write_zeros(out, 7);
+  write_term_and_leader(out, term, leader_id);
 }
 
-Result<IngressRejected, DecodeError> IngressRejected::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<IngressRejected, DecodeError> IngressRejected::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   IngressRejected rejected;
   rejected.session_id = in.read<std::uint64_t>("session_id");
   rejected.seq = in.read<std::uint64_t>("seq");
   rejected.expected_seq = in.read<std::uint64_t>("expected_seq");
   rejected.reason = read_enum(in, "reason", IngressRejectReason::not_leader);
   read_reserved(in, 7);
+  if (version >= 2) read_term_and_leader(in, rejected);
   return finish(in, rejected);
 }
 

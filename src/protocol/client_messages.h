@@ -4,7 +4,9 @@
 //
 // A session is opened by a client's random 128-bit id; opening again with the same id returns the same session,
 // which is how a client resumes after reconnecting. Ingress messages carry a per-session sequence number that
-// the cluster applies in order, exactly once.
+// the cluster applies in order, exactly once; egress messages carry one too, which the client delivers in order,
+// once. Every frame a node sends a client says the sender's term and leader, so a client can tell a deposed
+// leader's late frames from the current leader's.
 
 #include <array>
 #include <cstddef>
@@ -19,8 +21,12 @@ enum class SessionStatus : std::uint8_t {
   opened = 1,     // the session (new or resumed) is open on this node, the leader
   redirect = 2,   // not the leader; the text is the leader's client endpoint "host:port"
   no_leader = 3,  // no leader known right now; try again later
-  rejected = 4,   // refused for good (the text says why)
+  rejected = 4,   // refused for good, e.g. authentication refused (the text says why)
+  busy = 5,       // layout 2: the cluster cannot open a session now (its session limit); retry after a backoff step
 };
+
+/// The longest credential a session_open carries.
+inline constexpr std::size_t kMaxCredentialLength = 1024;
 
 enum class SessionCloseReason : std::uint8_t {
   client_closed = 1,    // the client sent session_close
@@ -51,22 +57,29 @@ const char* to_string(NodeRole role) noexcept;
 
 struct SessionOpen {
   static constexpr MessageType kType = MessageType::session_open;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 16;
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kFixedBodySize = 40;  // without the credential (layout 1: 16, and no credential)
 
   std::uint64_t client_id_high = 0;  // the client's random 128-bit id
   std::uint64_t client_id_low = 0;
+  // Layout 2:
+  std::uint64_t session_id = 0;       // the session this client last had, whose resume it asks for; 0: none
+  std::uint64_t last_egress_seq = 0;  // the highest egress seq of that session the client delivered
+  ByteSpan credential{};              // opaque to the protocol; at most kMaxCredentialLength bytes
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+  std::size_t body_size() const noexcept { return kFixedBodySize + credential.size(); }
   void encode_body(BodyWriter& out) const noexcept;
   static Result<SessionOpen, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
-  friend bool operator==(const SessionOpen&, const SessionOpen&) = default;
+  friend bool operator==(const SessionOpen& a, const SessionOpen& b) noexcept {
+    return a.client_id_high == b.client_id_high && a.client_id_low == b.client_id_low && a.session_id == b.session_id &&
+           a.last_egress_seq == b.last_egress_seq && detail::bytes_equal(a.credential, b.credential);
+  }
 };
 
 struct SessionReply {
   static constexpr MessageType kType = MessageType::session_reply;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kFixedBodySize = 56;  // the body without its text
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kFixedBodySize = 80;  // the body without its text (layout 1: 56)
 
   SessionStatus status = SessionStatus::opened;
   std::uint32_t leader_id = 0;  // 0: unknown
@@ -75,7 +88,16 @@ struct SessionReply {
   std::uint64_t last_applied_seq = 0;  // the session's last ingress seq the cluster applied (resume from here)
   Incarnation incarnation;
   std::uint32_t max_message_size = 0;  // opened: the largest ingress payload the cluster applies (0: not said)
-  std::string_view text;  // redirect: the leader's "host:port"; no_leader, rejected: why. At most kMaxErrorTextLength
+  /// redirect: the leader's "host:port"; no_leader, rejected, busy: why. At most kMaxErrorTextLength bytes.
+  std::string_view text;
+  // Layout 2. Opened, when the client asked to resume a session that is closed: that session's tombstone. Its
+  // messages with seq <= replaced_last_seq were applied, the later ones definitely were not. All zero when
+  // nothing was replaced.
+  std::uint64_t replaced_session = 0;
+  std::uint64_t replaced_last_seq = 0;
+  /// Why the replaced session was closed; SessionCloseReason{} (0): its tombstone is gone (evicted), so the fate
+  /// of its messages after the last acknowledged cannot be known.
+  SessionCloseReason replaced_reason{};
 
   std::size_t body_size() const noexcept { return kFixedBodySize + text.size(); }
   void encode_body(BodyWriter& out) const noexcept;
@@ -120,18 +142,22 @@ struct Ack {
 
 struct Egress {
   static constexpr MessageType kType = MessageType::egress;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kFixedBodySize = 16;
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kFixedBodySize = 32;  // without the payload (layout 1: 16)
 
   std::uint64_t session_id = 0;
-  std::uint64_t egress_seq = 0;
-  ByteSpan payload;  // the rest of the frame
+  std::uint64_t egress_seq = 0;  // per session, from 1
+  ByteSpan payload;              // the rest of the frame
+  // Layout 2 (on the wire before the payload, which stays the rest of the frame):
+  std::uint64_t term = 0;  // the sender's current term (0: not said, a layout 1 frame)
+  std::uint32_t leader_id = 0;
 
   std::size_t body_size() const noexcept { return kFixedBodySize + payload.size(); }
   void encode_body(BodyWriter& out) const noexcept;
   static Result<Egress, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
   friend bool operator==(const Egress& a, const Egress& b) noexcept {
-    return a.session_id == b.session_id && a.egress_seq == b.egress_seq && detail::bytes_equal(a.payload, b.payload);
+    return a.session_id == b.session_id && a.egress_seq == b.egress_seq && detail::bytes_equal(a.payload, b.payload) &&
+           a.term == b.term && a.leader_id == b.leader_id;
   }
 };
 
@@ -179,12 +205,15 @@ struct IngressWithdrawn {
 
 struct SessionClosed {
   static constexpr MessageType kType = MessageType::session_closed;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 24;
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kBodySize = 40;  // layout 1: 24
 
   std::uint64_t session_id = 0;
   std::uint64_t last_applied_seq = 0;
   SessionCloseReason reason = SessionCloseReason::client_closed;
+  // Layout 2:
+  std::uint64_t term = 0;  // the sender's current term (0: not said, a layout 1 frame)
+  std::uint32_t leader_id = 0;
 
   std::size_t body_size() const noexcept { return kBodySize; }
   void encode_body(BodyWriter& out) const noexcept;
@@ -194,13 +223,16 @@ struct SessionClosed {
 
 struct IngressRejected {
   static constexpr MessageType kType = MessageType::ingress_rejected;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 32;
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kBodySize = 48;  // layout 1: 32
 
   std::uint64_t session_id = 0;
   std::uint64_t seq = 0;           // the refused message's
   std::uint64_t expected_seq = 0;  // the seq the session expects next
   IngressRejectReason reason = IngressRejectReason::unknown_session;
+  // Layout 2:
+  std::uint64_t term = 0;  // the sender's current term (0: not said, a layout 1 frame)
+  std::uint32_t leader_id = 0;
 
   std::size_t body_size() const noexcept { return kBodySize; }
   void encode_body(BodyWriter& out) const noexcept;

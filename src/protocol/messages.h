@@ -30,7 +30,10 @@ namespace cohort::protocol {
 inline constexpr std::uint32_t kHandshakeMagic = 0x52484F43;  // "COHR" in little-endian byte order
 /// Version of the protocol as a whole, exchanged in the handshake; peers must agree on it exactly. Version 2: the
 /// handshake carries the member list and the advertised client endpoint, and status replies the configuration.
-inline constexpr std::uint16_t kProtocolVersion = 2;
+/// Version 3: sessions with resume (session_open names the session to resume and the last egress seen; a reply
+/// says what became of a session it could not resume, from its tombstone), reliable egress, credentials, a
+/// retryable "busy"; every reply to a client carries the sender's term and leader.
+inline constexpr std::uint16_t kProtocolVersion = 3;
 inline constexpr std::size_t kMaxErrorTextLength = 1024;
 /// The most voting members a cluster may have (the handshake and status replies carry the list).
 inline constexpr std::size_t kMaxMembers = 64;
@@ -80,7 +83,9 @@ enum class ErrorCode : std::uint16_t {
 
 // Layout versions count within one protocol version: protocol version 2 changed the hello, welcome and status
 // reply layouts in place (any peer of protocol version 1 is refused at the handshake, whose magic and
-// protocol_version keep their offsets forever), so they are still layout 1.
+// protocol_version keep their offsets forever), so they are still layout 1. Protocol version 3 appended fields to
+// five client messages the usual way instead (they are layout 2, and layout 1 still decodes), so one rule covers
+// every added field whether or not the protocol version moves with it.
 
 struct Hello {
   static constexpr MessageType kType = MessageType::hello;

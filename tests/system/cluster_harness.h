@@ -273,7 +273,7 @@ class KvClient final : public ClientListener {
     if (old_leader_ != 0)
       states_after_mark_ += fmt::format("+{} ms {} ({}); ", ms_since(mark_), cohort::to_string(state), reason);
   }
-  void on_session(std::uint64_t /*session_id*/, bool /*resumed*/) override {
+  void on_session(std::uint64_t /*session_id*/, SessionChange /*change*/) override {
     std::lock_guard lock(mutex_);
     if (old_leader_ != 0 && !session_after_mark_) session_after_mark_ = Clock::now();
   }

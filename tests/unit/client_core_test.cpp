@@ -12,6 +12,8 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "client/client_core.h"
@@ -34,6 +36,7 @@ constexpr std::uint64_t kClientHigh = 0xC1;
 constexpr std::uint64_t kClientLow = 0xE7;
 constexpr protocol::Incarnation kIncarnation{0x1C, 0x2D};
 constexpr std::uint64_t kSession = 10;
+constexpr std::string_view kCredential = "token:c1e7";
 
 constexpr std::uint32_t kThree[] = {1, 2, 3};
 
@@ -56,6 +59,7 @@ ClientOptions test_options() {
   options.max_buffered_messages = 8;
   options.max_buffered_bytes = 1024;
   options.max_message_size = 64;
+  options.credential = std::string(kCredential);
   return options;
 }
 
@@ -67,6 +71,8 @@ struct Sent {
   std::string payload;
   std::uint64_t client_high = 0;
   std::uint64_t client_low = 0;
+  std::uint64_t last_egress = 0;  // session_open: the last egress delivered in `session`, the one to resume
+  std::string credential;         // session_open
 };
 
 // The frames the core asked to send since the last call; clears its outgoing bytes as the runtime does.
@@ -86,6 +92,9 @@ std::vector<Sent> take_sent(ClientCore& core) {
         if (open.has_value()) {
           sent.client_high = open->client_id_high;
           sent.client_low = open->client_id_low;
+          sent.session = open->session_id;
+          sent.last_egress = open->last_egress_seq;
+          sent.credential = std::string(as_chars(open->credential));
         }
         break;
       }
@@ -164,14 +173,21 @@ protocol::SessionReply status_reply(SessionStatus status, std::string_view text,
   return reply;
 }
 
-protocol::Ack ack(std::uint64_t applied_seq, std::uint64_t position, std::uint64_t session = kSession) {
+protocol::Ack ack(std::uint64_t applied_seq, std::uint64_t position, std::uint64_t session = kSession,
+                  std::uint64_t term = 1, std::uint32_t leader = 1) {
   protocol::Ack message;
   message.session_id = session;
   message.applied_seq = applied_seq;
   message.log_position = position;
-  message.term = 1;
-  message.leader_id = 1;
+  message.term = term;
+  message.leader_id = leader;
   return message;
+}
+
+/// An egress frame; `payload` must outlive it (a view, as in a decoded frame).
+protocol::Egress egress(std::uint64_t seq, std::string_view payload, std::uint64_t term = 1,
+                        std::uint64_t session = kSession) {
+  return protocol::Egress{session, seq, as_bytes(payload), term, 1};
 }
 
 protocol::IngressRejected rejection(std::uint64_t seq, std::uint64_t expected, IngressRejectReason reason) {
@@ -297,6 +313,9 @@ TEST_F(ClientCoreTest, OnConnectedSendsSessionOpenWithTheClientId) {
   EXPECT_EQ(frames[0].type, MessageType::session_open);
   EXPECT_EQ(frames[0].client_high, kClientHigh);
   EXPECT_EQ(frames[0].client_low, kClientLow);
+  EXPECT_EQ(frames[0].session, 0U) << "no session to resume yet";
+  EXPECT_EQ(frames[0].last_egress, 0U);
+  EXPECT_EQ(frames[0].credential, kCredential);
 }
 
 TEST_F(ClientCoreTest, ARedirectDropsTheConnectionAndFollowsItAtOnce) {
@@ -379,7 +398,7 @@ TEST_F(ClientCoreTest, OpenedConnectsAndSendsTheMessagesOfferedBeforeInOrder) {
   const auto sessions = take<SessionEvent>();
   ASSERT_EQ(sessions.size(), 1U);
   EXPECT_EQ(sessions[0].session, kSession);
-  EXPECT_FALSE(sessions[0].resumed);
+  EXPECT_EQ(sessions[0].change, SessionChange::opened);
 
   // Once connected, an offer is sent at once.
   EXPECT_EQ(offer("d").seq, 4U);
@@ -421,7 +440,7 @@ TEST_F(ClientCoreTest, OnReconnectTheNodesLastAppliedSeqIsReportedAndTheRestRese
   EXPECT_EQ(seqs_of(take<AppliedEvent>(events)), (Seqs{1, 2}));
   const auto sessions = take<SessionEvent>(events);
   ASSERT_EQ(sessions.size(), 1U);
-  EXPECT_TRUE(sessions[0].resumed);
+  EXPECT_EQ(sessions[0].change, SessionChange::resumed);
   const auto frames = take_sent(core_);
   EXPECT_EQ(ingress_seqs(frames), (Seqs{3, 4}));
   EXPECT_EQ(core_.unacknowledged(), 2U);
@@ -743,7 +762,10 @@ TEST_F(ClientCoreTest, ASessionClosedByTheClusterReportsItsAppliedSeqsAndOpensAN
   take_events();
   deliver(session_closed(1));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1}));
-  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_open}));
+  const auto reopen = take_sent(core_);
+  ASSERT_EQ(types(reopen), (std::vector<MessageType>{MessageType::session_open}));
+  EXPECT_EQ(reopen[0].session, 0U) << "every fate is known: nothing to resume";
+  EXPECT_EQ(reopen[0].credential, kCredential);
   EXPECT_FALSE(core_.take_close());
 
   deliver(opened_reply(kSession + 10, 0));
@@ -751,7 +773,7 @@ TEST_F(ClientCoreTest, ASessionClosedByTheClusterReportsItsAppliedSeqsAndOpensAN
   const auto sessions = take<SessionEvent>(events);
   ASSERT_EQ(sessions.size(), 1U);
   EXPECT_EQ(sessions[0].session, kSession + 10);
-  EXPECT_FALSE(sessions[0].resumed);
+  EXPECT_EQ(sessions[0].change, SessionChange::replaced) << "a new session in place of the closed one";
   // Every seq of the old session has exactly one fate. The application's seqs go on; on the wire the new
   // session numbers its messages from 1.
   EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}}));
@@ -776,7 +798,10 @@ TEST_F(ClientCoreTest, ASessionClosedByTheClusterRejectsTheSeqsItNeverApplied) {
   deliver(opened_reply(kSession + 10, 0));
   const auto events = take_events();
   EXPECT_TRUE(take<UnknownEvent>(events).empty());
-  EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{2, 3}));
+  const auto rejected = take<RejectedEvent>(events);
+  EXPECT_EQ(seqs_of(rejected), (Seqs{2, 3}));
+  ASSERT_FALSE(rejected.empty());
+  EXPECT_EQ(rejected[0].reason, "the cluster closed the session (service) before applying it");
   EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1})) << "seq 4 is the new session's first message";
 }
 
@@ -851,6 +876,378 @@ TEST_F(ClientCoreTest, AppliedFatesArriveInSeqOrderAcrossAReconnect) {
   deliver(ack(5, 20));
   // take_events() in one go: the order of the whole history.
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1, 2, 3, 4, 5}));
+}
+
+// --- resuming a session, and what became of one the cluster closed -------------------------------------------
+
+protocol::SessionReply replacing_reply(std::uint64_t session, std::uint64_t replaced, std::uint64_t replaced_last,
+                                       protocol::SessionCloseReason reason) {
+  protocol::SessionReply reply = opened_reply(session, 0);
+  reply.replaced_session = replaced;
+  reply.replaced_last_seq = replaced_last;
+  reply.replaced_reason = reason;
+  return reply;
+}
+
+TEST_F(ClientCoreTest, TheResumeOpenCarriesTheSessionItsLastEgressDeliveredAndTheCredential) {
+  open();
+  const std::string_view payload = "e";
+  deliver(egress(1, payload));
+  deliver(egress(2, payload));
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(2));
+  const auto frames = take_sent(core_);
+  ASSERT_EQ(types(frames), (std::vector<MessageType>{MessageType::session_open}));
+  EXPECT_EQ(frames[0].client_high, kClientHigh);
+  EXPECT_EQ(frames[0].client_low, kClientLow);
+  EXPECT_EQ(frames[0].session, kSession);
+  EXPECT_EQ(frames[0].last_egress, 2U);
+  EXPECT_EQ(frames[0].credential, kCredential);
+}
+
+// The tombstone's k (design.md section 3): the old session's messages up to k were applied, the rest never will
+// be, including one offered while reconnecting (numbered in the old session, never sent).
+TEST_F(ClientCoreTest, AReplacedSessionsTombstoneSettlesTheBufferAppliedUpToItsSeqAndRejectedAfter) {
+  open();
+  for (const char* text : {"a", "b", "c", "d"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(1, 7));
+  core_.on_disconnected(now_, "connection reset");
+  ASSERT_EQ(offer("e").seq, 5U);
+  take_events();
+  fates_.clear();
+
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  take_sent(core_);
+  deliver(replacing_reply(kSession + 30, kSession, 3, protocol::SessionCloseReason::timeout));
+  const auto events = take_events();
+  const auto applied = take<AppliedEvent>(events);
+  EXPECT_EQ(seqs_of(applied), (Seqs{2, 3}));
+  for (const auto& event : applied) EXPECT_EQ(event.position, 0U) << "the tombstone names no log position";
+  const auto rejected = take<RejectedEvent>(events);
+  EXPECT_EQ(seqs_of(rejected), (Seqs{4, 5}));
+  for (const auto& event : rejected)
+    EXPECT_EQ(event.reason, "the cluster closed the session (timeout) before applying it");
+  EXPECT_TRUE(take<UnknownEvent>(events).empty());
+  EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{2, 1}, {3, 1}, {4, 1}, {5, 1}}));
+
+  // The fates come before the news of the new session, which numbers its messages from 1 again.
+  const auto session_at = std::find_if(events.begin(), events.end(),
+                                       [](const Event& event) { return std::holds_alternative<SessionEvent>(event); });
+  ASSERT_NE(session_at, events.end());
+  EXPECT_EQ(std::get<SessionEvent>(*session_at).session, kSession + 30);
+  EXPECT_EQ(std::get<SessionEvent>(*session_at).change, SessionChange::replaced);
+  EXPECT_TRUE(std::none_of(session_at, events.end(), [](const Event& event) {
+    return std::holds_alternative<AppliedEvent>(event) || std::holds_alternative<RejectedEvent>(event);
+  }));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(core_.unacknowledged(), 0U);
+  EXPECT_TRUE(ingress_seqs(take_sent(core_)).empty()) << "nothing of the old session is resent";
+  EXPECT_EQ(offer("f").seq, 6U);
+  const auto sent = take_sent(core_);
+  ASSERT_EQ(ingress_seqs(sent), (Seqs{1}));
+  EXPECT_EQ(sent[0].session, kSession + 30);
+}
+
+TEST_F(ClientCoreTest, AnEvictedTombstoneLeavesEveryBufferedMessageUnknown) {
+  open();
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(1, 7));
+  core_.on_disconnected(now_, "connection reset");
+  take_events();
+  fates_.clear();
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  // The cluster says which session it replaced, but its tombstone is gone: reason 0.
+  deliver(replacing_reply(kSession + 30, kSession, 0, protocol::SessionCloseReason{}));
+  const auto events = take_events();
+  const auto unknown = take<UnknownEvent>(events);
+  EXPECT_EQ(seqs_of(unknown), (Seqs{2, 3}));
+  ASSERT_FALSE(unknown.empty());
+  EXPECT_NE(unknown[0].reason.find("evicted"), std::string::npos) << unknown[0].reason;
+  EXPECT_TRUE(take<AppliedEvent>(events).empty());
+  EXPECT_TRUE(take<RejectedEvent>(events).empty());
+  const auto sessions = take<SessionEvent>(events);
+  ASSERT_EQ(sessions.size(), 1U);
+  EXPECT_EQ(sessions[0].change, SessionChange::replaced);
+  EXPECT_EQ(core_.unacknowledged(), 0U);
+}
+
+// A tombstone is only the client's to read if it is the session the client asked to resume.
+TEST_F(ClientCoreTest, ATombstoneOfAnotherSessionThanTheOneAskedForSettlesNothingExactly) {
+  open();
+  for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  core_.on_disconnected(now_, "connection reset");
+  take_events();
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(replacing_reply(kSession + 30, kSession + 1, 2, protocol::SessionCloseReason::timeout));
+  const auto events = take_events();
+  EXPECT_EQ(seqs_of(take<UnknownEvent>(events)), (Seqs{1, 2}));
+  EXPECT_TRUE(take<AppliedEvent>(events).empty());
+}
+
+TEST_F(ClientCoreTest, OpenedResumedAndReplacedAreToldApart) {
+  open();
+  core_.on_disconnected(now_, "connection reset");
+  open();  // the same session again
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(replacing_reply(kSession + 1, kSession, 0, protocol::SessionCloseReason::service));
+  const auto events = take_events();
+  std::vector<SessionChange> changes;
+  for (const auto& session : take<SessionEvent>(events)) changes.push_back(session.change);
+  EXPECT_EQ(changes,
+            (std::vector<SessionChange>{SessionChange::opened, SessionChange::resumed, SessionChange::replaced}));
+  std::vector<std::string> connected;
+  for (const auto& state : take<StateEvent>(events))
+    if (state.state == ClientState::connected) connected.push_back(state.reason);
+  EXPECT_EQ(connected, (std::vector<std::string>{"session opened", "session resumed", "session replaced"}));
+}
+
+// --- a busy cluster -----------------------------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, BusyKeepsTheBufferDropsTheConnectionAndTriesAgainAfterABackoffStep) {
+  for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  take_sent(core_);
+  take_events();
+  deliver(status_reply(SessionStatus::busy, "at the session limit (1000)", 1, 1));
+  EXPECT_TRUE(core_.take_close());
+  EXPECT_EQ(core_.state(), ClientState::connecting) << "busy is not permanent";
+  EXPECT_EQ(core_.unacknowledged(), 2U);
+  const auto events = take_events();
+  EXPECT_TRUE(fates_.empty()) << "the buffer waits";
+  const auto states = take<StateEvent>(events);
+  ASSERT_EQ(states.size(), 1U) << "the application hears why it waits";
+  EXPECT_EQ(states[0].state, ClientState::connecting);
+  EXPECT_NE(states[0].reason.find("at the session limit (1000)"), std::string::npos) << states[0].reason;
+
+  core_.tick(now_);
+  EXPECT_FALSE(core_.take_connect().has_value()) << "not at once: after a backoff step";
+  const Time busy_at = now_;
+  ASSERT_TRUE(await_connect().has_value());
+  EXPECT_GT(now_, busy_at);
+  EXPECT_LE(now_ - busy_at, 200ms) << "the backoff after one busy answer: at most 4 x the initial 50 ms";
+  core_.on_connected(now_, a_node());
+  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_open}));
+  deliver(opened_reply(kSession, 0));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{1, 2}));
+}
+
+TEST_F(ClientCoreTest, BusyWhileReconnectingKeepsTheClientReconnecting) {
+  open();
+  ASSERT_EQ(offer("a").status, OfferStatus::accepted);
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(status_reply(SessionStatus::busy, "full", 1, 1));
+  EXPECT_TRUE(core_.take_close());
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+  EXPECT_EQ(core_.unacknowledged(), 1U);
+  EXPECT_TRUE(ingress_seqs(take_sent(core_)).empty());
+}
+
+// --- egress -------------------------------------------------------------------------------------------------------
+
+std::vector<std::uint64_t> egress_seqs(const std::vector<EgressEvent>& events) {
+  std::vector<std::uint64_t> seqs;
+  for (const auto& event : events) seqs.push_back(event.egress_seq);
+  return seqs;
+}
+
+TEST_F(ClientCoreTest, EgressIsDeliveredOnceAndInOrderAndResentEgressIsDropped) {
+  open();
+  take_events();
+  const std::string_view one = "one";
+  const std::string_view two = "two";
+  const std::string_view three = "three";
+  deliver(egress(1, one));
+  deliver(egress(2, two));
+  deliver(egress(2, two));
+  deliver(egress(1, one));
+  deliver(egress(3, three));
+  const auto events = take_events();
+  const auto delivered = take<EgressEvent>(events);
+  EXPECT_EQ(egress_seqs(delivered), (Seqs{1, 2, 3}));
+  ASSERT_EQ(delivered.size(), 3U);
+  EXPECT_EQ(as_chars(ByteSpan(delivered[2].message)), "three");
+  EXPECT_TRUE(take<EgressGapEvent>(events).empty());
+
+  // After a resume the leader resends from what the open named; what the client had is dropped again.
+  core_.on_disconnected(now_, "connection reset");
+  open();
+  take_events();
+  deliver(egress(3, three));
+  deliver(egress(4, "four"));
+  EXPECT_EQ(egress_seqs(take<EgressEvent>()), (Seqs{4}));
+  deliver(egress(5, "another session's", 1, kSession + 1));
+  EXPECT_TRUE(take<EgressEvent>().empty()) << "another session's egress is not this one's";
+}
+
+TEST_F(ClientCoreTest, AnEgressGapIsReportedWithItsRangeJustBeforeTheEgressAfterIt) {
+  open();
+  take_events();
+  deliver(egress(1, "a"));
+  deliver(egress(5, "e"));
+  deliver(egress(6, "f"));
+  const auto events = take_events();
+  ASSERT_EQ(events.size(), 4U);
+  ASSERT_TRUE(std::holds_alternative<EgressEvent>(events[0]));
+  EXPECT_EQ(std::get<EgressEvent>(events[0]).egress_seq, 1U);
+  ASSERT_TRUE(std::holds_alternative<EgressGapEvent>(events[1]));
+  EXPECT_EQ(std::get<EgressGapEvent>(events[1]).from, 2U);
+  EXPECT_EQ(std::get<EgressGapEvent>(events[1]).to, 4U);
+  ASSERT_TRUE(std::holds_alternative<EgressEvent>(events[2]));
+  EXPECT_EQ(std::get<EgressEvent>(events[2]).egress_seq, 5U);
+  ASSERT_TRUE(std::holds_alternative<EgressEvent>(events[3]));
+  EXPECT_EQ(std::get<EgressEvent>(events[3]).egress_seq, 6U);
+  deliver(egress(3, "c"));  // too late: the gap was given up
+  EXPECT_TRUE(take_events().empty());
+}
+
+TEST_F(ClientCoreTest, EgressSeqsStartAgainFromOneInAReplacingSession) {
+  open();
+  deliver(egress(1, "a"));
+  deliver(egress(2, "b"));
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(replacing_reply(kSession + 30, kSession, 0, protocol::SessionCloseReason::timeout));
+  take_events();
+  deliver(egress(1, "first of the new session", 1, kSession + 30));
+  const auto events = take_events();
+  EXPECT_EQ(egress_seqs(take<EgressEvent>(events)), (Seqs{1}));
+  EXPECT_TRUE(take<EgressGapEvent>(events).empty());
+  // A later resume names the new session and its egress.
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  const auto frames = take_sent(core_);
+  ASSERT_EQ(types(frames), (std::vector<MessageType>{MessageType::session_open}));
+  EXPECT_EQ(frames[0].session, kSession + 30);
+  EXPECT_EQ(frames[0].last_egress, 1U);
+}
+
+// --- terms --------------------------------------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, AStaleTermsAckEgressRejectionOrCloseIsIgnoredWhileTheNewerTermsIsTaken) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/3));
+  ASSERT_EQ(core_.term(), 3U);
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  take_sent(core_);
+  take_events();
+
+  deliver(ack(2, 40, kSession, /*term=*/2, /*leader=*/2));
+  deliver(egress(1, "from a deposed leader", /*term=*/2));
+  protocol::IngressRejected gap = rejection(3, 1, IngressRejectReason::gap);
+  gap.term = 2;
+  deliver(gap);
+  protocol::SessionClosed closed = session_closed(0);
+  closed.term = 2;
+  deliver(closed);
+  EXPECT_TRUE(take_events().empty()) << "nothing of term 2 is taken once term 3 is known";
+  EXPECT_TRUE(take_sent(core_).empty()) << "no resend, no new session";
+  EXPECT_EQ(core_.session(), kSession);
+  EXPECT_EQ(core_.unacknowledged(), 3U);
+
+  deliver(ack(1, 50, kSession, /*term=*/3));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1}));
+  deliver(egress(1, "from the leader", /*term=*/4));
+  const auto events = take_events();
+  EXPECT_EQ(egress_seqs(take<EgressEvent>(events)), (Seqs{1}));
+  EXPECT_EQ(core_.term(), 4U) << "a newer term is learned from a leader's frame";
+  deliver(ack(3, 60, kSession, /*term=*/3));
+  EXPECT_TRUE(take<AppliedEvent>().empty()) << "term 3 is stale now";
+}
+
+// A deposed leader that goes on talking must not hold the client: its frames do not count as hearing the node.
+TEST_F(ClientCoreTest, StaleFramesDoNotKeepTheConnectionAlive) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/3));
+  take_sent(core_);
+  for (int i = 0; i < 120; ++i) {
+    now_ += 10ms;
+    deliver(ack(0, 0, kSession, /*term=*/2));
+    core_.tick(now_);
+  }
+  EXPECT_EQ(core_.state(), ClientState::reconnecting) << "silent for the silence limit, as far as the client can tell";
+  EXPECT_TRUE(core_.take_close());
+}
+
+TEST_F(ClientCoreTest, AnOpenedReplyFromAStaleTermOpensNoSession) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(status_reply(SessionStatus::redirect, "n3:7003", 3, 5));
+  ASSERT_EQ(core_.term(), 5U) << "a redirect that names a leader teaches its term";
+  core_.tick(now_);
+  ASSERT_EQ(core_.take_connect(), "n3:7003");
+  core_.on_connected(now_, a_node(3));
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/4));
+  EXPECT_EQ(core_.state(), ClientState::connecting);
+  EXPECT_EQ(core_.session(), 0U);
+  EXPECT_TRUE(take<SessionEvent>().empty());
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/5));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(core_.session(), kSession);
+}
+
+// A partitioned node may have a higher term than the real leader (elections it could not win): its "no leader"
+// must not make the client ignore the leader's frames.
+TEST_F(ClientCoreTest, NoLeaderWithAHigherTermDoesNotBlockTheLeadersFrames) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(3));
+  deliver(status_reply(SessionStatus::no_leader, "no leader known", 0, /*term=*/9));
+  EXPECT_EQ(core_.term(), 0U);
+  core_.on_disconnected(now_, "connection reset");
+  take_sent(core_);
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node(1));
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/2));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  ASSERT_EQ(offer("a").status, OfferStatus::accepted);
+  take_events();
+  deliver(ack(1, 10, kSession, /*term=*/2));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1}));
+  EXPECT_EQ(core_.term(), 2U);
+}
+
+// A frame of layout 1 carries no term (it decodes as 0): the client cannot judge it, and takes it.
+TEST_F(ClientCoreTest, AFrameThatSaysNoTermIsTaken) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/3));
+  take_events();
+  deliver(egress(1, "x", /*term=*/0));
+  EXPECT_EQ(egress_seqs(take<EgressEvent>()), (Seqs{1}));
+  EXPECT_EQ(core_.term(), 3U);
+}
+
+// --- options ------------------------------------------------------------------------------------------------------
+
+using ClientCoreDeathTest = ClientCoreTest;
+
+TEST_F(ClientCoreDeathTest, ACredentialLongerThanTheProtocolCarriesIsAProgrammerError) {
+  ClientOptions options = test_options();
+  options.credential = std::string(protocol::kMaxCredentialLength, 'k');
+  ClientCore longest(options, kClientHigh, kClientLow, 1);  // the longest allowed is fine
+  options.credential.push_back('k');
+  EXPECT_DEATH(ClientCore(options, kClientHigh, kClientLow, 1), "assertion failed");
 }
 
 }  // namespace

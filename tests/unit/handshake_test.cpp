@@ -184,7 +184,8 @@ TEST(AcceptHello, AWrongClusterIdIsRefusedNamingBothIds) {
 TEST(AcceptHello, AWrongProtocolVersionIsRefusedNamingBothVersions) {
   Hello hello = hello_from(a_node(2));
   hello.protocol_version = 77;
-  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 77", "speaks 2"});
+  const std::string ours = "speaks " + std::to_string(kProtocolVersion);
+  expect_hello_refused(hello, ErrorCode::protocol_version_mismatch, {"protocol version 77", ours});
 }
 
 TEST(AcceptHello, AProtocolVersionMismatchIsReportedBeforeAClusterMismatch) {
@@ -357,13 +358,14 @@ TEST(AcceptHello, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheHell
   // Another protocol version may give the reserved bytes, the roles or the body length another meaning: the
   // peer must still hear "protocol version", not "malformed".
   Received first = receive(hello_from(a_node(2)));
-  store_le<std::uint16_t>(first.bytes.data() + kFrameHeaderSize + 4, 3);  // protocol_version
-  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);   // a role v2 does not know
-  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 7, 1);   // reserved in v2
+  constexpr std::uint16_t kNewer = kProtocolVersion + 1;
+  store_le<std::uint16_t>(first.bytes.data() + kFrameHeaderSize + 4, kNewer);  // protocol_version
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 6, 9);        // a role this version does not know
+  store_le<std::uint8_t>(first.bytes.data() + kFrameHeaderSize + 7, 1);        // reserved in this version
   auto result = accept_hello(first.frame, this_node(), AcceptPolicy{});
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
-  EXPECT_TRUE(contains(result.error().text, "protocol version 3")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version " + std::to_string(kNewer))) << result.error().text;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -451,7 +453,8 @@ TEST(AcceptWelcome, AWelcomeIsAcceptedWhenEitherSideDoesNotKnowTheIncarnation) {
 TEST(AcceptWelcome, AWrongProtocolVersionIsRefusedNamingBothVersions) {
   Welcome welcome = make_welcome(a_node(3));
   welcome.protocol_version = 5;
-  expect_welcome_refused(welcome, ErrorCode::protocol_version_mismatch, {"version 5", "this build 2"});
+  const std::string ours = "this build " + std::to_string(kProtocolVersion);
+  expect_welcome_refused(welcome, ErrorCode::protocol_version_mismatch, {"version 5", ours});
 }
 
 TEST(AcceptWelcome, AWrongClusterIdIsRefusedNamingBothIds) {
@@ -536,12 +539,13 @@ TEST(AcceptWelcome, AnAnswerThatIsNeitherWelcomeNorErrorIsABadHandshake) {
 
 TEST(AcceptWelcome, AnotherProtocolVersionIsReportedAsSuchWhateverTheRestOfTheWelcomeHolds) {
   Received reply = receive(make_welcome(a_node(3)));
-  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, 3);      // protocol_version
-  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);  // reserved in v2
+  constexpr std::uint16_t kNewer = kProtocolVersion + 1;
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize, kNewer);  // protocol_version
+  store_le<std::uint16_t>(reply.bytes.data() + kFrameHeaderSize + 2, 7);   // reserved in this version
   auto result = accept_welcome(reply.frame, a_client());
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::protocol_version_mismatch) << result.error().text;
-  EXPECT_TRUE(contains(result.error().text, "protocol version 3")) << result.error().text;
+  EXPECT_TRUE(contains(result.error().text, "protocol version " + std::to_string(kNewer))) << result.error().text;
 }
 
 TEST(AcceptWelcome, AWelcomeWithNonZeroReservedBytesIsAMalformedFrame) {

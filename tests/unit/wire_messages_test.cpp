@@ -30,9 +30,11 @@ Bytes encoded(const Message& message) {
   return bytes;
 }
 
-Bytes raw_frame(MessageType type, const Bytes& body) {
+/// A frame of `body` as it is: the layout `version` (by default the newest this build knows for the type).
+Bytes raw_frame(MessageType type, const Bytes& body, std::uint8_t version = 0) {
   Bytes bytes(kFrameHeaderSize + body.size());
-  store_frame_header(bytes.data(), FrameHeader{static_cast<std::uint32_t>(bytes.size()), type, 1, 0});
+  if (version == 0) version = newest_version(type);
+  store_frame_header(bytes.data(), FrameHeader{static_cast<std::uint32_t>(bytes.size()), type, version, 0});
   std::copy(body.begin(), body.end(), bytes.begin() + static_cast<std::ptrdiff_t>(kFrameHeaderSize));
   return bytes;
 }
@@ -56,6 +58,31 @@ Bytes bytes_of(std::string_view text) {
   for (const char c : text) bytes.push_back(static_cast<std::byte>(c));
   return bytes;
 }
+
+/// A body written field by field, for layouts this build no longer writes (layout 1 of the messages protocol
+/// version 3 extended).
+class BodyBuilder {
+ public:
+  template <typename T>
+  BodyBuilder& put(T value) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + sizeof(T));
+    store_le<T>(bytes_.data() + at, value);
+    return *this;
+  }
+  BodyBuilder& zeros(std::size_t count) {
+    bytes_.resize(bytes_.size() + count, std::byte{0});
+    return *this;
+  }
+  BodyBuilder& append(const Bytes& more) {
+    bytes_.insert(bytes_.end(), more.begin(), more.end());
+    return *this;
+  }
+  const Bytes& bytes() const { return bytes_; }
+
+ private:
+  Bytes bytes_;
+};
 
 /// Decodes a frame as whatever message its header names and encodes that again.
 Result<Bytes, DecodeError> decode_and_reencode(const Frame& frame) {
@@ -169,6 +196,26 @@ SessionReply sample_session_reply() {
   return reply;
 }
 
+/// An opened reply to a client that asked to resume a session the cluster had closed.
+SessionReply replacing_session_reply() {
+  SessionReply reply = sample_session_reply();
+  reply.status = SessionStatus::opened;
+  reply.text = "";
+  reply.replaced_session = 0x1112131415161718;
+  reply.replaced_last_seq = 41;
+  reply.replaced_reason = SessionCloseReason::timeout;
+  return reply;
+}
+
+const Bytes& credential_bytes() {
+  static const Bytes bytes = bytes_of("token:0123456789abcdef");
+  return bytes;
+}
+
+SessionOpen resuming_open() {
+  return SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210, 0x2122232425262728, 17, ByteSpan(credential_bytes())};
+}
+
 StatusReply sample_status_reply() {
   StatusReply reply;
   reply.node_id = 2;
@@ -220,18 +267,22 @@ std::vector<Sample> every_sample() {
       {"standing_query", encoded(PeerStandingQuery{kHeader}), PeerStandingQuery::kBodySize, false},
       {"standing_answer", encoded(PeerStandingAnswer{kHeader, 0x3132333435363738, 2, true, 99}),
        PeerStandingAnswer::kBodySize, false},
-      {"session_open", encoded(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210}), SessionOpen::kBodySize, false},
+      {"session_open", encoded(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210}), SessionOpen::kFixedBodySize,
+       false},
+      {"session_open/resume", encoded(resuming_open()), SessionOpen::kFixedBodySize, false},
       {"session_reply", encoded(sample_session_reply()), SessionReply::kFixedBodySize, false},
       {"session_reply/empty", encoded(SessionReply{}), SessionReply::kFixedBodySize, false},
+      {"session_reply/replaced", encoded(replacing_session_reply()), SessionReply::kFixedBodySize, false},
       {"ingress", encoded(Ingress{5, 6, ByteSpan(kept_payload)}), Ingress::kFixedBodySize, true},
       {"ingress/empty", encoded(Ingress{5, 6, {}}), Ingress::kFixedBodySize, true},
       {"ack", encoded(Ack{5, 6, 1000, 7, 3}), Ack::kBodySize, false},
-      {"egress", encoded(Egress{5, 1, ByteSpan(kept_payload)}), Egress::kFixedBodySize, true},
+      {"egress", encoded(Egress{5, 1, ByteSpan(kept_payload), 7, 3}), Egress::kFixedBodySize, true},
       {"keep_alive", encoded(KeepAlive{5}), KeepAlive::kBodySize, false},
       {"session_close", encoded(SessionClose{5}), SessionClose::kBodySize, false},
-      {"session_closed", encoded(SessionClosed{5, 6, SessionCloseReason::timeout}), SessionClosed::kBodySize, false},
-      {"ingress_rejected", encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap}), IngressRejected::kBodySize,
+      {"session_closed", encoded(SessionClosed{5, 6, SessionCloseReason::timeout, 7, 3}), SessionClosed::kBodySize,
        false},
+      {"ingress_rejected", encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3}),
+       IngressRejected::kBodySize, false},
       {"status_request", encoded(StatusRequest{}), StatusRequest::kBodySize, false},
       {"status_reply", encoded(sample_status_reply()), StatusReply::kFixedBodySize, false},
       {"status_reply/problems", encoded(status_reply_with_problems()), StatusReply::kFixedBodySize, false},
@@ -257,22 +308,30 @@ TEST(WireRoundTrip, PeerMessagesDecodeToTheSameFields) {
 
 TEST(WireRoundTrip, ClientMessagesDecodeToTheSameFields) {
   expect_round_trip(SessionOpen{0x0123456789ABCDEF, 0xFEDCBA9876543210});
-  for (const SessionStatus status :
-       {SessionStatus::opened, SessionStatus::redirect, SessionStatus::no_leader, SessionStatus::rejected}) {
+  expect_round_trip(resuming_open());
+  for (const SessionStatus status : {SessionStatus::opened, SessionStatus::redirect, SessionStatus::no_leader,
+                                     SessionStatus::rejected, SessionStatus::busy}) {
     SessionReply reply = sample_session_reply();
     reply.status = status;
     expect_round_trip(reply);
   }
   expect_round_trip(SessionReply{});
+  for (const SessionCloseReason reason :
+       {SessionCloseReason{}, SessionCloseReason::client_closed, SessionCloseReason::timeout,
+        SessionCloseReason::service, SessionCloseReason::unknown_session}) {
+    SessionReply reply = replacing_session_reply();
+    reply.replaced_reason = reason;  // 0: the tombstone was evicted
+    expect_round_trip(reply);
+  }
   expect_round_trip(Ack{5, 6, 1000, 7, 3});
   expect_round_trip(KeepAlive{0xFFFFFFFFFFFFFFFF});
   expect_round_trip(SessionClose{1});
   for (const SessionCloseReason reason : {SessionCloseReason::client_closed, SessionCloseReason::timeout,
                                           SessionCloseReason::service, SessionCloseReason::unknown_session})
-    expect_round_trip(SessionClosed{5, 6, reason});
+    expect_round_trip(SessionClosed{5, 6, reason, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF});
   for (const IngressRejectReason reason : {IngressRejectReason::unknown_session, IngressRejectReason::gap,
                                            IngressRejectReason::too_large, IngressRejectReason::not_leader})
-    expect_round_trip(IngressRejected{5, 9, 7, reason});
+    expect_round_trip(IngressRejected{5, 9, 7, reason, 12, 2});
   expect_round_trip(StatusRequest{});
   expect_round_trip(IngressWithdrawn{0x0102030405060708, 9});
   for (const NodeRole role : {NodeRole::follower, NodeRole::candidate, NodeRole::leader, NodeRole::pre_candidate}) {
@@ -291,9 +350,34 @@ TEST(WireRoundTrip, IngressAndEgressPayloadsAreTheRestOfTheFrameAndViewsIntoIt) 
   EXPECT_TRUE(round_trip(Ingress{5, 7, {}}, bytes).payload.empty());
   EXPECT_EQ(bytes.size(), kFrameHeaderSize + Ingress::kFixedBodySize);
 
-  const Egress egress = round_trip(Egress{5, 1, ByteSpan(payload_a())}, bytes);
+  const Egress egress = round_trip(Egress{5, 1, ByteSpan(payload_a()), 7, 3}, bytes);
   EXPECT_EQ(egress.payload.data(), bytes.data() + kFrameHeaderSize + Egress::kFixedBodySize);
+  EXPECT_EQ(egress.term, 7U);
+  EXPECT_EQ(egress.leader_id, 3U);
   EXPECT_TRUE(round_trip(Egress{5, 2, {}}, bytes).payload.empty());
+}
+
+TEST(WireRoundTrip, CredentialsFromEmptyToTheMaximumAreViewsIntoTheFrame) {
+  const Bytes longest(kMaxCredentialLength, std::byte{0xC5});
+  for (const Bytes& credential : {Bytes{}, Bytes{std::byte{0}}, credential_bytes(), longest}) {
+    Bytes bytes;
+    SessionOpen sent = resuming_open();
+    sent.credential = ByteSpan(credential);
+    const SessionOpen received = round_trip(sent, bytes);
+    ASSERT_EQ(received.credential.size(), credential.size());
+    EXPECT_EQ(bytes.size(), kFrameHeaderSize + SessionOpen::kFixedBodySize + credential.size());
+    if (!credential.empty()) {
+      EXPECT_EQ(received.credential.data(), bytes.data() + kFrameHeaderSize + 40);
+    }
+  }
+}
+
+TEST(WireRoundTrip, SessionOpensDifferingOnlyInTheirCredentialAreNotEqual) {
+  const Bytes other = bytes_of("token:0123456789abcdeF");
+  SessionOpen changed = resuming_open();
+  changed.credential = ByteSpan(other);
+  EXPECT_FALSE(changed == resuming_open());
+  EXPECT_TRUE(resuming_open() == resuming_open());
 }
 
 TEST(WireRoundTrip, SessionReplyTextsFromEmptyToTheMaximumAreViewsIntoTheFrame) {
@@ -320,9 +404,16 @@ TEST(WireRoundTrip, EverySampleReencodesToIdenticalBytes) {
   }
 }
 
-TEST(WireRoundTrip, EveryNewTypeIsInTheCatalogueAtVersionOne) {
+TEST(WireRoundTrip, EveryTypeIsInTheCatalogueAtItsCurrentVersion) {
+  // Layout 2: the client messages protocol version 3 appended fields to; every other type is at layout 1.
+  const std::vector<MessageType> second_layout = {MessageType::session_open, MessageType::session_reply,
+                                                  MessageType::egress, MessageType::session_closed,
+                                                  MessageType::ingress_rejected};
   for (const Sample& sample : every_sample()) {
-    EXPECT_EQ(newest_version(type_of(sample.frame)), 1) << sample.name;
+    const bool second =
+        std::find(second_layout.begin(), second_layout.end(), type_of(sample.frame)) != second_layout.end();
+    EXPECT_EQ(newest_version(type_of(sample.frame)), second ? 2 : 1) << sample.name;
+    EXPECT_EQ(load_le<std::uint8_t>(sample.frame.data() + 6), second ? 2 : 1) << sample.name << " is written as";
     EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
   }
   // The gaps between the ranges stay unknown.
@@ -604,15 +695,15 @@ TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
   EXPECT_EQ(PeerTimeoutNow::kBodySize, 24U);
   EXPECT_EQ(PeerStandingQuery::kBodySize, 24U);
   EXPECT_EQ(PeerStandingAnswer::kBodySize, 48U);
-  EXPECT_EQ(SessionOpen::kBodySize, 16U);
-  EXPECT_EQ(SessionReply::kFixedBodySize, 56U);
+  EXPECT_EQ(SessionOpen::kFixedBodySize, 40U);
+  EXPECT_EQ(SessionReply::kFixedBodySize, 80U);
   EXPECT_EQ(Ingress::kFixedBodySize, 16U);
   EXPECT_EQ(Ack::kBodySize, 40U);
-  EXPECT_EQ(Egress::kFixedBodySize, 16U);
+  EXPECT_EQ(Egress::kFixedBodySize, 32U);
   EXPECT_EQ(KeepAlive::kBodySize, 8U);
   EXPECT_EQ(SessionClose::kBodySize, 8U);
-  EXPECT_EQ(SessionClosed::kBodySize, 24U);
-  EXPECT_EQ(IngressRejected::kBodySize, 32U);
+  EXPECT_EQ(SessionClosed::kBodySize, 40U);
+  EXPECT_EQ(IngressRejected::kBodySize, 48U);
   EXPECT_EQ(StatusRequest::kBodySize, 0U);
   EXPECT_EQ(StatusReply::kFixedBodySize, 72U);
   EXPECT_EQ(kEntryHeaderSize, 32U);
@@ -649,7 +740,51 @@ TEST(WireLayout, SessionReplyFieldsSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 32), 0xAAAAU);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 0xBBBBU);
   EXPECT_EQ(load_le<std::uint16_t>(body.data() + 48), 13U);
-  EXPECT_EQ(as_chars(ByteSpan(body).subspan(56)), "10.0.0.3:7200");
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 52), 1U << 20U);  // max_message_size
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 56), 0U);         // replaced_session: nothing replaced
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(80)), "10.0.0.3:7200");
+
+  const Bytes replaced = body_of(encoded(replacing_session_reply()));
+  ASSERT_EQ(replaced.size(), 80U);
+  EXPECT_EQ(load_le<std::uint8_t>(replaced.data()), 1);  // opened
+  EXPECT_EQ(load_le<std::uint64_t>(replaced.data() + 56), 0x1112131415161718U);
+  EXPECT_EQ(load_le<std::uint64_t>(replaced.data() + 64), 41U);
+  EXPECT_EQ(load_le<std::uint8_t>(replaced.data() + 72), 2);  // timeout
+  EXPECT_EQ(load_le<std::uint8_t>(replaced.data() + 73), 0);
+}
+
+TEST(WireLayout, SessionOpenFieldsSitAtTheirDocumentedOffsets) {
+  const Bytes body = body_of(encoded(resuming_open()));
+  ASSERT_EQ(body.size(), 40U + credential_bytes().size());
+  EXPECT_EQ(load_le<std::uint64_t>(body.data()), 0x0123456789ABCDEFU);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 8), 0xFEDCBA9876543210U);
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 16), 0x2122232425262728U);  // session_id
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 24), 17U);                  // last_egress_seq
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 32), credential_bytes().size());
+  EXPECT_EQ(Bytes(body.begin() + 40, body.end()), credential_bytes());
+}
+
+// Every node-to-client message says the sender's term and leader, as term u64 | leader_id u32 | reserved u32.
+TEST(WireLayout, TermAndLeaderSitAtTheirDocumentedOffsets) {
+  struct Expected {
+    std::string name;
+    Bytes body;
+    std::size_t at;
+  };
+  const Bytes payload = bytes_of("reply");
+  const std::vector<Expected> all = {
+      {"ack", body_of(encoded(Ack{5, 6, 1000, 7, 3})), 24},
+      {"egress", body_of(encoded(Egress{5, 1, ByteSpan(payload), 7, 3})), 16},
+      {"session_closed", body_of(encoded(SessionClosed{5, 6, SessionCloseReason::timeout, 7, 3})), 24},
+      {"ingress_rejected", body_of(encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3})), 32},
+  };
+  for (const Expected& message : all) {
+    EXPECT_EQ(load_le<std::uint64_t>(message.body.data() + message.at), 7U) << message.name;
+    EXPECT_EQ(load_le<std::uint32_t>(message.body.data() + message.at + 8), 3U) << message.name;
+    EXPECT_EQ(load_le<std::uint32_t>(message.body.data() + message.at + 12), 0U) << message.name;
+  }
+  const Bytes egress = body_of(encoded(Egress{5, 1, ByteSpan(payload), 7, 3}));
+  EXPECT_EQ(Bytes(egress.begin() + 32, egress.end()), payload) << "the payload stays the rest of the frame";
 }
 
 TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
@@ -708,9 +843,12 @@ std::vector<Violation> every_violation() {
   const Bytes append_response = encoded(PeerAppendResponse{kHeader, true, 7, 8, 9, 10});
   const Bytes standing = encoded(PeerStandingAnswer{kHeader, 5, 1, false, 6});
   const Bytes reply = encoded(sample_session_reply());
+  const Bytes replaced = encoded(replacing_session_reply());
+  const Bytes open = encoded(resuming_open());
   const Bytes ack = encoded(Ack{5, 6, 1000, 7, 3});
-  const Bytes closed = encoded(SessionClosed{5, 6, SessionCloseReason::timeout});
-  const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap});
+  const Bytes egress = encoded(Egress{5, 1, ByteSpan(payload_a()), 7, 3});
+  const Bytes closed = encoded(SessionClosed{5, 6, SessionCloseReason::timeout, 7, 3});
+  const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3});
   const Bytes status = encoded(sample_status_reply());
   const Bytes problems = encoded(status_reply_with_problems());
   std::vector<Violation> all = {
@@ -721,7 +859,9 @@ std::vector<Violation> every_violation() {
       {"append_response success", append_response, 24, 1, {2, 0xFF}, "success", 24},
       {"standing_answer standing", standing, 32, 1, {3, 0xFF}, "standing", 32},
       {"standing_answer leader", standing, 33, 1, {2, 0xFF}, "leader", 33},
-      {"session_reply status", reply, 0, 1, {0, 5, 0xFF}, "status", 0},
+      {"session_reply status", reply, 0, 1, {0, 6, 0xFF}, "status", 0},
+      {"session_reply replaced_reason", replaced, 72, 1, {5, 0xFF}, "replaced_reason", 72},
+      {"session_open credential_length", open, 32, 2, {kMaxCredentialLength + 1, 0xFFFF}, "credential_length", 32},
       {"ack reserved", ack, 36, 4, {1, 0xFFFFFFFF}, "reserved", 36},
       {"session_closed reason", closed, 16, 1, {0, 5, 0xFF}, "reason", 16},
       {"ingress_rejected reason", rejected, 24, 1, {0, 5, 0xFF}, "reason", 24},
@@ -743,8 +883,13 @@ std::vector<Violation> every_violation() {
   reserved_run("standing_answer reserved", standing, 34, 6);
   reserved_run("session_reply reserved after status", reply, 1, 3);
   reserved_run("session_reply reserved after text_length", reply, 50, 2);
+  reserved_run("session_reply reserved after replaced_reason", replaced, 73, 7);
+  reserved_run("session_open reserved after credential_length", open, 34, 6);
+  reserved_run("egress reserved after leader_id", egress, 28, 4);
   reserved_run("session_closed reserved", closed, 17, 7);
+  reserved_run("session_closed reserved after leader_id", closed, 36, 4);
   reserved_run("ingress_rejected reserved", rejected, 25, 7);
+  reserved_run("ingress_rejected reserved after leader_id", rejected, 44, 4);
   reserved_run("status_reply reserved after standing", status, 6, 2);
   reserved_run("status_reply reserved after problem_count", status, 68, 4);
   return all;
@@ -786,6 +931,38 @@ TEST(WireField, ASessionReplyTextLongerThanTheMaximumIsRefusedEvenWhenTheBytesFo
   EXPECT_EQ(error->value, kMaxErrorTextLength + 1);
   EXPECT_EQ(error->limit, kMaxErrorTextLength);
   EXPECT_EQ(error->offset, kFrameHeaderSize + 48);
+}
+
+TEST(WireField, ACredentialLongerThanTheMaximumIsRefusedEvenWhenTheBytesFollow) {
+  const Bytes longest(kMaxCredentialLength + 1, std::byte{0x5A});
+  Bytes body = body_of(encoded(SessionOpen{1, 2, 3, 4, {}}));
+  store_le<std::uint16_t>(body.data() + 32, static_cast<std::uint16_t>(longest.size()));
+  body.insert(body.end(), longest.begin(), longest.end());
+  const auto error = body_error(raw_frame(MessageType::session_open, body));
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::invalid_field) << error->describe();
+  EXPECT_STREQ(error->field, "credential_length");
+  EXPECT_EQ(error->value, kMaxCredentialLength + 1);
+  EXPECT_EQ(error->limit, kMaxCredentialLength);
+  EXPECT_EQ(error->offset, kFrameHeaderSize + 32);
+}
+
+TEST(WireField, ACredentialCutShortOfItsLengthIsBodyTooShort) {
+  Bytes frame = encoded(resuming_open());
+  patch<std::uint16_t>(frame, kFrameHeaderSize + 32, static_cast<std::uint16_t>(credential_bytes().size() + 1));
+  const auto error = body_error(frame);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, DecodeErrc::body_too_short) << error->describe();
+  EXPECT_STREQ(error->field, "credential");
+  EXPECT_EQ(error->value, credential_bytes().size());
+  EXPECT_EQ(error->limit, credential_bytes().size() + 1);
+}
+
+using WireFieldDeathTest = ::testing::Test;
+
+TEST(WireFieldDeathTest, EncodingACredentialLongerThanTheMaximumIsAProgrammerError) {
+  const Bytes longest(kMaxCredentialLength + 1, std::byte{1});
+  EXPECT_DEATH((void)encoded(SessionOpen{1, 2, 0, 0, ByteSpan(longest)}), "assertion failed");
 }
 
 TEST(WireField, ASessionReplyTextCutShortOfItsLengthIsBodyTooShort) {
@@ -898,7 +1075,13 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
   expect_every_short_body_names_its_field(
       encoded(PeerStandingAnswer{kHeader, 1, 0, false, 2}),
       raft_header_then({{"asker_boot", 8}, {"standing", 1}, {"leader", 1}, {"reserved", 6}, {"last_index", 8}}));
-  expect_every_short_body_names_its_field(encoded(SessionOpen{1, 2}), {{"client_id_high", 8}, {"client_id_low", 8}});
+  expect_every_short_body_names_its_field(encoded(resuming_open()), {{"client_id_high", 8},
+                                                                     {"client_id_low", 8},
+                                                                     {"session_id", 8},
+                                                                     {"last_egress_seq", 8},
+                                                                     {"credential_length", 2},
+                                                                     {"reserved", 6},
+                                                                     {"credential", credential_bytes().size()}});
   expect_every_short_body_names_its_field(encoded(sample_session_reply()), {{"status", 1},
                                                                             {"reserved", 3},
                                                                             {"leader_id", 4},
@@ -910,20 +1093,38 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                                             {"text_length", 2},
                                                                             {"reserved", 2},
                                                                             {"max_message_size", 4},
+                                                                            {"replaced_session", 8},
+                                                                            {"replaced_last_seq", 8},
+                                                                            {"replaced_reason", 1},
+                                                                            {"reserved", 7},
                                                                             {"text", 13}});
   expect_every_short_body_names_its_field(encoded(Ingress{1, 2, ByteSpan(payload_a())}),
                                           {{"session_id", 8}, {"seq", 8}});
   expect_every_short_body_names_its_field(
       encoded(Ack{1, 2, 3, 4, 5}),
       {{"session_id", 8}, {"applied_seq", 8}, {"log_position", 8}, {"term", 8}, {"leader_id", 4}, {"reserved", 4}});
-  expect_every_short_body_names_its_field(encoded(Egress{1, 2, {}}), {{"session_id", 8}, {"egress_seq", 8}});
+  expect_every_short_body_names_its_field(
+      encoded(Egress{1, 2, {}, 3, 4}),
+      {{"session_id", 8}, {"egress_seq", 8}, {"term", 8}, {"leader_id", 4}, {"reserved", 4}});
   expect_every_short_body_names_its_field(encoded(KeepAlive{1}), {{"session_id", 8}});
   expect_every_short_body_names_its_field(encoded(SessionClose{1}), {{"session_id", 8}});
-  expect_every_short_body_names_its_field(encoded(SessionClosed{1, 2, SessionCloseReason::service}),
-                                          {{"session_id", 8}, {"last_applied_seq", 8}, {"reason", 1}, {"reserved", 7}});
-  expect_every_short_body_names_its_field(
-      encoded(IngressRejected{1, 2, 3, IngressRejectReason::too_large}),
-      {{"session_id", 8}, {"seq", 8}, {"expected_seq", 8}, {"reason", 1}, {"reserved", 7}});
+  expect_every_short_body_names_its_field(encoded(SessionClosed{1, 2, SessionCloseReason::service, 3, 4}),
+                                          {{"session_id", 8},
+                                           {"last_applied_seq", 8},
+                                           {"reason", 1},
+                                           {"reserved", 7},
+                                           {"term", 8},
+                                           {"leader_id", 4},
+                                           {"reserved", 4}});
+  expect_every_short_body_names_its_field(encoded(IngressRejected{1, 2, 3, IngressRejectReason::too_large, 4, 5}),
+                                          {{"session_id", 8},
+                                           {"seq", 8},
+                                           {"expected_seq", 8},
+                                           {"reason", 1},
+                                           {"reserved", 7},
+                                           {"term", 8},
+                                           {"leader_id", 4},
+                                           {"reserved", 4}});
   expect_every_short_body_names_its_field(encoded(sample_status_reply()), {{"node_id", 4},
                                                                            {"role", 1},
                                                                            {"standing", 1},
@@ -982,6 +1183,136 @@ TEST(WireBody, ABodyLongerThanItsFixedLayoutIsBodyTooLong) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Layout 1 of the messages protocol version 3 extended: still decoded, their newer fields zero, and written again
+// as layout 2 with the same fields
+
+template <typename Message>
+Result<Message, DecodeError> decode_frame(const Bytes& bytes) {
+  const FrameScan scan = scan_frame(bytes);
+  EXPECT_EQ(scan.status, FrameScan::Status::complete) << scan.error.describe();
+  if (scan.status != FrameScan::Status::complete) return unexpected(DecodeError{});
+  return decode<Message>(scan.frame);
+}
+
+/// The message re-encoded (as the newest layout) decodes to an equal message.
+template <typename Message>
+void expect_rewritten_alike(const Message& message) {
+  const Bytes again = encoded(message);
+  EXPECT_EQ(load_le<std::uint8_t>(again.data() + 6), Message::kVersion);
+  const auto decoded = decode_frame<Message>(again);
+  ASSERT_TRUE(decoded) << decoded.error().describe();
+  EXPECT_TRUE(*decoded == message) << to_string(Message::kType);
+}
+
+TEST(WireOldLayout, ASessionOpenOfLayoutOneAsksForNoResumeAndCarriesNoCredential) {
+  const Bytes body = BodyBuilder().put<std::uint64_t>(0xC1).put<std::uint64_t>(0xE7).bytes();
+  const auto open = decode_frame<SessionOpen>(raw_frame(MessageType::session_open, body, 1));
+  ASSERT_TRUE(open) << open.error().describe();
+  EXPECT_EQ(open->client_id_high, 0xC1U);
+  EXPECT_EQ(open->client_id_low, 0xE7U);
+  EXPECT_EQ(open->session_id, 0U);
+  EXPECT_EQ(open->last_egress_seq, 0U);
+  EXPECT_TRUE(open->credential.empty());
+  expect_rewritten_alike(*open);
+}
+
+TEST(WireOldLayout, ASessionReplyOfLayoutOneReplacesNothingAndHasItsTextAfterFiftySixBytes) {
+  const Bytes body = BodyBuilder()
+                         .put<std::uint8_t>(1)  // opened
+                         .zeros(3)
+                         .put<std::uint32_t>(2)   // leader_id
+                         .put<std::uint64_t>(9)   // term
+                         .put<std::uint64_t>(10)  // session_id
+                         .put<std::uint64_t>(4)   // last_applied_seq
+                         .put<std::uint64_t>(0x1C)
+                         .put<std::uint64_t>(0x2D)
+                         .put<std::uint16_t>(2)  // text_length
+                         .zeros(2)
+                         .put<std::uint32_t>(64)  // max_message_size
+                         .append(bytes_of("hi"))
+                         .bytes();
+  const auto reply = decode_frame<SessionReply>(raw_frame(MessageType::session_reply, body, 1));
+  ASSERT_TRUE(reply) << reply.error().describe();
+  EXPECT_EQ(reply->status, SessionStatus::opened);
+  EXPECT_EQ(reply->leader_id, 2U);
+  EXPECT_EQ(reply->term, 9U);
+  EXPECT_EQ(reply->session_id, 10U);
+  EXPECT_EQ(reply->last_applied_seq, 4U);
+  EXPECT_EQ(reply->incarnation, (Incarnation{0x1C, 0x2D}));
+  EXPECT_EQ(reply->max_message_size, 64U);
+  EXPECT_EQ(reply->text, "hi");
+  EXPECT_EQ(reply->replaced_session, 0U);
+  EXPECT_EQ(reply->replaced_last_seq, 0U);
+  EXPECT_EQ(reply->replaced_reason, SessionCloseReason{});
+  expect_rewritten_alike(*reply);
+}
+
+// "busy" is new in layout 2: a layout 1 sender cannot have meant it.
+TEST(WireOldLayout, ASessionReplyOfLayoutOneCannotSayBusy) {
+  Bytes body = body_of(encoded(SessionReply{}));
+  body.resize(56);  // layout 1's fixed fields, no text
+  store_le<std::uint8_t>(body.data(), static_cast<std::uint8_t>(SessionStatus::busy));
+  const auto reply = decode_frame<SessionReply>(raw_frame(MessageType::session_reply, body, 1));
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(reply.error().code, DecodeErrc::invalid_field) << reply.error().describe();
+  EXPECT_STREQ(reply.error().field, "status");
+  EXPECT_EQ(reply.error().limit, static_cast<std::uint64_t>(SessionStatus::rejected));
+  store_le<std::uint8_t>(body.data(), static_cast<std::uint8_t>(SessionStatus::rejected));
+  EXPECT_TRUE(decode_frame<SessionReply>(raw_frame(MessageType::session_reply, body, 1)));
+}
+
+TEST(WireOldLayout, AnEgressOfLayoutOneHasNoTermAndItsPayloadRightAfterTheSeq) {
+  const Bytes body = BodyBuilder().put<std::uint64_t>(5).put<std::uint64_t>(3).append(bytes_of("abc")).bytes();
+  const Bytes frame = raw_frame(MessageType::egress, body, 1);
+  const auto egress = decode_frame<Egress>(frame);
+  ASSERT_TRUE(egress) << egress.error().describe();
+  EXPECT_EQ(egress->session_id, 5U);
+  EXPECT_EQ(egress->egress_seq, 3U);
+  EXPECT_EQ(egress->term, 0U) << "0: the sender did not say";
+  EXPECT_EQ(egress->leader_id, 0U);
+  EXPECT_EQ(as_chars(egress->payload), "abc");
+  EXPECT_EQ(egress->payload.data(), frame.data() + kFrameHeaderSize + 16);
+  expect_rewritten_alike(*egress);
+}
+
+TEST(WireOldLayout, ASessionClosedAndAnIngressRejectedOfLayoutOneHaveNoTermOrLeader) {
+  const Bytes closed_body =
+      BodyBuilder().put<std::uint64_t>(5).put<std::uint64_t>(6).put<std::uint8_t>(2).zeros(7).bytes();
+  const auto closed = decode_frame<SessionClosed>(raw_frame(MessageType::session_closed, closed_body, 1));
+  ASSERT_TRUE(closed) << closed.error().describe();
+  EXPECT_EQ(*closed, (SessionClosed{5, 6, SessionCloseReason::timeout, 0, 0}));
+  expect_rewritten_alike(*closed);
+
+  const Bytes rejected_body = BodyBuilder()
+                                  .put<std::uint64_t>(5)
+                                  .put<std::uint64_t>(9)
+                                  .put<std::uint64_t>(7)
+                                  .put<std::uint8_t>(2)
+                                  .zeros(7)
+                                  .bytes();
+  const auto rejected = decode_frame<IngressRejected>(raw_frame(MessageType::ingress_rejected, rejected_body, 1));
+  ASSERT_TRUE(rejected) << rejected.error().describe();
+  EXPECT_EQ(*rejected, (IngressRejected{5, 9, 7, IngressRejectReason::gap, 0, 0}));
+  expect_rewritten_alike(*rejected);
+}
+
+// A layout 1 header on a layout 2 body: the fields layout 1 does not have are bytes too many, never misread.
+TEST(WireOldLayout, ALayoutTwoBodyUnderALayoutOneHeaderIsBodyTooLong) {
+  const std::vector<std::pair<Bytes, std::size_t>> cases = {
+      {encoded(SessionOpen{1, 2}), 16},
+      {encoded(SessionReply{}), 56},
+      {encoded(SessionClosed{5, 6, SessionCloseReason::timeout, 7, 3}), 24},
+      {encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3}), 32},
+  };
+  for (const auto& [frame, layout_one_size] : cases) {
+    const auto error = body_error(raw_frame(type_of(frame), body_of(frame), 1));
+    ASSERT_TRUE(error) << to_string(type_of(frame));
+    EXPECT_EQ(error->code, DecodeErrc::body_too_long) << error->describe();
+    EXPECT_EQ(error->limit, layout_one_size) << to_string(type_of(frame));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Names
 
 TEST(WireNames, EveryTypeAndEnumValueHasAName) {
@@ -992,6 +1323,7 @@ TEST(WireNames, EveryTypeAndEnumValueHasAName) {
   EXPECT_STREQ(to_string(MessageType::ingress_rejected), "ingress_rejected");
   EXPECT_STREQ(to_string(MessageType::status_reply), "status_reply");
   EXPECT_STREQ(to_string(SessionStatus::redirect), "redirect");
+  EXPECT_STREQ(to_string(SessionStatus::busy), "busy");
   EXPECT_STREQ(to_string(SessionCloseReason::unknown_session), "unknown_session");
   EXPECT_STREQ(to_string(IngressRejectReason::gap), "gap");
   EXPECT_STREQ(to_string(NodeRole::pre_candidate), "pre_candidate");
@@ -1003,7 +1335,7 @@ TEST(WireNames, EveryTypeAndEnumValueHasAName) {
     EXPECT_STRNE(to_string(static_cast<NodeRole>(byte)), "unknown") << value;
   }
   EXPECT_STREQ(to_string(static_cast<NodeRole>(0)), "unknown");
-  EXPECT_STREQ(to_string(static_cast<SessionStatus>(5)), "unknown");
+  EXPECT_STREQ(to_string(static_cast<SessionStatus>(6)), "unknown");
 }
 
 }  // namespace
