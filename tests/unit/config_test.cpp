@@ -1,11 +1,16 @@
 // cohortd's configuration (TOML file, then flags) and cohort::validate(NodeOptions).
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cohort/node.h>
@@ -20,8 +25,10 @@ namespace {
 using namespace std::chrono_literals;
 using cohortd::DaemonConfig;
 using cohortd::load_config;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::Optional;
 
 // A TOML file in the temp directory, removed when the test ends.
 class TempFile {
@@ -123,6 +130,13 @@ cohort::NodeOptions valid_options() {
   options.members = three_members();
   options.data_dir = "/tmp/cohort/n1";
   return options;
+}
+
+std::span<const std::byte> bytes(std::string_view text) { return std::as_bytes(std::span(text.data(), text.size())); }
+
+// Whether `authenticator` lets a client presenting `credential` open a session.
+bool accepts(cohort::Authenticator& authenticator, std::string_view credential) {
+  return !authenticator.refuse(1, 2, bytes(credential)).has_value();
 }
 
 std::string problems_of(const cohort::NodeOptions& options) {
@@ -503,6 +517,48 @@ TEST(Validate, SizesMustBeInRange) {
   EXPECT_EQ(cohort::validate(options), std::nullopt);
 }
 
+TEST(Validate, SessionTimeoutOutlivesFourKeepalivesAnd100Ms) {
+  auto options = valid_options();
+  options.client_keepalive_interval = 250ms;
+  options.session_timeout = 999ms;
+  EXPECT_EQ(problems_of(options),
+            "sessions.timeout_ms: 999 ms must be at least 4 times timeouts.client_keepalive_ms (250 ms): a silent "
+            "client is disconnected only after 4 keep-alive intervals, and its session must outlive that");
+  options.session_timeout = 1000ms;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.client_keepalive_interval = 10ms;
+  options.session_timeout = 99ms;  // 4 keep-alives are covered, 100 ms is not
+  EXPECT_EQ(problems_of(options), "sessions.timeout_ms: 99 ms is below the minimum of 100 ms");
+  options.session_timeout = 100ms;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.session_timeout = 24h + 1ms;
+  EXPECT_THAT(problems_of(options), HasSubstr("sessions.timeout_ms: 86400001 ms is above the maximum"));
+}
+
+TEST(Validate, SessionLimitsMustBePositiveExceptTombstones) {
+  auto options = valid_options();
+  options.max_sessions = 0;
+  options.egress_window_messages = 0;
+  options.egress_window_bytes = 0;
+  const auto problems = problems_of(options);
+  EXPECT_THAT(problems, HasSubstr("sessions.max_sessions: 0 is not valid"));
+  EXPECT_THAT(problems, HasSubstr("sessions.egress_window_messages: 0 is not valid"));
+  EXPECT_THAT(problems, HasSubstr("sessions.egress_window_bytes: 0 bytes is not valid"));
+
+  options = valid_options();
+  options.max_sessions = 1;
+  options.egress_window_messages = 1;
+  options.egress_window_bytes = 1;
+  options.max_tombstones = 0;  // no tombstones: resuming a closed session answers "unknown"
+  options.tombstone_max_age = 0s;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.tombstone_max_age = -1s;
+  EXPECT_THAT(problems_of(options), HasSubstr("sessions.tombstone_max_age_s: -1 s is outside 0.."));
+}
+
 TEST(Validate, EveryLineNamesItsSetting) {
   cohort::NodeOptions options;  // everything wrong that can be
   options.heartbeat_interval = 0ms;
@@ -510,6 +566,11 @@ TEST(Validate, EveryLineNamesItsSetting) {
   options.client_keepalive_interval = 0ms;
   options.segment_size = 0;
   options.max_message_size = 0;
+  options.session_timeout = 0ms;
+  options.max_sessions = 0;
+  options.tombstone_max_age = -1s;
+  options.egress_window_messages = 0;
+  options.egress_window_bytes = 0;
   const auto problems = problems_of(options);
   std::vector<std::string> lines;
   std::string line;
@@ -521,14 +582,47 @@ TEST(Validate, EveryLineNamesItsSetting) {
       line += c;
     }
   }
-  EXPECT_EQ(lines.size(), 9U) << problems;
-  const std::vector<std::string> settings{"node_id",   "cluster_id",   "members",         "data_dir",
-                                          "timeouts.", "segment_size", "max_message_size"};
+  EXPECT_EQ(lines.size(), 14U) << problems;
+  const std::vector<std::string> settings{"node_id",   "cluster_id",   "members",          "data_dir",
+                                          "timeouts.", "segment_size", "max_message_size", "sessions."};
   for (const auto& text : lines) {
     const bool named = std::any_of(settings.begin(), settings.end(),
                                    [&](const std::string& setting) { return text.starts_with(setting); });
     EXPECT_TRUE(named) << text;
   }
+}
+
+// ---- the authenticator cohortd installs ----
+
+TEST(CredentialListAuthenticator, AcceptsListedCredentialsAndRefusesOthers) {
+  cohort::CredentialListAuthenticator authenticator({"alpha", "beta"});
+  EXPECT_EQ(authenticator.refuse(1, 2, bytes("alpha")), std::nullopt);
+  EXPECT_EQ(authenticator.refuse(3, 4, bytes("beta")), std::nullopt);
+  EXPECT_THAT(authenticator.refuse(1, 2, bytes("gamma")), Optional(std::string("credential not allowed")));
+  // Byte for byte: no prefix, extension or case folding.
+  EXPECT_FALSE(accepts(authenticator, "alph"));
+  EXPECT_FALSE(accepts(authenticator, "alphab"));
+  EXPECT_FALSE(accepts(authenticator, "Alpha"));
+}
+
+TEST(CredentialListAuthenticator, EmptyCredentialIsRefusedUnlessListed) {
+  cohort::CredentialListAuthenticator without({"alpha"});
+  EXPECT_THAT(without.refuse(1, 2, {}), Optional(std::string("credential not allowed")));
+  cohort::CredentialListAuthenticator with({"alpha", ""});
+  EXPECT_EQ(with.refuse(1, 2, {}), std::nullopt);
+  cohort::CredentialListAuthenticator none({});
+  EXPECT_FALSE(accepts(none, ""));
+  EXPECT_FALSE(accepts(none, "alpha"));
+}
+
+TEST(CredentialListAuthenticator, ClientIdDoesNotMatterAndDuplicatesCountOnce) {
+  cohort::CredentialListAuthenticator authenticator({"alpha", "alpha", std::string("b\0c", 3)});
+  EXPECT_EQ(authenticator.size(), 2U);
+  EXPECT_EQ(authenticator.refuse(0, 0, bytes("alpha")), std::nullopt);
+  EXPECT_EQ(authenticator.refuse(~0ULL, ~0ULL, bytes("alpha")), std::nullopt);
+  // Opaque bytes: a NUL inside a credential is part of it.
+  EXPECT_TRUE(accepts(authenticator, std::string_view("b\0c", 3)));
+  EXPECT_FALSE(accepts(authenticator, "b"));
 }
 
 }  // namespace
