@@ -12,9 +12,11 @@
 // session layer and the service (every Service callback runs on it); one more thread appends and fsyncs.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,40 @@ enum class SyncPolicy : std::uint8_t {
   none,   // stored once written to the page cache: durability by replication (survives any minority of crashes)
 };
 
+/// Decides whether a client may open a session. The leader asks it before it appends a session open, for every
+/// open including a resume (attach) of an existing session, so revoking a client takes effect at its next
+/// reconnect. It is the leader's decision alone, never replicated: it may consult local state (a file, a clock),
+/// and after a change of leader the new leader's authenticator decides, so give every node the same policy.
+///
+/// Runs on the node's loop thread, which also runs consensus and the service: it must not block (no network or
+/// disk round trip per call) and must not throw. One authenticator shared by several nodes of one process is
+/// called from each node's thread, so it must then be thread-safe.
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  /// nullopt: the client may open (or resume) a session; otherwise why it may not, which the client reports as a
+  /// permanent refusal. `credential` is the opaque bytes from the client's options (ClientOptions::credential).
+  virtual std::optional<std::string> refuse(std::uint64_t client_id_high, std::uint64_t client_id_low,
+                                            std::span<const std::byte> credential) = 0;
+};
+
+/// Accepts a client whose credential is byte for byte one of a fixed list, whatever its client id. An empty
+/// credential (a client that sets none) is refused unless the list holds the empty string. Immutable after
+/// construction, so one instance may serve several nodes.
+class CredentialListAuthenticator final : public Authenticator {
+ public:
+  explicit CredentialListAuthenticator(std::vector<std::string> credentials);
+
+  /// "credential not allowed" unless `credential` is in the list.
+  std::optional<std::string> refuse(std::uint64_t client_id_high, std::uint64_t client_id_low,
+                                    std::span<const std::byte> credential) override;
+
+  std::size_t size() const noexcept { return credentials_.size(); }
+
+ private:
+  std::vector<std::string> credentials_;  // each once
+};
+
 struct NodeOptions {
   std::uint32_t node_id = 0;
   std::uint64_t cluster_id = 0;
@@ -47,6 +83,18 @@ struct NodeOptions {
   std::uint64_t segment_size = 64ULL << 20U;
   std::size_t max_message_size = 1U << 20U;  // ingress and egress payload bytes
   bool handle_signals = true;                // SIGTERM and SIGINT stop the node gracefully
+
+  // Sessions (design.md section 3). Those that reach the replicated state must be equal on every node, like
+  // max_message_size: replicas that disagree on them apply the same entries differently.
+  std::chrono::milliseconds session_timeout{10000};  // the leader's: a session idle this long is closed
+  std::size_t max_sessions = 10000;                  // equal on every node: open sessions, checked at apply
+  // Tombstones of closed sessions, equal on every node: they answer a resume of a closed session with the last
+  // message applied. 0 keeps none: such a client then hears "unknown" for its unacknowledged messages.
+  std::size_t max_tombstones = 100000;
+  std::chrono::seconds tombstone_max_age{86400};  // equal on every node: older tombstones are dropped
+  std::size_t egress_window_messages = 128;       // equal on every node: egress kept per session for resending
+  std::size_t egress_window_bytes = 1U << 20U;    // equal on every node: the newest message is kept whatever its size
+  std::shared_ptr<Authenticator> authenticator;   // the leader's; null: every client is accepted
 };
 
 /// Every problem with `options` that can be seen without touching the disk or the network, one per line, each

@@ -2,6 +2,7 @@
 // setting's name as the TOML file spells it (cohortd's configuration), so an operator can find the line to fix.
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -22,6 +23,13 @@ namespace {
 
 constexpr std::uint64_t kMinSegmentSize = 4096;
 constexpr std::size_t kMaxMessageSizeLimit = std::size_t{16} << 20U;
+// A client is disconnected after this many keep-alive intervals of silence (the gateway's rule): a shorter session
+// timeout would close the sessions of clients the gateway still holds connected.
+constexpr std::int64_t kSessionTimeoutKeepalives = 4;
+constexpr std::chrono::milliseconds kMinSessionTimeout{100};
+// Longer bounds are typos, not tuning, and they keep cluster-time arithmetic (nanoseconds) far from overflow.
+constexpr std::chrono::milliseconds kMaxSessionTimeout = std::chrono::hours(24);
+constexpr std::chrono::seconds kMaxTombstoneAge = std::chrono::hours(24 * 366 * 10);
 
 // "twice", "3 times": for messages about repeated ids and endpoints.
 std::string times(std::size_t count) { return count == 2 ? "twice" : fmt::format("{} times", count); }
@@ -143,6 +151,40 @@ void check_timeouts(const NodeOptions& options, std::vector<std::string>& proble
   }
 }
 
+void check_sessions(const NodeOptions& options, std::vector<std::string>& problems) {
+  const auto timeout = options.session_timeout.count();
+  const auto keepalive = options.client_keepalive_interval.count();
+  if (options.session_timeout < kMinSessionTimeout) {
+    problems.push_back(
+        fmt::format("sessions.timeout_ms: {} ms is below the minimum of {} ms", timeout, kMinSessionTimeout.count()));
+  } else if (options.session_timeout > kMaxSessionTimeout) {
+    problems.push_back(fmt::format("sessions.timeout_ms: {} ms is above the maximum of {} ms (24 h)", timeout,
+                                   kMaxSessionTimeout.count()));
+  } else if (keepalive > 0 && keepalive > timeout / kSessionTimeoutKeepalives) {
+    // A non-positive keep-alive is reported by check_timeouts: one cause, one line. Divided, so that an absurd
+    // keep-alive cannot overflow.
+    problems.push_back(
+        fmt::format("sessions.timeout_ms: {} ms must be at least {} times timeouts.client_keepalive_ms ({} ms): a "
+                    "silent client is disconnected only after {} keep-alive intervals, and its session must outlive "
+                    "that",
+                    timeout, kSessionTimeoutKeepalives, keepalive, kSessionTimeoutKeepalives));
+  }
+  if (options.max_sessions < 1) {
+    problems.emplace_back("sessions.max_sessions: 0 is not valid (at least 1 session)");
+  }
+  // max_tombstones needs no check: 0 (keep none) is a choice, not a typo.
+  if (options.tombstone_max_age.count() < 0 || options.tombstone_max_age > kMaxTombstoneAge) {
+    problems.push_back(fmt::format("sessions.tombstone_max_age_s: {} s is outside 0..{} s (10 years)",
+                                   options.tombstone_max_age.count(), kMaxTombstoneAge.count()));
+  }
+  if (options.egress_window_messages < 1) {
+    problems.emplace_back("sessions.egress_window_messages: 0 is not valid (at least 1 message)");
+  }
+  if (options.egress_window_bytes < 1) {
+    problems.emplace_back("sessions.egress_window_bytes: 0 bytes is not valid (at least 1 byte)");
+  }
+}
+
 }  // namespace
 
 std::optional<std::string> validate(const NodeOptions& options) {
@@ -156,6 +198,7 @@ std::optional<std::string> validate(const NodeOptions& options) {
   check_members(options, problems);
   if (options.data_dir.empty()) problems.emplace_back("data_dir: is empty (the directory for the log and metadata)");
   check_timeouts(options, problems);
+  check_sessions(options, problems);
   if (options.segment_size < kMinSegmentSize) {
     problems.push_back(
         fmt::format("segment_size: {} bytes is below the minimum of {} bytes", options.segment_size, kMinSegmentSize));

@@ -1,11 +1,16 @@
 // cohortd's configuration (TOML file, then flags) and cohort::validate(NodeOptions).
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cohort/node.h>
@@ -20,8 +25,10 @@ namespace {
 using namespace std::chrono_literals;
 using cohortd::DaemonConfig;
 using cohortd::load_config;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::Optional;
 
 // A TOML file in the temp directory, removed when the test ends.
 class TempFile {
@@ -61,6 +68,14 @@ heartbeat_ms = 20
 election_min_ms = 300
 election_max_ms = 600
 client_keepalive_ms = 100
+
+[sessions]
+timeout_ms = 5000
+max_sessions = 500
+max_tombstones = 0
+tombstone_max_age_s = 3600
+egress_window_messages = 16
+egress_window_bytes = 65536
 
 [[members]]
 id = 1
@@ -125,6 +140,13 @@ cohort::NodeOptions valid_options() {
   return options;
 }
 
+std::span<const std::byte> bytes(std::string_view text) { return std::as_bytes(std::span(text.data(), text.size())); }
+
+// Whether `authenticator` lets a client presenting `credential` open a session.
+bool accepts(cohort::Authenticator& authenticator, std::string_view credential) {
+  return !authenticator.refuse(1, 2, bytes(credential)).has_value();
+}
+
 std::string problems_of(const cohort::NodeOptions& options) {
   auto problems = cohort::validate(options);
   EXPECT_TRUE(problems.has_value());
@@ -149,6 +171,12 @@ TEST(Config, ValidFileIsParsedFully) {
   EXPECT_EQ(node.election_timeout_min, 300ms);
   EXPECT_EQ(node.election_timeout_max, 600ms);
   EXPECT_EQ(node.client_keepalive_interval, 100ms);
+  EXPECT_EQ(node.session_timeout, 5000ms);
+  EXPECT_EQ(node.max_sessions, 500U);
+  EXPECT_EQ(node.max_tombstones, 0U);  // none kept is a valid choice
+  EXPECT_EQ(node.tombstone_max_age, 3600s);
+  EXPECT_EQ(node.egress_window_messages, 16U);
+  EXPECT_EQ(node.egress_window_bytes, 65536U);
   EXPECT_EQ(node.members, three_members());
 }
 
@@ -165,6 +193,27 @@ TEST(Config, UnsetSettingsKeepTheirDefaults) {
   EXPECT_EQ(config.node.client_keepalive_interval, defaults.client_keepalive_interval);
   EXPECT_EQ(config.node.segment_size, defaults.segment_size);
   EXPECT_EQ(config.node.max_message_size, defaults.max_message_size);
+  EXPECT_EQ(config.node.session_timeout, defaults.session_timeout);
+  EXPECT_EQ(config.node.max_sessions, defaults.max_sessions);
+  EXPECT_EQ(config.node.max_tombstones, defaults.max_tombstones);
+  EXPECT_EQ(config.node.tombstone_max_age, defaults.tombstone_max_age);
+  EXPECT_EQ(config.node.egress_window_messages, defaults.egress_window_messages);
+  EXPECT_EQ(config.node.egress_window_bytes, defaults.egress_window_bytes);
+  // No credentials file: no authenticator, so the node accepts every client.
+  EXPECT_EQ(config.node.authenticator, nullptr);
+  EXPECT_EQ(config.credentials_file, "");
+}
+
+TEST(Config, SessionDefaultsAreTheDocumentedOnes) {
+  // docs/operations.md and config/node1.toml state these; the session layer's own defaults are the same.
+  const cohort::NodeOptions defaults;
+  EXPECT_EQ(defaults.session_timeout, 10s);
+  EXPECT_EQ(defaults.max_sessions, 10000U);
+  EXPECT_EQ(defaults.max_tombstones, 100000U);
+  EXPECT_EQ(defaults.tombstone_max_age, 24h);
+  EXPECT_EQ(defaults.egress_window_messages, 128U);
+  EXPECT_EQ(defaults.egress_window_bytes, 1048576U);
+  EXPECT_EQ(cohort::validate(valid_options()), std::nullopt);
 }
 
 TEST(Config, FlagsOverrideTheFile) {
@@ -191,7 +240,11 @@ TEST(Config, FlagsOverrideTheFile) {
                                "150",
                                "--segment-size",
                                "8192",
-                               "--max-message-size=4096"});
+                               "--max-message-size=4096",
+                               "--session-timeout-ms",
+                               "2000",
+                               "--max-sessions",
+                               "7"});
   const auto& node = config.node;
   EXPECT_EQ(node.node_id, 3U);
   EXPECT_EQ(node.cluster_id, 43U);
@@ -205,6 +258,9 @@ TEST(Config, FlagsOverrideTheFile) {
   EXPECT_EQ(node.client_keepalive_interval, 150ms);
   EXPECT_EQ(node.segment_size, 8192U);
   EXPECT_EQ(node.max_message_size, 4096U);
+  EXPECT_EQ(node.session_timeout, 2000ms);
+  EXPECT_EQ(node.max_sessions, 7U);
+  EXPECT_EQ(node.max_tombstones, 0U);        // no flag: the file's value stands
   EXPECT_EQ(node.members, three_members());  // no --member: the file's list stands
 }
 
@@ -232,6 +288,9 @@ TEST(Config, HelpAndVersionExitZero) {
   EXPECT_THAT(help.error().message, HasSubstr("--config"));
   EXPECT_THAT(help.error().message, HasSubstr("--member"));
   EXPECT_THAT(help.error().message, HasSubstr("--election-timeout-ms"));
+  EXPECT_THAT(help.error().message, HasSubstr("--session-timeout-ms"));
+  EXPECT_THAT(help.error().message, HasSubstr("--max-sessions"));
+  EXPECT_THAT(help.error().message, HasSubstr("--credentials-file"));
 
   auto version = load_config(std::vector<std::string>{"--version"});
   ASSERT_FALSE(version.has_value());
@@ -282,6 +341,8 @@ TEST(Config, UnknownSettingsAreRefusedWithTheirLine) {
   EXPECT_THAT(refusal_of_file(std::string(kMinimalFile) + "host = \"x\"\n"),
               HasSubstr("unknown setting 'members[0].host' (line 8)"));
   EXPECT_THAT(refusal_of_file(std::string(kMinimalFile) + "[timeout]\n"), HasSubstr("unknown setting 'timeout'"));
+  EXPECT_THAT(refusal_of_file("[sessions]\ntimeout = 5000\n"),
+              HasSubstr("unknown setting 'sessions.timeout' (line 2)"));
 }
 
 TEST(Config, WrongTypesAreRefused) {
@@ -295,6 +356,13 @@ TEST(Config, WrongTypesAreRefused) {
   EXPECT_THAT(refusal_of_file("max_message_size = [1]\n"),
               HasSubstr("max_message_size: expected an integer, got an array"));
   EXPECT_THAT(refusal_of_file("timeouts = 5\n"), HasSubstr("timeouts: expected a table ([timeouts]), got an integer"));
+  EXPECT_THAT(refusal_of_file("sessions = 5\n"), HasSubstr("sessions: expected a table ([sessions]), got an integer"));
+  EXPECT_THAT(refusal_of_file("[sessions]\nmax_sessions = \"many\"\n"),
+              HasSubstr("sessions.max_sessions: expected an integer, got a string"));
+  EXPECT_THAT(refusal_of_file("[sessions]\ntimeout_ms = 1.5\n"),
+              HasSubstr("sessions.timeout_ms: expected an integer, got a floating-point number"));
+  EXPECT_THAT(refusal_of_file("[sessions]\ncredentials_file = [\"a\"]\n"),
+              HasSubstr("sessions.credentials_file: expected a string, got an array"));
   EXPECT_THAT(refusal_of_file("[timeouts]\nheartbeat_ms = 5.5\n"),
               HasSubstr("timeouts.heartbeat_ms: expected an integer, got a floating-point number (config "));
   EXPECT_THAT(refusal_of_file("members = \"1,2,3\"\n"),
@@ -329,6 +397,14 @@ TEST(Config, OutOfRangeValuesAreRefused) {
   EXPECT_THAT(refusal_of_file("segment_size = -4096\n"), HasSubstr("segment_size: -4096 is out of range"));
   EXPECT_THAT(refusal_of_file("[[members]]\nid = -1\npeer = \"a:1\"\nclient = \"a:2\"\n"),
               HasSubstr("members[0].id: -1 is out of range (0..4294967295)"));
+  EXPECT_THAT(refusal_of_file("[sessions]\nmax_tombstones = -1\n"),
+              HasSubstr("sessions.max_tombstones: -1 is out of range"));
+  EXPECT_THAT(refusal_of_file("[sessions]\ntimeout_ms = 5000000000\n"),
+              HasSubstr("sessions.timeout_ms: 5000000000 is out of range (0..4294967295)"));
+  EXPECT_THAT(refusal_of_file("[sessions]\ntombstone_max_age_s = -86400\n"),
+              HasSubstr("sessions.tombstone_max_age_s: -86400 is out of range"));
+  EXPECT_THAT(refusal_of_file("[sessions]\negress_window_bytes = -1\n"),
+              HasSubstr("sessions.egress_window_bytes: -1 is out of range"));
 }
 
 TEST(Config, BadChoicesAreRefused) {
@@ -364,6 +440,9 @@ TEST(Config, BadFlagValuesAreRefused) {
   EXPECT_THAT(refusal({"--service", "kvx"}), HasSubstr("--service: 'kvx' is not one of kv, counter, echo"));
   EXPECT_THAT(refusal({"--sync", "always"}), HasSubstr("--sync: 'always' is not one of fsync, none"));
   EXPECT_THAT(refusal({"--log-level", "loud"}), HasSubstr("--log-level: 'loud' is not one of trace"));
+  EXPECT_THAT(refusal({"--session-timeout-ms", "10s"}), HasSubstr("--session-timeout-ms: '10s' is not an integer"));
+  EXPECT_THAT(refusal({"--max-sessions", "-1"}), HasSubstr("--max-sessions: -1 is out of range"));
+  EXPECT_THAT(refusal({"--credentials-file", ""}), HasSubstr("--credentials-file: is empty"));
 }
 
 TEST(Config, BadElectionTimeoutRangesAreRefused) {
@@ -382,6 +461,83 @@ TEST(Config, BadMemberFlagsAreRefused) {
   EXPECT_THAT(refusal({"--member", "x,a:1,b:2"}), HasSubstr("--member: 'x,a:1,b:2': the id 'x' is not an integer"));
 }
 
+// ---- the credentials file ----
+
+// Comments, blank lines (CRLF ones too), a CRLF line, inner and edge spaces kept, no newline at the end.
+constexpr const char* kCredentialsFile = "# clients allowed in\n\nalpha\r\n\r\nbeta\n  spaced out \n#gamma\ndelta";
+
+TEST(Credentials, EachLineIsACredentialExceptCommentsAndBlankLines) {
+  TempFile file(kCredentialsFile);
+  auto credentials = cohortd::read_credentials(file.path());
+  ASSERT_TRUE(credentials.has_value()) << credentials.error();
+  EXPECT_THAT(*credentials, ElementsAre("alpha", "beta", "  spaced out ", "delta"));
+}
+
+TEST(Credentials, OnlyOneTrailingCarriageReturnIsStripped) {
+  TempFile file("a\r\r\nb\rc\n");
+  auto credentials = cohortd::read_credentials(file.path());
+  ASSERT_TRUE(credentials.has_value()) << credentials.error();
+  EXPECT_THAT(*credentials, ElementsAre("a\r", "b\rc"));
+}
+
+TEST(Credentials, FileSettingInstallsACredentialListAuthenticator) {
+  TempFile credentials(kCredentialsFile);
+  TempFile config(std::string(kMinimalFile) + "[sessions]\ncredentials_file = \"" + credentials.path() + "\"\n");
+  const auto loaded = load_ok({"--config", config.path()});
+  EXPECT_EQ(loaded.credentials_file, credentials.path());
+  EXPECT_EQ(loaded.credential_count, 4U);
+  ASSERT_NE(loaded.node.authenticator, nullptr);
+  auto& authenticator = *loaded.node.authenticator;
+  EXPECT_TRUE(accepts(authenticator, "alpha"));
+  EXPECT_TRUE(accepts(authenticator, "  spaced out "));
+  EXPECT_TRUE(accepts(authenticator, "delta"));
+  EXPECT_FALSE(accepts(authenticator, "alpha\r"));
+  EXPECT_FALSE(accepts(authenticator, "#gamma"));
+  EXPECT_FALSE(accepts(authenticator, "spaced out"));
+  EXPECT_FALSE(accepts(authenticator, ""));
+}
+
+TEST(Credentials, FlagWinsOverTheFilesSetting) {
+  TempFile from_file("file-secret\n");
+  TempFile from_flag("flag-secret\n");
+  TempFile config(std::string(kMinimalFile) + "[sessions]\ncredentials_file = \"" + from_file.path() + "\"\n");
+  const auto loaded = load_ok({"--config", config.path(), "--credentials-file", from_flag.path()});
+  EXPECT_EQ(loaded.credentials_file, from_flag.path());
+  ASSERT_NE(loaded.node.authenticator, nullptr);
+  EXPECT_TRUE(accepts(*loaded.node.authenticator, "flag-secret"));
+  EXPECT_FALSE(accepts(*loaded.node.authenticator, "file-secret"));
+}
+
+TEST(Credentials, MissingUnreadableOrEmptyFileIsRefused) {
+  const auto missing = (std::filesystem::temp_directory_path() / "cohort-config-test-no-credentials").string();
+  TempFile config(std::string(kMinimalFile) + "[sessions]\ncredentials_file = \"" + missing + "\"\n");
+  EXPECT_THAT(refusal({"--config", config.path()}),
+              HasSubstr("sessions.credentials_file: " + missing + ": cannot open: No such file or directory"));
+  EXPECT_THAT(refusal({"--config", config.path(), "--credentials-file", missing}),
+              HasSubstr("--credentials-file: " + missing + ": cannot open: No such file or directory"));
+
+  const auto directory = std::filesystem::temp_directory_path().string();
+  EXPECT_THAT(refusal({"--config", config.path(), "--credentials-file", directory}),
+              HasSubstr("--credentials-file: " + directory + ": is a directory"));
+
+  TempFile empty("");
+  EXPECT_THAT(refusal({"--config", config.path(), "--credentials-file", empty.path()}),
+              HasSubstr("--credentials-file: " + empty.path() + ": holds no credential"));
+  TempFile only_comments("# nobody yet\n\r\n\n");
+  EXPECT_THAT(refusal({"--config", config.path(), "--credentials-file", only_comments.path()}),
+              HasSubstr(only_comments.path() + ": holds no credential"));
+
+  EXPECT_THAT(refusal_of_file(std::string(kMinimalFile) + "[sessions]\ncredentials_file = \"\"\n"),
+              HasSubstr("sessions.credentials_file: is empty (leave it out to accept every client)"));
+}
+
+TEST(Credentials, ProblemsAreReportedWithTheOthers) {
+  const auto missing = (std::filesystem::temp_directory_path() / "cohort-config-test-no-credentials").string();
+  const auto message = refusal({"--node-id", "x", "--credentials-file", missing});
+  EXPECT_THAT(message, HasSubstr("--node-id: 'x' is not an integer"));
+  EXPECT_THAT(message, HasSubstr("--credentials-file: " + missing + ": cannot open"));
+}
+
 // ---- validate() on the merged result ----
 
 TEST(Config, ValidationRunsOnTheMergedResult) {
@@ -391,6 +547,13 @@ TEST(Config, ValidationRunsOnTheMergedResult) {
   EXPECT_THAT(refusal({"--config", file.path(), "--heartbeat-ms", "300"}),
               HasSubstr("timeouts.heartbeat_ms: 300 ms must be below timeouts.election_min_ms (300 ms)"));
   EXPECT_THAT(refusal({"--config", file.path(), "--member", "2,a:1,a:1"}), HasSubstr("members: a:1 is used twice"));
+  // The file's keep-alive is 100 ms: a session must outlive 4 of them.
+  EXPECT_THAT(refusal({"--config", file.path(), "--session-timeout-ms", "300"}),
+              HasSubstr("sessions.timeout_ms: 300 ms must be at least 4 times timeouts.client_keepalive_ms (100 ms)"));
+  EXPECT_THAT(refusal({"--config", file.path(), "--max-sessions", "0"}),
+              HasSubstr("sessions.max_sessions: 0 is not valid"));
+  EXPECT_THAT(refusal_of_file(std::string(kMinimalFile) + "[sessions]\negress_window_messages = 0\n"),
+              HasSubstr("sessions.egress_window_messages: 0 is not valid"));
   // Nothing set at all: validate() names every required setting.
   const auto message = refusal({});
   EXPECT_THAT(message, HasSubstr("node_id: 0 is not valid"));
@@ -503,6 +666,48 @@ TEST(Validate, SizesMustBeInRange) {
   EXPECT_EQ(cohort::validate(options), std::nullopt);
 }
 
+TEST(Validate, SessionTimeoutOutlivesFourKeepalivesAnd100Ms) {
+  auto options = valid_options();
+  options.client_keepalive_interval = 250ms;
+  options.session_timeout = 999ms;
+  EXPECT_EQ(problems_of(options),
+            "sessions.timeout_ms: 999 ms must be at least 4 times timeouts.client_keepalive_ms (250 ms): a silent "
+            "client is disconnected only after 4 keep-alive intervals, and its session must outlive that");
+  options.session_timeout = 1000ms;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.client_keepalive_interval = 10ms;
+  options.session_timeout = 99ms;  // 4 keep-alives are covered, 100 ms is not
+  EXPECT_EQ(problems_of(options), "sessions.timeout_ms: 99 ms is below the minimum of 100 ms");
+  options.session_timeout = 100ms;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.session_timeout = 24h + 1ms;
+  EXPECT_THAT(problems_of(options), HasSubstr("sessions.timeout_ms: 86400001 ms is above the maximum"));
+}
+
+TEST(Validate, SessionLimitsMustBePositiveExceptTombstones) {
+  auto options = valid_options();
+  options.max_sessions = 0;
+  options.egress_window_messages = 0;
+  options.egress_window_bytes = 0;
+  const auto problems = problems_of(options);
+  EXPECT_THAT(problems, HasSubstr("sessions.max_sessions: 0 is not valid"));
+  EXPECT_THAT(problems, HasSubstr("sessions.egress_window_messages: 0 is not valid"));
+  EXPECT_THAT(problems, HasSubstr("sessions.egress_window_bytes: 0 bytes is not valid"));
+
+  options = valid_options();
+  options.max_sessions = 1;
+  options.egress_window_messages = 1;
+  options.egress_window_bytes = 1;
+  options.max_tombstones = 0;  // no tombstones: resuming a closed session answers "unknown"
+  options.tombstone_max_age = 0s;
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+
+  options.tombstone_max_age = -1s;
+  EXPECT_THAT(problems_of(options), HasSubstr("sessions.tombstone_max_age_s: -1 s is outside 0.."));
+}
+
 TEST(Validate, EveryLineNamesItsSetting) {
   cohort::NodeOptions options;  // everything wrong that can be
   options.heartbeat_interval = 0ms;
@@ -510,6 +715,11 @@ TEST(Validate, EveryLineNamesItsSetting) {
   options.client_keepalive_interval = 0ms;
   options.segment_size = 0;
   options.max_message_size = 0;
+  options.session_timeout = 0ms;
+  options.max_sessions = 0;
+  options.tombstone_max_age = -1s;
+  options.egress_window_messages = 0;
+  options.egress_window_bytes = 0;
   const auto problems = problems_of(options);
   std::vector<std::string> lines;
   std::string line;
@@ -521,14 +731,47 @@ TEST(Validate, EveryLineNamesItsSetting) {
       line += c;
     }
   }
-  EXPECT_EQ(lines.size(), 9U) << problems;
-  const std::vector<std::string> settings{"node_id",   "cluster_id",   "members",         "data_dir",
-                                          "timeouts.", "segment_size", "max_message_size"};
+  EXPECT_EQ(lines.size(), 14U) << problems;
+  const std::vector<std::string> settings{"node_id",   "cluster_id",   "members",          "data_dir",
+                                          "timeouts.", "segment_size", "max_message_size", "sessions."};
   for (const auto& text : lines) {
     const bool named = std::any_of(settings.begin(), settings.end(),
                                    [&](const std::string& setting) { return text.starts_with(setting); });
     EXPECT_TRUE(named) << text;
   }
+}
+
+// ---- the authenticator cohortd installs ----
+
+TEST(CredentialListAuthenticator, AcceptsListedCredentialsAndRefusesOthers) {
+  cohort::CredentialListAuthenticator authenticator({"alpha", "beta"});
+  EXPECT_EQ(authenticator.refuse(1, 2, bytes("alpha")), std::nullopt);
+  EXPECT_EQ(authenticator.refuse(3, 4, bytes("beta")), std::nullopt);
+  EXPECT_THAT(authenticator.refuse(1, 2, bytes("gamma")), Optional(std::string("credential not allowed")));
+  // Byte for byte: no prefix, extension or case folding.
+  EXPECT_FALSE(accepts(authenticator, "alph"));
+  EXPECT_FALSE(accepts(authenticator, "alphab"));
+  EXPECT_FALSE(accepts(authenticator, "Alpha"));
+}
+
+TEST(CredentialListAuthenticator, EmptyCredentialIsRefusedUnlessListed) {
+  cohort::CredentialListAuthenticator without({"alpha"});
+  EXPECT_THAT(without.refuse(1, 2, {}), Optional(std::string("credential not allowed")));
+  cohort::CredentialListAuthenticator with({"alpha", ""});
+  EXPECT_EQ(with.refuse(1, 2, {}), std::nullopt);
+  cohort::CredentialListAuthenticator none({});
+  EXPECT_FALSE(accepts(none, ""));
+  EXPECT_FALSE(accepts(none, "alpha"));
+}
+
+TEST(CredentialListAuthenticator, ClientIdDoesNotMatterAndDuplicatesCountOnce) {
+  cohort::CredentialListAuthenticator authenticator({"alpha", "alpha", std::string("b\0c", 3)});
+  EXPECT_EQ(authenticator.size(), 2U);
+  EXPECT_EQ(authenticator.refuse(0, 0, bytes("alpha")), std::nullopt);
+  EXPECT_EQ(authenticator.refuse(~0ULL, ~0ULL, bytes("alpha")), std::nullopt);
+  // Opaque bytes: a NUL inside a credential is part of it.
+  EXPECT_TRUE(accepts(authenticator, std::string_view("b\0c", 3)));
+  EXPECT_FALSE(accepts(authenticator, "b"));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -45,6 +46,9 @@ constexpr std::uint64_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kMaxU64 = std::numeric_limits<std::uint64_t>::max();
 // Longer timeouts are typos, not tuning: an hour without a heartbeat is a dead leader.
 constexpr std::uint64_t kMaxTimeoutMs = 3'600'000;
+// The session settings' own bounds are validate()'s; these only keep the conversions to durations exact.
+constexpr std::uint64_t kMaxSessionTimeoutMs = kMaxU32;
+constexpr std::uint64_t kMaxTombstoneAgeS = kMaxU32;
 
 // ---- shared by the file and the flags ----
 
@@ -92,8 +96,13 @@ std::optional<cohort::SyncPolicy> to_sync_policy(std::string_view text) {
 }
 
 std::chrono::milliseconds to_ms(std::uint64_t value) {
-  // value <= kMaxTimeoutMs, so the conversion is exact.
+  // value <= kMaxTimeoutMs or kMaxSessionTimeoutMs, so the conversion is exact.
   return std::chrono::milliseconds{static_cast<std::chrono::milliseconds::rep>(value)};
+}
+
+std::chrono::seconds to_seconds(std::uint64_t value) {
+  // value <= kMaxTombstoneAgeS, so the conversion is exact.
+  return std::chrono::seconds{static_cast<std::chrono::seconds::rep>(value)};
 }
 
 // The current errno as text; std::strerror is not thread-safe.
@@ -187,6 +196,8 @@ class FileReader {
           config.node.max_message_size = static_cast<std::size_t>(*value);
       } else if (name == "timeouts") {
         read_timeouts(node, config.node);
+      } else if (name == "sessions") {
+        read_sessions(node, config);
       } else if (name == "members") {
         read_members(node, config.node);
       } else {
@@ -268,6 +279,46 @@ class FileReader {
     }
   }
 
+  void read_sessions(const toml::node& node, DaemonConfig& config) {
+    const auto* table = node.as_table();
+    if (table == nullptr) {
+      wrong_type("sessions", node, "a table ([sessions])");
+      return;
+    }
+    auto& options = config.node;
+    for (auto&& [key, value] : *table) {
+      const std::string_view field = key.str();
+      const std::string name = fmt::format("sessions.{}", field);
+      if (field == "timeout_ms") {
+        if (auto ms = read_integer(name, value, kMaxSessionTimeoutMs)) options.session_timeout = to_ms(*ms);
+      } else if (field == "max_sessions") {
+        if (auto count = read_integer(name, value, kMaxU64)) options.max_sessions = static_cast<std::size_t>(*count);
+      } else if (field == "max_tombstones") {
+        if (auto count = read_integer(name, value, kMaxU64)) options.max_tombstones = static_cast<std::size_t>(*count);
+      } else if (field == "tombstone_max_age_s") {
+        if (auto age = read_integer(name, value, kMaxTombstoneAgeS)) options.tombstone_max_age = to_seconds(*age);
+      } else if (field == "egress_window_messages") {
+        if (auto count = read_integer(name, value, kMaxU64)) {
+          options.egress_window_messages = static_cast<std::size_t>(*count);
+        }
+      } else if (field == "egress_window_bytes") {
+        if (auto bytes = read_integer(name, value, kMaxU64)) {
+          options.egress_window_bytes = static_cast<std::size_t>(*bytes);
+        }
+      } else if (field == "credentials_file") {
+        auto path = read_string(name, value);
+        if (path && path->empty()) {
+          // Not "no authentication": that is the setting left out.
+          problem(name, value, "is empty (leave it out to accept every client)");
+        } else if (path) {
+          config.credentials_file = std::move(*path);
+        }
+      } else {
+        unknown(name, key);
+      }
+    }
+  }
+
   void read_members(const toml::node& node, cohort::NodeOptions& options) {
     const auto* array = node.as_array();
     if (array == nullptr) {
@@ -329,6 +380,9 @@ struct Flags {
   std::string client_keepalive_ms;
   std::string segment_size;
   std::string max_message_size;
+  std::string session_timeout_ms;
+  std::string max_sessions;
+  std::string credentials_file;
   std::vector<std::string> members;
 };
 
@@ -362,6 +416,17 @@ void define_flags(CLI::App& app, Flags& flags) {
   app.add_option("--max-message-size", flags.max_message_size,
                  "largest client message payload in bytes, 1..16 MiB (max_message_size; default 1 MiB)")
       ->type_name("BYTES");
+  app.add_option("--session-timeout-ms", flags.session_timeout_ms,
+                 "a session idle this long is closed, at least 4 keep-alive intervals and 100 ms "
+                 "(sessions.timeout_ms; default 10000)")
+      ->type_name("MS");
+  app.add_option("--max-sessions", flags.max_sessions,
+                 "open sessions at most, the same on every node (sessions.max_sessions; default 10000)")
+      ->type_name("COUNT");
+  app.add_option("--credentials-file", flags.credentials_file,
+                 "only clients presenting a credential listed in FILE, one per line, may open sessions "
+                 "(sessions.credentials_file; default: every client may)")
+      ->type_name("FILE");
   app.add_option("--member", flags.members,
                  "a voting member, repeated for each (this node included); replaces the file's members")
       ->type_name("ID,PEER_HOST:PORT,CLIENT_HOST:PORT");
@@ -445,6 +510,24 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
       config.node.max_message_size = static_cast<std::size_t>(*value);
     }
   }
+  if (given("--session-timeout-ms")) {
+    if (auto value = integer("--session-timeout-ms", flags.session_timeout_ms, kMaxSessionTimeoutMs)) {
+      config.node.session_timeout = to_ms(*value);
+    }
+  }
+  if (given("--max-sessions")) {
+    if (auto value = integer("--max-sessions", flags.max_sessions, kMaxU64)) {
+      config.node.max_sessions = static_cast<std::size_t>(*value);
+    }
+  }
+  if (given("--credentials-file")) {
+    if (flags.credentials_file.empty()) {
+      // Not "no authentication": an empty value from a script's unset variable must not open the cluster.
+      problems.emplace_back("--credentials-file: is empty (leave the flag out to accept every client)");
+    } else {
+      config.credentials_file = flags.credentials_file;
+    }
+  }
   if (!flags.members.empty()) {
     // Wholesale: mixing the file's list with the flags' would make a membership nobody wrote down.
     config.node.members.clear();
@@ -459,12 +542,47 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   }
 }
 
+/// Reads the credentials file named by the configuration, if any, into an authenticator.
+void load_credentials(DaemonConfig& config, bool from_flag, Problems& problems) {
+  if (config.credentials_file.empty()) return;
+  auto credentials = read_credentials(config.credentials_file);
+  if (!credentials) {
+    problems.push_back(fmt::format("{}: {}: {}", from_flag ? "--credentials-file" : "sessions.credentials_file",
+                                   config.credentials_file, credentials.error()));
+    return;
+  }
+  auto authenticator = std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
+  config.credential_count = authenticator->size();
+  config.node.authenticator = std::move(authenticator);
+}
+
 std::string without_trailing_newlines(std::string text) {
   while (!text.empty() && text.back() == '\n') text.pop_back();
   return text;
 }
 
 }  // namespace
+
+Result<std::vector<std::string>, std::string> read_credentials(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) return unexpected(std::move(text).error());
+  std::vector<std::string> credentials;
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    const auto newline = rest.find('\n');
+    std::string_view line = rest.substr(0, newline);
+    rest = newline == std::string_view::npos ? std::string_view{} : rest.substr(newline + 1);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (line.empty() || line.starts_with('#')) continue;
+    credentials.emplace_back(line);
+  }
+  if (credentials.empty()) {
+    return unexpected(
+        std::string("holds no credential (one per line; empty lines and lines starting with '#' are "
+                    "skipped)"));
+  }
+  return credentials;
+}
 
 Result<DaemonConfig, ConfigExit> load_config(const std::vector<std::string>& args) {
   CLI::App app{"cohortd: a Cohort cluster node", "cohortd"};
@@ -484,6 +602,7 @@ Result<DaemonConfig, ConfigExit> load_config(const std::vector<std::string>& arg
   Problems problems;
   if (app.count("--config") > 0) FileReader(flags.config_file, problems).read(config);
   apply_flags(app, flags, config, problems);
+  load_credentials(config, app.count("--credentials-file") > 0, problems);
   if (problems.empty()) {
     if (auto invalid = cohort::validate(config.node)) problems.push_back(std::move(*invalid));
   }

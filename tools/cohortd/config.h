@@ -8,6 +8,7 @@
 //     return config.error().exit_code;
 //   }
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,11 @@
 namespace cohortd {
 
 struct DaemonConfig {
-  cohort::NodeOptions node;
-  std::string service = "kv";      // kv, counter, echo
-  std::string log_level = "info";  // trace, debug, info, warn, error
+  cohort::NodeOptions node;          // node.authenticator is set when credentials_file is
+  std::string service = "kv";        // kv, counter, echo
+  std::string log_level = "info";    // trace, debug, info, warn, error
+  std::string credentials_file;      // sessions.credentials_file; empty: every client is accepted
+  std::size_t credential_count = 0;  // how many credentials it holds, for the start-up log (never the credentials)
 };
 
 /// load_config's exit code when a setting is refused (or a flag is unknown, or lacks its value).
@@ -32,6 +35,11 @@ struct ConfigExit {
   int exit_code = 0;    // 0: --help or --version was asked for; kBadConfigExitCode: the configuration is refused
   std::string message;  // the help text or version; or every problem, one per line, each naming the setting
 };
+
+/// The allowed credentials in a credentials file: one per line, the line's bytes without its newline (and
+/// without a trailing '\r', so a file written on Windows works); empty lines and lines starting with '#' are
+/// skipped. The error is the reason the file gives none: it cannot be read, or it holds no credential.
+cohort::Result<std::vector<std::string>, std::string> read_credentials(const std::string& path);
 
 /// Parses cohortd's command line (argv[0] is the program name) and the TOML file it names, if any.
 cohort::Result<DaemonConfig, ConfigExit> load_config(int argc, char** argv);

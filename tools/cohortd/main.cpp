@@ -24,6 +24,13 @@ static int run(int argc, char** argv) {
     spdlog::error("service: unknown service '{}'", config->service);
     return cohortd::kBadConfigExitCode;
   }
+  // The count and the file, never a credential: logs travel further than the file does.
+  if (config->credentials_file.empty()) {
+    spdlog::info("sessions: every client is accepted (no sessions.credentials_file)");
+  } else {
+    spdlog::info("sessions: only clients with a credential listed in {} are accepted ({} listed)",
+                 config->credentials_file, config->credential_count);
+  }
   cohort::Node node(config->node, *service);
   if (auto error = node.start()) {
     spdlog::error("{}", *error);
