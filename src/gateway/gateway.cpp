@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 #include "protocol/catalogue.h"
 
 namespace cohort::gateway {
@@ -73,6 +74,9 @@ void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Fr
       if (!open) return malformed(open.error());
       connection.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
       connection.client = *connection.waiting_open;
+      connection.resume = open->session_id;
+      connection.last_egress = open->last_egress_seq;
+      connection.credential.assign(reinterpret_cast<const char*>(open->credential.data()), open->credential.size());
       try_open(id, connection, now);
       return;
     }
@@ -81,13 +85,15 @@ void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Fr
       if (!ingress) return malformed(ingress.error());
       if (connection.session != ingress->session_id) {
         send(id, protocol::IngressRejected{ingress->session_id, ingress->seq, 0,
-                                           protocol::IngressRejectReason::unknown_session});
+                                           protocol::IngressRejectReason::unknown_session,
+                                           replica_.raft().term().value(), known_leader()});
         return;
       }
       auto appended = replica_.ingress(ingress->session_id, ingress->seq, ingress->payload, now);
       if (!appended) {
         send(id, protocol::IngressRejected{ingress->session_id, ingress->seq, ingress->seq,
-                                           protocol::IngressRejectReason::not_leader});
+                                           protocol::IngressRejectReason::not_leader, replica_.raft().term().value(),
+                                           known_leader()});
       }
       return;
     }
@@ -96,12 +102,14 @@ void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Fr
       if (!withdrawn) return malformed(withdrawn.error());
       if (connection.session != withdrawn->session_id) {
         send(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, 0,
-                                           protocol::IngressRejectReason::unknown_session});
+                                           protocol::IngressRejectReason::unknown_session,
+                                           replica_.raft().term().value(), known_leader()});
         return;
       }
       if (!replica_.withdraw(withdrawn->session_id, withdrawn->seq, now).has_value())
         send(id, protocol::IngressRejected{withdrawn->session_id, withdrawn->seq, withdrawn->seq,
-                                           protocol::IngressRejectReason::not_leader});
+                                           protocol::IngressRejectReason::not_leader, replica_.raft().term().value(),
+                                           known_leader()});
       return;
     }
     case protocol::MessageType::keep_alive: {
@@ -137,7 +145,17 @@ void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
     pending->second = id;
     return;
   }
-  auto appended = replica_.open_session(*connection.waiting_open, now);
+  if (config_.authenticator) {
+    // Before the open is appended, never at apply: the decision is this leader's alone and is not replicated.
+    const auto* bytes = reinterpret_cast<const std::byte*>(connection.credential.data());
+    if (auto refused = config_.authenticator->refuse(connection.waiting_open->high, connection.waiting_open->low,
+                                                     std::span(bytes, connection.credential.size()))) {
+      connection.waiting_open.reset();
+      refuse_open(id, *refused);
+      return;
+    }
+  }
+  auto appended = replica_.open_session(*connection.waiting_open, now, connection.resume);
   if (!appended) {
     reply_not_leader(id, host::to_string(appended.error()), now);
     return;
@@ -167,6 +185,20 @@ void Gateway::reply_not_leader(ConnectionId id, std::string_view why, Time now) 
   send(id, reply);
 }
 
+void Gateway::refuse_open(ConnectionId id, std::string_view why) {
+  protocol::SessionReply reply;
+  reply.status = protocol::SessionStatus::rejected;
+  reply.term = replica_.raft().term().value();
+  reply.leader_id = known_leader();
+  reply.text = why.substr(0, protocol::kMaxErrorTextLength);
+  send(id, reply);
+}
+
+std::uint32_t Gateway::known_leader() const {
+  const auto leader = replica_.raft().leader();
+  return leader ? leader->value() : 0;
+}
+
 // A session is bound to the connection that opened it last: an older connection of the same client, closing late,
 // must not take the binding with it.
 void Gateway::unbind(ConnectionId id, Connection& connection) {
@@ -193,7 +225,7 @@ void Gateway::answer_waiting_clients(Time now) {
 }
 
 void Gateway::after_ready(Time now) {
-  deliver_host_outputs(now);
+  deliver_host_outputs();
   const consensus::Raft& raft = replica_.raft();
   if (raft.role() != role_ || raft.term() != term_ || raft.leader() != leader_) {
     role_ = raft.role();
@@ -209,7 +241,7 @@ void Gateway::after_ready(Time now) {
   }
 }
 
-void Gateway::deliver_host_outputs(Time now) {
+void Gateway::deliver_host_outputs() {
   auto& outputs = replica_.host().outputs();
   const bool leading = replica_.raft().role() == Role::leader;
   const std::uint64_t term = replica_.raft().term().value();
@@ -218,35 +250,27 @@ void Gateway::deliver_host_outputs(Time now) {
         [&](auto& out) {
           using Out = std::decay_t<decltype(out)>;
           if constexpr (std::is_same_v<Out, host::SessionOpened>) {
-            const auto pending = pending_opens_.find(out.client);
-            if (pending == pending_opens_.end()) return;
-            const ConnectionId id = pending->second;
-            pending_opens_.erase(pending);
-            const auto in = connections_.find(id);
-            if (in == connections_.end()) return;
-            in->second.waiting_open.reset();
-            if (const auto old = bound_.find(out.session); old != bound_.end() && old->second != id)
-              if (const auto previous = connections_.find(old->second); previous != connections_.end())
-                previous->second.session.reset();  // the client moved to this connection
-            in->second.session = out.session;
-            bound_[out.session] = id;
-            protocol::SessionReply reply;
-            reply.status = protocol::SessionStatus::opened;
-            reply.leader_id = config_.self.value();
-            reply.term = term;
-            reply.session_id = out.session;
-            reply.last_applied_seq = out.last_seq;
-            reply.max_message_size = config_.max_message_size;
-            reply.incarnation =
-                protocol::Incarnation{replica_.host().incarnation().high, replica_.host().incarnation().low};
-            send(id, reply);
+            answer_open(out);
           } else if constexpr (std::is_same_v<Out, host::SessionRefused>) {
             const auto pending = pending_opens_.find(out.client);
             if (pending == pending_opens_.end()) return;
             const ConnectionId id = pending->second;
             pending_opens_.erase(pending);
             if (const auto in = connections_.find(id); in != connections_.end()) in->second.waiting_open.reset();
-            reply_not_leader(id, "the cluster's session limit is reached", now);
+            // Retryable: the client keeps its buffer and asks again after a backoff step.
+            protocol::SessionReply reply;
+            reply.status = protocol::SessionStatus::busy;
+            reply.term = term;
+            reply.leader_id = config_.self.value();
+            if (out.replaced) {
+              reply.replaced_session = out.replaced->session;
+              reply.replaced_last_seq = out.replaced->last_seq;
+              reply.replaced_reason = out.replaced->known
+                                          ? static_cast<protocol::SessionCloseReason>(out.replaced->reason)
+                                          : protocol::SessionCloseReason{};
+            }
+            reply.text = "the cluster's session limit is reached";
+            send(id, reply);
           } else {
             // Every replica computes these; only the leader's gateway has the client's connection bound.
             const auto bound = bound_.find(out.session);
@@ -256,13 +280,15 @@ void Gateway::deliver_host_outputs(Time now) {
               gather_ack(out.session, out.seq, out.position);
             } else if constexpr (std::is_same_v<Out, host::Rejected>) {
               send(id, protocol::IngressRejected{out.session, out.seq, out.expected,
-                                                 static_cast<protocol::IngressRejectReason>(out.reason)});
+                                                 static_cast<protocol::IngressRejectReason>(out.reason), term,
+                                                 config_.self.value()});
             } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
-              send(id, protocol::Egress{out.session, out.egress_seq, out.message});
+              send(id, protocol::Egress{out.session, out.egress_seq, out.message, term, config_.self.value()});
             } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
               send_ack(out.session);  // what was applied before the close, first
               send(id, protocol::SessionClosed{out.session, out.last_seq,
-                                               static_cast<protocol::SessionCloseReason>(out.reason)});
+                                               static_cast<protocol::SessionCloseReason>(out.reason), term,
+                                               config_.self.value()});
               const auto in = connections_.find(id);
               if (in != connections_.end()) in->second.session.reset();
               bound_.erase(out.session);
@@ -273,6 +299,50 @@ void Gateway::deliver_host_outputs(Time now) {
   }
   outputs.clear();
   send_acks();
+}
+
+// The answer to an open appended here: bind the session to the connection that asked last, reply (with the fate of
+// a session it asked to resume and that is closed), then resend the egress window the client has not seen, up to
+// the open's position; egress applied after the open follows live. All in this order, in one pass.
+void Gateway::answer_open(const host::SessionOpened& out) {
+  const auto pending = pending_opens_.find(out.client);
+  if (pending == pending_opens_.end()) return;
+  const ConnectionId id = pending->second;
+  pending_opens_.erase(pending);
+  const auto in = connections_.find(id);
+  if (in == connections_.end()) return;
+  Connection& connection = in->second;
+  connection.waiting_open.reset();
+  if (const auto old = bound_.find(out.session); old != bound_.end() && old->second != id)
+    if (const auto previous = connections_.find(old->second); previous != connections_.end())
+      previous->second.session.reset();  // the client moved to this connection
+  connection.session = out.session;
+  bound_[out.session] = id;
+  const std::uint64_t term = replica_.raft().term().value();
+  protocol::SessionReply reply;
+  reply.status = protocol::SessionStatus::opened;
+  reply.leader_id = config_.self.value();
+  reply.term = term;
+  reply.session_id = out.session;
+  reply.last_applied_seq = out.last_seq;
+  reply.max_message_size = config_.max_message_size;
+  reply.incarnation = protocol::Incarnation{replica_.host().incarnation().high, replica_.host().incarnation().low};
+  if (out.replaced) {
+    reply.replaced_session = out.replaced->session;
+    reply.replaced_last_seq = out.replaced->last_seq;
+    // 0: the tombstone is gone, the fate of what the client had not seen acknowledged cannot be known.
+    reply.replaced_reason = out.replaced->known ? static_cast<protocol::SessionCloseReason>(out.replaced->reason)
+                                                : protocol::SessionCloseReason{};
+  }
+  send(id, reply);
+  // The client's last egress counts only for the session it names; a session new to it starts from 1.
+  const std::uint64_t seen = out.session == connection.resume ? connection.last_egress : 0;
+  for (const host::EgressRecord& record : replica_.host().egress_window(out.session)) {
+    if (record.seq <= seen) continue;
+    if (record.seq > out.egress_seq) break;  // applied after the open: it follows live, from the outputs
+    if (planted_bug() == 11 && record.seq == seen + 1 && seen > 0) continue;
+    send(id, protocol::Egress{out.session, record.seq, record.message, term, config_.self.value()});
+  }
 }
 
 void Gateway::gather_ack(SessionId session, std::uint64_t seq, LogIndex position) {

@@ -33,11 +33,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cohort/node.h"
 #include "common/bytes.h"
 #include "common/strong_id.h"
 #include "consensus/raft.h"
@@ -71,6 +73,8 @@ struct GatewayConfig {
   // While leading, the sessions bound here are noted in an activity entry at most this often (design.md: once a
   // second): a bound connection is a live client, also while back-pressure keeps its frames unread.
   Duration activity_interval = std::chrono::seconds(1);
+  // Asked before every session open this node appends (resumes included); null: every client is accepted.
+  std::shared_ptr<Authenticator> authenticator;
 };
 
 /// The activity interval for a session timeout: once a second, or a quarter of the timeout if that is shorter,
@@ -155,6 +159,12 @@ class Gateway {
     std::optional<SessionId> session;         // bound to this session (this node is, or was, its leader)
     host::Id128 client;                       // the client id it last opened a session with
     std::optional<host::Id128> waiting_open;  // a session_open not answered yet (no leader, or appended)
+    // What the last session_open said besides the client id: the session to resume, the last egress the client
+    // delivered in it (its window is resent from the next one), and the credential (a copy: the open is retried
+    // after its frame is gone).
+    SessionId resume = 0;
+    std::uint64_t last_egress = 0;
+    std::string credential;
   };
 
   void handle(ConnectionId id, Connection& connection, const protocol::Frame& frame, Time now);
@@ -162,7 +172,7 @@ class Gateway {
   void reply_not_leader(ConnectionId id, std::string_view why, Time now);
   void answer_waiting_clients(Time now);
   void unbind(ConnectionId id, Connection& connection);
-  void deliver_host_outputs(Time now);
+  void deliver_host_outputs();
   void note_activity(Time now);
   /// The newest ack of `session` gathered in this pass (acks are batched: at most one per session per pass).
   void gather_ack(SessionId session, std::uint64_t seq, LogIndex position);
@@ -172,6 +182,11 @@ class Gateway {
   void forget(ConnectionId id);
   template <typename Message>
   void send(ConnectionId id, const Message& message);
+  /// The leader this node knows in its current term (itself, if it leads), for the term and leader every reply
+  /// carries; 0 if none.
+  std::uint32_t known_leader() const;
+  void answer_open(const host::SessionOpened& opened);
+  void refuse_open(ConnectionId id, std::string_view why);
 
   GatewayConfig config_;
   host::Replica& replica_;

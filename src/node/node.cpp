@@ -325,6 +325,12 @@ std::optional<std::string> Node::Impl::start() {
   host::ReplicaConfig replica_config;
   replica_config.raft = raft_config;
   replica_config.limits.max_message_size = options_.max_message_size;
+  replica_config.limits.max_sessions = options_.max_sessions;
+  replica_config.limits.max_tombstones = options_.max_tombstones;
+  replica_config.limits.tombstone_max_age = options_.tombstone_max_age;
+  replica_config.limits.egress_window_messages = options_.egress_window_messages;
+  replica_config.limits.egress_window_bytes = options_.egress_window_bytes;
+  replica_config.session_timeout = options_.session_timeout;
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
@@ -333,6 +339,8 @@ std::optional<std::string> Node::Impl::start() {
   gateway_config.heartbeat_interval = options_.heartbeat_interval;
   gateway_config.client_keepalive_interval = options_.client_keepalive_interval;
   gateway_config.max_message_size = static_cast<std::uint32_t>(options_.max_message_size);
+  gateway_config.activity_interval = gateway::activity_interval_for(options_.session_timeout);
+  gateway_config.authenticator = options_.authenticator;
   gateway_ = std::make_unique<gateway::Gateway>(gateway_config, *replica_);
   // Redirects name each member's client endpoint as this node's list says, until the member advertises its own
   // (learn_peer).

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -75,22 +76,26 @@ struct Closed {
   Time at{0};
 };
 
+// Changes a node's configuration before it is built (limits, an authenticator).
+using Configure = std::function<void(host::ReplicaConfig&, GatewayConfig&)>;
+
 // One node: a Replica on a MemoryLogStore hosting a RecordingService, and its Gateway. Plays the node runtime's
 // part: consensus messages wait for their `after` to be durable; the gateway's frames are "sent" into inboxes, except
 // to connections whose send buffer a test declares full (the gateway hears on_send_failed, as from the node); a
 // connection's silence is the time since its last frame (or its handshake), as the transport would tell.
 class Station {
  public:
-  Station(NodeId id, std::size_t members, Time now, Duration keepalive) : id_(id) {
+  Station(NodeId id, std::size_t members, Time now, Duration keepalive, const Configure& configure) : id_(id) {
     host::ReplicaConfig config;
     config.raft = consensus::cluster_config(id, members);
     config.limits.max_message_size = kMaxMessageSize;
-    replica_ = std::make_unique<host::Replica>(config, log_, service_, 4242 + id.value(), now, kWall + now);
     GatewayConfig gateway_config;
     gateway_config.self = id;
     gateway_config.heartbeat_interval = config.raft.heartbeat_interval;
     gateway_config.client_keepalive_interval = keepalive;
     gateway_config.max_message_size = kMaxMessageSize;
+    if (configure) configure(config, gateway_config);
+    replica_ = std::make_unique<host::Replica>(config, log_, service_, 4242 + id.value(), now, kWall + now);
     gateway_ = std::make_unique<Gateway>(gateway_config, *replica_);
     for (std::uint32_t member = 1; member <= members; ++member)
       gateway_->set_client_endpoint(NodeId{member}, endpoint_of(NodeId{member}));
@@ -187,9 +192,9 @@ class Station {
 // Nodes 1..size on one clock, passing consensus messages to each other unless one is cut off.
 class Cluster {
  public:
-  explicit Cluster(std::size_t size, Duration keepalive = kKeepAlive) {
+  explicit Cluster(std::size_t size, Duration keepalive = kKeepAlive, const Configure& configure = {}) {
     for (std::uint32_t id = 1; id <= size; ++id)
-      stations_.push_back(std::make_unique<Station>(NodeId{id}, size, now_, keepalive));
+      stations_.push_back(std::make_unique<Station>(NodeId{id}, size, now_, keepalive, configure));
   }
 
   Station& node(std::uint32_t id) { return *stations_.at(id - 1); }
@@ -236,10 +241,11 @@ class Cluster {
 };
 
 // A client connected to a serving single node with its session open: the session id, or nullopt.
-std::optional<SessionId> open_session(Cluster& cluster, ConnectionId connection, std::uint64_t client) {
+std::optional<SessionId> open_session(Cluster& cluster, ConnectionId connection, std::uint64_t client,
+                                      const protocol::SessionOpen* open = nullptr) {
   Station& node = cluster.node(1);
   node.connect(connection, cluster.now());
-  EXPECT_TRUE(node.receive(connection, open_of(client), cluster.now()));
+  EXPECT_TRUE(node.receive(connection, open != nullptr ? *open : open_of(client), cluster.now()));
   cluster.settle();
   const auto replies = node.inbox(connection).all<protocol::SessionReply>();
   if (replies.empty() || replies.back().status != SessionStatus::opened) return std::nullopt;
@@ -532,7 +538,8 @@ TEST(Gateway, AMalformedFrameClosesTheConnectionAndTakesItsBindingAlong) {
   // A session_open frame three bytes short of its body.
   std::vector<std::byte> bytes = encoded(open_of(7));
   protocol::Frame frame;
-  frame.header = protocol::FrameHeader{static_cast<std::uint32_t>(bytes.size() - 3), MessageType::session_open, 1, 0};
+  frame.header = protocol::FrameHeader{static_cast<std::uint32_t>(bytes.size() - 3), MessageType::session_open,
+                                       protocol::SessionOpen::kVersion, 0};
   frame.body = ByteSpan(bytes).subspan(protocol::kFrameHeaderSize, bytes.size() - protocol::kFrameHeaderSize - 3);
   EXPECT_TRUE(node.gateway().on_frame(client, frame, cluster.now()));
   GatewayOutputs& out = node.gateway().outputs();
@@ -716,6 +723,114 @@ TEST(Gateway, ALeaderThatLosesLeadershipWithAnOpenItCouldNotCommitTellsTheWaitin
   EXPECT_EQ(replies.back().leader_id, successor->id().value());
   EXPECT_EQ(std::string(replies.back().text), endpoint_of(successor->id()));
   EXPECT_FALSE(leader->was_closed(client));
+}
+
+// --- sessions: authentication, limits, resumes ---------------------------------------------------------------------
+
+// Refuses every credential but "letmein".
+class OneCredential final : public Authenticator {
+ public:
+  std::optional<std::string> refuse(std::uint64_t, std::uint64_t, std::span<const std::byte> credential) override {
+    ++asked;
+    if (std::string_view(reinterpret_cast<const char*>(credential.data()), credential.size()) == "letmein")
+      return std::nullopt;
+    return "credential not allowed";
+  }
+  int asked = 0;
+};
+
+TEST(Gateway, TheAuthenticatorRefusesBeforeTheOpenIsAppendedAndTheClientHearsWhy) {
+  auto authenticator = std::make_shared<OneCredential>();
+  Cluster cluster(1, kKeepAlive,
+                  [&](host::ReplicaConfig&, GatewayConfig& config) { config.authenticator = authenticator; });
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const std::string wrong = "guess";
+  protocol::SessionOpen open = open_of(7);
+  open.credential = as_bytes(wrong);
+  EXPECT_FALSE(open_session(cluster, ConnectionId{1}, 7, &open).has_value());
+  const auto refused = node.inbox(ConnectionId{1}).all<protocol::SessionReply>();
+  ASSERT_EQ(refused.size(), 1U);
+  EXPECT_EQ(refused[0].status, SessionStatus::rejected);
+  EXPECT_EQ(refused[0].text, "credential not allowed");
+  EXPECT_EQ(node.replica().host().open_sessions(), 0U) << "a refused open reached the log";
+
+  const std::string right = "letmein";
+  open.credential = as_bytes(right);
+  EXPECT_TRUE(open_session(cluster, ConnectionId{2}, 7, &open).has_value());
+  EXPECT_EQ(authenticator->asked, 2);
+}
+
+TEST(Gateway, AnOpenBeyondTheSessionLimitIsAnsweredBusy) {
+  Cluster cluster(1, kKeepAlive, [](host::ReplicaConfig& config, GatewayConfig&) { config.limits.max_sessions = 1; });
+  ASSERT_NE(cluster.elect(), nullptr);
+  ASSERT_TRUE(open_session(cluster, ConnectionId{1}, 7).has_value());
+  EXPECT_FALSE(open_session(cluster, ConnectionId{2}, 8).has_value());
+  const auto replies = cluster.node(1).inbox(ConnectionId{2}).all<protocol::SessionReply>();
+  ASSERT_EQ(replies.size(), 1U);
+  EXPECT_EQ(replies[0].status, SessionStatus::busy);
+}
+
+TEST(Gateway, AResumeBindsRepliesThenResendsTheUnseenEgressInOrderThenLiveEgressFollows) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  node.service().on_message_hook = [](cohort::Cluster& c, SessionId session, std::string_view message) {
+    for (const char letter : message) c.send(session, as_bytes(std::string(1, letter)));
+  };
+  const auto session = open_session(cluster, ConnectionId{1}, 7);
+  ASSERT_TRUE(session.has_value());
+  const std::string abcde = "abcde";
+  EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::Ingress{*session, 1, as_bytes(abcde)}, cluster.now()));
+  cluster.settle();
+  ASSERT_EQ(node.inbox(ConnectionId{1}).count<protocol::Egress>(), 5U);
+  node.gateway().on_disconnected(ConnectionId{1});
+
+  // It had delivered egress 1 and 2 when its connection broke.
+  protocol::SessionOpen resume = open_of(7);
+  resume.session_id = *session;
+  resume.last_egress_seq = 2;
+  ASSERT_EQ(open_session(cluster, ConnectionId{2}, 7, &resume), session);
+  const std::string f = "f";
+  EXPECT_TRUE(node.receive(ConnectionId{2}, protocol::Ingress{*session, 2, as_bytes(f)}, cluster.now()));
+  cluster.settle();
+
+  std::vector<std::string> seen;
+  const Inbox& inbox = node.inbox(ConnectionId{2});
+  for (const auto& bytes : inbox.frames) {
+    const protocol::FrameScan scan = protocol::scan_frame(bytes);
+    if (scan.frame.header.type == MessageType::session_reply) seen.emplace_back("reply");
+    if (scan.frame.header.type != MessageType::egress) continue;
+    const auto egress = protocol::decode<protocol::Egress>(scan.frame);
+    ASSERT_TRUE(egress.has_value());
+    EXPECT_EQ(egress->term, node.replica().raft().term().value()) << "egress carries the term";
+    EXPECT_EQ(egress->leader_id, 1U) << "and the leader";
+    seen.push_back(std::to_string(egress->egress_seq) + std::string(as_chars(egress->payload)));
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"reply", "3c", "4d", "5e", "6f"}));
+}
+
+TEST(Gateway, AResumeOfAClosedSessionOpensANewOneAndSaysWhatWasAppliedOfTheOld) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const auto session = open_session(cluster, ConnectionId{1}, 7);
+  ASSERT_TRUE(session.has_value());
+  const std::string x = "x";
+  EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::Ingress{*session, 1, as_bytes(x)}, cluster.now()));
+  EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::SessionClose{*session}, cluster.now()));
+  cluster.settle();
+  node.gateway().on_disconnected(ConnectionId{1});
+
+  protocol::SessionOpen resume = open_of(7);
+  resume.session_id = *session;
+  const auto fresh = open_session(cluster, ConnectionId{2}, 7, &resume);
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_NE(*fresh, *session);
+  const auto reply = node.inbox(ConnectionId{2}).all<protocol::SessionReply>().back();
+  EXPECT_EQ(reply.replaced_session, *session);
+  EXPECT_EQ(reply.replaced_last_seq, 1U);
+  EXPECT_EQ(reply.replaced_reason, protocol::SessionCloseReason::client_closed);
 }
 
 }  // namespace
