@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "common/assert.h"
+
 namespace cohort::sim {
 
 using consensus::Role;
@@ -13,7 +15,7 @@ static_assert(std::is_same_v<Time, consensus::Time>, "the cores run on the simul
 
 SimCluster::SimCluster(const FaultMix& mix, std::uint64_t cluster_id, const Phase& phase, Random& random,
                        EventQueue& events, const Trace& trace, Fingerprint& fingerprint, Stats& stats, Checker& checker,
-                       Network& network, Workload& workload)
+                       Network& network, ClientNetwork& client_network, ClientChecker& client_checker)
     : mix_(mix),
       phase_(phase),
       random_(random),
@@ -23,8 +25,14 @@ SimCluster::SimCluster(const FaultMix& mix, std::uint64_t cluster_id, const Phas
       stats_(stats),
       checker_(checker),
       network_(network),
-      workload_(workload) {
-  for (std::uint32_t i = 0; i < mix.nodes; ++i) members_.push_back(NodeId{i + 1});
+      client_network_(client_network),
+      client_checker_(client_checker) {
+  std::vector<std::uint32_t> ids;
+  for (std::uint32_t i = 0; i < mix.nodes; ++i) {
+    members_.push_back(NodeId{i + 1});
+    ids.push_back(i + 1);
+  }
+  member_ids_ = protocol::MemberIds::of(ids);
   for (std::uint32_t i = 0; i < mix.nodes; ++i) {
     nodes_.push_back(std::make_unique<SimNode>(i, members_[i], cluster_id, mix, phase, random, trace, stats, checker));
     models_.push_back(&nodes_.back()->storage.model());
@@ -72,14 +80,21 @@ void SimCluster::start(std::uint32_t index) {
   config.max_inflight_appends = mix_.max_inflight_appends;
   ++node.incarnation;
   node.storage.open(now);
-  node.service = std::make_unique<ProbeService>(checker_, node.id);
+  node.service = std::make_unique<ProbeService>(checker_, client_checker_, node.id, node.storage.log(), events_);
   host::ReplicaConfig replica_config;
   replica_config.raft = config;
-  // The simulated clients do not keep their sessions alive yet (they talk to the replica, not through a gateway
-  // that notes activity): no session expires within a run.
-  replica_config.session_timeout = std::chrono::hours(24 * 365);
+  replica_config.session_timeout = mix_.session_timeout;
   node.replica = std::make_unique<host::Replica>(replica_config, node.storage.log(), *node.service, random_.next(), now,
                                                  wall(node));
+  gateway::GatewayConfig gateway_config;
+  gateway_config.self = node.id;
+  gateway_config.heartbeat_interval = config.heartbeat_interval;
+  gateway_config.client_keepalive_interval = std::chrono::milliseconds(250);
+  gateway_config.activity_interval = gateway::activity_interval_for(mix_.session_timeout);
+  gateway_config.max_message_size = static_cast<std::uint32_t>(replica_config.limits.max_message_size);
+  node.gateway = std::make_unique<gateway::Gateway>(gateway_config, *node.replica);
+  for (std::uint32_t member = 0; member < nodes_.size(); ++member)
+    node.gateway->set_client_endpoint(members_[member], Workload::endpoint(member));
   node.raft = &node.replica->raft();
   node.hashed = LogIndex{0};
   node.storage.attach(node.raft);
@@ -95,6 +110,8 @@ void SimCluster::start(std::uint32_t index) {
 void SimCluster::stop(std::uint32_t index, const char* why, StateLoss loss) {
   SimNode& node = *nodes_[index];
   node.storage.crash(why, loss);
+  node.gateway.reset();  // it refers to the replica
+  client_network_.node_down(index);
   node.replica.reset();
   node.raft = nullptr;
   node.service.reset();
@@ -131,6 +148,18 @@ void SimCluster::stop_after_failed_sync(std::uint32_t index) {
   events_.schedule(micros(random_.between(1'000'000, 5'000'000)), event_for(EventKind::restart, index));
 }
 
+void SimCluster::outage() {
+  ++stats_.outages;
+  trace_.line(kCluster, "outage: every node stops");
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i]->up()) continue;
+    stop(i, "outage");
+    const auto down = std::chrono::duration_cast<Duration>(mix_.session_timeout *
+                                                           static_cast<double>(random_.between(1200, 1600)) / 1000);
+    events_.schedule(down, event_for(EventKind::restart, i));
+  }
+}
+
 void SimCluster::start_stopped() {
   for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
     if (nodes_[i]->up()) continue;
@@ -144,6 +173,9 @@ void SimCluster::start_stopped() {
 void SimCluster::flush(std::uint32_t index) {
   SimNode& node = *nodes_[index];
   node.replica->take_ready(node.ready);
+  observe_outputs(index);
+  node.gateway->after_ready(events_.now());
+  send_gateway_outputs(index);
   for (auto& out : node.ready.messages) node.outbox.push_back(std::move(out));
   node.ready.messages.clear();
   release(index);
@@ -152,6 +184,7 @@ void SimCluster::flush(std::uint32_t index) {
   const Role role = node.raft->role();
   const Term term = node.raft->term();
   const bool became_leader = role == Role::leader && (node.role != Role::leader || node.term != term);
+  if (became_leader) client_checker_.on_leader(term, events_.now());
   if (role != node.role || term != node.term) {
     trace_.line(index, "becomes {} in term {}", consensus::to_string(role), term.value());
     if (phase_ == Phase::safety && random_.chance(mix_.crash_after_role_change_per_mille, 1000)) {
@@ -168,7 +201,7 @@ void SimCluster::flush(std::uint32_t index) {
   node.role = role;
   node.term = term;
   node.commit = node.ready.commit;
-  observe_host(index);
+  observe_state(index);
   fingerprint_.mix(index);
   fingerprint_.mix(term.value());
   fingerprint_.mix(node.commit.value());
@@ -207,18 +240,38 @@ void SimCluster::release(std::uint32_t index) {
   node.outbox.erase(keep, node.outbox.end());
 }
 
-// The service host's outputs: the leader's answers reach the simulated clients (a follower's are computed and
-// dropped, as the runtime does). Then the replica's state hash is checked against every other replica's at the
-// same log position.
-void SimCluster::observe_host(std::uint32_t index) {
+// Every replica's host outputs (a follower's are computed and dropped by its gateway, as in the runtime): the sessions
+// opened and closed, and the egress each service sent, for the client checker.
+void SimCluster::observe_outputs(std::uint32_t index) {
+  SimNode& node = *nodes_[index];
+  for (const host::HostOutput& output : node.replica->host().outputs()) {
+    client_checker_.on_host_output(output, events_.now());
+    if (const auto* ended = std::get_if<host::SessionEnded>(&output))
+      if (ended->reason == CloseReason::timeout && node.raft->role() == Role::leader) {
+        ++stats_.expiries;
+        trace_.line(index, "session {} expired", ended->session);
+      }
+  }
+}
+
+// After every input to a gateway (gateway.h's driver contract): its frames leave in order, then the connections it
+// gave up on close.
+void SimCluster::send_gateway_outputs(std::uint32_t index) {
+  gateway::GatewayOutputs& out = nodes_[index]->gateway->outputs();
+  for (const gateway::OutFrame& frame : out.frames)
+    client_network_.send_to_client(static_cast<std::uint64_t>(frame.connection), out.frame(frame));
+  for (const gateway::Closing& closing : out.closing) {
+    trace_.line(index, "gateway gives up connection {}: {}{}", static_cast<std::uint64_t>(closing.connection),
+                gateway::to_string(closing.cause), closing.detail.empty() ? "" : ": " + closing.detail);
+    client_network_.close_by_node(static_cast<std::uint64_t>(closing.connection));
+  }
+  out.clear();
+}
+
+// Entry faults, and the replica's state hash against every other replica's at the same log position.
+void SimCluster::observe_state(std::uint32_t index) {
   SimNode& node = *nodes_[index];
   host::ServiceHost& host = node.replica->host();
-  const bool leading = node.raft->role() == Role::leader;
-  for (const host::HostOutput& output : host.outputs()) {
-    if (!leading) continue;
-    workload_.on_leader_output(*this, output);
-  }
-  host.outputs().clear();
   for (const host::EntryFaultReport& fault : host.fault_reports()) {
     // Every entry the simulated leaders append decodes, and the KV service never throws.
     if (fault.fault != host::EntryFault::stamp_went_back)
@@ -269,6 +322,9 @@ void SimCluster::on_tick(const Event& event) {
   if (!live(event)) return;
   SimNode& node = *nodes_[event.node];
   node.replica->tick(events_.now(), wall(node));
+  node.gateway->tick(events_.now(), [this](gateway::ConnectionId id) {
+    return client_network_.silent_for(static_cast<std::uint64_t>(id));
+  });
   flush(event.node);
   // Each node's timer fires at its own irregular pace, as real clocks and schedulers do.
   events_.schedule(micros(random_.between(1'000, 10'000)), event_for(EventKind::tick, event.node));
@@ -307,6 +363,48 @@ void SimCluster::on_restart(const Event& event) {
   if (node.up() || node.incarnation != event.incarnation) return;
   start(event.node);
   flush(event.node);
+}
+
+}  // namespace cohort::sim
+
+namespace cohort::sim {
+
+// --- the client network's end at the nodes ----------------------------------------------------------------------
+
+std::optional<std::uint64_t> SimCluster::incarnation(std::uint32_t index) const {
+  const SimNode& node = *nodes_[index];
+  if (!node.up()) return std::nullopt;
+  return node.incarnation;
+}
+
+protocol::PeerIdentity SimCluster::identity(std::uint32_t index) const {
+  const SimNode& node = *nodes_[index];
+  COHORT_ASSERT(node.up());
+  protocol::PeerIdentity identity;
+  identity.role = protocol::PeerRole::node;
+  identity.node_id = node.id.value();
+  const host::Id128& incarnation = node.replica->host().incarnation();
+  identity.incarnation = protocol::Incarnation{incarnation.high, incarnation.low};
+  identity.members = member_ids_;
+  identity.client_endpoint = Workload::endpoint(index);
+  return identity;
+}
+
+void SimCluster::on_connected(std::uint32_t index, std::uint64_t connection) {
+  nodes_[index]->gateway->on_connected(gateway::ConnectionId{connection}, protocol::PeerRole::client);
+  send_gateway_outputs(index);
+}
+
+void SimCluster::on_frame(std::uint32_t index, std::uint64_t connection, const protocol::Frame& frame) {
+  // Clients send session traffic only: ping and status requests are the node's, and no client sends them.
+  if (!nodes_[index]->gateway->on_frame(gateway::ConnectionId{connection}, frame, events_.now()))
+    checker_.fail(fmt::format("a client sends node {} a {} frame", index + 1, protocol::to_string(frame.header.type)));
+  flush(index);
+}
+
+void SimCluster::on_disconnected(std::uint32_t index, std::uint64_t connection) {
+  nodes_[index]->gateway->on_disconnected(gateway::ConnectionId{connection});
+  send_gateway_outputs(index);
 }
 
 }  // namespace cohort::sim

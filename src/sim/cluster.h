@@ -1,10 +1,13 @@
 #pragma once
 // The cluster: the simulated nodes and their lifecycle. A node is a real Replica (the consensus core and the
-// service host running ProbeService) built on its storage; it starts, crashes (losing what its storage model
-// loses, and every timer and message in flight), and restarts as a new incarnation that recovers from its disk.
+// service host running ProbeService) built on its storage, and the real client gateway built on the replica; it
+// starts, crashes (losing what its storage model loses, every timer and message in flight, and its clients'
+// connections), and restarts as a new incarnation that recovers from its disk. An outage stops every node at once.
 // The cluster drives each replica by raft.h's driver contract, as the runtime does: after every step it takes
 // the replica's outputs, holds messages in an outbox until storage made their `after` durable, reports
-// completions in sequence order, and runs the checks that follow a step.
+// completions in sequence order, and runs the checks that follow a step. It drives each gateway by gateway.h's:
+// after every take_ready() the gateway's after_ready(), its tick() with each node tick (the silence probe asks the
+// client network), and after every input its frames go onto the client network and its closes are carried out.
 
 #include <cstdint>
 #include <map>
@@ -20,8 +23,11 @@
 #include "common/random.h"
 #include "consensus/memory_log.h"
 #include "consensus/raft.h"
+#include "gateway/gateway.h"
 #include "host/replica.h"
 #include "sim/checker.h"
+#include "sim/client_checker.h"
+#include "sim/client_network.h"
 #include "sim/event_queue.h"
 #include "sim/fault_mix.h"
 #include "sim/network.h"
@@ -43,11 +49,12 @@ struct SimNode {
 
   NodeId id;
   NodeStorage storage;
-  std::unique_ptr<ProbeService> service;   // rebuilt from the log at every start
-  std::unique_ptr<host::Replica> replica;  // null while the node is down
-  consensus::Raft* raft = nullptr;         // the replica's consensus core
-  Duration clock_skew{0};                  // this node's wall clock minus true time
-  LogIndex hashed;                         // applied position whose state hash was checked last
+  std::unique_ptr<ProbeService> service;      // rebuilt from the log at every start
+  std::unique_ptr<host::Replica> replica;     // null while the node is down
+  std::unique_ptr<gateway::Gateway> gateway;  // on the replica: built and dropped with it
+  consensus::Raft* raft = nullptr;            // the replica's consensus core
+  Duration clock_skew{0};                     // this node's wall clock minus true time
+  LogIndex hashed;                            // applied position whose state hash was checked last
   // Counts starts and stops: an event scheduled for an earlier incarnation finds the node changed and is ignored.
   std::uint64_t incarnation = 0;
   std::vector<consensus::Outgoing> outbox;  // waiting for their `after` to become durable
@@ -58,14 +65,15 @@ struct SimNode {
   consensus::Ready ready;  // reused by every step, so its buffers are allocated once
 };
 
-class SimCluster {
+class SimCluster final : public ClientNetworkNodes {
  public:
   /// Builds the nodes (down) and draws their clocks' skews. `cluster_id` stamps real storage's files. The
-  /// network carries the nodes' messages; the workload hears the leader's answers to clients. `phase` is the
-  /// run's: crashes aimed at chosen moments strike only in the safety phase.
+  /// network carries the nodes' messages, the client network their gateways' frames; the client checker hears
+  /// what the replicas apply and send. `phase` is the run's: crashes aimed at chosen moments strike only in the
+  /// safety phase.
   SimCluster(const FaultMix& mix, std::uint64_t cluster_id, const Phase& phase, Random& random, EventQueue& events,
              const Trace& trace, Fingerprint& fingerprint, Stats& stats, Checker& checker, Network& network,
-             Workload& workload);
+             ClientNetwork& client_network, ClientChecker& client_checker);
 
   std::size_t size() const noexcept { return nodes_.size(); }
   SimNode& node(std::uint32_t index) { return *nodes_[index]; }
@@ -88,6 +96,8 @@ class SimCluster {
   void crash(std::uint32_t index, const char* why);
   /// Starts every node that is down (the liveness phase begins).
   void start_stopped();
+  /// Every node that is up stops at once; each restarts after 1.2-1.6x the session timeout.
+  void outage();
 
   /// After every step of a node's replica: its messages to the outbox (released once durable), its storage's
   /// work to the event queue, then the checks and the fingerprint.
@@ -105,6 +115,13 @@ class SimCluster {
   void on_crash_node(const Event& event);
   void on_restart(const Event& event);
 
+  // ClientNetworkNodes: the client network reaches each node's gateway.
+  std::optional<std::uint64_t> incarnation(std::uint32_t index) const override;
+  protocol::PeerIdentity identity(std::uint32_t index) const override;
+  void on_connected(std::uint32_t index, std::uint64_t connection) override;
+  void on_frame(std::uint32_t index, std::uint64_t connection, const protocol::Frame& frame) override;
+  void on_disconnected(std::uint32_t index, std::uint64_t connection) override;
+
  private:
   // The node goes down: its storage crashes (losing state too, with `loss`), in-flight work and timers vanish,
   // and the incarnation moves on.
@@ -116,7 +133,10 @@ class SimCluster {
   void stop_after_failed_sync(std::uint32_t index);
   void schedule_storage(std::uint32_t index, const StorageEvent& work);
   void release(std::uint32_t index);
-  void observe_host(std::uint32_t index);
+  // The host's outputs reach the client checker before the gateway takes them.
+  void observe_outputs(std::uint32_t index);
+  void send_gateway_outputs(std::uint32_t index);
+  void observe_state(std::uint32_t index);
   ClusterTime wall(const SimNode& node) const;
 
   const FaultMix& mix_;
@@ -128,8 +148,10 @@ class SimCluster {
   Stats& stats_;
   Checker& checker_;
   Network& network_;
-  Workload& workload_;
+  ClientNetwork& client_network_;
+  ClientChecker& client_checker_;
   std::vector<NodeId> members_;
+  protocol::MemberIds member_ids_;
   std::vector<std::unique_ptr<SimNode>> nodes_;
   std::vector<const consensus::MemoryLogStore*> models_;
   std::map<std::uint64_t, std::pair<std::uint64_t, NodeId>> state_hashes_;  // log position -> (hash, first node)

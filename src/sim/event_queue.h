@@ -24,8 +24,13 @@ enum class EventKind : std::uint8_t {
   crash_node,     // a crash aimed at one incarnation of `node` (right after a role change, a commit, a write)
   restart,        // `node` starts again, if it is still the incarnation the crash left
   partition,      // the network splits, or heals
-  client,         // a simulated client acts (workload.h)
-  transfer        // the leader is asked to hand leadership over
+  client,         // a random client offers a request (workload.h)
+  transfer,       // the leader is asked to hand leadership over
+  outage,         // every node stops at once; each restarts later (the clients stay up)
+  client_tick,    // `client`'s timer fires, if it is still the instance `incarnation`
+  client_fault,   // a client is cut off or healed (`detail`), restarts, or one of its connections resets
+  client_link,    // on `connection`: a connect resolves, or one side hears that it ended (client_network.h)
+  client_frame,   // on `connection`: a frame (`bytes`) reaches the node or the client (`detail`)
 };
 
 struct Event {
@@ -36,6 +41,10 @@ struct Event {
   std::uint64_t incarnation = 0;
   consensus::PersistSeq seq = 0;  // sync: durable up to here
   consensus::Message message;     // deliver
+  std::uint32_t client = 0;       // the client's slot (workload.h), for client_tick and client_fault
+  std::uint64_t connection = 0;   // client_link, client_frame
+  std::uint8_t detail = 0;        // what a client_* event is, in the terms of the part that handles it
+  std::vector<std::byte> bytes;   // client_frame: one whole frame
 };
 
 class EventQueue {

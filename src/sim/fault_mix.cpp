@@ -11,12 +11,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-FaultMix draw_mix(Random& random) {
+FaultMix draw_mix(Random& random, bool& calm) {
   FaultMix mix;
   const std::uint64_t size = random.below(10);
   mix.nodes = size == 0 ? 1 : size < 5 ? 3 : 5;
   // About one seed in eight runs without any fault: the happy path must hold too.
-  const bool calm = random.chance(1, 8);
+  calm = random.chance(1, 8);
   static constexpr std::uint32_t kDrop[] = {0, 0, 10, 50, 200};
   static constexpr std::uint32_t kDuplicate[] = {0, 0, 10, 50};
   static constexpr std::uint32_t kLong[] = {0, 0, 5, 30};
@@ -74,13 +74,37 @@ void draw_loss(FaultMix& mix, std::uint64_t seed) {
   if (random.chance(1, 8)) mix.forged_term_per_mille = static_cast<std::uint32_t>(random.between(1, 20));
 }
 
+// The clients' faults, from a generator of their own for the same reason. Most seeds have some; a calm seed has
+// none. The session timeout is short, so that the sessions of clients cut off or restarted expire within a run.
+void draw_clients(FaultMix& mix, std::uint64_t seed, bool calm) {
+  Random random(seed ^ 0x434C49454E5453ULL);
+  mix.session_timeout = micros(random.between(4'000'000, 8'000'000));
+  const bool faults = !calm && random.chance(3, 4);
+  static constexpr std::uint32_t kSlow[] = {0, 0, 5, 20};
+  const std::uint32_t slow = kSlow[random.below(std::size(kSlow))];
+  const Duration cutoff = random.chance(1, 3) ? 0s : micros(random.between(3'000'000, 15'000'000));
+  const Duration restart = random.chance(1, 3) ? 0s : micros(random.between(3'000'000, 15'000'000));
+  const Duration reset = random.chance(1, 3) ? 0s : micros(random.between(500'000, 5'000'000));
+  const Duration stall = random.chance(1, 3) ? 0s : micros(random.between(500'000, 5'000'000));
+  const Duration outage = random.chance(1, 12) ? micros(random.between(10'000'000, 30'000'000)) : 0s;
+  if (!faults) return;
+  mix.client_long_delay_per_mille = slow;
+  mix.client_cutoff_every = cutoff;
+  mix.client_restart_every = restart;
+  mix.connection_reset_every = reset;
+  mix.connection_stall_every = stall;
+  mix.outage_every = outage;
+}
+
 }  // namespace
 
 std::string FaultMix::describe() const {
   return fmt::format(
       "nodes={} drop={}/1000 dup={}/1000 long-delay={}/1000 delay<={}ms partition-every={}ms crash-every={}ms "
       "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
-      "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={}",
+      "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={} "
+      "clients={} session-timeout={}ms cutoff-every={}ms client-restart-every={}ms reset-every={}ms stall-every={}ms "
+      "client-slow={}/1000 outage-every={}ms",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
@@ -88,7 +112,10 @@ std::string FaultMix::describe() const {
       forged_term_per_mille,
       !real_storage ? std::string("memory")
                     : fmt::format("segments(sync={} segment={}B cache={}B crash-in-write={}/1000)",
-                                  sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille));
+                                  sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille),
+      clients, as_micros(session_timeout) / 1000, as_micros(client_cutoff_every) / 1000,
+      as_micros(client_restart_every) / 1000, as_micros(connection_reset_every) / 1000,
+      as_micros(connection_stall_every) / 1000, client_long_delay_per_mille, as_micros(outage_every) / 1000);
 }
 
 std::optional<FaultMix> hunt_mix(std::string_view name) {
@@ -135,13 +162,38 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.slow_storage_per_mille = 300;
     return mix;
   }
+  if (name == "clients") {
+    mix.nodes = 3;
+    mix.crash_every = 3s;
+    mix.partition_every = 3s;
+    mix.transfer_every = 3s;
+    mix.client_every = 20ms;
+    mix.session_timeout = 4s;
+    mix.client_cutoff_every = 4s;
+    mix.client_restart_every = 5s;
+    mix.connection_reset_every = 1s;
+    mix.connection_stall_every = 1s;
+    mix.client_long_delay_per_mille = 20;
+    return mix;
+  }
+  if (name == "outage") {
+    // Nothing but outages: the clients stay up and connected whenever a node serves.
+    mix.nodes = 3;
+    mix.crash_every = 0s;
+    mix.client_every = 20ms;
+    mix.session_timeout = 4s;
+    mix.outage_every = 6s;
+    return mix;
+  }
   return std::nullopt;
 }
 
 FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
-  FaultMix mix = draw_mix(random);
+  bool calm = false;
+  FaultMix mix = draw_mix(random, calm);
   draw_storage(mix, seed);
   draw_loss(mix, seed);
+  draw_clients(mix, seed, calm);
   return mix;
 }
 

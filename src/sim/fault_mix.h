@@ -2,7 +2,8 @@
 // The fault mix: which faults a run suffers and how often. A seed draws one (draw_fault_mix); a hunt names one
 // aimed at a narrow window (hunt_mix). The other parts of the simulator read it: the network (loss,
 // duplication, delay, partitions), the storage model (slow and failing syncs, crashes inside a write), the node
-// lifecycle (crashes and restarts) and the run loop (leadership transfers). Faults strike only in the safety
+// lifecycle (crashes, restarts, outages), the run loop (leadership transfers), and the clients and their network
+// (the session timeout, cut-offs, restarts, connection resets, slow frames). Faults strike only in the safety
 // phase.
 
 #include <cstddef>
@@ -36,7 +37,7 @@ struct FaultMix {
   std::uint32_t crash_after_commit_per_mille = 0;
   std::uint32_t fsync_failure_per_100k = 0;               // each storage sync: the node stops, restarting 1-5 s later
   std::uint32_t slow_storage_per_mille = 0;               // each storage sync: 20-300 ms instead of under 2 ms
-  Duration client_every = std::chrono::milliseconds(20);  // mean time between proposals
+  Duration client_every = std::chrono::milliseconds(20);  // mean time between offers
   Duration transfer_every{0};                             // mean time between leadership transfers
   std::size_t max_append_entries = 1024;                  // the cores' batch limit per AppendRequest
   std::size_t max_inflight_appends = 8;                   // and pipeline depth per follower
@@ -57,6 +58,29 @@ struct FaultMix {
   // Each message a node sends: a forged copy with a term from the top half (>= 2^63) reaches its destination too.
   std::uint32_t forged_term_per_mille = 0;
 
+  // Clients (workload.h) and their network (client_network.h).
+  std::size_t clients = 3;
+  // The cluster's session timeout: short, so that sessions of clients that went away expire within a run. The
+  // activity interval follows from it (gateway::activity_interval_for).
+  Duration session_timeout = std::chrono::seconds(6);
+  // Mean time between cut-offs of a random client: for 1-2.5x the session timeout its connections go silent
+  // (frames lost both ways) and its connects time out; then it heals.
+  Duration client_cutoff_every{0};
+  // Mean time between restarts of a random client: a new process with a new client id; what the old one had
+  // buffered is abandoned, and its session must expire.
+  Duration client_restart_every{0};
+  // Mean time between resets of a random client connection: it breaks both ways, frames in flight are lost.
+  Duration connection_reset_every{0};
+  // Mean time between stalls of a random client connection: for 0.2-1.5 s, what either side sends waits, then
+  // arrives in order (a congested path). Longer than the silence limit, the sides give up on it while the other's
+  // frames are still on their way: the client's reach its leader after it has moved to a new connection.
+  Duration connection_stall_every{0};
+  // Each client frame: held back 50-800 ms (a connection is FIFO, so the frames behind it wait too).
+  std::uint32_t client_long_delay_per_mille = 0;
+  // Mean time between outages: every node stops at once, for 1.2-1.6x the session timeout, while the clients stay
+  // up; each node then restarts. The first entry of the next leader must give every session a fresh window.
+  Duration outage_every{0};
+
   std::string describe() const;
 };
 
@@ -75,7 +99,12 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed);
 ///            its sync (torn tails, reads from disk, truncations across segments);
 ///   loss:    three nodes on real storage under sync policy none, frequent crashes that lose state (wiped disks,
 ///            damaged durable records, machine crashes losing the page cache), so that a node that forgot its votes
-///            and entries is often asked to vote.
+///            and entries is often asked to vote;
+///   clients: three nodes under crashes, partitions and transfers, with frequent client faults (cut-offs longer
+///            than the session timeout, restarts, connection resets, slow frames): sessions expire, resume and
+///            are abandoned while leadership moves;
+///   outage:  three nodes that all stop together for longer than the session timeout while the clients stay up,
+///            again and again: the new leader must not expire the sessions of clients on their way back.
 /// Returns nullopt for an unknown name.
 std::optional<FaultMix> hunt_mix(std::string_view name);
 

@@ -7,6 +7,8 @@
 
 #include "common/random.h"
 #include "sim/checker.h"
+#include "sim/client_checker.h"
+#include "sim/client_network.h"
 #include "sim/cluster.h"
 #include "sim/event_queue.h"
 #include "sim/network.h"
@@ -20,18 +22,22 @@ using namespace std::chrono_literals;
 
 // The run loop: takes events in time order and hands each to the part it concerns; runs the safety phase for
 // `steps` events, then the liveness phase until the cluster converges or the time limit passes. The periodic
-// crash and the leadership transfer are handled here, since they choose among the nodes.
+// crash, the outage and the leadership transfer are handled here, since they choose among the nodes.
 struct Simulator::Impl {
   explicit Impl(const Options& opts)
       : options(opts),
         random(options.seed),
         mix(choose_mix(options, random)),
         checker(mix.nodes),
+        client_checker(checker, mix.session_timeout, host::HostLimits{}.egress_window_messages),
         trace(options.trace, events),
         network(mix.nodes, mix, phase, random, events, trace, outcome.stats),
-        workload(mix, phase, random, events, trace, outcome.stats, checker),
+        client_network(mix.clients, mix, phase, random, events, trace, outcome.stats),
+        workload(mix, phase, random, events, trace, outcome.stats, fingerprint, client_network, client_checker),
         cluster(mix, options.seed, phase, random, events, trace, fingerprint, outcome.stats, checker, network,
-                workload) {}
+                client_network, client_checker) {
+    client_network.attach(cluster, workload);
+  }
 
   // The seed's mix is drawn even when the options replace it: the run's later draws start where it left off.
   static FaultMix choose_mix(const Options& options, Random& random) {
@@ -46,12 +52,14 @@ struct Simulator::Impl {
   Random random;
   FaultMix mix;
   Checker checker;
+  ClientChecker client_checker;
   Phase phase = Phase::safety;
   EventQueue events;
   Outcome outcome;
   Fingerprint fingerprint;
   Trace trace;
   Network network;
+  ClientNetwork client_network;
   Workload workload;
   SimCluster cluster;
 
@@ -67,6 +75,8 @@ struct Simulator::Impl {
   std::optional<std::pair<std::uint32_t, Term>> stable_leader;
   Time stable_since{};
   static constexpr Duration kStableWindow = 500ms;
+  // What the liveness phase still waits for, for its failure message.
+  std::string waiting_for = "a leader";
 
   // --- events that concern no single part -----------------------------------------------------------------------
 
@@ -83,9 +93,21 @@ struct Simulator::Impl {
       case EventKind::crash_node: return cluster.on_crash_node(event);
       case EventKind::restart: return cluster.on_restart(event);
       case EventKind::partition: return network.partition(cluster.leader());
-      case EventKind::client: return workload.act(cluster);
+      case EventKind::client: return workload.on_offer();
       case EventKind::transfer: return transfer();
+      case EventKind::outage: return outage();
+      case EventKind::client_tick: return workload.on_tick(event);
+      case EventKind::client_fault: return workload.on_fault(event);
+      case EventKind::client_link: return client_network.on_link_event(event);
+      case EventKind::client_frame: return client_network.on_frame_event(event);
     }
+  }
+
+  // Every node stops at once, for longer than the session timeout, while the clients stay up.
+  void outage() {
+    if (phase != Phase::safety) return;
+    cluster.outage();
+    schedule_periodic(EventKind::outage, mix.outage_every);
   }
 
   // The periodic crash: a random node, if it is up.
@@ -124,22 +146,27 @@ struct Simulator::Impl {
 
   void begin_liveness() {
     phase = Phase::liveness;
-    trace.line(kCluster, "liveness phase: faults stop, the network heals, stopped nodes restart");
+    trace.line(kCluster, "liveness phase: faults stop, the networks heal, stopped nodes restart");
     network.heal();
+    client_network.heal();
     cluster.start_stopped();
   }
 
   // A single leader, stable for a while; every node a member again (any that lost state caught up); one of the
-  // liveness proposals (a session open) committed on every node; every client's messages acknowledged; no timer
-  // overdue; and every replica applied as far as the others, with the same state hash.
+  // liveness proposals (a session open) committed on every node; every client connected with its messages
+  // acknowledged; every session a restarted client abandoned closed; no timer overdue; and every replica applied as
+  // far as the others, with the same state hash. Then every fate the clients heard agrees with the leader's state.
   bool converged() {
     std::optional<std::uint32_t> only;
+    waiting_for = "every node a member";
     for (std::uint32_t i = 0; i < cluster.size(); ++i) {
       if (cluster.node(i).raft->standing() != consensus::Standing::member) return false;
       if (cluster.node(i).raft->role() != Role::leader) continue;
+      waiting_for = "a single leader";
       if (only) return false;
       only = i;
     }
+    waiting_for = "a leader";
     if (!only) return false;
     SimNode& lead = cluster.node(*only);
     const Time now = events.now();
@@ -150,6 +177,7 @@ struct Simulator::Impl {
     const auto holds = [](const SimNode& node, const LivenessProposal& p) {
       return node.storage.model().term_at(p.index) == p.term;
     };
+    waiting_for = "a liveness proposal committed on every node";
     const bool pending = std::any_of(liveness_proposals.begin(), liveness_proposals.end(),
                                      [&](const LivenessProposal& p) { return holds(lead, p); });
     if (!pending && lead.raft->transfer_target() == std::nullopt) {
@@ -170,7 +198,15 @@ struct Simulator::Impl {
           return true;
         });
     if (!committed) return false;
-    if (!workload.settled()) return false;
+    if (auto why = workload.unsettled()) {
+      waiting_for = *why;
+      return false;
+    }
+    if (const auto session = client_checker.abandoned_open(lead.replica->host())) {
+      waiting_for = fmt::format("session {} of a restarted client to expire", *session);
+      return false;
+    }
+    waiting_for = "timers, a stable leader and every replica applied alike";
     // Timers: none of the leader's may be more than a second overdue in cluster time.
     std::vector<std::pair<TimerId, std::uint64_t>> overdue;
     lead.replica->host().due_timers(lead.replica->cluster_time(now) - 1s, overdue, 1);
@@ -187,6 +223,8 @@ struct Simulator::Impl {
                         "{:016x}",
                         applied.value(), i + 1, other, *only + 1, hash));
     }
+    const ProbeService& service = *lead.service;
+    client_checker.check_final([&](RequestId request) { return service.applied(request); });
     return true;
   }
 
@@ -221,7 +259,8 @@ struct Simulator::Impl {
     outcome.mix = mix;
     if (options.trace != nullptr) fmt::print(options.trace, "seed {}: {}\n", options.seed, mix.describe());
     for (std::uint32_t i = 0; i < cluster.size(); ++i) cluster.start(i);
-    schedule_periodic(EventKind::client, mix.client_every);
+    workload.start();
+    if (mix.outage_every > 0s) schedule_periodic(EventKind::outage, mix.outage_every);
     if (mix.partition_every > 0s) schedule_periodic(EventKind::partition, mix.partition_every);
     if (mix.crash_every > 0s) schedule_periodic(EventKind::crash, mix.crash_every);
     if (mix.transfer_every > 0s) schedule_periodic(EventKind::transfer, mix.transfer_every);
@@ -230,16 +269,20 @@ struct Simulator::Impl {
     while (outcome.events < options.steps)
       if (!step()) return finish();
 
-    // Liveness: no more faults; the cluster must converge within the limit.
+    // Liveness: no more faults; the cluster must converge within the limit, or within the session timeout and its
+    // slack if that is longer (the sessions restarted clients abandoned must expire).
     begin_liveness();
-    const Time deadline = events.now() + options.liveness_limit + catch_up_allowance();
+    const Duration limit =
+        std::max<Duration>(options.liveness_limit, mix.session_timeout + ClientChecker::kExpirySlack);
+    const Time deadline = events.now() + limit + catch_up_allowance();
     while (!converged()) {
       if (checker.failed() || events.now() > deadline) {
         if (!checker.failed())
           checker.fail(
               fmt::format("liveness: no stable leader with a committed proposal on every node, all of them "
-                          "members applying alike, {:.1f} s after the faults stopped",
-                          std::chrono::duration<double>(options.liveness_limit).count()));
+                          "members applying alike, every client connected and drained, {:.1f} s after the faults "
+                          "stopped (still waiting for {})",
+                          std::chrono::duration<double>(limit).count(), waiting_for));
         fail();
         return finish();
       }

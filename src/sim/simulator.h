@@ -5,23 +5,33 @@
 //
 // A run has two phases (TigerBeetle's VOPR is the model):
 //  - safety: `steps` events under the seed's fault mix (message loss, duplication, delay and reordering,
-//    partitions, crashes losing unsynced writes, failing fsyncs, slow storage, leadership transfers), with
-//    clients proposing at random moments; the invariants of checker.h are checked after every event;
-//  - liveness: every fault stops, partitions heal, stopped nodes restart; within `liveness_limit` of simulated
-//    time a single leader must exist and a fresh proposal must commit on every node.
-// The simulator drives each core exactly as the runtime does (raft.h's driver contract): messages leave a node
-// only once its storage made their `after` durable, and completions are reported in sequence order.
+//    partitions, crashes losing unsynced writes, failing fsyncs, slow storage, leadership transfers, outages,
+//    and the clients' faults: cut-offs, restarts, connection resets, slow frames), with the real clients offering
+//    requests at random moments; the invariants of checker.h and client_checker.h are checked after every event;
+//  - liveness: every fault stops, partitions and cut-offs heal, stopped nodes restart; within `liveness_limit` of
+//    simulated time (or the session timeout and a slack, if longer) a single leader must exist, a fresh proposal
+//    must commit on every node, every client must be connected with nothing unacknowledged, and every session a
+//    restarted client abandoned must be closed.
+// The simulator drives each core exactly as the runtime does: the consensus core by raft.h's driver contract
+// (messages leave a node only once its storage made their `after` durable, completions are reported in sequence
+// order), each node's client gateway by gateway.h's, and each client core as the client runtime does (client.cpp).
 //
 // Its parts, each in its own file, as in TigerBeetle's simulator:
-//   fault_mix.h      what a seed chooses: the cluster size and the faults (drawn, or a named hunt);
-//   event_queue.h    virtual time (virtual_time.h) and the events of a run, in a deterministic order;
-//   trace.h          the trace for people, and the fingerprint that tells two runs apart;
-//   network.h        messages in flight: delays, loss, duplication, partitions;
-//   storage_model.h  each node's disk (the in-memory store, or the real log on in-memory files) and its crashes;
-//   workload.h       the simulated clients, and the service every replica runs for them (ProbeService);
-//   cluster.h        the nodes' lifecycle (start, crash, restart, recovery) and the driver contract;
-//   checker.h        Raft's invariants, checked after every step;
-//   simulator.cpp    the run loop: the two phases and the events that are no single part's.
+//   fault_mix.h       what a seed chooses: the cluster size and the faults (drawn, or a named hunt);
+//   event_queue.h     virtual time (virtual_time.h) and the events of a run, in a deterministic order;
+//   trace.h           the trace for people, and the fingerprint that tells two runs apart;
+//   network.h         messages between nodes in flight: delays, loss, duplication, partitions;
+//   client_network.h  connections between clients and the nodes' gateways, like TCP on loopback: FIFO frames,
+//                     connects refused or timed out, resets, node crashes, clients cut off;
+//   storage_model.h   each node's disk (the in-memory store, or the real log on in-memory files) and its crashes;
+//   workload.h        the real clients (client::ClientCore) offering KV requests, their faults, and the service
+//                     every replica runs for them (ProbeService);
+//   cluster.h         the nodes' lifecycle (start, crash, restart, recovery, outages), the driver contracts of the
+//                     replica and of its gateway;
+//   checker.h         Raft's invariants, checked after every step;
+//   client_checker.h  every client guarantee: one fate per accepted message, exactly once and in order on every
+//                     replica, egress once and in order with the bytes the service sent, no live client expired;
+//   simulator.cpp     the run loop: the two phases and the events that are no single part's.
 
 #include <cstdint>
 #include <cstdio>
@@ -51,13 +61,27 @@ struct Stats {
   std::uint64_t recoveries = 0;  // of real storage, after a crash
   std::uint64_t torn_tails = 0;  // recoveries that cut off a torn tail
   std::uint64_t partitions = 0;
-  std::uint64_t proposals = 0;  // accepted by a leader
-  std::uint64_t refusals = 0;   // proposals refused by a non-leader
   std::uint64_t transfers = 0;
   std::uint64_t leaders = 0;  // distinct (term, leader) pairs
   std::uint64_t committed = 0;
   std::uint64_t state_losses = 0;  // crashes that also wiped a disk, damaged a durable record or lost a page cache
   std::uint64_t forged = 0;        // forged messages with a term from the top half
+  std::uint64_t outages = 0;       // every node stopped at once
+  // The clients.
+  std::uint64_t offers = 0;          // accepted by a client
+  std::uint64_t back_pressured = 0;  // offers a full client buffer refused
+  std::uint64_t applied = 0;         // fates: applied, rejected, unknown
+  std::uint64_t rejected = 0;
+  std::uint64_t unknown = 0;
+  std::uint64_t egress = 0;  // egress messages delivered to the clients' applications
+  std::uint64_t cutoffs = 0;
+  std::uint64_t client_restarts = 0;
+  std::uint64_t expiries = 0;  // sessions closed by timeout
+  std::uint64_t client_connects = 0;
+  std::uint64_t connection_resets = 0;
+  std::uint64_t connection_stalls = 0;
+  std::uint64_t client_frames = 0;       // delivered on the client network
+  std::uint64_t client_frames_lost = 0;  // to a reset, a crash or a cut-off
 };
 
 struct Outcome {

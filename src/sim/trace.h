@@ -35,6 +35,16 @@ class Trace {
     std::fputc('\n', out_);
   }
 
+  /// One line about the client in slot `client` (shown as c1, c2, ...).
+  template <typename... Args>
+  void client(std::uint32_t client, fmt::format_string<Args...> format, Args&&... args) const {
+    if (out_ == nullptr) return;
+    const std::uint64_t us = as_micros(clock_.now());
+    fmt::print(out_, "{:>4}.{:06} c{} ", us / 1'000'000, us % 1'000'000, client + 1);
+    fmt::print(out_, format, std::forward<Args>(args)...);
+    std::fputc('\n', out_);
+  }
+
  private:
   std::FILE* out_;
   const EventQueue& clock_;

@@ -1,91 +1,182 @@
 #include "sim/workload.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <string>
+#include <type_traits>
 #include <variant>
 
+#include <fmt/format.h>
+
 #include "common/assert.h"
-#include "host/replica.h"
-#include "sim/cluster.h"
+#include "services/kv_codec.h"
 
 namespace cohort::sim {
 
-using consensus::Role;
 using namespace std::chrono_literals;
 
-Workload::Workload(const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events, const Trace& trace,
-                   Stats& stats, Checker& checker)
-    : mix_(mix), phase_(phase), random_(random), events_(events), trace_(trace), stats_(stats), checker_(checker) {
-  for (std::uint64_t c = 1; c <= 3; ++c) {
-    clients_.emplace_back();
-    clients_.back().id = host::Id128{0xC11E, c};
+// --- the service ------------------------------------------------------------------------------------------------
+
+void ProbeService::on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) {
+  const RequestId request = RequestId::decode(services::peek_kv_request_id(message));
+  std::vector<std::uint64_t>& seqs = applied_[request.instance];
+  if (!seqs.empty() && request.seq <= seqs.back()) {
+    const bool twice = std::binary_search(seqs.begin(), seqs.end(), request.seq);
+    checker_.fail(fmt::format("node {} applies seq {} of client {} after seq {}: {}", node_.value(), request.seq,
+                              request.instance, seqs.back(),
+                              twice ? "an ingress applied twice" : "an ingress applied out of order"));
   }
+  // Within a session the client numbers its messages consecutively, and the host delivers only the next one.
+  const auto [last, first] = last_in_session_.try_emplace(session, request.seq);
+  if (!first && request.seq != last->second + 1)
+    checker_.fail(
+        fmt::format("node {} applies seq {} of client {} in session {} right after seq {}: a gap in a "
+                    "session",
+                    node_.value(), request.seq, request.instance, session, last->second));
+  last->second = request.seq;
+  seqs.push_back(request.seq);
+  clients_.on_applied(node_, request);
+  kv_.on_message(cluster, session, timestamp, message);
 }
 
-// Requests usually go to the leader, sometimes to a random node, which must refuse them unless it leads.
-void Workload::act(SimCluster& cluster) {
-  const bool safety = phase_ == Phase::safety;
-  const Time now = events_.now();
+void ProbeService::on_session_close(Cluster& cluster, SessionId session, CloseReason reason) {
+  if (reason == CloseReason::timeout) {
+    // The close entry is being applied: its term names the leader that decided it.
+    const auto term = log_.term_at(LogIndex{cluster.log_position()});
+    COHORT_ASSERT(term.has_value());
+    clients_.on_timeout_close(node_, session, *term, clock_.now());
+  }
+  kv_.on_session_close(cluster, session, reason);
+}
+
+void ProbeService::on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) {
+  if (!fired_.insert(id).second) checker_.fail(fmt::format("node {} fires timer {} twice", node_.value(), id));
+  kv_.on_timer(cluster, id, timestamp);
+}
+
+bool ProbeService::applied(RequestId request) const {
+  const auto it = applied_.find(request.instance);
+  return it != applied_.end() && std::binary_search(it->second.begin(), it->second.end(), request.seq);
+}
+
+// --- the clients ------------------------------------------------------------------------------------------------
+
+std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}", node + 1); }
+
+std::optional<std::uint32_t> Workload::node_of(std::string_view endpoint, std::size_t nodes) {
+  static constexpr std::string_view kPrefix = "node-";
+  if (!endpoint.starts_with(kPrefix)) return std::nullopt;
+  std::uint32_t id = 0;
+  const char* end = endpoint.data() + endpoint.size();
+  const auto parsed = std::from_chars(endpoint.data() + kPrefix.size(), end, id);
+  if (parsed.ec != std::errc{} || parsed.ptr != end || id == 0 || id > nodes) return std::nullopt;
+  return id - 1;
+}
+
+Workload::Workload(const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events, const Trace& trace,
+                   Stats& stats, Fingerprint& fingerprint, ClientNetwork& network, ClientChecker& checker)
+    : mix_(mix),
+      phase_(phase),
+      random_(random),
+      events_(events),
+      trace_(trace),
+      stats_(stats),
+      fingerprint_(fingerprint),
+      network_(network),
+      checker_(checker),
+      clients_(mix.clients) {
+  for (std::uint32_t node = 0; node < mix.nodes; ++node) options_.members.push_back(endpoint(node));
+  options_.keepalive_interval = 250ms;
+  options_.silence_limit = 1000ms;
+  // Shorter than the defaults, so that clients find a new leader within a few hundred milliseconds.
+  options_.backoff_initial = 50ms;
+  options_.backoff_max = 500ms;
+  // Small, so that a client away for a while back-pressures its application.
+  options_.max_buffered_messages = 32;
+  options_.max_buffered_bytes = 4096;
+}
+
+void Workload::start() {
+  for (std::uint32_t slot = 0; slot < clients_.size(); ++slot) {
+    start_client(slot);
+    Event tick;
+    tick.kind = EventKind::client_tick;
+    tick.client = slot;
+    events_.schedule(micros(random_.between(1, 10'000)), std::move(tick));
+  }
+  Event offer;
+  offer.kind = EventKind::client;
+  events_.schedule(around(random_, mix_.client_every), std::move(offer));
+  schedule_fault(Fault::cutoff, mix_.client_cutoff_every);
+  schedule_fault(Fault::restart, mix_.client_restart_every);
+  schedule_fault(Fault::reset, mix_.connection_reset_every);
+  schedule_fault(Fault::stall, mix_.connection_stall_every);
+}
+
+void Workload::start_client(std::uint32_t slot) {
+  SimClient& client = clients_[slot];
+  client.instance = next_instance_++;
+  client.connection = 0;
+  client.accepted = 0;
+  const host::Id128 id{random_.next() | 1U, random_.next()};
+  client.core = std::make_unique<client::ClientCore>(options_, id.high, id.low, random_.next());
+  checker_.on_client_started(client.instance, id);
+  trace_.client(slot, "starts as client {} (id {:016x}{:016x})", client.instance, id.high, id.low);
+}
+
+void Workload::schedule_fault(Fault fault, Duration mean) {
+  if (mean <= Duration{0}) return;
+  Event event;
+  event.kind = EventKind::client_fault;
+  event.detail = static_cast<std::uint8_t>(fault);
+  events_.schedule(around(random_, mean), std::move(event));
+}
+
+void Workload::on_tick(const Event& event) {
+  clients_[event.client].core->tick(events_.now());
+  pump(event.client);
+  Event next;
+  next.kind = EventKind::client_tick;
+  next.client = event.client;
+  events_.schedule(micros(random_.between(5'000, 10'000)), std::move(next));
+}
+
+void Workload::on_offer() {
+  if (phase_ != Phase::safety) return;  // the liveness phase only drains what was offered
   Event next;
   next.kind = EventKind::client;
-  events_.schedule(around(random_, safety ? mix_.client_every : Duration(100ms)), next);
-  SimClient& client = clients_[random_.below(clients_.size())];
-  const auto current = cluster.leader();
-  // In the liveness phase a client talks to the leader it knows, as the real one does once redirected.
-  const bool to_random = !current || (safety && random_.chance(1, 10));
-  const std::uint32_t index = to_random ? cluster.random_node() : *current;
-  SimNode& node = cluster.node(index);
-  if (!node.up()) return;
-  const bool leading = node.raft->role() == Role::leader;
-  Result<LogIndex, host::ClientError> result = unexpected(host::ClientError::not_leader);
-  std::string what;
-  if (client.session == 0 || (leading && client.leader_term != node.raft->term())) {
-    // A new session, or the real client's reconnect to a new leader: the same client id resumes its session,
-    // and the answer (SessionOpened) says from which seq to resend.
-    result = node.replica->open_session(client.id, now);
-    if (result.has_value()) {
-      client.leader_term = node.raft->term();
-      client.awaiting_open = true;
-    }
-    what = fmt::format("session open of client {}", client.id.low);
-  } else if (!client.unacked.empty() && now - client.last_progress > 3s) {
-    // No progress with messages outstanding: resend them (a bounded window, so a slow pipeline is not flooded).
-    what = fmt::format("resend of session {} from seq {}", client.session, client.unacked.front().first);
-    for (const auto& [seq, message] : client.unacked) {
-      result = node.replica->ingress(client.session, seq, message, now);
-      if (!result.has_value()) break;
-    }
-    if (result.has_value()) client.last_progress = now;  // a refused resend is no progress: retry soon
-  } else if (safety && client.unacked.size() < 16) {     // a full buffer back-pressures the application
-    const std::uint64_t seq = client.next_seq++;
-    client.unacked.emplace_back(seq, kv_request(seq));
-    result = node.replica->ingress(client.session, seq, client.unacked.back().second, now);
-    client.last_progress = now;
-    what = fmt::format("session {} seq {}", client.session, seq);
-  } else {
-    return;
+  events_.schedule(around(random_, mix_.client_every), std::move(next));
+  const auto slot = static_cast<std::uint32_t>(random_.below(clients_.size()));
+  SimClient& client = clients_[slot];
+  // The seq the client gives the next message it accepts: offers are numbered in order from 1.
+  const std::uint64_t seq = client.accepted + 1;
+  const std::vector<std::byte> request = kv_request(RequestId{client.instance, seq}.encode(), seq);
+  const Offer offer = client.core->offer(request, events_.now());
+  switch (offer.status) {
+    case OfferStatus::accepted:
+      ++client.accepted;
+      ++stats_.offers;
+      checker_.on_accepted(client.instance, offer.seq);
+      trace_.client(slot, "offers seq {}", offer.seq);
+      break;
+    case OfferStatus::back_pressured:
+      ++stats_.back_pressured;
+      trace_.client(slot, "offer back-pressured ({} unacknowledged)", client.core->unacknowledged());
+      break;
+    case OfferStatus::too_large:
+    case OfferStatus::closed:
+      checker_.fail(fmt::format("client {} refuses an offer: {}", client.instance, to_string(offer.status)));
+      break;
   }
-  if (result.has_value()) {
-    if (!leading)
-      checker_.fail(
-          fmt::format("node {} accepts a proposal as {}", node.id.value(), consensus::to_string(node.raft->role())));
-    ++stats_.proposals;
-    trace_.line(index, "client: {} at index {}", what, result.value().value());
-  } else {
-    if (leading && result.error() != host::ClientError::transferring)
-      checker_.fail(fmt::format("leader {} refuses a proposal", node.id.value()));
-    ++stats_.refusals;
-    trace_.line(index, "refuses client: {}", what);
-  }
-  cluster.flush(index);
+  pump(slot);
 }
 
 // A random KV request on a small key space, so that requests collide; about one in five has a short TTL, so
 // timers are armed, superseded and fired all through the run.
-std::vector<std::byte> Workload::kv_request(std::uint64_t seq) {
+std::vector<std::byte> Workload::kv_request(std::uint64_t request_id, std::uint64_t seq) {
   services::KvRequest request;
-  request.request_id = seq;
+  request.request_id = request_id;
   request.key = fmt::format("k{}", random_.below(8));
   switch (random_.below(10)) {
     case 0: request.op = services::KvOp::get; break;
@@ -111,61 +202,158 @@ std::vector<std::byte> Workload::kv_request(std::uint64_t seq) {
   return std::move(*bytes);
 }
 
-void Workload::on_leader_output(SimCluster& cluster, const host::HostOutput& output) {
-  if (const auto* opened = std::get_if<host::SessionOpened>(&output)) {
-    for (SimClient& client : clients_) {
-      if (client.id != opened->client) continue;
-      if (client.session != 0 && client.session != opened->session)
-        checker_.fail(fmt::format("client {} had session {} and is given session {}", client.id.low, client.session,
-                                  opened->session));
-      client.session = opened->session;
-      // Each leader term's reopen is applied once; only the answer to the open in flight resends (the real
-      // client hears only the answer on its current connection).
-      if (!client.awaiting_open) continue;
-      client.awaiting_open = false;
-      client.resent_from = opened->last_seq + 1;
-      resend(cluster, client, opened->last_seq + 1);
+void Workload::on_fault(const Event& event) {
+  if (phase_ != Phase::safety) return;
+  const Time now = events_.now();
+  switch (static_cast<Fault>(event.detail)) {
+    case Fault::cutoff: {
+      schedule_fault(Fault::cutoff, mix_.client_cutoff_every);
+      const auto slot = static_cast<std::uint32_t>(random_.below(clients_.size()));
+      if (network_.cut_off(slot)) return;
+      const auto length = std::chrono::duration_cast<Duration>(mix_.session_timeout *
+                                                               static_cast<double>(random_.between(1000, 2500)) / 1000);
+      network_.set_cut_off(slot, true);
+      ++stats_.cutoffs;
+      trace_.client(slot, "cut off for {} ms", as_micros(length) / 1000);
+      Event heal;
+      heal.kind = EventKind::client_fault;
+      heal.detail = static_cast<std::uint8_t>(Fault::heal);
+      heal.client = slot;
+      events_.schedule(length, std::move(heal));
+      return;
     }
-  } else if (const auto* applied = std::get_if<host::Applied>(&output)) {
-    for (SimClient& client : clients_) {
-      if (client.session != applied->session) continue;
-      if (applied->seq >= client.next_seq)
-        checker_.fail(fmt::format("session {} acknowledges seq {} never sent", applied->session, applied->seq));
-      while (!client.unacked.empty() && client.unacked.front().first <= applied->seq) client.unacked.pop_front();
-      client.last_progress = events_.now();
+    case Fault::heal:
+      network_.set_cut_off(event.client, false);
+      trace_.client(event.client, "no longer cut off");
+      return;
+    case Fault::restart: {
+      schedule_fault(Fault::restart, mix_.client_restart_every);
+      const auto slot = static_cast<std::uint32_t>(random_.below(clients_.size()));
+      ++stats_.client_restarts;
+      trace_.client(slot, "restarts: client {} and what it buffered are gone", clients_[slot].instance);
+      checker_.on_client_gone(clients_[slot].instance, now);
+      network_.client_gone(slot);
+      start_client(slot);
+      return;
     }
-  } else if (const auto* rejected = std::get_if<host::Rejected>(&output)) {
-    // Every message after a lost one reports the same gap; one resend answers them all.
-    for (SimClient& client : clients_)
-      if (client.session == rejected->session && rejected->reason == host::RejectReason::gap &&
-          client.resent_from != rejected->expected) {
-        client.resent_from = rejected->expected;
-        resend(cluster, client, rejected->expected);
-      }
-    if (rejected->reason != host::RejectReason::gap)
-      checker_.fail(fmt::format("session {} seq {} rejected ({})", rejected->session, rejected->seq,
-                                static_cast<int>(rejected->reason)));
+    case Fault::reset: {
+      schedule_fault(Fault::reset, mix_.connection_reset_every);
+      if (const auto connection = network_.random_open_connection()) network_.reset(*connection);
+      return;
+    }
+    case Fault::stall: {
+      schedule_fault(Fault::stall, mix_.connection_stall_every);
+      if (const auto connection = network_.random_open_connection())
+        network_.stall(*connection, now + micros(random_.between(200'000, 1'500'000)));
+      return;
+    }
   }
 }
 
-// Re-sends a client's unacknowledged messages from `seq` on, to the current leader.
-void Workload::resend(SimCluster& cluster, SimClient& client, std::uint64_t seq) {
-  const auto current = cluster.leader();
-  if (!current || client.session == 0) return;
-  host::Replica& replica = *cluster.node(*current).replica;
-  std::size_t sent = 0;
-  for (const auto& [message_seq, message] : client.unacked) {
-    if (message_seq < seq) continue;
-    if (!replica.ingress(client.session, message_seq, message, events_.now()).has_value()) break;
-    ++sent;
-  }
-  trace_.line(*current, "client: resend of session {} from seq {}: {} messages", client.session, seq, sent);
-  client.last_progress = events_.now();
+// --- driving a client core (as client.cpp does with real sockets) ------------------------------------------------
+
+Workload::SimClient* Workload::current(std::uint32_t slot, std::uint64_t connection) {
+  SimClient& client = clients_[slot];
+  // Only the connection last asked for concerns the core; an older one's news is stale.
+  return client.connection == connection ? &client : nullptr;
 }
 
-bool Workload::settled() const {
-  return std::none_of(clients_.begin(), clients_.end(),
-                      [](const SimClient& c) { return c.session == 0 || !c.unacked.empty(); });
+void Workload::on_connected(std::uint32_t slot, std::uint64_t connection, const protocol::PeerIdentity& node) {
+  SimClient* client = current(slot, connection);
+  if (client == nullptr) return;
+  client->core->on_connected(events_.now(), node);
+  pump(slot);
+}
+
+void Workload::on_frame(std::uint32_t slot, std::uint64_t connection, const protocol::Frame& frame) {
+  SimClient* client = current(slot, connection);
+  if (client == nullptr) return;
+  client->core->on_frame(frame, events_.now());
+  pump(slot);
+}
+
+void Workload::on_disconnected(std::uint32_t slot, std::uint64_t connection, std::string_view why) {
+  SimClient* client = current(slot, connection);
+  if (client == nullptr) return;
+  client->connection = 0;
+  client->core->on_disconnected(events_.now(), why);
+  pump(slot);
+}
+
+void Workload::pump(std::uint32_t slot) {
+  SimClient& client = clients_[slot];
+  client::ClientCore& core = *client.core;
+  // The core's outgoing bytes are whole frames back to back, each starting with its length.
+  const auto send_outgoing = [&] {
+    const std::vector<std::byte>& out = core.outgoing();
+    for (std::size_t at = 0; at < out.size();) {
+      const auto length = load_le<std::uint32_t>(out.data() + at);
+      network_.send_to_node(client.connection, ByteSpan(out.data() + at, length));
+      at += length;
+    }
+  };
+  if (core.take_close() && client.connection != 0) {
+    send_outgoing();
+    network_.close_by_client(client.connection);
+    client.connection = 0;
+  }
+  if (client.connection != 0) send_outgoing();
+  core.outgoing().clear();
+  if (auto endpoint = core.take_connect()) {
+    if (client.connection != 0) network_.close_by_client(client.connection);
+    const auto node = node_of(*endpoint, options_.members.size());
+    COHORT_ASSERT(node.has_value());  // the members and the redirects name only "node-<id>"
+    client.connection = network_.connect(slot, *node);
+  }
+  for (const client::Event& event : core.events()) record(slot, event);
+  core.events().clear();
+}
+
+void Workload::record(std::uint32_t slot, const client::Event& event) {
+  const SimClient& client = clients_[slot];
+  checker_.on_client_event(client.instance, event, events_.now());
+  fingerprint_.mix(client.instance);
+  fingerprint_.mix(event.index());
+  std::visit(
+      [&](const auto& e) {
+        using E = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<E, client::StateEvent>) {
+          trace_.client(slot, "is {}: {}", to_string(e.state), e.reason);
+        } else if constexpr (std::is_same_v<E, client::LeaderEvent>) {
+          trace_.client(slot, "hears of leader n{} in term {}", e.leader, e.term);
+        } else if constexpr (std::is_same_v<E, client::SessionEvent>) {
+          trace_.client(slot, "session {} {}", e.session, to_string(e.change));
+        } else if constexpr (std::is_same_v<E, client::AppliedEvent>) {
+          ++stats_.applied;
+          trace_.client(slot, "seq {} applied (position {})", e.seq, e.position);
+        } else if constexpr (std::is_same_v<E, client::RejectedEvent>) {
+          ++stats_.rejected;
+          trace_.client(slot, "seq {} rejected: {}", e.seq, e.reason);
+        } else if constexpr (std::is_same_v<E, client::UnknownEvent>) {
+          ++stats_.unknown;
+          trace_.client(slot, "seq {} unknown: {}", e.seq, e.reason);
+        } else if constexpr (std::is_same_v<E, client::EgressEvent>) {
+          ++stats_.egress;
+          trace_.client(slot, "egress {}", e.egress_seq);
+        } else if constexpr (std::is_same_v<E, client::EgressGapEvent>) {
+          trace_.client(slot, "egress {}-{} lost", e.from, e.to);
+        } else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
+          trace_.client(slot, "refuses {}: {}", e.endpoint, e.reason);
+        }
+      },
+      event);
+}
+
+std::optional<std::string> Workload::unsettled() const {
+  for (std::uint32_t slot = 0; slot < clients_.size(); ++slot) {
+    const client::ClientCore& core = *clients_[slot].core;
+    if (core.state() != ClientState::connected)
+      return fmt::format("client {} (c{}) is {}", clients_[slot].instance, slot + 1, to_string(core.state()));
+    if (core.unacknowledged() > 0)
+      return fmt::format("client {} (c{}) has {} messages unacknowledged", clients_[slot].instance, slot + 1,
+                         core.unacknowledged());
+  }
+  return std::nullopt;
 }
 
 }  // namespace cohort::sim

@@ -1,26 +1,33 @@
 #pragma once
-// The workload: three simulated clients, as the real client behaves, and the service every replica runs for
-// them. Each client opens a session and sends KV requests at random moments (puts, deletes, compare-and-sets,
-// puts with a TTL that arm cluster timers), usually to the leader and sometimes to a random node, which must
-// refuse unless it leads; it reopens its session after each leader change and resends what was not
-// acknowledged. In the liveness phase clients send nothing new: they only see their messages acknowledged.
+// The workload: the real clients (client::ClientCore), three by default, and the service every replica runs for
+// them. Each client is driven as the client runtime drives it (client.cpp): ticked every 5-10 ms of virtual time,
+// its connects, closes and frames carried out on the client network after every input, and its events taken then
+// (the client checker hears every one, in order). During the safety phase clients offer KV requests at random
+// moments (puts, deletes, compare-and-sets, puts with a TTL that arm cluster timers); a full buffer back-pressures the
+// offer. Each request's id names the client instance and the seq its offer was given (client_checker.h, RequestId),
+// so every replica's service can say which message of which client it applied.
+//
+// The clients' faults (fault_mix.h), in the safety phase only: a client is cut off for 1-2.5x the session timeout
+// (client_network.h), restarts (its core is dropped with what it had buffered, and a new one with a new random client
+// id takes its slot), or one of its connections resets or stalls.
 
 #include <cstdint>
-#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
-#include <utility>
+#include <string>
 #include <vector>
 
 #include <cohort/service.h>
-#include <fmt/format.h>
 
+#include "client/client_core.h"
 #include "common/random.h"
-#include "host/service_host.h"
-#include "services/kv_codec.h"
+#include "consensus/log.h"
 #include "services/kv_service.h"
 #include "sim/checker.h"
+#include "sim/client_checker.h"
+#include "sim/client_network.h"
 #include "sim/event_queue.h"
 #include "sim/fault_mix.h"
 #include "sim/simulator.h"
@@ -28,79 +35,83 @@
 
 namespace cohort::sim {
 
-class SimCluster;
-
-// The KV service, watched: on every replica, each session's requests arrive exactly once and in order (request
-// ids are the client's seqs), and each timer fires at most once.
+/// The KV service, watched. On this replica incarnation (a restart builds a new one, which replays the log), each
+/// client's requests arrive once each and in increasing seq order, and within a session without a gap; each timer
+/// fires at most once. It tells the client checker what it applied, and which sessions it saw closed by timeout.
 class ProbeService final : public Service {
  public:
-  ProbeService(Checker& checker, NodeId node) : checker_(checker), node_(node) {}
+  ProbeService(Checker& checker, ClientChecker& clients, NodeId node, const consensus::LogStore& log,
+               const EventQueue& clock)
+      : checker_(checker), clients_(clients), node_(node), log_(log), clock_(clock) {}
 
   void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override { kv_.on_start(cluster, snapshot); }
-  void on_session_open(Cluster& cluster, SessionId session) override {
-    last_request_[session] = 0;
-    kv_.on_session_open(cluster, session);
-  }
-  void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) override {
-    kv_.on_session_close(cluster, session, reason);
-  }
-  void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override {
-    const std::uint64_t id = services::peek_kv_request_id(message);
-    std::uint64_t& last = last_request_[session];
-    if (id != last + 1)
-      checker_.fail(fmt::format("node {} applies request {} of session {} after request {}: not exactly once in order",
-                                node_.value(), id, session, last));
-    last = id;
-    kv_.on_message(cluster, session, timestamp, message);
-  }
-  void on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) override {
-    if (!fired_.insert(id).second) checker_.fail(fmt::format("node {} fires timer {} twice", node_.value(), id));
-    kv_.on_timer(cluster, id, timestamp);
-  }
+  void on_session_open(Cluster& cluster, SessionId session) override { kv_.on_session_open(cluster, session); }
+  void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) override;
+  void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override;
+  void on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) override;
   void on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) override { kv_.on_take_snapshot(cluster, out); }
+
+  /// This incarnation applied the request.
+  bool applied(RequestId request) const;
 
  private:
   Checker& checker_;
+  ClientChecker& clients_;
   NodeId node_;
+  const consensus::LogStore& log_;
+  const EventQueue& clock_;
   services::KvService kv_;
-  std::map<SessionId, std::uint64_t> last_request_;
+  std::map<std::uint64_t, std::vector<std::uint64_t>> applied_;  // by client instance: its seqs, ascending
+  std::map<SessionId, std::uint64_t> last_in_session_;           // the last seq applied in each session
   std::set<TimerId> fired_;
 };
 
-// A client of the cluster, as the simulator plays it: one session, messages numbered by seq, each kept until
-// the leader acknowledges it and resent (the same seq) after a leader change or a silence.
-struct SimClient {
-  host::Id128 id;
-  SessionId session = 0;
-  std::uint64_t next_seq = 1;
-  std::deque<std::pair<std::uint64_t, std::vector<std::byte>>> unacked;
-  Time last_progress{};           // last acknowledgement or (re)send
-  Term leader_term;               // the leader term the session was last opened (resumed) in
-  std::uint64_t resent_from = 0;  // a gap answered by resending from here: later gaps naming it are echoes
-  bool awaiting_open = false;     // an open was sent and not answered yet (older opens' answers are echoes)
-};
-
 /// The clients, and the events they act on.
-class Workload {
+class Workload final : public ClientNetworkClients {
  public:
-  /// `phase` is the run's: clients send new requests, and sometimes to a random node, only in the safety phase.
+  /// `phase` is the run's: clients offer requests, and suffer faults, only in the safety phase. `nodes` is the
+  /// cluster size: the clients list "node-1" ... "node-N".
   Workload(const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events, const Trace& trace,
-           Stats& stats, Checker& checker);
+           Stats& stats, Fingerprint& fingerprint, ClientNetwork& network, ClientChecker& checker);
 
-  /// EventKind::client: a random client acts (a session open, a new request, or after a silence a resend of
-  /// what is unacknowledged), and the next client event is scheduled.
-  void act(SimCluster& cluster);
+  /// Starts every client and schedules the offers and the clients' faults.
+  void start();
+  /// EventKind::client: a random client offers a request (safety phase only), and the next offer is scheduled.
+  void on_offer();
+  /// EventKind::client_tick.
+  void on_tick(const Event& event);
+  /// EventKind::client_fault.
+  void on_fault(const Event& event);
+  /// Why the clients have not settled (a client not connected, or with messages unacknowledged), or nullopt.
+  std::optional<std::string> unsettled() const;
 
-  /// An output of the leader's service host (a follower's are computed and dropped, as the runtime does): the
-  /// answer to a client, which may resend on it.
-  void on_leader_output(SimCluster& cluster, const host::HostOutput& output);
+  // ClientNetworkClients
+  void on_connected(std::uint32_t client, std::uint64_t connection, const protocol::PeerIdentity& node) override;
+  void on_frame(std::uint32_t client, std::uint64_t connection, const protocol::Frame& frame) override;
+  void on_disconnected(std::uint32_t client, std::uint64_t connection, std::string_view why) override;
 
-  /// Every client holds a session and has nothing unacknowledged.
-  bool settled() const;
+  /// "node-<id>" for node index `node`, and back (nullopt for anything else).
+  static std::string endpoint(std::uint32_t node);
+  static std::optional<std::uint32_t> node_of(std::string_view endpoint, std::size_t nodes);
 
  private:
-  std::vector<std::byte> kv_request(std::uint64_t seq);
-  void resend(SimCluster& cluster, SimClient& client, std::uint64_t seq);
+  // What a client_fault event is (Event::detail).
+  enum class Fault : std::uint8_t { cutoff, heal, restart, reset, stall };
+
+  struct SimClient {
+    std::uint64_t instance = 0;  // unique in the run, from 1: request ids carry it
+    std::unique_ptr<client::ClientCore> core;
+    std::uint64_t connection = 0;  // the connection it last asked for (0: none)
+    std::uint64_t accepted = 0;    // offers it accepted: the next one gets seq accepted + 1
+  };
+
+  void start_client(std::uint32_t slot);
+  /// After every input to a client: its close, frames and connect are carried out, its events taken.
+  void pump(std::uint32_t slot);
+  void record(std::uint32_t slot, const client::Event& event);
+  std::vector<std::byte> kv_request(std::uint64_t request_id, std::uint64_t seq);
+  void schedule_fault(Fault fault, Duration mean);
+  SimClient* current(std::uint32_t slot, std::uint64_t connection);
 
   const FaultMix& mix_;
   const Phase& phase_;
@@ -108,8 +119,12 @@ class Workload {
   EventQueue& events_;
   const Trace& trace_;
   Stats& stats_;
-  Checker& checker_;
+  Fingerprint& fingerprint_;
+  ClientNetwork& network_;
+  ClientChecker& checker_;
+  ClientOptions options_;
   std::vector<SimClient> clients_;
+  std::uint64_t next_instance_ = 1;
 };
 
 }  // namespace cohort::sim

@@ -104,11 +104,15 @@ void print_stats(const sim::Outcome& outcome) {
   const auto& s = outcome.stats;
   fmt::print(
       "events {} simulated {:.3f} s; delivered {} dropped {} duplicated {}; crashes {} fsync failures {} "
-      "recoveries {} torn tails {} state losses {} forged {} partitions {} transfers {}; leaders {}; proposals {} "
-      "refused {}; committed {}; fingerprint {:016x}\n",
+      "recoveries {} torn tails {} state losses {} forged {} partitions {} transfers {} outages {}; leaders {}; "
+      "committed {}; fingerprint {:016x}\n"
+      "clients: offers {} back-pressured {}; fates applied {} rejected {} unknown {}; egress {}; cut-offs {} restarts "
+      "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
       s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
-      s.leaders, s.proposals, s.refusals, s.committed, outcome.fingerprint);
+      s.outages, s.leaders, s.committed, outcome.fingerprint, s.offers, s.back_pressured, s.applied, s.rejected,
+      s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries, s.client_connects, s.connection_resets,
+      s.connection_stalls, s.client_frames, s.client_frames_lost);
 }
 
 int run(int argc, char** argv) {
@@ -129,7 +133,7 @@ int run(int argc, char** argv) {
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
   app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
-      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss"}));
+      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);

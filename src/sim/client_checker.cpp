@@ -1,0 +1,248 @@
+#include "sim/client_checker.h"
+
+#include <algorithm>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace cohort::sim {
+
+namespace {
+double seconds(Time time) { return std::chrono::duration<double>(time).count(); }
+}  // namespace
+
+ClientChecker::ClientChecker(Checker& checker, Duration session_timeout, std::size_t window_messages)
+    : checker_(checker), session_timeout_(session_timeout), window_messages_(window_messages) {}
+
+ClientChecker::Instance* ClientChecker::instance(std::uint64_t id, const char* what) {
+  const auto it = instances_.find(id);
+  if (it != instances_.end()) return &it->second;
+  checker_.fail(fmt::format("{} names client {}, which never existed", what, id));
+  return nullptr;
+}
+
+// --- the clients ------------------------------------------------------------------------------------------------
+
+void ClientChecker::on_client_started(std::uint64_t instance, host::Id128 client_id) {
+  instances_[instance].client_id = client_id;
+  by_client_id_[client_id] = instance;
+}
+
+void ClientChecker::on_client_gone(std::uint64_t instance, Time now) {
+  Instance* client = this->instance(instance, "a restart");
+  if (client == nullptr) return;
+  touch(*client, now);
+  client->gone = true;
+  client->gone_at = now;
+  client->connected = false;
+}
+
+void ClientChecker::on_accepted(std::uint64_t instance, std::uint64_t seq) {
+  Instance* client = this->instance(instance, "an offer");
+  if (client == nullptr) return;
+  if (seq != client->accepted + 1)
+    return checker_.fail(fmt::format("client {} accepts seq {} after seq {}", instance, seq, client->accepted));
+  client->accepted = seq;
+  client->fates.push_back(Fate::none);
+  client->applied.push_back(false);
+}
+
+void ClientChecker::touch(const Instance& client, Time now) {
+  if (!client.connected || client.session == 0) return;
+  sessions_[client.session].alive_at = now;
+}
+
+void ClientChecker::set_fate(std::uint64_t id, Instance& client, std::uint64_t seq, Fate fate,
+                             const std::string& reason) {
+  static constexpr const char* kNames[] = {"none", "applied", "rejected", "unknown"};
+  if (seq == 0 || seq > client.accepted)
+    return checker_.fail(fmt::format("client {} hears the fate {} of seq {}, which it never accepted ({})", id,
+                                     kNames[static_cast<int>(fate)], seq, reason));
+  Fate& current = client.fates[seq - 1];
+  if (current != Fate::none)
+    return checker_.fail(fmt::format("client {} seq {} gets a second fate: {} after {} ({})", id, seq,
+                                     kNames[static_cast<int>(fate)], kNames[static_cast<int>(current)], reason));
+  current = fate;
+}
+
+void ClientChecker::on_client_event(std::uint64_t instance, const client::Event& event, Time now) {
+  Instance* found = this->instance(instance, "an event of a client");
+  if (found == nullptr) return;
+  Instance& client = *found;
+  std::visit(
+      [&](const auto& e) {
+        using E = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<E, client::StateEvent>) {
+          touch(client, now);
+          client.connected = e.state == ClientState::connected;
+          if (e.state == ClientState::closed)
+            checker_.fail(
+                fmt::format("client {} closes: {} (nothing in a run may close a client)", instance, e.reason));
+        } else if constexpr (std::is_same_v<E, client::SessionEvent>) {
+          on_session(instance, client, e, now);
+        } else if constexpr (std::is_same_v<E, client::AppliedEvent>) {
+          if (e.seq >= 1 && e.seq <= client.accepted && !client.applied[e.seq - 1])
+            return checker_.fail(
+                fmt::format("client {} seq {} is acknowledged applied (at position {}), but no replica applied it",
+                            instance, e.seq, e.position));
+          set_fate(instance, client, e.seq, Fate::applied, "applied");
+        } else if constexpr (std::is_same_v<E, client::RejectedEvent>) {
+          if (e.seq >= 1 && e.seq <= client.accepted && client.applied[e.seq - 1])
+            return checker_.fail(
+                fmt::format("client {} seq {} is rejected ({}), but a replica applied it", instance, e.seq, e.reason));
+          set_fate(instance, client, e.seq, Fate::rejected, e.reason);
+        } else if constexpr (std::is_same_v<E, client::UnknownEvent>) {
+          // No tombstone is evicted in a run, and the application never closes: every fate can be known.
+          set_fate(instance, client, e.seq, Fate::unknown, e.reason);
+          checker_.fail(fmt::format("client {} seq {} has the fate unknown ({}), but every tombstone is still kept",
+                                    instance, e.seq, e.reason));
+        } else if constexpr (std::is_same_v<E, client::EgressEvent>) {
+          on_egress(instance, client, e);
+        } else if constexpr (std::is_same_v<E, client::EgressGapEvent>) {
+          client.gap = e;
+        } else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
+          checker_.fail(fmt::format("client {} refuses node at {}: {}", instance, e.endpoint, e.reason));
+        }
+      },
+      event);
+}
+
+void ClientChecker::on_session(std::uint64_t id, Instance& client, const client::SessionEvent& event, Time now) {
+  touch(client, now);
+  const SessionId previous = client.session;
+  switch (event.change) {
+    case SessionChange::opened:
+      if (!client.sessions.empty())
+        return checker_.fail(fmt::format("client {} hears session {} opened as its first, after session {}", id,
+                                         event.session, previous));
+      break;
+    case SessionChange::resumed:
+      if (event.session != previous)
+        return checker_.fail(
+            fmt::format("client {} hears session {} resumed, but its session was {}", id, event.session, previous));
+      break;
+    case SessionChange::replaced:
+      if (previous == 0 || event.session == previous || !sessions_[previous].closed)
+        return checker_.fail(
+            fmt::format("client {} hears session {} replace session {}, which the cluster did not close", id,
+                        event.session, previous));
+      break;
+  }
+  Session& session = sessions_[event.session];
+  if (session.instance != 0 && session.instance != id)
+    return checker_.fail(
+        fmt::format("client {} is given session {}, which client {} opened", id, event.session, session.instance));
+  session.instance = id;
+  if (event.change != SessionChange::resumed) client.sessions.push_back(event.session);
+  client.session = event.session;
+  client.gap.reset();
+}
+
+void ClientChecker::on_egress(std::uint64_t id, Instance& client, const client::EgressEvent& egress) {
+  if (client.session == 0)
+    return checker_.fail(fmt::format("client {} is handed egress seq {} before any session", id, egress.egress_seq));
+  Session& session = sessions_[client.session];
+  const auto sent = session.egress.find(egress.egress_seq);
+  if (sent == session.egress.end())
+    return checker_.fail(fmt::format("client {} is handed egress seq {} of session {}, which no service sent", id,
+                                     egress.egress_seq, client.session));
+  if (sent->second != egress.message)
+    return checker_.fail(
+        fmt::format("client {} is handed egress seq {} of session {} with other bytes than the "
+                    "service sent",
+                    id, egress.egress_seq, client.session));
+  if (egress.egress_seq <= session.delivered)
+    return checker_.fail(
+        fmt::format("client {} is handed egress seq {} of session {} after seq {}: not once and in order", id,
+                    egress.egress_seq, client.session, session.delivered));
+  const std::optional<client::EgressGapEvent> gap = std::exchange(client.gap, std::nullopt);
+  if (egress.egress_seq != session.delivered + 1) {
+    if (!gap || gap->from != session.delivered + 1 || gap->to + 1 != egress.egress_seq)
+      return checker_.fail(fmt::format(
+          "an egress skipped: client {} is handed egress seq {} of session {} right after seq {}, and no gap was "
+          "reported",
+          id, egress.egress_seq, client.session, session.delivered));
+    // The window holds a session's newest window_messages_ egress, so what the client missed is lost only if the
+    // session had sent that many more by its resume (and the newest sent so far bounds what it had sent then).
+    const std::uint64_t newest = session.egress.rbegin()->first;
+    if (gap->to + window_messages_ > newest)
+      return checker_.fail(fmt::format(
+          "an egress skipped: client {} hears egress {}-{} of session {} lost, but the window of {} messages still "
+          "held them (newest sent: {})",
+          id, gap->from, gap->to, client.session, window_messages_, newest));
+  }
+  session.delivered = egress.egress_seq;
+}
+
+// --- the replicas -----------------------------------------------------------------------------------------------
+
+void ClientChecker::on_applied(NodeId node, RequestId request) {
+  Instance* client = instance(request.instance, "an applied request");
+  if (client == nullptr) return;
+  if (request.seq == 0 || request.seq > client->accepted)
+    return checker_.fail(fmt::format("node {} applies seq {} of client {}, which it never accepted", node.value(),
+                                     request.seq, request.instance));
+  if (client->fates[request.seq - 1] == Fate::rejected)
+    return checker_.fail(fmt::format("node {} applies seq {} of client {}, which the client heard was rejected",
+                                     node.value(), request.seq, request.instance));
+  client->applied[request.seq - 1] = true;
+}
+
+void ClientChecker::on_host_output(const host::HostOutput& output, Time now) {
+  if (const auto* opened = std::get_if<host::SessionOpened>(&output)) {
+    const auto owner = by_client_id_.find(opened->client);
+    const std::uint64_t instance = owner == by_client_id_.end() ? 0 : owner->second;
+    const auto [it, inserted] = sessions_.try_emplace(opened->session);
+    Session& session = it->second;
+    if (session.instance != 0 && session.instance != instance)
+      return checker_.fail(
+          fmt::format("session {} of client {} is opened for client {}", opened->session, session.instance, instance));
+    if (session.instance == 0) {
+      session.instance = instance;
+      session.opened_at = session.alive_at = now;
+    }
+  } else if (const auto* egress = std::get_if<host::EgressOut>(&output)) {
+    auto& sent = sessions_[egress->session].egress;
+    const auto [it, inserted] = sent.try_emplace(egress->egress_seq, egress->message);
+    if (!inserted && it->second != egress->message)
+      checker_.fail(fmt::format("replicas' services send different egress seq {} in session {}", egress->egress_seq,
+                                egress->session));
+  } else if (const auto* ended = std::get_if<host::SessionEnded>(&output)) {
+    sessions_[ended->session].closed = true;
+  }
+}
+
+void ClientChecker::on_timeout_close(NodeId node, SessionId id, Term term, Time now) {
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.instance == 0) return;  // the simulator's own probes have no client
+  Session& session = it->second;
+  if (session.closed) return;  // checked on the replica that applied it first
+  session.closed = true;
+  Instance& client = instances_.at(session.instance);
+  touch(client, now);
+  const auto elected = leader_since_.find(term.value());
+  const Time renewed = elected == leader_since_.end() ? Time{0} : elected->second;
+  const Time away_since = std::max(session.alive_at, renewed);
+  if (now >= away_since + session_timeout_ - kExpirySlack) return;
+  checker_.fail(fmt::format(
+      "expired a live client: node {} closes session {} of client {} by timeout (decided in term {}), but its client "
+      "was {} in it at {:.3f} s and the leader of term {} renewed every session at {:.3f} s: less than the session "
+      "timeout of {:.1f} s (less {:.0f} s of slack) before",
+      node.value(), id, session.instance, term.value(),
+      client.gone ? "last connected (before it restarted)" : "last connected", seconds(session.alive_at), term.value(),
+      seconds(renewed), seconds(session_timeout_), seconds(kExpirySlack)));
+}
+
+void ClientChecker::on_leader(Term term, Time now) { leader_since_.try_emplace(term.value(), now); }
+
+// --- the end ----------------------------------------------------------------------------------------------------
+
+std::optional<SessionId> ClientChecker::abandoned_open(const host::ServiceHost& leader) const {
+  for (const auto& [id, session] : sessions_) {
+    if (session.instance == 0 || session.closed || !instances_.at(session.instance).gone) continue;
+    if (leader.session_open(id)) return id;
+  }
+  return std::nullopt;
+}
+
+}  // namespace cohort::sim

@@ -1,0 +1,161 @@
+#pragma once
+// The clients' guarantees (design.md sections 3 and 4), checked incrementally while real clients drive the real
+// gateways and replicas. Each check costs time proportional to what one event changed; the first violation goes to
+// the run's Checker, which keeps it and stops the run.
+//
+// A client is known by its instance: one ClientCore from its start to its restart (a restarted process is a new
+// client, with a new client id). Request ids carry the instance and the application's seq (the Offer's), so an
+// applied message names its client and seq on every replica.
+//
+//  - Fates: every seq a client accepted gets exactly one fate over the instance's life (applied, rejected,
+//    unknown), and only a seq it accepted. An acknowledged seq was applied by some replica before the ack; a rejected
+//    one is never applied anywhere, then or later. `unknown` happens only when the application closes the client (the
+//    simulation never does) or a tombstone was evicted (none is, in a run: a session that expired while its client
+//    was away settles its buffer by its tombstone), so any unknown fails the run. What a restarted client had
+//    buffered is abandoned: its fate is not checked. At the end, every applied seq is in the leader's applied state
+//    and every seq of a current client has its fate.
+//  - Sessions: a client's first session is opened, the same one again is resumed, and a new one replaces only a
+//    session the cluster closed.
+//  - Exactly once and in order: on every replica, and again on each incarnation of it (a restart replays the log into
+//    a fresh service), each client's seqs are applied once each and in increasing order, and within a session
+//    without a gap (ProbeService checks; this part records what was applied anywhere).
+//  - Egress: what a client's application is handed in a session is what the services sent in that session, with the
+//    same bytes, each egress seq once and in order from 1, without a gap: a resume resends what the client has not
+//    seen from the session's egress window. Only what fell out of the window before the resume may be missing, and
+//    the client must say so (EgressGapEvent, just before the egress after it); a gap the window still held, or one
+//    not reported, is an egress skipped.
+//  - Expiry: a session is closed by timeout only if its client has been away for the session timeout (less a slack
+//    of 3 s for activity intervals, commit latency and silence detection): since the client was last connected in
+//    that session, and since the leader that decided the close renewed every session (its term's first entry).
+//    A client connected in that session when the close is applied, or a close within the timeout of the deciding
+//    leader's election, is "expired a live client". A client cut off, restarted, or stranded on a node that cannot
+//    reach the leader is away: its session may expire.
+//  - Liveness (the end of a run): every current client connected with an empty buffer, and every session a restarted
+//    client abandoned closed.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "client/client_core.h"
+#include "host/service_host.h"
+#include "sim/checker.h"
+#include "sim/virtual_time.h"
+
+namespace cohort::sim {
+
+/// A request id: the client's instance and its application seq.
+struct RequestId {
+  std::uint64_t instance = 0;
+  std::uint64_t seq = 0;
+
+  static constexpr unsigned kSeqBits = 32;
+  std::uint64_t encode() const noexcept { return (instance << kSeqBits) | seq; }
+  static RequestId decode(std::uint64_t id) noexcept {
+    return RequestId{id >> kSeqBits, id & ((std::uint64_t{1} << kSeqBits) - 1)};
+  }
+};
+
+class ClientChecker {
+ public:
+  /// The slack allowed around the session timeout (activity interval, commit latency, silence detection).
+  static constexpr Duration kExpirySlack = std::chrono::seconds(3);
+
+  /// `window_messages` is the replicas' egress window (HostLimits): a gap in a session's egress is legitimate only
+  /// below it. (The simulated replies are far smaller than the window's byte bound, so the count decides.)
+  ClientChecker(Checker& checker, Duration session_timeout, std::size_t window_messages);
+
+  /// A violation found by a part that drives the clients (an offer refused as closed or too large).
+  void fail(std::string description) { checker_.fail(std::move(description)); }
+
+  // --- the clients (workload.h) ---------------------------------------------------------------------------------
+  void on_client_started(std::uint64_t instance, host::Id128 client_id);
+  /// The instance restarted: what it had buffered is abandoned, and so are its sessions (they must expire).
+  void on_client_gone(std::uint64_t instance, Time now);
+  void on_accepted(std::uint64_t instance, std::uint64_t seq);
+  /// Every event the client core emits, in order, as its driver takes them.
+  void on_client_event(std::uint64_t instance, const client::Event& event, Time now);
+
+  // --- the replicas (cluster.h, ProbeService) -------------------------------------------------------------------
+  /// A replica handed (instance, seq) to its service (ProbeService checked the order on that replica).
+  void on_applied(NodeId node, RequestId request);
+  /// A host output of any replica (every replica computes the same): sessions opened, egress sent.
+  void on_host_output(const host::HostOutput& output, Time now);
+  /// A replica applied a close by timeout of `session`, decided by the leader of `term`.
+  void on_timeout_close(NodeId node, SessionId session, Term term, Time now);
+  /// A node became the leader of `term`: its first entry renews every session.
+  void on_leader(Term term, Time now);
+
+  // --- the end of a run -----------------------------------------------------------------------------------------
+  /// A session some restarted client abandoned that `leader` still holds open, if any.
+  std::optional<SessionId> abandoned_open(const host::ServiceHost& leader) const;
+  /// Once the run converged: every applied fate is in the leader's applied state; every current client's accepted
+  /// seqs have their fates. `applied(request)` says whether the leader's service applied a request.
+  template <typename Applied>
+  void check_final(const Applied& applied);
+
+ private:
+  enum class Fate : std::uint8_t { none, applied, rejected, unknown };
+  struct Instance {
+    host::Id128 client_id;
+    bool gone = false;
+    Time gone_at{0};
+    std::uint64_t accepted = 0;                 // seqs 1..accepted were accepted
+    std::vector<Fate> fates;                    // by seq - 1
+    std::vector<bool> applied;                  // by seq - 1: some replica applied it
+    SessionId session = 0;                      // the session of its last SessionEvent
+    bool connected = false;                     // its last StateEvent said connected
+    std::optional<client::EgressGapEvent> gap;  // reported, for the egress that comes next
+    std::vector<SessionId> sessions;
+  };
+  struct Session {
+    std::uint64_t instance = 0;  // 0: not a client's (the simulator's liveness probes)
+    Time opened_at{0};
+    Time alive_at{0};  // the last moment its client was connected in it
+    bool closed = false;
+    std::uint64_t delivered = 0;                             // the last egress seq its client's application was handed
+    std::map<std::uint64_t, std::vector<std::byte>> egress;  // what the services sent, by egress seq
+  };
+
+  Instance* instance(std::uint64_t id, const char* what);
+  void set_fate(std::uint64_t id, Instance& client, std::uint64_t seq, Fate fate, const std::string& reason);
+  void on_session(std::uint64_t id, Instance& client, const client::SessionEvent& event, Time now);
+  void on_egress(std::uint64_t id, Instance& client, const client::EgressEvent& egress);
+  /// The session's client is connected in it now: it is alive.
+  void touch(const Instance& client, Time now);
+
+  Checker& checker_;
+  Duration session_timeout_;
+  std::size_t window_messages_;
+  std::map<std::uint64_t, Instance> instances_;
+  std::map<host::Id128, std::uint64_t> by_client_id_;
+  std::map<SessionId, Session> sessions_;
+  std::map<std::uint64_t, Time> leader_since_;  // by term: when its leader was first seen
+};
+
+template <typename Applied>
+void ClientChecker::check_final(const Applied& applied) {
+  for (const auto& [id, client] : instances_) {
+    for (std::uint64_t seq = 1; seq <= client.accepted; ++seq) {
+      const Fate fate = client.fates[seq - 1];
+      if (fate == Fate::none && !client.gone)
+        return checker_.fail(fmt::format("client {} seq {} has no fate at the end of the run", id, seq));
+      const bool in_state = applied(RequestId{id, seq});
+      if (fate == Fate::applied && !in_state)
+        return checker_.fail(
+            fmt::format("client {} seq {} was acknowledged applied, but the leader's state at the "
+                        "end of the run does not hold it",
+                        id, seq));
+      if (fate == Fate::rejected && in_state)
+        return checker_.fail(fmt::format(
+            "client {} seq {} was rejected, but the leader's state at the end of the run holds it", id, seq));
+    }
+  }
+}
+
+}  // namespace cohort::sim
