@@ -5,7 +5,8 @@
 // the files that hold bugs once more; its `--bug N` chooses one at run time. Everywhere else planted_bug() is the
 // constant 0 and every planted branch folds away: no library or tool can switch a bug on.
 //
-// The bugs are listed where they are planted (consensus/raft.cpp, storage/log_writer.cpp). To add one: take the
+// The bugs are listed where they are planted (consensus/raft.cpp, storage/log_writer.cpp, host/service_host.cpp,
+// gateway/gateway.cpp). To add one: take the
 // next number, guard the bug with `planted_bug() == n`, list it there, and add its ctest line in
 // tests/sim/CMakeLists.txt (and its file to COHORT_PLANTED_SOURCES, if no bug lived there before).
 

@@ -10,6 +10,9 @@
 #include "common/planted_bug.h"
 #include "protocol/catalogue.h"
 
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
+//  11: a resume does not resend the first egress of the window the client has not seen: an egress skipped
+
 namespace cohort::gateway {
 
 using consensus::Role;

@@ -12,6 +12,10 @@
 #include "common/assert.h"
 #include "common/planted_bug.h"
 
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
+//   9: a new leader's first entry does not renew the sessions' activity (an expiry during the no-op window)
+//  10: the duplicate check lets a resent copy of the last applied seq through: an ingress applied twice
+
 namespace cohort::host {
 
 ServiceHost::ServiceHost(Service& service, HostLimits limits) : service_(service), limits_(limits) {}
@@ -129,7 +133,8 @@ void ServiceHost::apply_command(const consensus::Entry& entry) {
         break;
       }
       Session& session = it->second;
-      if (e.seq <= session.last_seq) {  // a duplicate (a resend after a lost ack): applied once already
+      const bool duplicate = planted_bug() == 10 ? e.seq < session.last_seq : e.seq <= session.last_seq;
+      if (duplicate) {  // a duplicate (a resend after a lost ack): applied once already
         outputs_.emplace_back(Applied{e.session, session.last_seq, entry.index});
         break;
       }
