@@ -23,9 +23,20 @@ ClientChecker::Instance* ClientChecker::instance(std::uint64_t id, const char* w
 
 // --- the clients ------------------------------------------------------------------------------------------------
 
-void ClientChecker::on_client_started(std::uint64_t instance, host::Id128 client_id) {
+void ClientChecker::on_client_started(std::uint64_t instance, host::Id128 client_id, std::uint32_t slot) {
   instances_[instance].client_id = client_id;
+  instances_[instance].slot = slot;
   by_client_id_[client_id] = instance;
+}
+
+void ClientChecker::on_cut_off(std::uint32_t slot, bool cut, Time now) {
+  auto& [since, healed] = cut_offs_.try_emplace(slot, Time::max(), Time{0}).first->second;
+  if (cut) {
+    since = std::min(since, now);
+  } else if (since != Time::max()) {
+    since = Time::max();
+    healed = now;
+  }
 }
 
 void ClientChecker::on_client_gone(std::uint64_t instance, Time now) {
@@ -223,7 +234,21 @@ void ClientChecker::on_timeout_close(NodeId node, SessionId id, Term term, Time 
   const auto elected = leader_since_.find(term.value());
   const Time renewed = elected == leader_since_.end() ? Time{0} : elected->second;
   const Time away_since = std::max(session.alive_at, renewed);
-  if (now >= away_since + session_timeout_ - kExpirySlack) return;
+  if (now >= away_since + session_timeout_ - kExpirySlack) {
+    // Away for long enough, but something must have kept it away: a cut-off, a restart, or a partition.
+    const auto cut = cut_offs_.find(client.slot);
+    const Time window = session_timeout_ + kExpirySlack;
+    const bool cut_off =
+        cut != cut_offs_.end() && (cut->second.first != Time::max() || now - cut->second.second <= window);
+    const bool partition = partitioned_ || now - partition_healed_ <= window;
+    if (client.gone || cut_off || partition) return;
+    return checker_.fail(fmt::format(
+        "expired a live client: node {} closes session {} of client {} by timeout (decided in term {}), but the "
+        "client was neither cut off nor restarted, and no partition could strand it, within the session timeout of "
+        "{:.1f} s (plus {:.0f} s of slack) before; it was last connected in it at {:.3f} s",
+        node.value(), id, session.instance, term.value(), seconds(session_timeout_), seconds(kExpirySlack),
+        seconds(session.alive_at)));
+  }
   checker_.fail(fmt::format(
       "expired a live client: node {} closes session {} of client {} by timeout (decided in term {}), but its client "
       "was {} in it at {:.3f} s and the leader of term {} renewed every session at {:.3f} s: less than the session "
@@ -234,6 +259,11 @@ void ClientChecker::on_timeout_close(NodeId node, SessionId id, Term term, Time 
 }
 
 void ClientChecker::on_leader(Term term, Time now) { leader_since_.try_emplace(term.value(), now); }
+
+void ClientChecker::on_partition(bool partitioned, Time now) {
+  if (partitioned_ && !partitioned) partition_healed_ = now;
+  partitioned_ = partitioned;
+}
 
 // --- the end ----------------------------------------------------------------------------------------------------
 

@@ -27,9 +27,11 @@
 //  - Expiry: a session is closed by timeout only if its client has been away for the session timeout (less a slack
 //    of 3 s for activity intervals, commit latency and silence detection): since the client was last connected in
 //    that session, and since the leader that decided the close renewed every session (its term's first entry).
-//    A client connected in that session when the close is applied, or a close within the timeout of the deciding
-//    leader's election, is "expired a live client". A client cut off, restarted, or stranded on a node that cannot
-//    reach the leader is away: its session may expire.
+//    And only if something kept it away within the session timeout (plus the slack) before the close: its client
+//    was cut off or restarted, or a partition may have stranded it on a node that cannot reach the leader (such a
+//    node keeps its waiting clients). Otherwise it is "expired a live client": a client connected in that session
+//    when the close is applied, a close within the timeout of the deciding leader's election, or a client that could
+//    have reached the leader and did not.
 //  - Liveness (the end of a run): every current client connected with an empty buffer, and every session a restarted
 //    client abandoned closed.
 
@@ -74,7 +76,10 @@ class ClientChecker {
   void fail(std::string description) { checker_.fail(std::move(description)); }
 
   // --- the clients (workload.h) ---------------------------------------------------------------------------------
-  void on_client_started(std::uint64_t instance, host::Id128 client_id);
+  /// `slot` is where the client runs: cut-offs strike a slot, whichever instance runs there.
+  void on_client_started(std::uint64_t instance, host::Id128 client_id, std::uint32_t slot);
+  /// The client in `slot` is cut off, or heals.
+  void on_cut_off(std::uint32_t slot, bool cut, Time now);
   /// The instance restarted: what it had buffered is abandoned, and so are its sessions (they must expire).
   void on_client_gone(std::uint64_t instance, Time now);
   void on_accepted(std::uint64_t instance, std::uint64_t seq);
@@ -90,6 +95,8 @@ class ClientChecker {
   void on_timeout_close(NodeId node, SessionId session, Term term, Time now);
   /// A node became the leader of `term`: its first entry renews every session.
   void on_leader(Term term, Time now);
+  /// The nodes' network is partitioned, or heals.
+  void on_partition(bool partitioned, Time now);
 
   // --- the end of a run -----------------------------------------------------------------------------------------
   /// A session some restarted client abandoned that `leader` still holds open, if any.
@@ -103,6 +110,7 @@ class ClientChecker {
   enum class Fate : std::uint8_t { none, applied, rejected, unknown };
   struct Instance {
     host::Id128 client_id;
+    std::uint32_t slot = 0;
     bool gone = false;
     Time gone_at{0};
     std::uint64_t accepted = 0;                 // seqs 1..accepted were accepted
@@ -136,6 +144,10 @@ class ClientChecker {
   std::map<host::Id128, std::uint64_t> by_client_id_;
   std::map<SessionId, Session> sessions_;
   std::map<std::uint64_t, Time> leader_since_;  // by term: when its leader was first seen
+  // Since when each slot is cut off (Time::max() if it is not), and when its last cut-off healed.
+  std::map<std::uint32_t, std::pair<Time, Time>> cut_offs_;
+  bool partitioned_ = false;
+  Time partition_healed_{0};
 };
 
 template <typename Applied>

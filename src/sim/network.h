@@ -38,6 +38,8 @@ class Network {
 
   /// Every link works again (the liveness phase begins).
   void heal();
+  /// Some link is cut.
+  bool partitioned() const noexcept { return partitioned_; }
 
  private:
   std::uint32_t random_node() { return static_cast<std::uint32_t>(random_.below(nodes_)); }

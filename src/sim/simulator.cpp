@@ -92,7 +92,9 @@ struct Simulator::Impl {
       case EventKind::crash: return crash();
       case EventKind::crash_node: return cluster.on_crash_node(event);
       case EventKind::restart: return cluster.on_restart(event);
-      case EventKind::partition: return network.partition(cluster.leader());
+      case EventKind::partition:
+        network.partition(cluster.leader());
+        return client_checker.on_partition(network.partitioned(), events.now());
       case EventKind::client: return workload.on_offer();
       case EventKind::transfer: return transfer();
       case EventKind::outage: return outage();
@@ -149,6 +151,8 @@ struct Simulator::Impl {
     trace.line(kCluster, "liveness phase: faults stop, the networks heal, stopped nodes restart");
     network.heal();
     client_network.heal();
+    client_checker.on_partition(false, events.now());
+    for (std::uint32_t slot = 0; slot < mix.clients; ++slot) client_checker.on_cut_off(slot, false, events.now());
     cluster.start_stopped();
   }
 

@@ -121,7 +121,7 @@ void Workload::start_client(std::uint32_t slot) {
   client.accepted = 0;
   const host::Id128 id{random_.next() | 1U, random_.next()};
   client.core = std::make_unique<client::ClientCore>(options_, id.high, id.low, random_.next());
-  checker_.on_client_started(client.instance, id);
+  checker_.on_client_started(client.instance, id, slot);
   trace_.client(slot, "starts as client {} (id {:016x}{:016x})", client.instance, id.high, id.low);
 }
 
@@ -213,6 +213,7 @@ void Workload::on_fault(const Event& event) {
       const auto length = std::chrono::duration_cast<Duration>(mix_.session_timeout *
                                                                static_cast<double>(random_.between(1000, 2500)) / 1000);
       network_.set_cut_off(slot, true);
+      checker_.on_cut_off(slot, true, now);
       ++stats_.cutoffs;
       trace_.client(slot, "cut off for {} ms", as_micros(length) / 1000);
       Event heal;
@@ -224,6 +225,7 @@ void Workload::on_fault(const Event& event) {
     }
     case Fault::heal:
       network_.set_cut_off(event.client, false);
+      checker_.on_cut_off(event.client, false, now);
       trace_.client(event.client, "no longer cut off");
       return;
     case Fault::restart: {
