@@ -272,6 +272,8 @@ void Gateway::deliver_host_outputs() {
             reply.text = "the cluster's session limit is reached";
             send(id, reply);
           } else {
+            if constexpr (std::is_same_v<Out, host::SessionEnded>)
+              outputs_.sessions_closed.push_back(SessionClosedNote{out.session, out.reason, out.last_seq});
             // Every replica computes these; only the leader's gateway has the client's connection bound.
             const auto bound = bound_.find(out.session);
             if (!leading || bound == bound_.end()) return;
