@@ -25,7 +25,7 @@ const char* to_string(CloseCause cause) noexcept {
 }
 
 Gateway::Gateway(GatewayConfig config, host::Replica& replica)
-    : config_(config),
+    : config_(std::move(config)),
       replica_(replica),
       role_(replica.raft().role()),
       term_(replica.raft().term()),
