@@ -56,6 +56,15 @@ void ClientCore::tick(Time now) {
     drop_connection(now, "the node went silent", false);
     return;
   }
+  // A node that keeps answering "no leader" resets the silence timer, so it could hold the client for as long as it
+  // is cut off from the quorum: after a bounded wait the client moves on to the other members.
+  if (session_ == 0 && now - waiting_since_ > kNoSessionWaitSilenceLimits * options_.silence_limit) {
+    drop_connection(now,
+                    fmt::format("no session from {} within {} ms", endpoint_,
+                                std::chrono::duration_cast<std::chrono::milliseconds>(now - waiting_since_).count()),
+                    false);
+    return;
+  }
   // Keep-alives also while waiting for a session (session 0): the node keeps a waiting client's connection only
   // while it hears from it.
   if (now - last_sent_ >= options_.keepalive_interval) {
@@ -72,6 +81,7 @@ void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
   attempt_ = 0;
   last_heard_ = now;
   last_sent_ = now;
+  waiting_since_ = now;
   if (auto why = misconfigured(node)) {
     // Not a reason to give up: the other members may serve. This one is tried again in its turn (its operator
     // may fix it), after the backoff.
@@ -316,6 +326,7 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
       // fate known there is nothing to resume, and the new session is reported as replacing this one.
       settle_buffer(true, closed_before_applying(closed->reason));
       session_ = 0;
+      waiting_since_ = now;
       known_session_ = 0;
       replaced_pending_ = true;
       start_session_numbering();
@@ -350,6 +361,7 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       // takes none without a leader): a partitioned node's may be above the real leader's.
       if (session_ != 0) {
         session_ = 0;
+        waiting_since_ = now;
         set_state(ClientState::reconnecting, std::string(reply->text));
       }
       return;

@@ -88,6 +88,10 @@ struct NodeRefusedEvent {
 using Event = std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent,
                            EgressEvent, EgressGapEvent, NodeRefusedEvent>;
 
+/// How long a client waits on a connection without a session (a node answering "no leader"), in silence limits,
+/// before it moves on to the other members.
+inline constexpr int kNoSessionWaitSilenceLimits = 2;
+
 class ClientCore {
  public:
   /// `options` must list at least one member and hold a credential of at most protocol::kMaxCredentialLength bytes.
@@ -179,6 +183,7 @@ class ClientCore {
   std::uint32_t attempt_ = 0;            // consecutive failed connections, for the backoff
   Time retry_at_{0};
   Time last_heard_{0};
+  Time waiting_since_{0};  // since when the open connection has had no session (see tick())
   Time last_sent_{0};
   std::optional<std::string> connect_;
   bool close_ = false;

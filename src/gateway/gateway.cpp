@@ -28,7 +28,7 @@ const char* to_string(CloseCause cause) noexcept {
 }
 
 Gateway::Gateway(GatewayConfig config, host::Replica& replica)
-    : config_(config),
+    : config_(std::move(config)),
       replica_(replica),
       role_(replica.raft().role()),
       term_(replica.raft().term()),
@@ -275,6 +275,8 @@ void Gateway::deliver_host_outputs() {
             reply.text = "the cluster's session limit is reached";
             send(id, reply);
           } else {
+            if constexpr (std::is_same_v<Out, host::SessionEnded>)
+              outputs_.sessions_closed.push_back(SessionClosedNote{out.session, out.reason, out.last_seq});
             // Every replica computes these; only the leader's gateway has the client's connection bound.
             const auto bound = bound_.find(out.session);
             if (!leading || bound == bound_.end()) return;

@@ -107,10 +107,18 @@ struct Closing {
 
 /// What the driver must do after an input, in order: send `frames`, then close `closing`. Frames are encoded back to
 /// back into one buffer, so a steady stream of acks and egress allocates nothing once the buffers have grown.
+/// A session the replicated state closed (on every replica, whether or not its client is connected here).
+struct SessionClosedNote {
+  SessionId session = 0;
+  CloseReason reason = CloseReason::client_closed;
+  std::uint64_t last_seq = 0;
+};
+
 struct GatewayOutputs {
   std::vector<std::byte> bytes;
   std::vector<OutFrame> frames;
   std::vector<Closing> closing;
+  std::vector<SessionClosedNote> sessions_closed;  // for the driver's log: a session ending is worth a line
 
   ByteSpan frame(const OutFrame& out) const noexcept { return ByteSpan(bytes).subspan(out.begin, out.end - out.begin); }
   /// Keeps the capacity.
@@ -118,6 +126,7 @@ struct GatewayOutputs {
     bytes.clear();
     frames.clear();
     closing.clear();
+    sessions_closed.clear();
   }
 };
 

@@ -767,6 +767,9 @@ void Node::Impl::send_gateway_outputs() {
                 "closing client connection {}: {}", static_cast<std::uint64_t>(closing.connection), why);
     close_client(transport_id(closing.connection));
   }
+  for (const gateway::SessionClosedNote& closed : out.sessions_closed)
+    spdlog::info("[{}] session {} closed ({}) after its message {}", context(), closed.session,
+                 to_string(closed.reason), closed.last_seq);
   out.clear();
 }
 

@@ -366,6 +366,28 @@ TEST_F(ClientCoreTest, NoLeaderKeepsTheConnectionOpen) {
   EXPECT_EQ(core_.session(), kSession);
 }
 
+TEST_F(ClientCoreTest, ANodeThatAnswersNoLeaderForTwoSilenceLimitsIsLeftForTheOtherMembers) {
+  const auto first = await_connect();
+  ASSERT_TRUE(first.has_value());
+  core_.on_connected(now_, a_node());
+  take_sent(core_);
+  // The node answers every keep-alive, so the silence limit never fires; the client still moves on.
+  for (int i = 0; i < 8; ++i) {
+    now_ += 250ms;
+    deliver(status_reply(SessionStatus::no_leader, "cut off from the quorum"));
+    core_.tick(now_);
+    EXPECT_FALSE(core_.take_close()) << "left after only " << (i + 1) * 250 << " ms";
+  }
+  now_ += 250ms;
+  deliver(status_reply(SessionStatus::no_leader, "cut off from the quorum"));
+  core_.tick(now_);
+  EXPECT_TRUE(core_.take_close()) << "still waiting after 2.25 s";
+  const auto next = await_connect();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_NE(*next, *first) << "it must try another member";
+  EXPECT_EQ(core_.state(), ClientState::connecting);
+}
+
 TEST_F(ClientCoreTest, NoLeaderWhileConnectedKeepsTheConnectionAndWaitsForTheSession) {
   open();
   deliver(status_reply(SessionStatus::no_leader, "the leader stepped down"));
