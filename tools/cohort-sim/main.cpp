@@ -176,6 +176,7 @@ int run(int argc, char** argv) {
   std::uint64_t torn_tails = 0;
   std::uint64_t state_losses = 0;
   std::uint64_t forged = 0;
+  sim::Stats clients;  // the clients' counts, summed over the seeds
   for (const std::uint64_t s : seeds) {
     const sim::Outcome outcome = run_seed(s, settings, trace ? stdout : nullptr);
     simulated += outcome.simulated;
@@ -185,6 +186,18 @@ int run(int argc, char** argv) {
     torn_tails += outcome.stats.torn_tails;
     state_losses += outcome.stats.state_losses;
     forged += outcome.stats.forged;
+    clients.outages += outcome.stats.outages;
+    clients.offers += outcome.stats.offers;
+    clients.back_pressured += outcome.stats.back_pressured;
+    clients.applied += outcome.stats.applied;
+    clients.rejected += outcome.stats.rejected;
+    clients.unknown += outcome.stats.unknown;
+    clients.egress += outcome.stats.egress;
+    clients.cutoffs += outcome.stats.cutoffs;
+    clients.client_restarts += outcome.stats.client_restarts;
+    clients.expiries += outcome.stats.expiries;
+    clients.connection_resets += outcome.stats.connection_resets;
+    clients.connection_stalls += outcome.stats.connection_stalls;
     bool ok = outcome.ok;
     std::string failure = outcome.failure;
     if (ok && determinism) {
@@ -219,6 +232,12 @@ int run(int argc, char** argv) {
              torn_tails);
   fmt::print("state losses (wiped disks, damaged durable records, page caches lost): {}; forged messages: {}\n",
              state_losses, forged);
+  fmt::print(
+      "clients: offers {} (back-pressured {}); fates applied {} rejected {} unknown {}; egress {}; cut-offs {} "
+      "restarts {} resets {} stalls {} outages {}; sessions expired {}\n",
+      clients.offers, clients.back_pressured, clients.applied, clients.rejected, clients.unknown, clients.egress,
+      clients.cutoffs, clients.client_restarts, clients.connection_resets, clients.connection_stalls, clients.outages,
+      clients.expiries);
   return failed.empty() ? 0 : 1;
 }
 
