@@ -10,7 +10,8 @@
 // timed out (the close gave the rest `unknown`), 2 on bad arguments or an offer refused for good.
 //
 // Messages: --service kv (default) puts key "s<seq>" with value "v<seq>" and request id <seq>, seq being the
-// client's seq for the message (they run 1, 2, 3...: the program checks it); --service counter sends "add 1".
+// client's seq for the message (they run 1, 2, 3...: the program checks it); --service counter adds 1 with
+// request id <seq> (cohortd's built-in counter, src/services/counter_service.h).
 //
 // stdout, one line per event, each flushed at once (a reader sees it even if the process is killed right after):
 //   accepted SEQ                     the client accepted message SEQ
@@ -19,8 +20,8 @@
 //   unknown SEQ REASON
 //   state STATE REASON               connecting, connected, reconnecting, closed
 //   session ID opened|resumed|replaced
-//   egress SEQ REQUEST_ID            an egress message (in the current session); kv: the reply's request id,
-//                                    counter: the reply's text
+//   egress SEQ REQUEST_ID            an egress message (in the current session) and its reply's request id
+//                                    ("?" if it does not decode)
 //   egress_gap FROM TO               egress FROM..TO of the current session will never arrive
 //   done accepted=A applied=B rejected=C unknown=D
 // The client library's own log goes to stderr.
@@ -31,6 +32,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -42,6 +44,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cohort/client.h"
+#include "services/counter_service.h"
 #include "services/kv_codec.h"
 
 namespace {
@@ -81,13 +84,13 @@ class Printer final : public cohort::ClientListener {
     count(unknown_);
   }
   void on_egress(std::uint64_t egress_seq, std::span<const std::byte> message) override {
-    if (!kv_) {
-      line(fmt::format("egress {} {}", egress_seq,
-                       std::string_view(reinterpret_cast<const char*>(message.data()), message.size())));
-      return;
+    std::optional<std::uint64_t> request_id;
+    if (kv_) {
+      if (const auto reply = cohort::services::decode_kv_reply(message)) request_id = reply->request_id;
+    } else if (const auto reply = cohort::services::decode_counter_reply(message)) {
+      request_id = reply->request_id;
     }
-    const auto reply = cohort::services::decode_kv_reply(message);
-    line(reply ? fmt::format("egress {} {}", egress_seq, reply->request_id) : fmt::format("egress {} ?", egress_seq));
+    line(request_id ? fmt::format("egress {} {}", egress_seq, *request_id) : fmt::format("egress {} ?", egress_seq));
   }
   void on_egress_gap(std::uint64_t from, std::uint64_t to) override { line(fmt::format("egress_gap {} {}", from, to)); }
 
@@ -119,11 +122,7 @@ class Printer final : public cohort::ClientListener {
 };
 
 std::vector<std::byte> message_for(bool kv, std::uint64_t seq) {
-  if (!kv) {
-    const std::string_view add = "add 1";
-    const auto* bytes = reinterpret_cast<const std::byte*>(add.data());
-    return {bytes, bytes + add.size()};
-  }
+  if (!kv) return cohort::services::encode_counter_request({cohort::services::CounterOp::add, seq, 1});
   cohort::services::KvRequest request;
   request.op = cohort::services::KvOp::put;
   request.request_id = seq;
@@ -147,11 +146,15 @@ int run(int argc, char** argv) {
   app.add_option("--count", count, "messages to offer")->check(CLI::Range(std::uint64_t{0}, std::uint64_t{10'000'000}));
   app.add_option("--rate", rate, "messages per second (0: as fast as the client buffer allows)")
       ->check(CLI::Range(0.0, 1e6));
-  app.add_option("--service", service, "kv (puts of s<seq>) or counter (add 1)")
+  app.add_option("--service", service, "kv (puts of s<seq>) or counter (adds of 1)")
       ->check(CLI::IsMember({"kv", "counter"}));
   app.add_option("--drain-timeout-ms", drain_timeout_ms, "wait this long for the last fates after the last offer")
       ->check(CLI::Range(0, 3'600'000));
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;  // --help is not an error
+  }
   // stdout is the event stream: the client library's log goes to stderr.
   spdlog::set_default_logger(spdlog::stderr_color_mt("stream-client"));
   spdlog::set_level(spdlog::level::info);
