@@ -73,6 +73,9 @@ void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Fr
   };
   switch (frame.header.type) {
     case protocol::MessageType::session_open: {
+      // An operator's tool is never kept alive nor closed for silence: a session bound to it would never expire.
+      if (connection.role != protocol::PeerRole::client)
+        return close(id, CloseCause::unexpected_frame, "a session_open on an admin connection");
       auto open = protocol::decode<protocol::SessionOpen>(frame);
       if (!open) return malformed(open.error());
       connection.waiting_open = host::Id128{open->client_id_high, open->client_id_low};
@@ -143,13 +146,9 @@ void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
     reply_not_leader(id, stopping_ ? "this node is stopping" : "no leader yet: waiting for an election", now);
     return;
   }
-  if (const auto pending = pending_opens_.find(*connection.waiting_open); pending != pending_opens_.end()) {
-    // Appended already, maybe for an earlier connection of the same client: the answer goes to this one.
-    pending->second = id;
-    return;
-  }
   if (config_.authenticator) {
-    // Before the open is appended, never at apply: the decision is this leader's alone and is not replicated.
+    // Before the open is appended (never at apply: the decision is this leader's alone and is not replicated), and
+    // before it may take over an open appended for another connection of the same client id.
     const auto* bytes = reinterpret_cast<const std::byte*>(connection.credential.data());
     if (auto refused = config_.authenticator->refuse(connection.waiting_open->high, connection.waiting_open->low,
                                                      std::span(bytes, connection.credential.size()))) {
@@ -157,6 +156,15 @@ void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
       refuse_open(id, *refused);
       return;
     }
+  }
+  if (const auto pending = pending_opens_.find(*connection.waiting_open); pending != pending_opens_.end()) {
+    // Appended already, maybe for an earlier connection of the same client: the answer goes to this one, and the
+    // earlier connection stops waiting (else its next retry would append another open and take the binding back).
+    if (pending->second != id)
+      if (const auto earlier = connections_.find(pending->second); earlier != connections_.end())
+        earlier->second.waiting_open.reset();
+    pending->second = id;
+    return;
   }
   auto appended = replica_.open_session(*connection.waiting_open, now, connection.resume);
   if (!appended) {
@@ -284,11 +292,14 @@ void Gateway::deliver_host_outputs() {
             if constexpr (std::is_same_v<Out, host::Applied>) {
               gather_ack(out.session, out.seq, out.position);
             } else if constexpr (std::is_same_v<Out, host::Rejected>) {
+              send_ack(out.session);  // fates reach the client in seq order: what was applied before, first
               send(id, protocol::IngressRejected{out.session, out.seq, out.expected,
                                                  static_cast<protocol::IngressRejectReason>(out.reason), term,
                                                  config_.self.value()});
             } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
               send(id, protocol::Egress{out.session, out.egress_seq, out.message, term, config_.self.value()});
+              if (const auto in = connections_.find(id); in != connections_.end())
+                in->second.last_egress = out.egress_seq;
             } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
               send_ack(out.session);  // what was applied before the close, first
               send(id, protocol::SessionClosed{out.session, out.last_seq,
@@ -318,6 +329,9 @@ void Gateway::answer_open(const host::SessionOpened& out) {
   if (in == connections_.end()) return;
   Connection& connection = in->second;
   connection.waiting_open.reset();
+  // A connection carries one session: one it had before (another client id opened on it) is unbound, or it would
+  // stay bound, and noted as active, after this connection is gone.
+  if (connection.session && *connection.session != out.session) unbind(id, connection);
   if (const auto old = bound_.find(out.session); old != bound_.end() && old->second != id)
     if (const auto previous = connections_.find(old->second); previous != connections_.end())
       previous->second.session.reset();  // the client moved to this connection
@@ -342,11 +356,16 @@ void Gateway::answer_open(const host::SessionOpened& out) {
   send(id, reply);
   // The client's last egress counts only for the session it names; a session new to it starts from 1.
   const std::uint64_t seen = out.session == connection.resume ? connection.last_egress : 0;
+  // From now on the connection resumes this session, from what it was sent, if this node reopens it on the
+  // client's behalf (answer_waiting_clients): the connection delivers in order what was sent on it.
+  connection.resume = out.session;
+  connection.last_egress = seen;
   for (const host::EgressRecord& record : replica_.host().egress_window(out.session)) {
     if (record.seq <= seen) continue;
     if (record.seq > out.egress_seq) break;  // applied after the open: it follows live, from the outputs
     if (planted_bug() == 11 && record.seq == seen + 1 && seen > 0) continue;
     send(id, protocol::Egress{out.session, record.seq, record.message, term, config_.self.value()});
+    connection.last_egress = record.seq;
   }
 }
 

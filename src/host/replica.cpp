@@ -115,7 +115,10 @@ void Replica::leader_duties(Time mono) {
   expire_idle_sessions(mono);
 }
 
+void Replica::hold_expiry_until(Time mono) { expiry_held_until_ = std::max(expiry_held_until_, mono); }
+
 void Replica::expire_idle_sessions(Time mono) {
+  if (mono < expiry_held_until_) return;
   // Only from a state that holds this term's renewal: before it, every session's activity is from before the
   // election, and a client on its way back would be expired for the cluster's own outage. (Applying re-checks.)
   if (host_.renewed_term() != raft_.term()) return;
@@ -181,9 +184,13 @@ Result<LogIndex, ClientError> Replica::close_session(SessionId session, Time mon
 void Replica::take_ready(consensus::Ready& ready) {
   raft_.take_ready(ready);
   COHORT_ASSERT(ready.commit <= log_.last_index());
-  // Bounded per call: the driver calls again (the next loop turn) while applied_index() < commit_index().
-  for (std::size_t n = 0; n < config_.max_apply_per_ready && host_.applied_index() < ready.commit; ++n)
+  // Bounded per call: the driver calls again (the next loop turn) while applied_index() < commit_index(). A call also
+  // ends after an entry that opened (or resumed) a session: its gateway resends the session's egress window as of
+  // that entry, so no later entry of the same call may evict from the window what the client has not seen.
+  for (std::size_t n = 0; n < config_.max_apply_per_ready && host_.applied_index() < ready.commit; ++n) {
     host_.apply(log_.entry(host_.applied_index().next()));
+    if (!host_.outputs().empty() && std::holds_alternative<SessionOpened>(host_.outputs().back())) break;
+  }
 }
 
 }  // namespace cohort::host

@@ -78,6 +78,9 @@ class Replica {
   /// The leader heard from, or holds bound, the clients of `sessions` (strictly ascending): their activity is
   /// renewed when this is applied. One entry per kMaxActivitySessions.
   Result<LogIndex, ClientError> note_activity(std::span<const SessionId> sessions, Time mono);
+  /// This leader decides no close by timeout before `mono`: while it does not read its clients (back-pressure), a
+  /// live client cannot reattach, so its silence proves nothing. Leader-local (it only delays decisions).
+  void hold_expiry_until(Time mono);
   Result<LogIndex, ClientError> ingress(SessionId session, std::uint64_t seq, ByteSpan message, Time mono);
   Result<LogIndex, ClientError> close_session(SessionId session, Time mono);
   /// The client withdraws message `seq` (too large for the cluster): its seq is consumed with the fate
@@ -133,6 +136,7 @@ class Replica {
   std::set<std::pair<SessionId, ClusterTime>> expiries_in_flight_;  // (session, the idle_since decided on)
   bool bootstrap_proposed_ = false;
   bool renewal_proposed_ = false;  // the activity entry right after this term's no-op
+  Time expiry_held_until_{0};
   std::vector<std::byte> scratch_;
   std::vector<std::pair<TimerId, std::uint64_t>> due_;
   std::vector<std::pair<SessionId, ClusterTime>> idle_;

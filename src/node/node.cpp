@@ -287,8 +287,11 @@ std::optional<std::string> Node::Impl::start() {
       std::max<std::size_t>(
           4U << 20U, defaults.max_append_bytes + options_.max_message_size + defaults.max_append_entries * 64 + 4096)));
   max_frame_length_ = transport_config.max_frame_length;
-  transport_config.send_buffer_limit =
-      std::max<std::size_t>(transport_config.send_buffer_limit, std::size_t{2} * transport_config.max_frame_length);
+  // Room for two of the largest frames, and for a whole egress window resent on a resume with the frames around it:
+  // a smaller buffer would close the connection on every resume, forever.
+  transport_config.send_buffer_limit = std::max<std::size_t>(
+      transport_config.send_buffer_limit, std::size_t{2} * transport_config.max_frame_length +
+                                              options_.egress_window_bytes + options_.egress_window_messages * 64);
   transport_ = std::make_unique<io::TcpTransport>(loop_, transport_config, *this);
   protocol::AcceptPolicy peers_only;
   peers_only.allow_clients = false;
@@ -448,6 +451,8 @@ void Node::Impl::apply_back_pressure() {
       queued > kMaxQueuedBytes || uncommitted > kMaxUncommittedEntries || unapplied > kMaxUnappliedEntries;
   const bool under = queued <= kMaxQueuedBytes / 2 && uncommitted <= kMaxUncommittedEntries / 2 &&
                      unapplied <= kMaxUnappliedEntries / 2;
+  // While paused, and for a session timeout after, no session is expired: a client that must reattach cannot.
+  if (reading_paused_) replica_->hold_expiry_until(mono_now() + options_.session_timeout);
   if (reading_paused_ ? !under : !over) return;
   reading_paused_ = !reading_paused_;
   spdlog::info("[{}] {} reading client connections: {} bytes wait for storage, {} entries uncommitted, {} unapplied",

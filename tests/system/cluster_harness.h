@@ -29,6 +29,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -115,8 +116,17 @@ inline std::string value_for(std::uint64_t n) { return fmt::format("value-{}-{}"
 
 // --- the KV client --------------------------------------------------------------------------------------------
 
+/// One egress message as the client delivered it: the session it came in (the last on_session's), its egress
+/// seq, and the request id of the KV reply it carried (0 if it did not decode).
+struct EgressRecord {
+  std::uint64_t session = 0;
+  std::uint64_t egress_seq = 0;
+  std::uint64_t request_id = 0;
+};
+
 /// A small synchronous KV client over cohort::Client: it offers requests, counts their acknowledgements
-/// (on_applied) and collects the service's replies (egress) by request id.
+/// (on_applied) and collects the service's replies (egress) by request id. It also keeps, in order, every session
+/// change, every egress delivered (EgressRecord) and every egress gap reported.
 class KvClient final : public ClientListener {
  public:
   explicit KvClient(std::vector<std::string> members, std::size_t max_buffered = 65536,
@@ -230,6 +240,12 @@ class KvClient final : public ClientListener {
     std::lock_guard lock(mutex_);
     return acked_;
   }
+  /// The seqs acknowledged with no log position: by a session reply, which says how far the cluster had applied
+  /// the session before the client (re)attached.
+  std::set<std::uint64_t> acked_by_open() const {
+    std::lock_guard lock(mutex_);
+    return acked_by_open_;
+  }
   std::map<std::uint64_t, std::string> failures() const {
     std::lock_guard lock(mutex_);
     return failed_;
@@ -241,6 +257,18 @@ class KvClient final : public ClientListener {
     return found->second;
   }
   int get_retries() const { return get_retries_; }
+  std::vector<std::pair<std::uint64_t, SessionChange>> sessions() const {
+    std::lock_guard lock(mutex_);
+    return sessions_;
+  }
+  std::vector<EgressRecord> egress() const {
+    std::lock_guard lock(mutex_);
+    return egress_;
+  }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> egress_gaps() const {
+    std::lock_guard lock(mutex_);
+    return egress_gaps_;
+  }
 
   /// From now on, remembers when the first acknowledgement arrives after the client has heard of a leader other
   /// than `old_leader`.
@@ -273,17 +301,19 @@ class KvClient final : public ClientListener {
     if (old_leader_ != 0)
       states_after_mark_ += fmt::format("+{} ms {} ({}); ", ms_since(mark_), cohort::to_string(state), reason);
   }
-  void on_session(std::uint64_t /*session_id*/, SessionChange /*change*/) override {
+  void on_session(std::uint64_t session_id, SessionChange change) override {
     std::lock_guard lock(mutex_);
+    sessions_.emplace_back(session_id, change);
     if (old_leader_ != 0 && !session_after_mark_) session_after_mark_ = Clock::now();
   }
   void on_leader(std::uint32_t leader_id, std::uint64_t /*term*/) override {
     std::lock_guard lock(mutex_);
     if (old_leader_ != 0 && leader_id != old_leader_) new_leader_seen_ = true;
   }
-  void on_applied(std::uint64_t seq, std::uint64_t /*position*/) override {
+  void on_applied(std::uint64_t seq, std::uint64_t position) override {
     std::lock_guard lock(mutex_);
     acked_.insert(seq);
+    if (position == 0) acked_by_open_.insert(seq);
     if (new_leader_seen_ && !first_ack_under_new_leader_) first_ack_under_new_leader_ = Clock::now();
     changed_.notify_all();
   }
@@ -297,9 +327,11 @@ class KvClient final : public ClientListener {
     failed_[seq] = "unknown: " + std::string(reason);
     changed_.notify_all();
   }
-  void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> message) override {
+  void on_egress(std::uint64_t egress_seq, std::span<const std::byte> message) override {
     auto reply = services::decode_kv_reply(message);
     std::lock_guard lock(mutex_);
+    const std::uint64_t session = sessions_.empty() ? 0 : sessions_.back().first;
+    egress_.push_back(EgressRecord{session, egress_seq, reply ? reply->request_id : 0});
     if (!reply) {
       bad_replies_.push_back(reply.error());
       return;
@@ -307,15 +339,23 @@ class KvClient final : public ClientListener {
     replies_[reply->request_id] = std::move(reply).value();
     changed_.notify_all();
   }
+  void on_egress_gap(std::uint64_t from, std::uint64_t to) override {
+    std::lock_guard lock(mutex_);
+    egress_gaps_.emplace_back(from, to);
+  }
 
  private:
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::uint64_t, KvRequest> offered_;  // by seq
   std::set<std::uint64_t> acked_;
+  std::set<std::uint64_t> acked_by_open_;
   std::map<std::uint64_t, std::string> failed_;  // seq -> why it was not applied
   std::map<std::uint64_t, KvReply> replies_;     // by request id
   std::vector<std::string> bad_replies_;
+  std::vector<std::pair<std::uint64_t, SessionChange>> sessions_;  // every on_session, in order
+  std::vector<EgressRecord> egress_;                               // every egress delivered, in order
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> egress_gaps_;
   std::uint32_t old_leader_ = 0;
   bool new_leader_seen_ = false;
   std::optional<Clock::time_point> first_ack_under_new_leader_;

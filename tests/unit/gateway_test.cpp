@@ -5,6 +5,7 @@
 
 #include "gateway/gateway.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -831,6 +832,89 @@ TEST(Gateway, AResumeOfAClosedSessionOpensANewOneAndSaysWhatWasAppliedOfTheOld) 
   EXPECT_EQ(reply.replaced_session, *session);
   EXPECT_EQ(reply.replaced_last_seq, 1U);
   EXPECT_EQ(reply.replaced_reason, protocol::SessionCloseReason::client_closed);
+}
+
+TEST(Gateway, EgressAppliedRightAfterAResumeCannotEvictTheWindowItResends) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  // "flood S N": N egress messages to session S; anything else: one egress, the message itself, to its sender.
+  node.service().on_message_hook = [](cohort::Cluster& c, SessionId session, std::string_view message) {
+    if (message.starts_with("flood ")) {
+      const auto space = message.find(' ', 6);
+      const SessionId target = std::stoull(std::string(message.substr(6, space - 6)));
+      const int count = std::stoi(std::string(message.substr(space + 1)));
+      for (int i = 0; i < count; ++i) c.send(target, as_bytes(std::to_string(i)));
+      return;
+    }
+    c.send(session, as_bytes(message));
+  };
+  const auto session = open_session(cluster, ConnectionId{1}, 7);
+  const auto other = open_session(cluster, ConnectionId{2}, 8);
+  ASSERT_TRUE(session.has_value() && other.has_value());
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    const std::string text = fmt::format("m{}", seq);
+    EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::Ingress{*session, seq, as_bytes(text)}, cluster.now()));
+  }
+  cluster.settle();
+  node.gateway().on_disconnected(ConnectionId{1});  // it had delivered egress 1 only
+
+  // Its resume and 200 egress to it commit together: the default window holds 128.
+  node.durable = false;
+  protocol::SessionOpen resume = open_of(7);
+  resume.session_id = *session;
+  resume.last_egress_seq = 1;
+  node.connect(ConnectionId{3}, cluster.now());
+  EXPECT_TRUE(node.receive(ConnectionId{3}, resume, cluster.now()));
+  const std::string flood = fmt::format("flood {} 200", *session);
+  EXPECT_TRUE(node.receive(ConnectionId{2}, protocol::Ingress{*other, 1, as_bytes(flood)}, cluster.now()));
+  cluster.settle();
+  node.durable = true;
+  cluster.settle();
+
+  const auto egress = node.inbox(ConnectionId{3}).all<protocol::Egress>();
+  ASSERT_EQ(egress.size(), 202U) << "2 resent (2, 3) and 200 live";
+  for (std::size_t i = 0; i < egress.size(); ++i) EXPECT_EQ(egress[i].egress_seq, i + 2) << "at " << i;
+}
+
+TEST(Gateway, AConnectionThatOpensASecondSessionLetsTheFirstGoSoItCanExpire) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const auto first = open_session(cluster, ConnectionId{1}, 7);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(node.receive(ConnectionId{1}, open_of(8), cluster.now()));
+  cluster.settle();
+  const auto second = node.inbox(ConnectionId{1}).all<protocol::SessionReply>().back().session_id;
+  ASSERT_NE(second, *first);
+  for (int i = 0; i < 1200; ++i) {
+    cluster.tick(10ms);
+    if (i % 20 == 0) {
+      EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::KeepAlive{second}, cluster.now()));
+    }
+  }
+  EXPECT_FALSE(node.replica().host().session_open(*first)) << "the first session stayed bound to the connection";
+  EXPECT_TRUE(node.replica().host().session_open(second));
+}
+
+TEST(Gateway, AnOpenTakenOverByANewerConnectionIsNotAppendedAgainForTheOlderOne) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  node.durable = false;  // the open stays pending
+  node.connect(ConnectionId{1}, cluster.now());
+  EXPECT_TRUE(node.receive(ConnectionId{1}, open_of(7), cluster.now()));
+  node.connect(ConnectionId{2}, cluster.now());
+  EXPECT_TRUE(node.receive(ConnectionId{2}, open_of(7), cluster.now()));
+  for (int i = 0; i < 60; ++i) cluster.tick(10ms);  // keep-alive passes retry waiting opens
+  node.durable = true;
+  cluster.settle();
+  for (int i = 0; i < 60; ++i) cluster.tick(10ms);
+  EXPECT_EQ(node.inbox(ConnectionId{1}).count<protocol::SessionReply>(), 0U) << "the older connection took it back";
+  const auto replies = node.inbox(ConnectionId{2}).all<protocol::SessionReply>();
+  ASSERT_EQ(replies.size(), 1U);
+  EXPECT_EQ(replies[0].status, SessionStatus::opened);
+  EXPECT_EQ(node.service().count(testing::ServiceCall::Kind::session_open), 1U);
 }
 
 }  // namespace
