@@ -199,7 +199,7 @@ void ClientChecker::on_applied(NodeId node, RequestId request) {
   client->applied[request.seq - 1] = true;
 }
 
-void ClientChecker::on_host_output(const host::HostOutput& output, Time now) {
+void ClientChecker::on_host_output(const host::HostOutput& output) {
   if (const auto* opened = std::get_if<host::SessionOpened>(&output)) {
     const auto owner = by_client_id_.find(opened->client);
     const std::uint64_t instance = owner == by_client_id_.end() ? 0 : owner->second;
@@ -208,10 +208,10 @@ void ClientChecker::on_host_output(const host::HostOutput& output, Time now) {
     if (session.instance != 0 && session.instance != instance)
       return checker_.fail(
           fmt::format("session {} of client {} is opened for client {}", opened->session, session.instance, instance));
-    if (session.instance == 0) {
-      session.instance = instance;
-      session.opened_at = session.alive_at = now;
-    }
+    // A new session's activity is the stamp of the open that created it, which some leader appended when it got
+    // one of the client's opens (maybe long before it is applied, and maybe an earlier open than the last): no
+    // moment of life is known from the open alone. Its client's being connected in it is (touch()).
+    session.instance = instance;
   } else if (const auto* egress = std::get_if<host::EgressOut>(&output)) {
     auto& sent = sessions_[egress->session].egress;
     const auto [it, inserted] = sent.try_emplace(egress->egress_seq, egress->message);

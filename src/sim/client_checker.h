@@ -90,7 +90,7 @@ class ClientChecker {
   /// A replica handed (instance, seq) to its service (ProbeService checked the order on that replica).
   void on_applied(NodeId node, RequestId request);
   /// A host output of any replica (every replica computes the same): sessions opened, egress sent.
-  void on_host_output(const host::HostOutput& output, Time now);
+  void on_host_output(const host::HostOutput& output);
   /// A replica applied a close by timeout of `session`, decided by the leader of `term`.
   void on_timeout_close(NodeId node, SessionId session, Term term, Time now);
   /// A node became the leader of `term`: its first entry renews every session.
@@ -123,8 +123,7 @@ class ClientChecker {
   };
   struct Session {
     std::uint64_t instance = 0;  // 0: not a client's (the simulator's liveness probes)
-    Time opened_at{0};
-    Time alive_at{0};  // the last moment its client was connected in it
+    Time alive_at{0};            // the last moment its client was connected in it
     bool closed = false;
     std::uint64_t delivered = 0;                             // the last egress seq its client's application was handed
     std::map<std::uint64_t, std::vector<std::byte>> egress;  // what the services sent, by egress seq

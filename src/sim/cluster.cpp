@@ -245,7 +245,7 @@ void SimCluster::release(std::uint32_t index) {
 void SimCluster::observe_outputs(std::uint32_t index) {
   SimNode& node = *nodes_[index];
   for (const host::HostOutput& output : node.replica->host().outputs()) {
-    client_checker_.on_host_output(output, events_.now());
+    client_checker_.on_host_output(output);
     if (const auto* ended = std::get_if<host::SessionEnded>(&output))
       if (ended->reason == CloseReason::timeout && node.raft->role() == Role::leader) {
         ++stats_.expiries;
