@@ -235,19 +235,22 @@ void ClientChecker::on_timeout_close(NodeId node, SessionId id, Term term, Time 
   const Time renewed = elected == leader_since_.end() ? Time{0} : elected->second;
   const Time away_since = std::max(session.alive_at, renewed);
   if (now >= away_since + session_timeout_ - kExpirySlack) {
-    // Away for long enough, but something must have kept it away: a cut-off, a restart, or a partition.
+    // Away for long enough, but something must have kept it away within the session timeout (and the slack) before
+    // the decision: a cut-off, a restart, or a partition. The decision was taken while its leader led, so at or after
+    // its election, and it may be applied much later (its commit waits for the cluster): whatever kept the client
+    // away counts from the timeout before that election on.
     const auto cut = cut_offs_.find(client.slot);
-    const Time window = session_timeout_ + kExpirySlack;
-    const bool cut_off =
-        cut != cut_offs_.end() && (cut->second.first != Time::max() || now - cut->second.second <= window);
-    const bool partition = partitioned_ || now - partition_healed_ <= window;
+    const Time since = std::min(now, renewed) - (session_timeout_ + kExpirySlack);
+    const bool cut_off = cut != cut_offs_.end() && (cut->second.first != Time::max() || cut->second.second >= since);
+    const bool partition = partitioned_ || partition_healed_ >= since;
     if (client.gone || cut_off || partition) return;
     return checker_.fail(fmt::format(
         "expired a live client: node {} closes session {} of client {} by timeout (decided in term {}), but the "
-        "client was neither cut off nor restarted, and no partition could strand it, within the session timeout of "
-        "{:.1f} s (plus {:.0f} s of slack) before; it was last connected in it at {:.3f} s",
-        node.value(), id, session.instance, term.value(), seconds(session_timeout_), seconds(kExpirySlack),
-        seconds(session.alive_at)));
+        "client was neither cut off nor restarted, and no partition could strand it, from {:.3f} s on (the session "
+        "timeout of {:.1f} s and {:.0f} s of slack before the leader of term {} was elected); it was last connected in "
+        "it at {:.3f} s",
+        node.value(), id, session.instance, term.value(), seconds(since), seconds(session_timeout_),
+        seconds(kExpirySlack), term.value(), seconds(session.alive_at)));
   }
   checker_.fail(fmt::format(
       "expired a live client: node {} closes session {} of client {} by timeout (decided in term {}), but its client "

@@ -27,9 +27,10 @@
 //  - Expiry: a session is closed by timeout only if its client has been away for the session timeout (less a slack
 //    of 3 s for activity intervals, commit latency and silence detection): since the client was last connected in
 //    that session, and since the leader that decided the close renewed every session (its term's first entry).
-//    And only if something kept it away within the session timeout (plus the slack) before the close: its client
-//    was cut off or restarted, or a partition may have stranded it on a node that cannot reach the leader (such a
-//    node keeps its waiting clients). Otherwise it is "expired a live client": a client connected in that session
+//    And only if something kept it away within the session timeout (plus the slack) before the decision (taken at
+//    or after the deciding leader's election, and maybe applied much later): its client was cut off or restarted,
+//    or a partition may have stranded it on a node that cannot reach the leader (such a node keeps its waiting
+//    clients). Otherwise it is "expired a live client": a client connected in that session
 //    when the close is applied, a close within the timeout of the deciding leader's election, or a client that could
 //    have reached the leader and did not.
 //  - Liveness (the end of a run): every current client connected with an empty buffer, and every session a restarted
