@@ -1231,7 +1231,9 @@ TEST(WireOldLayout, ASessionReplyOfLayoutOneReplacesNothingAndHasItsTextAfterFif
                          .put<std::uint32_t>(64)  // max_message_size
                          .append(bytes_of("hi"))
                          .bytes();
-  const auto reply = decode_frame<SessionReply>(raw_frame(MessageType::session_reply, body, 1));
+  // The decoded text views the frame: keep it alive while the reply is read.
+  const Bytes frame = raw_frame(MessageType::session_reply, body, 1);
+  const auto reply = decode_frame<SessionReply>(frame);
   ASSERT_TRUE(reply) << reply.error().describe();
   EXPECT_EQ(reply->status, SessionStatus::opened);
   EXPECT_EQ(reply->leader_id, 2U);
