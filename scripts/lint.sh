@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # clang-format check over every C++ file (fails on any difference), then clang-tidy over the project's own
-# sources using the release build's compile_commands.json. --format-only skips clang-tidy (it is slow).
+# sources using the release build's compile_commands.json (scripts/tidy.py skips files it already found clean with
+# the same inputs). --format-only skips clang-tidy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +13,8 @@ fi
 [[ "${1:-}" == "--format-only" ]] && exit 0
 
 mapfile -t sources < <(git ls-files 'src/*.cpp' 'tools/*.cpp')
-run-clang-tidy -quiet -p build/release "${sources[@]}" >/tmp/cohort-tidy.log 2>&1 || {
-  grep -E 'warning:|error:' /tmp/cohort-tidy.log | sort -u >&2
-  echo "lint: clang-tidy found problems (full log: /tmp/cohort-tidy.log)" >&2
+if ! python3 scripts/tidy.py build/release "${sources[@]}"; then
+  echo "lint: clang-tidy found problems (above)" >&2
   exit 1
-}
+fi
 echo "lint: clean"

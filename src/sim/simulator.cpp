@@ -310,6 +310,41 @@ struct Simulator::Impl {
   }
 };
 
+// A new count must be summed here too.
+static_assert(sizeof(Stats) == 28 * sizeof(std::uint64_t));
+
+Stats& Stats::operator+=(const Stats& other) {
+  delivered += other.delivered;
+  dropped += other.dropped;
+  duplicated += other.duplicated;
+  crashes += other.crashes;
+  fsync_failures += other.fsync_failures;
+  recoveries += other.recoveries;
+  torn_tails += other.torn_tails;
+  partitions += other.partitions;
+  transfers += other.transfers;
+  leaders += other.leaders;
+  committed += other.committed;
+  state_losses += other.state_losses;
+  forged += other.forged;
+  outages += other.outages;
+  offers += other.offers;
+  back_pressured += other.back_pressured;
+  applied += other.applied;
+  rejected += other.rejected;
+  unknown += other.unknown;
+  egress += other.egress;
+  cutoffs += other.cutoffs;
+  client_restarts += other.client_restarts;
+  expiries += other.expiries;
+  client_connects += other.client_connects;
+  connection_resets += other.connection_resets;
+  connection_stalls += other.connection_stalls;
+  client_frames += other.client_frames;
+  client_frames_lost += other.client_frames_lost;
+  return *this;
+}
+
 Simulator::Simulator(Options options) : impl_(std::make_unique<Impl>(options)) {}
 Simulator::~Simulator() = default;
 Outcome Simulator::run() { return impl_->run(); }

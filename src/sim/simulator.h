@@ -82,6 +82,8 @@ struct Stats {
   std::uint64_t connection_stalls = 0;
   std::uint64_t client_frames = 0;       // delivered on the client network
   std::uint64_t client_frames_lost = 0;  // to a reset, a crash or a cut-off
+
+  Stats& operator+=(const Stats& other);
 };
 
 struct Outcome {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -367,6 +368,40 @@ class KvClient final : public ClientListener {
   std::unique_ptr<Client> client_;  // last: destroyed first
 };
 
+/// Offers numbered puts through `writer` as fast as its buffer allows, on a thread of its own, until stopped. A put
+/// refused for back-pressure is offered again; the stream ends early only if the client closes.
+class PutStream {
+ public:
+  explicit PutStream(KvClient& writer) : writer_(writer), thread_([this](const std::stop_token& stop) { run(stop); }) {}
+
+  /// Stops and joins the thread; returns false if the client closed under the stream.
+  bool stop() {
+    thread_.request_stop();
+    if (thread_.joinable()) thread_.join();
+    return !client_closed_;
+  }
+  std::uint64_t offered() const { return offered_; }
+
+ private:
+  void run(const std::stop_token& stop) {
+    std::uint64_t n = 0;
+    while (!stop.stop_requested()) {
+      if (writer_.offer_put(fmt::format("k{}", n), value_for(n), 500ms) != 0) {
+        ++offered_;
+        ++n;
+      } else if (writer_.client().state() == ClientState::closed) {
+        client_closed_ = true;
+        return;
+      }
+    }
+  }
+
+  KvClient& writer_;
+  std::atomic<std::uint64_t> offered_{0};
+  std::atomic<bool> client_closed_{false};
+  std::jthread thread_;  // last: started once the counters exist
+};
+
 // --- the cluster ----------------------------------------------------------------------------------------------
 
 struct NodeProcess {
@@ -470,6 +505,14 @@ class ClusterTest : public ::testing::Test {
 
   StatusResult status(std::uint32_t id, Ms timeout = 300ms) {
     return query_status(node(id).client(), kClusterId, timeout * slowdown());
+  }
+
+  /// Every node's id but `excluded`.
+  std::vector<std::uint32_t> ids_except(std::uint32_t excluded) const {
+    std::vector<std::uint32_t> ids;
+    for (const auto& n : nodes_)
+      if (n.id != excluded) ids.push_back(n.id);
+    return ids;
   }
 
   std::vector<std::uint32_t> running_ids() const {

@@ -166,20 +166,7 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   // A small buffer keeps the writer close to the cluster: "as fast as the buffer allows".
   KvClient writer(client_endpoints(), 256);
   ASSERT_TRUE(writer.client().wait_connected(deadline()));
-  std::atomic<std::uint64_t> offered{0};
-  std::atomic<bool> offer_failed{false};
-  std::jthread writing([&](std::stop_token stop) {
-    std::uint64_t n = 0;
-    while (!stop.stop_requested()) {
-      if (writer.offer_put(fmt::format("k{}", n), value_for(n), 500ms) != 0) {
-        ++offered;
-        ++n;
-      } else if (writer.client().state() == ClientState::closed) {
-        offer_failed = true;
-        return;
-      }  // else still back-pressured: offer the same key again
-    }
-  });
+  PutStream stream(writer);
 
   ASSERT_TRUE(eventually([&] { return writer.acked() >= 300; }, deadline(), 1ms))
       << "only " << writer.acked() << " acks before the kill";
@@ -187,10 +174,7 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
   writer.watch_for_new_leader(first->node_id);
   const auto killed_at = Clock::now();
   ASSERT_TRUE(kill_node(first->node_id));
-  std::vector<std::uint32_t> survivors;
-  for (const auto& n : nodes_)
-    if (n.id != first->node_id) survivors.push_back(n.id);
-  const auto second = wait_leader(deadline(), survivors);
+  const auto second = wait_leader(deadline(), ids_except(first->node_id));
   ASSERT_TRUE(second);
   const auto failover_ms = ms_since(killed_at);
   EXPECT_NE(second->node_id, first->node_id);
@@ -198,10 +182,8 @@ TEST_F(ClusterTest, KillLeaderLosesNoAcknowledgedWrite) {
 
   ASSERT_TRUE(eventually([&] { return writer.acked() >= acked_at_kill + 1000; }, deadline(), 1ms))
       << "only " << writer.acked() - acked_at_kill << " acks after the kill";
-  writing.request_stop();
-  writing.join();
-  EXPECT_FALSE(offer_failed) << "the client closed: " << to_string(writer.client().state());
-  ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " of " << offered << " acknowledged";
+  EXPECT_TRUE(stream.stop()) << "the client closed: " << to_string(writer.client().state());
+  ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " of " << stream.offered() << " acknowledged";
   const auto failures = writer.failures();
   EXPECT_TRUE(failures.empty()) << failures.size() << " messages without an ack, first: seq " << failures.begin()->first
                                 << " " << failures.begin()->second;

@@ -279,10 +279,7 @@ TEST_F(RepairTest, AFollowerWhoseDataDirectoryIsWipedCatchesUpUnderALiveClient) 
   ASSERT_TRUE(before);
   const auto killed = Clock::now();
   ASSERT_TRUE(kill_node(before->node_id));
-  std::vector<std::uint32_t> survivors;
-  for (const auto& n : nodes_)
-    if (n.id != before->node_id) survivors.push_back(n.id);
-  const auto after = wait_leader(deadline(), survivors);
+  const auto after = wait_leader(deadline(), ids_except(before->node_id));
   ASSERT_TRUE(after);
   std::printf("[ info ] with leader node %u killed, node %u leads term %llu after %lld ms\n", before->node_id,
               after->node_id, static_cast<unsigned long long>(after->term), ms_since(killed));

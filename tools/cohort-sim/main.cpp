@@ -172,32 +172,13 @@ int run(int argc, char** argv) {
   std::chrono::nanoseconds simulated{0};
   std::uint64_t events = 0;
   std::uint64_t real_storage = 0;
-  std::uint64_t recoveries = 0;
-  std::uint64_t torn_tails = 0;
-  std::uint64_t state_losses = 0;
-  std::uint64_t forged = 0;
-  sim::Stats clients;  // the clients' counts, summed over the seeds
+  sim::Stats total;  // every count, summed over the seeds
   for (const std::uint64_t s : seeds) {
     const sim::Outcome outcome = run_seed(s, settings, trace ? stdout : nullptr);
     simulated += outcome.simulated;
     events += outcome.events;
     real_storage += outcome.mix.real_storage ? 1 : 0;
-    recoveries += outcome.stats.recoveries;
-    torn_tails += outcome.stats.torn_tails;
-    state_losses += outcome.stats.state_losses;
-    forged += outcome.stats.forged;
-    clients.outages += outcome.stats.outages;
-    clients.offers += outcome.stats.offers;
-    clients.back_pressured += outcome.stats.back_pressured;
-    clients.applied += outcome.stats.applied;
-    clients.rejected += outcome.stats.rejected;
-    clients.unknown += outcome.stats.unknown;
-    clients.egress += outcome.stats.egress;
-    clients.cutoffs += outcome.stats.cutoffs;
-    clients.client_restarts += outcome.stats.client_restarts;
-    clients.expiries += outcome.stats.expiries;
-    clients.connection_resets += outcome.stats.connection_resets;
-    clients.connection_stalls += outcome.stats.connection_stalls;
+    total += outcome.stats;
     bool ok = outcome.ok;
     std::string failure = outcome.failure;
     if (ok && determinism) {
@@ -228,16 +209,15 @@ int run(int argc, char** argv) {
   }
   fmt::print("; events {}; simulated {:.1f} s; wall {:.2f} s\n", events,
              std::chrono::duration<double>(simulated).count(), wall);
-  fmt::print("real storage: {} seeds, {} recoveries after crashes, {} torn tails cut off\n", real_storage, recoveries,
-             torn_tails);
+  fmt::print("real storage: {} seeds, {} recoveries after crashes, {} torn tails cut off\n", real_storage,
+             total.recoveries, total.torn_tails);
   fmt::print("state losses (wiped disks, damaged durable records, page caches lost): {}; forged messages: {}\n",
-             state_losses, forged);
+             total.state_losses, total.forged);
   fmt::print(
       "clients: offers {} (back-pressured {}); fates applied {} rejected {} unknown {}; egress {}; cut-offs {} "
       "restarts {} resets {} stalls {} outages {}; sessions expired {}\n",
-      clients.offers, clients.back_pressured, clients.applied, clients.rejected, clients.unknown, clients.egress,
-      clients.cutoffs, clients.client_restarts, clients.connection_resets, clients.connection_stalls, clients.outages,
-      clients.expiries);
+      total.offers, total.back_pressured, total.applied, total.rejected, total.unknown, total.egress, total.cutoffs,
+      total.client_restarts, total.connection_resets, total.connection_stalls, total.outages, total.expiries);
   return failed.empty() ? 0 : 1;
 }
 
