@@ -23,6 +23,8 @@ namespace counter {
 class CounterService final : public cohort::Service {
  public:
   void on_start(cohort::Cluster& cluster, std::optional<cohort::Bytes> snapshot) override;
+  /// A follower that installed the leader's snapshot: the value is all the state, so this is on_start again.
+  void on_restore(cohort::Cluster& cluster, cohort::Bytes snapshot) override { on_start(cluster, snapshot); }
   // Sessions need no bookkeeping here: a reply goes to the session id on_message was given.
   void on_session_open(cohort::Cluster& /*cluster*/, cohort::SessionId /*session*/) override {}
   void on_session_close(cohort::Cluster& /*cluster*/, cohort::SessionId /*session*/,

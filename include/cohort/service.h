@@ -88,7 +88,12 @@ class Service {
   virtual ~Service() = default;
 
   /// Once, before any other callback: restore from `snapshot` (what on_take_snapshot wrote), if there is one.
+  /// cluster.log_position() and cluster.time() are the snapshot's (0 without one).
   virtual void on_start(Cluster& cluster, std::optional<Bytes> snapshot) = 0;
+  /// Replaces the whole state with `snapshot`'s, discarding the state held before (not merging): a follower that
+  /// fell too far behind installs the leader's snapshot while it runs. cluster.log_position() is the snapshot's;
+  /// entries after it follow. Timers armed before are already replaced by the snapshot's, as is every session.
+  virtual void on_restore(Cluster& cluster, Bytes snapshot) = 0;
   // The four callbacks below apply a committed entry: an exception from them is caught, counted and logged, and
   // the entry counts as applied (see "Exceptions" above).
   virtual void on_session_open(Cluster& cluster, SessionId session) = 0;
@@ -96,8 +101,10 @@ class Service {
   /// One ingress message of `session`, delivered exactly once and in the order the client offered it.
   virtual void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) = 0;
   virtual void on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) = 0;
-  /// Appends the service's whole state to `out`, in a form on_start can restore. Two replicas at the same log
-  /// position must write the same bytes.
+  /// Appends the service's whole state to `out`, in a form on_start and on_restore can restore. Two replicas at
+  /// the same log position must write the same bytes. It runs on the event loop, which waits for it (heartbeats
+  /// and client keep-alives too): write compactly, and keep what a large state costs to copy in mind (see
+  /// docs/architecture.md, "Snapshots").
   virtual void on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) = 0;
   virtual void on_role_change(Cluster& /*cluster*/, ClusterRole /*role*/) {}
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <limits>
 #include <new>
 #include <utility>
 
@@ -336,14 +337,65 @@ bool ServiceHost::close_session(SessionId session) {
   return true;
 }
 
-std::uint64_t ServiceHost::state_hash() {
-  std::vector<std::byte>& out = hash_scratch_;
-  out.clear();
+namespace {
+
+// The host's part of a snapshot starts with this; a snapshot of another layout is refused, never misread.
+constexpr std::uint64_t kHostSnapshotMagic = 0x3174'736f'4874'7243ULL;  // "CrtHost1"
+
+// Reads a snapshot's host part, bounds-checked: a read past the end, or a count beyond what the bytes left could
+// hold, fails the reader, and every later read returns zero. The caller checks ok() once, at the end.
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(ByteSpan bytes) noexcept : bytes_(bytes) {}
+
+  std::uint64_t u64() noexcept {
+    if (!ok() || bytes_.size() - position_ < 8) return fail("the snapshot ends inside a field");
+    const auto value = load_le<std::uint64_t>(bytes_.data() + position_);
+    position_ += 8;
+    return value;
+  }
+  /// A count of items that take at least `item_size` bytes each.
+  std::uint64_t count(std::size_t item_size) noexcept {
+    const std::uint64_t n = u64();
+    if (ok() && n > (bytes_.size() - position_) / item_size) return fail("a count exceeds the snapshot's size");
+    return n;
+  }
+  ByteSpan bytes(std::uint64_t size) noexcept {
+    if (!ok() || bytes_.size() - position_ < size) {
+      fail("the snapshot ends inside a message or the service's part");
+      return {};
+    }
+    const ByteSpan out = bytes_.subspan(position_, static_cast<std::size_t>(size));
+    position_ += static_cast<std::size_t>(size);
+    return out;
+  }
+  ByteSpan rest() const noexcept { return bytes_.subspan(position_); }
+  std::uint64_t fail(const char* why) noexcept {
+    if (error_ == nullptr) error_ = why;
+    return 0;
+  }
+  bool ok() const noexcept { return error_ == nullptr; }
+  const char* error() const noexcept { return error_; }
+
+ private:
+  ByteSpan bytes_;
+  std::size_t position_ = 0;
+  const char* error_ = nullptr;
+};
+
+ClusterTime as_time(std::uint64_t value) noexcept { return ClusterTime{static_cast<ClusterTime::rep>(value)}; }
+
+}  // namespace
+
+void ServiceHost::write_snapshot(std::vector<std::byte>& out) {
   const auto put = [&out](std::uint64_t value) {
     const std::size_t at = out.size();
     out.resize(at + 8);
     store_le<std::uint64_t>(out.data() + at, value);
   };
+  put(kHostSnapshotMagic);
+  put(applied_.value());
+  put(applied_term_.value());
   put(incarnation_.high);
   put(incarnation_.low);
   put(initial_members_.size());
@@ -382,16 +434,141 @@ std::uint64_t ServiceHost::state_hash() {
     put(timer.generation);
   }
   put(next_generation_);
+  put(timers_fired_);
   // Every replica meets the same faults at the same indexes (they are a function of the committed entries), so
-  // the counts are hashed: a replica that handled an entry differently (another build, a service that threw on
-  // one replica only) shows here even if the rest of its state happens to match. The detail text is not hashed.
+  // the counts are in the snapshot and its hash: a replica that handled an entry differently (another build, a
+  // service that threw on one replica only) shows here even if the rest of its state happens to match. The
+  // detail text is for people, and stays out.
   put(fault_counts_.undecodable);
   put(fault_counts_.stamp_went_back);
   put(fault_counts_.service_threw);
   put(last_fault_ ? last_fault_->index.value() : 0);
+  put(last_fault_ ? last_fault_->term.value() : 0);
   put(last_fault_ ? static_cast<std::uint64_t>(last_fault_->fault) : 0);
+  // The service's part, after its length (filled in once written: on_take_snapshot writes straight into `out`).
+  const std::size_t length_at = out.size();
+  put(0);
   service_.on_take_snapshot(*this, out);
-  return XXH3_64bits(out.data(), out.size());
+  store_le<std::uint64_t>(out.data() + length_at, out.size() - length_at - 8);
+}
+
+Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
+  SnapshotReader in(snapshot);
+  if (in.u64() != kHostSnapshotMagic) return unexpected(std::string("not a snapshot of this host's layout"));
+  // Decoded into a fresh state first, so a snapshot that does not decode changes nothing.
+  State state;
+  state.applied = LogIndex{in.u64()};
+  state.applied_term = Term{in.u64()};
+  state.incarnation.high = in.u64();
+  state.incarnation.low = in.u64();
+  const std::uint64_t members = in.count(8);
+  for (std::uint64_t i = 0; i < members; ++i) {
+    const std::uint64_t id = in.u64();
+    if (id > std::numeric_limits<std::uint32_t>::max()) in.fail("a member id is out of range");
+    state.initial_members.push_back(static_cast<std::uint32_t>(id));
+  }
+  state.stamp = as_time(in.u64());
+  const std::uint64_t sessions = in.count(7 * 8);
+  for (std::uint64_t i = 0; i < sessions && in.ok(); ++i) {
+    const SessionId id = in.u64();
+    Session session;
+    session.client.high = in.u64();
+    session.client.low = in.u64();
+    session.last_seq = in.u64();
+    session.egress_seq = in.u64();
+    session.last_activity = as_time(in.u64());
+    const std::uint64_t window = in.count(2 * 8);
+    for (std::uint64_t w = 0; w < window && in.ok(); ++w) {
+      EgressRecord record;
+      record.seq = in.u64();
+      const ByteSpan message = in.bytes(in.u64());
+      record.message.assign(message.begin(), message.end());
+      session.window_bytes += record.message.size();
+      session.window.push_back(std::move(record));
+    }
+    if (!state.sessions.empty() && id <= state.sessions.rbegin()->first) in.fail("sessions are not in ascending order");
+    if (!state.session_by_client.emplace(session.client, id).second) in.fail("two sessions have the same client");
+    state.by_activity.emplace(session.last_activity, id);
+    state.sessions.emplace_hint(state.sessions.end(), id, std::move(session));
+  }
+  state.renewed_term = Term{in.u64()};
+  const std::uint64_t tombstones = in.count(6 * 8);
+  for (std::uint64_t i = 0; i < tombstones && in.ok(); ++i) {
+    const SessionId id = in.u64();
+    Tombstone tomb;
+    tomb.client.high = in.u64();
+    tomb.client.low = in.u64();
+    tomb.last_seq = in.u64();
+    const std::uint64_t reason = in.u64();
+    if (reason < 1 || reason > 3) in.fail("a tombstone's close reason is unknown");
+    tomb.reason = static_cast<CloseReason>(reason);
+    tomb.closed_at = as_time(in.u64());
+    if (!state.tombstone_order.empty() && tomb.closed_at < state.tombstones.at(state.tombstone_order.back()).closed_at)
+      in.fail("tombstones are not in the order they were closed");
+    if (!state.tombstones.emplace(id, tomb).second) in.fail("two tombstones have the same session");
+    state.tombstone_order.push_back(id);
+  }
+  const std::uint64_t timers = in.count(3 * 8);
+  for (std::uint64_t i = 0; i < timers && in.ok(); ++i) {
+    const TimerId id = in.u64();
+    Timer timer;
+    timer.deadline = as_time(in.u64());
+    timer.generation = in.u64();
+    if (!state.timers.emplace(id, timer).second) in.fail("two timers have the same id");
+    state.by_deadline.emplace(timer.deadline, id);
+  }
+  state.next_generation = in.u64();
+  state.timers_fired = in.u64();
+  state.fault_counts.undecodable = in.u64();
+  state.fault_counts.stamp_went_back = in.u64();
+  state.fault_counts.service_threw = in.u64();
+  const LogIndex fault_index{in.u64()};
+  const Term fault_term{in.u64()};
+  const std::uint64_t fault = in.u64();
+  if (fault > 3) in.fail("the last entry fault is unknown");
+  if (fault != 0)
+    state.last_fault = EntryFaultReport{fault_index, fault_term, static_cast<EntryFault>(fault), "(from a snapshot)"};
+  const ByteSpan service_part = in.bytes(in.u64());
+  if (in.ok() && !in.rest().empty()) in.fail("bytes follow the service's part");
+  if (!in.ok()) return unexpected(fmt::format("the snapshot does not decode: {}", in.error()));
+
+  applied_ = state.applied;
+  applied_term_ = state.applied_term;
+  incarnation_ = state.incarnation;
+  initial_members_ = std::move(state.initial_members);
+  stamp_ = state.stamp;
+  sessions_ = std::move(state.sessions);
+  session_by_client_ = std::move(state.session_by_client);
+  by_activity_ = std::move(state.by_activity);
+  renewed_term_ = state.renewed_term;
+  tombstones_ = std::move(state.tombstones);
+  tombstone_order_ = std::move(state.tombstone_order);
+  timers_ = std::move(state.timers);
+  by_deadline_ = std::move(state.by_deadline);
+  next_generation_ = state.next_generation;
+  timers_fired_ = state.timers_fired;
+  fault_counts_ = state.fault_counts;
+  last_fault_ = std::move(state.last_fault);
+  deferred_closes_.clear();
+  outputs_.clear();
+  // The service's part: the first restore is the service's start; a later one (a follower that installed the
+  // leader's snapshot) replaces the state it had.
+  if (!started_) {
+    started_ = true;
+    service_.on_start(*this, service_part);
+  } else {
+    service_.on_restore(*this, service_part);
+  }
+  return {};
+}
+
+std::uint64_t ServiceHost::state_hash() {
+  hash_scratch_.clear();
+  write_snapshot(hash_scratch_);
+  // Past the magic and the position (applied index and term): what a state is, not where it was reached, so an
+  // entry that changes nothing (a no-op) leaves the hash as it was.
+  constexpr std::size_t kPositionEnd = 3 * 8;
+  return XXH3_64bits(hash_scratch_.data() + kPositionEnd, hash_scratch_.size() - kPositionEnd);
 }
 
 const char* to_string(EntryFault fault) noexcept {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cohort/service.h"
+#include "common/result.h"
 #include "common/strong_id.h"
 #include "consensus/log.h"
 #include "host/entry_codec.h"
@@ -187,8 +188,18 @@ class ServiceHost final : private Cluster {
   /// Timers whose deadline is at or before `now`, as (id, generation), in deadline order (at most `limit`).
   void due_timers(ClusterTime now, std::vector<std::pair<TimerId, std::uint64_t>>& out, std::size_t limit) const;
 
-  /// A hash of everything replicated: sessions, timers, incarnation and initial members, stamp, entry fault counts
-  /// (and the index and fault of the newest one), and the service's snapshot.
+  /// Appends the replicated state at applied_index() to `out`: the host's part (applied index and term, sessions
+  /// with their egress windows, tombstones, timers, incarnation and initial members, stamp, entry fault counts and
+  /// the newest one's index, term and fault), then the service's (Service::on_take_snapshot). Two replicas at the
+  /// same applied index write the same bytes.
+  void write_snapshot(std::vector<std::byte>& out);
+  /// Replaces the replicated state with what write_snapshot() wrote, then hands the service its part: as
+  /// Service::on_start if start() was not called yet (instead of it), else as Service::on_restore (a follower that
+  /// installed the leader's snapshot). A host part that does not decode changes nothing and is an error; a service
+  /// that cannot restore its part throws, as from on_start.
+  Status<std::string> restore(ByteSpan snapshot);
+  /// A hash of write_snapshot()'s bytes but the position: replicas at the same applied index hash alike, whether
+  /// they replayed the log or restored a snapshot, and an entry that changes nothing leaves it as it was.
   std::uint64_t state_hash();
 
  private:
@@ -211,6 +222,27 @@ class ServiceHost final : private Cluster {
   struct Timer {
     ClusterTime deadline{0};
     std::uint64_t generation = 0;  // distinguishes re-arms: a firing names the generation it was decided for
+  };
+
+  // Everything restore() decodes before it replaces the live state with it.
+  struct State {
+    LogIndex applied;
+    Term applied_term;
+    Id128 incarnation;
+    std::vector<std::uint32_t> initial_members;
+    ClusterTime stamp{0};
+    std::map<SessionId, Session> sessions;
+    std::map<Id128, SessionId> session_by_client;
+    std::set<std::pair<ClusterTime, SessionId>> by_activity;
+    Term renewed_term;
+    std::map<SessionId, Tombstone> tombstones;
+    std::deque<SessionId> tombstone_order;
+    std::map<TimerId, Timer> timers;
+    std::set<std::pair<ClusterTime, TimerId>> by_deadline;
+    std::uint64_t next_generation = 1;
+    std::uint64_t timers_fired = 0;
+    EntryFaultCounts fault_counts;
+    std::optional<EntryFaultReport> last_fault;
   };
 
   void apply_command(const consensus::Entry& entry);
@@ -263,7 +295,7 @@ class ServiceHost final : private Cluster {
   std::set<std::pair<ClusterTime, TimerId>> by_deadline_;
   std::uint64_t next_generation_ = 1;
   std::uint64_t timers_fired_ = 0;
-  // Replicated and hashed (so, once the host has snapshots, in them: a restored replica must show the same).
+  // Replicated: in snapshots and their hash (a restored replica must show the same).
   EntryFaultCounts fault_counts_;
   std::optional<EntryFaultReport> last_fault_;  // its index and fault are hashed, not its detail
 

@@ -49,6 +49,8 @@ class CounterService final : public Service {
  public:
   /// Throws std::runtime_error if `snapshot` is malformed.
   void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override;
+  /// Every field is in the snapshot, so restoring is starting from it.
+  void on_restore(Cluster& cluster, Bytes snapshot) override { on_start(cluster, snapshot); }
   void on_session_open(Cluster& /*cluster*/, SessionId /*session*/) override {}
   void on_session_close(Cluster& /*cluster*/, SessionId /*session*/, CloseReason /*reason*/) override {}
   void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override;

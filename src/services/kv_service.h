@@ -22,6 +22,7 @@ class KvService final : public Service {
   /// Restores from a snapshot (throws std::runtime_error if it is malformed: a corrupt durable record). Does not
   /// re-arm expiry timers: the cluster restores its pending timers from its own snapshot.
   void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override;
+  void on_restore(Cluster& /*cluster*/, Bytes snapshot) override { restore(snapshot); }
   void on_session_open(Cluster& /*cluster*/, SessionId /*session*/) override {}
   void on_session_close(Cluster& /*cluster*/, SessionId /*session*/, CloseReason /*reason*/) override {}
   void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override;

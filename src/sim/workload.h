@@ -45,6 +45,7 @@ class ProbeService final : public Service {
       : checker_(checker), clients_(clients), node_(node), log_(log), clock_(clock) {}
 
   void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override { kv_.on_start(cluster, snapshot); }
+  void on_restore(Cluster& cluster, Bytes snapshot) override { kv_.on_restore(cluster, snapshot); }
   void on_session_open(Cluster& cluster, SessionId session) override { kv_.on_session_open(cluster, session); }
   void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) override;
   void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override;

@@ -1,7 +1,8 @@
 #pragma once
 // A Service for the host and replica tests: it records every callback it receives, in order, and lets a test act
 // on the cluster from inside a callback (schedule or cancel a timer, send egress, close a session) through hooks.
-// Its snapshot is everything it was given, so two replicas that delivered different bytes hash differently.
+// Its snapshot is everything it was given, so two replicas that delivered different bytes hash differently; one
+// restored from a snapshot writes that snapshot's bytes first, then what it was given since.
 
 #include <cstdint>
 #include <functional>
@@ -15,7 +16,7 @@
 namespace cohort::testing {
 
 struct ServiceCall {
-  enum class Kind : std::uint8_t { start, session_open, session_close, message, timer, role };
+  enum class Kind : std::uint8_t { start, session_open, session_close, message, timer, role, restore };
   Kind kind = Kind::start;
   SessionId session = 0;
   TimerId timer = 0;
@@ -33,8 +34,14 @@ class RecordingService final : public Service {
   using TimerHook = std::function<void(Cluster&, TimerId)>;
   using SessionHook = std::function<void(Cluster&, SessionId)>;
 
-  void on_start(Cluster& cluster, std::optional<Bytes> /*snapshot*/) override {
+  void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override {
     calls.push_back(base(ServiceCall::Kind::start, cluster));
+    if (snapshot) restored_from.assign(snapshot->begin(), snapshot->end());
+  }
+  void on_restore(Cluster& cluster, Bytes snapshot) override {
+    calls.clear();
+    calls.push_back(base(ServiceCall::Kind::restore, cluster));
+    restored_from.assign(snapshot.begin(), snapshot.end());
   }
   void on_session_open(Cluster& cluster, SessionId session) override {
     ServiceCall call = base(ServiceCall::Kind::session_open, cluster);
@@ -66,8 +73,11 @@ class RecordingService final : public Service {
   }
   void on_take_snapshot(Cluster& /*cluster*/, std::vector<std::byte>& out) override {
     // Every replicated callback and what it carried; role changes are this node's alone, so they stay out.
+    out.insert(out.end(), restored_from.begin(), restored_from.end());
     for (const ServiceCall& call : calls) {
-      if (call.kind == ServiceCall::Kind::role || call.kind == ServiceCall::Kind::start) continue;
+      if (call.kind == ServiceCall::Kind::role || call.kind == ServiceCall::Kind::start ||
+          call.kind == ServiceCall::Kind::restore)
+        continue;
       put(out, static_cast<std::uint64_t>(call.kind));
       put(out, call.session);
       put(out, call.timer);
@@ -94,6 +104,7 @@ class RecordingService final : public Service {
   std::size_t count(ServiceCall::Kind kind) const { return of(kind).size(); }
 
   std::vector<ServiceCall> calls;
+  std::vector<std::byte> restored_from;  // the snapshot it started from or restored, if any
   MessageHook on_message_hook;
   TimerHook on_timer_hook;
   SessionHook on_open_hook;

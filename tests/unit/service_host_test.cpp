@@ -214,10 +214,15 @@ class HostTest : public ::testing::Test {
   HostTest() { start(service_, host_); }
 
   void start(RecordingService& service, ServiceHost& host) {
+    hook(service, host);
+    host.start();
+  }
+  /// Lets the service's ingress scripts act on `host` (start() does this; a host restored from a snapshot instead
+  /// of started needs it alone).
+  void hook(RecordingService& service, ServiceHost& host) {
     service.on_message_hook = [this, &host](Cluster& cluster, SessionId /*session*/, std::string_view message) {
       run_script(cluster, message, host, results_);
     };
-    host.start();
   }
 
   /// The outputs since the last call, one line each.
@@ -1086,6 +1091,125 @@ TEST_F(HostTest, HostEgressWindowAndTombstonesAreInTheStateHash) {
   start(other_service, other);
   for (const Entry& entry : feed_.entries()) other.apply(entry);
   EXPECT_EQ(other.state_hash(), closed);
+}
+
+// --- snapshots --------------------------------------------------------------------------------------------------
+
+// A history that reaches every part of the snapshot: the bootstrap, open sessions with egress in their windows, a
+// tombstone, pending timers of several generations, faults, a second term, and ingress after all of it.
+void play_history(Feed& feed) {
+  play_faults(feed);
+  const SessionId b = feed.at(ms(200)).open(kClientB).value();
+  feed.ingress(b, 1, fmt::format("send {} hello; schedule 6 700; schedule 6 800", b));
+  const SessionId c = feed.open(Id128{0xC, 3}).value();
+  feed.ingress(c, 1, fmt::format("send {} bye", c));
+  feed.close(c);
+  feed.next_term();
+  feed.noop();
+  feed.at(ms(300)).activity({b});
+  feed.ingress(b, 2, fmt::format("send {} again; schedule 7 1000", b));
+  feed.at(ms(900)).timer(6, 3);
+  feed.ingress(b, 3, fmt::format("send {} more; cancel 7", b));
+  feed.open(kClientA);
+  feed.ingress(b, 4, fmt::format("send {} last", b));
+}
+
+// Determinism: restored from a snapshot taken after any entry, a replica then applies the rest of the log with the
+// same outputs, and hashes as the replica that replayed the whole log, at every later position.
+TEST_F(HostTest, HostSnapshotARestoredReplicaHashesAsTheReplayingOneAtEveryLaterPosition) {
+  play_history(feed_);
+  const std::vector<Entry>& log = feed_.entries();
+  ASSERT_EQ(log.size(), 20U);
+
+  for (std::size_t taken_at = 1; taken_at <= log.size(); ++taken_at) {
+    SCOPED_TRACE(fmt::format("snapshot at index {}", taken_at));
+    RecordingService replaying_service;
+    ServiceHost replaying(replaying_service, HostLimits{kMaxMessage});
+    start(replaying_service, replaying);
+    for (std::size_t i = 0; i < taken_at; ++i) replaying.apply(log[i]);
+    take_from(replaying);
+    ByteVector snapshot;
+    replaying.write_snapshot(snapshot);
+
+    RecordingService restored_service;
+    ServiceHost restored(restored_service, HostLimits{kMaxMessage});
+    hook(restored_service, restored);
+    const auto status = restored.restore(snapshot);
+    ASSERT_TRUE(status.ok()) << status.error();
+    ASSERT_EQ(restored_service.count(Kind::start), 1U);  // on_start got the snapshot: it is the service's start
+    EXPECT_EQ(restored.applied_index(), LogIndex{taken_at});
+    EXPECT_EQ(restored.state_hash(), replaying.state_hash());
+    ByteVector again;
+    restored.write_snapshot(again);
+    EXPECT_EQ(again, snapshot);  // byte for byte, so the next snapshot a restored replica takes is alike too
+
+    for (std::size_t i = taken_at; i < log.size(); ++i) {
+      replaying.apply(log[i]);
+      restored.apply(log[i]);
+      ASSERT_EQ(take_from(restored), take_from(replaying)) << "at index " << i + 1;
+      ASSERT_EQ(restored.state_hash(), replaying.state_hash()) << "at index " << i + 1;
+    }
+    EXPECT_EQ(restored.pending_timers(), replaying.pending_timers());
+    EXPECT_EQ(restored.open_sessions(), replaying.open_sessions());
+    EXPECT_EQ(restored.tombstones(), replaying.tombstones());
+    EXPECT_EQ(restored.timers_fired(), replaying.timers_fired());
+  }
+}
+
+// A follower that installs the leader's snapshot while it runs: the state it had is replaced, not merged, and the
+// service is told through on_restore.
+TEST_F(HostTest, HostSnapshotRestoredWhileRunningReplacesTheStateAndCallsOnRestore) {
+  play_history(feed_);
+  ByteVector snapshot;
+  host_.write_snapshot(snapshot);
+
+  RecordingService other_service;
+  ServiceHost other(other_service, HostLimits{kMaxMessage});
+  start(other_service, other);
+  Feed other_feed(other);
+  other_feed.open(Id128{0xD, 4});  // a session the snapshot does not have
+  const auto status = other.restore(snapshot);
+  ASSERT_TRUE(status.ok()) << status.error();
+  EXPECT_EQ(other_service.count(Kind::restore), 1U);
+  EXPECT_EQ(other.state_hash(), host_.state_hash());
+  EXPECT_EQ(other.open_sessions(), host_.open_sessions());
+  EXPECT_EQ(other.applied_index(), host_.applied_index());
+  EXPECT_EQ(other.applied_term(), host_.applied_term());
+  EXPECT_EQ(other.last_stamp(), host_.last_stamp());
+  EXPECT_EQ(other.incarnation(), host_.incarnation());
+}
+
+// A snapshot that is cut short anywhere, or whose counts, reasons or tail are wrong, is refused with a reason and
+// changes nothing: a host part that does not decode is never half applied.
+TEST_F(HostTest, HostSnapshotADamagedOneIsRefusedAndChangesNothing) {
+  play_history(feed_);
+  ByteVector snapshot;
+  host_.write_snapshot(snapshot);
+
+  RecordingService other_service;
+  ServiceHost other(other_service, HostLimits{kMaxMessage});
+  start(other_service, other);
+  Feed other_feed(other);
+  other_feed.open(kClientB);
+  const std::uint64_t before = other.state_hash();
+  const auto refused = [&](const ByteVector& bytes) {
+    const auto status = other.restore(bytes);
+    return !status.ok() && !status.error().empty() && other.state_hash() == before &&
+           other_service.count(Kind::restore) == 0;
+  };
+  for (std::size_t length = 0; length < snapshot.size(); ++length)
+    ASSERT_TRUE(refused(ByteVector(snapshot.begin(), snapshot.begin() + static_cast<std::ptrdiff_t>(length))))
+        << "a prefix of " << length << " of " << snapshot.size() << " bytes";
+  ByteVector longer = snapshot;
+  longer.push_back(std::byte{0});
+  EXPECT_TRUE(refused(longer));
+  ByteVector bad_magic = snapshot;
+  bad_magic[0] ^= std::byte{1};
+  EXPECT_TRUE(refused(bad_magic));
+  // The member count (after magic, applied index and term, incarnation) claims more than the bytes could hold.
+  ByteVector huge_count = snapshot;
+  store_le<std::uint64_t>(huge_count.data() + 5 * 8, ~std::uint64_t{0});
+  EXPECT_TRUE(refused(huge_count));
 }
 
 }  // namespace
