@@ -1,6 +1,6 @@
 #pragma once
-// The on-disk formats: segment files of log records, and the metadata file. All little-endian, all
-// checksummed with XXH3; docs/durability.md draws them.
+// The on-disk formats: segment files of log records, and the metadata file (snapshot files: snapshot_file.h). All
+// little-endian, all checksummed with XXH3; docs/durability.md draws them.
 //
 // Segment file `log-<first index, 20 digits>.seg`:
 //   segment header (56 bytes): magic, format version, header length, cluster id, node id, first index, nonce,
