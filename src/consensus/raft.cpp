@@ -79,10 +79,11 @@ std::optional<std::string> validate(const Config& config) {
   return std::nullopt;
 }
 
-Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now)
-    : config_(std::move(config)), log_(log), random_(seed) {
+Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex committed)
+    : config_(std::move(config)), log_(log), random_(seed), commit_(committed) {
   const auto problem = validate(config_);
   COHORT_ASSERT(!problem.has_value());
+  COHORT_ASSERT(committed <= log_.last_index());
   const HardState state = log_.hard_state();
   term_ = state.term;
   voted_for_ = state.voted_for;

@@ -74,7 +74,8 @@ enum class TransferError : std::uint8_t { not_leader, unknown_member, is_self };
 class Raft {
  public:
   /// Restores term, vote and log from `log`; starts as a follower whose election timer starts at `now`.
-  Raft(Config config, LogStore& log, std::uint64_t seed, Time now);
+  /// `committed`: an index known committed (the snapshot the node restored, at most the log's last index).
+  Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex committed = LogIndex{});
 
   void tick(Time now);
   void step(const Message& message, Time now);

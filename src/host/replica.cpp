@@ -14,17 +14,40 @@ const char* to_string(ClientError error) noexcept {
   return "unknown";
 }
 
+namespace {
+
+// The snapshot's applied index, if it is one the log holds with the snapshot's term: then Raft starts knowing it is
+// committed (the host applied it), and the host restores it.
+LogIndex usable_snapshot_index(const consensus::LogStore& log, const std::optional<ByteSpan>& snapshot) {
+  if (!snapshot) return LogIndex{};
+  const auto position = ServiceHost::snapshot_position(*snapshot);
+  if (!position || position->first > log.last_index() || log.term_at(position->first) != position->second)
+    return LogIndex{};
+  return position->first;
+}
+
+}  // namespace
+
 Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
-                 ClusterTime wall)
+                 ClusterTime wall, std::optional<ByteSpan> snapshot)
     : config_(std::move(config)),
       log_(log),
-      raft_(config_.raft, log, seed, mono),
+      raft_(config_.raft, log, seed, mono, usable_snapshot_index(log, snapshot)),
       host_(service, config_.limits),
       random_(seed ^ 0x494E4341524E4154ULL),
       wall_(wall),
       wall_mono_(mono),
       role_(raft_.role()),
       term_(raft_.term()) {
+  if (snapshot) {
+    if (raft_.commit_index() == LogIndex{}) {
+      snapshot_problem_ = "the log does not hold the snapshot's position with its term";
+    } else if (auto restored = host_.restore(*snapshot); !restored) {
+      snapshot_problem_ = restored.error();
+    } else {
+      return;
+    }
+  }
   host_.start();
 }
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -64,9 +65,16 @@ const char* to_string(ClientError error) noexcept;
 
 class Replica {
  public:
-  /// `wall` is the wall clock (ns since the Unix epoch) read together with `mono`.
+  /// `wall` is the wall clock (ns since the Unix epoch) read together with `mono`. `snapshot`: what
+  /// ServiceHost::write_snapshot() wrote at an index the log holds (with the term it has there); the host restores
+  /// it instead of starting empty, and only the log after it is applied. A snapshot that does not decode is left
+  /// unused (snapshot_problem()): the host starts empty, and the caller decides whether replaying the whole log will
+  /// do.
   Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
-          ClusterTime wall);
+          ClusterTime wall, std::optional<ByteSpan> snapshot = std::nullopt);
+
+  /// Why the snapshot given at construction was not used (empty if it was, or none was given).
+  const std::string& snapshot_problem() const noexcept { return snapshot_problem_; }
 
   void tick(Time mono, ClusterTime wall);
   void step(const consensus::Message& message, Time mono);
@@ -140,6 +148,7 @@ class Replica {
   std::vector<std::byte> scratch_;
   std::vector<std::pair<TimerId, std::uint64_t>> due_;
   std::vector<std::pair<SessionId, ClusterTime>> idle_;
+  std::string snapshot_problem_;
 };
 
 }  // namespace cohort::host

@@ -468,7 +468,7 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
     state.initial_members.push_back(static_cast<std::uint32_t>(id));
   }
   state.stamp = as_time(in.u64());
-  const std::uint64_t sessions = in.count(7 * 8);
+  const std::uint64_t sessions = in.count(7 * sizeof(std::uint64_t));
   for (std::uint64_t i = 0; i < sessions && in.ok(); ++i) {
     const SessionId id = in.u64();
     Session session;
@@ -477,7 +477,7 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
     session.last_seq = in.u64();
     session.egress_seq = in.u64();
     session.last_activity = as_time(in.u64());
-    const std::uint64_t window = in.count(2 * 8);
+    const std::uint64_t window = in.count(2 * sizeof(std::uint64_t));
     for (std::uint64_t w = 0; w < window && in.ok(); ++w) {
       EgressRecord record;
       record.seq = in.u64();
@@ -492,7 +492,7 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
     state.sessions.emplace_hint(state.sessions.end(), id, std::move(session));
   }
   state.renewed_term = Term{in.u64()};
-  const std::uint64_t tombstones = in.count(6 * 8);
+  const std::uint64_t tombstones = in.count(6 * sizeof(std::uint64_t));
   for (std::uint64_t i = 0; i < tombstones && in.ok(); ++i) {
     const SessionId id = in.u64();
     Tombstone tomb;
@@ -508,7 +508,7 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
     if (!state.tombstones.emplace(id, tomb).second) in.fail("two tombstones have the same session");
     state.tombstone_order.push_back(id);
   }
-  const std::uint64_t timers = in.count(3 * 8);
+  const std::uint64_t timers = in.count(3 * sizeof(std::uint64_t));
   for (std::uint64_t i = 0; i < timers && in.ok(); ++i) {
     const TimerId id = in.u64();
     Timer timer;
@@ -560,6 +560,15 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
     service_.on_restore(*this, service_part);
   }
   return {};
+}
+
+std::optional<std::pair<LogIndex, Term>> ServiceHost::snapshot_position(ByteSpan snapshot) noexcept {
+  SnapshotReader in(snapshot);
+  const std::uint64_t magic = in.u64();
+  const LogIndex index{in.u64()};
+  const Term term{in.u64()};
+  if (!in.ok() || magic != kHostSnapshotMagic || index == LogIndex{}) return std::nullopt;
+  return std::pair{index, term};
 }
 
 std::uint64_t ServiceHost::state_hash() {

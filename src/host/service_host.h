@@ -198,6 +198,9 @@ class ServiceHost final : private Cluster {
   /// installed the leader's snapshot). A host part that does not decode changes nothing and is an error; a service
   /// that cannot restore its part throws, as from on_start.
   Status<std::string> restore(ByteSpan snapshot);
+  /// The (applied index, applied term) a snapshot was taken at, read from its start; nullopt if it is too short or
+  /// of another layout.
+  static std::optional<std::pair<LogIndex, Term>> snapshot_position(ByteSpan snapshot) noexcept;
   /// A hash of write_snapshot()'s bytes but the position: replicas at the same applied index hash alike, whether
   /// they replayed the log or restored a snapshot, and an entry that changes nothing leaves it as it was.
   std::uint64_t state_hash();

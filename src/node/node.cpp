@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -31,6 +32,7 @@
 #include "storage/posix_file.h"
 #include "storage/recovery.h"
 #include "storage/segmented_log.h"
+#include "storage/snapshot_file.h"
 #include "storage/storage_thread.h"
 
 namespace cohort {
@@ -163,6 +165,13 @@ class Node::Impl final : public io::TransportHandler {
   void begin_stop();
   void finish_stop_when_ready(consensus::Time now);
   void fail(std::string message);
+  void maybe_take_snapshot(consensus::Time now);
+  struct SnapshotWritten {
+    storage::IoResult<storage::SnapshotMeta> meta;
+    std::vector<std::string> removed;  // older snapshots and leftovers removed after it
+    std::string cleanup_error;
+  };
+  void on_snapshot_written(SnapshotWritten written);
 
   NodeOptions options_;
   Service& service_;
@@ -209,6 +218,13 @@ class Node::Impl final : public io::TransportHandler {
   bool stopping_ = false;
   consensus::Time stop_deadline_{0};
   int exit_code_ = 0;
+
+  // Snapshots (docs/architecture.md, "Snapshots"). The loop thread serializes the replicated state at its applied
+  // index; a thread of the snapshot's own writes it, so neither the loop nor group commit waits for its disk time.
+  // One at a time: snapshot_job_ is joinable from the take until on_snapshot_written() runs on the loop.
+  LogIndex last_snapshot_;                 // the newest snapshot on disk (0: none)
+  consensus::Time snapshot_retry_at_{0};  // after a failed write, none is tried before this
+  std::jthread snapshot_job_;             // last: joined (its write finished) before the members it uses go
 };
 
 // --- start-up -----------------------------------------------------------------------------------------------
@@ -264,6 +280,12 @@ std::optional<std::string> Node::Impl::start() {
   spdlog::info("log recovered: {} entries, term {}, standing {}{}", recovered->last_index.value(),
                recovered->hard_state.term.value(), consensus::to_string(recovered->hard_state.standing),
                recovered->created ? " (new data directory)" : "");
+  // The newest intact snapshot: the replica restores it and applies only the log after it. A damaged one is named
+  // and an older one used; with none usable the whole log replays (it still starts at index 1).
+  auto latest = storage::load_latest_snapshot(*directory_, options_.cluster_id);
+  if (!latest) return fmt::format("data_dir: {}", latest.error().message);
+  for (const storage::DamagedSnapshot& damaged : latest->skipped)
+    spdlog::error("snapshot {} is damaged and not used: {}", damaged.name, damaged.reason);
   std::random_device device;
   const std::uint64_t seed = (std::uint64_t{device()} << 32U) ^ device();
   log_ = std::make_unique<storage::SegmentedLog>(*directory_, identity, log_options, std::move(*recovered), seed);
@@ -334,7 +356,25 @@ std::optional<std::string> Node::Impl::start() {
   replica_config.limits.egress_window_messages = options_.egress_window_messages;
   replica_config.limits.egress_window_bytes = options_.egress_window_bytes;
   replica_config.session_timeout = options_.session_timeout;
-  replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now());
+  std::optional<ByteSpan> snapshot;
+  if (latest->snapshot) snapshot = ByteSpan(latest->snapshot->body);
+  const auto restore_started = Clock::now();
+  replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now(),
+                                             snapshot);
+  if (latest->snapshot) {
+    const storage::SnapshotMeta& meta = latest->snapshot->meta;
+    if (!replica_->snapshot_problem().empty()) {
+      spdlog::error("snapshot at index {} (term {}) not used: {}; replaying the log from its start", meta.index.value(),
+                    meta.term.value(), replica_->snapshot_problem());
+    } else {
+      last_snapshot_ = meta.index;
+      spdlog::info("restored the snapshot at index {} (term {}, {} bytes) in {} ms; {} entries of log follow it",
+                   meta.index.value(), meta.term.value(), meta.size,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restore_started).count(),
+                   log_->last_index().value() - meta.index.value());
+    }
+    latest->snapshot.reset();  // the body's memory
+  }
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
   gateway::GatewayConfig gateway_config;
@@ -435,6 +475,58 @@ void Node::Impl::flush() {
   if (replica_->host().applied_index() < replica_->raft().commit_index()) schedule_flush();
   send_gateway_outputs();
   apply_back_pressure();
+  maybe_take_snapshot(mono_now());
+}
+
+// --- snapshots ----------------------------------------------------------------------------------------------
+
+void Node::Impl::maybe_take_snapshot(consensus::Time now) {
+  if (options_.snapshot_threshold == 0 || snapshot_job_.joinable() || now < snapshot_retry_at_) return;
+  const host::ServiceHost& host = replica_->host();
+  if (host.applied_index() <= last_snapshot_ || log_->bytes_after(last_snapshot_) < options_.snapshot_threshold)
+    return;
+  // Serialized here, at one applied index, while nothing else runs: the loop waits for this copy (measured and
+  // logged), not for the disk.
+  const auto started = Clock::now();
+  auto body = std::make_shared<std::vector<std::byte>>();
+  replica_->host().write_snapshot(*body);
+  const auto pause = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
+  const LogIndex index = host.applied_index();
+  const Term term = host.applied_term();
+  spdlog::info("[{}] taking a snapshot at index {} (term {}): {} bytes serialized in {} us", context(), index.value(),
+               term.value(), body->size(), pause.count());
+  const LogIndex previous = last_snapshot_;
+  snapshot_job_ = std::jthread([this, body = std::move(body), index, term, previous] {
+    SnapshotWritten written{storage::write_snapshot(*directory_, options_.cluster_id, index, term, *body), {}, {}};
+    // The newest two stay: a damaged newest one falls back to the one before.
+    if (written.meta.has_value() && previous != LogIndex{}) {
+      auto removed = storage::remove_snapshots_before(*directory_, previous);
+      if (removed)
+        written.removed = std::move(*removed);
+      else
+        written.cleanup_error = removed.error().message;
+    }
+    loop_.post([this, written = std::move(written)]() mutable { on_snapshot_written(std::move(written)); });
+  });
+}
+
+void Node::Impl::on_snapshot_written(SnapshotWritten written) {
+  snapshot_job_.join();
+  if (!written.meta.has_value()) {
+    // The log still holds everything, so nothing acknowledged is at stake: say so, and try again later.
+    constexpr auto kRetry = std::chrono::seconds(10);
+    snapshot_retry_at_ = mono_now() + kRetry;
+    spdlog::error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
+                  written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
+                  kRetry.count());
+    return;
+  }
+  last_snapshot_ = written.meta.value().index;
+  spdlog::info("[{}] snapshot at index {} written ({} bytes){}", context(), last_snapshot_.value(),
+               written.meta.value().size,
+               written.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(written.removed, ", ")));
+  if (!written.cleanup_error.empty())
+    spdlog::warn("[{}] removing older snapshots failed: {}", context(), written.cleanup_error);
 }
 
 // A leader whose storage, replication or service falls behind stops reading its clients' sockets, instead of

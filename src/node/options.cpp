@@ -22,6 +22,8 @@ namespace cohort {
 namespace {
 
 constexpr std::uint64_t kMinSegmentSize = 4096;
+// Snapshots closer together than this would spend more time writing state than replaying it would save.
+constexpr std::uint64_t kMinSnapshotThreshold = 64 * 1024;
 constexpr std::size_t kMaxMessageSizeLimit = std::size_t{16} << 20U;
 // A client is disconnected after this many keep-alive intervals of silence (the gateway's rule): a shorter session
 // timeout would close the sessions of clients the gateway still holds connected.
@@ -202,6 +204,10 @@ std::optional<std::string> validate(const NodeOptions& options) {
   if (options.segment_size < kMinSegmentSize) {
     problems.push_back(
         fmt::format("segment_size: {} bytes is below the minimum of {} bytes", options.segment_size, kMinSegmentSize));
+  }
+  if (options.snapshot_threshold != 0 && options.snapshot_threshold < kMinSnapshotThreshold) {
+    problems.push_back(fmt::format("snapshot_threshold: {} bytes is below the minimum of {} bytes (0: never by size)",
+                                   options.snapshot_threshold, kMinSnapshotThreshold));
   }
   if (options.max_message_size < 1 || options.max_message_size > kMaxMessageSizeLimit) {
     problems.push_back(fmt::format("max_message_size: {} bytes is outside 1..{} bytes (16 MiB)",

@@ -203,6 +203,20 @@ std::size_t SegmentedLog::segment_of(LogIndex index) const {
   return static_cast<std::size_t>(std::prev(it) - segments_.begin());
 }
 
+std::uint64_t SegmentedLog::bytes_after(LogIndex index) const {
+  if (index >= last_index_) return 0;
+  const LogIndex next = index.next();
+  const std::size_t position = next < first_index() ? 0 : segment_of(next);
+  const SegmentInfo& segment = segments_[position];
+  std::uint64_t from = kSegmentHeaderSize;
+  const auto sample = std::upper_bound(segment.samples.begin(), segment.samples.end(), next,
+                                       [](LogIndex i, const Sample& s) { return i < s.index; });
+  if (sample != segment.samples.begin()) from = std::prev(sample)->offset;
+  std::uint64_t bytes = segment.size - std::min(from, segment.size);
+  for (std::size_t later = position + 1; later < segments_.size(); ++later) bytes += segments_[later].size;
+  return bytes;
+}
+
 SegmentedLog::Located SegmentedLog::locate(LogIndex index) const {
   COHORT_ASSERT(index >= first_index() && index <= last_index_);
   const std::size_t position = segment_of(index);

@@ -59,6 +59,9 @@ class SegmentedLog final : public consensus::LogStore {
   std::size_t queued_bytes() const noexcept;
   std::vector<SegmentKey> segment_keys() const;
   std::size_t cached_entries() const noexcept { return cache_.size(); }
+  /// About how many bytes of log follow entry `index` (to within a segment's sample spacing, segment_size / 64):
+  /// what a restart would replay after a snapshot at `index`. Reads nothing from disk.
+  std::uint64_t bytes_after(LogIndex index) const;
 
  private:
   struct Cached {

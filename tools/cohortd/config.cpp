@@ -191,6 +191,8 @@ class FileReader {
         if (auto value = read_choice(name, node, kSyncPolicies)) config.node.sync = *to_sync_policy(*value);
       } else if (name == "segment_size") {
         if (auto value = read_integer(name, node, kMaxU64)) config.node.segment_size = *value;
+      } else if (name == "snapshot_threshold") {
+        if (auto value = read_integer(name, node, kMaxU64)) config.node.snapshot_threshold = *value;
       } else if (name == "max_message_size") {
         if (auto value = read_integer(name, node, kMaxU64))
           config.node.max_message_size = static_cast<std::size_t>(*value);
@@ -379,6 +381,7 @@ struct Flags {
   std::string election_timeout_ms;
   std::string client_keepalive_ms;
   std::string segment_size;
+  std::string snapshot_threshold;
   std::string max_message_size;
   std::string session_timeout_ms;
   std::string max_sessions;
@@ -412,6 +415,10 @@ void define_flags(CLI::App& app, Flags& flags) {
       ->type_name("MS");
   app.add_option("--segment-size", flags.segment_size,
                  "log segment size in bytes, at least 4096 (segment_size; default 64 MiB)")
+      ->type_name("BYTES");
+  app.add_option("--snapshot-threshold", flags.snapshot_threshold,
+                 "take a snapshot once this many bytes of log follow the last one, at least 65536; 0: never "
+                 "(snapshot_threshold; default 64 MiB)")
       ->type_name("BYTES");
   app.add_option("--max-message-size", flags.max_message_size,
                  "largest client message payload in bytes, 1..16 MiB (max_message_size; default 1 MiB)")
@@ -504,6 +511,10 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   }
   if (given("--segment-size")) {
     if (auto value = integer("--segment-size", flags.segment_size, kMaxU64)) config.node.segment_size = *value;
+  }
+  if (given("--snapshot-threshold")) {
+    if (auto value = integer("--snapshot-threshold", flags.snapshot_threshold, kMaxU64))
+      config.node.snapshot_threshold = *value;
   }
   if (given("--max-message-size")) {
     if (auto value = integer("--max-message-size", flags.max_message_size, kMaxU64)) {
