@@ -16,6 +16,7 @@
 // Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
 //   9: a new leader's first entry does not renew the sessions' activity (an expiry during the no-op window)
 //  10: the duplicate check lets a resent copy of the last applied seq through: an ingress applied twice
+//  12: a replica restored from a snapshot loses its sessions' egress windows
 
 namespace cohort::host {
 
@@ -485,6 +486,10 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
       record.message.assign(message.begin(), message.end());
       session.window_bytes += record.message.size();
       session.window.push_back(std::move(record));
+    }
+    if (planted_bug() == 12) {
+      session.window.clear();
+      session.window_bytes = 0;
     }
     if (!state.sessions.empty() && id <= state.sessions.rbegin()->first) in.fail("sessions are not in ascending order");
     if (!state.session_by_client.emplace(session.client, id).second) in.fail("two sessions have the same client");

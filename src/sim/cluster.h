@@ -55,6 +55,7 @@ struct SimNode {
   consensus::Raft* raft = nullptr;            // the replica's consensus core
   Duration clock_skew{0};                     // this node's wall clock minus true time
   LogIndex hashed;                            // applied position whose state hash was checked last
+  LogIndex snapshot;  // applied position of the last snapshot this incarnation saved or restored
   // Counts starts and stops: an event scheduled for an earlier incarnation finds the node changed and is ignored.
   std::uint64_t incarnation = 0;
   std::vector<consensus::Outgoing> outbox;  // waiting for their `after` to become durable
@@ -102,6 +103,8 @@ class SimCluster final : public ClientNetworkNodes {
   /// After every step of a node's replica: its messages to the outbox (released once durable), its storage's
   /// work to the event queue, then the checks and the fingerprint.
   void flush(std::uint32_t index);
+  /// After a step: the node takes a snapshot if it applied mix.snapshot_every entries since its last.
+  void maybe_snapshot(std::uint32_t index);
 
   /// Every node's role, term, leader, log, durable log and commit index, one line each (for a failure).
   std::string describe_state() const;
@@ -154,6 +157,7 @@ class SimCluster final : public ClientNetworkNodes {
   protocol::MemberIds member_ids_;
   std::vector<std::unique_ptr<SimNode>> nodes_;
   std::vector<const consensus::MemoryLogStore*> models_;
+  std::vector<std::byte> snapshot_scratch_;                                 // every snapshot is serialized into it
   std::map<std::uint64_t, std::pair<std::uint64_t, NodeId>> state_hashes_;  // log position -> (hash, first node)
 };
 

@@ -74,6 +74,16 @@ void draw_loss(FaultMix& mix, std::uint64_t seed) {
   if (random.chance(1, 8)) mix.forged_term_per_mille = static_cast<std::uint32_t>(random.between(1, 20));
 }
 
+// Snapshots, from a generator of their own for the same reason: on about half the seeds, often enough that most
+// restarts restore one.
+void draw_snapshots(FaultMix& mix, std::uint64_t seed) {
+  Random random(seed ^ 0x534E415053484F54ULL);
+  if (!random.chance(1, 2)) return;
+  mix.snapshot_every = random.between(8, 256);
+  if (mix.real_storage && mix.crash_every != 0s && random.chance(1, 2))
+    mix.crash_in_snapshot_per_mille = static_cast<std::uint32_t>(random.between(20, 200));
+}
+
 // The clients' faults, from a generator of their own for the same reason. Most seeds have some; a calm seed has
 // none. The session timeout is short, so that the sessions of clients cut off or restarted expire within a run.
 void draw_clients(FaultMix& mix, std::uint64_t seed, bool calm) {
@@ -104,7 +114,7 @@ std::string FaultMix::describe() const {
       "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
       "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={} "
       "clients={} session-timeout={}ms cutoff-every={}ms client-restart-every={}ms reset-every={}ms stall-every={}ms "
-      "client-slow={}/1000 outage-every={}ms",
+      "client-slow={}/1000 outage-every={}ms snapshot-every={} crash-in-snapshot={}/1000",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
@@ -115,7 +125,8 @@ std::string FaultMix::describe() const {
                                   sync_none ? "none" : "fsync", segment_size, cache_bytes, crash_in_storage_per_mille),
       clients, as_micros(session_timeout) / 1000, as_micros(client_cutoff_every) / 1000,
       as_micros(client_restart_every) / 1000, as_micros(connection_reset_every) / 1000,
-      as_micros(connection_stall_every) / 1000, client_long_delay_per_mille, as_micros(outage_every) / 1000);
+      as_micros(connection_stall_every) / 1000, client_long_delay_per_mille, as_micros(outage_every) / 1000,
+      snapshot_every, crash_in_snapshot_per_mille);
 }
 
 std::optional<FaultMix> hunt_mix(std::string_view name) {
@@ -194,6 +205,7 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
   draw_storage(mix, seed);
   draw_loss(mix, seed);
   draw_clients(mix, seed, calm);
+  draw_snapshots(mix, seed);
   return mix;
 }
 

@@ -311,7 +311,7 @@ struct Simulator::Impl {
 };
 
 // A new count must be summed here too.
-static_assert(sizeof(Stats) == 28 * sizeof(std::uint64_t));
+static_assert(sizeof(Stats) == 30 * sizeof(std::uint64_t));
 
 Stats& Stats::operator+=(const Stats& other) {
   delivered += other.delivered;
@@ -328,6 +328,8 @@ Stats& Stats::operator+=(const Stats& other) {
   state_losses += other.state_losses;
   forged += other.forged;
   outages += other.outages;
+  snapshots_taken += other.snapshots_taken;
+  snapshots_restored += other.snapshots_restored;
   offers += other.offers;
   back_pressured += other.back_pressured;
   applied += other.applied;

@@ -67,6 +67,8 @@ struct Stats {
   std::uint64_t state_losses = 0;  // crashes that also wiped a disk, damaged a durable record or lost a page cache
   std::uint64_t forged = 0;        // forged messages with a term from the top half
   std::uint64_t outages = 0;       // every node stopped at once
+  std::uint64_t snapshots_taken = 0;
+  std::uint64_t snapshots_restored = 0;  // starts that loaded a snapshot
   // The clients.
   std::uint64_t offers = 0;          // accepted by a client
   std::uint64_t back_pressured = 0;  // offers a full client buffer refused

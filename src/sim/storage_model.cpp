@@ -8,6 +8,7 @@
 
 #include "common/assert.h"
 #include "storage/recovery.h"
+#include "storage/snapshot_file.h"
 
 namespace cohort::sim {
 
@@ -87,6 +88,8 @@ void NodeStorage::crash(const char* why, StateLoss loss) {
   // log cut at a damaged durable record with the node recovering.
   if (loss == StateLoss::wipe) {
     model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    snapshot_.clear();
+    last_snapshot_ = LogIndex{};
     trace_.line(index_, "state loss: {}", to_string(loss));
   } else if (loss == StateLoss::damage && !model_.durable_entries().empty()) {
     const std::vector<Entry>& durable = model_.durable_entries();
@@ -143,6 +146,54 @@ storage::LogOptions NodeStorage::real_options() const {
 }
 
 // Builds the node's log on what its disk holds now (a node starting, the first time or after a crash).
+bool NodeStorage::save_snapshot(LogIndex index, Term term, std::span<const std::byte> body) {
+  if (!mix_.real_storage) {
+    snapshot_.assign(body.begin(), body.end());
+    last_snapshot_ = index;
+    trace_.line(index_, "snapshot at index {} (term {}, {} bytes)", index.value(), term.value(), body.size());
+    return true;
+  }
+  if (phase_ == Phase::safety && random_.chance(mix_.crash_in_snapshot_per_mille, 1000)) {
+    // Cut short: some of its pieces written, never finished. Recovery removes what is left of it.
+    storage::SnapshotWriter writer(/*sync_interval=*/4096);
+    const storage::SnapshotMeta meta{index, term, body.size(), storage::snapshot_checksum(body)};
+    const std::size_t written = random_.below(body.size() + 1);
+    if (writer.begin(*disk_, cluster_id_, meta).ok()) (void)writer.write(body.first(written));
+    trace_.line(index_, "snapshot at index {}: crash after {} of {} bytes", index.value(), written, body.size());
+    return false;
+  }
+  auto saved = storage::write_snapshot(*disk_, cluster_id_, index, term, body);
+  if (!saved) {
+    // An injected fsync failure: the log still holds everything, as the runtime says when it happens.
+    trace_.line(index_, "snapshot at index {} failed: {}", index.value(), saved.error().message);
+    return true;
+  }
+  if (last_snapshot_ != LogIndex{}) {
+    if (auto removed = storage::remove_snapshots_before(*disk_, last_snapshot_); !removed)
+      trace_.line(index_, "removing old snapshots failed: {}", removed.error().message);
+  }
+  last_snapshot_ = index;
+  trace_.line(index_, "snapshot at index {} (term {}, {} bytes) written", index.value(), term.value(), body.size());
+  return true;
+}
+
+std::optional<std::vector<std::byte>> NodeStorage::load_snapshot() {
+  if (!mix_.real_storage) {
+    if (snapshot_.empty()) return std::nullopt;
+    return snapshot_;
+  }
+  auto latest = storage::load_latest_snapshot(*disk_, cluster_id_);
+  if (!latest) {
+    checker_.fail(fmt::format("node {} cannot list its snapshots: {}", id_.value(), latest.error().message));
+    return std::nullopt;
+  }
+  for (const storage::DamagedSnapshot& damaged : latest->skipped)
+    checker_.fail(fmt::format("node {} finds snapshot {} damaged: {}", id_.value(), damaged.name, damaged.reason));
+  if (!latest->snapshot) return std::nullopt;
+  last_snapshot_ = latest->snapshot->meta.index;
+  return std::move(latest->snapshot->body);
+}
+
 void NodeStorage::open_real() {
   if (disk_ == nullptr) disk_ = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index_ + 1));
   auto recovered = storage::recover(*disk_, identity(), real_options());
@@ -184,6 +235,7 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
   ++stats_.recoveries;
   if (loss == StateLoss::wipe) {
     disk_ = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index_ + 1));
+    last_snapshot_ = LogIndex{};
     opened_ = false;  // the next start creates the directory anew
     model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
     trace_.line(index_, "{}: state loss: {}", why, to_string(loss));

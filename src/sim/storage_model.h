@@ -107,6 +107,13 @@ class NodeStorage {
   /// recovery is checked against the model at once. Work in flight is forgotten. With `loss`, it also loses
   /// state: recovery must then make it a fresh or recovering node (never a member that forgot).
   void crash(const char* why, StateLoss loss = StateLoss::none);
+  /// Saves a snapshot the node's host wrote at (index, term), replacing all but the previous one: with real storage
+  /// through the snapshot files (storage/snapshot_file.h), else in a slot the disk keeps. Returns false if the node
+  /// crashed while writing it (a fault of crash_in_snapshot_per_mille): the caller crashes the node.
+  bool save_snapshot(LogIndex index, Term term, std::span<const std::byte> body);
+  /// The newest snapshot the disk holds, as a start loads it; a damaged one fails the run (none is injected).
+  std::optional<std::vector<std::byte>> load_snapshot();
+
   /// Whether the node's durable standing says it may have lost state and not caught up since.
   bool lost_state() const { return model_.durable_hard_state().standing != consensus::Standing::member; }
 
@@ -164,7 +171,10 @@ class NodeStorage {
   bool opened_ = false;                                   // the disk has been opened once (its first meta exists)
   storage::MachineBoot machine_boot_{std::byte{1}};       // the simulated kernel's boot id: a machine crash moves it
 
+  LogIndex last_snapshot_;  // the newest snapshot saved (0: none)
+
   // In-memory store only.
+  std::vector<std::byte> snapshot_;  // the newest snapshot's body: written whole at once, lost only with a wipe
   consensus::PersistSeq sync_requested_ = 0;  // highest sequence a sync is scheduled for, in this incarnation
   Time device_free_{};                        // one device: syncs complete in the order they were issued
 };

@@ -55,6 +55,52 @@ void ProbeService::on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp)
   kv_.on_timer(cluster, id, timestamp);
 }
 
+void ProbeService::on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) {
+  const auto put = [&out](std::uint64_t value) {
+    const std::size_t at = out.size();
+    out.resize(at + 8);
+    store_le<std::uint64_t>(out.data() + at, value);
+  };
+  const std::size_t length_at = out.size();
+  put(0);
+  kv_.on_take_snapshot(cluster, out);
+  store_le<std::uint64_t>(out.data() + length_at, out.size() - length_at - 8);
+  put(applied_.size());
+  for (const auto& [instance, seqs] : applied_) {
+    put(instance);
+    put(seqs.size());
+    for (const std::uint64_t seq : seqs) put(seq);
+  }
+}
+
+void ProbeService::restore(Cluster& cluster, Bytes snapshot, bool running) {
+  // The host wrote this snapshot and checked its bytes: a snapshot that does not read back is a bug here.
+  std::size_t at = 0;
+  const auto get = [&]() -> std::uint64_t {
+    COHORT_ASSERT(snapshot.size() - at >= 8);
+    const auto value = load_le<std::uint64_t>(snapshot.data() + at);
+    at += 8;
+    return value;
+  };
+  const std::uint64_t kv_length = get();
+  COHORT_ASSERT(kv_length <= snapshot.size() - at);
+  const Bytes kv = snapshot.subspan(at, kv_length);
+  at += kv_length;
+  if (running)
+    kv_.on_restore(cluster, kv);
+  else
+    kv_.on_start(cluster, kv);
+  applied_.clear();
+  for (std::uint64_t instances = get(); instances > 0; --instances) {
+    std::vector<std::uint64_t>& seqs = applied_[get()];
+    for (std::uint64_t count = get(); count > 0; --count) seqs.push_back(get());
+  }
+  COHORT_ASSERT(at == snapshot.size());
+  // What this incarnation checks per session and per timer starts again from the snapshot's position.
+  last_in_session_.clear();
+  fired_.clear();
+}
+
 bool ProbeService::applied(RequestId request) const {
   const auto it = applied_.find(request.instance);
   return it != applied_.end() && std::binary_search(it->second.begin(), it->second.end(), request.seq);

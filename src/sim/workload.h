@@ -35,27 +35,33 @@
 
 namespace cohort::sim {
 
-/// The KV service, watched. On this replica incarnation (a restart builds a new one, which replays the log), each
-/// client's requests arrive once each and in increasing seq order, and within a session without a gap; each timer
-/// fires at most once. It tells the client checker what it applied, and which sessions it saw closed by timeout.
+/// The KV service, watched. On this replica incarnation (a restart builds a new one, which restores the newest
+/// snapshot and replays the log after it), each client's requests arrive once each and in increasing seq order,
+/// and within a session without a gap; each timer fires at most once. It tells the client checker what it applied,
+/// and which sessions it saw closed by timeout. Its snapshot holds the KV service's and the record of every request
+/// applied, so a restored replica still answers applied() for what its snapshot covers.
 class ProbeService final : public Service {
  public:
   ProbeService(Checker& checker, ClientChecker& clients, NodeId node, const consensus::LogStore& log,
                const EventQueue& clock)
       : checker_(checker), clients_(clients), node_(node), log_(log), clock_(clock) {}
 
-  void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override { kv_.on_start(cluster, snapshot); }
-  void on_restore(Cluster& cluster, Bytes snapshot) override { kv_.on_restore(cluster, snapshot); }
+  void on_start(Cluster& cluster, std::optional<Bytes> snapshot) override {
+    if (snapshot) restore(cluster, *snapshot, /*running=*/false);
+  }
+  void on_restore(Cluster& cluster, Bytes snapshot) override { restore(cluster, snapshot, /*running=*/true); }
   void on_session_open(Cluster& cluster, SessionId session) override { kv_.on_session_open(cluster, session); }
   void on_session_close(Cluster& cluster, SessionId session, CloseReason reason) override;
   void on_message(Cluster& cluster, SessionId session, ClusterTime timestamp, Bytes message) override;
   void on_timer(Cluster& cluster, TimerId id, ClusterTime timestamp) override;
-  void on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) override { kv_.on_take_snapshot(cluster, out); }
+  void on_take_snapshot(Cluster& cluster, std::vector<std::byte>& out) override;
 
   /// This incarnation applied the request.
   bool applied(RequestId request) const;
 
  private:
+  void restore(Cluster& cluster, Bytes snapshot, bool running);
+
   Checker& checker_;
   ClientChecker& clients_;
   NodeId node_;
