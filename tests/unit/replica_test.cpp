@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -45,9 +47,10 @@ ReplicaConfig config_of(std::size_t members) {
 // writes stay pending (so nothing new commits in a one-node cluster) until it is turned back on.
 class Driver {
  public:
-  Driver(MemoryLogStore& log, Service& service, ClusterTime wall, std::size_t members = 1, Time mono = Time{0})
+  Driver(MemoryLogStore& log, Service& service, ClusterTime wall, std::size_t members = 1, Time mono = Time{0},
+         std::optional<ByteSpan> snapshot = std::nullopt)
       : log_(log), mono_(mono), wall_(wall) {
-    replica_ = std::make_unique<Replica>(config_of(members), log, service, 4242, mono_, wall_);
+    replica_ = std::make_unique<Replica>(config_of(members), log, service, 4242, mono_, wall_, snapshot);
   }
 
   Replica& replica() { return *replica_; }
@@ -509,6 +512,70 @@ TEST(Replica, ARestartedReplicaReplaysItsLogToTheSameStateHash) {
   EXPECT_EQ(node.host().last_seq(session), 21U);
   EXPECT_EQ(kv.get("key3"), "value17");
   EXPECT_EQ(count_kind(log, EntryKind::bootstrap), 1U) << "the incarnation is learnt from the log, not re-made";
+}
+
+// A restart from a snapshot: the host restores it (the service's on_start gets its part), Raft knows its index
+// committed, and only the entries after it are applied again; the state matches a full replay.
+TEST(Replica, ARestartedReplicaRestoresItsSnapshotAndAppliesOnlyTheLogAfterIt) {
+  MemoryLogStore log;
+  std::vector<std::byte> snapshot;
+  LogIndex snapshot_at;
+  std::uint64_t hash = 0;
+  LogIndex replay_upto;
+  {
+    RecordingService service;
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+    const auto open = node.replica().open_session(kClient, node.mono());
+    ASSERT_TRUE(open.has_value());
+    node.settle();
+    for (std::uint64_t seq = 1; seq <= 10; ++seq) {
+      ASSERT_TRUE(node.replica().ingress(open->value(), seq, as_bytes(fmt::format("m{}", seq)), node.mono()));
+      node.settle();
+      if (seq == 6) {
+        node.host().write_snapshot(snapshot);
+        snapshot_at = node.host().applied_index();
+      }
+    }
+    hash = node.host().state_hash();
+    replay_upto = node.host().applied_index();
+  }
+
+  RecordingService service;
+  Driver node(log, service, kWall + 1s, 1, Time{5s}, ByteSpan(snapshot));
+  EXPECT_TRUE(node.replica().snapshot_problem().empty()) << node.replica().snapshot_problem();
+  EXPECT_EQ(node.replica().raft().commit_index(), snapshot_at);
+  EXPECT_EQ(node.host().applied_index(), snapshot_at);
+  node.settle();
+  ASSERT_TRUE(node.elect());
+  const auto messages = service.of(Kind::message);
+  ASSERT_EQ(messages.size(), 4U) << "only the messages after the snapshot are applied again";
+  EXPECT_EQ(messages.front().message, "m7");
+  RecordingService replayed;
+  EXPECT_EQ(replayed_hash(log, replayed, replay_upto), hash);
+}
+
+// A snapshot the log does not hold with its term (here: a position past the log's end) is not used: the host
+// starts empty, the whole log replays, and the reason is there for the node to log.
+TEST(Replica, ASnapshotBeyondTheLogIsNotUsedAndTheWholeLogReplays) {
+  MemoryLogStore log;
+  std::vector<std::byte> snapshot;
+  {
+    RecordingService service;
+    Driver node(log, service, kWall);
+    ASSERT_TRUE(node.elect());
+    ASSERT_TRUE(node.replica().open_session(kClient, node.mono()).has_value());
+    node.settle();
+    node.host().write_snapshot(snapshot);
+  }
+  MemoryLogStore shorter;
+  RecordingService service;
+  Driver node(shorter, service, kWall, 1, Time{0}, ByteSpan(snapshot));
+  EXPECT_FALSE(node.replica().snapshot_problem().empty());
+  EXPECT_EQ(node.host().applied_index(), LogIndex{0});
+  EXPECT_EQ(node.replica().raft().commit_index(), LogIndex{0});
+  EXPECT_EQ(service.count(Kind::start), 1U);
+  EXPECT_TRUE(service.restored_from.empty());
 }
 
 // --- entries a replica cannot apply -------------------------------------------------------------------------------
