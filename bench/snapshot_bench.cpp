@@ -174,11 +174,10 @@ int main(int argc, char** argv) {
       first_pause, pause_median, pauses.front(), pauses.back(), mib / (pause_median / 1000));
   fmt::print("off the loop: write the file {:.1f} ms; at a restart: load and verify {:.1f} ms, restore {:.1f} ms\n",
              write_ms, load_ms, restore_ms);
-  fmt::print(
-      R"({{"snapshot_mib": {:.1f}, "sessions": {}, "pause_ms_first": {:.2f}, "pause_ms_median": {:.2f}, )"
-      R"("pause_ms_max": {:.2f}, )"
-      R"("write_ms": {:.1f}, "load_ms": {:.1f}, "restore_ms": {:.1f}}})"
-      "\n",
-      mib, sessions, first_pause, pause_median, pauses.back(), write_ms, load_ms, restore_ms);
+  fmt::print(R"({{"snapshot_mib": {:.1f}, "sessions": {}, "pause_ms_first": {:.2f}, "pause_ms_median": {:.2f}, )"
+             R"("pause_ms_max": {:.2f}, )"
+             R"("write_ms": {:.1f}, "load_ms": {:.1f}, "restore_ms": {:.1f}}})"
+             "\n",
+             mib, sessions, first_pause, pause_median, pauses.back(), write_ms, load_ms, restore_ms);
   return 0;
 }

@@ -223,7 +223,7 @@ class Node::Impl final : public io::TransportHandler {
   // Snapshots (docs/architecture.md, "Snapshots"). The loop thread serializes the replicated state at its applied
   // index; a thread of the snapshot's own writes it, so neither the loop nor group commit waits for its disk time.
   // One at a time: snapshot_job_ is joinable from the take until on_snapshot_written() runs on the loop.
-  LogIndex last_snapshot_;                 // the newest snapshot on disk (0: none)
+  LogIndex last_snapshot_;  // the newest snapshot on disk (0: none)
   // Serialized into, then lent to the snapshot's thread and handed back: every snapshot after the first of a life
   // (or after a restored one) reuses its capacity and its pages, which makes the pause several times shorter.
   std::vector<std::byte> snapshot_buffer_;
@@ -489,8 +489,7 @@ void Node::Impl::flush() {
 void Node::Impl::maybe_take_snapshot(consensus::Time now) {
   if (options_.snapshot_threshold == 0 || snapshot_job_.joinable() || now < snapshot_retry_at_) return;
   const host::ServiceHost& host = replica_->host();
-  if (host.applied_index() <= last_snapshot_ || log_->bytes_after(last_snapshot_) < options_.snapshot_threshold)
-    return;
+  if (host.applied_index() <= last_snapshot_ || log_->bytes_after(last_snapshot_) < options_.snapshot_threshold) return;
   // Serialized here, at one applied index, while nothing else runs: the loop waits for this copy (measured and
   // logged), not for the disk.
   const auto started = Clock::now();
