@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks from the release build (`./run bench` builds it first) and keeps their output.
 #
-#   scripts/bench.sh [transport|storage|cluster|all] [ARGS]   ARGS go to the benchmark, e.g. --quick; default: all
+#   scripts/bench.sh [transport|storage|snapshot|cluster|all] [ARGS]   ARGS go to the benchmark, e.g. --quick; default: all
 #
 #   transport: round-trip latency and streaming throughput of the TCP transport (bench/transport_bench.cpp)
 #   storage:   the durable log's append throughput under each sync policy, against the disk's fdatasync floor
 #              (bench/storage_bench.cpp; --dir DIR picks the file system, default a fresh dir under /var/tmp)
+#   snapshot:  the event-loop pause of a snapshot of a large state, and the time to write, load and restore it
+#              (bench/snapshot_bench.cpp; --state-mib, --sessions)
 #   cluster:   commit latency and throughput of a real 3-node cohortd cluster on loopback, one client
 #              (bench/cluster_bench.cpp; --sync fsync,none picks the policies)
 #
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 which=all
 case "${1:-}" in
-  transport | storage | cluster | all) which=$1; shift ;;
+  transport | storage | snapshot | cluster | all) which=$1; shift ;;
 esac
 build=${COHORT_BUILD_DIR:-build/release}
 results=build/bench-results
@@ -41,6 +43,7 @@ run_one() {
 if [[ $which == all ]]; then
   run_one transport "$@"
   run_one storage "$@"
+  run_one snapshot "$@"
   run_one cluster "$@"
 else
   run_one "$which" "$@"
