@@ -84,8 +84,9 @@ struct Message {
   NodeId to;
   Term term;  // the sender's current term (for a pre-vote request: the term it would stand in)
   Body body;
-  // A random id the sender drew when it started. A leader that sees a follower's boot change knows the follower
-  // restarted and may have lost what it acknowledged (a replaced disk): it repairs it from scratch.
+  // The sender's life: larger in every later start of a node (Config::boot). A leader that sees a follower's boot
+  // grow knows the follower restarted and may have lost what it acknowledged (a replaced disk): it repairs it from
+  // scratch; a smaller one is a late message from a life that is over, and is dropped.
   std::uint64_t boot = 0;
   friend bool operator==(const Message&, const Message&) = default;
 };

@@ -89,7 +89,7 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex 
   voted_for_ = state.voted_for;
   standing_ = state.standing;
   // Its own generator, so the election timeouts a seed gives stay as they were. Never 0 ("not heard from yet").
-  boot_ = Random(seed ^ 0x9E3779B97F4A7C15ULL).next() | 1U;
+  boot_ = config_.boot != 0 ? config_.boot : Random(seed ^ 0x9E3779B97F4A7C15ULL).next() | 1U;
   // What the store holds at construction was recovered from disk: it is durable.
   durable_index_ = log_.last_index();
   match_scratch_.reserve(config_.members.size());
@@ -497,8 +497,8 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
   const BootCheck boot = note_boot(*progress, message.boot);
   if (boot == BootCheck::stale) return;
   progress->recently_active = true;
-  // The first acknowledgement of a boot never seen before is not counted: it may come from a life older than
-  // the retired ones remembered, delivered very late. The probe the restart set off asks the follower again.
+  // The first acknowledgement of a new boot only starts the repair: the progress was just reset, and the probe the
+  // restart sets off asks the follower where its log really ends.
   if (response.success && boot == BootCheck::restarted) {
     replicate_to(*progress);
     return;
@@ -636,14 +636,14 @@ void Raft::maybe_finish_transfer(Progress& progress) {
 
 Raft::BootCheck Raft::note_boot(Progress& progress, std::uint64_t boot) {
   if (boot == progress.boot) return BootCheck::same;
-  if (std::find(progress.retired_boots.begin(), progress.retired_boots.end(), boot) != progress.retired_boots.end())
-    return BootCheck::stale;  // sent before the follower restarted, and arriving late: what it claims may be gone
+  // Sent before the follower restarted, and arriving late: what it claims may be gone. (Boots are ordered: with
+  // unordered ones, such a late message seen after the new life's first one would pass for a restart, and the live
+  // life's answers would then be dropped as stale for the rest of the term.)
+  if (boot < progress.boot) return BootCheck::stale;
   const bool first = progress.boot == 0;
   if (!first && planted_bug() != 8) {
     // The follower restarted: what it acknowledged before may be lost (a replaced or damaged disk). Start over
     // from its real log end; the first probe's refusal says where that is.
-    std::rotate(progress.retired_boots.rbegin(), progress.retired_boots.rbegin() + 1, progress.retired_boots.rend());
-    progress.retired_boots.front() = progress.boot;
     progress.match = LogIndex{0};
     progress.next = last_index().next();
     progress.probing = true;

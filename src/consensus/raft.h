@@ -43,6 +43,10 @@ struct Config {
   std::size_t max_inflight_appends = 8;      // pipelined AppendRequests per follower
   bool pre_vote = true;
   bool check_quorum = true;
+  // This life's boot id, stamped on every message: it must be larger than any earlier life's of the same node (the
+  // node uses its wall clock at start, the simulator its incarnation count), since a leader takes a smaller one for
+  // a message of a life that is over. 0: drawn from the seed, for a core that never restarts.
+  std::uint64_t boot = 0;
 };
 
 /// Problems with a Config, for the node to refuse at start.
@@ -119,10 +123,9 @@ class Raft {
     bool probing = true;
     std::vector<LogIndex> inflight;  // last index of each pipelined request not yet acknowledged, ascending
     bool recently_active = false;    // heard from since the last check-quorum round
-    // The follower's boot id (0: not heard from yet), and the ones it had before in this term: answers from a
-    // retired boot were sent by a life whose log may be gone, and are dropped.
+    // The follower's newest boot id (0: not heard from yet): answers from an older boot were sent by a life whose
+    // log may be gone, and are dropped.
     std::uint64_t boot = 0;
-    std::array<std::uint64_t, 8> retired_boots{};
   };
 
   // A StandingAnswer kept by a node that is not a member yet: the latest from each other member, this life.

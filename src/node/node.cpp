@@ -350,6 +350,12 @@ std::optional<std::string> Node::Impl::start() {
   raft_config.heartbeat_interval = options_.heartbeat_interval;
   raft_config.election_timeout_min = options_.election_timeout_min;
   raft_config.election_timeout_max = options_.election_timeout_max;
+  // Later lives must have larger boot ids: the wall clock at start, in microseconds, with random low bits for two
+  // starts in one microsecond. A clock set back by more than the time between two starts would make the new life
+  // look older, and the leader would ignore it until the next election.
+  const auto start_micros =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(wall_now()).count());
+  raft_config.boot = (start_micros << 8U) | (seed & 0xFFU) | 1U;
   if (auto problem = consensus::validate(raft_config)) return *problem;
   host::ReplicaConfig replica_config;
   replica_config.raft = raft_config;

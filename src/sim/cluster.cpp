@@ -79,6 +79,7 @@ void SimCluster::start(std::uint32_t index) {
   config.max_append_entries = mix_.max_append_entries;
   config.max_inflight_appends = mix_.max_inflight_appends;
   ++node.incarnation;
+  config.boot = node.incarnation;  // grows with every start, wiped disks included
   node.storage.open(now);
   node.service = std::make_unique<ProbeService>(checker_, client_checker_, node.id, node.storage.log(), events_);
   host::ReplicaConfig replica_config;
