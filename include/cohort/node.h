@@ -49,6 +49,7 @@ class Authenticator {
   virtual ~Authenticator() = default;
   /// nullopt: the client may open (or resume) a session; otherwise why it may not, which the client reports as a
   /// permanent refusal. `credential` is the opaque bytes from the client's options (ClientOptions::credential).
+  /// Runs on the node's event loop: it must not block. An exception counts as a refusal naming it.
   virtual std::optional<std::string> refuse(std::uint64_t client_id_high, std::uint64_t client_id_low,
                                             std::span<const std::byte> credential) = 0;
 };

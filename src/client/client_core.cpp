@@ -345,8 +345,10 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
     drop_connection(now, fmt::format("malformed session reply: {}", reply.error().describe()), false);
     return;
   }
-  if (reply->status == protocol::SessionStatus::opened) {
-    // From a leader: a lower term than known is a deposed one's (a minority leader that has not noticed yet).
+  if (reply->status == protocol::SessionStatus::opened || reply->status == protocol::SessionStatus::rejected ||
+      reply->status == protocol::SessionStatus::busy) {
+    // From a leader: a lower term than known is a deposed one's (a minority leader that has not noticed yet), whose
+    // answer must neither open a session nor close the client for good.
     if (stale(reply->term)) return;
   }
   last_heard_ = now;

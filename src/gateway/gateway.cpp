@@ -1,10 +1,13 @@
 #include "gateway/gateway.h"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
+
+#include <fmt/format.h>
 
 #include "common/assert.h"
 #include "common/planted_bug.h"
@@ -12,6 +15,7 @@
 
 // Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
 //  11: a resume does not resend the first egress of the window the client has not seen: an egress skipped
+//  13: (gateway.h, send_frames) a connection that refused a frame still gets its later frames: a hole in its stream
 
 namespace cohort::gateway {
 
@@ -60,6 +64,17 @@ bool Gateway::on_frame(ConnectionId id, const protocol::Frame& frame, Time now) 
     return false;
   handle(id, it->second, frame, now);
   return true;
+}
+
+void Gateway::send_frames(const FrameSink& send) {
+  refused_.clear();
+  for (const OutFrame& frame : outputs_.frames) {  // on_send_failed() adds to `closing` only
+    if (planted_bug() != 13 && std::find(refused_.begin(), refused_.end(), frame.connection) != refused_.end())
+      continue;
+    if (send(frame.connection, outputs_.frame(frame))) continue;
+    refused_.push_back(frame.connection);
+    on_send_failed(frame.connection);
+  }
 }
 
 void Gateway::on_send_failed(ConnectionId id) {
@@ -150,8 +165,17 @@ void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
     // Before the open is appended (never at apply: the decision is this leader's alone and is not replicated), and
     // before it may take over an open appended for another connection of the same client id.
     const auto* bytes = reinterpret_cast<const std::byte*>(connection.credential.data());
-    if (auto refused = config_.authenticator->refuse(connection.waiting_open->high, connection.waiting_open->low,
-                                                     std::span(bytes, connection.credential.size()))) {
+    std::optional<std::string> refused;
+    try {
+      refused = config_.authenticator->refuse(connection.waiting_open->high, connection.waiting_open->low,
+                                              std::span(bytes, connection.credential.size()));
+    } catch (const std::exception& error) {
+      // A user's authenticator must not take the node down: a failure to decide is a refusal.
+      refused = fmt::format("the authenticator failed: {}", error.what());
+    } catch (...) {
+      refused = "the authenticator failed";
+    }
+    if (refused) {
       connection.waiting_open.reset();
       refuse_open(id, *refused);
       return;
@@ -164,6 +188,9 @@ void Gateway::try_open(ConnectionId id, Connection& connection, Time now) {
       if (const auto earlier = connections_.find(pending->second); earlier != connections_.end())
         earlier->second.waiting_open.reset();
     pending->second = id;
+    // Heard every keep-alive interval while the open commits, so a slow commit does not pass for a dead node (the
+    // client drops a connection silent for its silence limit).
+    send(id, protocol::KeepAlive{0});
     return;
   }
   auto appended = replica_.open_session(*connection.waiting_open, now, connection.resume);

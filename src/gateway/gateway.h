@@ -17,9 +17,10 @@
 //    and answers the waiting clients when the role, term, leader or serving state changed.
 //  - Call tick() regularly (at least every few milliseconds: keep-alives are due every client_keepalive_interval),
 //    with a way to ask how long each connection has been silent.
-//  - After each input, take outputs(): send its frames in order, on each connection's own stream; report a frame
-//    the connection cannot take (a full send buffer) with on_send_failed(); then close the connections listed in
-//    `closing` (the gateway has forgotten them already: no on_disconnected is needed for them); then clear it.
+//  - After each input, send the frames of outputs() with send_frames() (in order, each on its connection's stream;
+//    a connection that cannot take one is closed and gets none of its later frames), then close the connections
+//    listed in `closing` (the gateway has forgotten them already: no on_disconnected is needed for them), then clear
+//    the outputs.
 //
 // Invariants it keeps:
 //  - A session is bound to at most one connection, the one whose open was answered last: a connection c bound to
@@ -148,6 +149,13 @@ class Gateway {
   /// A frame from a connection: session traffic is handled here; false for ping and status_request, which the
   /// driver answers. A malformed or unexpected frame closes the connection.
   [[nodiscard]] bool on_frame(ConnectionId id, const protocol::Frame& frame, Time now);
+  /// Hands every frame of outputs() to `send(connection, frame) -> bool` (false: the connection's send buffer is
+  /// full), in order. After a refusal that connection's later frames are not sent, and it is closed: a later frame
+  /// that fit would leave a hole in its stream (an egress seq missing before the next, which the client would take
+  /// for a gap beyond the window although the window still holds it). Its client reattaches, and the window is
+  /// resent.
+  using FrameSink = std::function<bool(ConnectionId, ByteSpan)>;
+  void send_frames(const FrameSink& send);
   /// The driver could not queue a frame for this connection (its send buffer is full): it is closed.
   void on_send_failed(ConnectionId id);
 
@@ -217,7 +225,8 @@ class Gateway {
     std::uint64_t seq = 0;
     LogIndex position;
   };
-  std::vector<PendingAck> acks_;  // deliver_host_outputs()'s, sent at its end
+  std::vector<PendingAck> acks_;       // deliver_host_outputs()'s, sent at its end
+  std::vector<ConnectionId> refused_;  // send_frames()'s: connections that refused a frame in this pass
   bool stopping_ = false;
   std::vector<ConnectionId> silent_;  // tick()'s scratch: connections to close after its pass
 };

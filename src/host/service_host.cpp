@@ -581,7 +581,7 @@ std::uint64_t ServiceHost::state_hash() {
   write_snapshot(hash_scratch_);
   // Past the magic and the position (applied index and term): what a state is, not where it was reached, so an
   // entry that changes nothing (a no-op) leaves the hash as it was.
-  constexpr std::size_t kPositionEnd = 3 * 8;
+  constexpr std::size_t kPositionEnd = 3 * sizeof(std::uint64_t);
   return XXH3_64bits(hash_scratch_.data() + kPositionEnd, hash_scratch_.size() - kPositionEnd);
 }
 

@@ -862,14 +862,11 @@ void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
 
 // After every input to the gateway: its frames leave in order, then the connections it gave up on are closed.
 void Node::Impl::send_gateway_outputs() {
+  // A client that does not read fast enough is closed; it reattaches and is resent what it missed.
+  gateway_->send_frames([this](gateway::ConnectionId connection, ByteSpan frame) {
+    return transport_->send(transport_id(connection), frame) != io::SendResult::back_pressured;
+  });
   gateway::GatewayOutputs& out = gateway_->outputs();
-  // on_send_failed() adds to out.closing only, so this pass over out.frames stays valid.
-  for (const gateway::OutFrame& frame : out.frames) {
-    // The client does not read fast enough: the gateway closes it; it re-attaches and its unacknowledged messages
-    // are resent.
-    if (transport_->send(transport_id(frame.connection), out.frame(frame)) == io::SendResult::back_pressured)
-      gateway_->on_send_failed(frame.connection);
-  }
   for (const gateway::Closing& closing : out.closing) {
     const std::string_view why =
         closing.detail.empty() ? std::string_view(gateway::to_string(closing.cause)) : std::string_view(closing.detail);

@@ -23,7 +23,7 @@ namespace {
 
 constexpr std::uint64_t kMinSegmentSize = 4096;
 // Snapshots closer together than this would spend more time writing state than replaying it would save.
-constexpr std::uint64_t kMinSnapshotThreshold = 64 * 1024;
+constexpr std::uint64_t kMinSnapshotThreshold = std::uint64_t{64} << 10U;
 constexpr std::size_t kMaxMessageSizeLimit = std::size_t{16} << 20U;
 // A client is disconnected after this many keep-alive intervals of silence (the gateway's rule): a shorter session
 // timeout would close the sessions of clients the gateway still holds connected.

@@ -105,10 +105,19 @@ void ClientNetwork::send_to_node(std::uint64_t connection, ByteSpan frame) {
   send(connection, *link, Toward::node, frame);
 }
 
-void ClientNetwork::send_to_client(std::uint64_t connection, ByteSpan frame) {
+bool ClientNetwork::send_to_client(std::uint64_t connection, ByteSpan frame) {
   Link* link = find(connection);
-  if (link == nullptr || !link->node_holds) return;
+  if (link == nullptr || !link->node_holds) return true;
+  // As the transport's send buffer: one frame always fits into an empty one.
+  if (mix_.client_send_buffer != 0 && link->to_client_bytes != 0 &&
+      link->to_client_bytes + frame.size() > mix_.client_send_buffer) {
+    ++stats_.client_sends_refused;
+    trace_.line(link->node, "send buffer of connection {} full ({} bytes waiting)", connection, link->to_client_bytes);
+    return false;
+  }
+  link->to_client_bytes += frame.size();
   send(connection, *link, Toward::client, frame);
+  return true;
 }
 
 void ClientNetwork::send(std::uint64_t connection, Link& link, Toward toward, ByteSpan frame) {
@@ -129,6 +138,8 @@ void ClientNetwork::send(std::uint64_t connection, Link& link, Toward toward, By
 
 void ClientNetwork::on_frame_event(const Event& event) {
   Link* link = find(event.connection);
+  if (link != nullptr && static_cast<Toward>(event.detail) == Toward::client)
+    link->to_client_bytes -= event.bytes.size();
   // Lost with a reset or a cut that came while it was on its way.
   if (link == nullptr || link->broken || cut_[link->client]) {
     ++stats_.client_frames_lost;

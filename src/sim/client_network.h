@@ -73,7 +73,9 @@ class ClientNetwork {
   std::uint64_t connect(std::uint32_t client, std::uint32_t node);
   /// One whole frame from the client to its node, or from the node to its client.
   void send_to_node(std::uint64_t connection, ByteSpan frame);
-  void send_to_client(std::uint64_t connection, ByteSpan frame);
+  /// False if the node's send buffer for the connection is full (FaultMix::client_send_buffer): the frame is not
+  /// sent, and the gateway gives the connection up.
+  bool send_to_client(std::uint64_t connection, ByteSpan frame);
   /// The client drops the connection: what it sent still arrives, then the node hears the end.
   void close_by_client(std::uint64_t connection);
   /// The node's gateway gave the connection up (and forgot it): what it sent still arrives, then the client hears.
@@ -107,16 +109,17 @@ class ClientNetwork {
     std::uint32_t client = 0;
     std::uint32_t node = 0;
     Time started{0};
-    bool accepted = false;          // the node accepted it (its gateway was told)
-    std::uint64_t incarnation = 0;  // of the node that accepted it
-    bool node_holds = false;        // the node's gateway has it, and has not heard of its end
-    bool client_holds = true;       // the client has it, and has not heard of its end
-    bool broken = false;            // reset: everything in flight, and everything sent from now on, is lost
-    Time to_node_at{0};             // arrival of the last frame towards the node (FIFO)
-    Time to_client_at{0};           // and towards the client
-    Time stalled_until{0};          // nothing sent before then arrives before then
-    Time heard_at{0};               // arrival of the last frame at the node
-    const char* why = "";           // what the client hears when it hears of the end
+    bool accepted = false;            // the node accepted it (its gateway was told)
+    std::uint64_t incarnation = 0;    // of the node that accepted it
+    bool node_holds = false;          // the node's gateway has it, and has not heard of its end
+    bool client_holds = true;         // the client has it, and has not heard of its end
+    bool broken = false;              // reset: everything in flight, and everything sent from now on, is lost
+    Time to_node_at{0};               // arrival of the last frame towards the node (FIFO)
+    Time to_client_at{0};             // and towards the client
+    Time stalled_until{0};            // nothing sent before then arrives before then
+    Time heard_at{0};                 // arrival of the last frame at the node
+    std::size_t to_client_bytes = 0;  // sent towards the client and not arrived yet: the node's send buffer
+    const char* why = "";             // what the client hears when it hears of the end
   };
   // What a client_link event is (Event::detail).
   enum class LinkEvent : std::uint8_t { resolve, node_hears_end, client_hears_end };

@@ -282,9 +282,10 @@ void SimCluster::observe_outputs(std::uint32_t index) {
 // After every input to a gateway (gateway.h's driver contract): its frames leave in order, then the connections it
 // gave up on close.
 void SimCluster::send_gateway_outputs(std::uint32_t index) {
+  nodes_[index]->gateway->send_frames([this](gateway::ConnectionId connection, ByteSpan frame) {
+    return client_network_.send_to_client(static_cast<std::uint64_t>(connection), frame);
+  });
   gateway::GatewayOutputs& out = nodes_[index]->gateway->outputs();
-  for (const gateway::OutFrame& frame : out.frames)
-    client_network_.send_to_client(static_cast<std::uint64_t>(frame.connection), out.frame(frame));
   for (const gateway::Closing& closing : out.closing) {
     trace_.line(index, "gateway gives up connection {}: {}{}", static_cast<std::uint64_t>(closing.connection),
                 gateway::to_string(closing.cause), closing.detail.empty() ? "" : ": " + closing.detail);

@@ -84,6 +84,13 @@ void draw_snapshots(FaultMix& mix, std::uint64_t seed) {
     mix.crash_in_snapshot_per_mille = static_cast<std::uint32_t>(random.between(20, 200));
 }
 
+// Bounded send buffers towards the clients, from a generator of their own for the same reason: on a third of the
+// seeds, small enough that a stall or a slow client fills them.
+void draw_send_buffer(FaultMix& mix, std::uint64_t seed) {
+  Random random(seed ^ 0x53454E4442554646ULL);
+  if (random.chance(1, 3)) mix.client_send_buffer = static_cast<std::size_t>(random.between(512, 8U << 10U));
+}
+
 // The clients' faults, from a generator of their own for the same reason. Most seeds have some; a calm seed has
 // none. The session timeout is short, so that the sessions of clients cut off or restarted expire within a run.
 void draw_clients(FaultMix& mix, std::uint64_t seed, bool calm) {
@@ -114,7 +121,7 @@ std::string FaultMix::describe() const {
       "crash-on-role-change={}/1000 fsync-fail={}/100k slow-storage={}/1000 client-every={}ms transfer-every={}ms "
       "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={} "
       "clients={} session-timeout={}ms cutoff-every={}ms client-restart-every={}ms reset-every={}ms stall-every={}ms "
-      "client-slow={}/1000 outage-every={}ms snapshot-every={} crash-in-snapshot={}/1000",
+      "client-slow={}/1000 outage-every={}ms snapshot-every={} crash-in-snapshot={}/1000 send-buffer={}B",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
@@ -126,7 +133,7 @@ std::string FaultMix::describe() const {
       clients, as_micros(session_timeout) / 1000, as_micros(client_cutoff_every) / 1000,
       as_micros(client_restart_every) / 1000, as_micros(connection_reset_every) / 1000,
       as_micros(connection_stall_every) / 1000, client_long_delay_per_mille, as_micros(outage_every) / 1000,
-      snapshot_every, crash_in_snapshot_per_mille);
+      snapshot_every, crash_in_snapshot_per_mille, client_send_buffer);
 }
 
 std::optional<FaultMix> hunt_mix(std::string_view name) {
@@ -185,6 +192,7 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.connection_reset_every = 1s;
     mix.connection_stall_every = 1s;
     mix.client_long_delay_per_mille = 20;
+    mix.client_send_buffer = 1024;  // bursts (a resume's resend) overflow it
     return mix;
   }
   if (name == "outage") {
@@ -206,6 +214,7 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
   draw_loss(mix, seed);
   draw_clients(mix, seed, calm);
   draw_snapshots(mix, seed);
+  draw_send_buffer(mix, seed);
   return mix;
 }
 

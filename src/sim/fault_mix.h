@@ -79,6 +79,10 @@ struct FaultMix {
   // arrives in order (a congested path). Longer than the silence limit, the sides give up on it while the other's
   // frames are still on their way: the client's reach its leader after it has moved to a new connection.
   Duration connection_stall_every{0};
+  // Bytes a node's connection to a client holds (sent, not arrived) before it refuses a frame and the gateway gives
+  // the connection up, as the transport's send buffer does (0: unbounded). Above an egress window's resend, so a
+  // resume always fits.
+  std::size_t client_send_buffer = 0;
   // Each client frame: held back 50-800 ms (a connection is FIFO, so the frames behind it wait too).
   std::uint32_t client_long_delay_per_mille = 0;
   // Mean time between outages: every node stops at once, for 1.2-1.6x the session timeout, while the clients stay

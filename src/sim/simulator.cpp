@@ -311,7 +311,7 @@ struct Simulator::Impl {
 };
 
 // A new count must be summed here too.
-static_assert(sizeof(Stats) == 30 * sizeof(std::uint64_t));
+static_assert(sizeof(Stats) == 31 * sizeof(std::uint64_t));
 
 Stats& Stats::operator+=(const Stats& other) {
   delivered += other.delivered;
@@ -344,6 +344,7 @@ Stats& Stats::operator+=(const Stats& other) {
   connection_stalls += other.connection_stalls;
   client_frames += other.client_frames;
   client_frames_lost += other.client_frames_lost;
+  client_sends_refused += other.client_sends_refused;
   return *this;
 }
 

@@ -82,8 +82,9 @@ struct Stats {
   std::uint64_t client_connects = 0;
   std::uint64_t connection_resets = 0;
   std::uint64_t connection_stalls = 0;
-  std::uint64_t client_frames = 0;       // delivered on the client network
-  std::uint64_t client_frames_lost = 0;  // to a reset, a crash or a cut-off
+  std::uint64_t client_frames = 0;         // delivered on the client network
+  std::uint64_t client_frames_lost = 0;    // to a reset, a crash or a cut-off
+  std::uint64_t client_sends_refused = 0;  // a node's send buffer to a client full: the connection given up
 
   Stats& operator+=(const Stats& other);
 };

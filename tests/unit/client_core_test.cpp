@@ -1229,6 +1229,25 @@ TEST_F(ClientCoreTest, AnOpenedReplyFromAStaleTermOpensNoSession) {
   EXPECT_EQ(core_.session(), kSession);
 }
 
+// A deposed leader's refusal (say, its old credentials file) must not close the client for good, nor its "busy"
+// hold it back: both are ignored when their term is older than the one the client knows.
+TEST_F(ClientCoreTest, ARejectedOrBusyReplyFromAStaleTermIsIgnored) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(status_reply(SessionStatus::redirect, "n3:7003", 3, 5));
+  ASSERT_EQ(core_.term(), 5U);
+  core_.tick(now_);
+  ASSERT_EQ(core_.take_connect(), "n3:7003");
+  core_.on_connected(now_, a_node(3));
+  take_events();
+  deliver(status_reply(SessionStatus::rejected, "credential not allowed", 2, /*term=*/4));
+  EXPECT_NE(core_.state(), ClientState::closed);
+  deliver(status_reply(SessionStatus::busy, "too many sessions", 2, /*term=*/4));
+  deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/5));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(core_.session(), kSession);
+}
+
 // A partitioned node may have a higher term than the real leader (elections it could not win): its "no leader"
 // must not make the client ignore the leader's frames.
 TEST_F(ClientCoreTest, NoLeaderWithAHigherTermDoesNotBlockTheLeadersFrames) {

@@ -161,19 +161,17 @@ class Station {
   }
 
   bool durable = true;
-  std::set<ConnectionId> full;  // connections whose send buffer is full
+  std::set<ConnectionId> full;         // connections whose send buffer is full
+  std::set<ConnectionId> refuse_next;  // connections that refuse their next frame only (then have room again)
 
  private:
   void collect(Time now) {
+    gateway_->send_frames([this](ConnectionId connection, ByteSpan bytes) {
+      if (full.contains(connection) || refuse_next.erase(connection) != 0) return false;
+      inboxes_[connection].frames.emplace_back(bytes.begin(), bytes.end());
+      return true;
+    });
     GatewayOutputs& out = gateway_->outputs();
-    for (const OutFrame& frame : out.frames) {
-      if (full.contains(frame.connection)) {
-        gateway_->on_send_failed(frame.connection);
-        continue;
-      }
-      const ByteSpan bytes = out.frame(frame);
-      inboxes_[frame.connection].frames.emplace_back(bytes.begin(), bytes.end());
-    }
     for (const Closing& closing : out.closing)
       closed_.push_back({closing.connection, closing.cause, closing.detail, now});
     out.clear();
@@ -762,6 +760,47 @@ TEST(Gateway, TheAuthenticatorRefusesBeforeTheOpenIsAppendedAndTheClientHearsWhy
   EXPECT_EQ(authenticator->asked, 2);
 }
 
+class ThrowingAuthenticator final : public Authenticator {
+ public:
+  std::optional<std::string> refuse(std::uint64_t, std::uint64_t, std::span<const std::byte>) override {
+    throw std::runtime_error("the credential store is unreachable");
+  }
+};
+
+TEST(Gateway, AnAuthenticatorThatThrowsRefusesTheOpenNamingTheFailureAndTheNodeGoesOn) {
+  auto authenticator = std::make_shared<ThrowingAuthenticator>();
+  Cluster cluster(1, kKeepAlive,
+                  [&](host::ReplicaConfig&, GatewayConfig& config) { config.authenticator = authenticator; });
+  ASSERT_NE(cluster.elect(), nullptr);
+  EXPECT_FALSE(open_session(cluster, ConnectionId{1}, 7).has_value());
+  const auto refused = cluster.node(1).inbox(ConnectionId{1}).all<protocol::SessionReply>();
+  ASSERT_EQ(refused.size(), 1U);
+  EXPECT_EQ(refused[0].status, SessionStatus::rejected);
+  EXPECT_EQ(std::string(refused[0].text), "the authenticator failed: the credential store is unreachable");
+  EXPECT_EQ(cluster.node(1).replica().host().open_sessions(), 0U);
+}
+
+// An open that takes longer than the client's silence limit to commit: the client hears a keep-alive every interval
+// meanwhile (it would otherwise drop the connection, and the open's answer would find no one).
+TEST(Gateway, AClientWhoseOpenIsCommittingHearsKeepAlivesMeanwhile) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  const ConnectionId client{1};
+  node.durable = false;  // the open is appended, not committed
+  node.connect(client, cluster.now());
+  EXPECT_TRUE(node.receive(client, open_of(7), cluster.now()));
+  for (int i = 0; i < 100; ++i) cluster.tick();  // 4 keep-alive intervals and more
+  EXPECT_GE(node.inbox(client).count<protocol::KeepAlive>(), 3U);
+  EXPECT_EQ(node.inbox(client).count<protocol::SessionReply>(), 0U);
+  EXPECT_FALSE(node.was_closed(client));
+  node.durable = true;
+  cluster.settle();
+  const auto replies = node.inbox(client).all<protocol::SessionReply>();
+  ASSERT_EQ(replies.size(), 1U);
+  EXPECT_EQ(replies[0].status, SessionStatus::opened);
+}
+
 TEST(Gateway, AnOpenBeyondTheSessionLimitIsAnsweredBusy) {
   Cluster cluster(1, kKeepAlive, [](host::ReplicaConfig& config, GatewayConfig&) { config.limits.max_sessions = 1; });
   ASSERT_NE(cluster.elect(), nullptr);
@@ -770,6 +809,36 @@ TEST(Gateway, AnOpenBeyondTheSessionLimitIsAnsweredBusy) {
   const auto replies = cluster.node(1).inbox(ConnectionId{2}).all<protocol::SessionReply>();
   ASSERT_EQ(replies.size(), 1U);
   EXPECT_EQ(replies[0].status, SessionStatus::busy);
+}
+
+// A send buffer that refuses one frame and would take the next: the next must not be sent, or the client would see
+// egress 2 right after nothing, a hole it takes for a gap beyond the window. The connection is closed instead, and
+// the resume resends both.
+TEST(Gateway, AfterAFrameIsRefusedTheConnectionGetsNoLaterFrameOfThePassAndTheResumeResendsThem) {
+  Cluster cluster(1);
+  ASSERT_NE(cluster.elect(), nullptr);
+  Station& node = cluster.node(1);
+  node.service().on_message_hook = [](cohort::Cluster& c, SessionId session, std::string_view message) {
+    for (const char letter : message) c.send(session, as_bytes(std::string(1, letter)));
+  };
+  const auto session = open_session(cluster, ConnectionId{1}, 7);
+  ASSERT_TRUE(session.has_value());
+  const std::size_t frames_before = node.inbox(ConnectionId{1}).frames.size();
+  node.refuse_next.insert(ConnectionId{1});
+  const std::string ab = "ab";
+  EXPECT_TRUE(node.receive(ConnectionId{1}, protocol::Ingress{*session, 1, as_bytes(ab)}, cluster.now()));
+  cluster.settle();
+  EXPECT_EQ(node.inbox(ConnectionId{1}).frames.size(), frames_before) << "a frame after the refused one was sent";
+  ASSERT_EQ(node.closed().size(), 1U);
+  EXPECT_EQ(node.closed()[0].cause, CloseCause::send_buffer_full);
+
+  protocol::SessionOpen resume = open_of(7);
+  resume.session_id = *session;
+  ASSERT_TRUE(open_session(cluster, ConnectionId{2}, 7, &resume).has_value());
+  const auto egress = node.inbox(ConnectionId{2}).all<protocol::Egress>();
+  ASSERT_EQ(egress.size(), 2U);
+  EXPECT_EQ(egress[0].egress_seq, 1U);
+  EXPECT_EQ(egress[1].egress_seq, 2U);
 }
 
 TEST(Gateway, AResumeBindsRepliesThenResendsTheUnseenEgressInOrderThenLiveEgressFollows) {

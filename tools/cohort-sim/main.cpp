@@ -107,12 +107,13 @@ void print_stats(const sim::Outcome& outcome) {
       "recoveries {} torn tails {} state losses {} forged {} partitions {} transfers {} outages {}; leaders {}; "
       "committed {}; snapshots taken {} restored {}; fingerprint {:016x}\n"
       "clients: offers {} back-pressured {}; fates applied {} rejected {} unknown {}; egress {}; cut-offs {} restarts "
-      "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}\n",
+      "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}; sends refused {}\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
       s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
       s.outages, s.leaders, s.committed, s.snapshots_taken, s.snapshots_restored, outcome.fingerprint, s.offers,
       s.back_pressured, s.applied, s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries,
-      s.client_connects, s.connection_resets, s.connection_stalls, s.client_frames, s.client_frames_lost);
+      s.client_connects, s.connection_resets, s.connection_stalls, s.client_frames, s.client_frames_lost,
+      s.client_sends_refused);
 }
 
 int run(int argc, char** argv) {
@@ -216,9 +217,10 @@ int run(int argc, char** argv) {
   fmt::print("snapshots: {} taken, {} restored at a start\n", total.snapshots_taken, total.snapshots_restored);
   fmt::print(
       "clients: offers {} (back-pressured {}); fates applied {} rejected {} unknown {}; egress {}; cut-offs {} "
-      "restarts {} resets {} stalls {} outages {}; sessions expired {}\n",
+      "restarts {} resets {} stalls {} outages {}; sessions expired {}; sends refused {}\n",
       total.offers, total.back_pressured, total.applied, total.rejected, total.unknown, total.egress, total.cutoffs,
-      total.client_restarts, total.connection_resets, total.connection_stalls, total.outages, total.expiries);
+      total.client_restarts, total.connection_resets, total.connection_stalls, total.outages, total.expiries,
+      total.client_sends_refused);
   return failed.empty() ? 0 : 1;
 }
 
