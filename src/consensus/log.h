@@ -74,23 +74,50 @@ struct PersistCompletion {
   Term last_term;
 };
 
+/// The position just before a log's first entry: what a snapshot covers once the entries up to it are removed
+/// (compaction), or what a follower's log restarts from when it installs a snapshot its log does not match (reset).
+/// (0, 0) for a log that was never compacted: index 0 has term 0.
+struct LogBase {
+  LogIndex index;
+  Term term;
+  friend bool operator==(const LogBase&, const LogBase&) = default;
+};
+
+/// A log of entries after a base. Invariants every store keeps:
+///  - first_index() == base().index + 1; the log holds [first_index(), last_index()], empty when last_index() ==
+///    base().index (a reset leaves it so, and the next append is base().index + 1);
+///  - term_at(base().index) == base().term, and term_at(i) is nullopt for i < base().index or i > last_index():
+///    the entry at the base is gone, its term is not (the consistency check of an append after it needs it);
+///  - entry(i) requires first_index() <= i <= last_index();
+///  - terms never decrease from the base on.
 class LogStore {
  public:
   virtual ~LogStore() = default;
 
-  /// The log holds [first_index(), last_index()]; empty when last_index() == first_index() - 1.
-  virtual LogIndex first_index() const = 0;
+  virtual LogBase base() const = 0;
+  LogIndex first_index() const { return base().index.next(); }
   virtual LogIndex last_index() const = 0;
-  /// Term of the entry at `index`; Term{0} for index 0; nullopt if the index is outside the log.
+  /// Term of the entry at `index`, or of the base at its index; nullopt outside [base().index, last_index()].
   virtual std::optional<Term> term_at(LogIndex index) const = 0;
   /// The entry at `index`, which must be inside the log.
   virtual const Entry& entry(LogIndex index) const = 0;
 
   // Mutations are visible to the reads above at once and become durable later, in order; each returns the
-  // sequence number a PersistCompletion will name.
+  // sequence number a PersistCompletion will name, and that completion reports the log's end (last_index, last
+  // term) as that mutation left it.
   virtual PersistSeq append(std::span<const Entry> entries) = 0;
-  /// Removes every entry after `index`.
+  /// Removes every entry after `index`, which must be at least base().index (entries at or before the base are
+  /// covered by a snapshot: committed, never cut).
   virtual PersistSeq truncate_after(LogIndex index) = 0;
+  /// Removes entries up to `up_to` (<= last_index()), which a snapshot covers: the base moves up to at most
+  /// `up_to`, never down. A store may remove fewer than asked (the segmented log removes whole segments only, and
+  /// keeps the one taking appends), and nothing if `up_to` is at or below the base. Entries after the new base
+  /// are untouched.
+  virtual PersistSeq compact(LogIndex up_to) = 0;
+  /// Empties the log after (index, term), which becomes the base: for a follower installing a snapshot at a
+  /// position its log does not hold with that term. Any index: below, inside or beyond the current log. Index 0
+  /// takes term 0.
+  virtual PersistSeq reset(LogIndex index, Term term) = 0;
   virtual PersistSeq save_hard_state(const HardState& state) = 0;
   virtual HardState hard_state() const = 0;
 };

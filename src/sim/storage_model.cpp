@@ -29,6 +29,26 @@ PersistSeq CheckedLog::truncate_after(LogIndex index) {
   return real_ != nullptr ? real_->truncate_after(index) : seq;
 }
 
+PersistSeq CheckedLog::compact(LogIndex up_to) {
+  // Only what a snapshot covers goes, and a snapshot covers only applied, so committed, entries.
+  if (raft_ != nullptr && up_to > raft_->commit_index())
+    checker_.fail(fmt::format("node {} compacts its log up to {}, beyond its commit index {}", node_.value(),
+                              up_to.value(), raft_->commit_index().value()));
+  if (real_ == nullptr) return store_.compact(up_to);
+  const PersistSeq seq = real_->compact(up_to);
+  (void)store_.compact(real_->base().index);
+  return seq;
+}
+
+PersistSeq CheckedLog::reset(LogIndex index, Term term) {
+  // A follower installs a snapshot beyond what it committed; its committed entries are never dropped.
+  if (raft_ != nullptr && index < raft_->commit_index())
+    checker_.fail(fmt::format("node {} resets its log to index {}, below its commit index {}", node_.value(),
+                              index.value(), raft_->commit_index().value()));
+  const PersistSeq seq = store_.reset(index, term);
+  return real_ != nullptr ? real_->reset(index, term) : seq;
+}
+
 PersistSeq CheckedLog::save_hard_state(const consensus::HardState& state) {
   const consensus::HardState previous = store_.hard_state();
   // The core's own rules, checked from outside: terms never go back; one vote per term.
@@ -87,7 +107,7 @@ void NodeStorage::crash(const char* why, StateLoss loss) {
   // The in-memory store models what real recovery hands the core after a state loss: an empty fresh node, or a
   // log cut at a damaged durable record with the node recovering.
   if (loss == StateLoss::wipe) {
-    model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    model_.restore({}, {}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
     snapshot_.clear();
     last_snapshot_ = LogIndex{};
     trace_.line(index_, "state loss: {}", to_string(loss));
@@ -96,8 +116,9 @@ void NodeStorage::crash(const char* why, StateLoss loss) {
     const auto cut = static_cast<std::size_t>(random_.below(durable.size()));
     consensus::HardState state = model_.durable_hard_state();
     state.standing = consensus::Standing::recovering;
-    model_.reset(std::vector<Entry>(durable.begin(), durable.begin() + static_cast<std::ptrdiff_t>(cut)), state);
-    trace_.line(index_, "state loss: {} at index {}", to_string(loss), cut + 1);
+    model_.restore(model_.durable_base(),
+                   std::vector<Entry>(durable.begin(), durable.begin() + static_cast<std::ptrdiff_t>(cut)), state);
+    trace_.line(index_, "state loss: {} at index {}", to_string(loss), model_.durable_base().index.value() + cut + 1);
   }
 }
 
@@ -210,7 +231,7 @@ void NodeStorage::open_real() {
   // The model starts from what the first start writes (a new directory: a fresh node), and follows a standing
   // that the start itself writes.
   if (!opened_ || recovered->hard_state != model_.durable_hard_state())
-    model_.reset(std::vector<Entry>(model_.durable_entries()), recovered->hard_state);
+    model_.restore(model_.durable_base(), std::vector<Entry>(model_.durable_entries()), recovered->hard_state);
   opened_ = true;
   durable_log_ = std::make_unique<storage::SegmentedLog>(*disk_, identity(), real_options(), std::move(*recovered),
                                                          random_.next());
@@ -237,7 +258,7 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
     disk_ = std::make_unique<storage::MemoryDirectory>(fmt::format("n{}", index_ + 1));
     last_snapshot_ = LogIndex{};
     opened_ = false;  // the next start creates the directory anew
-    model_.reset({}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    model_.restore({}, {}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
     trace_.line(index_, "{}: state loss: {}", why, to_string(loss));
     return;
   }
@@ -247,14 +268,15 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
     disk_->crash(random_);
     // Never all zeros, which would read as a kernel that gives no boot id.
     machine_boot_[0] = static_cast<std::byte>(static_cast<unsigned>(machine_boot_[0]) % 255U + 1U);
-    recover_and_check(
-        "machine crash under policy none", /*machine_restarted=*/true,
-        [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
-          const auto& written = model_.durable_entries();
-          if (entries.size() <= written.size() && std::equal(entries.begin(), entries.end(), written.begin()))
-            return {};
-          return model_.explain_recovery(entries, state);
-        });
+    recover_and_check("machine crash under policy none", /*machine_restarted=*/true,
+                      [&](const consensus::LogBase& base, const std::vector<Entry>& entries,
+                          const consensus::HardState& state) -> std::string {
+                        const auto& written = model_.durable_entries();
+                        if (base == model_.durable_base() && entries.size() <= written.size() &&
+                            std::equal(entries.begin(), entries.end(), written.begin()))
+                          return {};
+                        return model_.explain_recovery(base, entries, state);
+                      });
     trace_.line(index_, "{}: state loss: {}", why, to_string(loss));
     return;
   }
@@ -264,14 +286,15 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
   else
     disk_->crash_keep_all();
   recover_and_check(machine ? "machine crash" : "process crash", /*machine_restarted=*/false,
-                    [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
-                      std::string wrong = model_.explain_recovery(entries, state);
+                    [&](const consensus::LogBase& base, const std::vector<Entry>& entries,
+                        const consensus::HardState& state) -> std::string {
+                      std::string wrong = model_.explain_recovery(base, entries, state);
                       // A crash alone tears only what no sync covered: never damage to a durable record, which
                       // makes the node recovering where no write of its own did.
                       consensus::HardState unmarked = state;
                       unmarked.standing = model_.hard_state().standing;
                       if (!wrong.empty() && state.standing == consensus::Standing::recovering &&
-                          model_.explain_recovery(entries, unmarked).empty())
+                          model_.explain_recovery(base, entries, unmarked).empty())
                         wrong = "recovery names damage to a durable record where the crash only tore unsynced writes";
                       return wrong;
                     });
@@ -279,23 +302,26 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
   const std::optional<LogIndex> damaged = damage_proven_record();
   if (!damaged) return;
   trace_.line(index_, "{}: state loss: {} at index {}", why, to_string(loss), damaged->value());
-  recover_and_check(
-      "damage", /*machine_restarted=*/false,
-      [&](const std::vector<Entry>& entries, const consensus::HardState& state) -> std::string {
-        const auto& durable = model_.durable_entries();
-        if (state.standing != consensus::Standing::recovering)
-          return fmt::format("damage to durable index {} leaves the node standing as {}", damaged->value(),
-                             consensus::to_string(state.standing));
-        if (entries.size() + 1 != damaged->value() || !std::equal(entries.begin(), entries.end(), durable.begin()))
-          return fmt::format("damage to durable index {} is not cut there: {} entries recovered", damaged->value(),
-                             entries.size());
-        return {};
-      });
+  recover_and_check("damage", /*machine_restarted=*/false,
+                    [&](const consensus::LogBase& base, const std::vector<Entry>& entries,
+                        const consensus::HardState& state) -> std::string {
+                      const auto& durable = model_.durable_entries();
+                      if (state.standing != consensus::Standing::recovering)
+                        return fmt::format("damage to durable index {} leaves the node standing as {}",
+                                           damaged->value(), consensus::to_string(state.standing));
+                      if (base != model_.durable_base() ||
+                          base.index.value() + entries.size() + 1 != damaged->value() ||
+                          !std::equal(entries.begin(), entries.end(), durable.begin()))
+                        return fmt::format("damage to durable index {} is not cut there: {} entries recovered",
+                                           damaged->value(), entries.size());
+                      return {};
+                    });
 }
 
 void NodeStorage::recover_and_check(
     const char* what, bool machine_restarted,
-    const std::function<std::string(const std::vector<Entry>&, const consensus::HardState&)>& explain) {
+    const std::function<std::string(const consensus::LogBase&, const std::vector<Entry>&, const consensus::HardState&)>&
+        explain) {
   auto recovered = storage::recover(*disk_, identity(), real_options());
   if (!recovered) {
     checker_.fail(fmt::format("node {} refuses to recover after a {}: {}", id_.value(), what, recovered.error()));
@@ -316,16 +342,17 @@ void NodeStorage::recover_and_check(
     if (repair.find("torn tail") != std::string::npos) ++stats_.torn_tails;
   }
   const consensus::HardState hard_state = recovered->hard_state;
+  const consensus::LogBase base = recovered->base;
   const storage::SegmentedLog log(*disk_, identity(), real_options(), std::move(*recovered), 0);
   std::vector<Entry> entries;
   for (LogIndex i = log.first_index(); i <= log.last_index(); i = i.next()) entries.push_back(log.entry(i));
-  if (const std::string wrong = explain(entries, left); !wrong.empty()) {
+  if (const std::string wrong = explain(base, entries, left); !wrong.empty()) {
     checker_.fail(fmt::format("node {} after a {}: {}", id_.value(), what, wrong));
     return;
   }
   trace_.line(index_, "{}: recovered log {} term {} standing {}", what, entries.size(), hard_state.term.value(),
               consensus::to_string(hard_state.standing));
-  model_.reset(std::move(entries), hard_state);
+  model_.restore(base, std::move(entries), hard_state);
 }
 
 std::optional<LogIndex> NodeStorage::damage_proven_record() {

@@ -45,7 +45,7 @@ class CheckedLog final : public consensus::LogStore {
   /// that recovery is checked against. Sequence numbers are the real log's.
   void use(consensus::LogStore* real) { real_ = real; }
 
-  LogIndex first_index() const override { return source().first_index(); }
+  consensus::LogBase base() const override { return source().base(); }
   LogIndex last_index() const override { return source().last_index(); }
   std::optional<Term> term_at(LogIndex index) const override { return source().term_at(index); }
   const consensus::Entry& entry(LogIndex index) const override { return source().entry(index); }
@@ -53,6 +53,9 @@ class CheckedLog final : public consensus::LogStore {
 
   consensus::PersistSeq append(std::span<const consensus::Entry> entries) override;
   consensus::PersistSeq truncate_after(LogIndex index) override;
+  /// The model removes what the real log did (whole segments only), so the two keep the same base.
+  consensus::PersistSeq compact(LogIndex up_to) override;
+  consensus::PersistSeq reset(LogIndex index, Term term) override;
   consensus::PersistSeq save_hard_state(const consensus::HardState& state) override;
 
  private:
@@ -143,7 +146,8 @@ class NodeStorage {
   // checks what it finds with `explain` (an empty string: fine), and makes it the model's durable state.
   void recover_and_check(
       const char* what, bool machine_restarted,
-      const std::function<std::string(const std::vector<consensus::Entry>&, const consensus::HardState&)>& explain);
+      const std::function<std::string(const consensus::LogBase&, const std::vector<consensus::Entry>&,
+                                      const consensus::HardState&)>& explain);
   // Around 1 ms, sometimes (slow storage, a fault) 20-300 ms.
   Duration device_latency();
 

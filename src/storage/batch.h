@@ -20,7 +20,7 @@ enum class SyncPolicy : std::uint8_t {
 };
 
 struct StorageOp {
-  enum class Kind : std::uint8_t { append, truncate, hard_state };
+  enum class Kind : std::uint8_t { append, truncate, compact, reset, hard_state };
   Kind kind = Kind::append;
   consensus::PersistSeq seq = 0;
   // The log's end once this operation is done: what its completion reports.
@@ -41,6 +41,13 @@ struct StorageOp {
   LogIndex after;
   LogIndex cut_segment;  // zero: no segment holds `after`
   std::uint64_t cut_size = 0;
+
+  // compact: the log's base once it is done. Every segment starting at or before base.index ends there too, and
+  // goes: the segments kept are synced, the base file written, then those segments removed, oldest first. None:
+  // the base stays, nothing is written.
+  // reset: the log becomes empty after `base`. The base file is written marked as a reset under way, every
+  // segment removed from the last backwards, then the base file written again, settled.
+  consensus::LogBase base;
 
   // hard_state: replaces the metadata file.
   consensus::HardState hard_state;

@@ -11,13 +11,14 @@ namespace {
 constexpr std::uint64_t kSegmentMagic = 0x475354524F484F43ULL;   // "COHORTSG" read little-endian
 constexpr std::uint64_t kMetadataMagic = 0x444D54524F484F43ULL;  // "COHORTMD"
 constexpr std::uint64_t kMachineMagic = 0x434D54524F484F43ULL;   // "COHORTMC"
+constexpr std::uint64_t kBaseMagic = 0x534254524F484F43ULL;      // "COHORTBS"
 constexpr std::string_view kSegmentPrefix = "log-";
 constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::size_t kIndexDigits = 20;
 
 std::uint64_t hash(const std::byte* bytes, std::size_t size) noexcept { return XXH3_64bits(bytes, size); }
 
-/// The size, magic number and format version that open both the segment header and the metadata file.
+/// The size, magic number and format version that open the segment header and every small file.
 bool preamble_ok(ByteSpan bytes, std::size_t size, bool exact, std::uint64_t magic, std::string_view what,
                  std::string& reason) {
   if (exact ? bytes.size() != size : bytes.size() < size) {
@@ -163,6 +164,44 @@ std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason) {
   if (has_vote == 1) metadata.hard_state.voted_for = NodeId{load_le<std::uint32_t>(in + 40)};
   metadata.hard_state.standing = static_cast<consensus::Standing>(load_le<std::uint32_t>(in + 44));
   return metadata;
+}
+
+// ---- base file: magic u64 | version u32 | length u32 | cluster id u64 | node id u32 | resetting u32 | index u64 |
+//                 term u64 | checksum u64
+
+void encode_base(std::byte* out, const Identity& identity, const consensus::LogBase& base, bool resetting) noexcept {
+  store_le<std::uint64_t>(out, kBaseMagic);
+  store_le<std::uint32_t>(out + 8, kFormatVersion);
+  store_le<std::uint32_t>(out + 12, static_cast<std::uint32_t>(kBaseFileSize));
+  store_le<std::uint64_t>(out + 16, identity.cluster_id);
+  store_le<std::uint32_t>(out + 24, identity.node_id.value());
+  store_le<std::uint32_t>(out + 28, resetting ? 1 : 0);
+  store_le<std::uint64_t>(out + 32, base.index.value());
+  store_le<std::uint64_t>(out + 40, base.term.value());
+  store_le<std::uint64_t>(out + 48, hash(out, 48));
+}
+
+std::optional<BaseFile> decode_base(ByteSpan bytes, std::string& reason) {
+  if (!preamble_ok(bytes, kBaseFileSize, /*exact=*/true, kBaseMagic, "base file", reason)) return std::nullopt;
+  const std::byte* in = bytes.data();
+  const auto resetting = load_le<std::uint32_t>(in + 28);
+  if (load_le<std::uint64_t>(in + 48) != hash(in, 48) || load_le<std::uint32_t>(in + 12) != kBaseFileSize ||
+      resetting > 1) {
+    reason = "base file fails its checksum";
+    return std::nullopt;
+  }
+  BaseFile file;
+  file.identity.cluster_id = load_le<std::uint64_t>(in + 16);
+  file.identity.node_id = NodeId{load_le<std::uint32_t>(in + 24)};
+  file.resetting = resetting == 1;
+  file.base.index = LogIndex{load_le<std::uint64_t>(in + 32)};
+  file.base.term = Term{load_le<std::uint64_t>(in + 40)};
+  // Index 0 has term 0: another pair there is no base this code writes.
+  if (file.base.index == LogIndex{0} && file.base.term != Term{0}) {
+    reason = fmt::format("base file names term {} at index 0", file.base.term.value());
+    return std::nullopt;
+  }
+  return file;
 }
 
 // ---- machine file: magic u64 | version u32 | length u32 | kernel boot id 16 bytes | checksum u64

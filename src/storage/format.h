@@ -23,6 +23,12 @@
 // Metadata file `meta` (56 bytes): magic, format version, length, cluster id, node id, current term, vote,
 // standing (consensus::Standing: whether the node may vote), checksum. Replaced atomically: written to `meta.tmp`,
 // synced, renamed over `meta`, directory synced.
+//
+// Base file `base` (56 bytes): magic, format version, length, cluster id, node id, a flag saying a reset is under
+// way, the log's base (the index and term just before its first entry), checksum. Absent until the log's first
+// compaction or reset: the base is then (0, 0). Replaced atomically like the metadata file, and always durable
+// before any segment it makes unnecessary is removed. While the flag is set, every segment on disk is a leftover
+// of the log before the reset: recovery removes them all.
 
 #include <array>
 #include <cstdint>
@@ -54,6 +60,9 @@ inline constexpr std::string_view kTempSuffix = ".tmp";
 inline constexpr std::size_t kMachineFileSize = 40;
 inline constexpr std::string_view kMachineName = "machine";
 inline constexpr std::string_view kMachineTempName = "machine.tmp";
+inline constexpr std::size_t kBaseFileSize = 56;
+inline constexpr std::string_view kBaseName = "base";
+inline constexpr std::string_view kBaseTempName = "base.tmp";
 
 /// Bytes a record with a body of `body` bytes takes in a segment, padding included.
 constexpr std::uint64_t record_size(std::size_t body) noexcept {
@@ -107,6 +116,17 @@ struct Metadata {
   consensus::HardState hard_state;
 };
 std::optional<Metadata> decode_metadata(ByteSpan bytes, std::string& reason);
+
+// ---- base file
+
+struct BaseFile {
+  Identity identity;
+  consensus::LogBase base;
+  /// A reset is under way: the segments on disk belong to the log before it, whatever their indexes.
+  bool resetting = false;
+};
+void encode_base(std::byte* out, const Identity& identity, const consensus::LogBase& base, bool resetting) noexcept;
+std::optional<BaseFile> decode_base(ByteSpan bytes, std::string& reason);
 
 // ---- machine file
 

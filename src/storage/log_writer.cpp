@@ -14,20 +14,36 @@
 
 namespace cohort::storage {
 
-IoStatus write_metadata(Directory& directory, const Identity& identity, const consensus::HardState& state) {
-  auto opened = directory.open(kMetadataTempName, OpenMode::create_new);
+namespace {
+
+/// Replaces `name` with `bytes` atomically and durably: `temp` written and synced, renamed over `name`, directory
+/// synced. A crash at any step leaves the old file or the new one, whole.
+IoStatus replace_file(Directory& directory, std::string_view name, std::string_view temp, ByteSpan bytes) {
+  auto opened = directory.open(temp, OpenMode::create_new);
   if (!opened && opened.error().code == EEXIST) {  // left by a replacement that failed part way
-    if (auto removed = directory.remove(kMetadataTempName); !removed) return removed;
-    opened = directory.open(kMetadataTempName, OpenMode::create_new);
+    if (auto removed = directory.remove(temp); !removed) return removed;
+    opened = directory.open(temp, OpenMode::create_new);
   }
   if (!opened) return unexpected(std::move(opened).error());
-  std::array<std::byte, kMetadataSize> bytes{};
-  encode_metadata(bytes.data(), identity, state);
   const ByteSpan parts[] = {bytes};
   if (auto status = (*opened)->write_at(0, parts); !status) return status;
   if (auto status = (*opened)->sync(); !status) return status;
-  if (auto status = directory.rename(kMetadataTempName, kMetadataName); !status) return status;
+  if (auto status = directory.rename(temp, name); !status) return status;
   return directory.sync();
+}
+
+}  // namespace
+
+IoStatus write_metadata(Directory& directory, const Identity& identity, const consensus::HardState& state) {
+  std::array<std::byte, kMetadataSize> bytes{};
+  encode_metadata(bytes.data(), identity, state);
+  return replace_file(directory, kMetadataName, kMetadataTempName, bytes);
+}
+
+IoStatus write_base(Directory& directory, const Identity& identity, const consensus::LogBase& base, bool resetting) {
+  std::array<std::byte, kBaseFileSize> bytes{};
+  encode_base(bytes.data(), identity, base, resetting);
+  return replace_file(directory, kBaseName, kBaseTempName, bytes);
 }
 
 LogWriter::LogWriter(Directory& directory, Identity identity, SyncPolicy policy,
@@ -131,6 +147,14 @@ IoStatus LogWriter::write(std::span<Batch* const> batches) {
           if (auto status = flush_parts(); !status) return fail(status.error());
           if (auto status = truncate(op); !status) return fail(status.error());
           break;
+        case StorageOp::Kind::compact:
+          if (auto status = flush_parts(); !status) return fail(status.error());
+          if (auto status = compact(op); !status) return fail(status.error());
+          break;
+        case StorageOp::Kind::reset:
+          if (auto status = flush_parts(); !status) return fail(status.error());
+          if (auto status = reset(op); !status) return fail(status.error());
+          break;
         case StorageOp::Kind::hard_state:
           // The metadata does not depend on the log's writes, nor they on it: no flush needed first.
           if (auto status = write_metadata(directory_, identity_, op.hard_state); !status) return fail(status.error());
@@ -166,6 +190,51 @@ IoStatus LogWriter::truncate(const StorageOp& op) {
   }
   written_index_ = op.after;
   durable_index_ = std::min(durable_index_, op.after);
+  return {};
+}
+
+IoStatus LogWriter::compact(const StorageOp& op) {
+  // The loop side chose the base at a segment boundary: every segment starting at or before it ends there too.
+  const auto kept = std::find_if(segments_.begin(), segments_.end(),
+                                 [&](const Segment& segment) { return segment.first > op.base.index; });
+  if (kept == segments_.begin()) return {};  // nothing to remove: the base stays where it is
+  // Whatever was written before the compaction is durable before its base is: a crash then never keeps the
+  // compaction and loses an append that came first. Costs a sync only when compacting right behind appends.
+  for (auto segment = kept; segment != segments_.end(); ++segment) {
+    if (auto status = sync_segment(*segment); !status) return status;
+  }
+  durable_index_ = written_index_;  // what the segments to be removed hold, the base covers
+  if (auto status = write_base(directory_, identity_, op.base, /*resetting=*/false); !status) return status;
+  syncs_ += 2;
+  // Oldest first. Recovery removes any that a crash leaves, by name: they start at or before the base.
+  for (auto segment = segments_.begin(); segment != kept; ++segment) {
+    if (auto status = directory_.remove(segment_name(segment->first)); !status) return status;
+  }
+  segments_.erase(segments_.begin(), kept);
+  if (auto status = directory_.sync(); !status) return status;
+  ++syncs_;
+  return {};
+}
+
+IoStatus LogWriter::reset(const StorageOp& op) {
+  if (!segments_.empty()) {
+    // Until the last old segment is gone, the base file says they are all void: one that starts right after
+    // the new base, or holds it with another term, must not pass for the new log's entries after a crash.
+    if (auto status = write_base(directory_, identity_, op.base, /*resetting=*/true); !status) return status;
+    syncs_ += 2;
+    while (!segments_.empty()) {
+      const std::string name = segment_name(segments_.back().first);
+      segments_.pop_back();
+      if (auto status = directory_.remove(name); !status) return status;
+    }
+    if (auto status = directory_.sync(); !status) return status;
+    ++syncs_;
+  }
+  if (auto status = write_base(directory_, identity_, op.base, /*resetting=*/false); !status) return status;
+  syncs_ += 2;
+  // The log is empty after its base, which is durable: records written from here on claim no more than it.
+  written_index_ = op.base.index;
+  durable_index_ = op.base.index;
   return {};
 }
 

@@ -11,6 +11,10 @@
 //    synced.
 //  - The metadata file is replaced atomically and durably (temp, sync, rename, directory sync), whatever the
 //    sync policy: a vote must never be lost.
+//  - The base file is replaced the same way, and is durable before any segment it makes unnecessary is removed.
+//    A compaction first syncs the segments it keeps: once its base is durable, so is everything written before
+//    it. A reset marks its base as a reset under way until every old segment is gone, so a crash part way
+//    leaves segments recovery knows to be void, never old entries that seem to follow the new base.
 //  - After any failed write or sync the writer refuses everything: an fsync is never retried.
 
 #include <memory>
@@ -27,6 +31,10 @@ namespace cohort::storage {
 /// Replaces the metadata file atomically and durably: `meta.tmp` written and synced, renamed over `meta`,
 /// directory synced. A crash at any step leaves the old file or the new one, whole.
 IoStatus write_metadata(Directory& directory, const Identity& identity, const consensus::HardState& state);
+
+/// Replaces the base file atomically and durably, as write_metadata does the metadata file. `resetting`: the
+/// segments on disk are leftovers of the log before a reset, to be removed (format.h).
+IoStatus write_base(Directory& directory, const Identity& identity, const consensus::LogBase& base, bool resetting);
 
 class LogWriter {
  public:
@@ -64,6 +72,8 @@ class LogWriter {
   IoStatus create_segment(LogIndex first, std::uint64_t nonce);
   IoStatus flush_parts();
   IoStatus truncate(const StorageOp& op);
+  IoStatus compact(const StorageOp& op);
+  IoStatus reset(const StorageOp& op);
 
   Directory& directory_;
   Identity identity_;

@@ -103,6 +103,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
 
   // Leftovers of a replacement or a segment creation cut short: never trusted, always removed.
   bool has_metadata = false;
+  bool has_base = false;
   bool removed = false;
   std::vector<SegmentFile> segments;
   for (const std::string& name : *names) {
@@ -113,6 +114,8 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
       removed = true;
     } else if (name == kMetadataName) {
       has_metadata = true;
+    } else if (name == kBaseName) {
+      has_base = true;
     } else if (const auto first = parse_segment_name(name)) {
       segments.push_back(SegmentFile{*first, name});
     }
@@ -124,7 +127,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   std::sort(segments.begin(), segments.end(),
             [](const SegmentFile& a, const SegmentFile& b) { return a.first < b.first; });
 
-  if (!has_metadata && segments.empty()) {
+  if (!has_metadata && !has_base && segments.empty()) {
     // An empty directory: a new cluster's first start, or a node whose disk was replaced. Only the other
     // members can tell which (consensus::Standing::fresh).
     out.hard_state.standing = consensus::Standing::fresh;
@@ -140,9 +143,9 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   if (!has_metadata) {
     metadata_lost = true;
     out.repairs.push_back(fmt::format(
-        "DATA LOSS: the data directory {} holds log segments ({} and more) but no metadata file '{}': this node's "
-        "term and vote are lost; it rejoins as a recovering node and votes again once it has caught up",
-        dir, segments.front().name, kMetadataName));
+        "DATA LOSS: the data directory {} holds a log ({}) but no metadata file '{}': this node's term and vote are "
+        "lost; it rejoins as a recovering node and votes again once it has caught up",
+        dir, segments.empty() ? std::string(kBaseName) : segments.front().name + " and more", kMetadataName));
   } else {
     auto file = directory.open(kMetadataName, OpenMode::existing);
     if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, kMetadataName, file.error().message));
@@ -170,22 +173,70 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   }
   if (metadata_lost) out.hard_state = consensus::HardState{Term{0}, std::nullopt, consensus::Standing::recovering};
 
+  // The base: where the log starts (format.h). Absent until the first compaction or reset: (0, 0).
+  bool base_lost = false;
+  bool resetting = false;
+  std::string base_reason;
+  if (has_base) {
+    auto file = directory.open(kBaseName, OpenMode::existing);
+    if (!file) return unexpected(fmt::format("cannot open {}/{}: {}", dir, kBaseName, file.error().message));
+    auto bytes = read_durable(**file);
+    if (!bytes) return unexpected(fmt::format("cannot read {}/{}: {}", dir, kBaseName, bytes.error().message));
+    const auto decoded = decode_base(*bytes, base_reason);
+    if (!decoded) {
+      // Only ever replaced atomically: this is damage, not a torn write.
+      base_lost = true;
+    } else if (decoded->identity != identity) {
+      return unexpected(
+          fmt::format("{}/{} belongs to node {} of cluster {}, not to node {} of cluster {}; refusing to start", dir,
+                      kBaseName, decoded->identity.node_id.value(), decoded->identity.cluster_id,
+                      identity.node_id.value(), identity.cluster_id));
+    } else {
+      out.base = decoded->base;
+      resetting = decoded->resetting;
+    }
+  } else if (!segments.empty() && segments.front().first != LogIndex{1}) {
+    // The base file is written before the first segment goes: a log that does not start at 1 had one.
+    base_lost = true;
+    base_reason = fmt::format("missing, while the log's first segment, {}, starts at index {}", segments.front().name,
+                              segments.front().first.value());
+  }
+
+  // Leftovers of a reset or a compaction cut short, decided by name alone (they are never read): during a reset
+  // every segment on disk belongs to the log before it; otherwise a segment starting at or before the base ends
+  // there too (a compaction's base is the end of a segment it removes).
+  std::vector<SegmentFile> leftovers;
+  if (resetting) {
+    leftovers = std::move(segments);
+    segments.clear();
+  } else if (!base_lost) {
+    const auto kept = std::find_if(segments.begin(), segments.end(),
+                                   [&](const SegmentFile& segment) { return segment.first > out.base.index; });
+    leftovers.assign(segments.begin(), kept);
+    segments.erase(segments.begin(), kept);
+  }
+  if (base_lost) {
+    // What the segments prove: the log starts at its first segment. The term before it is unknown; term 0, which
+    // no entry has, claims none: no leader's log matches this one at its base, so the leader repairs it.
+    if (!segments.empty() && segments.front().first != LogIndex{1})
+      out.base = consensus::LogBase{segments.front().first.prev(), Term{0}};
+  }
+  // A log that starts after its base has lost entries a compaction never removed (it removes whole segments up to
+  // the base, oldest first, and a new segment is durable before its name exists): damage to durable data, never a
+  // torn write.
+  const bool start_gap = !segments.empty() && segments.front().first != out.base.index.next();
+
   // Scan every record in log order up to the first damage, one segment in memory at a time.
   std::optional<Damage> damage;
   std::vector<std::byte> damaged_bytes;  // the segment holding the damage, for the search below
-  LogIndex expected{1};
-  Term last_term{0};
-  std::size_t scanned = 0;  // segments read so far
-  for (; scanned < segments.size() && !damage; ++scanned) {
+  LogIndex expected = out.base.index.next();
+  Term last_term = out.base.term;  // terms never decrease, from the base on
+  std::size_t scanned = 0;         // segments read so far
+  for (; scanned < segments.size() && !damage && !start_gap; ++scanned) {
     const SegmentFile& segment = segments[scanned];
     auto opened = open_segment(directory, segment, identity);
     if (!opened) return unexpected(std::move(opened).error());
     if (segment.first != expected) {
-      if (scanned == 0)
-        return unexpected(
-            fmt::format("the log in {} starts at index {} ({}), but no snapshot covers the entries "
-                        "before it; refusing to start",
-                        dir, segment.first.value(), segment.name));
       // A gap or an overlap: the damage is at the end of the previous segment, whose bytes are needed again.
       auto previous = open_segment(directory, segments[scanned - 1], identity);
       if (!previous) return unexpected(std::move(previous).error());
@@ -225,7 +276,7 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
       }
       info.add_record(expected, offset, options.segment_size);
       info.last = expected;
-      if (record->term != last_term) out.terms.push_back(TermRun{expected, record->term});
+      if (out.terms.empty() || record->term != last_term) out.terms.push_back(TermRun{expected, record->term});
       last_term = record->term;
       expected = expected.next();
       offset += record_size(record->body_length);
@@ -242,41 +293,102 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
                     "the metadata is damaged; refusing to start",
                     dir, last_term.value(), kMetadataName, out.hard_state.term.value()));
 
+  if (start_gap) {
+    // Read like any segment the log holds, so that another node's data is refused rather than cut.
+    for (const SegmentFile& segment : segments) {
+      auto opened = open_segment(directory, segment, identity);
+      if (!opened) return unexpected(std::move(opened).error());
+    }
+  }
+
+  // Does an intact record after the damage say the damaged one was durable when it was written? Only a record of a
+  // later index that claims less than itself can: anything else is no proof.
+  LogIndex claimed;
+  std::string claimed_where;
   if (damage) {
-    // Does an intact record after the damage say the damaged one was durable when it was written? Only a
-    // record of a later index that claims less than itself can: anything else is no proof.
-    const auto claims_in = [&](ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, const std::string& name,
-                               LogIndex& claimed, std::string& where) {
+    const auto claims_in = [&](ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, const std::string& name) {
       std::uint64_t at = 0;
       const LogIndex highest = durable_claimed_after(bytes, from, nonce, damage->index, at);
       if (highest > claimed) {
         claimed = highest;
-        where = fmt::format("{}/{} at offset {}", dir, name, at);
+        claimed_where = fmt::format("{}/{} at offset {}", dir, name, at);
       }
     };
-    LogIndex claimed;
-    std::string claimed_where;
     claims_in(damaged_bytes, damage->offset + kRecordAlignment, out.segments[damage->segment].nonce,
-              segments[damage->segment].name, claimed, claimed_where);
+              segments[damage->segment].name);
     for (std::size_t s = damage->segment + 1; s < segments.size(); ++s) {
       auto later = open_segment(directory, segments[s], identity);
       if (!later) return unexpected(std::move(later).error());
-      claims_in(later->bytes, kSegmentHeaderSize, later->nonce, segments[s].name, claimed, claimed_where);
+      claims_in(later->bytes, kSegmentHeaderSize, later->nonce, segments[s].name);
     }
-    const std::string& name = segments[damage->segment].name;
-    const bool durable_damaged = claimed >= damage->index;
-    if (durable_damaged) {
-      // Durable before anything is cut: a crash while cutting (or a failure to write this) must leave a node that
-      // knows it is recovering, never a member with a shorter log that forgot what it acknowledged. The cut also
-      // removes the evidence that the record was durable.
-      out.hard_state.standing = consensus::Standing::recovering;
-      if (auto status = write_metadata(directory, identity, out.hard_state); !status)
-        return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
-    }
+  }
+  const bool durable_damaged = damage && claimed >= damage->index;
 
+  // Repairs from here on. Whatever may have lost entries this node acknowledged makes it a recovering node, durably,
+  // before anything is cut or rewritten: a crash part way (or a failure to write this) must leave a node that knows
+  // it is recovering, never a member with a shorter log that forgot what it acknowledged. The cut also removes the
+  // evidence that a damaged record was durable.
+  if (base_lost || start_gap || durable_damaged) out.hard_state.standing = consensus::Standing::recovering;
+  if (metadata_lost || base_lost || start_gap || durable_damaged) {
+    if (auto status = write_metadata(directory, identity, out.hard_state); !status)
+      return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
+  }
+
+  if (resetting || !leftovers.empty()) {
+    // A reset's leftovers go from the last backwards, a compaction's from the oldest on, as they would have.
+    if (resetting) std::reverse(leftovers.begin(), leftovers.end());
+    for (const SegmentFile& leftover : leftovers) {
+      if (auto status = directory.remove(leftover.name); !status)
+        return unexpected(fmt::format("cannot remove {}/{}: {}", dir, leftover.name, status.error().message));
+    }
+    if (auto status = directory.sync(); !status)
+      return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
+    if (resetting) {
+      if (auto status = write_base(directory, identity, out.base, /*resetting=*/false); !status)
+        return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kBaseName, status.error().message));
+      out.repairs.push_back(fmt::format(
+          "finished a reset of the log to index {} (term {}) that was cut short: removed {} segment(s) of the log "
+          "before it",
+          out.base.index.value(), out.base.term.value(), leftovers.size()));
+    } else {
+      out.repairs.push_back(fmt::format(
+          "finished a compaction of the log to index {} that was cut short: removed {} segment(s) from {}/{} on, "
+          "which end at or before it",
+          out.base.index.value(), leftovers.size(), dir, leftovers.front().name));
+    }
+  }
+
+  if (base_lost) {
+    if (auto status = write_base(directory, identity, out.base, /*resetting=*/false); !status)
+      return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kBaseName, status.error().message));
+    out.repairs.push_back(fmt::format(
+        "DATA LOSS: {}/{}: {}. Where the log starts and the term there are lost: taking the base just before the "
+        "log's first segment, index {}, with term {} (above index 0 no entry has term 0, so no leader's log matches "
+        "this one there). This node rejoins as a recovering node, repairs its log from the leader and votes again "
+        "once it has caught up",
+        dir, kBaseName, base_reason, out.base.index.value(), out.base.term.value()));
+  }
+
+  if (start_gap) {
+    // Nothing after the gap can be placed: the log is cut at its start, later segments first.
+    for (std::size_t s = segments.size(); s-- > 0;) {
+      if (auto status = directory.remove(segments[s].name); !status)
+        return unexpected(fmt::format("cannot remove {}/{}: {}", dir, segments[s].name, status.error().message));
+    }
+    if (auto status = directory.sync(); !status)
+      return unexpected(fmt::format("cannot sync the data directory {}: {}", dir, status.error().message));
+    out.repairs.push_back(fmt::format(
+        "DATA LOSS: the log in {} starts at index {} ({}), but its base is index {}: the entries between are lost. "
+        "Cut the log there ({} segment(s)): it is empty after its base; this node rejoins as a recovering node, "
+        "repairs its log from the leader and votes again once it has caught up",
+        dir, segments.front().first.value(), segments.front().name, out.base.index.value(), segments.size()));
+  }
+
+  if (damage) {
     // Cut the log at the damage; later segments go first, as in a truncation. A torn tail was never proven
     // durable; damage to a durable record loses entries this node may have acknowledged, which the cluster
     // still holds: the node rejoins as a recovering one and repairs its log from the leader.
+    const std::string& name = segments[damage->segment].name;
     std::uint64_t dropped = damaged_bytes.size() - damage->offset;
     std::size_t dropped_segments = 0;
     for (std::size_t s = segments.size(); s-- > damage->segment + 1;) {
@@ -310,12 +422,6 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
           "damaged: if they were acknowledged after all, a majority of intact replicas still holds them",
           dir, name, damage->offset, damage->index.value(), damage->what, dropped, dropped_segments));
     }
-  }
-
-  if (metadata_lost) {
-    // Durable before this node says anything: a crash from here on finds it recovering (and the log's term).
-    if (auto status = write_metadata(directory, identity, out.hard_state); !status)
-      return unexpected(fmt::format("cannot rewrite {}/{}: {}", dir, kMetadataName, status.error().message));
   }
 
   // The names may be in the page cache only, too: a segment's creation, a truncation's removals or the

@@ -9,6 +9,10 @@
 //    there and marks the node recovering (consensus::Standing), so it repairs itself from the cluster before it
 //    votes again. A lost or damaged metadata file is rebuilt the same way. Only another cluster's or node's data
 //    is refused.
+// Before the scan, the base file (format.h) says where the log starts. Segments that a compaction or a reset cut
+// short did not get to remove are removed: during a reset all of them, otherwise those starting at or before the
+// base. A log that starts after its base + 1 lost entries: damage, cut at the start (the node recovers). A lost or
+// damaged base file is rebuilt from the segments (the node recovers): the index before the first one, term 0.
 // Whatever it keeps it syncs, so the log it returns is durable as a whole.
 
 #include <string>
@@ -25,6 +29,9 @@ namespace cohort::storage {
 
 struct RecoveredLog {
   consensus::HardState hard_state;
+  /// The position before the first entry: segments.front() (if any) starts right after it, and last_index is
+  /// base.index while the log is empty.
+  consensus::LogBase base;
   std::vector<SegmentInfo> segments;
   std::vector<TermRun> terms;
   LogIndex last_index;

@@ -23,16 +23,19 @@ SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions o
       identity_(identity),
       options_(options),
       hard_state_(recovered.hard_state),
+      base_(recovered.base),
       last_index_(recovered.last_index),
       segments_(std::move(recovered.segments)),
       terms_(std::move(recovered.terms)),
       random_(seed) {
   COHORT_ASSERT(options_.segment_size > kSegmentHeaderSize);
+  COHORT_ASSERT(last_index_ >= base_.index);
+  COHORT_ASSERT(segments_.empty() || segments_.front().first == first_index());
 }
 
 std::optional<Term> SegmentedLog::term_at(LogIndex index) const {
-  if (index == LogIndex{0}) return Term{0};
-  if (index > last_index_ || index < first_index()) return std::nullopt;
+  if (index == base_.index) return base_.term;
+  if (index > last_index_ || index < base_.index) return std::nullopt;
   const auto it = std::upper_bound(terms_.begin(), terms_.end(), index,
                                    [](LogIndex i, const TermRun& run) { return i < run.first; });
   COHORT_ASSERT(it != terms_.begin());
@@ -57,7 +60,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
   Batch& out = batch();
   for (const consensus::Entry& entry : entries) {
     COHORT_ASSERT(entry.index == last_index_.next());
-    COHORT_ASSERT(terms_.empty() || entry.term >= terms_.back().term);
+    COHORT_ASSERT(entry.term >= (terms_.empty() ? base_.term : terms_.back().term));
     COHORT_ASSERT(entry.payload.size() <= std::numeric_limits<std::uint32_t>::max());  // bounded upstream
     const std::uint64_t size = record_size(entry.payload.size());
     bool roll = segments_.empty();
@@ -103,7 +106,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
 }
 
 consensus::PersistSeq SegmentedLog::truncate_after(LogIndex index) {
-  COHORT_ASSERT(index <= last_index_);
+  COHORT_ASSERT(index >= base_.index && index <= last_index_);
   const consensus::PersistSeq seq = next_seq();
   StorageOp op;
   op.kind = StorageOp::Kind::truncate;
@@ -133,10 +136,61 @@ consensus::PersistSeq SegmentedLog::truncate_after(LogIndex index) {
   op.last_term = *term_at(index);
   batch().ops.push_back(op);
   // Positions in segments_ past the cut are gone: so is what the read state remembers about them.
-  read_segment_ = ~std::size_t{0};
-  read_file_.reset();
-  forget_window();
-  cursor_ = Located{~std::size_t{0}, 0};
+  forget_reads();
+  return seq;
+}
+
+consensus::PersistSeq SegmentedLog::compact(LogIndex up_to) {
+  COHORT_ASSERT(up_to <= last_index_);
+  const consensus::PersistSeq seq = next_seq();
+  // Whole segments, oldest first, while they end at or before up_to; never the last, which takes the appends
+  // (only it may hold no record, so every segment counted here holds some).
+  std::size_t removed = 0;
+  while (removed + 1 < segments_.size() && segments_[removed].last <= up_to) ++removed;
+  if (removed != 0) {
+    const LogIndex index = segments_[removed].first.prev();
+    base_ = consensus::LogBase{index, *term_at(index)};
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(removed));
+    // The runs that end at or before the base go; the one holding the first entry after it stays.
+    std::size_t runs = 0;
+    while (runs + 1 < terms_.size() && terms_[runs + 1].first <= first_index()) ++runs;
+    terms_.erase(terms_.begin(), terms_.begin() + static_cast<std::ptrdiff_t>(runs));
+    // Cached entries at or before the base can no longer be read; those not yet written are in the batch.
+    while (!cache_.empty() && cache_.front().entry.index <= base_.index) {
+      cache_bytes_ -= cached_cost(cache_.front().entry);
+      cache_.pop_front();
+    }
+    forget_reads();
+  }
+  // An operation even when nothing goes: its sequence number must complete like any other.
+  StorageOp op;
+  op.kind = StorageOp::Kind::compact;
+  op.seq = seq;
+  op.base = base_;
+  op.last_index = last_index_;
+  op.last_term = *term_at(last_index_);
+  batch().ops.push_back(op);
+  return seq;
+}
+
+consensus::PersistSeq SegmentedLog::reset(LogIndex index, Term term) {
+  COHORT_ASSERT(index != LogIndex{0} || term == Term{0});
+  const consensus::PersistSeq seq = next_seq();
+  base_ = consensus::LogBase{index, term};
+  last_index_ = index;
+  segments_.clear();
+  terms_.clear();
+  // Entries not yet written go too: the storage side writes them, then removes their segments with the rest.
+  cache_.clear();
+  cache_bytes_ = 0;
+  forget_reads();
+  StorageOp op;
+  op.kind = StorageOp::Kind::reset;
+  op.seq = seq;
+  op.base = base_;
+  op.last_index = index;
+  op.last_term = term;
+  batch().ops.push_back(op);
   return seq;
 }
 
@@ -189,6 +243,13 @@ void SegmentedLog::forget_window() const {
   window_offset_ = 0;
 }
 
+void SegmentedLog::forget_reads() const {
+  read_segment_ = ~std::size_t{0};
+  read_file_.reset();
+  forget_window();
+  cursor_ = Located{~std::size_t{0}, 0};
+}
+
 void SegmentedLog::evict() {
   while (cache_bytes_ > options_.cache_bytes && !cache_.empty() && cache_.front().seq <= completed_seq_) {
     cache_bytes_ -= cached_cost(cache_.front().entry);
@@ -204,7 +265,7 @@ std::size_t SegmentedLog::segment_of(LogIndex index) const {
 }
 
 std::uint64_t SegmentedLog::bytes_after(LogIndex index) const {
-  if (index >= last_index_) return 0;
+  if (index >= last_index_ || last_index_ == base_.index) return 0;  // else a segment holds what follows
   const LogIndex next = index.next();
   const std::size_t position = next < first_index() ? 0 : segment_of(next);
   const SegmentInfo& segment = segments_[position];

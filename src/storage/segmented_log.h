@@ -30,7 +30,7 @@ class SegmentedLog final : public consensus::LogStore {
   /// `seed` draws each new segment's nonce (format.h); the node seeds it from std::random_device.
   SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered, std::uint64_t seed);
 
-  LogIndex first_index() const override { return LogIndex{1}; }
+  consensus::LogBase base() const override { return base_; }
   LogIndex last_index() const override { return last_index_; }
   std::optional<Term> term_at(LogIndex index) const override;
   /// From the cache, or read from disk into a scratch entry that the next call on this store may replace.
@@ -38,6 +38,11 @@ class SegmentedLog final : public consensus::LogStore {
 
   consensus::PersistSeq append(std::span<const consensus::Entry> entries) override;
   consensus::PersistSeq truncate_after(LogIndex index) override;
+  /// Removes the whole segments that end at or before `up_to`, oldest first, never the last one (it takes the
+  /// appends): the base becomes the end of the last one removed.
+  consensus::PersistSeq compact(LogIndex up_to) override;
+  /// Drops every segment; the next append starts a segment at index + 1.
+  consensus::PersistSeq reset(LogIndex index, Term term) override;
   consensus::PersistSeq save_hard_state(const consensus::HardState& state) override;
   consensus::HardState hard_state() const override { return hard_state_; }
 
@@ -86,14 +91,21 @@ class SegmentedLog final : public consensus::LogStore {
   /// Forgets the read-ahead window. Called whenever writes complete or the log is cut: a window loaded later
   /// holds every record that may be read from disk until the next call.
   void forget_window() const;
+  /// Forgets everything the read state holds: positions in segments_ change (a cut, a compaction, a reset).
+  void forget_reads() const;
 
   Directory& directory_;
   Identity identity_;
   LogOptions options_;
   consensus::HardState hard_state_;
-  LogIndex last_index_;
-  std::vector<SegmentInfo> segments_;  // ascending by first index; the last one takes appends
-  std::vector<TermRun> terms_;         // ascending; the last run ends at last_index_
+  consensus::LogBase base_;  // term_at(base_.index) answers from here: no run or segment holds it
+  LogIndex last_index_;      // base_.index while the log is empty
+  // Ascending by first index; the first one starts at base_.index + 1, the last one takes appends. Empty only
+  // while the log is (a reset, a truncation to the base, a new log): the next append creates one.
+  std::vector<SegmentInfo> segments_;
+  // Ascending; the last run ends at last_index_. Only runs that end after the base are needed: a compaction drops
+  // the others, so the first may start at or before the base.
+  std::vector<TermRun> terms_;
   // Invariant: cache_ holds [last_index_ - cache_.size() + 1, last_index_], including every entry whose append
   // is not yet complete; cache_bytes_ is what they cost (cached_cost()).
   std::deque<Cached> cache_;

@@ -109,7 +109,7 @@ bool is_heartbeat_traffic(const Message& message) {
 /// A MemoryLogStore that remembers truncations, for the trace.
 class TracedStore final : public LogStore {
  public:
-  LogIndex first_index() const override { return memory.first_index(); }
+  LogBase base() const override { return memory.base(); }
   LogIndex last_index() const override { return memory.last_index(); }
   std::optional<Term> term_at(LogIndex at) const override { return memory.term_at(at); }
   const Entry& entry(LogIndex at) const override { return memory.entry(at); }
@@ -119,6 +119,8 @@ class TracedStore final : public LogStore {
                                       memory.last_index().value() - at.value()));
     return memory.truncate_after(at);
   }
+  PersistSeq compact(LogIndex up_to) override { return memory.compact(up_to); }
+  PersistSeq reset(LogIndex at, Term term) override { return memory.reset(at, term); }
   PersistSeq save_hard_state(const HardState& state) override { return memory.save_hard_state(state); }
   HardState hard_state() const override { return memory.hard_state(); }
 

@@ -44,7 +44,7 @@ class Net {
   }
   /// The node's disk is replaced by an empty one; messages to its old life are lost with it.
   void wipe(std::uint32_t id) {
-    nodes_[id].store.reset({}, HardState{Term{0}, std::nullopt, Standing::fresh});
+    nodes_[id].store.restore({}, {}, HardState{Term{0}, std::nullopt, Standing::fresh});
     drop([&](const Message& m) { return m.to == NodeId{id}; });
     start(id);
   }
@@ -252,7 +252,7 @@ TEST(RaftStateLoss, UnderSteadyLoadARecoveringNodeChasesAMovingBarForever) {
     e.checksum = compute_checksum(e.index, e.term, e.type, e.payload);
     old_log.push_back(e);
   }
-  log.reset(old_log, HardState{Term{3}, NodeId{2}, Standing::recovering});
+  log.restore({}, old_log, HardState{Term{3}, NodeId{2}, Standing::recovering});
   Time now{};
   Raft raft(cluster_config(NodeId{1}, 3), log, 7, now);
   auto answer = [&](std::uint32_t from, bool leader, std::uint64_t last) {

@@ -22,44 +22,8 @@ std::uint64_t nonce_of(const std::vector<std::byte>& image) { return load_le<std
 
 using consensus::Entry;
 using consensus::HardState;
-using Entries = std::vector<Entry>;
 
 // ---- helpers
-
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
-
-bool mentions(const std::vector<std::string>& lines, std::string_view part) {
-  return std::any_of(lines.begin(), lines.end(), [&](const std::string& line) { return contains(line, part); });
-}
-
-std::string joined(const std::vector<std::string>& lines) {
-  std::string out;
-  for (const std::string& line : lines) out += line + "\n";
-  return out;
-}
-
-/// Index and term of each entry: enough to see what went wrong without dumping payloads.
-std::string describe(const Entries& entries) {
-  std::string out = "[";
-  for (const Entry& entry : entries) {
-    out += ' ';
-    out += std::to_string(entry.index.value());
-    out += '@';
-    out += std::to_string(entry.term.value());
-  }
-  out += " ]";
-  return out;
-}
-
-bool is_prefix(const Entries& prefix, const Entries& of) {
-  return prefix.size() <= of.size() && std::equal(prefix.begin(), prefix.end(), of.begin());
-}
-
-Entries make_entries(std::uint64_t first, std::uint64_t count, std::uint64_t term, std::size_t payload = 64) {
-  Entries entries;
-  for (std::uint64_t i = first; i < first + count; ++i) entries.push_back(make_entry(i, term, payload));
-  return entries;
-}
 
 /// Payloads of 0 to 499 bytes, so records straddle sectors and segments at irregular places.
 Entries varied_entries(std::uint64_t first, std::uint64_t count, std::uint64_t term) {
@@ -80,11 +44,6 @@ Entry random_entry(std::uint64_t index, Term term, std::size_t payload, Random& 
 
 void append(LogHarness& h, const Entries& entries) { (void)h.log().append(entries); }
 
-Entries concat(Entries a, const Entries& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 /// The total size of the segment files in the directory now.
 std::uint64_t segment_bytes(MemoryDirectory& disk) {
   std::uint64_t total = 0;
@@ -104,19 +63,6 @@ void put_file(MemoryDirectory& disk, std::string_view name, ByteSpan bytes) {
   ASSERT_TRUE(disk.sync());
 }
 
-/// A fresh log holding `entries` (synced in batches of 10, so later records claim earlier ones durable) with
-/// hard state `state`.
-void make_log(LogHarness& h, const Entries& entries, HardState state) {
-  ASSERT_EQ(h.open(), "");
-  (void)h.log().save_hard_state(state);
-  for (std::size_t at = 0; at < entries.size(); at += 10) {
-    const std::size_t end = std::min(entries.size(), at + 10);
-    (void)h.log().append(std::span<const Entry>(entries.data() + at, end - at));
-    const auto result = h.write();
-    ASSERT_FALSE(result.error) << result.error->message;
-  }
-}
-
 /// What a restarted node does to bring its recovered log to `target`: cut what differs, append the rest, save the
 /// hard state; the write must complete.
 void reach(LogHarness& h, const Entries& target, const HardState& state) {
@@ -129,33 +75,6 @@ void reach(LogHarness& h, const Entries& target, const HardState& state) {
     (void)h.log().append(std::span<const Entry>(target.data() + common, target.size() - common));
   const auto result = h.write();
   ASSERT_FALSE(result.error) << result.error->message;
-}
-
-enum class CrashKind : std::uint8_t { clean, random, keep_all };
-
-void crash(LogHarness& h, CrashKind kind, std::uint64_t seed) {
-  Random random(seed);
-  switch (kind) {
-    case CrashKind::clean: h.disk().crash_clean(); break;
-    case CrashKind::random: h.disk().crash(random); break;
-    case CrashKind::keep_all: h.disk().crash_keep_all(); break;
-  }
-}
-
-std::string name_of(CrashKind kind, std::uint64_t seed) {
-  switch (kind) {
-    case CrashKind::clean: return "crash_clean";
-    case CrashKind::random: return "crash(random " + std::to_string(seed) + ")";
-    case CrashKind::keep_all: return "crash_keep_all";
-  }
-  return {};
-}
-
-/// Every crash kind a step-by-step test tries: a clean machine crash, random ones, and a process crash.
-std::vector<std::pair<CrashKind, std::uint64_t>> crash_kinds(std::uint64_t random_seeds) {
-  std::vector<std::pair<CrashKind, std::uint64_t>> kinds{{CrashKind::clean, 0}, {CrashKind::keep_all, 0}};
-  for (std::uint64_t seed = 1; seed <= random_seeds; ++seed) kinds.emplace_back(CrashKind::random, seed);
-  return kinds;
 }
 
 // ---- 1. torn tails
