@@ -3,6 +3,7 @@
 // a partial install resumes from what its size proves durable, and cleanup keeps what it should.
 
 #include "storage/snapshot_file.h"
+#include "storage_harness.h"
 
 #include <gtest/gtest.h>
 
@@ -23,6 +24,7 @@
 
 namespace cohort::storage {
 namespace {
+using testing::TempDir;
 
 using Bytes = std::vector<std::byte>;
 
@@ -101,21 +103,6 @@ std::string reason_for(ByteSpan header, std::uint64_t cluster = kCluster) {
   auto decoded = decode_snapshot_header(header, cluster);
   return decoded ? std::string("accepted") : decoded.error().message;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "cohort-snapshot-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // --- Names --------------------------------------------------------------------------------------------------
 

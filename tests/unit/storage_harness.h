@@ -3,7 +3,10 @@
 // then write (and sync) the batches when the test says so, and crash and recover at any point between. Below it,
 // the helpers the storage tests share: entries, a log made durable in steps, crash kinds.
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -202,5 +205,22 @@ inline std::vector<std::pair<CrashKind, std::uint64_t>> crash_kinds(std::uint64_
   for (std::uint64_t seed = 1; seed <= random_seeds; ++seed) kinds.emplace_back(CrashKind::random, seed);
   return kinds;
 }
+
+/// A fresh directory under the system's temp directory, removed with everything in it at the end of the test (empty
+/// path if it could not be made).
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "cohort-storage-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace cohort::storage::testing

@@ -13,21 +13,6 @@
 namespace cohort::storage::testing {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "cohort-storage-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Drives a SegmentedLog through a real StorageThread as the node's loop will: submit when there is room, poll
 // the results, report completions in order.
 TEST(StorageThread, CompletesEveryBatchInOrderAndTheLogSurvivesRestart) {
