@@ -34,13 +34,15 @@ def dependencies(entry):
         del args[at : at + 2]
     result = subprocess.run(args + ["-M"], cwd=entry["directory"], capture_output=True, text=True, check=True)
     names = result.stdout.replace("\\\n", " ").split(":", 1)[1].split()
-    return sorted({os.path.realpath(os.path.join(entry["directory"], name)) for name in names})
+    return {os.path.realpath(os.path.join(entry["directory"], name)) for name in names}
 
 
 def key(entry, common):
     digest = hashlib.sha256(common)
     digest.update(relative(entry["command"]).encode())
-    for path in dependencies(entry):
+    # Sorted by the relative name: sorted by the absolute one, a checkout under /tmp would list its own headers
+    # before /usr's and one under /work after them, and the two would never share a key.
+    for path in sorted(dependencies(entry), key=relative):
         digest.update(relative(path).encode())
         with open(path, "rb") as file:
             digest.update(hashlib.sha256(file.read()).digest())
