@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -83,6 +84,19 @@ struct LogBase {
   friend bool operator==(const LogBase&, const LogBase&) = default;
 };
 
+/// A snapshot as the consensus core ships it to a follower that needs entries the leader no longer holds: the
+/// replicated state (opaque bytes, the host's business) once the entries up to `position` are applied. Immutable once
+/// made: the leader's sends in flight, the driver and the storage thread share it.
+struct Snapshot {
+  LogBase position;
+  std::uint64_t checksum = 0;  // snapshot_checksum(bytes): the receiver checks it before installing
+  std::vector<std::byte> bytes;
+};
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+/// XXH3-64 of a snapshot's bytes (also the checksum a snapshot file's header holds for its body).
+std::uint64_t snapshot_checksum(ByteSpan bytes) noexcept;
+
 /// A log of entries after a base. Invariants every store keeps:
 ///  - first_index() == base().index + 1; the log holds [first_index(), last_index()], empty when last_index() ==
 ///    base().index (a reset leaves it so, and the next append is base().index + 1);
@@ -118,6 +132,9 @@ class LogStore {
   /// position its log does not hold with that term. Any index: below, inside or beyond the current log. Index 0
   /// takes term 0.
   virtual PersistSeq reset(LogIndex index, Term term) = 0;
+  /// A follower installs `snapshot` (at a position its log does not hold): the snapshot is made durable first, then
+  /// the log is reset to its position, so a crash never leaves a base that no snapshot covers.
+  virtual PersistSeq install(const SnapshotPtr& snapshot) = 0;
   virtual PersistSeq save_hard_state(const HardState& state) = 0;
   virtual HardState hard_state() const = 0;
 };

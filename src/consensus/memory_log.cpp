@@ -46,7 +46,12 @@ PersistSeq MemoryLogStore::compact(LogIndex up_to) {
 
 PersistSeq MemoryLogStore::reset(LogIndex index, Term term) {
   COHORT_ASSERT(index != LogIndex{0} || term == Term{0});
-  return record(Reset{LogBase{index, term}});
+  return record(Reset{LogBase{index, term}, nullptr});
+}
+
+PersistSeq MemoryLogStore::install(const SnapshotPtr& snapshot) {
+  COHORT_ASSERT(snapshot != nullptr && snapshot->position.index != LogIndex{0});
+  return record(Reset{snapshot->position, snapshot});
 }
 
 PersistSeq MemoryLogStore::save_hard_state(const HardState& state) { return record(state); }
@@ -63,6 +68,7 @@ void MemoryLogStore::apply(State& state, const Write& write) {
   } else if (const auto* reset = std::get_if<Reset>(&write.change)) {
     state.entries.clear();
     state.base = reset->base;
+    if (reset->snapshot != nullptr) state.snapshot = reset->snapshot;
   } else {
     state.hard_state = std::get<HardState>(write.change);
   }

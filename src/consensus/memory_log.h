@@ -28,6 +28,7 @@ class MemoryLogStore final : public LogStore {
   PersistSeq truncate_after(LogIndex index) override;
   PersistSeq compact(LogIndex up_to) override;
   PersistSeq reset(LogIndex index, Term term) override;
+  PersistSeq install(const SnapshotPtr& snapshot) override;
   PersistSeq save_hard_state(const HardState& state) override;
   HardState hard_state() const override { return current_.hard_state; }
 
@@ -63,12 +64,15 @@ class MemoryLogStore final : public LogStore {
   const LogBase& durable_base() const { return durable_.base; }
   const std::vector<Entry>& durable_entries() const { return durable_.entries; }
   const HardState& durable_hard_state() const { return durable_.hard_state; }
+  /// The newest snapshot an install made durable (null: none).
+  const SnapshotPtr& durable_snapshot() const { return durable_.snapshot; }
 
  private:
   struct State {
     LogBase base;
     std::vector<Entry> entries;  // those after base.index, in order
     HardState hard_state;
+    SnapshotPtr snapshot;  // the newest installed
 
     LogIndex last_index() const { return LogIndex{base.index.value() + entries.size()}; }
     std::optional<Term> term_at(LogIndex index) const;
@@ -84,6 +88,7 @@ class MemoryLogStore final : public LogStore {
   };
   struct Reset {
     LogBase base;
+    SnapshotPtr snapshot;  // an install's: durable with the reset
   };
   using Change = std::variant<Append, Truncate, Compact, Reset, HardState>;
   struct Write {

@@ -54,6 +54,27 @@ struct HeartbeatResponse {
   friend bool operator==(const HeartbeatResponse&, const HeartbeatResponse&) = default;
 };
 
+/// Install snapshot, leader to follower: a piece of the snapshot at `position` (identified by it and its checksum),
+/// for a follower that needs entries the leader has compacted away. An empty chunk at offset 0 asks where to
+/// resume: the follower keeps what it received of a snapshot across dropped connections and leaders.
+struct SnapshotChunk {
+  LogBase position;
+  std::uint64_t size = 0;      // of the whole snapshot
+  std::uint64_t checksum = 0;  // of the whole snapshot
+  std::uint64_t offset = 0;    // of `data` in it
+  std::vector<std::byte> data;
+  friend bool operator==(const SnapshotChunk&, const SnapshotChunk&) = default;
+};
+
+/// The follower holds the first `received` bytes of that snapshot: the leader sends on from there. Once the
+/// follower has it whole, it installs it and answers with an AppendResponse matching up to its position instead.
+struct SnapshotAck {
+  LogBase position;
+  std::uint64_t checksum = 0;
+  std::uint64_t received = 0;
+  friend bool operator==(const SnapshotAck&, const SnapshotAck&) = default;
+};
+
 /// Leadership transfer: "start an election now", from the leader to its chosen successor.
 struct TimeoutNow {
   friend bool operator==(const TimeoutNow&, const TimeoutNow&) = default;
@@ -79,7 +100,7 @@ inline constexpr std::uint64_t kTermLimit = std::uint64_t{1} << 63U;
 
 struct Message {
   using Body = std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse,
-                            TimeoutNow, StandingQuery, StandingAnswer>;
+                            TimeoutNow, StandingQuery, StandingAnswer, SnapshotChunk, SnapshotAck>;
   NodeId from;
   NodeId to;
   Term term;  // the sender's current term (for a pre-vote request: the term it would stand in)

@@ -21,6 +21,8 @@
 
 namespace cohort::consensus {
 
+std::uint64_t snapshot_checksum(ByteSpan bytes) noexcept { return XXH3_64bits(bytes.data(), bytes.size()); }
+
 std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSpan payload) noexcept {
   std::byte header[17];
   store_le<std::uint64_t>(header, index.value());
@@ -34,9 +36,9 @@ std::uint64_t compute_checksum(LogIndex index, Term term, EntryType type, ByteSp
 }
 
 const char* type_name(const Message& message) noexcept {
-  static constexpr const char* kNames[] = {"VoteRequest",    "VoteResponse",  "AppendRequest",
-                                           "AppendResponse", "Heartbeat",     "HeartbeatResponse",
-                                           "TimeoutNow",     "StandingQuery", "StandingAnswer"};
+  static constexpr const char* kNames[] = {"VoteRequest",    "VoteResponse",      "AppendRequest", "AppendResponse",
+                                           "Heartbeat",      "HeartbeatResponse", "TimeoutNow",    "StandingQuery",
+                                           "StandingAnswer", "SnapshotChunk",     "SnapshotAck"};
   return kNames[message.body.index()];
 }
 
@@ -76,11 +78,14 @@ std::optional<std::string> validate(const Config& config) {
     return "election timeout range is empty (max must exceed min)";
   if (config.max_append_entries == 0 || config.max_inflight_appends == 0)
     return "max append entries and max inflight appends must be at least 1";
+  if (config.snapshot_chunk_bytes == 0 || config.max_inflight_snapshot_chunks == 0)
+    return "snapshot chunk bytes and max inflight snapshot chunks must be at least 1";
   return std::nullopt;
 }
 
 Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex committed)
-    : config_(std::move(config)), log_(log), random_(seed), commit_(committed) {
+    // Entries up to the base are covered by a snapshot: committed.
+    : config_(std::move(config)), log_(log), random_(seed), commit_(std::max(committed, log.base().index)) {
   const auto problem = validate(config_);
   COHORT_ASSERT(!problem.has_value());
   COHORT_ASSERT(committed <= log_.last_index());
@@ -173,15 +178,16 @@ void Raft::step(const Message& message, Time now) {
                response != nullptr && response->pre_vote && response->granted) {
       // A granted pre-vote carries the term it was asked about: no term change.
     } else {
-      const bool from_leader = std::holds_alternative<AppendRequest>(message.body) ||
-                               std::holds_alternative<Heartbeat>(message.body) ||
-                               std::holds_alternative<TimeoutNow>(message.body);
+      const bool from_leader =
+          std::holds_alternative<AppendRequest>(message.body) || std::holds_alternative<Heartbeat>(message.body) ||
+          std::holds_alternative<SnapshotChunk>(message.body) || std::holds_alternative<TimeoutNow>(message.body);
       become_follower(message.term, from_leader ? std::optional<NodeId>(message.from) : std::nullopt, now);
     }
   } else if (message.term < term_) {
     // A leader or pre-candidate from an older term learns the current term from the answer and stands down.
     // Everything else from an older term is dropped.
-    if (std::holds_alternative<AppendRequest>(message.body) || std::holds_alternative<Heartbeat>(message.body)) {
+    if (std::holds_alternative<AppendRequest>(message.body) || std::holds_alternative<Heartbeat>(message.body) ||
+        std::holds_alternative<SnapshotChunk>(message.body)) {
       send(message.from, HeartbeatResponse{}, hard_state_seq_);
     } else if (const auto* request = std::get_if<VoteRequest>(&message.body); request != nullptr && request->pre_vote) {
       send(message.from, VoteResponse{false, true}, hard_state_seq_);
@@ -206,6 +212,10 @@ void Raft::step(const Message& message, Time now) {
           handle_heartbeat_response(message, now);
         } else if constexpr (std::is_same_v<Body, TimeoutNow>) {
           if (role_ == Role::follower && standing_ == Standing::member) become_candidate(now, /*transfer=*/true);
+        } else if constexpr (std::is_same_v<Body, SnapshotChunk>) {
+          handle_snapshot_chunk(message, body, now);
+        } else if constexpr (std::is_same_v<Body, SnapshotAck>) {
+          handle_snapshot_ack(message, body);
         }
       },
       message.body);
@@ -265,9 +275,21 @@ void Raft::on_persisted(const PersistCompletion& completion, Time now) {
   check_invariants();
 }
 
+void Raft::offer_snapshot(SnapshotPtr snapshot) {
+  COHORT_ASSERT(snapshot == nullptr || snapshot->position.index <= commit_);
+  snapshot_ = std::move(snapshot);
+}
+
+void Raft::compact(LogIndex up_to) {
+  COHORT_ASSERT(snapshot_ != nullptr && up_to <= snapshot_->position.index);
+  last_seq_ = log_.compact(up_to);
+}
+
 void Raft::take_ready(Ready& out) {
   if (role_ == Role::leader && replicate_pending_) broadcast_appends();
   replicate_pending_ = false;
+  out.installed = std::move(ready_.installed);
+  ready_.installed = nullptr;
   out.messages.clear();
   out.messages.swap(ready_.messages);
   out.notices.clear();
@@ -428,16 +450,33 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
 
   AppendResponse response;
   response.rejected_prev = request.prev_index;
-  if (request.prev_index > last_index()) {
+  const LogIndex match{request.prev_index.value() + request.entries.size()};
+  // Entries up to the base are covered by a snapshot, so committed: a correct leader's match them. Only those
+  // after the base are checked; the one at the base (if sent) must have the base's term.
+  LogIndex prev_index = request.prev_index;
+  Term prev_term = request.prev_term;
+  std::span<const Entry> entries(request.entries);
+  if (const LogBase base = log_.base(); prev_index < base.index) {
+    const std::uint64_t covered = base.index.value() - prev_index.value();
+    if (covered < entries.size()) {
+      if (entries[covered - 1].term != base.term) return;  // cannot be from a correct leader
+      entries = entries.subspan(covered);
+    } else {
+      entries = {};
+    }
+    prev_index = base.index;
+    prev_term = base.term;
+  }
+  if (prev_index > last_index()) {
     response.conflict_index = last_index().next();
     send(message.from, response, last_seq_);
     return;
   }
-  const Term local_prev_term = term_at(request.prev_index);
-  if (local_prev_term != request.prev_term) {
+  const Term local_prev_term = term_at(prev_index);
+  if (local_prev_term != prev_term) {
     // Everything committed matches a correct leader, so a conflict lies above commit_.
-    if (request.prev_index <= commit_) return;
-    LogIndex first = request.prev_index;
+    if (prev_index <= commit_) return;
+    LogIndex first = prev_index;
     while (first.prev() > commit_ && term_at(first.prev()) == local_prev_term) first = first.prev();
     response.conflict_term = local_prev_term;
     response.conflict_index = first;
@@ -447,27 +486,109 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
 
   // Skip what the log already holds; truncate at the first conflict; append the rest.
   std::size_t skip = 0;
-  while (skip < request.entries.size()) {
-    const Entry& entry = request.entries[skip];
+  while (skip < entries.size()) {
+    const Entry& entry = entries[skip];
     if (entry.index > last_index() || term_at(entry.index) != entry.term) break;
     ++skip;
   }
-  if (skip < request.entries.size()) {
-    const LogIndex first_new = request.entries[skip].index;
+  if (skip < entries.size()) {
+    const LogIndex first_new = entries[skip].index;
     if (first_new <= last_index()) {
       if (first_new <= commit_) return;  // a committed entry is never replaced
       last_seq_ = log_.truncate_after(first_new.prev());
       durable_index_ = std::min(durable_index_, first_new.prev());
     }
-    last_seq_ = log_.append(std::span<const Entry>(request.entries).subspan(skip));
+    last_seq_ = log_.append(entries.subspan(skip));
   }
-  const LogIndex match{request.prev_index.value() + request.entries.size()};
   commit_ = std::max(commit_, std::min(request.commit, match));
   leader_match_ = std::max(leader_match_, match);
   response.success = true;
   response.match_index = match;
   // The acknowledgement claims durability of everything up to match: it waits for every write so far.
   send(message.from, response, last_seq_);
+  if (standing_ == Standing::recovering) maybe_rejoin();
+}
+
+void Raft::handle_snapshot_chunk(const Message& message, const SnapshotChunk& chunk, Time now) {
+  if (role_ == Role::leader) return;  // another leader in our term
+  if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
+  reset_election_timer(now);
+  last_leader_contact_ = now;
+  if (!acknowledges()) return;
+  // Malformed (a snapshot of a term newer than its sender's, or at index 0, or data beyond its size): dropped.
+  if (chunk.position.term > message.term || chunk.position.index == LogIndex{0} || chunk.offset > chunk.size ||
+      chunk.data.size() > chunk.size - chunk.offset)
+    return;
+  if (chunk.position.index <= commit_) {
+    // Committed here already, so the log (or this node's own snapshot) matches the leader's up to there.
+    receiving_.reset();
+    leader_match_ = std::max(leader_match_, chunk.position.index);
+    AppendResponse response;
+    response.success = true;
+    response.match_index = chunk.position.index;
+    send(message.from, response, last_seq_);
+    return;
+  }
+  const bool same = receiving_ && receiving_->position == chunk.position && receiving_->checksum == chunk.checksum &&
+                    receiving_->size == chunk.size;
+  if (!same) {
+    if (chunk.offset != 0) {
+      send(message.from, SnapshotAck{chunk.position, chunk.checksum, 0}, hard_state_seq_);
+      return;
+    }
+    receiving_ = Receiving{chunk.position, chunk.size, chunk.checksum, {}};  // replaces any other one
+  }
+  auto& bytes = receiving_->bytes;
+  if (chunk.offset == bytes.size()) bytes.insert(bytes.end(), chunk.data.begin(), chunk.data.end());
+  if (bytes.size() == receiving_->size) {
+    finish_snapshot(message.from);
+    return;
+  }
+  send(message.from, SnapshotAck{chunk.position, chunk.checksum, bytes.size()}, hard_state_seq_);
+}
+
+void Raft::finish_snapshot(NodeId leader) {
+  Receiving received = std::move(*receiving_);
+  receiving_.reset();
+  const LogBase position = received.position;
+  if (snapshot_checksum(received.bytes) != received.checksum) {
+    ready_.notices.push_back(
+        fmt::format("the snapshot at index {} received from leader {} is damaged (checksum): "
+                    "receiving it again",
+                    position.index.value(), leader.value()));
+    send(leader, SnapshotAck{position, received.checksum, 0}, hard_state_seq_);
+    return;
+  }
+  if (log_.term_at(position.index) == position.term) {
+    // The log holds the snapshot's position: it matches the leader's up to there (Log Matching), and the entries
+    // are applied from the log as usual.
+    commit_ = std::max(commit_, position.index);
+  } else {
+    auto snapshot = std::make_shared<Snapshot>(Snapshot{position, received.checksum, std::move(received.bytes)});
+    if (installer_ == nullptr) {
+      ready_.notices.push_back("a snapshot arrived but this node cannot install one (no installer)");
+      return;
+    }
+    if (std::string problem = installer_->restore(*snapshot); !problem.empty()) {
+      // The same bytes would fail again: the leader resends only after a few silent rounds, and an operator sees why.
+      ready_.notices.push_back(fmt::format("cannot install the snapshot at index {} from leader {}: {}",
+                                           position.index.value(), leader.value(), problem));
+      return;
+    }
+    // Everything in the log is replaced. Entries this node acknowledged to this leader match its log, so the log
+    // held the position if it had any; acknowledged entries of earlier leaders that were committed are in the
+    // snapshot or in this leader's log after it.
+    last_seq_ = log_.install(snapshot);
+    commit_ = position.index;
+    durable_index_ = std::min(durable_index_, position.index);
+    snapshot_ = snapshot;
+    ready_.installed = std::move(snapshot);
+  }
+  leader_match_ = std::max(leader_match_, position.index);
+  AppendResponse response;
+  response.success = true;
+  response.match_index = position.index;
+  send(leader, response, last_seq_);  // after the install is durable
   if (standing_ == Standing::recovering) maybe_rejoin();
 }
 
@@ -506,6 +627,9 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
 
   if (response.success) {
     if (response.match_index > last_index()) return;  // cannot be from this term's log: ignore
+    // The follower installed the snapshot (or held its position already): the log after it follows.
+    if (progress->install && response.match_index >= progress->install->snapshot->position.index)
+      progress->install.reset();
     auto& inflight = progress->inflight;
     inflight.erase(inflight.begin(), std::upper_bound(inflight.begin(), inflight.end(), response.match_index));
     if (response.match_index > progress->match) {
@@ -525,15 +649,19 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
 
   // A refusal. Stale ones (for a request older than the one outstanding) are ignored, and so are refusals of a
   // request this leader cannot have sent (beyond its log): acting on one would point `next` past the log's end.
-  if (response.rejected_prev > last_index()) return;
+  if (response.rejected_prev > last_index() || progress->install) return;
   if (progress->probing ? response.rejected_prev != progress->next.prev() : response.rejected_prev <= progress->match)
     return;
   LogIndex next = response.conflict_index;
   if (response.conflict_term != Term{0}) {
     // If the leader has entries of the follower's conflicting term, the logs may agree up to its last one.
+    // (Not before the base, whose terms are gone: the follower then gets the snapshot.)
     LogIndex probe = std::min(response.rejected_prev.prev(), last_index());
-    while (probe > LogIndex{0} && term_at(probe) > response.conflict_term) probe = probe.prev();
-    if (probe > LogIndex{0} && term_at(probe) == response.conflict_term) next = probe.next();
+    const LogIndex base = log_.base().index;
+    if (probe >= base) {
+      while (probe > base && term_at(probe) > response.conflict_term) probe = probe.prev();
+      if (probe > LogIndex{0} && term_at(probe) == response.conflict_term) next = probe.next();
+    }
   }
   next = std::min(next, response.rejected_prev);
   progress->next = std::max(next, progress->match.next());
@@ -548,6 +676,17 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
   if (progress == nullptr) return;
   if (note_boot(*progress, message.boot) == BootCheck::stale) return;
   progress->recently_active = true;
+  if (progress->install) {
+    // Chunks (or the answers to them) lost on the way (a dropped connection): after a few rounds without progress,
+    // ask the follower where to resume.
+    auto& install = *progress->install;
+    if (++install.stalled_rounds >= 3) {
+      install.stalled_rounds = 0;
+      install.probing = true;
+      send_snapshot_probe(*progress);
+    }
+    return;
+  }
   // The follower is alive: a probe or pipelined requests lost on the way must not stall it forever.
   if (progress->probing)
     progress->inflight.clear();
@@ -568,6 +707,10 @@ void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
 }
 
 bool Raft::send_append(Progress& progress, bool send_empty) {
+  if (progress.install || needs_snapshot(progress)) {
+    send_snapshot_chunks(progress);
+    return false;
+  }
   if (progress.probing ? !progress.inflight.empty() : progress.inflight.size() >= config_.max_inflight_appends)
     return false;
   const LogIndex prev = progress.next.prev();
@@ -590,6 +733,58 @@ bool Raft::send_append(Progress& progress, bool send_empty) {
   if (!progress.probing) progress.next = last_sent.next();
   send(progress.id, std::move(request), hard_state_seq_);
   return true;
+}
+
+void Raft::send_snapshot_chunks(Progress& progress) {
+  if (!progress.install) {
+    // The driver offers a snapshot covering the base before it compacts; without one there is nothing to send.
+    if (snapshot_ == nullptr) return;
+    progress.install = Progress::Install{snapshot_};
+    progress.probing = true;
+    progress.inflight.clear();
+    // First ask where to resume: the follower may hold part of this snapshot from an earlier leader or connection.
+    send_snapshot_probe(progress);
+    return;
+  }
+  auto& install = *progress.install;
+  if (install.probing) return;
+  const Snapshot& snapshot = *install.snapshot;
+  const std::uint64_t size = snapshot.bytes.size();
+  const std::uint64_t window = config_.snapshot_chunk_bytes * config_.max_inflight_snapshot_chunks;
+  while (install.sent < size && install.sent - install.acked < window) {
+    const std::uint64_t length = std::min<std::uint64_t>(config_.snapshot_chunk_bytes, size - install.sent);
+    const auto* begin = snapshot.bytes.data() + install.sent;
+    send(progress.id,
+         SnapshotChunk{snapshot.position, size, snapshot.checksum, install.sent,
+                       std::vector<std::byte>(begin, begin + length)},
+         hard_state_seq_);
+    install.sent += length;
+  }
+}
+
+void Raft::send_snapshot_probe(Progress& progress) {
+  const Snapshot& snapshot = *progress.install->snapshot;
+  send(progress.id, SnapshotChunk{snapshot.position, snapshot.bytes.size(), snapshot.checksum, 0, {}}, hard_state_seq_);
+}
+
+void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack) {
+  if (role_ != Role::leader) return;
+  Progress* progress = progress_of(message.from);
+  if (progress == nullptr) return;
+  if (note_boot(*progress, message.boot) == BootCheck::stale) return;
+  progress->recently_active = true;
+  if (!progress->install) return;
+  auto& install = *progress->install;
+  const Snapshot& snapshot = *install.snapshot;
+  if (ack.position != snapshot.position || ack.checksum != snapshot.checksum || ack.received > snapshot.bytes.size())
+    return;  // about another snapshot (an earlier install), or malformed
+  // The answer to a probe says where to go on; so does one that went back (the follower dropped what it had).
+  if (install.probing || ack.received < install.acked) install.sent = ack.received;
+  install.probing = false;
+  install.acked = ack.received;
+  install.sent = std::max(install.sent, install.acked);
+  install.stalled_rounds = 0;
+  send_snapshot_chunks(*progress);
 }
 
 void Raft::replicate_to(Progress& progress) {
@@ -648,6 +843,7 @@ Raft::BootCheck Raft::note_boot(Progress& progress, std::uint64_t boot) {
     progress.next = last_index().next();
     progress.probing = true;
     progress.inflight.clear();
+    progress.install.reset();
   }
   progress.boot = boot;
   return first ? BootCheck::same : BootCheck::restarted;
@@ -726,7 +922,7 @@ void Raft::maybe_rejoin() {
   if (standing_ != Standing::recovering || !vote_floor_ || role_ != Role::follower || !leader_) return;
   if (term_ < *vote_floor_) return;
   const LogIndex held = std::min(leader_match_, durable_index_);
-  if (held == LogIndex{0}) return;
+  if (held == LogIndex{0} || held < log_.base().index) return;
   bool caught_up = false;
   if (term_ > *vote_floor_) {
     // A leader elected without this node's vote holds every entry that could be committed, as of its election;

@@ -41,6 +41,10 @@ struct Config {
   std::size_t max_append_entries = 1024;                            // per AppendRequest
   std::size_t max_append_bytes = 1U << 20U;  // payload bytes per AppendRequest (at least one entry is sent)
   std::size_t max_inflight_appends = 8;      // pipelined AppendRequests per follower
+  // Install snapshot: bytes per SnapshotChunk, and chunks sent ahead of the follower's acknowledgement. The
+  // acknowledgements pace the transfer: a follower or a connection that falls behind slows the leader's sending.
+  std::size_t snapshot_chunk_bytes = std::size_t{1} << 20U;
+  std::size_t max_inflight_snapshot_chunks = 4;
   bool pre_vote = true;
   bool check_quorum = true;
   // This life's boot id, stamped on every message: it must be larger than any earlier life's of the same node (the
@@ -63,6 +67,9 @@ struct Outgoing {
 struct Ready {
   std::vector<Outgoing> messages;
   LogIndex commit;  // entries up to here are committed (never decreases)
+  // A snapshot this follower installed from its leader since the last call: its log now starts after it, and the
+  // installer (set_installer) restored it. The driver counts it as its newest snapshot (storage has written it).
+  SnapshotPtr installed;
   // Rare events an operator must see (a change of standing, a possible loss of acknowledged entries), one line
   // each, for the driver's log. Empty on every ordinary turn.
   std::vector<std::string> notices;
@@ -74,6 +81,15 @@ enum class ProposeError : std::uint8_t {
 };
 
 enum class TransferError : std::uint8_t { not_leader, unknown_member, is_self };
+
+/// What a follower calls on a snapshot it received whole and intact, before it resets its log to the snapshot's
+/// position: the layer above restores its state from it. Returns why it cannot (the install is then dropped, and the
+/// log left as it was), or an empty string.
+class SnapshotInstaller {
+ public:
+  virtual ~SnapshotInstaller() = default;
+  virtual std::string restore(const Snapshot& snapshot) = 0;
+};
 
 class Raft {
  public:
@@ -89,6 +105,16 @@ class Raft {
   /// the attempt ends when another leader appears or after an election timeout.
   Status<TransferError> transfer_leadership(NodeId target, Time now);
   void on_persisted(const PersistCompletion& completion, Time now);
+  /// The newest snapshot of the replicated state, at a committed position: what this node sends, as leader, to a
+  /// follower that needs entries before the log's first. The driver offers each one it takes or loads before it
+  /// compacts the log up to it.
+  void offer_snapshot(SnapshotPtr snapshot);
+  const SnapshotPtr& snapshot() const noexcept { return snapshot_; }
+  /// Removes the log's entries up to `up_to` (or fewer: LogStore::compact), which the offered snapshot must cover.
+  /// Through the core, so its writes are sequenced with the core's own.
+  void compact(LogIndex up_to);
+  /// Without one, this node refuses every snapshot sent to it (it answers nothing, and stays behind).
+  void set_installer(SnapshotInstaller* installer) noexcept { installer_ = installer; }
 
   /// Moves the outputs accumulated since the last call into `out` (whose vectors are reused).
   void take_ready(Ready& out);
@@ -126,6 +152,16 @@ class Raft {
     // The follower's newest boot id (0: not heard from yet): answers from an older boot were sent by a life whose
     // log may be gone, and are dropped.
     std::uint64_t boot = 0;
+    // Set while the follower needs entries before the log's first: it is sent this snapshot instead, and then
+    // the log after it. No AppendRequest leaves meanwhile.
+    struct Install {
+      SnapshotPtr snapshot;
+      std::uint64_t sent = 0;   // bytes sent; invariant: acked <= sent <= size
+      std::uint64_t acked = 0;  // bytes the follower said it holds
+      bool probing = true;      // one empty chunk out, asking where to resume
+      int stalled_rounds = 0;   // heartbeat answers in a row with no progress: lost chunks are sent again
+    };
+    std::optional<Install> install;
   };
 
   // A StandingAnswer kept by a node that is not a member yet: the latest from each other member, this life.
@@ -151,6 +187,10 @@ class Raft {
   void handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now);
   void handle_heartbeat_response(const Message& message, Time now);
   void handle_standing_answer(const Message& message, const StandingAnswer& answer, Time now);
+  void handle_snapshot_chunk(const Message& message, const SnapshotChunk& chunk, Time now);
+  void handle_snapshot_ack(const Message& message, const SnapshotAck& ack);
+  // Follower: the snapshot being received is whole and intact: install it, unless the log already holds it.
+  void finish_snapshot(NodeId leader);
 
   // Standing (docs/consensus.md, "Rejoining after state loss").
   void query_standing(Time now);
@@ -161,6 +201,8 @@ class Raft {
   BootCheck note_boot(Progress& progress, std::uint64_t boot);
   // Leader.
   bool send_append(Progress& progress, bool send_empty);
+  void send_snapshot_chunks(Progress& progress);
+  void send_snapshot_probe(Progress& progress);
   void replicate_to(Progress& progress);
   void broadcast_appends();
   void broadcast_heartbeats();
@@ -169,6 +211,9 @@ class Raft {
   Progress* progress_of(NodeId id);
 
   // Helpers.
+  // Whether the leader's log holds what `progress.next` needs (the entry before it included), so an
+  // AppendRequest can be built; else the follower gets the snapshot.
+  bool needs_snapshot(const Progress& progress) const { return progress.next.prev() < log_.base().index; }
   void set_term(Term term);
   void vote_for(NodeId candidate);
   void persist_hard_state();
@@ -231,6 +276,19 @@ class Raft {
   std::optional<Term> vote_floor_;
   LogIndex leader_match_;  // follower: the highest match acknowledged to the leader of term_
   Time next_standing_query_{};
+
+  // Snapshots. snapshot_ covers at least the log's base (the driver compacts only up to a snapshot it offered).
+  SnapshotPtr snapshot_;
+  SnapshotInstaller* installer_ = nullptr;
+  // Follower: the snapshot being received from the leader, kept across leaders and dropped connections so an
+  // install resumes where it stopped. Its bytes are the first `bytes.size()` of a snapshot of that size.
+  struct Receiving {
+    LogBase position;
+    std::uint64_t size = 0;
+    std::uint64_t checksum = 0;
+    std::vector<std::byte> bytes;
+  };
+  std::optional<Receiving> receiving_;
 
   Ready ready_;
   std::vector<LogIndex> match_scratch_;  // maybe_commit's working space, so an acknowledgement allocates nothing

@@ -39,6 +39,7 @@ Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& servic
       wall_mono_(mono),
       role_(raft_.role()),
       term_(raft_.term()) {
+  raft_.set_installer(this);
   if (snapshot) {
     if (raft_.commit_index() == LogIndex{}) {
       snapshot_problem_ = "the log does not hold the snapshot's position with its term";
@@ -48,7 +49,17 @@ Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& servic
       return;
     }
   }
+  // Entries up to a base are gone: only a snapshot can stand for them.
+  COHORT_ASSERT(log_.base().index == LogIndex{0});
   host_.start();
+}
+
+std::string Replica::restore(const consensus::Snapshot& snapshot) {
+  const auto position = ServiceHost::snapshot_position(snapshot.bytes);
+  if (!position || position->first != snapshot.position.index || position->second != snapshot.position.term)
+    return "the snapshot's contents are not at the position it was sent for";
+  if (auto restored = host_.restore(snapshot.bytes); !restored) return restored.error();
+  return {};
 }
 
 void Replica::tick(Time mono, ClusterTime wall) {

@@ -63,15 +63,21 @@ enum class ClientError : std::uint8_t {
 };
 const char* to_string(ClientError error) noexcept;
 
-class Replica {
+class Replica final : private consensus::SnapshotInstaller {
  public:
   /// `wall` is the wall clock (ns since the Unix epoch) read together with `mono`. `snapshot`: what
   /// ServiceHost::write_snapshot() wrote at an index the log holds (with the term it has there); the host restores
   /// it instead of starting empty, and only the log after it is applied. A snapshot that does not decode is left
   /// unused (snapshot_problem()): the host starts empty, and the caller decides whether replaying the whole log will
   /// do.
+  /// The log's base must be 0 or covered by that snapshot (the driver repairs a node whose is not: a recovering
+  /// node with an empty log). Once taken (and durable), offer each snapshot to raft() before compacting up to it;
+  /// a follower installs its leader's through this replica, which restores the host from it.
   Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
           ClusterTime wall, std::optional<ByteSpan> snapshot = std::nullopt);
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+  ~Replica() override = default;
 
   /// Why the snapshot given at construction was not used (empty if it was, or none was given).
   const std::string& snapshot_problem() const noexcept { return snapshot_problem_; }
@@ -120,6 +126,7 @@ class Replica {
   const std::optional<EntryFaultReport>& last_entry_fault() const noexcept { return host_.last_entry_fault(); }
 
  private:
+  std::string restore(const consensus::Snapshot& snapshot) override;
   Result<LogIndex, ClientError> propose(Time mono);
   /// The stamp for an entry appended now: the leader's clock, never below the last stamp applied.
   ClusterTime stamp(Time mono);

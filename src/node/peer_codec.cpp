@@ -45,7 +45,9 @@ bool is_peer_message(MessageType type) noexcept {
     case MessageType::heartbeat_response:
     case MessageType::timeout_now:
     case MessageType::standing_query:
-    case MessageType::standing_answer: return true;
+    case MessageType::standing_answer:
+    case MessageType::snapshot_chunk:
+    case MessageType::snapshot_ack: return true;
     default: return false;
   }
 }
@@ -82,6 +84,14 @@ void append_peer_frame(const consensus::Message& message, std::vector<std::byte>
           append_frame(PeerTimeoutNow{header}, out);
         } else if constexpr (std::is_same_v<Body, consensus::StandingQuery>) {
           append_frame(PeerStandingQuery{header}, out);
+        } else if constexpr (std::is_same_v<Body, consensus::SnapshotChunk>) {
+          append_frame(PeerSnapshotChunk{header, body.position.index.value(), body.position.term.value(), body.size,
+                                         body.checksum, body.offset, body.data},
+                       out);
+        } else if constexpr (std::is_same_v<Body, consensus::SnapshotAck>) {
+          append_frame(PeerSnapshotAck{header, body.position.index.value(), body.position.term.value(), body.checksum,
+                                       body.received},
+                       out);
         } else {
           static_assert(std::is_same_v<Body, consensus::StandingAnswer>);
           append_frame(PeerStandingAnswer{header, body.asker_boot, static_cast<std::uint8_t>(body.standing),
@@ -159,6 +169,22 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
         // The decoder admits only the three standings there are.
         out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
                                              LogIndex{w.last_index}};
+        return {};
+      });
+    case MessageType::snapshot_chunk:
+      return decode_into<PeerSnapshotChunk>(frame, out, [&](const PeerSnapshotChunk& w) -> Status<std::string> {
+        if (!std::holds_alternative<consensus::SnapshotChunk>(out.body)) out.body = consensus::SnapshotChunk{};
+        auto& chunk = std::get<consensus::SnapshotChunk>(out.body);
+        chunk.position = consensus::LogBase{LogIndex{w.index}, Term{w.term}};
+        chunk.size = w.size;
+        chunk.checksum = w.checksum;
+        chunk.offset = w.offset;
+        chunk.data.assign(w.data.begin(), w.data.end());
+        return {};
+      });
+    case MessageType::snapshot_ack:
+      return decode_into<PeerSnapshotAck>(frame, out, [&](const PeerSnapshotAck& w) -> Status<std::string> {
+        out.body = consensus::SnapshotAck{consensus::LogBase{LogIndex{w.index}, Term{w.term}}, w.checksum, w.received};
         return {};
       });
     default: return unexpected(fmt::format("{} is not a consensus message", to_string(frame.header.type)));

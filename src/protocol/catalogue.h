@@ -15,7 +15,7 @@ using Catalogue = MessageList<
     Hello, Welcome, ErrorMessage, Ping, Pong,
     // consensus, node to node (peer_messages.h)
     PeerVoteRequest, PeerVoteResponse, PeerAppendRequest, PeerAppendResponse, PeerHeartbeat, PeerHeartbeatResponse,
-    PeerTimeoutNow, PeerStandingQuery, PeerStandingAnswer,
+    PeerTimeoutNow, PeerStandingQuery, PeerStandingAnswer, PeerSnapshotChunk, PeerSnapshotAck,
     // client or admin tool to node and back (client_messages.h)
     SessionOpen, SessionReply, Ingress, Ack, Egress, KeepAlive, SessionClose, SessionClosed, IngressRejected,
     StatusRequest, StatusReply, IngressWithdrawn>;

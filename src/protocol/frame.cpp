@@ -68,6 +68,8 @@ const char* to_string(MessageType type) noexcept {
     case MessageType::timeout_now: return "timeout_now";
     case MessageType::standing_query: return "standing_query";
     case MessageType::standing_answer: return "standing_answer";
+    case MessageType::snapshot_chunk: return "snapshot_chunk";
+    case MessageType::snapshot_ack: return "snapshot_ack";
     case MessageType::session_open: return "session_open";
     case MessageType::session_reply: return "session_reply";
     case MessageType::ingress: return "ingress";

@@ -39,6 +39,8 @@ enum class MessageType : std::uint16_t {
   timeout_now = 22,
   standing_query = 23,  // from a node that may have lost state: where is the cluster?
   standing_answer = 24,
+  snapshot_chunk = 25,  // install snapshot: a piece of the leader's snapshot
+  snapshot_ack = 26,    // install snapshot: how much of it the follower holds
 
   // Between a client library or admin tool and a node (client_messages.h).
   session_open = 32,

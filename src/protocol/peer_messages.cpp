@@ -292,4 +292,47 @@ Result<PeerStandingAnswer, DecodeError> PeerStandingAnswer::decode_body(BodyRead
   return finish(in, answer);
 }
 
+// SnapshotChunk v1: header | index u64 | term u64 | size u64 | checksum u64 | offset u64 | data (the rest)
+void PeerSnapshotChunk::encode_body(BodyWriter& out) const noexcept {
+  write_header(out, header);
+  out.write<std::uint64_t>(index);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint64_t>(size);
+  out.write<std::uint64_t>(checksum);
+  out.write<std::uint64_t>(offset);
+  out.write_bytes(data);
+}
+
+Result<PeerSnapshotChunk, DecodeError> PeerSnapshotChunk::decode_body(BodyReader& in,
+                                                                      std::uint8_t /*version*/) noexcept {
+  PeerSnapshotChunk chunk;
+  chunk.header = read_header(in);
+  chunk.index = in.read<std::uint64_t>("index");
+  chunk.term = in.read<std::uint64_t>("term");
+  chunk.size = in.read<std::uint64_t>("size");
+  chunk.checksum = in.read<std::uint64_t>("checksum");
+  chunk.offset = in.read<std::uint64_t>("offset");
+  chunk.data = in.read_bytes(in.remaining(), "data");
+  return finish(in, chunk);
+}
+
+// SnapshotAck v1: header | index u64 | term u64 | checksum u64 | received u64
+void PeerSnapshotAck::encode_body(BodyWriter& out) const noexcept {
+  write_header(out, header);
+  out.write<std::uint64_t>(index);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint64_t>(checksum);
+  out.write<std::uint64_t>(received);
+}
+
+Result<PeerSnapshotAck, DecodeError> PeerSnapshotAck::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  PeerSnapshotAck ack;
+  ack.header = read_header(in);
+  ack.index = in.read<std::uint64_t>("index");
+  ack.term = in.read<std::uint64_t>("term");
+  ack.checksum = in.read<std::uint64_t>("checksum");
+  ack.received = in.read<std::uint64_t>("received");
+  return finish(in, ack);
+}
+
 }  // namespace cohort::protocol

@@ -243,4 +243,44 @@ struct PeerStandingAnswer {
   friend bool operator==(const PeerStandingAnswer&, const PeerStandingAnswer&) = default;
 };
 
+/// A piece of a snapshot (consensus::SnapshotChunk). `data` is a view (into the frame when decoded).
+struct PeerSnapshotChunk {
+  static constexpr MessageType kType = MessageType::snapshot_chunk;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kFixedBodySize = kRaftHeaderSize + 40;
+
+  RaftHeader header;
+  std::uint64_t index = 0;  // the snapshot's position
+  std::uint64_t term = 0;
+  std::uint64_t size = 0;  // of the whole snapshot
+  std::uint64_t checksum = 0;
+  std::uint64_t offset = 0;  // of `data` in the snapshot
+  ByteSpan data;             // the rest of the frame
+
+  std::size_t body_size() const noexcept { return kFixedBodySize + data.size(); }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<PeerSnapshotChunk, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const PeerSnapshotChunk& a, const PeerSnapshotChunk& b) noexcept {
+    return a.header == b.header && a.index == b.index && a.term == b.term && a.size == b.size &&
+           a.checksum == b.checksum && a.offset == b.offset && detail::bytes_equal(a.data, b.data);
+  }
+};
+
+struct PeerSnapshotAck {
+  static constexpr MessageType kType = MessageType::snapshot_ack;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = kRaftHeaderSize + 32;
+
+  RaftHeader header;
+  std::uint64_t index = 0;
+  std::uint64_t term = 0;
+  std::uint64_t checksum = 0;
+  std::uint64_t received = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<PeerSnapshotAck, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const PeerSnapshotAck&, const PeerSnapshotAck&) = default;
+};
+
 }  // namespace cohort::protocol

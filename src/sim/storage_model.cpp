@@ -49,6 +49,15 @@ PersistSeq CheckedLog::reset(LogIndex index, Term term) {
   return real_ != nullptr ? real_->reset(index, term) : seq;
 }
 
+PersistSeq CheckedLog::install(const consensus::SnapshotPtr& snapshot) {
+  const LogIndex index = snapshot->position.index;
+  if (raft_ != nullptr && index <= raft_->commit_index())
+    checker_.fail(fmt::format("node {} installs a snapshot at index {}, at or below its commit index {}", node_.value(),
+                              index.value(), raft_->commit_index().value()));
+  const PersistSeq seq = store_.install(snapshot);
+  return real_ != nullptr ? real_->install(snapshot) : seq;
+}
+
 PersistSeq CheckedLog::save_hard_state(const consensus::HardState& state) {
   const consensus::HardState previous = store_.hard_state();
   // The core's own rules, checked from outside: terms never go back; one vote per term.

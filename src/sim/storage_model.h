@@ -56,6 +56,7 @@ class CheckedLog final : public consensus::LogStore {
   /// The model removes what the real log did (whole segments only), so the two keep the same base.
   consensus::PersistSeq compact(LogIndex up_to) override;
   consensus::PersistSeq reset(LogIndex index, Term term) override;
+  consensus::PersistSeq install(const consensus::SnapshotPtr& snapshot) override;
   consensus::PersistSeq save_hard_state(const consensus::HardState& state) override;
 
  private:

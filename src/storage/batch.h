@@ -46,8 +46,10 @@ struct StorageOp {
   // goes: the segments kept are synced, the base file written, then those segments removed, oldest first. None:
   // the base stays, nothing is written.
   // reset: the log becomes empty after `base`. The base file is written marked as a reset under way, every
-  // segment removed from the last backwards, then the base file written again, settled.
+  // segment removed from the last backwards, then the base file written again, settled. An install's reset writes
+  // `snapshot` as a snapshot file first (durably) and removes the older ones: the new base needs it.
   consensus::LogBase base;
+  consensus::SnapshotPtr snapshot;
 
   // hard_state: replaces the metadata file.
   consensus::HardState hard_state;

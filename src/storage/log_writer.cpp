@@ -7,6 +7,7 @@
 
 #include "common/assert.h"
 #include "common/planted_bug.h"
+#include "storage/snapshot_file.h"
 
 // Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
 //   5: report appends durable without syncing them
@@ -217,6 +218,16 @@ IoStatus LogWriter::compact(const StorageOp& op) {
 }
 
 IoStatus LogWriter::reset(const StorageOp& op) {
+  if (op.snapshot != nullptr) {
+    const consensus::Snapshot& snapshot = *op.snapshot;
+    if (auto written = write_snapshot(directory_, identity_.cluster_id, snapshot.position.index, snapshot.position.term,
+                                      snapshot.bytes);
+        !written)
+      return unexpected(written.error());
+    if (auto removed = remove_snapshots_before(directory_, snapshot.position.index); !removed)
+      return unexpected(removed.error());
+    syncs_ += 3;
+  }
   if (!segments_.empty()) {
     // Until the last old segment is gone, the base file says they are all void: one that starts right after
     // the new base, or holds it with another term, must not pass for the new log's entries after a crash.

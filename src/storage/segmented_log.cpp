@@ -175,9 +175,18 @@ consensus::PersistSeq SegmentedLog::compact(LogIndex up_to) {
 
 consensus::PersistSeq SegmentedLog::reset(LogIndex index, Term term) {
   COHORT_ASSERT(index != LogIndex{0} || term == Term{0});
+  return reset_to(consensus::LogBase{index, term}, nullptr);
+}
+
+consensus::PersistSeq SegmentedLog::install(const consensus::SnapshotPtr& snapshot) {
+  COHORT_ASSERT(snapshot != nullptr && snapshot->position.index != LogIndex{0});
+  return reset_to(snapshot->position, snapshot);
+}
+
+consensus::PersistSeq SegmentedLog::reset_to(consensus::LogBase base, consensus::SnapshotPtr snapshot) {
   const consensus::PersistSeq seq = next_seq();
-  base_ = consensus::LogBase{index, term};
-  last_index_ = index;
+  base_ = base;
+  last_index_ = base.index;
   segments_.clear();
   terms_.clear();
   // Entries not yet written go too: the storage side writes them, then removes their segments with the rest.
@@ -188,8 +197,9 @@ consensus::PersistSeq SegmentedLog::reset(LogIndex index, Term term) {
   op.kind = StorageOp::Kind::reset;
   op.seq = seq;
   op.base = base_;
-  op.last_index = index;
-  op.last_term = term;
+  op.snapshot = std::move(snapshot);
+  op.last_index = base.index;
+  op.last_term = base.term;
   batch().ops.push_back(op);
   return seq;
 }

@@ -43,6 +43,8 @@ class SegmentedLog final : public consensus::LogStore {
   consensus::PersistSeq compact(LogIndex up_to) override;
   /// Drops every segment; the next append starts a segment at index + 1.
   consensus::PersistSeq reset(LogIndex index, Term term) override;
+  /// A reset whose storage operation writes the snapshot file first.
+  consensus::PersistSeq install(const consensus::SnapshotPtr& snapshot) override;
   consensus::PersistSeq save_hard_state(const consensus::HardState& state) override;
   consensus::HardState hard_state() const override { return hard_state_; }
 
@@ -80,6 +82,7 @@ class SegmentedLog final : public consensus::LogStore {
   };
 
   Batch& batch();
+  consensus::PersistSeq reset_to(consensus::LogBase base, consensus::SnapshotPtr snapshot);
   consensus::PersistSeq next_seq() { return next_seq_++; }
   std::size_t segment_of(LogIndex index) const;
   /// Where record `index` (inside the log) starts.

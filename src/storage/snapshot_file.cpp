@@ -109,8 +109,6 @@ Result<CheckedFile, SnapshotError> open_checked(Directory& directory, std::uint6
 
 }  // namespace
 
-std::uint64_t snapshot_checksum(ByteSpan body) noexcept { return XXH3_64bits(body.data(), body.size()); }
-
 std::string snapshot_name(LogIndex index, Term term, SnapshotFileKind kind) {
   std::string_view suffix;
   switch (kind) {

@@ -28,6 +28,7 @@
 #include "common/bytes.h"
 #include "common/result.h"
 #include "common/strong_id.h"
+#include "consensus/log.h"
 #include "storage/file.h"
 
 namespace cohort::storage {
@@ -50,8 +51,8 @@ struct SnapshotMeta {
   friend bool operator==(const SnapshotMeta&, const SnapshotMeta&) = default;
 };
 
-/// XXH3-64 of a body: what SnapshotMeta::checksum holds.
-std::uint64_t snapshot_checksum(ByteSpan body) noexcept;
+/// XXH3-64 of a body: what SnapshotMeta::checksum holds (the checksum install-snapshot ships, too).
+using consensus::snapshot_checksum;
 
 enum class SnapshotFileKind : std::uint8_t {
   complete,  // the final name: durable and whole

@@ -121,6 +121,7 @@ class TracedStore final : public LogStore {
   }
   PersistSeq compact(LogIndex up_to) override { return memory.compact(up_to); }
   PersistSeq reset(LogIndex at, Term term) override { return memory.reset(at, term); }
+  PersistSeq install(const SnapshotPtr& snapshot) override { return memory.install(snapshot); }
   PersistSeq save_hard_state(const HardState& state) override { return memory.save_hard_state(state); }
   HardState hard_state() const override { return memory.hard_state(); }
 
