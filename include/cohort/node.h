@@ -86,6 +86,10 @@ struct NodeOptions {
   // newest snapshot and replays the log after it, so this bounds the replay: 64 MiB is about half a
   // second of replay, scaled from 256 MiB in about 2 s (issue 13; not measured here yet).
   std::uint64_t snapshot_threshold = 64ULL << 20U;
+  // Once a snapshot is written, the log before the previous snapshot is removed (so a damaged newest one falls back
+  // to the previous one, with the log since it). This many entries before the newest snapshot are kept as well, for
+  // followers that lag: one that needs an entry no longer kept is sent the snapshot instead.
+  std::uint64_t compaction_margin = 0;
   std::size_t max_message_size = 1U << 20U;  // ingress and egress payload bytes
   bool handle_signals = true;                // SIGTERM and SIGINT stop the node gracefully
 

@@ -170,9 +170,12 @@ class Node::Impl final : public io::TransportHandler {
     storage::IoResult<storage::SnapshotMeta> meta;
     std::vector<std::string> removed;  // older snapshots and leftovers removed after it
     std::string cleanup_error;
-    std::vector<std::byte> buffer;  // handed back for the next snapshot
+    std::shared_ptr<consensus::Snapshot> snapshot;  // handed back: offered to the core, or its buffer reused
   };
   void on_snapshot_written(SnapshotWritten written);
+  void on_snapshot_installed(const consensus::Snapshot& snapshot);
+  // Makes `snapshot` the one the core sends to lagging followers; the one it replaces lends its buffer to the next.
+  void offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot);
 
   NodeOptions options_;
   Service& service_;
@@ -223,10 +226,15 @@ class Node::Impl final : public io::TransportHandler {
   // Snapshots (docs/architecture.md, "Snapshots"). The loop thread serializes the replicated state at its applied
   // index; a thread of the snapshot's own writes it, so neither the loop nor group commit waits for its disk time.
   // One at a time: snapshot_job_ is joinable from the take until on_snapshot_written() runs on the loop.
-  LogIndex last_snapshot_;  // the newest snapshot on disk (0: none)
-  // Serialized into, then lent to the snapshot's thread and handed back: every snapshot after the first of a life
-  // (or after a restored one) reuses its capacity and its pages, which makes the pause several times shorter.
-  std::vector<std::byte> snapshot_buffer_;
+  LogIndex last_snapshot_;      // the newest snapshot on disk: taken, loaded or installed (0: none)
+  LogIndex previous_snapshot_;  // the one before it this life (0: none): the log is kept from there on
+  // The newest snapshot taken or loaded, as offered to the core (which holds it for installs on lagging followers):
+  // two snapshots' worth of memory with the spare buffer below, the price of a short pause and of installs served
+  // from memory.
+  std::shared_ptr<consensus::Snapshot> offered_;
+  // The buffer the next snapshot is serialized into: the replaced snapshot's, so every snapshot after the first two
+  // of a life reuses capacity and pages, which makes the pause several times shorter.
+  std::vector<std::byte> spare_snapshot_bytes_;
   consensus::Time snapshot_retry_at_{0};  // after a failed write, none is tried before this
   std::jthread snapshot_job_;             // last: joined (its write finished) before the members it uses go
 };
@@ -285,7 +293,8 @@ std::optional<std::string> Node::Impl::start() {
                recovered->hard_state.term.value(), consensus::to_string(recovered->hard_state.standing),
                recovered->created ? " (new data directory)" : "");
   // The newest intact snapshot: the replica restores it and applies only the log after it. A damaged one is named
-  // and an older one used; with none usable the whole log replays (it still starts at index 1).
+  // and an older one used (the log is kept since the one before the newest); with none usable the whole log replays
+  // if it still starts at index 1, and otherwise this node repairs from the cluster (below).
   auto latest = storage::load_latest_snapshot(*directory_, options_.cluster_id);
   if (!latest) return fmt::format("data_dir: {}", latest.error().message);
   for (const storage::DamagedSnapshot& damaged : latest->skipped)
@@ -368,6 +377,25 @@ std::optional<std::string> Node::Impl::start() {
   replica_config.session_timeout = options_.session_timeout;
   std::optional<ByteSpan> snapshot;
   if (latest->snapshot) snapshot = ByteSpan(latest->snapshot->body);
+  if (const consensus::LogBase base = log_->base(); base.index != LogIndex{0}) {
+    const auto position = snapshot ? host::ServiceHost::snapshot_position(*snapshot) : std::nullopt;
+    if (!position || log_->term_at(position->first) != position->second) {
+      // The log's prefix is gone and no intact snapshot stands for it: the state cannot be rebuilt here. Never a
+      // silent start from scratch: the node empties its log and rejoins as a recovering node, which votes again only
+      // once it holds what it may have acknowledged, from the leader's snapshot and log.
+      spdlog::error("the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
+                    "rejoining as a recovering node, repaired from the cluster",
+                    base.index.value(),
+                    position ? fmt::format(" (the newest is at index {}, term {})", position->first.value(),
+                                           position->second.value())
+                             : std::string());
+      (void)log_->reset(LogIndex{0}, Term{0});
+      consensus::HardState state = log_->hard_state();
+      state.standing = consensus::Standing::recovering;
+      (void)log_->save_hard_state(state);
+      snapshot.reset();
+    }
+  }
   const auto restore_started = Clock::now();
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now(),
                                              snapshot);
@@ -376,15 +404,20 @@ std::optional<std::string> Node::Impl::start() {
     if (!replica_->snapshot_problem().empty()) {
       spdlog::error("snapshot at index {} (term {}) not used: {}; replaying the log from its start", meta.index.value(),
                     meta.term.value(), replica_->snapshot_problem());
-    } else {
+    } else if (snapshot) {
       last_snapshot_ = meta.index;
       spdlog::info("restored the snapshot at index {} (term {}, {} bytes) in {} ms; {} entries of log follow it",
                    meta.index.value(), meta.term.value(), meta.size,
                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restore_started).count(),
                    log_->last_index().value() - meta.index.value());
+      auto loaded = std::make_shared<consensus::Snapshot>();
+      loaded->position = consensus::LogBase{meta.index, meta.term};
+      loaded->checksum = meta.checksum;
+      loaded->bytes = std::move(latest->snapshot->body);
+      offer_snapshot(std::move(loaded));
     }
-    // Kept as the next snapshot's buffer: its pages are in, and its capacity fits the state.
-    snapshot_buffer_ = std::move(latest->snapshot->body);
+    // Unused, it is the next snapshot's buffer: its pages are in, and its capacity fits the state.
+    if (!offered_) spare_snapshot_bytes_ = std::move(latest->snapshot->body);
     latest->snapshot.reset();
   }
   role_ = replica_->raft().role();
@@ -463,6 +496,7 @@ void Node::Impl::flush() {
   const Role previous_role = role_;
   const Term previous_term = term_;
   replica_->take_ready(ready_);
+  if (ready_.installed) on_snapshot_installed(*ready_.installed);
   for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
   for (const std::string& notice : ready_.notices) spdlog::warn("[{}] {}", context(), notice);
   if (auto& faults = replica_->host().fault_reports(); !faults.empty()) {
@@ -499,16 +533,21 @@ void Node::Impl::maybe_take_snapshot(consensus::Time now) {
   // Serialized here, at one applied index, while nothing else runs: the loop waits for this copy (measured and
   // logged), not for the disk.
   const auto started = Clock::now();
-  snapshot_buffer_.clear();
-  replica_->host().write_snapshot(snapshot_buffer_);
+  auto snapshot = std::make_shared<consensus::Snapshot>();
+  snapshot->bytes = std::move(spare_snapshot_bytes_);
+  snapshot->bytes.clear();
+  replica_->host().write_snapshot(snapshot->bytes);
   const auto pause = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
   const LogIndex index = host.applied_index();
   const Term term = host.applied_term();
+  snapshot->position = consensus::LogBase{index, term};
   spdlog::info("[{}] taking a snapshot at index {} (term {}): {} bytes serialized in {} us", context(), index.value(),
-               term.value(), snapshot_buffer_.size(), pause.count());
+               term.value(), snapshot->bytes.size(), pause.count());
   const LogIndex previous = last_snapshot_;
-  snapshot_job_ = std::jthread([this, body = std::move(snapshot_buffer_), index, term, previous]() mutable {
-    SnapshotWritten written{storage::write_snapshot(*directory_, options_.cluster_id, index, term, body), {}, {}, {}};
+  // The loop does not touch the snapshot until the job hands it back; its checksum is the file's, computed there.
+  snapshot_job_ = std::jthread([this, snapshot = std::move(snapshot), index, term, previous]() mutable {
+    SnapshotWritten written{
+        storage::write_snapshot(*directory_, options_.cluster_id, index, term, snapshot->bytes), {}, {}, {}};
     // The newest two stay: a damaged newest one falls back to the one before.
     if (written.meta.has_value() && previous != LogIndex{}) {
       auto removed = storage::remove_snapshots_before(*directory_, previous);
@@ -517,15 +556,15 @@ void Node::Impl::maybe_take_snapshot(consensus::Time now) {
       else
         written.cleanup_error = removed.error().message;
     }
-    written.buffer = std::move(body);
+    written.snapshot = std::move(snapshot);
     loop_.post([this, written = std::move(written)]() mutable { on_snapshot_written(std::move(written)); });
   });
 }
 
 void Node::Impl::on_snapshot_written(SnapshotWritten written) {
   snapshot_job_.join();
-  snapshot_buffer_ = std::move(written.buffer);
   if (!written.meta.has_value()) {
+    spare_snapshot_bytes_ = std::move(written.snapshot->bytes);
     // The log still holds everything, so nothing acknowledged is at stake: say so, and try again later.
     constexpr auto kRetry = std::chrono::seconds(10);
     snapshot_retry_at_ = mono_now() + kRetry;
@@ -534,12 +573,43 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
                   kRetry.count());
     return;
   }
-  last_snapshot_ = written.meta.value().index;
-  spdlog::info("[{}] snapshot at index {} written ({} bytes){}", context(), last_snapshot_.value(),
-               written.meta.value().size,
+  const storage::SnapshotMeta& meta = written.meta.value();
+  spdlog::info("[{}] snapshot at index {} written ({} bytes){}", context(), meta.index.value(), meta.size,
                written.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(written.removed, ", ")));
   if (!written.cleanup_error.empty())
     spdlog::warn("[{}] removing older snapshots failed: {}", context(), written.cleanup_error);
+  if (meta.index <= last_snapshot_) {
+    // The leader's snapshot was installed meanwhile, at a later position: this one is of no use to anyone.
+    spare_snapshot_bytes_ = std::move(written.snapshot->bytes);
+    return;
+  }
+  previous_snapshot_ = last_snapshot_;
+  last_snapshot_ = meta.index;
+  written.snapshot->checksum = meta.checksum;
+  offer_snapshot(std::move(written.snapshot));
+  // The log since the previous snapshot stays (the fallback if the newest is found damaged at a start), and a margin
+  // before the newest for lagging followers; the rest goes. The segmented log removes whole segments only.
+  const std::uint64_t margin = std::min(options_.compaction_margin, meta.index.value());
+  const LogIndex up_to = std::min(previous_snapshot_, LogIndex{meta.index.value() - margin});
+  if (up_to > log_->base().index) {
+    replica_->raft().compact(up_to);
+    schedule_flush();
+  }
+}
+
+void Node::Impl::on_snapshot_installed(const consensus::Snapshot& snapshot) {
+  // The storage thread writes it as a snapshot file, with the reset of the log, and removes the older ones.
+  spdlog::info("[{}] installed the leader's snapshot at index {} (term {}, {} bytes): the log starts after it",
+               context(), snapshot.position.index.value(), snapshot.position.term.value(), snapshot.bytes.size());
+  last_snapshot_ = snapshot.position.index;
+  previous_snapshot_ = LogIndex{};
+}
+
+void Node::Impl::offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot) {
+  std::shared_ptr<consensus::Snapshot> replaced = std::exchange(offered_, std::move(snapshot));
+  replica_->raft().offer_snapshot(offered_);
+  // Still held by an install under way, it stays with it; else its buffer serves the next snapshot.
+  if (replaced && replaced.use_count() == 1) spare_snapshot_bytes_ = std::move(replaced->bytes);
 }
 
 // A leader whose storage, replication or service falls behind stops reading its clients' sockets, instead of

@@ -193,6 +193,8 @@ class FileReader {
         if (auto value = read_integer(name, node, kMaxU64)) config.node.segment_size = *value;
       } else if (name == "snapshot_threshold") {
         if (auto value = read_integer(name, node, kMaxU64)) config.node.snapshot_threshold = *value;
+      } else if (name == "compaction_margin") {
+        if (auto value = read_integer(name, node, kMaxU64)) config.node.compaction_margin = *value;
       } else if (name == "max_message_size") {
         if (auto value = read_integer(name, node, kMaxU64))
           config.node.max_message_size = static_cast<std::size_t>(*value);
@@ -382,6 +384,7 @@ struct Flags {
   std::string client_keepalive_ms;
   std::string segment_size;
   std::string snapshot_threshold;
+  std::string compaction_margin;
   std::string max_message_size;
   std::string session_timeout_ms;
   std::string max_sessions;
@@ -420,6 +423,10 @@ void define_flags(CLI::App& app, Flags& flags) {
                  "take a snapshot once this many bytes of log follow the last one, at least 65536; 0: never "
                  "(snapshot_threshold; default 64 MiB)")
       ->type_name("BYTES");
+  app.add_option("--compaction-margin", flags.compaction_margin,
+                 "log entries kept before the newest snapshot besides the log since the previous one, for lagging "
+                 "followers (compaction_margin; default 0)")
+      ->type_name("ENTRIES");
   app.add_option("--max-message-size", flags.max_message_size,
                  "largest client message payload in bytes, 1..16 MiB (max_message_size; default 1 MiB)")
       ->type_name("BYTES");
@@ -515,6 +522,10 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   if (given("--snapshot-threshold")) {
     if (auto value = integer("--snapshot-threshold", flags.snapshot_threshold, kMaxU64))
       config.node.snapshot_threshold = *value;
+  }
+  if (given("--compaction-margin")) {
+    if (auto value = integer("--compaction-margin", flags.compaction_margin, kMaxU64))
+      config.node.compaction_margin = *value;
   }
   if (given("--max-message-size")) {
     if (auto value = integer("--max-message-size", flags.max_message_size, kMaxU64)) {
