@@ -661,7 +661,8 @@ MemoryRun measure_memory(const MemoryOptions& options) {
     die(fmt::format("after the restart the node has {} sessions open, not {}", run.open_after_restart,
                     options.sessions));
   fmt::print(
-      "  after kill -9 and restart ({} sessions open, the probe's included; snapshot {} bytes at index {}; served "
+      "  after kill -9 and restart ({} sessions open, a probe or writer still closing counted; snapshot {} bytes at "
+      "index {}; served "
       "after {:.3f} s: {}): {}\n",
       run.open_after_restart, run.disk.snapshot_bytes, run.disk.snapshot_index, run.restart.applied_s,
       phases(run.restart), describe(run.after_restart));
