@@ -696,7 +696,9 @@ int main(int argc, char** argv) {
   std::uint64_t log_mib = 1024;
   bool quick = false;
   app.add_option("--cohortd", restart.cohortd, "the cohortd binary");
-  app.add_option("--figures", figures, "which: restart, memory")->delimiter(',');
+  app.add_option("--figures", figures, "which: restart, memory")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"restart", "memory"}));
   app.add_option("--messages", counts_text, "restart: messages written before each restart (4M, 40M, 250k, 1000)")
       ->delimiter(',');
   app.add_option("--service", restart.service, "restart: counter (24-byte adds) or echo")
