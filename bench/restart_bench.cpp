@@ -574,7 +574,7 @@ class SessionOpener final : public io::TransportHandler {
 struct MemoryOptions {
   std::string cohortd;
   std::uint64_t log_bytes = 1024 * kMiB;
-  std::size_t log_message_size = 16 * 1024;
+  std::size_t log_message_size = std::size_t{16} << 10U;
   std::size_t sessions = 10'000;
   std::size_t egress_per_session = 4;
   std::uint64_t threshold = 64 * kMiB;
