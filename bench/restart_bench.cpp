@@ -39,6 +39,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -70,10 +71,12 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kClusterId = 7;
 constexpr std::uint64_t kMiB = std::uint64_t{1} << 20U;
 
-[[noreturn]] void die(const std::string& message) {
-  fmt::print(stderr, "restart_bench: {}\n", message);
-  std::exit(1);
-}
+/// Thrown, not exited on: unwinding kills the node processes and removes their directories.
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& message) { throw Failure(message); }
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / static_cast<double>(kMiB); }
@@ -714,7 +717,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);  // the client library logs every connection at info
 
-  std::vector<std::uint64_t> counts = parse_counts(counts_text);
+  std::vector<std::uint64_t> counts;
+  try {
+    counts = parse_counts(counts_text);
+  } catch (const Failure& failure) {
+    fmt::print(stderr, "restart_bench: {}\n", failure.what());
+    return 2;
+  }
   memory.cohortd = restart.cohortd;
   memory.node_flags = restart.node_flags;
   memory.log_bytes = log_mib * kMiB;
@@ -730,47 +739,53 @@ int main(int argc, char** argv) {
     return std::find(figures.begin(), figures.end(), name) != figures.end();
   };
 
-  std::string json = "{";
-  if (wanted("restart")) {
-    fmt::print(
-        "restart: single node, {} service, snapshot threshold {:.0f} MiB{}\n", restart.service, mib(restart.threshold),
-        restart.node_flags.empty() ? std::string() : fmt::format(", flags {}", fmt::join(restart.node_flags, " ")));
-    json += R"("restart": [)";
-    for (std::size_t i = 0; i < counts.size(); ++i) {
-      const RestartRun run = measure_restart(restart, counts[i]);
-      const Restart& r = run.restart;
+  try {
+    std::string json = "{";
+    if (wanted("restart")) {
       fmt::print(
-          "  {} messages ({} asked, written in {:.1f} s), stopped {:.1f} MiB ({} entries) after the snapshot at "
-          "index {} ({:.0f}% of the threshold): log {:.1f} MiB on disk in {} segments, snapshot {} bytes\n"
-          "    restart-to-serving: first session {:.3f} s, first message applied {:.3f} s; {}; replayed {} entries "
-          "({})\n",
-          run.written, run.asked, run.write_s, mib(run.bytes_after_snapshot), run.entries_after_snapshot,
-          run.disk.snapshot_index,
-          100.0 * static_cast<double>(run.bytes_after_snapshot) / static_cast<double>(restart.threshold),
-          mib(run.disk.log_bytes), run.disk.segments, run.disk.snapshot_bytes, r.session_s, r.applied_s, phases(r),
-          r.replayed_entries, r.restored_line.empty() ? "no snapshot restored" : r.restored_line);
-      std::fflush(stdout);
-      json += fmt::format(
-          R"({}{{"messages": {}, "log_mib": {:.1f}, "snapshot_bytes": {}, "log_after_snapshot_mib": {:.1f}, )"
-          R"("replayed_entries": {}, "recovered_s": {:.3f}, "restored_s": {:.3f}, "leader_s": {:.3f}, )"
-          R"("session_s": {:.3f}, "applied_s": {:.3f}}})",
-          i == 0 ? "" : ", ", run.written, mib(run.disk.log_bytes), run.disk.snapshot_bytes,
-          mib(run.bytes_after_snapshot), r.replayed_entries, r.recovered_s, r.restored_s, r.leader_s, r.session_s,
-          r.applied_s);
+          "restart: single node, {} service, snapshot threshold {:.0f} MiB{}\n", restart.service,
+          mib(restart.threshold),
+          restart.node_flags.empty() ? std::string() : fmt::format(", flags {}", fmt::join(restart.node_flags, " ")));
+      json += R"("restart": [)";
+      for (std::size_t i = 0; i < counts.size(); ++i) {
+        const RestartRun run = measure_restart(restart, counts[i]);
+        const Restart& r = run.restart;
+        fmt::print(
+            "  {} messages ({} asked, written in {:.1f} s), stopped {:.1f} MiB ({} entries) after the snapshot at "
+            "index {} ({:.0f}% of the threshold): log {:.1f} MiB on disk in {} segments, snapshot {} bytes\n"
+            "    restart-to-serving: first session {:.3f} s, first message applied {:.3f} s; {}; replayed {} entries "
+            "({})\n",
+            run.written, run.asked, run.write_s, mib(run.bytes_after_snapshot), run.entries_after_snapshot,
+            run.disk.snapshot_index,
+            100.0 * static_cast<double>(run.bytes_after_snapshot) / static_cast<double>(restart.threshold),
+            mib(run.disk.log_bytes), run.disk.segments, run.disk.snapshot_bytes, r.session_s, r.applied_s, phases(r),
+            r.replayed_entries, r.restored_line.empty() ? "no snapshot restored" : r.restored_line);
+        std::fflush(stdout);
+        json += fmt::format(
+            R"({}{{"messages": {}, "log_mib": {:.1f}, "snapshot_bytes": {}, "log_after_snapshot_mib": {:.1f}, )"
+            R"("replayed_entries": {}, "recovered_s": {:.3f}, "restored_s": {:.3f}, "leader_s": {:.3f}, )"
+            R"("session_s": {:.3f}, "applied_s": {:.3f}}})",
+            i == 0 ? "" : ", ", run.written, mib(run.disk.log_bytes), run.disk.snapshot_bytes,
+            mib(run.bytes_after_snapshot), r.replayed_entries, r.recovered_s, r.restored_s, r.leader_s, r.session_s,
+            r.applied_s);
+      }
+      json += "]";
     }
-    json += "]";
+    if (wanted("memory")) {
+      const MemoryRun run = measure_memory(memory);
+      const auto mib_of = [](std::uint64_t kib) { return static_cast<double>(kib) / 1024; };
+      json += fmt::format(
+          R"({}"memory": {{"log_mib": {:.0f}, "sessions": {}, "rss_mib_after_log": {:.1f}, )"
+          R"("rss_mib_after_sessions": {:.1f}, "hwm_mib_after_sessions": {:.1f}, "rss_mib_after_restart": {:.1f}, )"
+          R"("hwm_mib_after_restart": {:.1f}}})",
+          json.size() > 1 ? ", " : "", mib(memory.log_bytes), memory.sessions, mib_of(run.after_log.rss_kib),
+          mib_of(run.after_sessions.rss_kib), mib_of(run.after_sessions.hwm_kib), mib_of(run.after_restart.rss_kib),
+          mib_of(run.after_restart.hwm_kib));
+    }
+    fmt::print("{}}}\n", json);
+    return 0;
+  } catch (const Failure& failure) {
+    fmt::print(stderr, "restart_bench: {}\n", failure.what());
+    return 1;
   }
-  if (wanted("memory")) {
-    const MemoryRun run = measure_memory(memory);
-    const auto mib_of = [](std::uint64_t kib) { return static_cast<double>(kib) / 1024; };
-    json += fmt::format(
-        R"({}"memory": {{"log_mib": {:.0f}, "sessions": {}, "rss_mib_after_log": {:.1f}, )"
-        R"("rss_mib_after_sessions": {:.1f}, "hwm_mib_after_sessions": {:.1f}, "rss_mib_after_restart": {:.1f}, )"
-        R"("hwm_mib_after_restart": {:.1f}}})",
-        json.size() > 1 ? ", " : "", mib(memory.log_bytes), memory.sessions, mib_of(run.after_log.rss_kib),
-        mib_of(run.after_sessions.rss_kib), mib_of(run.after_sessions.hwm_kib), mib_of(run.after_restart.rss_kib),
-        mib_of(run.after_restart.hwm_kib));
-  }
-  fmt::print("{}}}\n", json);
-  return 0;
 }
