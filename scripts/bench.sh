@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks from the release build (`./run bench` builds it first) and keeps their output.
 #
-#   scripts/bench.sh [transport|storage|snapshot|cluster|all] [ARGS]   ARGS go to the benchmark, e.g. --quick; default: all
+#   scripts/bench.sh [transport|storage|snapshot|cluster|restart|all] [ARGS]   ARGS go to the benchmark, e.g. --quick; default: all
 #
 #   transport: round-trip latency and streaming throughput of the TCP transport (bench/transport_bench.cpp)
 #   storage:   the durable log's append throughput under each sync policy, against the disk's fdatasync floor
@@ -10,6 +10,9 @@
 #              (bench/snapshot_bench.cpp; --state-mib, --sessions)
 #   cluster:   commit latency and throughput of a real 3-node cohortd cluster on loopback, one client
 #              (bench/cluster_bench.cpp; --sync fsync,none picks the policies)
+#   restart:   a single cohortd node's restart-to-serving time after 4 M and 40 M messages, at the worst point of
+#              the snapshot cycle, and its memory with 10,000 open sessions after 1 GiB of log
+#              (bench/restart_bench.cpp; --messages 4M,40M, --figures restart,memory, --log-mib, --sessions)
 #
 # The figures are printed and also saved under build/bench-results/, one file per run; the last line of each
 # is a JSON summary. Figures on a busy machine are noisy: compare runs made while nothing else is compiling.
@@ -19,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 which=all
 case "${1:-}" in
-  transport | storage | snapshot | cluster | all) which=$1; shift ;;
+  transport | storage | snapshot | cluster | restart | all) which=$1; shift ;;
 esac
 build=${COHORT_BUILD_DIR:-build/release}
 results=build/bench-results
@@ -45,6 +48,7 @@ if [[ $which == all ]]; then
   run_one storage "$@"
   run_one snapshot "$@"
   run_one cluster "$@"
+  run_one restart "$@"
 else
   run_one "$which" "$@"
 fi
