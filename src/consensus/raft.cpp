@@ -99,6 +99,8 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex 
   durable_index_ = log_.last_index();
   match_scratch_.reserve(config_.members.size());
   reset_election_timer(now);
+  // The only voter has no one to wait for, nor anyone to disrupt: it stands at its first tick.
+  if (quorum() == 1) election_deadline_ = now;
   next_standing_query_ = now;
   if (standing_ != Standing::member && quorum() == 1)
     set_standing(Standing::member,
