@@ -383,12 +383,13 @@ std::optional<std::string> Node::Impl::start() {
       // The log's prefix is gone and no intact snapshot stands for it: the state cannot be rebuilt here. Never a
       // silent start from scratch: the node empties its log and rejoins as a recovering node, which votes again only
       // once it holds what it may have acknowledged, from the leader's snapshot and log.
-      spdlog::error("the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
-                    "rejoining as a recovering node, repaired from the cluster",
-                    base.index.value(),
-                    position ? fmt::format(" (the newest is at index {}, term {})", position->first.value(),
-                                           position->second.value())
-                             : std::string());
+      spdlog::error(
+          "the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
+          "rejoining as a recovering node, repaired from the cluster",
+          base.index.value(),
+          position
+              ? fmt::format(" (the newest is at index {}, term {})", position->first.value(), position->second.value())
+              : std::string());
       (void)log_->reset(LogIndex{0}, Term{0});
       consensus::HardState state = log_->hard_state();
       state.standing = consensus::Standing::recovering;

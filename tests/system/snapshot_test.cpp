@@ -1,9 +1,11 @@
-// Snapshots with real processes: nodes take them past a small threshold, and a restart of the whole cluster
-// restores each node's newest snapshot and replays only the log after it, sessions included, while a client that
-// stayed up resumes its session.
+// Snapshots with real processes: nodes take them past a small threshold and compact their logs; a restart of the
+// whole cluster restores each node's newest snapshot and replays only the log after it, sessions included, while a
+// client that stayed up resumes its session; a follower that was down while the others compacted past it catches up
+// by installing the leader's snapshot, also when the leader dies part way.
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "cluster_harness.h"
@@ -11,8 +13,9 @@
 namespace cohort::testing {
 namespace {
 
-// The smallest threshold a node accepts: a few hundred puts make a snapshot.
-std::vector<std::string> snapshot_flags() { return {"--snapshot-threshold", "65536"}; }
+// The smallest threshold a node accepts: a few hundred puts make a snapshot. Small segments, so compaction (which
+// removes whole segments) removes some.
+std::vector<std::string> snapshot_flags() { return {"--snapshot-threshold", "65536", "--segment-size", "16384"}; }
 
 std::size_t snapshot_files(const std::filesystem::path& dir) {
   std::size_t count = 0;
@@ -70,6 +73,82 @@ TEST_F(SnapshotTest, AFullClusterRestartRestoresSessionsFromSnapshotPlusLogAndAL
   EXPECT_TRUE(writer.failures().empty()) << writer.failures().size() << " messages not applied";
   expect_values(expected);
   EXPECT_TRUE(wait_converged({1, 2, 3}, deadline()));
+}
+
+// Writes `count` puts over `keys` keys (values of `value_size` bytes) and waits for them all.
+void write_puts(KvClient& writer, std::map<std::string, std::string>& expected, int from, int count, int keys,
+                std::size_t value_size) {
+  for (int i = from; i < from + count; ++i) {
+    const std::string key = fmt::format("big-{}", i % keys);
+    std::string value = value_for(static_cast<std::uint64_t>(i));
+    value.resize(value_size, static_cast<char>('a' + i % 26));
+    expected[key] = value;
+    ASSERT_NE(writer.offer_put(key, value, deadline()), 0U);
+  }
+  ASSERT_TRUE(writer.wait_all_acked(deadline())) << writer.acked() << " acknowledged";
+}
+
+TEST_F(SnapshotTest, AFollowerDownWhileTheOthersCompactPastItCatchesUpByInstallingTheLeadersSnapshot) {
+  ASSERT_TRUE(start_cluster(snapshot_flags()));
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  KvClient writer(client_endpoints(), 256);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  std::map<std::string, std::string> expected;
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 0, 100, 1000, 256));
+  const std::uint32_t lagging = leader->node_id == 3 ? 2 : 3;
+  ASSERT_TRUE(kill_node(lagging).has_value());
+  // Several snapshots' worth: the others compact their logs past where the stopped one ends.
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 100, 3000, 1000, 256));
+  ASSERT_TRUE(restart(lagging));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  EXPECT_TRUE(contains(node(lagging).process->stderr_text(), "installed the leader's snapshot at index"))
+      << node(lagging).process->stderr_text();
+  expect_values(expected);
+  // And it restarts from the installed snapshot.
+  ASSERT_TRUE(kill_node(lagging).has_value());
+  ASSERT_TRUE(restart(lagging));
+  EXPECT_TRUE(eventually(
+      [&] { return contains(node(lagging).process->stderr_text(), "restored the snapshot at index"); }, deadline()))
+      << node(lagging).process->stderr_text();
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 3100, 100, 1000, 256));
+  EXPECT_TRUE(wait_converged({1, 2, 3}, deadline()));
+}
+
+TEST_F(SnapshotTest, AnInstallCutShortByTheLeadersDeathIsCompletedByTheNextLeader) {
+  ASSERT_TRUE(start_cluster(snapshot_flags()));
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  KvClient writer(client_endpoints(), 256);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  std::map<std::string, std::string> expected;
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 0, 100, 4000, 256));
+  const std::uint32_t lagging = leader->node_id == 3 ? 2 : 3;
+  ASSERT_TRUE(kill_node(lagging).has_value());
+  // A state of some megabytes, so the install takes several chunks.
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 100, 4000, 4000, 2048));
+  ASSERT_TRUE(restart(lagging));
+  // The leader dies as the install begins (the stopped node asks to rejoin within a heartbeat of its start).
+  std::this_thread::sleep_for(30ms);
+  ASSERT_TRUE(kill_node(leader->node_id).has_value());
+  // The other node leads, with the lagging one's vote, and completes the install, from the start of its own snapshot
+  // or from where the first one stopped if it holds the same snapshot.
+  const auto next = wait_leader(deadline(), ids_except(leader->node_id));
+  ASSERT_TRUE(next);
+  ASSERT_TRUE(wait_converged(ids_except(leader->node_id), deadline()));
+  EXPECT_TRUE(contains(node(lagging).process->stderr_text(), "installed the leader's snapshot at index"))
+      << node(lagging).process->stderr_text();
+  {
+    // What the lagging node went through, for the record: which leader's snapshot it installed, and when.
+    std::istringstream lines(node(lagging).process->stderr_text());
+    for (std::string line; std::getline(lines, line);)
+      if (contains(line, "snapshot") || contains(line, "leader"))
+        std::printf("[ info ] node %u: %s\n", lagging, line.c_str());
+  }
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 4100, 100, 4000, 2048));
+  ASSERT_TRUE(restart(leader->node_id));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  expect_values(expected);
 }
 
 }  // namespace
