@@ -43,4 +43,17 @@ struct StatusResult {
 StatusResult query_status(const std::string& client_endpoint, std::uint64_t cluster_id,
                           std::chrono::milliseconds timeout);
 
+struct SnapshotResult {
+  bool ok = false;
+  std::string error;        // when !ok: why (unreachable, refused, timed out, the write failed, the node stops)
+  std::uint64_t index = 0;  // the snapshot's position (its last entry) and term, and its size in bytes
+  std::uint64_t term = 0;
+  std::uint64_t size = 0;
+};
+
+/// Asks the node at `client_endpoint` to take a snapshot now and waits at most `timeout` until it is written
+/// (durable). If nothing was applied since its newest snapshot, that one is the answer.
+SnapshotResult request_snapshot(const std::string& client_endpoint, std::uint64_t cluster_id,
+                                std::chrono::milliseconds timeout);
+
 }  // namespace cohort

@@ -146,7 +146,8 @@ class Gateway {
   /// The connection is gone: its session binding and any open it is waiting for go with it. Unknown ids (ones the
   /// gateway closed itself) are ignored.
   void on_disconnected(ConnectionId id);
-  /// A frame from a connection: session traffic is handled here; false for ping and status_request, which the
+  /// A frame from a connection: session traffic is handled here; false for ping, status_request and (from an admin
+  /// connection) snapshot_request, which the
   /// driver answers. A malformed or unexpected frame closes the connection.
   [[nodiscard]] bool on_frame(ConnectionId id, const protocol::Frame& frame, Time now);
   /// Hands every frame of outputs() to `send(connection, frame) -> bool` (false: the connection's send buffer is

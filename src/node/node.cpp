@@ -174,6 +174,10 @@ class Node::Impl final : public io::TransportHandler {
   };
   void on_snapshot_written(SnapshotWritten written);
   void on_snapshot_installed(const consensus::Snapshot& snapshot);
+  // Answers the admin connections in `waiting` (emptied) with `reply`.
+  void answer_snapshot_requests(std::vector<io::ConnectionId>& waiting, const protocol::SnapshotReply& reply);
+  // The reply for the newest snapshot (taken, loaded or installed), when nothing was applied since.
+  protocol::SnapshotReply newest_snapshot_reply() const;
   // Makes `snapshot` the one the core sends to lagging followers; the one it replaces lends its buffer to the next.
   void offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot);
 
@@ -235,6 +239,10 @@ class Node::Impl final : public io::TransportHandler {
   // The buffer the next snapshot is serialized into: the replaced snapshot's, so every snapshot after the first two
   // of a life reuses capacity and pages, which makes the pause several times shorter.
   std::vector<std::byte> spare_snapshot_bytes_;
+  // Admin connections that asked for a snapshot (snapshot_request): answered once one taken after their request
+  // is written. Those waiting for the next snapshot to start, and those that the one in flight answers.
+  std::vector<io::ConnectionId> snapshot_requests_;
+  std::vector<io::ConnectionId> snapshot_answering_;
   consensus::Time snapshot_retry_at_{0};  // after a failed write, none is tried before this
   std::jthread snapshot_job_;             // last: joined (its write finished) before the members it uses go
 };
@@ -528,9 +536,18 @@ void Node::Impl::flush() {
 // --- snapshots ----------------------------------------------------------------------------------------------
 
 void Node::Impl::maybe_take_snapshot(consensus::Time now) {
-  if (options_.snapshot_threshold == 0 || snapshot_job_.joinable() || now < snapshot_retry_at_) return;
+  // One at a time: a request that arrives while one is written is served by the next, taken after it.
+  if (snapshot_job_.joinable()) return;
+  const bool asked = !snapshot_requests_.empty();
+  if (!asked && (options_.snapshot_threshold == 0 || now < snapshot_retry_at_)) return;
   const host::ServiceHost& host = replica_->host();
-  if (host.applied_index() <= last_snapshot_ || log_->bytes_after(last_snapshot_) < options_.snapshot_threshold) return;
+  if (host.applied_index() <= last_snapshot_) {
+    if (asked) answer_snapshot_requests(snapshot_requests_, newest_snapshot_reply());
+    return;
+  }
+  if (!asked && log_->bytes_after(last_snapshot_) < options_.snapshot_threshold) return;
+  snapshot_answering_ = std::move(snapshot_requests_);
+  snapshot_requests_.clear();
   // Serialized here, at one applied index, while nothing else runs: the loop waits for this copy (measured and
   // logged), not for the disk.
   const auto started = Clock::now();
@@ -572,6 +589,7 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
     spdlog::error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
                   written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
                   kRetry.count());
+    answer_snapshot_requests(snapshot_answering_, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
     return;
   }
   const storage::SnapshotMeta& meta = written.meta.value();
@@ -582,12 +600,16 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
   if (meta.index <= last_snapshot_) {
     // The leader's snapshot was installed meanwhile, at a later position: this one is of no use to anyone.
     spare_snapshot_bytes_ = std::move(written.snapshot->bytes);
+    answer_snapshot_requests(snapshot_answering_, newest_snapshot_reply());
     return;
   }
   previous_snapshot_ = last_snapshot_;
   last_snapshot_ = meta.index;
   written.snapshot->checksum = meta.checksum;
   offer_snapshot(std::move(written.snapshot));
+  answer_snapshot_requests(
+      snapshot_answering_,
+      protocol::SnapshotReply{protocol::SnapshotStatus::written, meta.index.value(), meta.term.value(), meta.size});
   // The log since the previous snapshot stays (the fallback if the newest is found damaged at a start), and a margin
   // before the newest for lagging followers; the rest goes. The segmented log removes whole segments only.
   const std::uint64_t margin = std::min(options_.compaction_margin, meta.index.value());
@@ -604,6 +626,22 @@ void Node::Impl::on_snapshot_installed(const consensus::Snapshot& snapshot) {
                context(), snapshot.position.index.value(), snapshot.position.term.value(), snapshot.bytes.size());
   last_snapshot_ = snapshot.position.index;
   previous_snapshot_ = LogIndex{};
+}
+
+void Node::Impl::answer_snapshot_requests(std::vector<io::ConnectionId>& waiting,
+                                          const protocol::SnapshotReply& reply) {
+  for (const io::ConnectionId id : waiting) send_client(id, reply);  // a connection gone since is skipped
+  waiting.clear();
+}
+
+protocol::SnapshotReply Node::Impl::newest_snapshot_reply() const {
+  protocol::SnapshotReply reply{protocol::SnapshotStatus::written, last_snapshot_.value(), 0, 0};
+  if (const consensus::SnapshotPtr& newest = replica_->raft().snapshot();
+      newest != nullptr && newest->position.index == last_snapshot_) {
+    reply.term = newest->position.term.value();
+    reply.size = newest->bytes.size();
+  }
+  return reply;
 }
 
 void Node::Impl::offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot) {
@@ -921,6 +959,18 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
       send_client(id, reply);
       return;
     }
+    case protocol::MessageType::snapshot_request: {
+      auto request = protocol::decode<protocol::SnapshotRequest>(frame);
+      if (!request) return malformed(request.error());
+      if (stopping_) {
+        send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::stopping, 0, 0, 0});
+        return;
+      }
+      spdlog::info("[{}] an admin tool asks for a snapshot", context());
+      snapshot_requests_.push_back(id);
+      maybe_take_snapshot(mono_now());
+      return;
+    }
     default: COHORT_UNREACHABLE();  // the gateway hands back nothing else
   }
 }
@@ -983,6 +1033,9 @@ void Node::Impl::begin_stop() {
     }
   }
   gateway_->set_stopping(now);
+  const protocol::SnapshotReply stopping{protocol::SnapshotStatus::stopping, 0, 0, 0};
+  answer_snapshot_requests(snapshot_requests_, stopping);
+  answer_snapshot_requests(snapshot_answering_, stopping);
   send_gateway_outputs();
   schedule_flush();
   finish_stop_when_ready(now);

@@ -250,6 +250,39 @@ Result<IngressWithdrawn, DecodeError> IngressWithdrawn::decode_body(BodyReader& 
   return finish(in, withdrawn);
 }
 
+void SnapshotRequest::encode_body(BodyWriter& /*out*/) const noexcept {}
+Result<SnapshotRequest, DecodeError> SnapshotRequest::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  return finish(in, SnapshotRequest{});
+}
+
+const char* to_string(SnapshotStatus status) noexcept {
+  switch (status) {
+    case SnapshotStatus::written: return "written";
+    case SnapshotStatus::failed: return "failed";
+    case SnapshotStatus::stopping: return "stopping";
+  }
+  return "unknown";
+}
+
+// SnapshotReply v1: status u8 | reserved 7 | index u64 | term u64 | size u64
+void SnapshotReply::encode_body(BodyWriter& out) const noexcept {
+  write_enum(out, status);
+  write_zeros(out, 7);
+  out.write<std::uint64_t>(index);
+  out.write<std::uint64_t>(term);
+  out.write<std::uint64_t>(size);
+}
+
+Result<SnapshotReply, DecodeError> SnapshotReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  SnapshotReply reply;
+  reply.status = read_enum(in, "status", SnapshotStatus::stopping);
+  read_reserved(in, 7);
+  reply.index = in.read<std::uint64_t>("index");
+  reply.term = in.read<std::uint64_t>("term");
+  reply.size = in.read<std::uint64_t>("size");
+  return finish(in, reply);
+}
+
 // SessionClosed v1: session_id u64 | last_applied_seq u64 | reason u8 | reserved 7
 //               v2: ... | term u64 | leader_id u32 | reserved u32
 void SessionClosed::encode_body(BodyWriter& out) const noexcept {

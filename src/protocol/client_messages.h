@@ -203,6 +203,43 @@ struct IngressWithdrawn {
   friend bool operator==(const IngressWithdrawn&, const IngressWithdrawn&) = default;
 };
 
+/// Admin tool to node: take a snapshot now, whatever the log's size since the last one. Refused on a client
+/// connection.
+struct SnapshotRequest {
+  static constexpr MessageType kType = MessageType::snapshot_request;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 0;
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SnapshotRequest, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SnapshotRequest&, const SnapshotRequest&) = default;
+};
+
+enum class SnapshotStatus : std::uint8_t {
+  written = 1,   // a snapshot taken after the request is durable (or nothing was applied since the newest one)
+  failed = 2,    // writing it failed; the node's log says why
+  stopping = 3,  // the node stopped before it was written
+};
+const char* to_string(SnapshotStatus status) noexcept;
+
+/// Node to admin tool, once the snapshot asked for is written: the newest snapshot's position and size.
+struct SnapshotReply {
+  static constexpr MessageType kType = MessageType::snapshot_reply;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kBodySize = 32;
+
+  SnapshotStatus status = SnapshotStatus::written;
+  std::uint64_t index = 0;  // the snapshot's position: its last entry
+  std::uint64_t term = 0;
+  std::uint64_t size = 0;  // bytes (0 if unknown)
+
+  std::size_t body_size() const noexcept { return kBodySize; }
+  void encode_body(BodyWriter& out) const noexcept;
+  static Result<SnapshotReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const SnapshotReply&, const SnapshotReply&) = default;
+};
+
 struct SessionClosed {
   static constexpr MessageType kType = MessageType::session_closed;
   static constexpr std::uint8_t kVersion = 2;

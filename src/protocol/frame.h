@@ -55,6 +55,8 @@ enum class MessageType : std::uint16_t {
   status_request = 41,
   status_reply = 42,
   ingress_withdrawn = 43,  // client to node: a message the client will not send, to be recorded as refused
+  snapshot_request = 44,   // admin tool to node: take a snapshot now
+  snapshot_reply = 45,     // node to admin tool: the snapshot written (or why not)
 };
 
 struct FrameHeader {

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <string>
 
+#include <cohort/admin.h>
+
 #include "cluster_harness.h"
 
 namespace cohort::testing {
@@ -149,6 +151,31 @@ TEST_F(SnapshotTest, AnInstallCutShortByTheLeadersDeathIsCompletedByTheNextLeade
   ASSERT_TRUE(restart(leader->node_id));
   ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
   expect_values(expected);
+}
+
+TEST_F(SnapshotTest, AnAdminRequestTakesASnapshotNowAndAnswersOnceItIsWritten) {
+  // Never by size: only the request takes one.
+  ASSERT_TRUE(start_cluster({"--snapshot-threshold", "0"}));
+  ASSERT_TRUE(wait_leader(deadline()));
+  KvClient writer(client_endpoints(), 256);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  std::map<std::string, std::string> expected;
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 0, 200, 50, 64));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  for (const auto& n : nodes_) {
+    EXPECT_EQ(snapshot_files(n.data_dir), 0U) << "node " << n.id;
+    const SnapshotResult taken = request_snapshot(n.client(), kClusterId, deadline());
+    ASSERT_TRUE(taken.ok) << "node " << n.id << ": " << taken.error;
+    EXPECT_GE(taken.index, 200U) << "node " << n.id;
+    EXPECT_GT(taken.size, 0U);
+    EXPECT_EQ(snapshot_files(n.data_dir), 1U) << "node " << n.id;
+    // Nothing applied since: the same one is the answer, and no other is written.
+    const SnapshotResult again = request_snapshot(n.client(), kClusterId, deadline());
+    ASSERT_TRUE(again.ok) << again.error;
+    EXPECT_EQ(again.index, taken.index);
+    EXPECT_EQ(again.size, taken.size);
+    EXPECT_EQ(snapshot_files(n.data_dir), 1U);
+  }
 }
 
 }  // namespace
