@@ -116,7 +116,10 @@ class SegmentedLog final : public consensus::LogStore {
   consensus::PersistSeq next_seq_ = 1;
   consensus::PersistSeq completed_seq_ = 0;
   std::unique_ptr<Batch> batch_;
+  // Emptied batches back from the storage side, reused so that a steady stream allocates nothing. Invariant:
+  // spare_bytes_ is the sum of their byte buffers' capacities, at most kSpareBatchBytes (segmented_log.cpp).
   std::vector<std::unique_ptr<Batch>> spare_batches_;
+  std::size_t spare_bytes_ = 0;
   std::optional<IoError> failure_;
   Random random_;
 
