@@ -105,6 +105,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
     segment.add_record(entry.index, offset, options_.segment_size);
     segment.size += size;
     segment.last = entry.index;
+    appended_bytes_ += size;
     if (terms_.empty() || terms_.back().term != entry.term) terms_.push_back(TermRun{entry.index, entry.term});
     last_index_ = entry.index;
     cache_bytes_ += cached_cost(entry);
