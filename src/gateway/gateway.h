@@ -116,15 +116,24 @@ struct SessionClosedNote {
 };
 
 struct GatewayOutputs {
+  /// What clear() lets `bytes` keep: a pass of small messages stays well below it (4096 entries applied per turn,
+  /// each an ack and an egress frame of about 100 bytes, is under 1 MiB), so a steady stream allocates nothing; a
+  /// pass of large egress (4096 echoes of 16 KiB are 64 MiB) is a burst whose buffer is given back, or the node
+  /// would keep its high-water mark for good.
+  static constexpr std::size_t kKeptBytes = 4U << 20U;
+
   std::vector<std::byte> bytes;
   std::vector<OutFrame> frames;
   std::vector<Closing> closing;
   std::vector<SessionClosedNote> sessions_closed;  // for the driver's log: a session ending is worth a line
 
   ByteSpan frame(const OutFrame& out) const noexcept { return ByteSpan(bytes).subspan(out.begin, out.end - out.begin); }
-  /// Keeps the capacity.
+  /// Keeps the capacity, up to kKeptBytes of `bytes` (the frame records are a few percent of that).
   void clear() noexcept {
-    bytes.clear();
+    if (bytes.capacity() > kKeptBytes)
+      std::vector<std::byte>().swap(bytes);
+    else
+      bytes.clear();
     frames.clear();
     closing.clear();
     sessions_closed.clear();

@@ -77,6 +77,10 @@ namespace {
 
 // Room kept free at the end of the receive buffer for each read, so small frames arrive many per read.
 constexpr std::size_t kMinReadSpace = 16U << 10U;
+// What a send buffer keeps once written out. A burst (a pass of large egress, a follower's catch-up) grows the
+// pending buffer up to send_buffer_limit, and with pending_ and writing_ swapped at every flush both would keep that
+// for the connection's life; a steady stream of small frames stays far below, so it still allocates nothing.
+constexpr std::size_t kKeptSendBuffer = 1U << 20U;
 
 std::string describe(const tcp::endpoint& endpoint) {
   return Endpoint{endpoint.address().to_string(), endpoint.port()}.to_string();
@@ -523,7 +527,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::error_code error;
     const std::size_t written = socket_.write_some(asio::buffer(writing_), error);
     if (!error && written == writing_.size()) {
-      writing_.clear();
+      written_out();
       notify_writable();              // frames it queues get a flush of their own: none is in flight now
       if (pending_.empty()) flush();  // all written: a closing connection sends its FIN now
       return;
@@ -540,10 +544,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
       fail(DisconnectReason::reset, fmt::format("write to {} failed: {}", remote_name_, error.message()));
       return;
     }
-    writing_.clear();
+    written_out();
     const auto self = shared_from_this();
     notify_writable();
     flush();
+  }
+
+  void written_out() {
+    if (writing_.capacity() <= kKeptSendBuffer) {
+      writing_.clear();
+      return;
+    }
+    std::vector<std::byte> fresh;
+    fresh.reserve(transport_->config.initial_receive_buffer);
+    writing_.swap(fresh);
   }
 
   void notify_writable() {

@@ -11,6 +11,14 @@
 namespace cohort::storage {
 namespace {
 constexpr std::size_t kReadAhead = 256U << 10U;
+// What the spare batches may keep of their byte buffers' capacity, all together. Up to the storage thread's queue
+// depth (64) plus one batches circulate, so without a bound each would keep its high-water mark for good: after a
+// burst in which the storage side fell behind (each batch then grows for several loop turns until the queue has
+// room), that was 65 buffers of several MiB, 0.7 GiB of capacity in a node that wrote 1 GiB of 16 KiB messages. A
+// steady stream stays well below the bound (a group commit of 3,000-10,000 64-byte records, about 1 MiB, is spread
+// over the batches of many loop turns), so it is still served from spares; a burst's batch beyond it gives its
+// buffer back, and the next batch allocates once and grows as before, a cost per batch, not per record.
+constexpr std::size_t kSpareBatchBytes = 16U << 20U;
 
 /// What a cached entry costs in memory: its payload and its bookkeeping, so that a stream of tiny commands
 /// cannot hold millions of entries under a cap meant for bytes.
@@ -49,6 +57,7 @@ Batch& SegmentedLog::batch() {
     } else {
       batch_ = std::move(spare_batches_.back());
       spare_batches_.pop_back();
+      spare_bytes_ -= batch_->bytes.capacity();
     }
   }
   return *batch_;
@@ -96,6 +105,7 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
     segment.add_record(entry.index, offset, options_.segment_size);
     segment.size += size;
     segment.last = entry.index;
+    appended_bytes_ += size;
     if (terms_.empty() || terms_.back().term != entry.term) terms_.push_back(TermRun{entry.index, entry.term});
     last_index_ = entry.index;
     cache_bytes_ += cached_cost(entry);
@@ -228,6 +238,9 @@ std::optional<consensus::PersistCompletion> SegmentedLog::complete(std::unique_p
                                                                    const BatchResult& result) {
   COHORT_ASSERT(done != nullptr);
   done->clear();
+  // clear() keeps the capacity; beyond the spares' bound the buffer itself goes (shrink_to_fit may do nothing).
+  if (spare_bytes_ + done->bytes.capacity() > kSpareBatchBytes) std::vector<std::byte>().swap(done->bytes);
+  spare_bytes_ += done->bytes.capacity();
   spare_batches_.push_back(std::move(done));
   if (failure_) return std::nullopt;
   if (result.error) {

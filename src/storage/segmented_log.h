@@ -66,6 +66,8 @@ class SegmentedLog final : public consensus::LogStore {
   std::size_t queued_bytes() const noexcept;
   std::vector<SegmentKey> segment_keys() const;
   std::size_t cached_entries() const noexcept { return cache_.size(); }
+  /// Bytes of records appended by this object so far (never decreases): how busy the log has been.
+  std::uint64_t appended_bytes() const noexcept { return appended_bytes_; }
   /// About how many bytes of log follow entry `index` (to within a segment's sample spacing, segment_size / 64):
   /// what a restart would replay after a snapshot at `index`. Reads nothing from disk.
   std::uint64_t bytes_after(LogIndex index) const;
@@ -113,10 +115,14 @@ class SegmentedLog final : public consensus::LogStore {
   // is not yet complete; cache_bytes_ is what they cost (cached_cost()).
   std::deque<Cached> cache_;
   std::size_t cache_bytes_ = 0;
+  std::uint64_t appended_bytes_ = 0;
   consensus::PersistSeq next_seq_ = 1;
   consensus::PersistSeq completed_seq_ = 0;
   std::unique_ptr<Batch> batch_;
+  // Emptied batches back from the storage side, reused so that a steady stream allocates nothing. Invariant:
+  // spare_bytes_ is the sum of their byte buffers' capacities, at most kSpareBatchBytes (segmented_log.cpp).
   std::vector<std::unique_ptr<Batch>> spare_batches_;
+  std::size_t spare_bytes_ = 0;
   std::optional<IoError> failure_;
   Random random_;
 
