@@ -79,8 +79,9 @@ namespace {
 constexpr std::size_t kMinReadSpace = 16U << 10U;
 // What a send buffer keeps once written out. A burst (a pass of large egress, a follower's catch-up) grows the
 // pending buffer up to send_buffer_limit, and with pending_ and writing_ swapped at every flush both would keep that
-// for the connection's life; a steady stream of small frames stays far below, so it still allocates nothing.
-constexpr std::size_t kKeptSendBuffer = 1U << 20U;
+// for the connection's life; a steady stream of small frames stays far below, so it still allocates nothing, and so
+// does a follower's catch-up in appends of max_append_bytes (1 MiB) or a snapshot install in 1 MiB chunks.
+constexpr std::size_t kKeptSendBuffer = 4U << 20U;
 
 std::string describe(const tcp::endpoint& endpoint) {
   return Endpoint{endpoint.address().to_string(), endpoint.port()}.to_string();
