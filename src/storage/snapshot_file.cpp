@@ -114,7 +114,6 @@ std::string snapshot_name(LogIndex index, Term term, SnapshotFileKind kind) {
   switch (kind) {
     case SnapshotFileKind::complete: break;
     case SnapshotFileKind::temp: suffix = kTempSuffix; break;
-    case SnapshotFileKind::partial: suffix = kPartialSuffix; break;
   }
   return fmt::format("{}{:020}-{:020}{}", kSnapshotPrefix, index.value(), term.value(), suffix);
 }
@@ -129,8 +128,6 @@ std::optional<SnapshotFileName> parse_snapshot_name(std::string_view name) {
     parsed.kind = SnapshotFileKind::complete;
   } else if (suffix == kTempSuffix) {
     parsed.kind = SnapshotFileKind::temp;
-  } else if (suffix == kPartialSuffix) {
-    parsed.kind = SnapshotFileKind::partial;
   } else {
     return std::nullopt;
   }
@@ -229,25 +226,19 @@ IoStatus SnapshotWriter::fail(IoError error) {
   return unexpected(std::move(error));
 }
 
-IoStatus SnapshotWriter::refuse_if_not_idle() const {
+IoStatus SnapshotWriter::begin(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta) {
   if (state_ == State::failed) return unexpected(IoError{EIO, "snapshot writer stopped after an earlier failure"});
   COHORT_ASSERT(state_ == State::idle);  // one snapshot per writer
-  return {};
-}
-
-IoStatus SnapshotWriter::start(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta,
-                               SnapshotFileKind kind) {
-  COHORT_ASSERT(kind != SnapshotFileKind::complete);
   COHORT_ASSERT(meta.index != LogIndex{0} && meta.term != Term{0});
   COHORT_ASSERT(meta.size <= kLargestBody);
   directory_ = &directory;
   meta_ = meta;
-  name_ = snapshot_name(meta.index, meta.term, kind);
+  name_ = snapshot_name(meta.index, meta.term, SnapshotFileKind::temp);
   hash_ = std::make_unique<Hash>();
   offset_ = 0;
   state_ = State::writing;
   auto opened = directory.open(name_, OpenMode::create_new);
-  if (!opened && opened.error().code == EEXIST) {  // left by a writer that stopped before a restart
+  if (!opened && opened.error().code == EEXIST) {  // left by an earlier writer that failed or was cut short
     if (auto removed = directory.remove(name_); !removed) return fail(removed.error());
     opened = directory.open(name_, OpenMode::create_new);
   }
@@ -257,65 +248,6 @@ IoStatus SnapshotWriter::start(Directory& directory, std::uint64_t cluster_id, c
   encode_snapshot_header(header.data(), cluster_id, meta);
   const ByteSpan parts[] = {header};
   if (auto status = file_->write_at(0, parts); !status) return fail(status.error());
-  return {};
-}
-
-IoStatus SnapshotWriter::begin(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta,
-                               SnapshotFileKind kind) {
-  if (auto status = refuse_if_not_idle(); !status) return status;
-  return start(directory, cluster_id, meta, kind);
-}
-
-IoStatus SnapshotWriter::resume(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta) {
-  if (auto status = refuse_if_not_idle(); !status) return status;
-  COHORT_ASSERT(meta.index != LogIndex{0} && meta.term != Term{0});
-  directory_ = &directory;
-  meta_ = meta;
-  name_ = snapshot_name(meta.index, meta.term, SnapshotFileKind::partial);
-  auto opened = directory.open(name_, OpenMode::existing);
-  if (!opened) {
-    if (opened.error().code == ENOENT) return start(directory, cluster_id, meta, SnapshotFileKind::partial);
-    return fail(std::move(opened).error());
-  }
-  std::unique_ptr<File> file = std::move(opened).value();
-  // What the disk holds, not the page cache: an earlier life's failed fsync may have left pages that read
-  // fine and never reached the disk.
-  if (auto status = file->sync(); !status) return fail(status.error());
-  if (auto status = file->drop_cache(); !status) return fail(status.error());
-  auto size = file->size();
-  if (!size) return fail(std::move(size).error());
-  std::array<std::byte, kSnapshotHeaderSize> header{};
-  auto read = file->read_at(0, header);
-  if (!read) return fail(std::move(read).error());
-  const auto announced = decode_snapshot_header(ByteSpan(header.data(), *read), cluster_id);
-  if (!announced || *announced != meta) {
-    file.reset();
-    return start(directory, cluster_id, meta, SnapshotFileKind::partial);  // replaces the file
-  }
-
-  // Bytes past the m-th sync interval prove the first m synced (see the header); the rest may be torn anywhere.
-  const std::uint64_t held = std::min(*size - kSnapshotHeaderSize, meta.size);
-  const std::uint64_t kept = held == 0 ? 0 : (held - 1) / sync_interval_ * sync_interval_;
-  hash_ = std::make_unique<Hash>();
-  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(kept, kSnapshotPieceSize)));
-  for (std::uint64_t at = 0; at < kept;) {
-    const auto piece = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), kept - at));
-    auto got = file->read_at(kSnapshotHeaderSize + at, MutableByteSpan(buffer.data(), piece));
-    if (!got) return fail(std::move(got).error());
-    if (*got != piece)
-      return fail(error(EIO, fmt::format("the file ended at body offset {} while resuming", at + *got)));
-    hash_->update(ByteSpan(buffer.data(), piece));
-    at += piece;
-  }
-  // The cut is durable before anything is written after it: an old tail reappearing past new bytes after a crash
-  // would pass for proof that they had been synced.
-  if (*size != kSnapshotHeaderSize + kept) {
-    if (auto status = file->truncate(kSnapshotHeaderSize + kept); !status) return fail(status.error());
-    if (auto status = file->sync(); !status) return fail(status.error());
-  }
-  file_ = std::move(file);
-  offset_ = kept;
-  state_ = State::writing;
   return {};
 }
 
@@ -431,32 +363,6 @@ Result<LatestSnapshot, SnapshotError> load_latest_snapshot(Directory& directory,
     latest.skipped.push_back(DamagedSnapshot{file.name, file.parsed.index, file.parsed.term, loaded.error().message});
   }
   return latest;
-}
-
-Result<SnapshotReader, SnapshotError> SnapshotReader::open(Directory& directory, std::uint64_t cluster_id,
-                                                           const SnapshotMeta& meta) {
-  const SnapshotFileName name{meta.index, meta.term, SnapshotFileKind::complete};
-  auto checked = open_checked(directory, cluster_id, name, /*durable=*/false);
-  if (!checked) return unexpected(std::move(checked).error());
-  if (checked->meta != meta)
-    return unexpected(damage(directory, snapshot_name(meta.index, meta.term),
-                             fmt::format("its header announces {} bytes with checksum {:016x}, not {} bytes with "
-                                         "checksum {:016x}",
-                                         checked->meta.size, checked->meta.checksum, meta.size, meta.checksum)));
-  return SnapshotReader(std::move(checked->file), meta);
-}
-
-IoResult<std::size_t> SnapshotReader::read(std::uint64_t offset, MutableByteSpan out) {
-  if (offset > meta_.size)
-    return unexpected(IoError{EINVAL, fmt::format("read {} at body offset {}: past the end of its {}-byte body",
-                                                  file_->name(), offset, meta_.size)});
-  const auto count = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), meta_.size - offset));
-  auto read = file_->read_at(kSnapshotHeaderSize + offset, out.first(count));
-  if (!read) return unexpected(std::move(read).error());
-  if (*read != count)
-    return unexpected(IoError{EIO, fmt::format("read {} at body offset {}: the file ends {} bytes short of its body",
-                                               file_->name(), offset, count - *read)});
-  return count;
 }
 
 // ---- cleanup

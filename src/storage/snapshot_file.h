@@ -1,21 +1,22 @@
 #pragma once
 // Snapshot files: the durable form of a snapshot (design.md section 5) and the code that writes, lists,
-// verifies, loads, streams and removes them. What goes into a snapshot's body is the service host's business;
+// verifies, loads and removes them. What goes into a snapshot's body is the service host's business;
 // here the body is opaque bytes. docs/durability.md draws the format.
 //
 // File `snapshot-<index, 20 digits>-<term, 20 digits>`: a 64-byte header, then the body.
 //   magic u64 | version u32 | header length u32 | cluster id u64 | index u64 | term u64 | body size u64 |
 //   body checksum u64 (XXH3-64 of the body) | header checksum u64 (XXH3-64 of the 56 bytes before it)
 // `index` and `term` are those of the last log entry the snapshot covers. No node id: a snapshot is the same on
-// every node, and install-snapshot ships it from one to another. Names sort by index.
+// every node, and install-snapshot ships it from one to another. Names sort by index. Every snapshot file is
+// written whole, from a body in memory: one this node took, or one installed from the leader, which the
+// consensus core receives in memory (docs/architecture.md, "Snapshots").
 //
 // Invariants the writer keeps:
-//  - A snapshot under its final name is complete and durable: it is written under `<name>.tmp` (taken by this node) or
-//    `<name>.part` (received from the leader, resumable), its size and checksum are checked, it is synced,
-//    renamed, and the directory is synced. A crash at any step leaves the old set of snapshots, or the old set
-//    plus the new one whole.
-//  - Every sync interval of body bytes the staging file is synced before any byte past it is written, so a byte
-//    past the m-th interval proves the first m intervals durable: resume() keeps exactly what that proves.
+//  - A snapshot under its final name is complete and durable: it is written under `<name>.tmp`, its size and
+//    checksum are checked, it is synced, renamed, and the directory is synced. A crash at any step leaves the old
+//    set of snapshots, or the old set plus the new one whole; recovery removes the `.tmp` left behind.
+//  - Every sync interval of body bytes the staging file is synced, so a snapshot holds at most one interval of
+//    dirty pages instead of leaving its whole body to finish()'s sync.
 //  - After any failed write or sync the writer refuses everything: an fsync is never retried.
 
 #include <cstdint>
@@ -34,12 +35,9 @@
 namespace cohort::storage {
 
 inline constexpr std::size_t kSnapshotHeaderSize = 64;
-/// The suffix of a snapshot being received from the leader in chunks; kept across restarts to resume from.
-inline constexpr std::string_view kPartialSuffix = ".part";
-/// How many body bytes write_snapshot() hands the writer at a time, and resume() re-reads at a time.
+/// How many body bytes write_snapshot() hands the writer at a time.
 inline constexpr std::size_t kSnapshotPieceSize = std::size_t{1} << 20U;
-/// Body bytes between two syncs of a snapshot being written. A partial file must be resumed with the interval
-/// it was written with (resume() trusts what it proves): this one, outside tests.
+/// Body bytes between two syncs of a snapshot being written (see the invariants above).
 inline constexpr std::uint64_t kSnapshotSyncInterval = std::uint64_t{4} << 20U;
 
 /// What a snapshot file announces in its header: the position it covers, and its body's size and checksum.
@@ -56,8 +54,7 @@ using consensus::snapshot_checksum;
 
 enum class SnapshotFileKind : std::uint8_t {
   complete,  // the final name: durable and whole
-  temp,      // `.tmp`: a snapshot this node is writing; a leftover is never resumed
-  partial,   // `.part`: a snapshot being received from the leader; a leftover may be resumed
+  temp,      // `.tmp`: a snapshot being written; a leftover is removed by recovery, like every `.tmp`
 };
 
 /// What a snapshot file's name says.
@@ -69,7 +66,8 @@ struct SnapshotFileName {
 };
 
 std::string snapshot_name(LogIndex index, Term term, SnapshotFileKind kind = SnapshotFileKind::complete);
-/// Nullopt if `name` is not a snapshot file's name (index and term must be non-zero).
+/// Nullopt if `name` is not a snapshot file's name (index and term must be non-zero). A `.part` is not one: no
+/// build has written one (received snapshots are written whole, as `.tmp`), so none is listed, loaded or removed.
 std::optional<SnapshotFileName> parse_snapshot_name(std::string_view name);
 
 /// Why a snapshot file cannot be used.
@@ -104,20 +102,14 @@ class SnapshotWriter {
   SnapshotWriter(SnapshotWriter&&) noexcept;
   SnapshotWriter& operator=(SnapshotWriter&&) noexcept;
 
-  /// Creates the staging file (`kind` temp or partial; a leftover of that name is replaced) and writes the
-  /// header announcing `meta`. Once per writer.
-  IoStatus begin(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta,
-                 SnapshotFileKind kind = SnapshotFileKind::temp);
-  /// Continues a partial file left for `meta` by an earlier writer (a dropped connection, a restart): reads it as
-  /// the disk holds it, keeps the body prefix its size proves synced, re-hashes it, cuts what follows and syncs
-  /// the cut. offset() then says where the leader should resume. Without a partial file whose header announces
-  /// exactly `meta` it starts over, as begin(partial) does. Once per writer, instead of begin().
-  IoStatus resume(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta);
+  /// Creates the `.tmp` staging file (a leftover of that name is replaced) and writes the header announcing
+  /// `meta`. Once per writer.
+  IoStatus begin(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta);
   /// Appends `piece` at offset(). More bytes than announced fail.
   IoStatus write(ByteSpan piece);
   /// Checks that exactly meta().size bytes arrived and that they hash to meta().checksum, then syncs the file,
-  /// renames it to its final name and syncs the directory. A checksum mismatch removes the staging file, so a
-  /// later resume() starts over instead of extending bytes that can never verify.
+  /// renames it to its final name and syncs the directory. A checksum mismatch removes the staging file at once:
+  /// its bytes can never verify.
   IoStatus finish();
 
   /// Body bytes written so far: where the next piece goes.
@@ -131,8 +123,6 @@ class SnapshotWriter {
   struct Hash;
 
   IoStatus fail(IoError error);
-  IoStatus refuse_if_not_idle() const;
-  IoStatus start(Directory& directory, std::uint64_t cluster_id, const SnapshotMeta& meta, SnapshotFileKind kind);
   IoError error(int code, std::string_view what) const;
 
   std::uint64_t sync_interval_;
@@ -159,7 +149,7 @@ struct DamagedSnapshot {
   std::string reason;
 };
 
-/// The complete snapshot files, newest index first; temp and partial files are left out.
+/// The complete snapshot files, newest index first; temp files are left out.
 struct SnapshotListing {
   std::vector<SnapshotMeta> snapshots;   // their headers intact and their sizes as announced
   std::vector<DamagedSnapshot> damaged;  // the others: a damaged header, a size that differs from the header's
@@ -187,36 +177,17 @@ struct LatestSnapshot {
 /// without snapshots is no error. Another cluster's snapshot or an I/O error is.
 Result<LatestSnapshot, SnapshotError> load_latest_snapshot(Directory& directory, std::uint64_t cluster_id);
 
-/// Streams the body of a complete snapshot, for install-snapshot on the leader. Opening checks the header
-/// against `meta` and the file's size; the body is not re-hashed here: the receiving writer's finish() checks it.
-class SnapshotReader {
- public:
-  static Result<SnapshotReader, SnapshotError> open(Directory& directory, std::uint64_t cluster_id,
-                                                    const SnapshotMeta& meta);
-
-  const SnapshotMeta& meta() const noexcept { return meta_; }
-  /// Reads body bytes from `offset` into `out`; returns how many (fewer only at the body's end). `offset` comes
-  /// from a follower: an offset past the body's end is refused (EINVAL), not asserted.
-  IoResult<std::size_t> read(std::uint64_t offset, MutableByteSpan out);
-
- private:
-  SnapshotReader(std::unique_ptr<File> file, const SnapshotMeta& meta) : file_(std::move(file)), meta_(meta) {}
-
-  std::unique_ptr<File> file_;
-  SnapshotMeta meta_;
-};
-
 // ---- cleanup
 
-/// Removes the complete snapshots below `keep_from`, and the temp and partial files below it (a writer still
+/// Removes the complete snapshots below `keep_from`, and the temp files below it (a writer still
 /// writing one of those fails at finish()), then syncs the directory. `keep_from` should be the index of a
 /// snapshot the caller has loaded or written: nothing here checks that a usable one remains. Returns the names
 /// removed.
 IoResult<std::vector<std::string>> remove_snapshots_before(Directory& directory, LogIndex keep_from);
 /// At start, before any writer runs: removes every snapshot temp file (a snapshot this node was taking when it
-/// stopped; the log still holds what it covered), keeping partial files for resume(), then syncs the directory
-/// if anything went. recover() removes every `.tmp` in the directory too; this does not depend on it running
-/// first. Returns the names removed.
+/// stopped; the log still holds what it covered), then syncs the directory if anything went. A `.part` is not a
+/// snapshot file (parse_snapshot_name) and stays. recover() removes every `.tmp` in the directory too; this does
+/// not depend on it running first. Returns the names removed.
 IoResult<std::vector<std::string>> remove_snapshot_leftovers(Directory& directory);
 
 }  // namespace cohort::storage

@@ -1,6 +1,6 @@
 // Snapshot files (storage/snapshot_file.h): the header refuses every malformed field with its reason, a load
 // finds any damaged byte, a crash while writing leaves the old snapshots or the old ones plus the new one whole,
-// a partial install resumes from what its size proves durable, and cleanup keeps what it should.
+// and cleanup keeps what it should.
 
 #include "storage/snapshot_file.h"
 #include "storage_harness.h"
@@ -79,10 +79,9 @@ IoStatus write_pieces(SnapshotWriter& writer, const Bytes& body, std::size_t pie
   return {};
 }
 
-IoStatus write_whole(Directory& dir, const SnapshotMeta& meta, const Bytes& body, SnapshotFileKind kind,
-                     std::size_t piece = 700) {
+IoStatus write_whole(Directory& dir, const SnapshotMeta& meta, const Bytes& body, std::size_t piece = 700) {
   SnapshotWriter writer(kInterval);
-  if (auto status = writer.begin(dir, kCluster, meta, kind); !status) return status;
+  if (auto status = writer.begin(dir, kCluster, meta); !status) return status;
   if (auto status = write_pieces(writer, body, piece, 0, body.size()); !status) return status;
   return writer.finish();
 }
@@ -112,8 +111,7 @@ TEST(SnapshotName, NamesSortByIndexAndParseBackWithTheirKind) {
   EXPECT_EQ(small, "snapshot-00000000000000000009-00000000000000000007");
   EXPECT_LT(small, large);
   EXPECT_EQ(snapshot_name(LogIndex{9}, Term{7}, SnapshotFileKind::temp), small + ".tmp");
-  EXPECT_EQ(snapshot_name(LogIndex{9}, Term{7}, SnapshotFileKind::partial), small + ".part");
-  for (const auto kind : {SnapshotFileKind::complete, SnapshotFileKind::temp, SnapshotFileKind::partial}) {
+  for (const auto kind : {SnapshotFileKind::complete, SnapshotFileKind::temp}) {
     const auto parsed = parse_snapshot_name(snapshot_name(LogIndex{123}, Term{45}, kind));
     ASSERT_TRUE(parsed);
     EXPECT_EQ(*parsed, (SnapshotFileName{LogIndex{123}, Term{45}, kind}));
@@ -128,6 +126,7 @@ TEST(SnapshotName, OtherFilesAreNotSnapshots) {
                                            snapshot_name(LogIndex{0}, Term{7}),
                                            snapshot_name(LogIndex{9}, Term{0}),
                                            good + ".bak",
+                                           good + ".part",  // never written by any build: not recognised
                                            good + "x",
                                            good.substr(0, good.size() - 1),
                                            "snapshot-0000000000000000000x-00000000000000000007",
@@ -242,17 +241,6 @@ TEST(SnapshotStore, RoundTripThroughAPosixDirectory) {
   EXPECT_EQ(latest.snapshot->meta, meta);
   EXPECT_EQ(latest.snapshot->body, body);
   EXPECT_EQ(check(list_snapshots(dir, kCluster)).snapshots, (std::vector<SnapshotMeta>{meta, old_meta}));
-
-  SnapshotReader reader = check(SnapshotReader::open(dir, kCluster, meta));
-  Bytes streamed;
-  Bytes chunk(300'000);
-  for (std::uint64_t at = 0;;) {
-    const std::size_t got = check(reader.read(at, chunk));
-    if (got == 0) break;
-    streamed.insert(streamed.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
-    at += got;
-  }
-  EXPECT_EQ(streamed, body);
 
   EXPECT_EQ(check(remove_snapshots_before(dir, meta.index)), std::vector<std::string>{name_of(old_meta)});
   EXPECT_FALSE(std::filesystem::exists(temp.path() + "/" + name_of(old_meta)));
@@ -401,10 +389,8 @@ TEST(SnapshotLatest, ADirectoryWithoutCompleteSnapshotsHasNone) {
   check(write_metadata(dir, Identity{kCluster, NodeId{1}}, consensus::HardState{Term{1}, std::nullopt}));
   const Bytes body = random_body(100, 15);
   SnapshotWriter writer(kInterval);
-  check(writer.begin(dir, kCluster, meta_of(10, 1, body), SnapshotFileKind::partial));
+  check(writer.begin(dir, kCluster, meta_of(10, 1, body)));
   check(writer.write(body));
-  SnapshotWriter other(kInterval);
-  check(other.begin(dir, kCluster, meta_of(11, 1, body), SnapshotFileKind::temp));
   latest = check(load_latest_snapshot(dir, kCluster));
   EXPECT_FALSE(latest.snapshot);
   EXPECT_TRUE(latest.skipped.empty());
@@ -440,179 +426,58 @@ std::vector<SnapshotMeta> loadable(MemoryDirectory& dir) {
 TEST(SnapshotCrash, ACrashAtAnyStepLeavesTheOldSnapshotsOrTheNewOneWholeBeside) {
   const Bytes old_body = random_body(2000, 18);
   const Bytes new_body = random_body(4 * kInterval + 300, 19);  // crosses sync intervals and sectors
-  for (const auto kind : {SnapshotFileKind::temp, SnapshotFileKind::partial}) {
-    std::uint64_t steps = 0;
-    SnapshotMeta old_meta;
-    const SnapshotMeta new_meta = meta_of(50, 3, new_body);
-    {
+  std::uint64_t steps = 0;
+  SnapshotMeta old_meta;
+  const SnapshotMeta new_meta = meta_of(50, 3, new_body);
+  {
+    MemoryDirectory dir;
+    old_meta = make_one(dir, old_body);
+    const std::uint64_t before = dir.operations();
+    check(write_whole(dir, new_meta, new_body));
+    steps = dir.operations() - before;
+  }
+  // create, header, 7 writes of 700 bytes split at 4 interval ends into 11, 4 interval syncs, the final sync,
+  // rename, directory sync.
+  EXPECT_EQ(steps, 2U + 11U + 4U + 3U);
+  for (std::uint64_t k = 0; k <= steps; ++k) {
+    for (std::uint64_t seed = 0; seed < kSeeds; ++seed) {
       MemoryDirectory dir;
-      old_meta = make_one(dir, old_body);
-      const std::uint64_t before = dir.operations();
-      check(write_whole(dir, new_meta, new_body, kind));
-      steps = dir.operations() - before;
-    }
-    // create, header, 7 writes of 700 bytes split at 4 interval ends into 11, 4 interval syncs, the final sync,
-    // rename, directory sync.
-    EXPECT_EQ(steps, 2U + 11U + 4U + 3U);
-    for (std::uint64_t k = 0; k <= steps; ++k) {
-      for (std::uint64_t seed = 0; seed < kSeeds; ++seed) {
-        MemoryDirectory dir;
-        make_one(dir, old_body);
-        dir.fail_after(k);
-        EXPECT_EQ(write_whole(dir, new_meta, new_body, kind).ok(), k == steps) << "k " << k;
-        Random random(seed);
-        dir.crash(random);
-        const std::vector<SnapshotMeta> after = loadable(dir);  // throws on any damaged complete snapshot
-        if (k == steps) {
-          EXPECT_EQ(after, (std::vector<SnapshotMeta>{old_meta, new_meta})) << "seed " << seed;
-        } else {
-          EXPECT_TRUE(after == std::vector<SnapshotMeta>{old_meta} ||
-                      after == (std::vector<SnapshotMeta>{old_meta, new_meta}))
-              << "k " << k << " seed " << seed;
-        }
+      make_one(dir, old_body);
+      dir.fail_after(k);
+      EXPECT_EQ(write_whole(dir, new_meta, new_body).ok(), k == steps) << "k " << k;
+      Random random(seed);
+      dir.crash(random);
+      const std::vector<SnapshotMeta> after = loadable(dir);  // throws on any damaged complete snapshot
+      if (k == steps) {
+        EXPECT_EQ(after, (std::vector<SnapshotMeta>{old_meta, new_meta})) << "seed " << seed;
+      } else {
+        EXPECT_TRUE(after == std::vector<SnapshotMeta>{old_meta} ||
+                    after == (std::vector<SnapshotMeta>{old_meta, new_meta}))
+            << "k " << k << " seed " << seed;
       }
     }
   }
 }
 
-TEST(SnapshotCrash, LeftoverTempFilesGoAtStartAndPartialFilesStay) {
+TEST(SnapshotCrash, LeftoverTempFilesGoAtStart) {
   MemoryDirectory dir;
   const Bytes body = random_body(3000, 20);
   const SnapshotMeta done = make_one(dir, body);
   {
     SnapshotWriter temp(kInterval);
-    check(temp.begin(dir, kCluster, meta_of(20, 3, body), SnapshotFileKind::temp));
+    check(temp.begin(dir, kCluster, meta_of(20, 3, body)));
     check(temp.write(ByteSpan(body).first(1500)));
-    SnapshotWriter partial(kInterval);
-    check(partial.begin(dir, kCluster, meta_of(30, 3, body), SnapshotFileKind::partial));
-    check(partial.write(ByteSpan(body).first(1500)));
   }
+  const std::string stray = snapshot_name(LogIndex{30}, Term{3}) + ".part";  // not a snapshot file: left alone
+  check(dir.open(stray, OpenMode::create_new));
   check(write_metadata(dir, Identity{kCluster, NodeId{1}}, consensus::HardState{Term{3}, std::nullopt}));
   check(dir.sync());
   dir.crash_keep_all();
   const std::string temp_name = snapshot_name(LogIndex{20}, Term{3}, SnapshotFileKind::temp);
   EXPECT_EQ(check(remove_snapshot_leftovers(dir)), std::vector<std::string>{temp_name});
   dir.crash_clean();  // the removal was made durable
-  EXPECT_EQ(names(dir), (std::vector<std::string>{"meta", name_of(done),
-                                                  snapshot_name(LogIndex{30}, Term{3}, SnapshotFileKind::partial)}));
+  EXPECT_EQ(names(dir), (std::vector<std::string>{"meta", name_of(done), stray}));
   EXPECT_TRUE(check(remove_snapshot_leftovers(dir)).empty());
-}
-
-// --- Resuming a partial install -----------------------------------------------------------------------------
-
-/// Resumes the partial file for `meta`, sends the rest of `body` from where it resumes, finishes, and checks
-/// that the snapshot loads back as `body`. Returns the offset it resumed at.
-std::uint64_t resume_and_complete(MemoryDirectory& dir, const SnapshotMeta& meta, const Bytes& body) {
-  SnapshotWriter writer(kInterval);
-  check(writer.resume(dir, kCluster, meta));
-  const std::uint64_t offset = writer.offset();
-  const auto file = dir.bytes(name_of(meta, SnapshotFileKind::partial));
-  EXPECT_TRUE(file && file->size() == kSnapshotHeaderSize + offset) << "the file is cut where it resumes";
-  check(write_pieces(writer, body, 333, offset, body.size()));
-  check(writer.finish());
-  EXPECT_EQ(check(load_snapshot(dir, kCluster, name_of(meta))).body, body);
-  EXPECT_FALSE(has(dir, name_of(meta, SnapshotFileKind::partial)));
-  return offset;
-}
-
-/// A partial install of `body` for `meta`, dropped after `upto` body bytes.
-void dropped_install(MemoryDirectory& dir, const SnapshotMeta& meta, const Bytes& body, std::uint64_t upto) {
-  SnapshotWriter writer(kInterval);
-  check(writer.begin(dir, kCluster, meta, SnapshotFileKind::partial));
-  check(write_pieces(writer, body, 333, 0, upto));
-}
-
-TEST(SnapshotResume, ADroppedInstallResumesAtTheLastIntervalItsSizeProvesSynced) {
-  const Bytes body = random_body(10'000, 21);
-  const SnapshotMeta meta = meta_of(40, 4, body);
-  // dropped after -> resumed at: an interval counts once a byte past it shows its sync happened.
-  const std::vector<std::pair<std::uint64_t, std::uint64_t>> cases = {
-      {0, 0}, {1, 0}, {1023, 0}, {1024, 0}, {1025, 1024}, {4096, 3072}, {5000, 4096}, {9999, 9216}, {10'000, 9216}};
-  for (const auto& [dropped, resumed] : cases) {
-    MemoryDirectory dir;
-    dropped_install(dir, meta, body, dropped);
-    EXPECT_EQ(resume_and_complete(dir, meta, body), resumed) << "dropped after " << dropped;
-  }
-}
-
-TEST(SnapshotResume, AfterAMachineCrashTheResumedPrefixIsIntact) {
-  const Bytes body = random_body(10'000, 22);
-  const SnapshotMeta meta = meta_of(40, 4, body);
-  for (const std::uint64_t dropped : {700U, 1025U, 3500U, 8200U, 10'000U}) {
-    bool resumed_past_zero = false;
-    for (std::uint64_t seed = 0; seed < kSeeds; ++seed) {
-      MemoryDirectory dir;
-      dropped_install(dir, meta, body, dropped);
-      check(dir.sync());  // the partial's name survives; its unsynced tail may not, or only torn
-      Random random(seed);
-      dir.crash(random);
-      const std::uint64_t offset = resume_and_complete(dir, meta, body);
-      EXPECT_LE(offset, dropped == 0 ? 0 : (dropped - 1) / kInterval * kInterval) << "seed " << seed;
-      resumed_past_zero = resumed_past_zero || offset > 0;
-    }
-    EXPECT_EQ(resumed_past_zero, dropped > kInterval) << "dropped after " << dropped;
-  }
-}
-
-TEST(SnapshotResume, ATornTailIsCutOffAndSentAgain) {
-  const Bytes body = random_body(10'000, 23);
-  const SnapshotMeta meta = meta_of(40, 4, body);
-  MemoryDirectory dir;
-  dropped_install(dir, meta, body, 5000);
-  // What a power loss can leave past the last sync (at 4096): sectors that never landed read as zeros, up to
-  // the end of the last write.
-  auto file = check(dir.open(name_of(meta, SnapshotFileKind::partial), OpenMode::existing));
-  const Bytes zeros(600, std::byte{0});
-  const ByteSpan parts[] = {zeros};
-  check(file->write_at(kSnapshotHeaderSize + 4400, parts));
-  check(file->sync());
-  EXPECT_EQ(resume_and_complete(dir, meta, body), 4 * kInterval);
-}
-
-TEST(SnapshotResume, WithoutAMatchingPartialFileItStartsOver) {
-  const Bytes body = random_body(3000, 24);
-  const SnapshotMeta meta = meta_of(40, 4, body);
-  {
-    MemoryDirectory dir;  // none at all
-    EXPECT_EQ(resume_and_complete(dir, meta, body), 0U);
-  }
-  {
-    MemoryDirectory dir;  // one announcing another body under the same name
-    Bytes other = body;
-    other[0] ^= std::byte{1};
-    dropped_install(dir, meta_of(40, 4, other), other, 2500);
-    EXPECT_EQ(resume_and_complete(dir, meta, body), 0U);
-  }
-  {
-    MemoryDirectory dir;  // a torn header
-    dropped_install(dir, meta, body, 2500);
-    dir.corrupt(name_of(meta, SnapshotFileKind::partial), 30, std::byte{2});
-    EXPECT_EQ(resume_and_complete(dir, meta, body), 0U);
-  }
-  {
-    MemoryDirectory dir;  // a file shorter than a header
-    auto file = check(dir.open(name_of(meta, SnapshotFileKind::partial), OpenMode::create_new));
-    const Bytes few(10, std::byte{0});
-    const ByteSpan parts[] = {few};
-    check(file->write_at(0, parts));
-    EXPECT_EQ(resume_and_complete(dir, meta, body), 0U);
-  }
-}
-
-TEST(SnapshotResume, ABodyThatFailsItsChecksumIsNotResumedAgain) {
-  const Bytes body = random_body(3000, 25);
-  const SnapshotMeta meta = meta_of(40, 4, body);
-  MemoryDirectory dir;
-  Bytes wrong = body;
-  wrong[100] ^= std::byte{1};  // the sender's bytes were bad early on
-  SnapshotWriter writer(kInterval);
-  check(writer.begin(dir, kCluster, meta, SnapshotFileKind::partial));
-  check(writer.write(wrong));
-  const IoStatus finished = writer.finish();
-  ASSERT_FALSE(finished);
-  EXPECT_EQ(finished.error().code, EBADMSG);
-  EXPECT_FALSE(has(dir, name_of(meta, SnapshotFileKind::partial)));
-  EXPECT_EQ(resume_and_complete(dir, meta, body), 0U);
 }
 
 // --- The writer's checks ------------------------------------------------------------------------------------
@@ -694,61 +559,6 @@ TEST(SnapshotWriter, ABigBodyGoesInBoundedWritesWithASyncPerInterval) {
   EXPECT_EQ(check(load_snapshot(dir, kCluster, name_of(meta))).body, body);
 }
 
-// --- Streaming to a follower --------------------------------------------------------------------------------
-
-TEST(SnapshotReader, StreamsTheBodyAndRefusesOffsetsPastIt) {
-  MemoryDirectory dir;
-  const Bytes body = random_body(5000, 31);
-  const SnapshotMeta meta = make_one(dir, body);
-  SnapshotReader reader = check(SnapshotReader::open(dir, kCluster, meta));
-  EXPECT_EQ(reader.meta(), meta);
-  Bytes chunk(777);
-  EXPECT_EQ(check(reader.read(4500, chunk)), 500U);
-  EXPECT_TRUE(std::equal(chunk.begin(), chunk.begin() + 500, body.begin() + 4500));
-  EXPECT_EQ(check(reader.read(5000, chunk)), 0U);
-  auto past = reader.read(5001, chunk);
-  ASSERT_FALSE(past);
-  EXPECT_EQ(past.error().code, EINVAL);
-}
-
-TEST(SnapshotReader, RefusesASnapshotWhoseHeaderAnnouncesAnotherBody) {
-  MemoryDirectory dir;
-  const SnapshotMeta meta = make_one(dir, random_body(100, 32));
-  SnapshotMeta other = meta;
-  other.checksum ^= 1;
-  auto reader = SnapshotReader::open(dir, kCluster, other);
-  ASSERT_FALSE(reader);
-  EXPECT_EQ(reader.error().kind, SnapshotError::Kind::damaged);
-  EXPECT_TRUE(contains(reader.error().message, "its header announces 100 bytes")) << reader.error().message;
-}
-
-TEST(SnapshotReader, ALeaderStreamsToAFollowerThatDropsAndResumes) {
-  MemoryDirectory leader;
-  MemoryDirectory follower;
-  const Bytes body = random_body(20'000, 33);
-  const SnapshotMeta meta = check(write_snapshot(leader, kCluster, LogIndex{70}, Term{6}, body));
-  SnapshotReader reader = check(SnapshotReader::open(leader, kCluster, meta));
-  Bytes chunk(1500);
-  const auto send = [&](SnapshotWriter& writer, std::uint64_t until) {
-    while (writer.offset() < until) {
-      const std::size_t got = check(reader.read(writer.offset(), chunk));
-      check(writer.write(ByteSpan(chunk).first(std::min<std::uint64_t>(got, until - writer.offset()))));
-    }
-  };
-  {
-    SnapshotWriter writer(kInterval);
-    check(writer.begin(follower, kCluster, meta, SnapshotFileKind::partial));
-    send(writer, 12'345);
-  }  // the connection drops
-  follower.crash_keep_all();
-  SnapshotWriter writer(kInterval);
-  check(writer.resume(follower, kCluster, meta));
-  EXPECT_EQ(writer.offset(), 12 * kInterval);
-  send(writer, body.size());
-  check(writer.finish());
-  EXPECT_EQ(check(load_snapshot(follower, kCluster, name_of(meta))).body, body);
-}
-
 // --- Cleanup ------------------------------------------------------------------------------------------------
 
 TEST(SnapshotCleanup, RemoveBeforeKeepsNewerSnapshotsAndStagingFilesAndIsDurable) {
@@ -757,26 +567,26 @@ TEST(SnapshotCleanup, RemoveBeforeKeepsNewerSnapshotsAndStagingFilesAndIsDurable
   const auto complete = [&](std::uint64_t index) {
     return name_of(check(write_snapshot(dir, kCluster, LogIndex{index}, Term{1}, body)));
   };
-  const auto staging = [&](std::uint64_t index, SnapshotFileKind kind) {
+  const auto staging = [&](std::uint64_t index) {
     SnapshotWriter writer(kInterval);
-    check(writer.begin(dir, kCluster, meta_of(index, 1, body), kind));
-    return name_of(meta_of(index, 1, body), kind);
+    check(writer.begin(dir, kCluster, meta_of(index, 1, body)));
+    return name_of(meta_of(index, 1, body), SnapshotFileKind::temp);
   };
   const std::string s10 = complete(10);
   const std::string s20 = complete(20);
   const std::string s30 = complete(30);
-  const std::string t15 = staging(15, SnapshotFileKind::temp);
-  const std::string p25 = staging(25, SnapshotFileKind::partial);
-  const std::string p35 = staging(35, SnapshotFileKind::partial);
-  const std::string t40 = staging(40, SnapshotFileKind::temp);
+  const std::string t15 = staging(15);
+  const std::string t25 = staging(25);
+  const std::string t35 = staging(35);
+  const std::string t40 = staging(40);
   check(write_metadata(dir, Identity{kCluster, NodeId{1}}, consensus::HardState{Term{1}, std::nullopt}));
   check(dir.sync());
 
   std::vector<std::string> removed = check(remove_snapshots_before(dir, LogIndex{30}));
   std::sort(removed.begin(), removed.end());
-  EXPECT_EQ(removed, (std::vector<std::string>{s10, t15, s20, p25}));
+  EXPECT_EQ(removed, (std::vector<std::string>{s10, t15, s20, t25}));
   dir.crash_clean();
-  EXPECT_EQ(names(dir), (std::vector<std::string>{"meta", s30, p35, t40}));
+  EXPECT_EQ(names(dir), (std::vector<std::string>{"meta", s30, t35, t40}));
   EXPECT_EQ(check(load_latest_snapshot(dir, kCluster)).snapshot->meta.index, LogIndex{30});
   EXPECT_TRUE(check(remove_snapshots_before(dir, LogIndex{30})).empty());
 }
