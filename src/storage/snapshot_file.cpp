@@ -367,15 +367,12 @@ Result<LatestSnapshot, SnapshotError> load_latest_snapshot(Directory& directory,
 
 // ---- cleanup
 
-namespace {
-
-template <typename Doomed>
-IoResult<std::vector<std::string>> remove_snapshot_files(Directory& directory, Doomed doomed) {
+IoResult<std::vector<std::string>> remove_snapshots_before(Directory& directory, LogIndex keep_from) {
   auto files = snapshot_files(directory);
   if (!files) return unexpected(std::move(files).error());
   std::vector<std::string> removed;
   for (NamedFile& file : *files) {
-    if (!doomed(file.parsed)) continue;
+    if (file.parsed.index >= keep_from) continue;
     if (auto status = directory.remove(file.name); !status) return unexpected(status.error());
     removed.push_back(std::move(file.name));
   }
@@ -383,17 +380,6 @@ IoResult<std::vector<std::string>> remove_snapshot_files(Directory& directory, D
     if (auto status = directory.sync(); !status) return unexpected(status.error());
   }
   return removed;
-}
-
-}  // namespace
-
-IoResult<std::vector<std::string>> remove_snapshots_before(Directory& directory, LogIndex keep_from) {
-  return remove_snapshot_files(directory, [&](const SnapshotFileName& file) { return file.index < keep_from; });
-}
-
-IoResult<std::vector<std::string>> remove_snapshot_leftovers(Directory& directory) {
-  return remove_snapshot_files(directory,
-                               [](const SnapshotFileName& file) { return file.kind == SnapshotFileKind::temp; });
 }
 
 }  // namespace cohort::storage

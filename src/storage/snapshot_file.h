@@ -182,12 +182,7 @@ Result<LatestSnapshot, SnapshotError> load_latest_snapshot(Directory& directory,
 /// Removes the complete snapshots below `keep_from`, and the temp files below it (a writer still
 /// writing one of those fails at finish()), then syncs the directory. `keep_from` should be the index of a
 /// snapshot the caller has loaded or written: nothing here checks that a usable one remains. Returns the names
-/// removed.
+/// removed. The `.tmp` of a snapshot cut short by a crash goes at start, with every other `.tmp` (recover()).
 IoResult<std::vector<std::string>> remove_snapshots_before(Directory& directory, LogIndex keep_from);
-/// At start, before any writer runs: removes every snapshot temp file (a snapshot this node was taking when it
-/// stopped; the log still holds what it covered), then syncs the directory if anything went. A `.part` is not a
-/// snapshot file (parse_snapshot_name) and stays. recover() removes every `.tmp` in the directory too; this does
-/// not depend on it running first. Returns the names removed.
-IoResult<std::vector<std::string>> remove_snapshot_leftovers(Directory& directory);
 
 }  // namespace cohort::storage
