@@ -144,7 +144,7 @@ DiskState inspect(const fs::path& data_dir) {
         state.snapshot_in_flight = true;
         continue;
       }
-      if (name.find('.') != std::string::npos) continue;  // a .part: received from a leader, not ours
+      if (name.find('.') != std::string::npos) continue;  // not a complete snapshot
       // snapshot-<index, 20 digits>-<term, 20 digits>
       std::uint64_t index = 0;
       const std::string_view digits = std::string_view(name).substr(9, 20);

@@ -23,7 +23,7 @@ std::size_t snapshot_files(const std::filesystem::path& dir) {
   std::size_t count = 0;
   for (const auto& file : std::filesystem::directory_iterator(dir)) {
     const std::string name = file.path().filename().string();
-    if (name.starts_with("snapshot-") && !name.ends_with(".tmp") && !name.ends_with(".part")) ++count;
+    if (name.starts_with("snapshot-") && !name.ends_with(".tmp")) ++count;
   }
   return count;
 }
