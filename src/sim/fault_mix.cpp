@@ -80,7 +80,7 @@ void draw_snapshots(FaultMix& mix, std::uint64_t seed) {
   Random random(seed ^ 0x534E415053484F54ULL);
   if (!random.chance(1, 2)) return;
   mix.snapshot_every = random.between(8, 256);
-  if (mix.real_storage && mix.crash_every != 0s && random.chance(1, 2))
+  if (mix.crash_every != 0s && random.chance(1, 2))
     mix.crash_in_snapshot_per_mille = static_cast<std::uint32_t>(random.between(20, 200));
 }
 

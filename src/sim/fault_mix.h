@@ -57,8 +57,11 @@ struct FaultMix {
   std::uint32_t state_loss_per_mille = 0;
   // Each message a node sends: a forged copy with a term from the top half (>= 2^63) reaches its destination too.
   std::uint32_t forged_term_per_mille = 0;
-  // Snapshots: a node takes one each time it has applied this many entries since its last (0: never); a restart
-  // restores the newest and replays the log after it. With real storage, each write may be cut short by a crash.
+  // Snapshots: a node takes one each time it has applied this many entries since its last (0: never), offers it to
+  // its core (a leader sends it to followers that need entries it compacted away) and compacts its log up to the
+  // previous one; a restart restores the newest and replays the log after it. Each snapshot written (real storage),
+  // compaction and install may be cut short by a crash (within 5 ms, or between the storage thread's write and its
+  // sync).
   std::uint64_t snapshot_every = 0;
   std::uint32_t crash_in_snapshot_per_mille = 0;
 
