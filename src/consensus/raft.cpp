@@ -18,6 +18,7 @@
 //   4: count a storage completion for entries truncated since
 //   7: a node that lost its state (fresh or recovering) votes anyway
 //   8: a leader ignores a follower's new boot id, so it never repairs a follower that came back shorter
+//  14: a follower acknowledges an installed snapshot before the install is durable
 
 namespace cohort::consensus {
 
@@ -588,7 +589,7 @@ void Raft::finish_snapshot(NodeId leader) {
   AppendResponse response;
   response.success = true;
   response.match_index = position.index;
-  send(leader, response, last_seq_);  // after the install is durable
+  send(leader, response, planted_bug() == 14 ? hard_state_seq_ : last_seq_);  // after the install is durable
   if (standing_ == Standing::recovering) maybe_rejoin();
 }
 

@@ -195,6 +195,27 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.client_send_buffer = 1024;  // bursts (a resume's resend) overflow it
     return mix;
   }
+  if (name == "snapshot") {
+    // Snapshots every 8 entries and a log compacted behind them, on real storage with small segments (so that
+    // compaction removes some): followers cut off, crashed or wiped come back behind the leader's log and install
+    // its snapshot; crashes cut installs and compactions short; damage loses snapshots, so that starts repair.
+    mix.nodes = 3;
+    mix.crash_every = 700ms;
+    mix.partition_every = 2s;
+    mix.drop_per_mille = 20;
+    mix.long_delay_per_mille = 10;
+    mix.state_loss_per_mille = 300;
+    mix.crash_after_role_change_per_mille = 50;
+    mix.real_storage = true;
+    mix.segment_size = 512;
+    mix.cache_bytes = 4096;
+    mix.crash_in_storage_per_mille = 20;
+    mix.snapshot_every = 8;
+    mix.crash_in_snapshot_per_mille = 100;
+    mix.max_append_entries = 4;
+    mix.client_every = 10ms;
+    return mix;
+  }
   if (name == "outage") {
     // Nothing but outages: the clients stay up and connected whenever a node serves.
     mix.nodes = 3;

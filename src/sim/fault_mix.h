@@ -114,6 +114,9 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed);
 ///   clients: three nodes under crashes, partitions and transfers, with frequent client faults (cut-offs longer
 ///            than the session timeout, restarts, connection resets, slow frames): sessions expire, resume and
 ///            are abandoned while leadership moves;
+///   snapshot: three nodes on real storage taking a snapshot every 8 entries and compacting behind them, under
+///            crashes, partitions and state loss: lagging and wiped followers install the leader's snapshot, crashes
+///            cut installs and compactions short, lost snapshots make starts repair;
 ///   outage:  three nodes that all stop together for longer than the session timeout while the clients stay up,
 ///            again and again: the new leader must not expire the sessions of clients on their way back.
 /// Returns nullopt for an unknown name.

@@ -136,7 +136,7 @@ int run(int argc, char** argv) {
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
   app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
-      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage"}));
+      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage", "snapshot"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);
