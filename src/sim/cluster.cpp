@@ -88,7 +88,8 @@ void SimCluster::start(std::uint32_t index) {
   const std::optional<std::vector<std::byte>> snapshot = node.storage.load_snapshot();
   std::optional<consensus::LogBase> position;
   if (snapshot)
-    if (const auto at = host::ServiceHost::snapshot_position(*snapshot)) position = consensus::LogBase{at->first, at->second};
+    if (const auto at = host::ServiceHost::snapshot_position(*snapshot))
+      position = consensus::LogBase{at->first, at->second};
   // As the runtime's start: a log whose base no snapshot covers is repaired (emptied, the node recovering), one that
   // ends before the snapshot restarts at it; what the start wrote is durable before the replica is built.
   const host::StartPath path = host::prepare_start(node.storage.log(), position);

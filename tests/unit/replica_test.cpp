@@ -631,7 +631,7 @@ TEST(PrepareStart, WithoutAUsableSnapshotALogFromIndexOneReplaysWhole) {
 // empty log.
 TEST(PrepareStart, ABaseNoSnapshotCoversIsRepairedRecoveringFirstThenAnEmptyLog) {
   const std::optional<consensus::LogBase> snapshots[] = {
-      std::nullopt,
+      std::nullopt,                              // none at all
       consensus::LogBase{LogIndex{3}, Term{1}},  // below the base: the entries between are gone
       consensus::LogBase{LogIndex{6}, Term{2}},  // the log holds its index with another term
   };

@@ -112,10 +112,9 @@ void print_stats(const sim::Outcome& outcome) {
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
       s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
       s.outages, s.leaders, s.committed, s.snapshots_taken, s.snapshots_restored, s.snapshots_installed,
-      s.snapshots_adopted, s.compactions, s.start_repairs, outcome.fingerprint, s.offers,
-      s.back_pressured, s.applied, s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries,
-      s.client_connects, s.connection_resets, s.connection_stalls, s.client_frames, s.client_frames_lost,
-      s.client_sends_refused);
+      s.snapshots_adopted, s.compactions, s.start_repairs, outcome.fingerprint, s.offers, s.back_pressured, s.applied,
+      s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries, s.client_connects, s.connection_resets,
+      s.connection_stalls, s.client_frames, s.client_frames_lost, s.client_sends_refused);
 }
 
 int run(int argc, char** argv) {
