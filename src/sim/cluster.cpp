@@ -78,6 +78,8 @@ void SimCluster::start(std::uint32_t index) {
   config.members = members_;
   config.max_append_entries = mix_.max_append_entries;
   config.max_inflight_appends = mix_.max_inflight_appends;
+  config.snapshot_chunk_bytes = mix_.snapshot_chunk_bytes;
+  config.max_inflight_snapshot_chunks = mix_.max_inflight_snapshot_chunks;
   ++node.incarnation;
   config.boot = node.incarnation;  // grows with every start, wiped disks included
   node.storage.open(now);
