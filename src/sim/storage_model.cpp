@@ -439,8 +439,6 @@ std::optional<LogIndex> NodeStorage::damage_proven_record() {
   return victim.index;
 }
 
-// The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
-// can fall between the two.
 std::vector<storage::Batch*> NodeStorage::take_queued() {
   std::vector<storage::Batch*> group;
   while (!queued_.empty()) {
@@ -451,6 +449,8 @@ std::vector<storage::Batch*> NodeStorage::take_queued() {
   return group;
 }
 
+// The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
+// can fall between the two.
 std::vector<StorageEvent> NodeStorage::write() {
   const std::vector<storage::Batch*> group = take_queued();
   if (auto status = writer_->write(group); !status) {
