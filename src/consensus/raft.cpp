@@ -779,6 +779,11 @@ void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack) {
   const Snapshot& snapshot = *install.snapshot;
   if (ack.position != snapshot.position || ack.checksum != snapshot.checksum || ack.received > snapshot.bytes.size())
     return;  // about another snapshot (an earlier install), or malformed
+  // Acknowledgements overtake one another on the way. What the follower holds of a snapshot only grows, or drops to
+  // 0 when it lets it go (another snapshot, or a damaged one): any other one below what it acknowledged before is
+  // stale. Taking it for a drop would send the window again, every chunk of which the follower acknowledges again,
+  // some of those overtaking others in turn: a storm. (A loss is resent by the probe after rounds without progress.)
+  if (!install.probing && ack.received < install.acked && ack.received != 0) return;
   // The answer to a probe says where to go on; so does one that went back (the follower dropped what it had).
   if (install.probing || ack.received < install.acked) install.sent = ack.received;
   install.probing = false;
