@@ -64,8 +64,8 @@ struct FaultMix {
   // sync).
   std::uint64_t snapshot_every = 0;
   std::uint32_t crash_in_snapshot_per_mille = 0;
-  // Install snapshot: the cores' chunk size and chunks in flight. Small, so that a snapshot of a few KiB travels in
-  // many chunks, and lost, duplicated and reordered ones make the leader resume where the follower stopped.
+  // Install snapshot: the cores' chunk size and chunks in flight. Small (256 B up), so that a snapshot of a few KiB
+  // travels in many chunks, and lost, duplicated and reordered ones make the leader resume where the follower stopped.
   std::size_t snapshot_chunk_bytes = std::size_t{1} << 20U;
   std::size_t max_inflight_snapshot_chunks = 4;
 

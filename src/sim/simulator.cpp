@@ -241,7 +241,14 @@ struct Simulator::Impl {
     std::uint64_t longest = 0;
     for (std::uint32_t i = 0; i < cluster.size(); ++i)
       longest = std::max(longest, cluster.node(i).storage.model().last_index().value());
-    const std::uint64_t round_trips = longest / (mix.max_append_entries * mix.max_inflight_appends) + 1;
+    std::uint64_t round_trips = longest / (mix.max_append_entries * mix.max_inflight_appends) + 1;
+    // Or it installs a snapshot, a window of chunks per round trip, and again if the leader took a newer one
+    // meanwhile: twice the largest snapshot offered so far.
+    std::uint64_t snapshot = 0;
+    for (std::uint32_t i = 0; i < cluster.size(); ++i)
+      if (cluster.node(i).up() && cluster.node(i).raft->snapshot() != nullptr)
+        snapshot = std::max<std::uint64_t>(snapshot, cluster.node(i).raft->snapshot()->bytes.size());
+    round_trips += 2 * (snapshot / (mix.snapshot_chunk_bytes * mix.max_inflight_snapshot_chunks) + 1);
     return 2 * mix.delay_max * static_cast<Duration::rep>(round_trips);
   }
 
