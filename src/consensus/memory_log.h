@@ -66,6 +66,9 @@ class MemoryLogStore final : public LogStore {
   const HardState& durable_hard_state() const { return durable_.hard_state; }
   /// The newest snapshot an install made durable (null: none).
   const SnapshotPtr& durable_snapshot() const { return durable_.snapshot; }
+  /// The disk lost its installed snapshot (wiped, or the snapshot damaged): durable_snapshot() is null until the
+  /// next install.
+  void forget_snapshot() { current_.snapshot = durable_.snapshot = nullptr; }
 
  private:
   struct State {

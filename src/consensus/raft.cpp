@@ -18,6 +18,7 @@
 //   4: count a storage completion for entries truncated since
 //   7: a node that lost its state (fresh or recovering) votes anyway
 //   8: a leader ignores a follower's new boot id, so it never repairs a follower that came back shorter
+//  14: a follower acknowledges an installed snapshot before the install is durable
 
 namespace cohort::consensus {
 
@@ -590,7 +591,7 @@ void Raft::finish_snapshot(NodeId leader) {
   AppendResponse response;
   response.success = true;
   response.match_index = position.index;
-  send(leader, response, last_seq_);  // after the install is durable
+  send(leader, response, planted_bug() == 14 ? hard_state_seq_ : last_seq_);  // after the install is durable
   if (standing_ == Standing::recovering) maybe_rejoin();
 }
 
@@ -780,6 +781,11 @@ void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack) {
   const Snapshot& snapshot = *install.snapshot;
   if (ack.position != snapshot.position || ack.checksum != snapshot.checksum || ack.received > snapshot.bytes.size())
     return;  // about another snapshot (an earlier install), or malformed
+  // Acknowledgements overtake one another on the way. What the follower holds of a snapshot only grows, or drops to
+  // 0 when it lets it go (another snapshot, or a damaged one): any other one below what it acknowledged before is
+  // stale. Taking it for a drop would send the window again, every chunk of which the follower acknowledges again,
+  // some of those overtaking others in turn: a storm. (A loss is resent by the probe after rounds without progress.)
+  if (!install.probing && ack.received < install.acked && ack.received != 0) return;
   // The answer to a probe says where to go on; so does one that went back (the follower dropped what it had).
   if (install.probing || ack.received < install.acked) install.sent = ack.received;
   install.probing = false;

@@ -28,6 +28,33 @@ LogIndex usable_snapshot_index(const consensus::LogStore& log, const std::option
 
 }  // namespace
 
+const char* to_string(StartPath path) noexcept {
+  switch (path) {
+    case StartPath::replay: return "replay";
+    case StartPath::restore: return "restore";
+    case StartPath::adopt: return "adopt";
+    case StartPath::repair: return "repair";
+  }
+  return "unknown";
+}
+
+StartPath prepare_start(consensus::LogStore& log, std::optional<consensus::LogBase> snapshot) {
+  const consensus::LogBase base = log.base();
+  if (snapshot && snapshot->index >= base.index) {
+    if (snapshot->index > log.last_index()) {
+      (void)log.reset(snapshot->index, snapshot->term);
+      return StartPath::adopt;
+    }
+    if (log.term_at(snapshot->index) == snapshot->term) return StartPath::restore;
+  }
+  if (base.index == LogIndex{0}) return StartPath::replay;
+  consensus::HardState state = log.hard_state();
+  state.standing = consensus::Standing::recovering;
+  (void)log.save_hard_state(state);
+  (void)log.reset(LogIndex{0}, Term{0});
+  return StartPath::repair;
+}
+
 Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& service, std::uint64_t seed, Time mono,
                  ClusterTime wall, std::optional<ByteSpan> snapshot)
     : config_(std::move(config)),

@@ -63,6 +63,33 @@ enum class ClientError : std::uint8_t {
 };
 const char* to_string(ClientError error) noexcept;
 
+/// What a start does with the log recovery left and the newest snapshot it loaded (prepare_start).
+enum class StartPath : std::uint8_t {
+  replay,   // no snapshot, or one the log cannot use while its base is 0: the whole log replays
+  restore,  // the log holds the snapshot's position with its term: the host restores it, the log after it replays
+  adopt,    // the snapshot lies beyond the log's end: the log restarts at the snapshot's position, as an install does
+  repair,   // the base is above 0 and no snapshot covers it: the log is emptied and the node marked recovering
+};
+const char* to_string(StartPath path) noexcept;
+
+/// Prepares `log` for a Replica before one is built on it, given the position of the newest intact snapshot the
+/// start loaded (ServiceHost::snapshot_position; nullopt: none). The Replica needs a log whose base is 0 or covered
+/// by a usable snapshot (its index at or above the base, and the log holds that index with the snapshot's term):
+///  - usable: nothing to do (restore);
+///  - beyond the log's end (a crash lost the log's unsynced tail, which the node had applied, so the snapshot holds
+///    more than the log): the log is reset to the snapshot's position (adopt). The snapshot is committed state and
+///    the lost entries were never acknowledged (or the node is recovering already): nothing is forgotten, and the
+///    node keeps its standing. Marking it recovering instead would be worse than wasteful: two such nodes of three
+///    would find no f + 1 in good standing, stand on empty logs, and could elect one of them (a lost commit);
+///  - otherwise with base 0: the whole log replays, the snapshot unused (replay);
+///  - otherwise: the node cannot rebuild its state. It saves its hard state as Standing::recovering first, then
+///    resets the log to (0, 0), so that a crash between the two never leaves a member with an empty log, and it
+///    repairs from the cluster (docs/consensus.md, "Rejoining after state loss").
+/// The writes (adopt, repair) are only queued: make them durable before building the Replica, whose core takes
+/// what the store holds at its construction as durable. Then build the Replica with the same snapshot (restore,
+/// adopt: it restores it; replay, repair: it names it unused).
+StartPath prepare_start(consensus::LogStore& log, std::optional<consensus::LogBase> snapshot);
+
 class Replica final : private consensus::SnapshotInstaller {
  public:
   /// `wall` is the wall clock (ns since the Unix epoch) read together with `mono`. `snapshot`: what

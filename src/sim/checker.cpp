@@ -1,5 +1,7 @@
 #include "sim/checker.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace cohort::sim {
@@ -14,6 +16,11 @@ std::string describe(const Entry& entry) {
 }
 
 }  // namespace
+
+std::optional<Term> Checker::committed_term(LogIndex index) const {
+  if (index == LogIndex{0} || index.value() > committed_.size()) return std::nullopt;
+  return committed_[index.value() - 1].entry.term;
+}
 
 void Checker::fail(std::string description) {
   if (failure_.empty()) failure_ = std::move(description);
@@ -77,11 +84,13 @@ void Checker::on_release(NodeId node, const consensus::Message& message, const c
     return;
   }
   // (Unless a newer leader has cut the log since: the answer was true when it was made, in an older term.)
+  // The durable log's end counts what its base covers: a durable snapshot (an install's is durable with its reset).
+  const std::uint64_t durable_end = model.durable_base().index.value() + model.durable_entries().size();
   if (const auto* response = std::get_if<consensus::AppendResponse>(&message.body);
       response != nullptr && response->success && durable.term == message.term &&
-      response->match_index.value() > model.durable_entries().size()) {
+      response->match_index.value() > durable_end) {
     fail(fmt::format("node {} acknowledges a match up to {} while its durable log ends at {}", node.value(),
-                     response->match_index.value(), model.durable_entries().size()));
+                     response->match_index.value(), durable_end));
   }
 }
 
@@ -101,10 +110,26 @@ void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_
       return;
     }
   }
+  // A log's base stands for entries a snapshot covers: they were committed (a snapshot is of applied state), so the
+  // base is a committed position, with its term. Checked before what follows relies on it.
+  const consensus::LogBase base = log.base();
+  if (base.index != LogIndex{0}) {
+    if (base.index.value() > committed_.size()) {
+      fail(fmt::format("node {}'s log starts after index {}, beyond every entry known committed (up to {})",
+                       node.value(), base.index.value(), committed_.size()));
+      return;
+    }
+    if (const Entry& at = committed_[base.index.value() - 1].entry; at.term != base.term) {
+      fail(fmt::format("State Machine Safety: node {}'s log starts after ({}, {}), where {} was committed",
+                       node.value(), base.index.value(), base.term.value(), describe(at)));
+      return;
+    }
+  }
   if (became_leader) {
     for (const Committed& committed : committed_) {
       if (committed.observed_in >= term) continue;
       const LogIndex index = committed.entry.index;
+      if (index <= base.index) continue;  // the base is committed: its snapshot holds the entries up to it
       if (index > log.last_index() || !(log.entry(index) == committed.entry)) {
         fail(fmt::format("Leader Completeness: node {} leads term {} without committed entry {} (its log: {})",
                          node.value(), term.value(), describe(committed.entry),
@@ -124,9 +149,15 @@ void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_
                      log.last_index().value()));
     return;
   }
-  for (LogIndex index = previous.next(); index <= commit; index = index.next()) {
+  // Entries up to the base are committed ones (checked above): the node restored or installed their snapshot.
+  for (LogIndex index = std::max(previous, base.index).next(); index <= commit; index = index.next()) {
     const Entry& entry = log.entry(index);
     const std::size_t position = index.value() - 1;
+    if (position > committed_.size()) {
+      fail(fmt::format("node {} commits index {} while the committed log known ends at {}: a gap", node.value(),
+                       index.value(), committed_.size()));
+      return;
+    }
     if (position < committed_.size()) {
       if (!(committed_[position].entry == entry)) {
         fail(fmt::format("State Machine Safety: node {} commits {} where {} was committed before", node.value(),
@@ -146,20 +177,32 @@ void Checker::on_step(NodeId node, consensus::Role role, Term term, bool became_
 
 void Checker::check_durable_claim(NodeId node, LogIndex claimed, const consensus::MemoryLogStore& store) {
   if (claimed == LogIndex{0}) return;
+  const LogIndex durable_base = store.durable_base().index;
   const auto& durable = store.durable_entries();
-  if (claimed.value() > durable.size() || durable[claimed.value() - 1] != store.entry(claimed))
-    fail(fmt::format(
-        "node {} counts its log durable up to {}, but its durable log {} there", node.value(), claimed.value(),
-        claimed.value() > durable.size() ? fmt::format("ends at {}", durable.size()) : "holds another entry"));
+  const std::uint64_t end = durable_base.value() + durable.size();
+  if (claimed.value() > end) {
+    fail(fmt::format("node {} counts its log durable up to {}, but its durable log ends at {}", node.value(),
+                     claimed.value(), end));
+    return;
+  }
+  // At or below either base, a snapshot covers the entry (committed): there is no entry to compare.
+  if (claimed <= durable_base || claimed <= store.base().index) return;
+  if (durable[claimed.value() - durable_base.value() - 1] != store.entry(claimed))
+    fail(fmt::format("node {} counts its log durable up to {}, but its durable log holds another entry there",
+                     node.value(), claimed.value()));
 }
 
 bool Checker::durable_on_majority(std::size_t position,
                                   std::span<const consensus::MemoryLogStore* const> stores) const {
+  const std::uint64_t index = position + 1;
   std::size_t holders = 0;
   for (const consensus::MemoryLogStore* store : stores) {
+    const std::uint64_t base = store->durable_base().index.value();
     const auto& durable = store->durable_entries();
-    if (store->durable_hard_state().standing != consensus::Standing::member ||
-        (position < durable.size() && durable[position] == committed_[position].entry))
+    // At or below its durable base, the node's durable snapshot holds the entry (bases are committed positions:
+    // on_step).
+    if (store->durable_hard_state().standing != consensus::Standing::member || index <= base ||
+        (index - base - 1 < durable.size() && durable[index - base - 1] == committed_[position].entry))
       ++holders;
   }
   return holders >= cluster_size_ / 2 + 1;

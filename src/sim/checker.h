@@ -14,8 +14,13 @@
 //    as holders the nodes that lost state and do not vote until they caught up.
 //  - The durability contract when a message leaves a node, and terms below 2^63 (forged ones are dropped).
 //  - Within one incarnation of a node the commit index never decreases, and no write truncates below it.
+//  - Logs start after a base once compacted or reset by an install: the entries up to it are covered by a snapshot.
+//    A base is always a committed position with the committed entry's term; entries at or below a node's base are
+//    not compared (its snapshot stands for them, and the replicas' state hashes are compared instead: cluster.h),
+//    and count as durable on that node when its durable base covers them.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -62,6 +67,8 @@ class Checker {
   void check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores);
 
   std::size_t committed() const noexcept { return committed_.size(); }
+  /// The term of the committed entry at `index`, if it is known committed.
+  std::optional<Term> committed_term(LogIndex index) const;
   std::size_t leaders_seen() const noexcept { return leaders_.size(); }
 
  private:

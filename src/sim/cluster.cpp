@@ -78,6 +78,8 @@ void SimCluster::start(std::uint32_t index) {
   config.members = members_;
   config.max_append_entries = mix_.max_append_entries;
   config.max_inflight_appends = mix_.max_inflight_appends;
+  config.snapshot_chunk_bytes = mix_.snapshot_chunk_bytes;
+  config.max_inflight_snapshot_chunks = mix_.max_inflight_snapshot_chunks;
   ++node.incarnation;
   config.boot = node.incarnation;  // grows with every start, wiped disks included
   node.storage.open(now);
@@ -86,17 +88,32 @@ void SimCluster::start(std::uint32_t index) {
   replica_config.raft = config;
   replica_config.session_timeout = mix_.session_timeout;
   const std::optional<std::vector<std::byte>> snapshot = node.storage.load_snapshot();
+  std::optional<consensus::LogBase> position;
+  if (snapshot)
+    if (const auto at = host::ServiceHost::snapshot_position(*snapshot))
+      position = consensus::LogBase{at->first, at->second};
+  // As the runtime's start: a log whose base no snapshot covers is repaired (emptied, the node recovering), one that
+  // ends before the snapshot restarts at it; what the start wrote is durable before the replica is built.
+  const host::StartPath path = host::prepare_start(node.storage.log(), position);
+  node.storage.persist_start_writes();
+  if (path == host::StartPath::adopt) ++stats_.snapshots_adopted;
+  if (path == host::StartPath::repair) ++stats_.start_repairs;
   node.replica =
       std::make_unique<host::Replica>(replica_config, node.storage.log(), *node.service, random_.next(), now,
                                       wall(node), snapshot ? std::optional<ByteSpan>(*snapshot) : std::nullopt);
   node.snapshot = node.replica->host().applied_index();
   if (snapshot) {
-    ++stats_.snapshots_restored;
-    // A snapshot the log does not reach (a machine crash under policy none lost the log's tail) is left unused and
-    // the whole log replays: it still starts at index 1.
-    const auto position = host::ServiceHost::snapshot_position(*snapshot);
-    trace_.line(index, "start: snapshot at index {}{}", position ? position->first.value() : 0,
-                node.replica->snapshot_problem().empty() ? "" : " not used: " + node.replica->snapshot_problem());
+    // A snapshot the log does not reach with its term while the log starts at index 1 is left unused, and the whole
+    // log replays.
+    const bool used = node.replica->snapshot_problem().empty();
+    trace_.line(index, "start: snapshot at index {} ({}){}", position ? position->index.value() : 0,
+                host::to_string(path), used ? "" : " not used: " + node.replica->snapshot_problem());
+    if (used) {
+      ++stats_.snapshots_restored;
+      // The leader's copy for followers that need entries before the log's first.
+      node.replica->raft().offer_snapshot(std::make_shared<consensus::Snapshot>(
+          consensus::Snapshot{*position, consensus::snapshot_checksum(*snapshot), *snapshot}));
+    }
   }
   gateway::GatewayConfig gateway_config;
   gateway_config.self = node.id;
@@ -185,6 +202,19 @@ void SimCluster::start_stopped() {
 void SimCluster::flush(std::uint32_t index) {
   SimNode& node = *nodes_[index];
   node.replica->take_ready(node.ready);
+  if (node.ready.installed != nullptr) {
+    // The core installed its leader's snapshot (the host restored it): the node's newest snapshot from now on.
+    const consensus::Snapshot& installed = *node.ready.installed;
+    ++stats_.snapshots_installed;
+    trace_.line(index, "installs the snapshot at index {} (term {}, {} bytes)", installed.position.index.value(),
+                installed.position.term.value(), installed.bytes.size());
+    node.snapshot = installed.position.index;
+    node.storage.on_installed(installed);
+    node.ready.installed = nullptr;
+    // A crash while the install is not durable yet (real storage: also between its write and its sync).
+    if (phase_ == Phase::safety && random_.chance(mix_.crash_in_snapshot_per_mille, 1000))
+      events_.schedule(micros(random_.between(0, 5'000)), event_for(EventKind::crash_node, index));
+  }
   observe_outputs(index);
   node.gateway->after_ready(events_.now());
   send_gateway_outputs(index);
@@ -225,12 +255,32 @@ void SimCluster::maybe_snapshot(std::uint32_t index) {
   SimNode& node = *nodes_[index];
   const host::ServiceHost& host = node.replica->host();
   if (mix_.snapshot_every == 0 || host.applied_index().value() < node.snapshot.value() + mix_.snapshot_every) return;
+  const LogIndex previous = node.snapshot;
   node.snapshot = host.applied_index();
   snapshot_scratch_.clear();
   node.replica->host().write_snapshot(snapshot_scratch_);
   ++stats_.snapshots_taken;
-  if (!node.storage.save_snapshot(host.applied_index(), host.applied_term(), snapshot_scratch_))
-    events_.schedule(Duration{0}, event_for(EventKind::crash_node, index));
+  switch (node.storage.save_snapshot(host.applied_index(), host.applied_term(), snapshot_scratch_)) {
+    case NodeStorage::Saved::crashed: events_.schedule(Duration{0}, event_for(EventKind::crash_node, index)); return;
+    case NodeStorage::Saved::failed: node.snapshot = previous; return;  // the disk holds what it held before
+    case NodeStorage::Saved::saved: break;
+  }
+  // Durable now (written and synced at once): the leader's copy for followers that need entries before the log's
+  // first. Then, as the runtime does, the log goes up to the previous snapshot, which the disk keeps too: a damaged
+  // newest one falls back to it and replays the log after it.
+  consensus::Raft& raft = node.replica->raft();
+  raft.offer_snapshot(std::make_shared<consensus::Snapshot>(
+      consensus::Snapshot{consensus::LogBase{host.applied_index(), host.applied_term()},
+                          consensus::snapshot_checksum(snapshot_scratch_), snapshot_scratch_}));
+  if (previous <= node.storage.log().base().index) return;
+  raft.compact(previous);
+  ++stats_.compactions;
+  trace_.line(index, "compacts its log up to {} (base now {})", previous.value(),
+              node.storage.log().base().index.value());
+  if (const auto work = node.storage.after_step(events_.now())) schedule_storage(index, *work);
+  // A crash while the compaction is not durable yet (real storage: also between its write and its sync).
+  if (phase_ == Phase::safety && random_.chance(mix_.crash_in_snapshot_per_mille, 1000))
+    events_.schedule(micros(random_.between(0, 5'000)), event_for(EventKind::crash_node, index));
 }
 
 void SimCluster::schedule_storage(std::uint32_t index, const StorageEvent& work) {
@@ -319,12 +369,14 @@ std::string SimCluster::describe_state() const {
   std::string text;
   for (const auto& node : nodes_) {
     const consensus::MemoryLogStore& model = node->storage.model();
-    text += fmt::format("\n  n{}: {} {} term {} leader {} log {} durable {} commit {}", node->id.value(),
-                        node->raft ? consensus::to_string(node->raft->role()) : "down",
+    text += fmt::format("\n  n{}: {} {} term {} leader {} log {}..{} durable {}..{} commit {} snapshot {}",
+                        node->id.value(), node->raft ? consensus::to_string(node->raft->role()) : "down",
                         consensus::to_string(model.durable_hard_state().standing),
                         node->raft ? node->raft->term().value() : 0,
                         node->raft && node->raft->leader() ? node->raft->leader()->value() : 0,
-                        model.last_index().value(), model.durable_entries().size(), node->commit.value());
+                        model.base().index.value(), model.last_index().value(), model.durable_base().index.value(),
+                        model.durable_base().index.value() + model.durable_entries().size(), node->commit.value(),
+                        node->snapshot.value());
   }
   return text;
 }

@@ -55,7 +55,9 @@ struct SimNode {
   consensus::Raft* raft = nullptr;            // the replica's consensus core
   Duration clock_skew{0};                     // this node's wall clock minus true time
   LogIndex hashed;                            // applied position whose state hash was checked last
-  LogIndex snapshot;  // applied position of the last snapshot this incarnation saved or restored
+  // Applied position of the newest snapshot this node saved, restored or installed (the disk keeps the one before it
+  // too, and the log from there: the next snapshot compacts the log up to this one).
+  LogIndex snapshot;
   // Counts starts and stops: an event scheduled for an earlier incarnation finds the node changed and is ignored.
   std::uint64_t incarnation = 0;
   std::vector<consensus::Outgoing> outbox;  // waiting for their `after` to become durable

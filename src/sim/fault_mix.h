@@ -57,10 +57,17 @@ struct FaultMix {
   std::uint32_t state_loss_per_mille = 0;
   // Each message a node sends: a forged copy with a term from the top half (>= 2^63) reaches its destination too.
   std::uint32_t forged_term_per_mille = 0;
-  // Snapshots: a node takes one each time it has applied this many entries since its last (0: never); a restart
-  // restores the newest and replays the log after it. With real storage, each write may be cut short by a crash.
+  // Snapshots: a node takes one each time it has applied this many entries since its last (0: never), offers it to
+  // its core (a leader sends it to followers that need entries it compacted away) and compacts its log up to the
+  // previous one; a restart restores the newest and replays the log after it. Each snapshot written (real storage),
+  // compaction and install may be cut short by a crash (within 5 ms, or between the storage thread's write and its
+  // sync).
   std::uint64_t snapshot_every = 0;
   std::uint32_t crash_in_snapshot_per_mille = 0;
+  // Install snapshot: the cores' chunk size and chunks in flight. Small (256 B up), so that a snapshot of a few KiB
+  // travels in many chunks, and lost, duplicated and reordered ones make the leader resume where the follower stopped.
+  std::size_t snapshot_chunk_bytes = std::size_t{1} << 20U;
+  std::size_t max_inflight_snapshot_chunks = 4;
 
   // Clients (workload.h) and their network (client_network.h).
   std::size_t clients = 3;
@@ -111,6 +118,9 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed);
 ///   clients: three nodes under crashes, partitions and transfers, with frequent client faults (cut-offs longer
 ///            than the session timeout, restarts, connection resets, slow frames): sessions expire, resume and
 ///            are abandoned while leadership moves;
+///   snapshot: three nodes on real storage taking a snapshot every 8 entries and compacting behind them, under
+///            crashes, partitions and state loss: lagging and wiped followers install the leader's snapshot, crashes
+///            cut installs and compactions short, lost snapshots make starts repair;
 ///   outage:  three nodes that all stop together for longer than the session timeout while the clients stay up,
 ///            again and again: the new leader must not expire the sessions of clients on their way back.
 /// Returns nullopt for an unknown name.

@@ -28,6 +28,12 @@ std::string describe(const consensus::Message& message) {
                              body.conflict_index.value(), body.conflict_term.value());
         } else if constexpr (std::is_same_v<Body, consensus::Heartbeat>) {
           return fmt::format("{} commit={}", head, body.commit.value());
+        } else if constexpr (std::is_same_v<Body, consensus::SnapshotChunk>) {
+          return fmt::format("{} at={}/{} bytes {}+{} of {}", head, body.position.index.value(),
+                             body.position.term.value(), body.offset, body.data.size(), body.size);
+        } else if constexpr (std::is_same_v<Body, consensus::SnapshotAck>) {
+          return fmt::format("{} at={}/{} received={}", head, body.position.index.value(), body.position.term.value(),
+                             body.received);
         } else {
           return head;
         }

@@ -178,8 +178,11 @@ struct Simulator::Impl {
       stable_leader = std::pair(*only, lead.raft->term());
       stable_since = now;
     }
-    const auto holds = [](const SimNode& node, const LivenessProposal& p) {
-      return node.storage.model().term_at(p.index) == p.term;
+    // A node whose log starts after the proposal holds it through its snapshot if it was committed.
+    const auto holds = [&](const SimNode& node, const LivenessProposal& p) {
+      const consensus::MemoryLogStore& model = node.storage.model();
+      if (p.index <= model.base().index) return checker.committed_term(p.index) == p.term;
+      return model.term_at(p.index) == p.term;
     };
     waiting_for = "a liveness proposal committed on every node";
     const bool pending = std::any_of(liveness_proposals.begin(), liveness_proposals.end(),
@@ -238,7 +241,14 @@ struct Simulator::Impl {
     std::uint64_t longest = 0;
     for (std::uint32_t i = 0; i < cluster.size(); ++i)
       longest = std::max(longest, cluster.node(i).storage.model().last_index().value());
-    const std::uint64_t round_trips = longest / (mix.max_append_entries * mix.max_inflight_appends) + 1;
+    std::uint64_t round_trips = longest / (mix.max_append_entries * mix.max_inflight_appends) + 1;
+    // Or it installs a snapshot, a window of chunks per round trip, and again if the leader took a newer one
+    // meanwhile: twice the largest snapshot offered so far.
+    std::uint64_t snapshot = 0;
+    for (std::uint32_t i = 0; i < cluster.size(); ++i)
+      if (cluster.node(i).up() && cluster.node(i).raft->snapshot() != nullptr)
+        snapshot = std::max<std::uint64_t>(snapshot, cluster.node(i).raft->snapshot()->bytes.size());
+    round_trips += 2 * (snapshot / (mix.snapshot_chunk_bytes * mix.max_inflight_snapshot_chunks) + 1);
     return 2 * mix.delay_max * static_cast<Duration::rep>(round_trips);
   }
 
@@ -311,7 +321,7 @@ struct Simulator::Impl {
 };
 
 // A new count must be summed here too.
-static_assert(sizeof(Stats) == 31 * sizeof(std::uint64_t));
+static_assert(sizeof(Stats) == 35 * sizeof(std::uint64_t));
 
 Stats& Stats::operator+=(const Stats& other) {
   delivered += other.delivered;
@@ -330,6 +340,10 @@ Stats& Stats::operator+=(const Stats& other) {
   outages += other.outages;
   snapshots_taken += other.snapshots_taken;
   snapshots_restored += other.snapshots_restored;
+  snapshots_installed += other.snapshots_installed;
+  snapshots_adopted += other.snapshots_adopted;
+  compactions += other.compactions;
+  start_repairs += other.start_repairs;
   offers += other.offers;
   back_pressured += other.back_pressured;
   applied += other.applied;

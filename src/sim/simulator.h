@@ -68,7 +68,11 @@ struct Stats {
   std::uint64_t forged = 0;        // forged messages with a term from the top half
   std::uint64_t outages = 0;       // every node stopped at once
   std::uint64_t snapshots_taken = 0;
-  std::uint64_t snapshots_restored = 0;  // starts that loaded a snapshot
+  std::uint64_t snapshots_restored = 0;   // starts that restored a snapshot
+  std::uint64_t snapshots_installed = 0;  // followers that installed their leader's (Ready::installed)
+  std::uint64_t snapshots_adopted = 0;    // starts whose log ended before the snapshot: it restarts there
+  std::uint64_t compactions = 0;          // of a node's log, up to its previous snapshot
+  std::uint64_t start_repairs = 0;        // starts whose log base no snapshot covered: emptied, recovering
   // The clients.
   std::uint64_t offers = 0;          // accepted by a client
   std::uint64_t back_pressured = 0;  // offers a full client buffer refused

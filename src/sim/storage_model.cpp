@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "host/service_host.h"
 #include "storage/recovery.h"
 #include "storage/snapshot_file.h"
 
@@ -117,6 +118,7 @@ void NodeStorage::crash(const char* why, StateLoss loss) {
   // log cut at a damaged durable record with the node recovering.
   if (loss == StateLoss::wipe) {
     model_.restore({}, {}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    model_.forget_snapshot();
     snapshot_.clear();
     last_snapshot_ = LogIndex{};
     trace_.line(index_, "state loss: {}", to_string(loss));
@@ -128,6 +130,14 @@ void NodeStorage::crash(const char* why, StateLoss loss) {
     model_.restore(model_.durable_base(),
                    std::vector<Entry>(durable.begin(), durable.begin() + static_cast<std::ptrdiff_t>(cut)), state);
     trace_.line(index_, "state loss: {} at index {}", to_string(loss), model_.durable_base().index.value() + cut + 1);
+    // Half the time the snapshots are damaged too (the runtime skips damaged ones): with a compacted log, nothing
+    // then covers the log's base, and the start must take the repair path (host::prepare_start).
+    if (random_.chance(1, 2) && (!snapshot_.empty() || model_.durable_snapshot() != nullptr)) {
+      snapshot_.clear();
+      model_.forget_snapshot();
+      last_snapshot_ = LogIndex{};
+      trace_.line(index_, "state loss: the snapshots are lost too");
+    }
   }
 }
 
@@ -176,12 +186,12 @@ storage::LogOptions NodeStorage::real_options() const {
 }
 
 // Builds the node's log on what its disk holds now (a node starting, the first time or after a crash).
-bool NodeStorage::save_snapshot(LogIndex index, Term term, std::span<const std::byte> body) {
+NodeStorage::Saved NodeStorage::save_snapshot(LogIndex index, Term term, std::span<const std::byte> body) {
   if (!mix_.real_storage) {
     snapshot_.assign(body.begin(), body.end());
     last_snapshot_ = index;
     trace_.line(index_, "snapshot at index {} (term {}, {} bytes)", index.value(), term.value(), body.size());
-    return true;
+    return Saved::saved;
   }
   if (phase_ == Phase::safety && random_.chance(mix_.crash_in_snapshot_per_mille, 1000)) {
     // Cut short: some of its pieces written, never finished. Recovery removes what is left of it.
@@ -190,13 +200,13 @@ bool NodeStorage::save_snapshot(LogIndex index, Term term, std::span<const std::
     const std::size_t written = random_.below(body.size() + 1);
     if (writer.begin(*disk_, cluster_id_, meta).ok()) (void)writer.write(body.first(written));
     trace_.line(index_, "snapshot at index {}: crash after {} of {} bytes", index.value(), written, body.size());
-    return false;
+    return Saved::crashed;
   }
   auto saved = storage::write_snapshot(*disk_, cluster_id_, index, term, body);
   if (!saved) {
     // An injected fsync failure: the log still holds everything, as the runtime says when it happens.
     trace_.line(index_, "snapshot at index {} failed: {}", index.value(), saved.error().message);
-    return true;
+    return Saved::failed;
   }
   if (last_snapshot_ != LogIndex{}) {
     if (auto removed = storage::remove_snapshots_before(*disk_, last_snapshot_); !removed)
@@ -204,11 +214,21 @@ bool NodeStorage::save_snapshot(LogIndex index, Term term, std::span<const std::
   }
   last_snapshot_ = index;
   trace_.line(index_, "snapshot at index {} (term {}, {} bytes) written", index.value(), term.value(), body.size());
-  return true;
+  return Saved::saved;
+}
+
+void NodeStorage::on_installed(const consensus::Snapshot& snapshot) {
+  // With real storage the install wrote it as a snapshot file and removed the older ones: the next snapshot saved
+  // keeps it as the previous one. The in-memory store keeps it in the model (durable_snapshot()).
+  if (mix_.real_storage) last_snapshot_ = snapshot.position.index;
 }
 
 std::optional<std::vector<std::byte>> NodeStorage::load_snapshot() {
   if (!mix_.real_storage) {
+    const consensus::SnapshotPtr& installed = model_.durable_snapshot();
+    const LogIndex saved =
+        snapshot_.empty() ? LogIndex{} : host::ServiceHost::snapshot_position(snapshot_).value().first;
+    if (installed != nullptr && installed->position.index > saved) return installed->bytes;
     if (snapshot_.empty()) return std::nullopt;
     return snapshot_;
   }
@@ -268,6 +288,7 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
     last_snapshot_ = LogIndex{};
     opened_ = false;  // the next start creates the directory anew
     model_.restore({}, {}, consensus::HardState{Term{0}, std::nullopt, consensus::Standing::fresh});
+    model_.forget_snapshot();
     trace_.line(index_, "{}: state loss: {}", why, to_string(loss));
     return;
   }
@@ -325,6 +346,18 @@ void NodeStorage::crash_real(const char* why, StateLoss loss) {
                                            damaged->value(), entries.size());
                       return {};
                     });
+  // Half the time the snapshots are lost too (the runtime skips damaged ones; here they are gone): with a compacted
+  // log, nothing then covers the log's base, and the start must take the repair path (host::prepare_start).
+  if (checker_.failed() || !random_.chance(1, 2)) return;
+  auto names = disk_->list();
+  if (!names) return;
+  bool removed = false;
+  for (const std::string& name : *names)
+    if (storage::parse_snapshot_name(name)) removed = disk_->remove(name).ok() || removed;
+  if (!removed) return;
+  (void)disk_->sync();
+  last_snapshot_ = LogIndex{};
+  trace_.line(index_, "state loss: the snapshots are lost too");
 }
 
 void NodeStorage::recover_and_check(
@@ -406,22 +439,36 @@ std::optional<LogIndex> NodeStorage::damage_proven_record() {
   return victim.index;
 }
 
-// The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
-// can fall between the two.
-std::vector<StorageEvent> NodeStorage::write() {
+std::vector<storage::Batch*> NodeStorage::take_queued() {
   std::vector<storage::Batch*> group;
   while (!queued_.empty()) {
     writing_.push_back(std::move(queued_.front()));
     queued_.pop_front();
     group.push_back(writing_.back().get());
   }
+  return group;
+}
+
+// The storage thread takes everything queued and writes it; its sync follows as a separate event, so a crash
+// can fall between the two.
+std::vector<StorageEvent> NodeStorage::write() {
+  const std::vector<storage::Batch*> group = take_queued();
   if (auto status = writer_->write(group); !status) {
     checker_.fail(fmt::format("node {}: storage write fails: {}", id_.value(), status.error().message));
     return {};
   }
   const Duration latency = device_latency();
   std::vector<StorageEvent> next;
-  if (phase_ == Phase::safety && random_.chance(mix_.crash_in_storage_per_mille, 1000))
+  // An install (its snapshot file written and synced, the reset not yet) or a compaction (the base file or the
+  // removals not yet synced) is cut short more often than other writes: crash_in_snapshot_per_mille.
+  const bool snapshot_work = std::any_of(group.begin(), group.end(), [](const storage::Batch* batch) {
+    return std::any_of(batch->ops.begin(), batch->ops.end(), [](const storage::StorageOp& op) {
+      return op.kind == storage::StorageOp::Kind::compact ||
+             (op.kind == storage::StorageOp::Kind::reset && op.snapshot != nullptr);
+    });
+  });
+  if (phase_ == Phase::safety && (random_.chance(mix_.crash_in_storage_per_mille, 1000) ||
+                                  (snapshot_work && random_.chance(mix_.crash_in_snapshot_per_mille, 1000))))
     next.push_back(StorageEvent{EventKind::crash_node, latency / 2});
   next.push_back(StorageEvent{EventKind::storage_sync, latency});
   return next;
@@ -436,6 +483,12 @@ bool NodeStorage::sync_written(const std::function<void(const consensus::Persist
     if (!fail) checker_.fail(fmt::format("node {}: storage sync fails: {}", id_.value(), synced.error().message));
     return false;
   }
+  complete_written(&on_durable);
+  busy_ = false;
+  return true;
+}
+
+void NodeStorage::complete_written(const std::function<void(const consensus::PersistCompletion&)>* on_durable) {
   for (auto& batch : writing_) {
     const storage::StorageOp& last = batch->ops.back();
     storage::BatchResult result;
@@ -445,11 +498,29 @@ bool NodeStorage::sync_written(const std::function<void(const consensus::Persist
     (void)model_.make_durable(completion->seq + seq_offset_);
     trace_.line(index_, "durable up to seq {} (log {}/{})", completion->seq, completion->last_index.value(),
                 completion->last_term.value());
-    on_durable(*completion);
+    if (on_durable != nullptr) (*on_durable)(*completion);
   }
   writing_.clear();
-  busy_ = false;
-  return true;
+}
+
+void NodeStorage::persist_start_writes() {
+  if (!mix_.real_storage) {
+    if (model_.last_seq() > model_.durable_seq()) (void)model_.make_durable(model_.last_seq());
+    sync_requested_ = model_.durable_seq();
+    return;
+  }
+  if (auto batch = durable_log_->take_batch()) queued_.push_back(std::move(batch));
+  if (queued_.empty()) return;
+  const std::vector<storage::Batch*> group = take_queued();
+  if (auto status = writer_->write(group); !status) {
+    checker_.fail(fmt::format("node {}: storage write at start fails: {}", id_.value(), status.error().message));
+    return;
+  }
+  if (auto synced = writer_->sync(); !synced) {
+    checker_.fail(fmt::format("node {}: storage sync at start fails: {}", id_.value(), synced.error().message));
+    return;
+  }
+  complete_written(nullptr);
 }
 
 }  // namespace cohort::sim

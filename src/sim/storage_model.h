@@ -112,11 +112,20 @@ class NodeStorage {
   /// state: recovery must then make it a fresh or recovering node (never a member that forgot).
   void crash(const char* why, StateLoss loss = StateLoss::none);
   /// Saves a snapshot the node's host wrote at (index, term), replacing all but the previous one: with real storage
-  /// through the snapshot files (storage/snapshot_file.h), else in a slot the disk keeps. Returns false if the node
-  /// crashed while writing it (a fault of crash_in_snapshot_per_mille): the caller crashes the node.
-  bool save_snapshot(LogIndex index, Term term, std::span<const std::byte> body);
-  /// The newest snapshot the disk holds, as a start loads it; a damaged one fails the run (none is injected).
+  /// through the snapshot files (storage/snapshot_file.h), else in a slot the disk keeps. `crashed` if the node
+  /// crashed while writing it (a fault of crash_in_snapshot_per_mille): the caller crashes the node. `failed` if an
+  /// injected fsync failure stopped it: the disk holds the snapshots it held before.
+  enum class Saved : std::uint8_t { saved, failed, crashed };
+  Saved save_snapshot(LogIndex index, Term term, std::span<const std::byte> body);
+  /// The newest snapshot the disk holds, as a start loads it: the newest of those the node saved and the one it
+  /// installed last (with real storage, an install writes a snapshot file like the others). A damaged one fails the
+  /// run (none is injected: a damaged snapshot is modelled as a lost one).
   std::optional<std::vector<std::byte>> load_snapshot();
+  /// The node's core installed a snapshot from its leader (Ready::installed): its log now starts there.
+  void on_installed(const consensus::Snapshot& snapshot);
+  /// At a start, before the core is built: the writes the start made itself (host::prepare_start) become durable at
+  /// once, as the runtime's start makes them before it builds the replica.
+  void persist_start_writes();
 
   /// Whether the node's durable standing says it may have lost state and not caught up since.
   bool lost_state() const { return model_.durable_hard_state().standing != consensus::Standing::member; }
@@ -149,6 +158,10 @@ class NodeStorage {
       const char* what, bool machine_restarted,
       const std::function<std::string(const consensus::LogBase&, const std::vector<consensus::Entry>&,
                                       const consensus::HardState&)>& explain);
+  // Real storage: the queued batches move to the written ones (the storage thread takes them); then, once synced,
+  // each written batch completes, in order, and goes to `on_durable` (if set).
+  std::vector<storage::Batch*> take_queued();
+  void complete_written(const std::function<void(const consensus::PersistCompletion&)>* on_durable);
   // Around 1 ms, sometimes (slow storage, a fault) 20-300 ms.
   Duration device_latency();
 

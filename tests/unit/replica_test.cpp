@@ -578,6 +578,76 @@ TEST(Replica, ASnapshotBeyondTheLogIsNotUsedAndTheWholeLogReplays) {
   EXPECT_TRUE(service.restored_from.empty());
 }
 
+// --- a start's log and snapshot (prepare_start) ------------------------------------------------------------------
+
+// A durable log of `last` entries of term 1, compacted up to `base`.
+void fill(MemoryLogStore& log, std::uint64_t last, std::uint64_t base) {
+  std::vector<consensus::Entry> entries;
+  for (std::uint64_t i = 1; i <= last; ++i) {
+    consensus::Entry entry;
+    entry.index = LogIndex{i};
+    entry.term = Term{1};
+    entries.push_back(entry);
+  }
+  (void)log.save_hard_state(consensus::HardState{Term{1}, NodeId{1}, consensus::Standing::member});
+  (void)log.append(entries);
+  (void)log.compact(LogIndex{base});
+  (void)log.make_durable(log.last_seq());
+}
+
+TEST(PrepareStart, ASnapshotTheLogHoldsIsRestoredAndNothingIsWritten) {
+  MemoryLogStore log;
+  fill(log, 10, 4);
+  const auto seq = log.last_seq();
+  EXPECT_EQ(prepare_start(log, consensus::LogBase{LogIndex{7}, Term{1}}), StartPath::restore);
+  EXPECT_EQ(prepare_start(log, consensus::LogBase{LogIndex{4}, Term{1}}), StartPath::restore) << "at the base";
+  EXPECT_EQ(log.last_seq(), seq);
+}
+
+// A crash lost the log's unsynced tail, which the node had applied and snapshotted: the log restarts at the snapshot,
+// and the node keeps its standing (it forgot nothing it acknowledged).
+TEST(PrepareStart, ASnapshotBeyondTheLogsEndIsAdoptedAsAnInstallWould) {
+  for (const std::uint64_t base : {0U, 3U}) {
+    MemoryLogStore log;
+    fill(log, 6, base);
+    EXPECT_EQ(prepare_start(log, consensus::LogBase{LogIndex{9}, Term{2}}), StartPath::adopt);
+    EXPECT_EQ(log.base(), (consensus::LogBase{LogIndex{9}, Term{2}}));
+    EXPECT_EQ(log.last_index(), LogIndex{9});
+    EXPECT_EQ(log.hard_state().standing, consensus::Standing::member);
+  }
+}
+
+TEST(PrepareStart, WithoutAUsableSnapshotALogFromIndexOneReplaysWhole) {
+  MemoryLogStore log;
+  fill(log, 6, 0);
+  const auto seq = log.last_seq();
+  EXPECT_EQ(prepare_start(log, std::nullopt), StartPath::replay);
+  EXPECT_EQ(prepare_start(log, consensus::LogBase{LogIndex{5}, Term{2}}), StartPath::replay) << "another term";
+  EXPECT_EQ(log.last_seq(), seq);
+}
+
+// Nothing stands for the entries up to the base: the node empties its log and repairs as a recovering node. The
+// standing is written before the reset, so a crash that keeps only the first write never leaves a member with an
+// empty log.
+TEST(PrepareStart, ABaseNoSnapshotCoversIsRepairedRecoveringFirstThenAnEmptyLog) {
+  const std::optional<consensus::LogBase> snapshots[] = {
+      std::nullopt,                              // none at all
+      consensus::LogBase{LogIndex{3}, Term{1}},  // below the base: the entries between are gone
+      consensus::LogBase{LogIndex{6}, Term{2}},  // the log holds its index with another term
+  };
+  for (const auto& snapshot : snapshots) {
+    MemoryLogStore log;
+    fill(log, 8, 4);
+    EXPECT_EQ(prepare_start(log, snapshot), StartPath::repair);
+    EXPECT_EQ(log.base(), consensus::LogBase{});
+    EXPECT_EQ(log.last_index(), LogIndex{0});
+    EXPECT_EQ(log.hard_state(), (consensus::HardState{Term{1}, NodeId{1}, consensus::Standing::recovering}));
+    (void)log.crash(1);
+    EXPECT_EQ(log.base().index, LogIndex{4}) << "only the first write reached the disk";
+    EXPECT_EQ(log.hard_state().standing, consensus::Standing::recovering);
+  }
+}
+
 // --- entries a replica cannot apply -------------------------------------------------------------------------------
 
 // The leader appends raw bytes as a command, as a bug (or a build of another version) would: they are committed

@@ -105,15 +105,16 @@ void print_stats(const sim::Outcome& outcome) {
   fmt::print(
       "events {} simulated {:.3f} s; delivered {} dropped {} duplicated {}; crashes {} fsync failures {} "
       "recoveries {} torn tails {} state losses {} forged {} partitions {} transfers {} outages {}; leaders {}; "
-      "committed {}; snapshots taken {} restored {}; fingerprint {:016x}\n"
+      "committed {}; snapshots taken {} restored {} installed {} adopted {}; compactions {}; start repairs {}; "
+      "fingerprint {:016x}\n"
       "clients: offers {} back-pressured {}; fates applied {} rejected {} unknown {}; egress {}; cut-offs {} restarts "
       "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}; sends refused {}\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
       s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
-      s.outages, s.leaders, s.committed, s.snapshots_taken, s.snapshots_restored, outcome.fingerprint, s.offers,
-      s.back_pressured, s.applied, s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries,
-      s.client_connects, s.connection_resets, s.connection_stalls, s.client_frames, s.client_frames_lost,
-      s.client_sends_refused);
+      s.outages, s.leaders, s.committed, s.snapshots_taken, s.snapshots_restored, s.snapshots_installed,
+      s.snapshots_adopted, s.compactions, s.start_repairs, outcome.fingerprint, s.offers, s.back_pressured, s.applied,
+      s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries, s.client_connects, s.connection_resets,
+      s.connection_stalls, s.client_frames, s.client_frames_lost, s.client_sends_refused);
 }
 
 int run(int argc, char** argv) {
@@ -134,7 +135,7 @@ int run(int argc, char** argv) {
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
   app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
-      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage"}));
+      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage", "snapshot"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);
@@ -214,7 +215,11 @@ int run(int argc, char** argv) {
              total.recoveries, total.torn_tails);
   fmt::print("state losses (wiped disks, damaged durable records, page caches lost): {}; forged messages: {}\n",
              total.state_losses, total.forged);
-  fmt::print("snapshots: {} taken, {} restored at a start\n", total.snapshots_taken, total.snapshots_restored);
+  fmt::print(
+      "snapshots: {} taken, {} restored at a start, {} installed from a leader, {} adopted at a start (the log ended "
+      "before it); {} compactions; {} starts repaired (no snapshot covered the log's base)\n",
+      total.snapshots_taken, total.snapshots_restored, total.snapshots_installed, total.snapshots_adopted,
+      total.compactions, total.start_repairs);
   fmt::print(
       "clients: offers {} (back-pressured {}); fates applied {} rejected {} unknown {}; egress {}; cut-offs {} "
       "restarts {} resets {} stalls {} outages {}; sessions expired {}; sends refused {}\n",
