@@ -405,24 +405,45 @@ std::optional<std::string> Node::Impl::start() {
   replica_config.session_timeout = options_.session_timeout;
   std::optional<ByteSpan> snapshot;
   if (latest->snapshot) snapshot = ByteSpan(latest->snapshot->body);
-  if (const consensus::LogBase base = log_->base(); base.index != LogIndex{0}) {
-    const auto position = snapshot ? host::ServiceHost::snapshot_position(*snapshot) : std::nullopt;
-    if (!position || log_->term_at(position->first) != position->second) {
-      // The log's prefix is gone and no intact snapshot stands for it: the state cannot be rebuilt here. Never a
-      // silent start from scratch: the node empties its log and rejoins as a recovering node, which votes again only
-      // once it holds what it may have acknowledged, from the leader's snapshot and log.
-      spdlog::error(
-          "the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
-          "rejoining as a recovering node, repaired from the cluster",
-          base.index.value(),
-          position
-              ? fmt::format(" (the newest is at index {}, term {})", position->first.value(), position->second.value())
-              : std::string());
-      (void)log_->reset(LogIndex{0}, Term{0});
-      consensus::HardState state = log_->hard_state();
-      state.standing = consensus::Standing::recovering;
-      (void)log_->save_hard_state(state);
-      snapshot.reset();
+  {
+    std::optional<consensus::LogBase> position;
+    if (snapshot)
+      if (const auto found = host::ServiceHost::snapshot_position(*snapshot))
+        position = consensus::LogBase{found->first, found->second};
+    const consensus::LogBase base = log_->base();
+    const LogIndex recovered_end = log_->last_index();
+    switch (host::prepare_start(*log_, position)) {
+      case host::StartPath::replay:
+      case host::StartPath::restore: break;
+      case host::StartPath::adopt:
+        spdlog::warn(
+            "the snapshot at index {} reaches beyond the log recovered (index {}): its tail was lost "
+            "unacknowledged; the log starts again after the snapshot",
+            position->index.value(), recovered_end.value());
+        break;
+      case host::StartPath::repair:
+        // Never a silent start from scratch: the node rejoins as a recovering node, which votes again only once it
+        // holds what it may have acknowledged, from the leader's snapshot and log.
+        spdlog::error(
+            "the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
+            "rejoining as a recovering node, repaired from the cluster",
+            base.index.value(),
+            position
+                ? fmt::format(" (the newest is at index {}, term {})", position->index.value(), position->term.value())
+                : std::string());
+        break;
+    }
+    // What that wrote is durable before the core is built on the log (it takes what the log holds as durable).
+    if (auto batch = log_->take_batch()) {
+      storage::BatchResult result;
+      const storage::StorageOp& last = batch->ops.back();
+      result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+      if (auto written = writer_->write(*batch); !written)
+        result.error = written.error();
+      else if (auto synced = writer_->sync(); !synced)
+        result.error = synced.error();
+      if (!log_->complete(std::move(batch), result))
+        return fmt::format("data_dir: {}", log_->failure() ? log_->failure()->message : "a write at start failed");
     }
   }
   const auto restore_started = Clock::now();

@@ -3,6 +3,7 @@
 // client that stayed up resumes its session; a follower that was down while the others compacted past it catches up
 // by installing the leader's snapshot, also when the leader dies part way.
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -176,6 +177,69 @@ TEST_F(SnapshotTest, AnAdminRequestTakesASnapshotNowAndAnswersOnceItIsWritten) {
     EXPECT_EQ(again.size, taken.size);
     EXPECT_EQ(snapshot_files(n.data_dir), 1U);
   }
+}
+
+// The complete snapshot files in `dir`, newest first.
+std::vector<std::filesystem::path> snapshots_newest_first(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> found;
+  for (const auto& file : std::filesystem::directory_iterator(dir)) {
+    const std::string name = file.path().filename().string();
+    if (name.starts_with("snapshot-") && !name.ends_with(".tmp")) found.push_back(file.path());
+  }
+  std::sort(found.rbegin(), found.rend());  // names sort by index
+  return found;
+}
+
+// Cuts a snapshot file's last byte: its size no longer matches its header (and damaging it twice still damages it).
+void damage(const std::filesystem::path& file) {
+  std::filesystem::resize_file(file, std::filesystem::file_size(file) - 1);
+  std::printf("[ info ] damaged %s\n", file.filename().c_str());
+}
+
+TEST_F(SnapshotTest, ADamagedSnapshotFallsBackToThePreviousOneOrElseTheNodeIsRepairedFromTheCluster) {
+  ASSERT_TRUE(start_cluster(snapshot_flags()));
+  const auto leader = wait_leader(deadline());
+  ASSERT_TRUE(leader);
+  KvClient writer(client_endpoints(), 256);
+  ASSERT_TRUE(writer.client().wait_connected(deadline()));
+  std::map<std::string, std::string> expected;
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 0, 3000, 1000, 256));
+  const std::uint32_t follower = leader->node_id == 3 ? 2 : 3;
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  ASSERT_TRUE(kill_node(follower).has_value());
+  auto files = snapshots_newest_first(node(follower).data_dir);
+  // The newest two are kept (three for a moment: a new one is written before the oldest goes).
+  ASSERT_GE(files.size(), 2U);
+
+  // The newest is damaged: the previous one is restored, with the log kept since it.
+  damage(files[0]);
+  ASSERT_TRUE(restart(follower));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return contains(
+            node(follower).process->stderr_text(),
+            fmt::format("restored the snapshot at index {}", std::stoull(files[1].filename().string().substr(9, 20))));
+      },
+      deadline()))
+      << node(follower).process->stderr_text();
+  EXPECT_TRUE(contains(node(follower).process->stderr_text(), "is damaged and not used"));
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 3000, 100, 1000, 256));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+
+  // Every snapshot damaged and the log compacted: no silent start from scratch; it rejoins as a recovering node and
+  // the leader repairs it with its snapshot and log.
+  ASSERT_TRUE(kill_node(follower).has_value());
+  for (const auto& file : snapshots_newest_first(node(follower).data_dir)) damage(file);
+  ASSERT_TRUE(restart(follower));
+  EXPECT_TRUE(eventually(
+      [&] { return contains(node(follower).process->stderr_text(), "rejoining as a recovering node"); }, deadline()))
+      << node(follower).process->stderr_text();
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 3100, 100, 1000, 256));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  EXPECT_TRUE(contains(node(follower).process->stderr_text(), "installed the leader's snapshot at index"));
+  EXPECT_TRUE(eventually([&] { return status(follower).status.standing == "member"; }, deadline()))
+      << "node " << follower << " did not vote again";
+  expect_values(expected);
 }
 
 }  // namespace
