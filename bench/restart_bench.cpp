@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cohort/node.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -392,9 +394,9 @@ std::string phases(const Restart& r) {
 struct RestartOptions {
   std::string cohortd;
   std::string service = "counter";
-  std::size_t message_size = 64;  // echo only: the counter's add is 24 bytes
-  std::uint64_t threshold = 64 * kMiB;
-  std::uint64_t segment_size = 64 * kMiB;
+  std::size_t message_size = 64;                                       // echo only: the counter's add is 24 bytes
+  std::uint64_t threshold = cohort::NodeOptions{}.snapshot_threshold;  // the node's defaults
+  std::uint64_t segment_size = cohort::NodeOptions{}.segment_size;
   std::vector<std::string> node_flags;
 };
 
@@ -580,7 +582,7 @@ struct MemoryOptions {
   std::size_t log_message_size = std::size_t{16} << 10U;
   std::size_t sessions = 10'000;
   std::size_t egress_per_session = 4;
-  std::uint64_t threshold = 64 * kMiB;
+  std::uint64_t threshold = cohort::NodeOptions{}.snapshot_threshold;
   std::vector<std::string> node_flags;
 };
 

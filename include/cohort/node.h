@@ -81,11 +81,13 @@ struct NodeOptions {
   std::chrono::milliseconds election_timeout_min{500};
   std::chrono::milliseconds election_timeout_max{1000};  // exclusive
   std::chrono::milliseconds client_keepalive_interval{250};
-  std::uint64_t segment_size = 64ULL << 20U;
-  // A snapshot is taken once this many bytes of log follow the last one (0: never by size). A restart loads the
-  // newest snapshot and replays the log after it, so this bounds the replay: 64 MiB is about half a
-  // second of replay, scaled from 256 MiB in about 2 s (issue 13; not measured here yet).
-  std::uint64_t snapshot_threshold = 64ULL << 20U;
+  // Compaction removes whole segments, and a restart reads back every segment kept: smaller ones keep less.
+  std::uint64_t segment_size = 16ULL << 20U;
+  // A snapshot is taken once this many bytes of log follow the last one, and at least as many as the last snapshot
+  // has (so writing snapshots costs at most as much disk as the log: a large state is snapshotted less often). 0:
+  // never by size. A restart loads the newest snapshot and replays the log after it, so this bounds the replay:
+  // 16 MiB replays in about 0.2 s (docs/benchmarks.md, "Snapshots").
+  std::uint64_t snapshot_threshold = 16ULL << 20U;
   // Once a snapshot is written, the log before the previous snapshot is removed (so a damaged newest one falls back
   // to the previous one, with the log since it). This many entries before the newest snapshot are kept as well, for
   // followers that lag: one that needs an entry no longer kept is sent the snapshot instead.

@@ -615,7 +615,12 @@ void Node::Impl::maybe_take_snapshot(consensus::Time now) {
     if (asked) answer_snapshot_requests(snapshot_requests_, newest_snapshot_reply());
     return;
   }
-  if (!asked && log_->bytes_after(last_snapshot_) < options_.snapshot_threshold) return;
+  if (!asked) {
+    const consensus::SnapshotPtr& newest = replica_->raft().snapshot();
+    const std::uint64_t due =
+        std::max<std::uint64_t>(options_.snapshot_threshold, newest != nullptr ? newest->bytes.size() : 0);
+    if (log_->bytes_after(last_snapshot_) < due) return;
+  }
   snapshot_answering_ = std::move(snapshot_requests_);
   snapshot_requests_.clear();
   // Serialized here, at one applied index, while nothing else runs: the loop waits for this copy (measured and

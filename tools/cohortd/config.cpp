@@ -417,11 +417,11 @@ void define_flags(CLI::App& app, Flags& flags) {
                  "client keep-alive interval (timeouts.client_keepalive_ms; default 250)")
       ->type_name("MS");
   app.add_option("--segment-size", flags.segment_size,
-                 "log segment size in bytes, at least 4096 (segment_size; default 64 MiB)")
+                 "log segment size in bytes, at least 4096 (segment_size; default 16 MiB)")
       ->type_name("BYTES");
   app.add_option("--snapshot-threshold", flags.snapshot_threshold,
                  "take a snapshot once this many bytes of log follow the last one, at least 65536; 0: never "
-                 "(snapshot_threshold; default 64 MiB)")
+                 "(snapshot_threshold; default 16 MiB)")
       ->type_name("BYTES");
   app.add_option("--compaction-margin", flags.compaction_margin,
                  "log entries kept before the newest snapshot besides the log since the previous one, for lagging "
