@@ -519,12 +519,13 @@ void Raft::handle_snapshot_chunk(const Message& message, const SnapshotChunk& ch
   last_leader_contact_ = now;
   if (!acknowledges()) return;
   // Malformed (a snapshot of a term newer than its sender's, or at index 0, or data beyond its size): dropped.
-  if (chunk.position.term > message.term || chunk.position.index == LogIndex{0} || chunk.offset > chunk.size ||
-      chunk.data.size() > chunk.size - chunk.offset)
+  if (chunk.position.term > message.term || chunk.position.index == LogIndex{0} || chunk.position.term == Term{0} ||
+      chunk.offset > chunk.size || chunk.data.size() > chunk.size - chunk.offset)
     return;
   if (chunk.position.index <= commit_) {
-    // Committed here already, so the log (or this node's own snapshot) matches the leader's up to there.
-    receiving_.reset();
+    // Committed here already, so the log (or this node's own snapshot) matches the leader's up to there. (A late
+    // chunk of a snapshot installed before: one of a later snapshot being received is kept.)
+    if (receiving_ && receiving_->position.index <= commit_) receiving_.reset();
     leader_match_ = std::max(leader_match_, chunk.position.index);
     AppendResponse response;
     response.success = true;

@@ -68,7 +68,7 @@ Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& servic
       term_(raft_.term()) {
   raft_.set_installer(this);
   if (snapshot) {
-    if (raft_.commit_index() == LogIndex{}) {
+    if (usable_snapshot_index(log_, snapshot) == LogIndex{}) {
       snapshot_problem_ = "the log does not hold the snapshot's position with its term";
     } else if (auto restored = host_.restore(*snapshot); !restored) {
       snapshot_problem_ = restored.error();
@@ -76,8 +76,12 @@ Replica::Replica(ReplicaConfig config, consensus::LogStore& log, Service& servic
       return;
     }
   }
-  // Entries up to a base are gone: only a snapshot can stand for them.
-  COHORT_ASSERT(log_.base().index == LogIndex{0});
+  // Entries up to a base are gone: only a snapshot can stand for them. (prepare_start sees to it, unless the
+  // snapshot it was given passed its checksum and still does not decode, say after a change of layout.)
+  if (log_.base().index != LogIndex{0}) {
+    usable_ = false;
+    return;
+  }
   host_.start();
 }
 

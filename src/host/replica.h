@@ -108,6 +108,9 @@ class Replica final : private consensus::SnapshotInstaller {
 
   /// Why the snapshot given at construction was not used (empty if it was, or none was given).
   const std::string& snapshot_problem() const noexcept { return snapshot_problem_; }
+  /// False if the log's base is above 0 and the snapshot given did not restore (snapshot_problem() says why): the
+  /// replica cannot run. The driver repairs the node (prepare_start without a snapshot) and builds another.
+  bool usable() const noexcept { return usable_; }
 
   void tick(Time mono, ClusterTime wall);
   void step(const consensus::Message& message, Time mono);
@@ -183,6 +186,7 @@ class Replica final : private consensus::SnapshotInstaller {
   std::vector<std::pair<TimerId, std::uint64_t>> due_;
   std::vector<std::pair<SessionId, ClusterTime>> idle_;
   std::string snapshot_problem_;
+  bool usable_ = true;
 };
 
 }  // namespace cohort::host

@@ -572,7 +572,7 @@ std::optional<std::pair<LogIndex, Term>> ServiceHost::snapshot_position(ByteSpan
   const std::uint64_t magic = in.u64();
   const LogIndex index{in.u64()};
   const Term term{in.u64()};
-  if (!in.ok() || magic != kHostSnapshotMagic || index == LogIndex{}) return std::nullopt;
+  if (!in.ok() || magic != kHostSnapshotMagic || index == LogIndex{} || term == Term{}) return std::nullopt;
   return std::pair{index, term};
 }
 

@@ -405,10 +405,12 @@ std::optional<std::string> Node::Impl::start() {
   replica_config.session_timeout = options_.session_timeout;
   std::optional<ByteSpan> snapshot;
   if (latest->snapshot) snapshot = ByteSpan(latest->snapshot->body);
-  {
+  // Prepares the log for a replica with `snapshot` (host::prepare_start) and makes what that wrote durable before the
+  // core is built on the log (it takes what the log holds as durable).
+  const auto prepare = [&](std::optional<ByteSpan> with) -> std::optional<std::string> {
     std::optional<consensus::LogBase> position;
-    if (snapshot)
-      if (const auto found = host::ServiceHost::snapshot_position(*snapshot))
+    if (with)
+      if (const auto found = host::ServiceHost::snapshot_position(*with))
         position = consensus::LogBase{found->first, found->second};
     const consensus::LogBase base = log_->base();
     const LogIndex recovered_end = log_->last_index();
@@ -433,7 +435,6 @@ std::optional<std::string> Node::Impl::start() {
                 : std::string());
         break;
     }
-    // What that wrote is durable before the core is built on the log (it takes what the log holds as durable).
     if (auto batch = log_->take_batch()) {
       storage::BatchResult result;
       const storage::StorageOp& last = batch->ops.back();
@@ -445,10 +446,23 @@ std::optional<std::string> Node::Impl::start() {
       if (!log_->complete(std::move(batch), result))
         return fmt::format("data_dir: {}", log_->failure() ? log_->failure()->message : "a write at start failed");
     }
-  }
+    return std::nullopt;
+  };
+  if (auto failed = prepare(snapshot)) return *failed;
   const auto restore_started = Clock::now();
   replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(), wall_now(),
                                              snapshot);
+  if (!replica_->usable()) {
+    // The snapshot passed its checksum but does not restore (a change of layout, say), and the log's prefix is gone:
+    // as if it were damaged.
+    spdlog::error("snapshot at index {} does not restore: {}", latest->snapshot->meta.index.value(),
+                  replica_->snapshot_problem());
+    replica_.reset();
+    snapshot.reset();
+    if (auto failed = prepare(std::nullopt)) return *failed;
+    replica_ = std::make_unique<host::Replica>(replica_config, *log_, service_, seed ^ 0x5EEDULL, mono_now(),
+                                               wall_now(), std::nullopt);
+  }
   if (latest->snapshot) {
     const storage::SnapshotMeta& meta = latest->snapshot->meta;
     if (!replica_->snapshot_problem().empty()) {
@@ -1039,6 +1053,11 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
       if (!request) return malformed(request.error());
       if (stopping_) {
         send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::stopping, 0, 0, 0});
+        return;
+      }
+      // One snapshot answers every request waiting: more than this many waiting is a tool gone wrong.
+      if (constexpr std::size_t kMaxWaiting = 64; snapshot_requests_.size() >= kMaxWaiting) {
+        send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
         return;
       }
       spdlog::info("[{}] an admin tool asks for a snapshot", context());

@@ -101,6 +101,8 @@ void SimCluster::start(std::uint32_t index) {
   node.replica =
       std::make_unique<host::Replica>(replica_config, node.storage.log(), *node.service, random_.next(), now,
                                       wall(node), snapshot ? std::optional<ByteSpan>(*snapshot) : std::nullopt);
+  // Every snapshot the simulator writes decodes: prepare_start was given a usable one, or none.
+  COHORT_ASSERT(node.replica->usable());
   node.snapshot = node.replica->host().applied_index();
   if (snapshot) {
     // A snapshot the log does not reach with its term while the log starts at index 1 is left unused, and the whole

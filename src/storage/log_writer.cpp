@@ -224,8 +224,6 @@ IoStatus LogWriter::reset(const StorageOp& op) {
                                       snapshot.bytes);
         !written)
       return unexpected(written.error());
-    if (auto removed = remove_snapshots_before(directory_, snapshot.position.index); !removed)
-      return unexpected(removed.error());
     syncs_ += 3;
   }
   if (!segments_.empty()) {
@@ -246,6 +244,11 @@ IoStatus LogWriter::reset(const StorageOp& op) {
   // The log is empty after its base, which is durable: records written from here on claim no more than it.
   written_index_ = op.base.index;
   durable_index_ = op.base.index;
+  if (op.snapshot != nullptr) {
+    // Only now: until the new base is durable, a crash leaves the old log, which an older snapshot may cover.
+    if (auto removed = remove_snapshots_before(directory_, op.snapshot->position.index); !removed)
+      return unexpected(removed.error());
+  }
   return {};
 }
 

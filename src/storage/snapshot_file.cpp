@@ -373,7 +373,11 @@ IoResult<std::vector<std::string>> remove_snapshots_before(Directory& directory,
   std::vector<std::string> removed;
   for (NamedFile& file : *files) {
     if (file.parsed.index >= keep_from) continue;
-    if (auto status = directory.remove(file.name); !status) return unexpected(status.error());
+    // Another thread may remove the same file first (the snapshot job and an install's reset both clean up).
+    if (auto status = directory.remove(file.name); !status) {
+      if (status.error().code == ENOENT) continue;
+      return unexpected(status.error());
+    }
     removed.push_back(std::move(file.name));
   }
   if (!removed.empty()) {

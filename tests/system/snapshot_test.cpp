@@ -196,7 +196,7 @@ void damage(const std::filesystem::path& file) {
   std::printf("[ info ] damaged %s\n", file.filename().c_str());
 }
 
-TEST_F(SnapshotTest, ADamagedSnapshotFallsBackToThePreviousOneOrElseTheNodeIsRepairedFromTheCluster) {
+TEST_F(SnapshotTest, ADamagedSnapshotFallsBackToThePreviousOneOrElseTheNodeIsRepairedAndAWipedOneRejoins) {
   ASSERT_TRUE(start_cluster(snapshot_flags()));
   const auto leader = wait_leader(deadline());
   ASSERT_TRUE(leader);
@@ -239,6 +239,18 @@ TEST_F(SnapshotTest, ADamagedSnapshotFallsBackToThePreviousOneOrElseTheNodeIsRep
   EXPECT_TRUE(contains(node(follower).process->stderr_text(), "installed the leader's snapshot at index"));
   EXPECT_TRUE(eventually([&] { return status(follower).status.standing == "member"; }, deadline()))
       << "node " << follower << " did not vote again";
+
+  // Its data directory wiped: it starts fresh, learns the cluster has a history, and rejoins the same way.
+  ASSERT_TRUE(kill_node(follower).has_value());
+  for (const auto& file : std::filesystem::directory_iterator(node(follower).data_dir))
+    std::filesystem::remove_all(file.path());
+  ASSERT_TRUE(restart(follower));
+  ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 3200, 100, 1000, 256));
+  ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
+  EXPECT_TRUE(contains(node(follower).process->stderr_text(), "installed the leader's snapshot at index"))
+      << node(follower).process->stderr_text();
+  EXPECT_TRUE(eventually([&] { return status(follower).status.standing == "member"; }, deadline()))
+      << "node " << follower << " did not vote again after its wipe";
   expect_values(expected);
 }
 

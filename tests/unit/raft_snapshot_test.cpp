@@ -502,5 +502,76 @@ TEST(RaftSnapshot, AFollowerSkipsTheEntriesItsBaseCovers) {
   EXPECT_EQ(cluster.log(follower).base().index, base);
 }
 
+// A late chunk of a snapshot the follower has committed already (of an install that completed) leaves alone the
+// newer snapshot the follower is half way through: the install goes on from where it was.
+TEST(RaftSnapshot, AStaleChunkOfACommittedSnapshotDoesNotDropTheNewerOneBeingReceived) {
+  SnapshotCluster cluster(3);
+  const Lagging lag = lag_behind_a_compaction(cluster, 40);
+  const std::uint64_t size = lag.snapshot->bytes.size();
+  const NodeId follower{lag.follower};
+  std::uint64_t delivered = 0;
+  bool cut = false;
+  std::optional<Message> sample;
+  cluster.filter = [&](Message& m) {
+    if (m.to != follower && m.from != follower) return true;
+    if (cut) return false;
+    if (auto* chunk = std::get_if<SnapshotChunk>(&m.body)) {
+      if (delivered + chunk->data.size() > size / 2) {
+        cut = true;
+        return false;
+      }
+      delivered += chunk->data.size();
+      sample = m;
+    }
+    return true;
+  };
+  cluster.run_for(300ms);
+  ASSERT_TRUE(cut);
+  ASSERT_TRUE(sample.has_value());
+  ASSERT_EQ(cluster.installs(lag.follower), 0);
+  const std::uint64_t before = delivered;
+  // A late chunk from the same leader and term, of a snapshot at a position the follower has committed.
+  Message stale = *sample;
+  auto& chunk = std::get<SnapshotChunk>(stale.body);
+  const LogIndex committed = cluster.raft(lag.follower).commit_index();
+  ASSERT_GT(committed, LogIndex{0});
+  chunk.position = LogBase{committed, *cluster.log(lag.follower).term_at(committed)};
+  chunk.offset = 0;
+  chunk.size = 8;
+  chunk.checksum = 1;
+  chunk.data.assign(8, std::byte{0});
+  cluster.deliver(stale);
+  std::vector<std::uint64_t> offsets;
+  cluster.filter = [&](Message& m) {
+    if (auto* c = std::get_if<SnapshotChunk>(&m.body); c != nullptr && m.to == follower && !c->data.empty())
+      offsets.push_back(c->offset);
+    return true;
+  };
+  cluster.run_for(1s);
+  EXPECT_EQ(cluster.installs(lag.follower), 1);
+  ASSERT_FALSE(offsets.empty());
+  EXPECT_EQ(offsets.front(), before) << "the follower dropped the half it held: the install started over";
+}
+
+// A position at term 0 (index > 0) names no snapshot a correct leader takes; installed, it would reach the snapshot
+// writer's assertion on a peer's input.
+TEST(RaftSnapshot, AChunkAtTermZeroIsRefused) {
+  SnapshotCluster cluster(3);
+  cluster.run_for(1100ms);
+  const std::uint32_t leader = cluster.leader();
+  const std::uint32_t follower = other_than(leader);
+  const Term term = cluster.raft(leader).term();
+  const std::uint64_t boot = cluster.raft(leader).boot();
+  Applied fake;
+  fake.index = LogIndex{50};
+  fake.term = Term{0};
+  const auto bytes = fake.encode();
+  SnapshotChunk chunk{LogBase{LogIndex{50}, Term{0}}, bytes.size(), snapshot_checksum(bytes), 0, bytes};
+  cluster.raft(follower).step(Message{NodeId{leader}, NodeId{follower}, term, std::move(chunk), boot}, Time{0});
+  cluster.settle();
+  EXPECT_EQ(cluster.installs(follower), 0) << "a snapshot at term 0 was installed";
+  EXPECT_NE(cluster.log(follower).base(), (LogBase{LogIndex{50}, Term{0}}));
+}
+
 }  // namespace
 }  // namespace cohort::consensus
