@@ -787,6 +787,18 @@ void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack) {
   // stale. Taking it for a drop would send the window again, every chunk of which the follower acknowledges again,
   // some of those overtaking others in turn: a storm. (A loss is resent by the probe after rounds without progress.)
   if (!install.probing && ack.received < install.acked && ack.received != 0) return;
+  if (!install.probing && ack.received == install.acked && install.acked < install.sent) {
+    // The follower holds no more than before although more was sent: it dropped a chunk that did not start where it
+    // stands, so one before it was lost or overtaken, and everything sent after that is gone too. Send again from
+    // where it stands, at once rather than after rounds of silence; once per window, so that the answers to the
+    // chunks still on the way do not set off more of the same.
+    if (install.acked >= install.resent_up_to) {
+      install.resent_up_to = install.sent;
+      install.sent = install.acked;
+      send_snapshot_chunks(*progress);
+    }
+    return;
+  }
   // The answer to a probe says where to go on; so does one that went back (the follower dropped what it had).
   if (install.probing || ack.received < install.acked) install.sent = ack.received;
   install.probing = false;

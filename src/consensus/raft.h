@@ -160,6 +160,8 @@ class Raft {
       std::uint64_t acked = 0;  // bytes the follower said it holds
       bool probing = true;      // one empty chunk out, asking where to resume
       int stalled_rounds = 0;   // heartbeat answers in a row with no progress: lost chunks are sent again
+      // After sending again from `acked`, not again before the follower holds what had been sent by then.
+      std::uint64_t resent_up_to = 0;
     };
     std::optional<Install> install;
   };

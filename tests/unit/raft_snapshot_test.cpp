@@ -394,6 +394,22 @@ TEST(RaftSnapshot, AnAcknowledgementOfNothingSendsTheSnapshotAgainFromTheStart) 
   EXPECT_EQ(offsets.front(), 0U);
 }
 
+TEST(RaftSnapshot, AChunkLostOnTheWayIsSentAgainAtOnceNotAfterRoundsOfSilence) {
+  SnapshotCluster cluster(3);
+  const Lagging lag = lag_behind_a_compaction(cluster, 40);
+  int data_chunks = 0;
+  const NodeId follower{lag.follower};
+  cluster.filter = [&](Message& m) {
+    if (auto* chunk = std::get_if<SnapshotChunk>(&m.body); chunk != nullptr && m.to == follower && !chunk->data.empty())
+      return ++data_chunks != 3;  // the third is lost
+    return true;
+  };
+  // Well within the three heartbeat rounds (150 ms) after which a silent install is probed again.
+  cluster.run_for(60ms);
+  EXPECT_GT(data_chunks, 3);
+  EXPECT_EQ(cluster.installs(lag.follower), 1);
+}
+
 TEST(RaftSnapshot, ADamagedChunkIsCaughtByTheChecksumAndTheSnapshotSentAgain) {
   SnapshotCluster cluster(3);
   const Lagging lag = lag_behind_a_compaction(cluster, 20);
