@@ -540,11 +540,27 @@ void Raft::handle_snapshot_chunk(const Message& message, const SnapshotChunk& ch
       send(message.from, SnapshotAck{chunk.position, chunk.checksum, 0}, hard_state_seq_);
       return;
     }
-    receiving_ = Receiving{chunk.position, chunk.size, chunk.checksum, {}};  // replaces any other one
+    receiving_ = Receiving{chunk.position, chunk.size, chunk.checksum, {}, {}, 0};  // replaces any other one
   }
-  auto& bytes = receiving_->bytes;
-  if (chunk.offset == bytes.size()) bytes.insert(bytes.end(), chunk.data.begin(), chunk.data.end());
-  if (bytes.size() == receiving_->size) {
+  Receiving& receiving = *receiving_;
+  auto& bytes = receiving.bytes;
+  if (chunk.offset == bytes.size()) {
+    bytes.insert(bytes.end(), chunk.data.begin(), chunk.data.end());
+    // The chunks that had come early now follow on (or overlap what is in, after a resend).
+    while (!receiving.ahead.empty() && receiving.ahead.begin()->first <= bytes.size()) {
+      auto early = receiving.ahead.extract(receiving.ahead.begin());
+      receiving.ahead_bytes -= early.mapped().size();
+      const std::uint64_t end = early.key() + early.mapped().size();
+      if (end > bytes.size())
+        bytes.insert(bytes.end(), early.mapped().end() - static_cast<std::ptrdiff_t>(end - bytes.size()),
+                     early.mapped().end());
+    }
+  } else if (chunk.offset > bytes.size() && !chunk.data.empty() && !receiving.ahead.contains(chunk.offset) &&
+             receiving.ahead_bytes + chunk.data.size() <= kMaxAheadBytes) {
+    receiving.ahead_bytes += chunk.data.size();
+    receiving.ahead.emplace(chunk.offset, chunk.data);
+  }
+  if (bytes.size() == receiving.size) {
     finish_snapshot(message.from);
     return;
   }

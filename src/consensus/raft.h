@@ -16,6 +16,7 @@
 
 #include <array>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -289,7 +290,12 @@ class Raft {
     std::uint64_t size = 0;
     std::uint64_t checksum = 0;
     std::vector<std::byte> bytes;
+    // Chunks that arrived before one they follow (messages overtake one another), by offset, each after
+    // bytes.size(): appended once the bytes before them are in. At most kMaxAheadBytes of them.
+    std::map<std::uint64_t, std::vector<std::byte>> ahead;
+    std::size_t ahead_bytes = 0;
   };
+  static constexpr std::size_t kMaxAheadBytes = std::size_t{16} << 20U;
   std::optional<Receiving> receiving_;
 
   Ready ready_;

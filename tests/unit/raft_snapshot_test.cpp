@@ -117,11 +117,18 @@ class SnapshotCluster {
         if (!filter(out.message)) continue;
         nodes_.at(out.message.to).raft->step(out.message, now_);
       }
+      std::vector<Message> late;
+      late.swap(later_);
+      for (const Message& message : late) nodes_.at(message.to).raft->step(message, now_);
     }
     FAIL() << "messages kept flowing";
   }
 
   /// Hands `message` to its addressee now (bypassing the filter), then settles.
+  /// Delivers `message` after the ones of the current round (a filter holding a message back and letting a later
+  /// one overtake it).
+  void deliver_later(const Message& message) { later_.push_back(message); }
+
   void deliver(const Message& message) {
     nodes_.at(message.to).raft->step(message, now_);
     settle();
@@ -175,6 +182,7 @@ class SnapshotCluster {
   }
 
   std::map<NodeId, Node> nodes_;
+  std::vector<Message> later_;
   Time now_{0};
   int next_ = 0;
 };
@@ -408,6 +416,37 @@ TEST(RaftSnapshot, AChunkLostOnTheWayIsSentAgainAtOnceNotAfterRoundsOfSilence) {
   cluster.run_for(60ms);
   EXPECT_GT(data_chunks, 3);
   EXPECT_EQ(cluster.installs(lag.follower), 1);
+}
+
+TEST(RaftSnapshot, ChunksThatOvertakeOneAnotherAreKeptUntilTheOnesBeforeThemArrive) {
+  SnapshotCluster cluster(3);
+  const Lagging lag = lag_behind_a_compaction(cluster, 40);
+  const NodeId follower{lag.follower};
+  // Every data chunk is held back until the next one has passed it: each pair arrives in reverse order.
+  std::optional<Message> held;
+  std::uint64_t largest_step = 0;  // the most the follower's holding grew by at once
+  std::uint64_t held_before = 0;
+  cluster.filter = [&](Message& m) {
+    if (const auto* ack = std::get_if<SnapshotAck>(&m.body); ack != nullptr && m.from == follower) {
+      if (ack->received > held_before) largest_step = std::max(largest_step, ack->received - held_before);
+      held_before = std::max(held_before, ack->received);
+      return true;
+    }
+    auto* chunk = std::get_if<SnapshotChunk>(&m.body);
+    if (chunk == nullptr || m.to != follower || chunk->data.empty()) return true;
+    if (!held) {
+      held = m;
+      return false;
+    }
+    cluster.deliver_later(*held);
+    held.reset();
+    return true;
+  };
+  cluster.run_for(500ms);
+  EXPECT_EQ(cluster.installs(lag.follower), 1);
+  // The early chunk was kept: the late one before it brought both in (two chunks of 64 bytes at once).
+  EXPECT_GE(largest_step, 128U);
+  EXPECT_EQ(cluster.state(lag.follower).payloads, cluster.state(lag.leader).payloads);
 }
 
 TEST(RaftSnapshot, ADamagedChunkIsCaughtByTheChecksumAndTheSnapshotSentAgain) {
