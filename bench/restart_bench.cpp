@@ -260,8 +260,10 @@ class Fates final : public ClientListener {
     ++applied_;
     changed_.notify_all();
   }
-  void on_rejected(std::uint64_t seq, std::string_view reason) override { failed(seq, reason); }
-  void on_unknown(std::uint64_t seq, std::string_view reason) override { failed(seq, reason); }
+  void on_rejected(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
+    failed(seq, reason);
+  }
+  void on_unknown(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override { failed(seq, reason); }
 
   /// Waits until `count` messages have a fate; false on timeout. Dies if one was not applied.
   bool wait_fates(std::uint64_t count, std::chrono::milliseconds timeout) {

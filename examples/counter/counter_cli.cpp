@@ -32,10 +32,10 @@ class ReplyListener final : public cohort::ClientListener {
   void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> message) override {
     finish(std::string(reinterpret_cast<const char*>(message.data()), message.size()), std::nullopt);
   }
-  void on_rejected(std::uint64_t /*seq*/, std::string_view reason) override {
+  void on_rejected(std::uint64_t /*seq*/, cohort::Reason /*code*/, std::string_view reason) override {
     finish(std::nullopt, "the cluster rejected the command: " + std::string(reason));
   }
-  void on_state(cohort::ClientState state, std::string_view reason) override {
+  void on_state(cohort::ClientState state, cohort::Reason /*code*/, std::string_view reason) override {
     // Closed without our asking: the cluster refused us for good (e.g. another cluster id).
     if (state == cohort::ClientState::closed) finish(std::nullopt, "connection closed: " + std::string(reason));
   }

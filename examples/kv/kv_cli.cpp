@@ -43,7 +43,7 @@ class Listener final : public cohort::ClientListener {
  public:
   explicit Listener(bool verbose) : verbose_(verbose) {}
 
-  void on_state(cohort::ClientState state, std::string_view reason) override {
+  void on_state(cohort::ClientState state, cohort::Reason /*code*/, std::string_view reason) override {
     if (verbose_)
       std::fprintf(stderr, "%sclient %s: %.*s\n", line_start(), cohort::to_string(state),
                    static_cast<int>(reason.size()), reason.data());
@@ -60,7 +60,7 @@ class Listener final : public cohort::ClientListener {
     ++acknowledged_;
     changed_.notify_all();
   }
-  void on_rejected(std::uint64_t seq, std::string_view reason) override {
+  void on_rejected(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     std::fprintf(stderr, "message %llu rejected: %.*s\n", static_cast<unsigned long long>(seq),
                  static_cast<int>(reason.size()), reason.data());
   }

@@ -9,8 +9,6 @@
 #include <random>
 #include <thread>
 
-#include <spdlog/spdlog.h>
-
 #include "client/client_core.h"
 #include "io/event_loop.h"
 #include "io/tcp_transport.h"
@@ -26,12 +24,31 @@ std::uint64_t random_u64() {
   return (std::uint64_t{device()} << 32U) ^ device();
 }
 constexpr std::chrono::milliseconds kTickPeriod{10};
+
+Reason disconnect_reason(io::DisconnectReason reason) {
+  switch (reason) {
+    case io::DisconnectReason::connect_refused: return Reason::connection_refused;
+    case io::DisconnectReason::connect_failed: return Reason::unreachable;
+    case io::DisconnectReason::handshake_timeout: return Reason::timed_out;
+    case io::DisconnectReason::peer_closed:
+    case io::DisconnectReason::reset: return Reason::connection_reset;
+    case io::DisconnectReason::handshake_rejected:
+    case io::DisconnectReason::protocol_error: return Reason::protocol_error;
+  }
+  return Reason::connection_reset;
+}
+
 }  // namespace
 
+// Both threading modes run the same code: an event loop, a ticker on it, and the core behind a mutex. With its own
+// thread, the thread runs the loop; in invoker mode, poll() runs what is due on the caller's thread.
 class Client::Impl final : public io::TransportHandler {
  public:
   Impl(const ClientOptions& options, ClientListener& listener)
-      : listener_(listener), core_(options, random_u64() | 1U, random_u64(), random_u64()) {
+      : listener_(listener),
+        invoker_(options.threading == ClientThreading::invoker),
+        core_(options, random_u64() | 1U, random_u64(), random_u64()) {
+    if (core_.state() == ClientState::closed) return;  // invalid options: nothing to run
     io::TcpTransportConfig config;
     config.identity = protocol::client_identity(options.cluster_id, protocol::PeerRole::client);
     config.handshake_timeout = std::max(options.silence_limit, std::chrono::milliseconds(1000));
@@ -44,29 +61,54 @@ class Client::Impl final : public io::TransportHandler {
         config.send_buffer_limit,
         options.max_buffered_bytes + options.max_buffered_messages * 32 + config.max_frame_length);
     transport_ = std::make_unique<io::TcpTransport>(loop_, config, *this);
+    running_ = true;
+    if (invoker_) {
+      ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
+      return;
+    }
     thread_ = std::thread([this] {
       io_thread_id_ = std::this_thread::get_id();
-      auto ticker = loop_.every(kTickPeriod, [this] { tick(); });
+      ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
       tick();
       loop_.run();
+      ticker_.reset();
     });
   }
 
-  ~Impl() override { close(); }
+  ~Impl() override {
+    close(std::chrono::milliseconds(0));
+    ticker_.reset();
+  }
 
   Offer offer(std::span<const std::byte> message) {
     Offer result;
     {
       const std::lock_guard lock(mutex_);
       result = core_.offer(message, mono_now());
+      // In invoker mode the caller is the loop's thread: the frame goes to the transport at once (the listener
+      // hears of anything only in poll()).
+      if (invoker_ && result.status == OfferStatus::accepted) write_outgoing();
     }
-    if (result.status == OfferStatus::accepted) schedule_flush();
+    if (!invoker_ && result.status == OfferStatus::accepted) schedule_flush();
     return result;
+  }
+
+  int poll() {
+    if (!invoker_ || !running_) return 0;
+    if (first_poll_) {
+      first_poll_ = false;
+      tick();
+    }
+    return static_cast<int>(loop_.poll());
   }
 
   ClientState state() const {
     const std::lock_guard lock(mutex_);
     return core_.state();
+  }
+  std::pair<Reason, std::string> state_reason() const {
+    const std::lock_guard lock(mutex_);
+    return {core_.reason(), core_.reason_text()};
   }
   std::uint64_t session_id() const {
     const std::lock_guard lock(mutex_);
@@ -76,49 +118,65 @@ class Client::Impl final : public io::TransportHandler {
     const std::lock_guard lock(mutex_);
     return core_.leader();
   }
+  std::uint64_t settled_seq() const {
+    const std::lock_guard lock(mutex_);
+    return core_.settled_seq();
+  }
+  std::uint64_t applied_position() const {
+    const std::lock_guard lock(mutex_);
+    return core_.applied_position();
+  }
   std::size_t unacknowledged() const {
     const std::lock_guard lock(mutex_);
     return core_.unacknowledged();
   }
 
-  bool wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const {
+  bool wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
+    if (invoker_) {
+      if (first_poll_) poll();
+      const auto holds = [&] {
+        const std::lock_guard lock(mutex_);
+        return done();
+      };
+      return running_ ? loop_.run_until(holds, timeout) : holds();
+    }
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, done);
   }
-  bool wait_connected(std::chrono::milliseconds timeout) const {
-    return wait_for(
-               timeout,
-               [this] { return core_.state() == ClientState::connected || core_.state() == ClientState::closed; }) &&
-           state() == ClientState::connected;
+  bool wait_connected(std::chrono::milliseconds timeout) {
+    wait_for(timeout,
+             [this] { return core_.state() == ClientState::connected || core_.state() == ClientState::closed; });
+    return state() == ClientState::connected;
   }
-  bool wait_drained(std::chrono::milliseconds timeout) const {
+  bool wait_drained(std::chrono::milliseconds timeout) {
     return wait_for(timeout, [this] { return core_.unacknowledged() == 0; });
   }
 
-  // May be called from a listener callback (the I/O thread then closes without joining itself; the destructor
-  // joins), but the client must not be destroyed from one.
-  void close() {
-    const bool on_io_thread = std::this_thread::get_id() == io_thread_id_;
-    if (on_io_thread) {
-      if (!closing_.exchange(true)) post_close();
+  void close(std::chrono::milliseconds drain) {
+    if (!running_) return;
+    if (invoker_) {
+      begin_close(drain);
+      flush();
+      // The ticker ends a drain at its deadline; then what flush() queued (the session close) is written.
+      loop_.run_until([this] { return state() == ClientState::closed; }, drain + std::chrono::seconds(1));
+      loop_.poll();
+      running_ = false;
+      return;
+    }
+    // From a listener callback: the I/O thread cannot join itself (the destructor joins).
+    if (std::this_thread::get_id() == io_thread_id_) {
+      begin_close(std::chrono::milliseconds(0));
+      schedule_flush();
       return;
     }
     const std::lock_guard closing(close_mutex_);  // two application threads closing at once join once
     if (!thread_.joinable()) return;
-    if (!closing_.exchange(true)) post_close();
-    thread_.join();
-  }
-
-  void post_close() {
-    loop_.post([this] {
-      {
-        const std::lock_guard lock(mutex_);
-        core_.close(mono_now());
-      }
+    loop_.post([this, drain] {
+      begin_close(drain);
       flush();
-      // The transport writes what flush() queued in a task it has just posted: stop after it.
-      loop_.post([this] { loop_.stop(); });
     });
+    thread_.join();
+    running_ = false;
   }
 
   // TransportHandler
@@ -130,16 +188,19 @@ class Client::Impl final : public io::TransportHandler {
     if (id != connection_) return;
     with_core([&](client::ClientCore& core) { core.on_frame(frame, mono_now()); });
   }
+  void on_handshake_refused(io::ConnectionId id, const protocol::HandshakeRefusal& refusal) override {
+    if (id == connection_) refusal_code_ = refusal.code;
+  }
   void on_disconnected(io::ConnectionId id, io::DisconnectReason reason, std::string_view detail) override {
     if (id != connection_) return;
     connection_.reset();
-    const std::string why = fmt::format("{}: {}", io::to_string(reason), detail);
     with_core([&](client::ClientCore& core) {
-      if (reason == io::DisconnectReason::handshake_rejected)
-        core.on_refused(why);
+      if (reason == io::DisconnectReason::handshake_rejected && refusal_code_)
+        core.on_refused(mono_now(), *refusal_code_, detail);
       else
-        core.on_disconnected(mono_now(), why);
+        core.on_disconnected(mono_now(), client::Disconnect{disconnect_reason(reason), std::string(detail)});
     });
+    refusal_code_.reset();
   }
 
  private:
@@ -156,9 +217,31 @@ class Client::Impl final : public io::TransportHandler {
     with_core([](client::ClientCore& core) { core.tick(mono_now()); });
   }
 
+  // Marks the client closing; the core closes at once, or once drained (or at the drain's deadline).
+  void begin_close(std::chrono::milliseconds drain) {
+    closing_ = true;
+    const std::lock_guard lock(mutex_);
+    const client::Time now = mono_now();
+    if (drain.count() > 0)
+      core_.close_after_drain(now, now + drain);
+    else
+      core_.close(now);
+  }
+
   void schedule_flush() {
     if (flush_posted_.exchange(true)) return;
     loop_.post([this] { flush(); });
+  }
+
+  // Under the lock: sends the core's frames on the connection, or gives the connection up if its send buffer is
+  // full (the node is not reading).
+  void write_outgoing() {
+    if (connection_ && !send_outgoing()) {
+      transport_->close(*connection_);
+      connection_.reset();
+      core_.on_disconnected(mono_now(), client::Disconnect{Reason::connection_reset, "send buffer full"});
+    }
+    core_.outgoing().clear();
   }
 
   // Carries out what the core asked for, then tells the listener, outside the lock.
@@ -171,12 +254,7 @@ class Client::Impl final : public io::TransportHandler {
         transport_->close(*connection_);
         connection_.reset();
       }
-      if (connection_ && !send_outgoing()) {
-        transport_->close(*connection_);
-        connection_.reset();
-        core_.on_disconnected(mono_now(), "send buffer full");
-      }
-      core_.outgoing().clear();
+      write_outgoing();
       if (auto endpoint = core_.take_connect()) {
         if (connection_) transport_->close(*connection_);
         auto parsed = io::parse_endpoint(*endpoint);
@@ -184,14 +262,27 @@ class Client::Impl final : public io::TransportHandler {
           connection_ = transport_->connect(*parsed);
         } else {
           connection_.reset();
-          core_.on_disconnected(mono_now(), parsed.error());
+          core_.on_disconnected(mono_now(), client::Disconnect{Reason::unreachable, parsed.error()});
         }
       }
       events_.swap(core_.events());
     }
     for (client::Event& event : events_) deliver(event);
-    if (!events_.empty()) changed_.notify_all();
-    events_.clear();
+    const bool told = !events_.empty();
+    {
+      const std::lock_guard lock(mutex_);
+      core_.recycle(events_);
+    }
+    if (told && !invoker_) changed_.notify_all();
+    // A closing client's loop stops once the core is closed and the session close is written (the transport
+    // writes in a task it has just posted: stop after it).
+    if (closing_ && !invoker_ && !stop_posted_) {
+      const std::lock_guard lock(mutex_);
+      if (core_.state() == ClientState::closed && core_.outgoing().empty()) {
+        stop_posted_ = true;
+        loop_.post([this] { loop_.stop(); });
+      }
+    }
   }
 
   // The core's outgoing bytes are whole frames back to back; the transport takes one frame per send. Returns
@@ -212,7 +303,9 @@ class Client::Impl final : public io::TransportHandler {
         [&](auto& e) {
           using E = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<E, client::StateEvent>)
-            listener_.on_state(e.state, e.reason);
+            listener_.on_state(e.state, e.reason, e.text);
+          else if constexpr (std::is_same_v<E, client::ConnectFailedEvent>)
+            listener_.on_connect_failed(e.endpoint, e.reason, e.text);
           else if constexpr (std::is_same_v<E, client::LeaderEvent>)
             listener_.on_leader(e.leader, e.term);
           else if constexpr (std::is_same_v<E, client::SessionEvent>)
@@ -220,15 +313,14 @@ class Client::Impl final : public io::TransportHandler {
           else if constexpr (std::is_same_v<E, client::AppliedEvent>)
             listener_.on_applied(e.seq, e.position);
           else if constexpr (std::is_same_v<E, client::RejectedEvent>)
-            listener_.on_rejected(e.seq, e.reason);
+            listener_.on_rejected(e.seq, e.reason, e.text);
           else if constexpr (std::is_same_v<E, client::UnknownEvent>)
-            listener_.on_unknown(e.seq, e.reason);
+            listener_.on_unknown(e.seq, e.reason, e.text);
+          else if constexpr (std::is_same_v<E, client::DataLossEvent>)
+            listener_.on_data_loss(e.from, e.to);
           else if constexpr (std::is_same_v<E, client::EgressGapEvent>)
             listener_.on_egress_gap(e.from, e.to);
-          else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
-            spdlog::warn("client: skipping a node: {}", e.reason);
-            listener_.on_node_refused(e.endpoint, e.reason);
-          } else {
+          else {
             static_assert(std::is_same_v<E, client::EgressEvent>, "an event the listener is not told of");
             listener_.on_egress(e.egress_seq, e.message);
           }
@@ -237,15 +329,21 @@ class Client::Impl final : public io::TransportHandler {
   }
 
   ClientListener& listener_;
+  const bool invoker_;
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
+  std::condition_variable changed_;
   client::ClientCore core_;            // guarded by mutex_
-  std::vector<client::Event> events_;  // I/O thread only
+  std::vector<client::Event> events_;  // the loop's thread only
   io::EventLoop loop_;
-  std::unique_ptr<io::TcpTransport> transport_;  // I/O thread only (after construction)
-  std::optional<io::ConnectionId> connection_;   // I/O thread only
+  std::unique_ptr<io::TcpTransport> transport_;      // the loop's thread only (after construction)
+  std::unique_ptr<io::EventLoop::Periodic> ticker_;  // the loop's thread only
+  std::optional<io::ConnectionId> connection_;       // the loop's thread only
+  std::optional<protocol::ErrorCode> refusal_code_;  // the loop's thread only: the refusal just reported
+  bool running_ = false;                             // the loop runs (or, in invoker mode, may be polled)
+  bool first_poll_ = true;                           // invoker mode: the first poll() ticks at once
   std::atomic<bool> flush_posted_{false};
   std::atomic<bool> closing_{false};
+  bool stop_posted_ = false;  // the loop's thread only
   std::mutex close_mutex_;
   std::atomic<std::thread::id> io_thread_id_{};
   std::thread thread_;
@@ -255,12 +353,16 @@ Client::Client(const ClientOptions& options, ClientListener& listener)
     : impl_(std::make_unique<Impl>(options, listener)) {}
 Client::~Client() = default;
 Offer Client::offer(std::span<const std::byte> message) { return impl_->offer(message); }
+int Client::poll() { return impl_->poll(); }
 ClientState Client::state() const { return impl_->state(); }
+std::pair<Reason, std::string> Client::state_reason() const { return impl_->state_reason(); }
 std::uint64_t Client::session_id() const { return impl_->session_id(); }
 std::uint32_t Client::leader_id() const { return impl_->leader_id(); }
+std::uint64_t Client::settled_seq() const { return impl_->settled_seq(); }
+std::uint64_t Client::applied_position() const { return impl_->applied_position(); }
 std::size_t Client::unacknowledged() const { return impl_->unacknowledged(); }
-bool Client::wait_connected(std::chrono::milliseconds timeout) const { return impl_->wait_connected(timeout); }
-bool Client::wait_drained(std::chrono::milliseconds timeout) const { return impl_->wait_drained(timeout); }
-void Client::close() { impl_->close(); }
+bool Client::wait_connected(std::chrono::milliseconds timeout) { return impl_->wait_connected(timeout); }
+bool Client::wait_drained(std::chrono::milliseconds timeout) { return impl_->wait_drained(timeout); }
+void Client::close(std::chrono::milliseconds drain) { impl_->close(drain); }
 
 }  // namespace cohort

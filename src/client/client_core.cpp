@@ -1,6 +1,7 @@
 #include "client/client_core.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 
@@ -14,20 +15,49 @@ std::string closed_before_applying(protocol::SessionCloseReason reason) {
   return fmt::format("the cluster closed the session ({}) before applying it", protocol::to_string(reason));
 }
 
+std::int64_t milliseconds(Time time) { return std::chrono::duration_cast<std::chrono::milliseconds>(time).count(); }
+
+// Spare byte buffers kept for reuse, in capacity: enough for a steady stream of messages in flight; a burst of
+// larger ones is given back to the allocator.
+constexpr std::size_t kMaxSpareBytes = 4U << 20U;
+
+Reason handshake_reason(protocol::ErrorCode code) {
+  switch (code) {
+    case protocol::ErrorCode::wrong_cluster: return Reason::another_cluster;
+    case protocol::ErrorCode::protocol_version_mismatch: return Reason::incompatible_version;
+    case protocol::ErrorCode::wrong_incarnation: return Reason::another_incarnation;
+    case protocol::ErrorCode::membership_mismatch: return Reason::node_misconfigured;
+    default: return Reason::protocol_error;
+  }
+}
+
 }  // namespace
 
 ClientCore::ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low,
                        std::uint64_t seed)
-    : options_(std::move(options)), client_high_(client_id_high), client_low_(client_id_low), random_(seed) {
-  COHORT_ASSERT(!options_.members.empty());
-  COHORT_ASSERT(options_.credential.size() <= protocol::kMaxCredentialLength);
+    : options_(std::move(options)),
+      client_high_(client_id_high),
+      client_low_(client_id_low),
+      random_(seed),
+      keepalive_interval_(options_.keepalive_interval),
+      silence_limit_(options_.silence_limit) {
+  if (auto problems = validate(options_)) {
+    state_ = ClientState::closed;
+    reason_ = Reason::invalid_options;
+    reason_text_ = std::move(*problems);
+    return;
+  }
+  refused_by_member_.assign(options_.members.size(), false);
   next_member_ = static_cast<std::size_t>(random_.below(options_.members.size()));
 }
 
-void ClientCore::set_state(ClientState state, std::string reason) {
+void ClientCore::set_state(ClientState state, Reason reason, std::string text) {
   if (state_ == state) return;
+  if (state_ == ClientState::connected) not_connected_since_ = last_input_;
   state_ = state;
-  events_.emplace_back(StateEvent{state, std::move(reason)});
+  reason_ = reason;
+  reason_text_ = text;
+  events_.emplace_back(StateEvent{state, reason, std::move(text)});
 }
 
 std::optional<std::string> ClientCore::take_connect() { return std::exchange(connect_, std::nullopt); }
@@ -36,6 +66,13 @@ bool ClientCore::take_close() { return std::exchange(close_, false); }
 // --- connections ----------------------------------------------------------------------------------------------
 
 void ClientCore::tick(Time now) {
+  last_input_ = now;
+  if (state_ == ClientState::closed) return;
+  if (!started_at_) {
+    started_at_ = now;
+    not_connected_since_ = now;
+  }
+  check_deadlines(now);
   if (state_ == ClientState::closed) return;
   if (link_ == Link::none) {
     if (now < retry_at_) return;
@@ -52,28 +89,48 @@ void ClientCore::tick(Time now) {
     return;
   }
   if (link_ != Link::open) return;  // the transport bounds the handshake
-  if (now - last_heard_ > options_.silence_limit) {
-    drop_connection(now, "the node went silent", false);
+  if (now - last_heard_ > silence_limit_) {
+    drop_connection(now, Reason::timed_out,
+                    fmt::format("{} went silent for {} ms", endpoint_, milliseconds(now - last_heard_)), false);
     return;
   }
   // A node that keeps answering "no leader" resets the silence timer, so it could hold the client for as long as it
   // is cut off from the quorum: after a bounded wait the client moves on to the other members.
-  if (session_ == 0 && now - waiting_since_ > kNoSessionWaitSilenceLimits * options_.silence_limit) {
-    drop_connection(now,
-                    fmt::format("no session from {} within {} ms", endpoint_,
-                                std::chrono::duration_cast<std::chrono::milliseconds>(now - waiting_since_).count()),
+  if (session_ == 0 && now - waiting_since_ > kNoSessionWaitSilenceLimits * silence_limit_) {
+    drop_connection(now, Reason::no_leader,
+                    fmt::format("no session from {} within {} ms", endpoint_, milliseconds(now - waiting_since_)),
                     false);
     return;
   }
   // Keep-alives also while waiting for a session (session 0): the node keeps a waiting client's connection only
   // while it hears from it.
-  if (now - last_sent_ >= options_.keepalive_interval) {
+  if (now - last_sent_ >= keepalive_interval_) {
     protocol::append_frame(protocol::KeepAlive{session_}, out_);
     last_sent_ = now;
   }
 }
 
+// The deadlines the options set, and a draining close: each ends the client for good.
+void ClientCore::check_deadlines(Time now) {
+  if (drain_deadline_ && (buffer_.empty() || now >= *drain_deadline_)) return close(now);
+  if (session_ != 0 || !started_at_) return;
+  if (!ever_connected_ && options_.connect_timeout.count() > 0 && now - *started_at_ >= options_.connect_timeout) {
+    return close_for(Reason::connect_deadline,
+                     fmt::format("no session within {} ms of the start (connect_timeout); last: {}",
+                                 options_.connect_timeout.count(), last_failure_),
+                     "the client gave up connecting before it was acknowledged");
+  }
+  if (options_.give_up_after.count() > 0 && not_connected_since_ &&
+      now - *not_connected_since_ >= options_.give_up_after) {
+    return close_for(Reason::give_up_deadline,
+                     fmt::format("not connected for {} ms (give_up_after); last: {}",
+                                 milliseconds(now - *not_connected_since_), last_failure_),
+                     "the client gave up (give_up_after) before it was acknowledged");
+  }
+}
+
 void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
+  last_input_ = now;
   COHORT_ASSERT(link_ == Link::connecting);
   link_ = Link::open;
   // A node answered: the cluster is reachable, so the backoff starts over (a dead node it then redirects to costs
@@ -82,17 +139,21 @@ void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
   last_heard_ = now;
   last_sent_ = now;
   waiting_since_ = now;
+  told_no_leader_ = false;
   if (auto why = misconfigured(node)) {
     // Not a reason to give up: the other members may serve. This one is tried again in its turn (its operator
     // may fix it), after the backoff.
-    events_.emplace_back(NodeRefusedEvent{endpoint_, *why});
-    drop_connection(now, std::move(*why), false);
+    drop_connection(now, Reason::node_misconfigured, std::move(*why), false);
     return;
   }
   if (other_incarnation(node.incarnation)) {
-    close_for_other_incarnation();
+    node_refused(now, Reason::another_incarnation,
+                 fmt::format("node {} at {} belongs to incarnation {}, not the one that served this client",
+                             node.node_id, endpoint_, protocol::describe(node.incarnation)));
     return;
   }
+  // A node of the right cluster, version and incarnation contradicts any refusal from the others.
+  std::fill(refused_by_member_.begin(), refused_by_member_.end(), false);
   connected_members_ = node.members;
   send_open();
 }
@@ -122,35 +183,74 @@ bool ClientCore::other_incarnation(const protocol::Incarnation& incarnation) con
          (incarnation.high != incarnation_high_ || incarnation.low != incarnation_low_);
 }
 
-void ClientCore::close_for_other_incarnation() {
-  // The cluster these messages went to is gone: whether it applied them before it went cannot be known.
-  settle_buffer(false, "the cluster was re-created before acknowledging it");
-  set_state(ClientState::closed, "the cluster was re-created (another incarnation)");
-  close_ = true;
-  link_ = Link::none;
-  session_ = 0;
+void ClientCore::node_refused(Time now, Reason reason, std::string text) {
+  const auto listed = std::find(options_.members.begin(), options_.members.end(), endpoint_);
+  if (listed != options_.members.end())
+    refused_by_member_[static_cast<std::size_t>(listed - options_.members.begin())] = true;
+  if (std::all_of(refused_by_member_.begin(), refused_by_member_.end(), [](bool refused) { return refused; })) {
+    // Every member says the same, with no node accepting the client in between: it is the cluster's answer.
+    close_for(reason, fmt::format("every member refused this client; the last: {}", text),
+              "the cluster refused the connection");
+    return;
+  }
+  // Other members may contradict it (a stray process on one port): moved on, and asked again in its turn.
+  drop_connection(now, reason, std::move(text), false);
 }
 
-void ClientCore::on_disconnected(Time now, std::string_view why) {
+void ClientCore::on_disconnected(Time now, Disconnect why) {
+  last_input_ = now;
   if (link_ == Link::none) return;
   link_ = Link::none;
   session_ = 0;
   ++attempt_;
-  schedule_retry(now);
-  if (state_ != ClientState::closed)
-    set_state(state_ == ClientState::connecting ? ClientState::connecting : ClientState::reconnecting,
-              std::string(why));
+  // A refused connection costs nothing and says the node is down, not overloaded: retry soon, so a node that comes
+  // back is found within a few hundred milliseconds. Timeouts and resets get the full backoff.
+  schedule_retry(now, why.reason == Reason::connection_refused ? options_.refused_backoff_max : options_.backoff_max);
+  if (state_ == ClientState::closed) return;
+  if (state_ == ClientState::connected)
+    set_state(ClientState::reconnecting, why.reason, fmt::format("{}: {}", endpoint_, why.text));
+  else
+    connect_failed(why.reason, std::move(why.text));
 }
 
-void ClientCore::settle_buffer(bool definitely_not_applied, std::string_view reason) {
-  for (const Buffered& message : buffer_) {
-    if (definitely_not_applied)
-      events_.emplace_back(RejectedEvent{message.seq, std::string(reason)});
-    else
-      events_.emplace_back(UnknownEvent{message.seq, std::string(reason)});
+void ClientCore::connect_failed(Reason reason, std::string text) {
+  last_failure_ = fmt::format("{} ({})", text, to_string(reason));
+  events_.emplace_back(ConnectFailedEvent{endpoint_, reason, std::move(text)});
+}
+
+void ClientCore::on_refused(Time now, protocol::ErrorCode code, std::string_view why) {
+  last_input_ = now;
+  if (link_ == Link::none || state_ == ClientState::closed) return;
+  const Reason reason = handshake_reason(code);
+  std::string text = fmt::format("{} refused the handshake: {}", endpoint_, why);
+  if (reason == Reason::another_cluster || reason == Reason::incompatible_version ||
+      reason == Reason::another_incarnation) {
+    node_refused(now, reason, std::move(text));
+    return;
   }
-  buffer_.clear();
+  drop_connection(now, reason, std::move(text), false);
+}
+
+void ClientCore::settle_buffer(bool definitely_not_applied, Reason reason, std::string_view text) {
+  buffer_.drain([&](Buffered message) {
+    // Never sent whole: the cluster cannot have its bytes.
+    if (definitely_not_applied || !message.sent_whole)
+      events_.emplace_back(RejectedEvent{message.seq, reason, std::string(text)});
+    else
+      events_.emplace_back(UnknownEvent{message.seq, reason, std::string(text)});
+    acked_ = std::max(acked_, message.seq);
+    give_back(std::move(message.message));
+  });
   buffered_bytes_ = 0;
+}
+
+void ClientCore::close_for(Reason reason, std::string text, std::string_view fate_text) {
+  settle_buffer(false, reason, fate_text);
+  set_state(ClientState::closed, reason, std::move(text));
+  close_ = link_ != Link::none;
+  link_ = Link::none;
+  session_ = 0;
+  drain_deadline_.reset();
 }
 
 // The next session numbers its messages from 1 again; the application's seqs go on.
@@ -160,16 +260,7 @@ void ClientCore::start_session_numbering() {
   last_egress_ = 0;
 }
 
-void ClientCore::on_refused(std::string_view why) {
-  link_ = Link::none;
-  session_ = 0;
-  // A handshake refusal comes before any session on this connection; messages of an earlier session, though,
-  // may have been applied.
-  settle_buffer(known_session_ == 0, "the cluster refused the connection");
-  set_state(ClientState::closed, fmt::format("refused: {}", why));
-}
-
-void ClientCore::drop_connection(Time now, std::string reason, bool follow_redirect) {
+void ClientCore::drop_connection(Time now, Reason reason, std::string text, bool follow_redirect) {
   close_ = link_ != Link::none;
   link_ = Link::none;
   session_ = 0;
@@ -178,32 +269,58 @@ void ClientCore::drop_connection(Time now, std::string reason, bool follow_redir
     retry_at_ = now;  // a redirect is followed at once
   } else {
     ++attempt_;
-    schedule_retry(now);
+    schedule_retry(now, options_.backoff_max);
   }
-  if (state_ == ClientState::connected) set_state(ClientState::reconnecting, std::move(reason));
+  if (state_ == ClientState::connected)
+    set_state(ClientState::reconnecting, reason, std::move(text));
+  else if (reason != Reason::redirected)  // following a redirect is how a client finds the leader, not a failure
+    connect_failed(reason, std::move(text));
 }
 
-// Exponential backoff with full jitter: uniformly in [0, min(max, initial * 2^attempt)].
-void ClientCore::schedule_retry(Time now) {
+// Exponential backoff with full jitter: uniformly in [0, min(ceiling, initial * 2^attempt)].
+void ClientCore::schedule_retry(Time now, Time ceiling) {
   const auto initial = std::chrono::duration_cast<Time>(options_.backoff_initial).count();
-  const auto ceiling = std::chrono::duration_cast<Time>(options_.backoff_max).count();
   const std::uint32_t shift = std::min<std::uint32_t>(attempt_, 20);
-  const auto bound = std::min<std::int64_t>(ceiling, initial << shift);
+  const auto bound = std::min<std::int64_t>(
+      {ceiling.count(), initial << shift, std::chrono::duration_cast<Time>(options_.backoff_max).count()});
   retry_at_ = now + Time(static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(bound) + 1)));
 }
 
 // --- messages -------------------------------------------------------------------------------------------------
 
+std::vector<std::byte> ClientCore::spare_buffer(ByteSpan bytes) {
+  std::vector<std::byte> buffer;
+  if (!spare_.empty()) {
+    buffer = std::move(spare_.back());
+    spare_.pop_back();
+    spare_bytes_ -= buffer.capacity();
+  }
+  buffer.assign(bytes.begin(), bytes.end());
+  return buffer;
+}
+
+void ClientCore::give_back(std::vector<std::byte> buffer) {
+  if (buffer.capacity() == 0 || spare_bytes_ + buffer.capacity() > kMaxSpareBytes) return;
+  spare_bytes_ += buffer.capacity();
+  spare_.push_back(std::move(buffer));
+}
+
+void ClientCore::recycle(std::vector<Event>& events) {
+  for (Event& event : events)
+    if (auto* egress = std::get_if<EgressEvent>(&event)) give_back(std::move(egress->message));
+  events.clear();
+}
+
 Offer ClientCore::offer(ByteSpan message, Time now) {
-  (void)now;
-  if (state_ == ClientState::closed) return Offer{OfferStatus::closed, 0};
+  last_input_ = now;
+  if (state_ == ClientState::closed || drain_deadline_) return Offer{OfferStatus::closed, 0};
   if (message.size() > options_.max_message_size ||
       (cluster_max_message_ != 0 && message.size() > cluster_max_message_))
     return Offer{OfferStatus::too_large, 0};
   if (buffer_.size() >= options_.max_buffered_messages ||
       buffered_bytes_ + message.size() > options_.max_buffered_bytes)
     return Offer{OfferStatus::back_pressured, 0};
-  buffer_.push_back(Buffered{next_seq_++, std::vector<std::byte>(message.begin(), message.end())});
+  buffer_.push_back(Buffered{next_seq_++, spare_buffer(message)});
   buffered_bytes_ += message.size();
   if (session_ != 0) send_ingress(buffer_.back());
   return Offer{OfferStatus::accepted, buffer_.back().seq};
@@ -222,21 +339,23 @@ void ClientCore::send_ingress(Buffered& message) {
 }
 
 void ClientCore::resend_from(std::uint64_t seq) {
-  for (Buffered& message : buffer_)
-    if (message.seq >= seq) send_ingress(message);
+  for (std::size_t index = 0; index < buffer_.size(); ++index)
+    if (buffer_[index].seq >= seq) send_ingress(buffer_[index]);
 }
 
 void ClientCore::acknowledge(std::uint64_t seq, std::uint64_t position) {
   while (!buffer_.empty() && buffer_.front().seq <= seq) {
+    Buffered message = buffer_.pop_front();
     // A withdrawn message's seq is covered by "applied up to" too, but the cluster only recorded it as refused.
-    if (buffer_.front().surely_refused())
-      events_.emplace_back(RejectedEvent{buffer_.front().seq, "larger than the cluster's message limit"});
+    if (message.surely_refused())
+      events_.emplace_back(RejectedEvent{message.seq, Reason::too_large, "larger than the cluster's message limit"});
     else
-      events_.emplace_back(AppliedEvent{buffer_.front().seq, position});
-    buffered_bytes_ -= buffer_.front().message.size();
-    buffer_.pop_front();
+      events_.emplace_back(AppliedEvent{message.seq, position});
+    buffered_bytes_ -= message.message.size();
+    give_back(std::move(message.message));
   }
   acked_ = std::max(acked_, seq);
+  applied_position_ = std::max(applied_position_, position);
 }
 
 void ClientCore::note_leader(std::uint32_t leader, std::uint64_t term) {
@@ -265,11 +384,18 @@ void ClientCore::deliver_egress(std::uint64_t seq, ByteSpan message) {
   if (seq <= last_egress_) return;
   if (seq > last_egress_ + 1) events_.emplace_back(EgressGapEvent{last_egress_ + 1, seq - 1});
   last_egress_ = seq;
-  events_.emplace_back(EgressEvent{seq, std::vector<std::byte>(message.begin(), message.end())});
+  events_.emplace_back(EgressEvent{seq, spare_buffer(message)});
 }
 
 void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
+  last_input_ = now;
   if (link_ != Link::open || state_ == ClientState::closed) return;
+  handle_frame(frame, now);
+  // A draining close ends as soon as the last fate is known.
+  if (drain_deadline_ && buffer_.empty() && state_ != ClientState::closed) close(now);
+}
+
+void ClientCore::handle_frame(const protocol::Frame& frame, Time now) {
   switch (frame.header.type) {
     case protocol::MessageType::session_reply: return handle_reply(frame, now);
     case protocol::MessageType::ack: {
@@ -301,17 +427,19 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
           return;
         case protocol::IngressRejectReason::too_large:
           // Its seq was consumed by the cluster: a definite fate, and the messages after it go on.
-          for (auto it = buffer_.begin(); it != buffer_.end(); ++it) {
-            if (it->seq != rejected->seq + session_base_) continue;
-            events_.emplace_back(RejectedEvent{it->seq, "larger than the cluster's message limit"});
-            buffered_bytes_ -= it->message.size();
-            buffer_.erase(it);
+          for (std::size_t index = 0; index < buffer_.size(); ++index) {
+            if (buffer_[index].seq != rejected->seq + session_base_) continue;
+            Buffered message = buffer_.erase(index);
+            events_.emplace_back(
+                RejectedEvent{message.seq, Reason::too_large, "larger than the cluster's message limit"});
+            buffered_bytes_ -= message.message.size();
+            give_back(std::move(message.message));
             break;
           }
           return;
         case protocol::IngressRejectReason::not_leader:
         case protocol::IngressRejectReason::unknown_session:
-          drop_connection(now, "the node is no longer the leader", false);
+          drop_connection(now, Reason::leader_lost, fmt::format("{} is no longer the leader", endpoint_), false);
           return;
       }
       return;
@@ -324,7 +452,7 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
       // The cluster applied nothing after last_applied_seq in that session, and never will: every message still
       // buffered (sent or not) is definitely not applied. Then a new session, on the same connection; with every
       // fate known there is nothing to resume, and the new session is reported as replacing this one.
-      settle_buffer(true, closed_before_applying(closed->reason));
+      settle_buffer(true, Reason::session_replaced, closed_before_applying(closed->reason));
       session_ = 0;
       waiting_since_ = now;
       known_session_ = 0;
@@ -342,7 +470,8 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
 void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
   auto reply = protocol::decode<protocol::SessionReply>(frame);
   if (!reply) {
-    drop_connection(now, fmt::format("malformed session reply: {}", reply.error().describe()), false);
+    drop_connection(now, Reason::protocol_error,
+                    fmt::format("malformed session reply from {}: {}", endpoint_, reply.error().describe()), false);
     return;
   }
   if (reply->status == protocol::SessionStatus::opened || reply->status == protocol::SessionStatus::rejected ||
@@ -356,7 +485,8 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
     case protocol::SessionStatus::redirect:
       note_leader(reply->leader_id, reply->term);
       redirect_ = std::string(reply->text);
-      drop_connection(now, fmt::format("redirected to node {} at {}", reply->leader_id, reply->text), true);
+      drop_connection(now, Reason::redirected,
+                      fmt::format("{} redirected to node {} at {}", endpoint_, reply->leader_id, reply->text), true);
       return;
     case protocol::SessionStatus::no_leader:
       // Keep the connection: the node says as soon as a leader is elected. Its term is not learned (note_leader
@@ -364,57 +494,92 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       if (session_ != 0) {
         session_ = 0;
         waiting_since_ = now;
-        set_state(ClientState::reconnecting, std::string(reply->text));
+        told_no_leader_ = true;
+        set_state(ClientState::reconnecting, Reason::no_leader,
+                  fmt::format("{} knows no leader: {}", endpoint_, reply->text));
+      } else if (!told_no_leader_) {
+        told_no_leader_ = true;
+        connect_failed(Reason::no_leader, fmt::format("{} knows no leader: {}", endpoint_, reply->text));
       }
       return;
     case protocol::SessionStatus::rejected:
-      // Messages of an earlier session may have been applied before the refusal; of none, none were.
-      settle_buffer(known_session_ == 0, "the cluster refused the session");
-      set_state(ClientState::closed, fmt::format("refused by the cluster: {}", reply->text));
-      close_ = true;
-      link_ = Link::none;
+      // The leader's decision, for the whole cluster.
+      close_for(Reason::authentication_refused, fmt::format("{} refused the session: {}", endpoint_, reply->text),
+                "the cluster refused the session");
       return;
     case protocol::SessionStatus::busy: return handle_busy(reply->text, now);
-    case protocol::SessionStatus::opened: break;
+    case protocol::SessionStatus::opened: return session_opened(*reply, now);
   }
+}
+
+void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
   if (incarnation_high_ != 0 || incarnation_low_ != 0) {
-    if (reply->incarnation.high != incarnation_high_ || reply->incarnation.low != incarnation_low_) {
-      close_for_other_incarnation();
+    if (reply.incarnation.high != incarnation_high_ || reply.incarnation.low != incarnation_low_) {
+      // A leader's answer, so the cluster's: it was wiped and re-created. Whether it applied these messages before
+      // it went cannot be known.
+      close_for(Reason::another_incarnation,
+                fmt::format("the cluster was re-created: {} answers for incarnation {}", endpoint_,
+                            protocol::describe(reply.incarnation)),
+                "the cluster was re-created before acknowledging it");
       return;
     }
   } else {
-    incarnation_high_ = reply->incarnation.high;
-    incarnation_low_ = reply->incarnation.low;
+    incarnation_high_ = reply.incarnation.high;
+    incarnation_low_ = reply.incarnation.low;
   }
   if (configuration_ == 0) {
     // The first node to serve this client fixes its configuration; on_connected checked it against the count.
     configuration_members_ = connected_members_;
     configuration_ = protocol::configuration_id(connected_members_);
   }
-  note_leader(reply->leader_id, reply->term);
-  cluster_max_message_ = reply->max_message_size;
+  note_leader(reply.leader_id, reply.term);
+  cluster_max_message_ = reply.max_message_size;
+  // The node's keep-alive needs: keep alive at least as often as it does, and wait at least as long as it waits.
+  if (reply.keepalive_interval_ms != 0)
+    keepalive_interval_ =
+        std::min<Time>(options_.keepalive_interval, std::chrono::milliseconds(reply.keepalive_interval_ms));
+  if (reply.silence_limit_ms != 0)
+    silence_limit_ = std::max<Time>(options_.silence_limit, std::chrono::milliseconds(reply.silence_limit_ms));
   SessionChange change = SessionChange::opened;
   if (known_session_ == 0) {
     if (replaced_pending_) change = SessionChange::replaced;
-  } else if (reply->session_id == known_session_) {
+  } else if (reply.session_id == known_session_) {
     change = SessionChange::resumed;
+    if (reply.last_applied_seq + session_base_ < acked_) adopt_cluster_position(reply);
   } else {
-    settle_replaced_session(*reply);
+    settle_replaced_session(reply);
     start_session_numbering();
     change = SessionChange::replaced;
   }
   replaced_pending_ = false;
   busy_replies_ = 0;
-  session_ = reply->session_id;
-  known_session_ = reply->session_id;
+  session_ = reply.session_id;
+  known_session_ = reply.session_id;
+  ever_connected_ = true;
+  not_connected_since_.reset();
   attempt_ = 0;
   redirected_this_round_ = false;
   events_.emplace_back(SessionEvent{session_, change});
-  set_state(ClientState::connected, fmt::format("session {}", to_string(change)));
-  acknowledge(reply->last_applied_seq + session_base_, 0);
+  set_state(ClientState::connected, Reason::none,
+            fmt::format("session {} {} by node {}", session_, to_string(change), reply.leader_id));
+  acknowledge(reply.last_applied_seq + session_base_, 0);
   resent_from_ = acked_ + 1;
   resend_from(acked_ + 1);
   last_sent_ = now;
+}
+
+// The cluster reports a lower last applied seq than it acknowledged before: it lost the newest part of its log
+// (sync policy none, every node lost power). Those messages were reported applied already, so this is not a second
+// fate but news the application needs; the session goes on from the cluster's position, or the client would wait
+// forever on a gap the cluster cannot fill.
+void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
+  const std::uint64_t cluster_applied = reply.last_applied_seq + session_base_;
+  events_.emplace_back(DataLossEvent{cluster_applied + 1, acked_});
+  // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
+  session_base_ += acked_ - cluster_applied;
+  resent_from_ = 0;
+  // Its egress went back too (a layout 3 reply says where to: keepalive_interval_ms marks it): what follows is new.
+  if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) last_egress_ = reply.egress_seq;
 }
 
 void ClientCore::handle_busy(std::string_view text, Time now) {
@@ -422,33 +587,34 @@ void ClientCore::handle_busy(std::string_view text, Time now) {
   // again. A busy cluster answers, so on_connected starts the backoff over every time: count the busy answers in
   // a row instead, or every waiting client would ask again within the first backoff step, forever.
   attempt_ = ++busy_replies_;
-  const ClientState before = state_;
-  std::string reason = fmt::format("the cluster is busy: {}", text);
-  drop_connection(now, reason, false);
-  // Not a state change unless the client was connected, but the application should know why it is waiting.
-  if (state_ == before) events_.emplace_back(StateEvent{state_, std::move(reason)});
+  drop_connection(now, Reason::cluster_busy, fmt::format("the cluster is busy: {}", text), false);
 }
 
 void ClientCore::settle_replaced_session(const protocol::SessionReply& reply) {
   if (reply.replaced_session == known_session_ && reply.replaced_reason != protocol::SessionCloseReason{}) {
     // The old session's tombstone: up to its last applied seq, applied; after it, never (the session is closed).
     acknowledge(reply.replaced_last_seq + session_base_, 0);
-    settle_buffer(true, closed_before_applying(reply.replaced_reason));
+    settle_buffer(true, Reason::session_replaced, closed_before_applying(reply.replaced_reason));
     return;
   }
   // The session is gone and so is its tombstone (or the node could not say which session it replaced): what it
   // had not acknowledged may or may not have been applied.
-  settle_buffer(false, "the cluster closed the session and its record was evicted: whether it was applied is unknown");
+  settle_buffer(false, Reason::session_replaced,
+                "the cluster closed the session and its record was evicted: whether it was applied is unknown");
 }
 
 void ClientCore::close(Time now) {
-  (void)now;
+  last_input_ = now;
   if (state_ == ClientState::closed) return;
   if (session_ != 0) protocol::append_frame(protocol::SessionClose{session_}, out_);
-  settle_buffer(false, "the client closed before it was acknowledged");
-  set_state(ClientState::closed, "closed by the application");
-  close_ = link_ != Link::none;
-  link_ = Link::none;
+  close_for(Reason::closed_by_application, "closed by the application", "the client closed before it was acknowledged");
+}
+
+void ClientCore::close_after_drain(Time now, Time deadline) {
+  last_input_ = now;
+  if (state_ == ClientState::closed) return;
+  drain_deadline_ = deadline;
+  check_deadlines(now);
 }
 
 }  // namespace cohort::client
@@ -463,6 +629,81 @@ const char* to_string(ClientState state) noexcept {
     case ClientState::closed: return "closed";
   }
   return "unknown";
+}
+
+const char* to_string(Reason reason) noexcept {
+  switch (reason) {
+    case Reason::none: return "none";
+    case Reason::connection_refused: return "connection refused";
+    case Reason::unreachable: return "unreachable";
+    case Reason::timed_out: return "timed out";
+    case Reason::connection_reset: return "connection reset";
+    case Reason::protocol_error: return "protocol error";
+    case Reason::no_leader: return "no leader";
+    case Reason::redirected: return "redirected";
+    case Reason::leader_lost: return "leader lost";
+    case Reason::cluster_busy: return "cluster busy";
+    case Reason::node_misconfigured: return "node misconfigured";
+    case Reason::closed_by_application: return "closed by the application";
+    case Reason::give_up_deadline: return "give-up deadline";
+    case Reason::connect_deadline: return "connect deadline";
+    case Reason::authentication_refused: return "authentication refused";
+    case Reason::another_cluster: return "another cluster";
+    case Reason::another_incarnation: return "another incarnation";
+    case Reason::incompatible_version: return "incompatible version";
+    case Reason::invalid_options: return "invalid options";
+    case Reason::too_large: return "too large";
+    case Reason::session_replaced: return "session replaced";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// "host:port" or "[v6]:port" with a port in 1..65535; the transport resolves the host when it connects.
+bool plausible_endpoint(std::string_view endpoint) {
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == endpoint.size()) return false;
+  const std::string_view port = endpoint.substr(colon + 1);
+  unsigned value = 0;
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), value);
+  return error == std::errc{} && end == port.data() + port.size() && value >= 1 && value <= 65535;
+}
+
+}  // namespace
+
+std::optional<std::string> validate(const ClientOptions& options) {
+  std::string problems;
+  const auto problem = [&](std::string text) {
+    if (!problems.empty()) problems += '\n';
+    problems += text;
+  };
+  if (options.members.empty()) problem("members: at least one endpoint is needed");
+  for (const std::string& member : options.members)
+    if (!plausible_endpoint(member)) problem(fmt::format("members: '{}' is not host:port", member));
+  if (options.keepalive_interval.count() <= 0) problem("keepalive_interval: must be above 0");
+  if (options.silence_limit <= options.keepalive_interval)
+    problem(fmt::format("silence_limit: {} ms must be above keepalive_interval ({} ms)", options.silence_limit.count(),
+                        options.keepalive_interval.count()));
+  if (options.backoff_initial.count() <= 0) problem("backoff_initial: must be above 0");
+  if (options.backoff_max < options.backoff_initial)
+    problem(fmt::format("backoff_max: {} ms is below backoff_initial ({} ms)", options.backoff_max.count(),
+                        options.backoff_initial.count()));
+  if (options.refused_backoff_max.count() <= 0) problem("refused_backoff_max: must be above 0");
+  if (options.give_up_after.count() < 0) problem("give_up_after: must be 0 (never) or above");
+  if (options.connect_timeout.count() < 0) problem("connect_timeout: must be 0 (never) or above");
+  if (options.max_buffered_messages == 0) problem("max_buffered_messages: must be above 0");
+  if (options.max_message_size == 0) problem("max_message_size: must be above 0");
+  if (options.max_message_size > protocol::kMaxFrameLengthCeiling / 2)
+    problem(fmt::format("max_message_size: {} is above the protocol's limit of {}", options.max_message_size,
+                        protocol::kMaxFrameLengthCeiling / 2));
+  if (options.max_buffered_bytes < options.max_message_size)
+    problem(fmt::format("max_buffered_bytes: {} cannot hold one message of max_message_size ({})",
+                        options.max_buffered_bytes, options.max_message_size));
+  if (options.credential.size() > protocol::kMaxCredentialLength)
+    problem(fmt::format("credential: {} bytes, at most {}", options.credential.size(), protocol::kMaxCredentialLength));
+  if (problems.empty()) return std::nullopt;
+  return problems;
 }
 
 const char* to_string(SessionChange change) noexcept {

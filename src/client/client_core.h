@@ -26,7 +26,6 @@
 // as at a session open. Endpoint strings are never compared: proxies and host names make one node's differ.
 
 #include <chrono>
-#include <deque>
 #include <optional>
 #include <string>
 #include <variant>
@@ -35,6 +34,7 @@
 #include "cohort/client.h"
 #include "common/bytes.h"
 #include "common/random.h"
+#include "common/ring.h"
 #include "protocol/frame.h"
 #include "protocol/handshake.h"
 
@@ -48,7 +48,14 @@ using Time = std::chrono::nanoseconds;
 
 struct StateEvent {
   ClientState state;
-  std::string reason;
+  Reason reason = Reason::none;
+  std::string text;
+};
+/// An attempt to reach a session failed while connecting or reconnecting (the client goes on by itself).
+struct ConnectFailedEvent {
+  std::string endpoint;
+  Reason reason = Reason::none;
+  std::string text;
 };
 struct LeaderEvent {
   std::uint32_t leader = 0;
@@ -64,15 +71,23 @@ struct AppliedEvent {
 };
 struct RejectedEvent {
   std::uint64_t seq = 0;
-  std::string reason;
+  Reason reason = Reason::none;
+  std::string text;
 };
 struct UnknownEvent {
   std::uint64_t seq = 0;
-  std::string reason;
+  Reason reason = Reason::none;
+  std::string text;
+};
+/// Seqs `from` to `to` (inclusive), reported applied before, are no longer in the cluster (it lost the newest part
+/// of its log); not a fate.
+struct DataLossEvent {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
 };
 struct EgressEvent {
   std::uint64_t egress_seq = 0;
-  std::vector<std::byte> message;
+  std::vector<std::byte> message;  // from the core's spare buffers: give it back with recycle()
 };
 /// Egress seqs `from` to `to` (inclusive) of the current session will never arrive; comes just before the
 /// EgressEvent after them.
@@ -80,13 +95,14 @@ struct EgressGapEvent {
   std::uint64_t from = 0;
   std::uint64_t to = 0;
 };
-/// A node was skipped: its configuration cannot be the client's cluster's.
-struct NodeRefusedEvent {
-  std::string endpoint;
-  std::string reason;
+using Event = std::variant<StateEvent, ConnectFailedEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent,
+                           UnknownEvent, DataLossEvent, EgressEvent, EgressGapEvent>;
+
+/// How a connection ended, as the runtime saw it.
+struct Disconnect {
+  Reason reason = Reason::connection_reset;
+  std::string text;
 };
-using Event = std::variant<StateEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent, UnknownEvent,
-                           EgressEvent, EgressGapEvent, NodeRefusedEvent>;
 
 /// How long a client waits on a connection without a session (a node answering "no leader"), in silence limits,
 /// before it moves on to the other members.
@@ -94,19 +110,25 @@ inline constexpr int kNoSessionWaitSilenceLimits = 2;
 
 class ClientCore {
  public:
-  /// `options` must list at least one member and hold a credential of at most protocol::kMaxCredentialLength bytes.
+  /// Options that validate() refuses leave the core closed from the start (Reason::invalid_options).
   ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low, std::uint64_t seed);
 
-  // Inputs. on_connected, on_disconnected and on_frame concern the connection last asked for (take_connect).
+  // Inputs. on_connected, on_disconnected, on_refused and on_frame concern the connection last asked for
+  // (take_connect).
   void tick(Time now);
   /// The handshake succeeded; `node` is what the node's welcome said of itself.
   void on_connected(Time now, const protocol::PeerIdentity& node);
-  void on_disconnected(Time now, std::string_view why);
-  /// The node refused the handshake (another cluster, an incompatible protocol): permanent, the client closes.
-  void on_refused(std::string_view why);
+  void on_disconnected(Time now, Disconnect why);
+  /// The node refused the handshake (another cluster id, an incompatible protocol version). Permanent only once
+  /// every listed member has refused in a row: a stray process on one port must not close the client.
+  void on_refused(Time now, protocol::ErrorCode code, std::string_view why);
   void on_frame(const protocol::Frame& frame, Time now);
   Offer offer(ByteSpan message, Time now);
+  /// Closes at once: the session is closed on the cluster if there is one; messages without a fate get theirs.
   void close(Time now);
+  /// Closes once every buffered message has its fate, or at `deadline`, whichever comes first; offers are refused
+  /// from now on. Messages are still sent and the client still reconnects meanwhile.
+  void close_after_drain(Time now, Time deadline);
 
   // Outputs.
   /// An endpoint to connect to; the runtime first drops the current connection, if any.
@@ -116,15 +138,31 @@ class ClientCore {
   /// Frames to send on the current connection; the runtime sends and clears it.
   std::vector<std::byte>& outgoing() noexcept { return out_; }
   std::vector<Event>& events() noexcept { return events_; }
+  /// Takes back the egress buffers of delivered events (so egress costs no allocation per message) and clears
+  /// `events`.
+  void recycle(std::vector<Event>& events);
 
   ClientState state() const noexcept { return state_; }
-  std::uint64_t session() const noexcept { return session_; }
+  /// Why the client is in its state.
+  Reason reason() const noexcept { return reason_; }
+  const std::string& reason_text() const noexcept { return reason_text_; }
+  /// The session the client has, or is resuming while it reconnects (0: none yet).
+  std::uint64_t session() const noexcept { return known_session_; }
+  /// Whether a session is open on the current connection.
+  bool in_session() const noexcept { return session_ != 0; }
   std::uint32_t leader() const noexcept { return leader_; }
   /// The highest term the client has heard a leader speak in (0: none yet).
   std::uint64_t term() const noexcept { return term_; }
   /// The configuration id of the nodes that served this client (0 until one has).
   std::uint64_t configuration() const noexcept { return configuration_; }
   std::size_t unacknowledged() const noexcept { return buffer_.size(); }
+  /// Every seq up to this one has its fate.
+  std::uint64_t settled_seq() const noexcept { return acked_; }
+  /// The log position the cluster last reported applying this client's messages at.
+  std::uint64_t applied_position() const noexcept { return applied_position_; }
+  /// The keep-alive interval and silence limit in use: the options', adjusted to what the node said.
+  Time keepalive_interval() const noexcept { return keepalive_interval_; }
+  Time silence_limit() const noexcept { return silence_limit_; }
 
  private:
   struct Buffered {
@@ -137,19 +175,28 @@ class ClientCore {
   };
   enum class Link : std::uint8_t { none, connecting, open };
 
-  void set_state(ClientState state, std::string reason);
-  /// Gives every buffered message its fate (rejected if it was definitely not applied, else unknown) and empties
-  /// the buffer.
-  void settle_buffer(bool definitely_not_applied, std::string_view reason);
+  void set_state(ClientState state, Reason reason, std::string text);
+  /// Closes for good (terminal): every buffered message gets its fate (`fate_text`), never-sent ones rejected and
+  /// the others unknown.
+  void close_for(Reason reason, std::string text, std::string_view fate_text);
+  /// Gives every buffered message its fate (rejected if it was definitely not applied or never sent, else
+  /// unknown) and empties the buffer.
+  void settle_buffer(bool definitely_not_applied, Reason reason, std::string_view text);
   void start_session_numbering();
-  void drop_connection(Time now, std::string reason, bool follow_redirect);
+  void connect_failed(Reason reason, std::string text);
+  void drop_connection(Time now, Reason reason, std::string text, bool follow_redirect);
   /// Why `node` cannot serve this client, or nullopt if it may.
   std::optional<std::string> misconfigured(const protocol::PeerIdentity& node) const;
   bool other_incarnation(const protocol::Incarnation& incarnation) const noexcept;
-  void close_for_other_incarnation();
-  void schedule_retry(Time now);
+  /// A node refused this client for good (another cluster, version or incarnation): the client closes once every
+  /// listed member has, in a row; until then it moves on.
+  void node_refused(Time now, Reason reason, std::string text);
+  void schedule_retry(Time now, Time ceiling);
+  void check_deadlines(Time now);
   void send_ingress(Buffered& message);
   void send_open();
+  std::vector<std::byte> spare_buffer(ByteSpan bytes);
+  void give_back(std::vector<std::byte> buffer);
 
   void resend_from(std::uint64_t seq);
   void acknowledge(std::uint64_t seq, std::uint64_t position);
@@ -162,8 +209,13 @@ class ClientCore {
   /// A frame a leader sent: false if it is stale (ignore it); else it counts as hearing from the node, and its
   /// leader and term are learned.
   bool heard_from_leader(std::uint64_t term, std::uint32_t leader, Time now);
+  void handle_frame(const protocol::Frame& frame, Time now);
   void handle_reply(const protocol::Frame& frame, Time now);
   void handle_busy(std::string_view text, Time now);
+  void session_opened(const protocol::SessionReply& reply, Time now);
+  /// The cluster's last applied seq for a resumed session is below one it acknowledged: reports the lost seqs and
+  /// renumbers the buffer to follow the cluster's position.
+  void adopt_cluster_position(const protocol::SessionReply& reply);
   /// The leader opened a new session in place of known_session_: gives every buffered message of the old session
   /// its fate, from the tombstone the reply carries if it is that session's, else unknown.
   void settle_replaced_session(const protocol::SessionReply& reply);
@@ -174,6 +226,8 @@ class ClientCore {
   std::uint64_t client_low_;
   Random random_;
   ClientState state_ = ClientState::connecting;
+  Reason reason_ = Reason::none;
+  std::string reason_text_;
 
   Link link_ = Link::none;
   std::size_t next_member_ = 0;
@@ -181,10 +235,22 @@ class ClientCore {
   std::optional<std::string> redirect_;  // where the last redirect pointed: the next connection goes there
   bool redirected_this_round_ = false;   // a second redirect within one backoff round waits for the backoff
   std::uint32_t attempt_ = 0;            // consecutive failed connections, for the backoff
+  // Listed members that refused this client for good (another cluster, version or incarnation) since a node last
+  // accepted it: all of them, and the client closes.
+  std::vector<bool> refused_by_member_;
   Time retry_at_{0};
   Time last_heard_{0};
-  Time waiting_since_{0};  // since when the open connection has had no session (see tick())
+  Time waiting_since_{0};        // since when the open connection has had no session (see tick())
+  bool told_no_leader_ = false;  // this connection's "no leader" reached the application already
   Time last_sent_{0};
+  Time last_input_{0};                       // the time the last input carried
+  std::string last_failure_;                 // the last failed attempt, for the text of a deadline's close
+  std::optional<Time> started_at_;           // the first tick
+  std::optional<Time> not_connected_since_;  // since when the client has had no session (give_up_after)
+  bool ever_connected_ = false;
+  std::optional<Time> drain_deadline_;  // close_after_drain was called
+  Time keepalive_interval_;
+  Time silence_limit_;
   std::optional<std::string> connect_;
   bool close_ = false;
 
@@ -208,13 +274,19 @@ class ClientCore {
   protocol::MemberIds connected_members_;  // the current connection's node's, until its session opens
 
   // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
-  std::deque<Buffered> buffer_;
+  Ring<Buffered> buffer_;
   std::size_t buffered_bytes_ = 0;
+  // Byte buffers of acknowledged messages and delivered egress, reused for the next ones (bounded by
+  // kMaxSpareBytes in capacity).
+  std::vector<std::vector<std::byte>> spare_;
+  std::size_t spare_bytes_ = 0;
   // Seqs here are the application's, unique for the client's life; on the wire, a session numbers its messages
-  // from 1: wire seq = seq - session_base_ (the last seq offered before the session began).
+  // from 1: wire seq = seq - session_base_ (the last seq offered before the session began, moved on if the
+  // cluster lost acknowledged messages: see adopt_cluster_position).
   std::uint64_t next_seq_ = 1;
   std::uint64_t session_base_ = 0;
   std::uint64_t acked_ = 0;  // every seq up to here has its fate
+  std::uint64_t applied_position_ = 0;
   // The last egress seq delivered in known_session_ (egress seqs start from 1 in every session): only the next one
   // is delivered, and a resume asks the leader for what follows it.
   std::uint64_t last_egress_ = 0;

@@ -21,6 +21,13 @@ namespace cohort::gateway {
 
 using consensus::Role;
 
+namespace {
+std::uint32_t milliseconds(Duration duration) {
+  return static_cast<std::uint32_t>(
+      std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count(), UINT32_MAX));
+}
+}  // namespace
+
 const char* to_string(CloseCause cause) noexcept {
   switch (cause) {
     case CloseCause::malformed_frame: return "malformed frame";
@@ -379,6 +386,9 @@ void Gateway::answer_open(const host::SessionOpened& out) {
   reply.last_applied_seq = out.last_seq;
   reply.max_message_size = config_.max_message_size;
   reply.incarnation = protocol::Incarnation{replica_.host().incarnation().high, replica_.host().incarnation().low};
+  reply.keepalive_interval_ms = milliseconds(config_.client_keepalive_interval);
+  reply.silence_limit_ms = milliseconds(kClientSilenceKeepAliveIntervals * config_.client_keepalive_interval);
+  reply.egress_seq = out.egress_seq;
   if (out.replaced) {
     reply.replaced_session = out.replaced->session;
     reply.replaced_last_seq = out.replaced->last_seq;

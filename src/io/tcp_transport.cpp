@@ -63,6 +63,7 @@ const char* to_string(SendResult result) noexcept {
 
 const char* to_string(DisconnectReason reason) noexcept {
   switch (reason) {
+    case DisconnectReason::connect_refused: return "connect_refused";
     case DisconnectReason::connect_failed: return "connect_failed";
     case DisconnectReason::handshake_rejected: return "handshake_rejected";
     case DisconnectReason::handshake_timeout: return "handshake_timeout";
@@ -233,7 +234,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                    transport_->config.handshake_timeout.count());
       refuse(protocol::ErrorCode::handshake_timeout, "no hello received in time");
     } else if (state_ == State::connecting) {
-      fail(DisconnectReason::connect_failed, fmt::format("connect to {} timed out", remote_name_));
+      fail(DisconnectReason::handshake_timeout, fmt::format("connect to {} timed out", remote_name_));
     } else if (state_ == State::awaiting_welcome) {
       fail(DisconnectReason::handshake_timeout, fmt::format("no handshake answer from {} in time", remote_name_));
     }
@@ -260,7 +261,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         [self = shared_from_this()](const std::error_code& ec, const tcp::endpoint&) {
                           if (self->state_ != State::connecting) return;
                           if (ec) {
-                            self->fail(DisconnectReason::connect_failed,
+                            self->fail(ec == asio::error::connection_refused ? DisconnectReason::connect_refused
+                                                                             : DisconnectReason::connect_failed,
                                        fmt::format("connect to {} failed: {}", self->remote_name_, ec.message()));
                             return;
                           }
@@ -420,6 +422,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         auto accepted = protocol::accept_welcome(frame, transport_->config.identity);
         if (!accepted) {
           spdlog::warn("handshake with {} failed: {}", remote_name_, accepted.error().text);
+          transport_handler().on_handshake_refused(id_, accepted.error());
           fail(DisconnectReason::handshake_rejected, accepted.error().text);
           return;
         }

@@ -41,9 +41,10 @@ enum class SendResult : std::uint8_t {
 };
 
 enum class DisconnectReason : std::uint8_t {
-  connect_failed,      // the TCP connect failed (refused, unreachable, name not resolved)
+  connect_refused,     // the TCP connect was refused: nothing listens at the endpoint
+  connect_failed,      // the TCP connect failed otherwise (unreachable, name not resolved)
   handshake_rejected,  // the peer refused us, or we refused the peer's hello/welcome
-  handshake_timeout,   // no complete handshake within the configured time
+  handshake_timeout,   // no connect and complete handshake within the configured time
   peer_closed,         // orderly close by the peer (EOF)
   reset,               // connection reset or another socket error
   protocol_error,      // a malformed frame after the handshake; we sent an error frame and closed
@@ -66,6 +67,9 @@ class TransportHandler {
   /// This side refused the hello of an accepted connection (the peer was sent an error frame). The handler hears
   /// of nothing else about such a connection; `remote` is the peer's address.
   virtual void on_refused(std::string_view /*remote*/, const protocol::HandshakeRefusal& /*refusal*/) {}
+  /// The peer refused this side's hello, or its welcome was refused here: told just before on_disconnected
+  /// (handshake_rejected), with the refusal's code.
+  virtual void on_handshake_refused(ConnectionId /*id*/, const protocol::HandshakeRefusal& /*refusal*/) {}
 };
 
 class Transport {

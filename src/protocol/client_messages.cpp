@@ -130,6 +130,7 @@ Result<SessionOpen, DecodeError> SessionOpen::decode_body(BodyReader& in, std::u
 //                  incarnation 2 x u64 | text_length u16 | reserved 2 | max_message_size u32 | text
 //              v2: ... | max_message_size u32 | replaced_session u64 | replaced_last_seq u64 | replaced_reason u8 |
 //                  reserved 7 | text (the fixed fields grow; the text stays last)
+//              v3: ... | reserved 7 | keepalive_interval_ms u32 | silence_limit_ms u32 | egress_seq u64 | text
 void SessionReply::encode_body(BodyWriter& out) const noexcept {
   COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
   write_enum(out, status);
@@ -146,6 +147,9 @@ void SessionReply::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint64_t>(replaced_last_seq);
   out.write<std::uint8_t>(static_cast<std::uint8_t>(replaced_reason));
   write_zeros(out, 7);
+  out.write<std::uint32_t>(keepalive_interval_ms);
+  out.write<std::uint32_t>(silence_limit_ms);
+  out.write<std::uint64_t>(egress_seq);
   out.write_bytes(as_bytes(text));
 }
 
@@ -167,6 +171,11 @@ Result<SessionReply, DecodeError> SessionReply::decode_body(BodyReader& in, std:
     reply.replaced_last_seq = in.read<std::uint64_t>("replaced_last_seq");
     reply.replaced_reason = read_enum_or_zero(in, "replaced_reason", SessionCloseReason::unknown_session);
     read_reserved(in, 7);
+  }
+  if (version >= 3) {
+    reply.keepalive_interval_ms = in.read<std::uint32_t>("keepalive_interval_ms");
+    reply.silence_limit_ms = in.read<std::uint32_t>("silence_limit_ms");
+    reply.egress_seq = in.read<std::uint64_t>("egress_seq");
   }
   if (!in.failed()) reply.text = as_chars(in.read_bytes(length, "text"));
   return finish(in, reply);

@@ -78,8 +78,8 @@ struct SessionOpen {
 
 struct SessionReply {
   static constexpr MessageType kType = MessageType::session_reply;
-  static constexpr std::uint8_t kVersion = 2;
-  static constexpr std::size_t kFixedBodySize = 80;  // the body without its text (layout 1: 56)
+  static constexpr std::uint8_t kVersion = 3;
+  static constexpr std::size_t kFixedBodySize = 96;  // the body without its text (layout 1: 56, layout 2: 80)
 
   SessionStatus status = SessionStatus::opened;
   std::uint32_t leader_id = 0;  // 0: unknown
@@ -98,6 +98,12 @@ struct SessionReply {
   /// Why the replaced session was closed; SessionCloseReason{} (0): its tombstone is gone (evicted), so the fate
   /// of its messages after the last acknowledged cannot be known.
   SessionCloseReason replaced_reason{};
+  // Layout 3. Opened: the node's keep-alive interval and the silence after which it drops a client (0: not said),
+  // so the client can keep alive often enough and wait long enough; and the session's last egress seq (what a
+  // resume continues from: below the client's own only if the cluster lost the newest part of its log).
+  std::uint32_t keepalive_interval_ms = 0;
+  std::uint32_t silence_limit_ms = 0;
+  std::uint64_t egress_seq = 0;
 
   std::size_t body_size() const noexcept { return kFixedBodySize + text.size(); }
   void encode_body(BodyWriter& out) const noexcept;

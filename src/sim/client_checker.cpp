@@ -87,8 +87,7 @@ void ClientChecker::on_client_event(std::uint64_t instance, const client::Event&
           touch(client, now);
           client.connected = e.state == ClientState::connected;
           if (e.state == ClientState::closed)
-            checker_.fail(
-                fmt::format("client {} closes: {} (nothing in a run may close a client)", instance, e.reason));
+            checker_.fail(fmt::format("client {} closes: {} (nothing in a run may close a client)", instance, e.text));
         } else if constexpr (std::is_same_v<E, client::SessionEvent>) {
           on_session(instance, client, e, now);
         } else if constexpr (std::is_same_v<E, client::AppliedEvent>) {
@@ -100,19 +99,23 @@ void ClientChecker::on_client_event(std::uint64_t instance, const client::Event&
         } else if constexpr (std::is_same_v<E, client::RejectedEvent>) {
           if (e.seq >= 1 && e.seq <= client.accepted && client.applied[e.seq - 1])
             return checker_.fail(
-                fmt::format("client {} seq {} is rejected ({}), but a replica applied it", instance, e.seq, e.reason));
-          set_fate(instance, client, e.seq, Fate::rejected, e.reason);
+                fmt::format("client {} seq {} is rejected ({}), but a replica applied it", instance, e.seq, e.text));
+          set_fate(instance, client, e.seq, Fate::rejected, e.text);
         } else if constexpr (std::is_same_v<E, client::UnknownEvent>) {
           // No tombstone is evicted in a run, and the application never closes: every fate can be known.
-          set_fate(instance, client, e.seq, Fate::unknown, e.reason);
+          set_fate(instance, client, e.seq, Fate::unknown, e.text);
           checker_.fail(fmt::format("client {} seq {} has the fate unknown ({}), but every tombstone is still kept",
-                                    instance, e.seq, e.reason));
+                                    instance, e.seq, e.text));
         } else if constexpr (std::is_same_v<E, client::EgressEvent>) {
           on_egress(instance, client, e);
         } else if constexpr (std::is_same_v<E, client::EgressGapEvent>) {
           client.gap = e;
-        } else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
-          checker_.fail(fmt::format("client {} refuses node at {}: {}", instance, e.endpoint, e.reason));
+        } else if constexpr (std::is_same_v<E, client::ConnectFailedEvent>) {
+          if (e.reason == Reason::node_misconfigured || e.reason == Reason::another_cluster ||
+              e.reason == Reason::another_incarnation || e.reason == Reason::incompatible_version)
+            checker_.fail(fmt::format("client {} refuses node at {}: {}", instance, e.endpoint, e.text));
+        } else if constexpr (std::is_same_v<E, client::DataLossEvent>) {
+          checker_.fail(fmt::format("client {} hears seqs {}-{} lost, but every node fsyncs", instance, e.from, e.to));
         }
       },
       event);

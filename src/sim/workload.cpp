@@ -324,7 +324,9 @@ void Workload::on_disconnected(std::uint32_t slot, std::uint64_t connection, std
   SimClient* client = current(slot, connection);
   if (client == nullptr) return;
   client->connection = 0;
-  client->core->on_disconnected(events_.now(), why);
+  // The virtual network's "connection refused" is a node that is down; every other end is a reset.
+  const Reason reason = why == "connection refused" ? Reason::connection_refused : Reason::connection_reset;
+  client->core->on_disconnected(events_.now(), client::Disconnect{reason, std::string(why)});
   pump(slot);
 }
 
@@ -366,7 +368,7 @@ void Workload::record(std::uint32_t slot, const client::Event& event) {
       [&](const auto& e) {
         using E = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<E, client::StateEvent>) {
-          trace_.client(slot, "is {}: {}", to_string(e.state), e.reason);
+          trace_.client(slot, "is {}: {} ({})", to_string(e.state), e.text, to_string(e.reason));
         } else if constexpr (std::is_same_v<E, client::LeaderEvent>) {
           trace_.client(slot, "hears of leader n{} in term {}", e.leader, e.term);
         } else if constexpr (std::is_same_v<E, client::SessionEvent>) {
@@ -376,17 +378,19 @@ void Workload::record(std::uint32_t slot, const client::Event& event) {
           trace_.client(slot, "seq {} applied (position {})", e.seq, e.position);
         } else if constexpr (std::is_same_v<E, client::RejectedEvent>) {
           ++stats_.rejected;
-          trace_.client(slot, "seq {} rejected: {}", e.seq, e.reason);
+          trace_.client(slot, "seq {} rejected: {}", e.seq, e.text);
         } else if constexpr (std::is_same_v<E, client::UnknownEvent>) {
           ++stats_.unknown;
-          trace_.client(slot, "seq {} unknown: {}", e.seq, e.reason);
+          trace_.client(slot, "seq {} unknown: {}", e.seq, e.text);
         } else if constexpr (std::is_same_v<E, client::EgressEvent>) {
           ++stats_.egress;
           trace_.client(slot, "egress {}", e.egress_seq);
         } else if constexpr (std::is_same_v<E, client::EgressGapEvent>) {
           trace_.client(slot, "egress {}-{} lost", e.from, e.to);
-        } else if constexpr (std::is_same_v<E, client::NodeRefusedEvent>) {
-          trace_.client(slot, "refuses {}: {}", e.endpoint, e.reason);
+        } else if constexpr (std::is_same_v<E, client::ConnectFailedEvent>) {
+          trace_.client(slot, "attempt at {} failed: {} ({})", e.endpoint, e.text, to_string(e.reason));
+        } else if constexpr (std::is_same_v<E, client::DataLossEvent>) {
+          trace_.client(slot, "seqs {}-{} lost by the cluster", e.from, e.to);
         }
       },
       event);

@@ -297,7 +297,7 @@ class KvClient final : public ClientListener {
   }
 
   // ClientListener (on the client's I/O thread)
-  void on_state(ClientState state, std::string_view reason) override {
+  void on_state(ClientState state, cohort::Reason /*code*/, std::string_view reason) override {
     std::lock_guard lock(mutex_);
     if (old_leader_ != 0)
       states_after_mark_ += fmt::format("+{} ms {} ({}); ", ms_since(mark_), cohort::to_string(state), reason);
@@ -318,12 +318,12 @@ class KvClient final : public ClientListener {
     if (new_leader_seen_ && !first_ack_under_new_leader_) first_ack_under_new_leader_ = Clock::now();
     changed_.notify_all();
   }
-  void on_rejected(std::uint64_t seq, std::string_view reason) override {
+  void on_rejected(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     std::lock_guard lock(mutex_);
     failed_[seq] = "rejected: " + std::string(reason);
     changed_.notify_all();
   }
-  void on_unknown(std::uint64_t seq, std::string_view reason) override {
+  void on_unknown(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     std::lock_guard lock(mutex_);
     failed_[seq] = "unknown: " + std::string(reason);
     changed_.notify_all();

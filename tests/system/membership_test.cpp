@@ -255,12 +255,12 @@ class KvClient final : public ClientListener {
     applied_.emplace(seq, true);
     changed_.notify_all();
   }
-  void on_rejected(std::uint64_t seq, std::string_view reason) override {
+  void on_rejected(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     const std::lock_guard lock(mutex_);
     failed_[seq] = "rejected: " + std::string(reason);
     changed_.notify_all();
   }
-  void on_unknown(std::uint64_t seq, std::string_view reason) override {
+  void on_unknown(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     const std::lock_guard lock(mutex_);
     failed_[seq] = "unknown: " + std::string(reason);
     changed_.notify_all();
@@ -272,7 +272,8 @@ class KvClient final : public ClientListener {
     replies_[reply->request_id] = std::move(reply).value();
     changed_.notify_all();
   }
-  void on_node_refused(std::string_view endpoint, std::string_view reason) override {
+  void on_connect_failed(std::string_view endpoint, cohort::Reason code, std::string_view reason) override {
+    if (code != cohort::Reason::node_misconfigured) return;  // only the skipped nodes
     const std::lock_guard lock(mutex_);
     refused_.emplace_back(std::string(endpoint), std::string(reason));
     changed_.notify_all();

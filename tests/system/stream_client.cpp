@@ -65,7 +65,7 @@ class Printer final : public cohort::ClientListener {
     std::fflush(stdout);
   }
 
-  void on_state(cohort::ClientState state, std::string_view reason) override {
+  void on_state(cohort::ClientState state, cohort::Reason /*code*/, std::string_view reason) override {
     line(fmt::format("state {} {}", cohort::to_string(state), reason));
   }
   void on_session(std::uint64_t session_id, cohort::SessionChange change) override {
@@ -75,11 +75,11 @@ class Printer final : public cohort::ClientListener {
     line(fmt::format("applied {}", seq));
     count(applied_);
   }
-  void on_rejected(std::uint64_t seq, std::string_view reason) override {
+  void on_rejected(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     line(fmt::format("rejected {} {}", seq, reason));
     count(rejected_);
   }
-  void on_unknown(std::uint64_t seq, std::string_view reason) override {
+  void on_unknown(std::uint64_t seq, cohort::Reason /*code*/, std::string_view reason) override {
     line(fmt::format("unknown {} {}", seq, reason));
     count(unknown_);
   }

@@ -1257,13 +1257,14 @@ TEST_F(TransportBackPressure, HandlerCanSendAgainFromOnWritable) {
 
 // === connect failures =======================================================================================
 
-TEST_F(TransportConnect, RefusedConnectIsConnectFailedNamingTheAddress) {
+TEST_F(TransportConnect, RefusedConnectIsConnectRefusedNamingTheAddress) {
   RawListener nobody(/*listening=*/false);  // bound, so no one else takes the port, but not listening
   Side client(loop_, config_for(node_identity(2)));
   const ConnectionId id = client.transport->connect(nobody.endpoint());
   ASSERT_TRUE(wait([&] { return client.events.disconnected.size() == 1; }));
   EXPECT_EQ(client.events.disconnected[0].id, id);
-  EXPECT_EQ(client.events.disconnected[0].reason, DisconnectReason::connect_failed);
+  // Told apart from other connect failures: the client's backoff after a refusal stays short.
+  EXPECT_EQ(client.events.disconnected[0].reason, DisconnectReason::connect_refused);
   EXPECT_TRUE(contains(client.events.disconnected[0].detail, nobody.endpoint().to_string()));
   EXPECT_TRUE(client.events.connected.empty());
   EXPECT_EQ(client.transport->send(id, data_frame(1, 32)), SendResult::closed);

@@ -1,0 +1,71 @@
+#pragma once
+// A double-ended queue over one growable array: push at the back, pop at the front, index from the front. Unlike
+// std::deque it never frees or allocates while its size stays under its largest so far, so a queue that is filled
+// and drained at a steady rate (the client's resend buffer) allocates nothing per element.
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "common/assert.h"
+
+namespace cohort {
+
+template <typename T>
+class Ring {
+ public:
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+
+  T& operator[](std::size_t index) noexcept { return slots_[slot(index)]; }
+  const T& operator[](std::size_t index) const noexcept { return slots_[slot(index)]; }
+  T& front() noexcept { return (*this)[0]; }
+  T& back() noexcept { return (*this)[size_ - 1]; }
+
+  void push_back(T value) {
+    if (size_ == slots_.size()) grow();
+    slots_[slot(size_)] = std::move(value);
+    ++size_;
+  }
+
+  /// Removes the front element and returns it (moved out).
+  T pop_front() noexcept {
+    COHORT_ASSERT(size_ > 0);
+    T value = std::move(slots_[head_]);
+    head_ = (head_ + 1) & (slots_.size() - 1);
+    --size_;
+    return value;
+  }
+
+  /// Removes the element at `index`, keeping the order of the others (moves the ones after it: for rare removals).
+  T erase(std::size_t index) noexcept {
+    COHORT_ASSERT(index < size_);
+    T value = std::move((*this)[index]);
+    for (std::size_t at = index; at + 1 < size_; ++at) (*this)[at] = std::move((*this)[at + 1]);
+    --size_;
+    return value;
+  }
+
+  /// Removes every element, calling `take` with each (moved out), front first.
+  template <typename F>
+  void drain(F&& take) {
+    while (size_ > 0) take(pop_front());
+  }
+
+ private:
+  // Capacity is a power of two, so a slot is an index masked.
+  std::size_t slot(std::size_t index) const noexcept { return (head_ + index) & (slots_.size() - 1); }
+
+  void grow() {
+    std::vector<T> bigger(slots_.empty() ? 16 : slots_.size() * 2);
+    for (std::size_t index = 0; index < size_; ++index) bigger[index] = std::move((*this)[index]);
+    slots_ = std::move(bigger);
+    head_ = 0;
+  }
+
+  std::vector<T> slots_;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace cohort
