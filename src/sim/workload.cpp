@@ -108,11 +108,14 @@ bool ProbeService::applied(RequestId request) const {
 
 // --- the clients ------------------------------------------------------------------------------------------------
 
-std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}", node + 1); }
+// host:port, as a client's options must hold.
+std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}:7000", node + 1); }
 
 std::optional<std::uint32_t> Workload::node_of(std::string_view endpoint, std::size_t nodes) {
   static constexpr std::string_view kPrefix = "node-";
-  if (!endpoint.starts_with(kPrefix)) return std::nullopt;
+  static constexpr std::string_view kPort = ":7000";
+  if (!endpoint.starts_with(kPrefix) || !endpoint.ends_with(kPort)) return std::nullopt;
+  endpoint.remove_suffix(kPort.size());
   std::uint32_t id = 0;
   const char* end = endpoint.data() + endpoint.size();
   const auto parsed = std::from_chars(endpoint.data() + kPrefix.size(), end, id);
@@ -141,6 +144,7 @@ Workload::Workload(const FaultMix& mix, const Phase& phase, Random& random, Even
   // Small, so that a client away for a while back-pressures its application.
   options_.max_buffered_messages = 32;
   options_.max_buffered_bytes = 4096;
+  options_.max_message_size = 1024;
 }
 
 void Workload::start() {
@@ -352,7 +356,7 @@ void Workload::pump(std::uint32_t slot) {
   if (auto endpoint = core.take_connect()) {
     if (client.connection != 0) network_.close_by_client(client.connection);
     const auto node = node_of(*endpoint, options_.members.size());
-    COHORT_ASSERT(node.has_value());  // the members and the redirects name only "node-<id>"
+    COHORT_ASSERT(node.has_value());  // the members and the redirects name only "node-<id>:7000"
     client.connection = network_.connect(slot, *node);
   }
   for (const client::Event& event : core.events()) record(slot, event);

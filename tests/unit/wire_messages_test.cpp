@@ -204,6 +204,9 @@ SessionReply replacing_session_reply() {
   reply.replaced_session = 0x1112131415161718;
   reply.replaced_last_seq = 41;
   reply.replaced_reason = SessionCloseReason::timeout;
+  reply.keepalive_interval_ms = 250;
+  reply.silence_limit_ms = 1000;
+  reply.egress_seq = 0x21222324;
   return reply;
 }
 
@@ -412,15 +415,16 @@ TEST(WireRoundTrip, EverySampleReencodesToIdenticalBytes) {
 }
 
 TEST(WireRoundTrip, EveryTypeIsInTheCatalogueAtItsCurrentVersion) {
-  // Layout 2: the client messages protocol version 3 appended fields to; every other type is at layout 1.
-  const std::vector<MessageType> second_layout = {MessageType::session_open, MessageType::session_reply,
-                                                  MessageType::egress, MessageType::session_closed,
-                                                  MessageType::ingress_rejected};
+  // Layout 2: the client messages protocol version 3 appended fields to; layout 3: the session reply, which then
+  // gained the node's keep-alive settings and the session's egress seq; every other type is at layout 1.
+  const std::vector<MessageType> second_layout = {MessageType::session_open, MessageType::egress,
+                                                  MessageType::session_closed, MessageType::ingress_rejected};
   for (const Sample& sample : every_sample()) {
     const bool second =
         std::find(second_layout.begin(), second_layout.end(), type_of(sample.frame)) != second_layout.end();
-    EXPECT_EQ(newest_version(type_of(sample.frame)), second ? 2 : 1) << sample.name;
-    EXPECT_EQ(load_le<std::uint8_t>(sample.frame.data() + 6), second ? 2 : 1) << sample.name << " is written as";
+    const int layout = type_of(sample.frame) == MessageType::session_reply ? 3 : second ? 2 : 1;
+    EXPECT_EQ(newest_version(type_of(sample.frame)), layout) << sample.name;
+    EXPECT_EQ(load_le<std::uint8_t>(sample.frame.data() + 6), layout) << sample.name << " is written as";
     EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
   }
   // The gaps between the ranges stay unknown.
@@ -705,7 +709,7 @@ TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
   EXPECT_EQ(PeerSnapshotChunk::kFixedBodySize, 64U);
   EXPECT_EQ(PeerSnapshotAck::kBodySize, 56U);
   EXPECT_EQ(SessionOpen::kFixedBodySize, 40U);
-  EXPECT_EQ(SessionReply::kFixedBodySize, 80U);
+  EXPECT_EQ(SessionReply::kFixedBodySize, 96U);
   EXPECT_EQ(Ingress::kFixedBodySize, 16U);
   EXPECT_EQ(Ack::kBodySize, 40U);
   EXPECT_EQ(Egress::kFixedBodySize, 32U);
@@ -751,15 +755,18 @@ TEST(WireLayout, SessionReplyFieldsSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint16_t>(body.data() + 48), 13U);
   EXPECT_EQ(load_le<std::uint32_t>(body.data() + 52), 1U << 20U);  // max_message_size
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 56), 0U);         // replaced_session: nothing replaced
-  EXPECT_EQ(as_chars(ByteSpan(body).subspan(80)), "10.0.0.3:7200");
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(96)), "10.0.0.3:7200");
 
   const Bytes replaced = body_of(encoded(replacing_session_reply()));
-  ASSERT_EQ(replaced.size(), 80U);
+  ASSERT_EQ(replaced.size(), 96U);
   EXPECT_EQ(load_le<std::uint8_t>(replaced.data()), 1);  // opened
   EXPECT_EQ(load_le<std::uint64_t>(replaced.data() + 56), 0x1112131415161718U);
   EXPECT_EQ(load_le<std::uint64_t>(replaced.data() + 64), 41U);
   EXPECT_EQ(load_le<std::uint8_t>(replaced.data() + 72), 2);  // timeout
   EXPECT_EQ(load_le<std::uint8_t>(replaced.data() + 73), 0);
+  EXPECT_EQ(load_le<std::uint32_t>(replaced.data() + 80), 250U);         // keepalive_interval_ms
+  EXPECT_EQ(load_le<std::uint32_t>(replaced.data() + 84), 1000U);        // silence_limit_ms
+  EXPECT_EQ(load_le<std::uint64_t>(replaced.data() + 88), 0x21222324U);  // egress_seq
 }
 
 TEST(WireLayout, SessionOpenFieldsSitAtTheirDocumentedOffsets) {
@@ -1112,6 +1119,9 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                                             {"replaced_last_seq", 8},
                                                                             {"replaced_reason", 1},
                                                                             {"reserved", 7},
+                                                                            {"keepalive_interval_ms", 4},
+                                                                            {"silence_limit_ms", 4},
+                                                                            {"egress_seq", 8},
                                                                             {"text", 13}});
   expect_every_short_body_names_its_field(encoded(Ingress{1, 2, ByteSpan(payload_a())}),
                                           {{"session_id", 8}, {"seq", 8}});
