@@ -3,17 +3,21 @@
 // messages with per-session sequence numbers, and receives acknowledgements and egress. It reconnects by itself,
 // with backoff, cycling through the members, and resumes its session (it names the session it had), resending
 // every message not yet acknowledged: the node applies each seq once. Egress is delivered once and in order; what
-// the cluster could no longer resend is reported as a gap. docs/client.md describes the state machine.
+// the cluster could no longer resend is reported as a gap. docs/client.md describes the state machine, every
+// option and what an application still has to do.
 //
 //   cohort::ClientOptions options{.cluster_id = 7, .members = {"127.0.0.1:7201", "127.0.0.1:7202"}};
-//   MyListener listener;                       // callbacks run on the client's own I/O thread
+//   if (auto problems = cohort::validate(options)) { /* print *problems */ }
+//   MyListener listener;                       // callbacks run on the client's own I/O thread (or in poll())
 //   cohort::Client client(options, listener);
 //   client.wait_connected(std::chrono::seconds(5));
 //   auto offer = client.offer(bytes);          // thread-safe; offer.seq identifies the message
+//   client.close(std::chrono::seconds(5));     // drains first
 //
 // Every accepted message gets exactly one fate through the listener: on_applied, or on_rejected (definitely not
-// applied), or on_unknown: only if the application closes the client with messages still unacknowledged, the
-// cluster was re-created, or the cluster closed the session and no longer remembers how far it had applied it.
+// applied), or on_unknown: only if the application closes the client, or a deadline it set passes, with messages
+// still unacknowledged; the cluster was re-created; or the cluster closed the session and no longer remembers how
+// far it had applied it. The library writes nothing to stdout or stderr.
 
 #include <chrono>
 #include <cstdint>

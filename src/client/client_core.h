@@ -1,11 +1,13 @@
 #pragma once
 // The client's state machine, sans-I/O: it takes connection events, frames, offers and ticks with the current
 // time, and returns what to do (connect, close, frames to send) and what to tell the application. The runtime
-// (client.cpp) drives it from its I/O thread; a test or the simulator can drive it directly.
+// (client.cpp) drives it, from its own I/O thread or from the application's poll(); a test or the simulator can
+// drive it directly.
 //
-// States (include/cohort/client.h): connecting -> connected <-> reconnecting, and closed (terminal).
-// The buffer holds every accepted message until it has a fate; it is resent, in order, after every session
-// open, from the seq after the one the node reports applied. docs/client.md walks through all of it.
+// States (include/cohort/client.h): connecting -> connected <-> reconnecting, and closed (terminal), reached only
+// by close(), a deadline the options set (give_up_after, connect_timeout), the end of a draining close, or a
+// permanent refusal. The buffer holds every accepted message until it has a fate; it is resent, in order, after
+// every session open, from the seq after the one the node reports applied. docs/client.md walks through all of it.
 //
 // Sessions: every session_open names the session the client last had (and the last egress it delivered in it),
 // so the leader can resume it. If that session was closed meanwhile, the leader opens a new one and reports the
@@ -22,8 +24,11 @@
 // node whose cluster cannot be the one it was configured for: one with another member count than the endpoints
 // the client lists (when it lists more than one), or, once a node has served it, one with another member list
 // (configuration id) than that node had. Such a node is skipped, not a reason to close: it is a misconfigured
-// member, and the others may serve. A node of another incarnation than the one that served it closes the client,
-// as at a session open. Endpoint strings are never compared: proxies and host names make one node's differ.
+// member, and the others may serve. A handshake refusal (another cluster id or protocol version) or a node of
+// another incarnation than the one that served the client closes it only once every listed member has said so in
+// a row (a node that accepts it in between contradicts them: a stray process on one port must not end the client);
+// a leader's opened reply of another incarnation closes it at once. Endpoint strings are never compared: proxies
+// and host names make one node's differ.
 
 #include <chrono>
 #include <optional>
