@@ -2,7 +2,9 @@
 // (echo service) on loopback in a fresh directory, connects one client, and measures
 //  - commit latency: one 64-byte message at a time, from offer() to the acknowledgement (applied on the leader
 //    after a majority stored it), p50/p99/p99.9;
-//  - throughput: messages offered as fast as the client buffer allows for a few seconds, acknowledged per second.
+//  - throughput: messages offered as fast as the client buffer allows for a few seconds, acknowledged per second;
+//  - the client's heap allocations per message in both (this process runs only the client: the nodes are other
+//    processes), with its own I/O thread and in invoker mode (poll() on this thread; its latency too).
 // Under each sync policy asked for. The last line is a JSON summary.
 
 #include <arpa/inet.h>
@@ -19,9 +21,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +38,27 @@
 #include "cohort/client.h"
 
 namespace {
+
+// Every allocation in this process, counted: the client's steady state must make none per message.
+std::atomic<std::uint64_t> g_allocations{0};
+
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* block = std::malloc(size == 0 ? 1 : size)) return block;
+  throw std::bad_alloc();
+}
+// GCC cannot see that the operator new above is the malloc these pair with.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* block) noexcept { std::free(block); }
+void operator delete(void* block, std::size_t /*size*/) noexcept { std::free(block); }
+#pragma GCC diagnostic pop
+
+namespace {
+
+std::uint64_t allocations() { return g_allocations.load(std::memory_order_relaxed); }
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -138,7 +163,46 @@ double percentile(std::vector<double> values, double p) {
 
 struct Figures {
   double p50 = 0, p99 = 0, p999 = 0, throughput = 0;
+  double allocations_latency = 0, allocations_throughput = 0;  // per message, own thread
+  double invoker_p50 = 0, invoker_p99 = 0, invoker_allocations = 0;
 };
+
+// Invoker mode: the same one-at-a-time latency run, the client driven by poll() on this thread (busy-polling, as
+// an invoker-mode application with a core to itself would).
+void measure_invoker(const std::vector<std::string>& members, std::size_t samples, Figures& figures) {
+  Listener listener;
+  cohort::ClientOptions options;
+  options.cluster_id = 7;
+  options.members = members;
+  options.threading = cohort::ClientThreading::invoker;
+  cohort::Client client(options, listener);
+  if (!client.wait_connected(20s)) throw std::runtime_error("invoker mode: no session within 20 s");
+  const std::vector<std::byte> message(64, std::byte{0x5A});
+  std::uint64_t sent = 0;
+  const auto one = [&] {
+    if (client.offer(message).status != cohort::OfferStatus::accepted) throw std::runtime_error("offer refused");
+    ++sent;
+    const auto deadline = Clock::now() + 5s;
+    while (listener.applied() < sent) {
+      client.poll();
+      if (Clock::now() > deadline) throw std::runtime_error("invoker mode: no acknowledgement within 5 s");
+    }
+  };
+  for (int i = 0; i < 1000; ++i) one();
+  std::vector<double> latencies;
+  latencies.reserve(samples);
+  const std::uint64_t allocated = allocations();
+  for (std::size_t i = 0; i < samples; ++i) {
+    const auto begin = Clock::now();
+    one();
+    latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
+  }
+  figures.invoker_allocations =
+      static_cast<double>(allocations() - allocated) / static_cast<double>(std::max<std::size_t>(samples, 1));
+  figures.invoker_p50 = percentile(latencies, 0.50);
+  figures.invoker_p99 = percentile(latencies, 0.99);
+  client.close(1s);
+}
 
 Figures measure(const std::string& cohortd, const std::string& sync, std::size_t samples, double seconds) {
   Cluster cluster;
@@ -154,12 +218,14 @@ Figures measure(const std::string& cohortd, const std::string& sync, std::size_t
 
   // Warm-up, then one message at a time.
   std::uint64_t sent = 0;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     client.offer(message);
     listener.wait_applied(++sent, 5s);
   }
   std::vector<double> latencies;
   latencies.reserve(samples);
+  Figures figures;
+  std::uint64_t allocated = allocations();
   for (std::size_t i = 0; i < samples; ++i) {
     const auto begin = Clock::now();
     if (client.offer(message).status != cohort::OfferStatus::accepted) throw std::runtime_error("offer refused");
@@ -167,17 +233,34 @@ Figures measure(const std::string& cohortd, const std::string& sync, std::size_t
     latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
   }
 
-  // Throughput: keep the client's buffer full.
+  figures.allocations_latency =
+      static_cast<double>(allocations() - allocated) / static_cast<double>(std::max<std::size_t>(samples, 1));
+
+  // Throughput: keep the client's buffer full; first for a while unmeasured, so the buffers reach their size.
+  for (const auto warm = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(std::min(seconds, 1.0)));
+       Clock::now() < warm;) {
+    if (client.offer(message).status != cohort::OfferStatus::accepted) std::this_thread::sleep_for(50us);
+  }
   const std::uint64_t before = listener.applied();
+  allocated = allocations();
   const auto begin = Clock::now();
   const auto end = begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   while (Clock::now() < end) {
     if (client.offer(message).status != cohort::OfferStatus::accepted) std::this_thread::sleep_for(50us);
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - begin).count();
-  const double throughput = static_cast<double>(listener.applied() - before) / elapsed;
-  client.close();
-  return Figures{percentile(latencies, 0.50), percentile(latencies, 0.99), percentile(latencies, 0.999), throughput};
+  const std::uint64_t acknowledged = listener.applied() - before;
+  figures.allocations_throughput =
+      static_cast<double>(allocations() - allocated) / static_cast<double>(std::max<std::uint64_t>(acknowledged, 1));
+  const double throughput = static_cast<double>(acknowledged) / elapsed;
+  client.close(5s);
+  figures.p50 = percentile(latencies, 0.50);
+  figures.p99 = percentile(latencies, 0.99);
+  figures.p999 = percentile(latencies, 0.999);
+  figures.throughput = throughput;
+  measure_invoker(cluster.clients, samples, figures);
+  return figures;
 }
 
 }  // namespace
@@ -206,12 +289,18 @@ int main(int argc, char** argv) {
       const Figures f = measure(cohortd, sync, samples, seconds);
       std::printf(
           "3 nodes, echo service, sync %-5s: commit latency (64 B, one at a time) p50 %.0f us, p99 %.0f us, "
-          "p99.9 %.0f us; throughput (64 B, pipelined) %.0f messages/s\n",
-          sync.c_str(), f.p50, f.p99, f.p999, f.throughput);
+          "p99.9 %.0f us; throughput (64 B, pipelined) %.0f messages/s\n"
+          "  client allocations per message: %.3f one at a time, %.3f pipelined (own thread); invoker mode: "
+          "%.3f, commit latency p50 %.0f us, p99 %.0f us\n",
+          sync.c_str(), f.p50, f.p99, f.p999, f.throughput, f.allocations_latency, f.allocations_throughput,
+          f.invoker_allocations, f.invoker_p50, f.invoker_p99);
       std::fflush(stdout);
-      json +=
-          fmt::format("{}\"{}\": {{\"p50_us\": {:.0f}, \"p99_us\": {:.0f}, \"p999_us\": {:.0f}, \"per_s\": {:.0f}}}",
-                      json.size() > 1 ? ", " : "", sync, f.p50, f.p99, f.p999, f.throughput);
+      json += fmt::format(
+          "{}\"{}\": {{\"p50_us\": {:.0f}, \"p99_us\": {:.0f}, \"p999_us\": {:.0f}, \"per_s\": {:.0f}, "
+          "\"client_allocations_per_message\": {:.3f}, \"client_allocations_per_message_pipelined\": {:.3f}, "
+          "\"invoker_p50_us\": {:.0f}, \"invoker_p99_us\": {:.0f}, \"invoker_allocations_per_message\": {:.3f}}}",
+          json.size() > 1 ? ", " : "", sync, f.p50, f.p99, f.p999, f.throughput, f.allocations_latency,
+          f.allocations_throughput, f.invoker_p50, f.invoker_p99, f.invoker_allocations);
     }
     std::printf("%s}\n", json.c_str());
     return 0;

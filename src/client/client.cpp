@@ -66,6 +66,8 @@ class Client::Impl final : public io::TransportHandler {
       ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
       return;
     }
+    // Offers from the application's threads ring it (post() would allocate per message).
+    doorbell_ = loop_.doorbell([this] { flush(); });
     thread_ = std::thread([this] {
       io_thread_id_ = std::this_thread::get_id();
       ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
@@ -166,7 +168,7 @@ class Client::Impl final : public io::TransportHandler {
     // From a listener callback: the I/O thread cannot join itself (the destructor joins).
     if (std::this_thread::get_id() == io_thread_id_) {
       begin_close(std::chrono::milliseconds(0));
-      schedule_flush();
+      loop_.post([this] { flush(); });
       return;
     }
     const std::lock_guard closing(close_mutex_);  // two application threads closing at once join once
@@ -230,7 +232,7 @@ class Client::Impl final : public io::TransportHandler {
 
   void schedule_flush() {
     if (flush_posted_.exchange(true)) return;
-    loop_.post([this] { flush(); });
+    doorbell_->ring();
   }
 
   // Under the lock: sends the core's frames on the connection, or gives the connection up if its send buffer is
@@ -337,6 +339,8 @@ class Client::Impl final : public io::TransportHandler {
   io::EventLoop loop_;
   std::unique_ptr<io::TcpTransport> transport_;      // the loop's thread only (after construction)
   std::unique_ptr<io::EventLoop::Periodic> ticker_;  // the loop's thread only
+  // Own thread mode: rung by offers; destroyed only after the thread is joined, since an offer may ring it then.
+  std::unique_ptr<io::EventLoop::Doorbell> doorbell_;
   std::optional<io::ConnectionId> connection_;       // the loop's thread only
   std::optional<protocol::ErrorCode> refusal_code_;  // the loop's thread only: the refusal just reported
   bool running_ = false;                             // the loop runs (or, in invoker mode, may be polled)

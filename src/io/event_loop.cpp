@@ -1,12 +1,19 @@
 #include "io/event_loop.h"
 
-#include "common/assert.h"
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
+
+#include "common/assert.h"
 
 namespace cohort::io {
 
@@ -99,7 +106,58 @@ class PeriodicImpl final : public EventLoop::Periodic {
   std::shared_ptr<PeriodicState> state_;
 };
 
+// An eventfd the loop waits on. Like the timer's, its state is shared with the pending wait's handler.
+struct DoorbellState {
+  DoorbellState(asio::io_context& context, int fd, std::function<void()> ring)
+      : descriptor(context, fd), on_ring(std::move(ring)) {}
+  asio::posix::stream_descriptor descriptor;
+  std::function<void()> on_ring;
+  bool cancelled = false;
+};
+
+void listen(const std::shared_ptr<DoorbellState>& state) {
+  state->descriptor.async_wait(asio::posix::stream_descriptor::wait_read, [state](const std::error_code& error) {
+    if (error || state->cancelled) return;
+    std::uint64_t rings = 0;
+    // Reading resets the counter: every ring so far is answered by this one call.
+    if (::read(state->descriptor.native_handle(), &rings, sizeof rings) < 0 && errno != EAGAIN) return;
+    state->on_ring();
+    if (!state->cancelled) listen(state);
+  });
+}
+
+class DoorbellImpl final : public EventLoop::Doorbell {
+ public:
+  explicit DoorbellImpl(std::shared_ptr<DoorbellState> state)
+      : state_(std::move(state)), fd_(state_->descriptor.native_handle()) {
+    listen(state_);
+  }
+  ~DoorbellImpl() override {
+    state_->cancelled = true;
+    std::error_code ignored;
+    state_->descriptor.cancel(ignored);
+  }
+  DoorbellImpl(const DoorbellImpl&) = delete;
+  DoorbellImpl& operator=(const DoorbellImpl&) = delete;
+
+  void ring() noexcept override {
+    const std::uint64_t one = 1;
+    // Only EAGAIN can fail it (the counter at its maximum): the loop has rings to answer anyway.
+    [[maybe_unused]] const auto written = ::write(fd_, &one, sizeof one);
+  }
+
+ private:
+  std::shared_ptr<DoorbellState> state_;
+  int fd_;
+};
+
 }  // namespace
+
+std::unique_ptr<EventLoop::Doorbell> EventLoop::doorbell(std::function<void()> on_ring) {
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  return std::make_unique<DoorbellImpl>(std::make_shared<DoorbellState>(*context_, fd, std::move(on_ring)));
+}
 
 std::unique_ptr<EventLoop::Periodic> EventLoop::every(std::chrono::nanoseconds period, std::function<void()> tick) {
   return std::make_unique<PeriodicImpl>(std::make_shared<PeriodicState>(*context_, period, std::move(tick)));

@@ -38,6 +38,12 @@ class EventLoop {
   class Periodic;
   std::unique_ptr<Periodic> every(std::chrono::nanoseconds period, std::function<void()> tick);
 
+  /// A doorbell another thread rings to run `on_ring` on the loop thread. Unlike post(), ringing allocates nothing
+  /// (it writes an eventfd), so a thread that hands the loop work per message can ring per message. Rings before
+  /// `on_ring` runs merge into one call. Stops when the returned handle is destroyed.
+  class Doorbell;
+  std::unique_ptr<Doorbell> doorbell(std::function<void()> on_ring);
+
   asio::io_context& context() noexcept { return *context_; }
 
  private:
@@ -49,6 +55,13 @@ class EventLoop {
 class EventLoop::Periodic {
  public:
   virtual ~Periodic() = default;
+};
+
+class EventLoop::Doorbell {
+ public:
+  virtual ~Doorbell() = default;
+  /// Thread-safe, async-signal-safe, never blocks.
+  virtual void ring() noexcept = 0;
 };
 
 }  // namespace cohort::io
