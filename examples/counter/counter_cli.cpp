@@ -19,8 +19,7 @@
 #include <vector>
 
 #include <cohort/client.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 namespace {
@@ -33,7 +32,7 @@ class ReplyListener final : public cohort::ClientListener {
     finish(std::string(reinterpret_cast<const char*>(message.data()), message.size()), std::nullopt);
   }
   void on_rejected(std::uint64_t /*seq*/, cohort::Reason /*code*/, std::string_view reason) override {
-    finish(std::nullopt, "the cluster rejected the command: " + std::string(reason));
+    finish(std::nullopt, "the command was not applied: " + std::string(reason));
   }
   void on_state(cohort::ClientState state, cohort::Reason /*code*/, std::string_view reason) override {
     // Closed without our asking: the cluster refused us for good (e.g. another cluster id).
@@ -86,9 +85,12 @@ int main(int argc, char** argv) {
   std::string command;
   for (const auto& word : words) command += (command.empty() ? "" : " ") + word;
 
-  // The client logs its connection attempts through spdlog; keep stdout for the reply and show only problems.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("counter-cli"));
-  spdlog::set_level(spdlog::level::warn);
+  // Gives up by itself if no leader answers in time; its reason then names the last failure.
+  options.connect_timeout = std::chrono::milliseconds(timeout_ms);
+  if (auto problems = cohort::validate(options)) {
+    std::fprintf(stderr, "counter-cli: %s\n", problems->c_str());
+    return 2;
+  }
 
   ReplyListener listener;
   cohort::Client client(options, listener);
@@ -99,14 +101,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "counter-cli: command not accepted: %s\n", cohort::to_string(offer.status));
     return 1;
   }
-  const auto [reply, error] = listener.wait(std::chrono::milliseconds(timeout_ms));
+  // A little longer than the client's own connect_timeout, so its reason arrives as the error.
+  const auto [reply, error] = listener.wait(std::chrono::milliseconds(timeout_ms) + std::chrono::milliseconds(500));
+  const std::string state = fmt::format("{}: {}", cohort::to_string(client.state()), client.state_reason().second);
   client.close();
   if (error) {
     std::fprintf(stderr, "counter-cli: %s\n", error->c_str());
     return 1;
   }
   if (!reply) {
-    std::fprintf(stderr, "counter-cli: no reply within %d ms\n", timeout_ms);
+    std::fprintf(stderr, "counter-cli: no reply within %d ms (the client was %s)\n", timeout_ms, state.c_str());
     return 1;
   }
   std::printf("%s\n", reply->c_str());

@@ -297,9 +297,15 @@ int main(int argc, char** argv) {
     options.cluster_id = cluster_id;
     options.members = members;
     options.max_buffered_messages = 4096;
+    // The client gives up by itself, and its reason names the last failure (refused at X, no leader at Y, ...).
+    options.connect_timeout = std::chrono::seconds(timeout_s);
+    if (auto problems = cohort::validate(options)) {
+      std::fprintf(stderr, "cohort-kv: %s\n", problems->c_str());
+      return 2;
+    }
     cohort::Client client(options, listener);
-    if (!client.wait_connected(std::chrono::seconds(timeout_s))) {
-      std::fprintf(stderr, "cannot reach the cluster's leader: %s\n", cohort::to_string(client.state()));
+    if (!client.wait_connected(std::chrono::seconds(timeout_s) + std::chrono::seconds(1))) {
+      std::fprintf(stderr, "cannot reach the cluster's leader: %s\n", client.state_reason().second.c_str());
       return 1;
     }
     int result = 0;
@@ -335,8 +341,7 @@ int main(int argc, char** argv) {
       // Only a read is repeated if its reply is lost; a write's acknowledgement is its answer then.
       result = print_reply(request(client, listener, kv, next_id, deadline, kv.op == KvOp::get));
     }
-    client.wait_drained(std::chrono::seconds(5));
-    client.close();
+    client.close(std::chrono::seconds(5));  // drains first
     return result;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "cohort-kv: %s\n", error.what());

@@ -177,7 +177,8 @@ class Client {
   int poll();
 
   ClientState state() const;
-  /// Why the client is in its state (for closed: why it closed), and the text.
+  /// Why the client is in its state, and the text: for closed, why it closed; while connecting or reconnecting,
+  /// the latest failed attempt (so a waiting application can say why it waits).
   std::pair<Reason, std::string> state_reason() const;
   /// The session the client has, or is resuming while it reconnects; 0 before the first opens.
   std::uint64_t session_id() const;

@@ -115,17 +115,15 @@ void ClientCore::check_deadlines(Time now) {
   if (drain_deadline_ && (buffer_.empty() || now >= *drain_deadline_)) return close(now);
   if (session_ != 0 || !started_at_) return;
   if (!ever_connected_ && options_.connect_timeout.count() > 0 && now - *started_at_ >= options_.connect_timeout) {
-    return close_for(Reason::connect_deadline,
-                     fmt::format("no session within {} ms of the start (connect_timeout); last: {}",
-                                 options_.connect_timeout.count(), last_failure_),
-                     "the client gave up connecting before it was acknowledged");
+    const std::string text = fmt::format("no session within {} ms of the start (connect_timeout); last: {}",
+                                         options_.connect_timeout.count(), last_failure_);
+    return close_for(Reason::connect_deadline, text, text);
   }
   if (options_.give_up_after.count() > 0 && not_connected_since_ &&
       now - *not_connected_since_ >= options_.give_up_after) {
-    return close_for(Reason::give_up_deadline,
-                     fmt::format("not connected for {} ms (give_up_after); last: {}",
-                                 milliseconds(now - *not_connected_since_), last_failure_),
-                     "the client gave up (give_up_after) before it was acknowledged");
+    const std::string text = fmt::format("not connected for {} ms (give_up_after); last: {}",
+                                         milliseconds(now - *not_connected_since_), last_failure_);
+    return close_for(Reason::give_up_deadline, text, text);
   }
 }
 
@@ -215,6 +213,9 @@ void ClientCore::on_disconnected(Time now, Disconnect why) {
 
 void ClientCore::connect_failed(Reason reason, std::string text) {
   last_failure_ = fmt::format("{} ({})", text, to_string(reason));
+  // Not connected: the latest failure is why (state_reason() says so between state changes too).
+  reason_ = reason;
+  reason_text_ = text;
   events_.emplace_back(ConnectFailedEvent{endpoint_, reason, std::move(text)});
 }
 

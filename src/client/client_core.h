@@ -148,7 +148,7 @@ class ClientCore {
   void recycle(std::vector<Event>& events);
 
   ClientState state() const noexcept { return state_; }
-  /// Why the client is in its state.
+  /// Why the client is in its state; while connecting or reconnecting, the latest failed attempt.
   Reason reason() const noexcept { return reason_; }
   const std::string& reason_text() const noexcept { return reason_text_; }
   /// The session the client has, or is resuming while it reconnects (0: none yet).
