@@ -156,6 +156,11 @@ class Client::Impl final : public io::TransportHandler {
 
   void close(std::chrono::milliseconds drain) {
     if (!running_) return;
+    if (invoker_ && delivering_) {
+      // From a listener callback inside poll(): the poll that called it carries the close out.
+      begin_close(std::chrono::milliseconds(0));
+      return;
+    }
     if (invoker_) {
       begin_close(drain);
       flush();
@@ -269,7 +274,9 @@ class Client::Impl final : public io::TransportHandler {
       }
       events_.swap(core_.events());
     }
+    delivering_ = true;
     for (client::Event& event : events_) deliver(event);
+    delivering_ = false;
     const bool told = !events_.empty();
     {
       const std::lock_guard lock(mutex_);
@@ -344,6 +351,7 @@ class Client::Impl final : public io::TransportHandler {
   std::optional<io::ConnectionId> connection_;       // the loop's thread only
   std::optional<protocol::ErrorCode> refusal_code_;  // the loop's thread only: the refusal just reported
   bool running_ = false;                             // the loop runs (or, in invoker mode, may be polled)
+  bool delivering_ = false;                          // the loop's thread only: listener callbacks are running
   bool first_poll_ = true;                           // invoker mode: the first poll() ticks at once
   std::atomic<bool> flush_posted_{false};
   std::atomic<bool> closing_{false};
