@@ -224,13 +224,23 @@ class ClientCoreTest : public ::testing::Test {
 
   /// Connects (wherever the core asks) and opens session kSession with the node reporting `last_applied`.
   void open(std::uint64_t last_applied = 0, protocol::Incarnation incarnation = kIncarnation) {
+    open_with(opened_reply(kSession, last_applied, incarnation));
+  }
+
+  /// Connects (wherever the core asks) and answers the session open with `reply`.
+  void open_with(const protocol::SessionReply& reply) {
     take_sent(core_);  // what the last connection left unsent: the runtime clears it after every turn
     ASSERT_TRUE(await_connect().has_value());
     core_.on_connected(now_, a_node());
     const auto frames = take_sent(core_);
     ASSERT_FALSE(frames.empty());
     ASSERT_EQ(frames.front().type, MessageType::session_open);
-    deliver(opened_reply(kSession, last_applied, incarnation));
+    deliver(reply);
+  }
+
+  /// Starts over with a core built from `options`.
+  void use(ClientOptions options, std::uint64_t seed = 1234) {
+    core_ = ClientCore(std::move(options), kClientHigh, kClientLow, seed);
   }
 
   Offer offer(std::string_view text) { return core_.offer(as_bytes(text), now_); }
@@ -1316,6 +1326,73 @@ TEST_F(ClientCoreTest, ACredentialLongerThanTheProtocolCarriesLeavesTheClientClo
   EXPECT_EQ(refused.offer(as_bytes(std::string_view("x")), now_).status, OfferStatus::closed);
   refused.tick(now_);
   EXPECT_FALSE(refused.take_connect().has_value());
+}
+
+TEST_F(ClientCoreTest, ValidateNamesEachBadOption) {
+  EXPECT_EQ(validate(test_options()), std::nullopt);
+  struct Case {
+    const char* what;
+    void (*spoil)(ClientOptions&);
+    const char* named;
+  };
+  const Case cases[] = {
+      {"no members", [](ClientOptions& o) { o.members.clear(); }, "members: at least one"},
+      {"no port", [](ClientOptions& o) { o.members[1] = "nohostport"; }, "'nohostport' is not host:port"},
+      {"no host", [](ClientOptions& o) { o.members[0] = ":7000"; }, "':7000' is not host:port"},
+      {"empty port", [](ClientOptions& o) { o.members[0] = "n1:"; }, "'n1:' is not host:port"},
+      {"port 0", [](ClientOptions& o) { o.members[0] = "n1:0"; }, "'n1:0' is not host:port"},
+      {"port too high", [](ClientOptions& o) { o.members[0] = "n1:65536"; }, "'n1:65536'"},
+      {"port not a number", [](ClientOptions& o) { o.members[0] = "n1:70x1"; }, "'n1:70x1'"},
+      {"keep-alive 0", [](ClientOptions& o) { o.keepalive_interval = 0ms; }, "keepalive_interval"},
+      {"silence equal to keep-alive", [](ClientOptions& o) { o.silence_limit = o.keepalive_interval; },
+       "silence_limit: 250 ms must be above keepalive_interval"},
+      {"silence below keep-alive", [](ClientOptions& o) { o.silence_limit = 100ms; }, "silence_limit"},
+      {"backoff initial 0", [](ClientOptions& o) { o.backoff_initial = 0ms; }, "backoff_initial"},
+      {"backoff max below initial", [](ClientOptions& o) { o.backoff_max = 10ms; },
+       "backoff_max: 10 ms is below backoff_initial (50 ms)"},
+      {"refused backoff 0", [](ClientOptions& o) { o.refused_backoff_max = 0ms; }, "refused_backoff_max"},
+      {"give up negative", [](ClientOptions& o) { o.give_up_after = -1ms; }, "give_up_after"},
+      {"connect timeout negative", [](ClientOptions& o) { o.connect_timeout = -1ms; }, "connect_timeout"},
+      {"no buffered messages", [](ClientOptions& o) { o.max_buffered_messages = 0; }, "max_buffered_messages"},
+      {"message size 0", [](ClientOptions& o) { o.max_message_size = 0; }, "max_message_size: must be above 0"},
+      {"message size past the protocol",
+       [](ClientOptions& o) { o.max_message_size = o.max_buffered_bytes = 1U << 31U; }, "above the protocol's limit"},
+      {"buffer below one message", [](ClientOptions& o) { o.max_buffered_bytes = 63; },
+       "max_buffered_bytes: 63 cannot hold one message of max_message_size (64)"},
+  };
+  for (const Case& bad : cases) {
+    ClientOptions options = test_options();
+    bad.spoil(options);
+    const auto problems = validate(options);
+    ASSERT_TRUE(problems.has_value()) << bad.what;
+    EXPECT_NE(problems->find(bad.named), std::string::npos) << bad.what << ": " << *problems;
+    EXPECT_EQ(problems->find('\n'), std::string::npos) << bad.what << ": one problem, one line: " << *problems;
+
+    ClientCore core(options, kClientHigh, kClientLow, 1);
+    EXPECT_EQ(core.state(), ClientState::closed) << bad.what;
+    EXPECT_EQ(core.reason(), Reason::invalid_options) << bad.what;
+    EXPECT_EQ(core.reason_text(), *problems);
+    EXPECT_EQ(core.offer(as_bytes(std::string_view("x")), now_).status, OfferStatus::closed) << bad.what;
+    for (Time t{0}; t < 5s; t += 100ms) core.tick(t);
+    EXPECT_FALSE(core.take_connect().has_value()) << bad.what << ": a closed core never asks to connect";
+    core.close_after_drain(now_, now_ + 1s);
+    EXPECT_EQ(core.reason(), Reason::invalid_options) << "the first reason stays";
+  }
+  // Every problem is named, one per line.
+  ClientOptions options = test_options();
+  options.members = {"n1:7001", "bad"};
+  options.backoff_max = 1ms;
+  options.max_buffered_bytes = 1;
+  const auto problems = validate(options);
+  ASSERT_TRUE(problems.has_value());
+  EXPECT_EQ(std::count(problems->begin(), problems->end(), '\n'), 2) << *problems;
+  EXPECT_NE(problems->find("'bad'"), std::string::npos);
+  EXPECT_NE(problems->find("backoff_max"), std::string::npos);
+  EXPECT_NE(problems->find("max_buffered_bytes"), std::string::npos);
+  // What is fine: an IPv6 endpoint, the longest port, one endpoint.
+  options = test_options();
+  options.members = {"[::1]:65535"};
+  EXPECT_EQ(validate(options), std::nullopt);
 }
 
 }  // namespace
