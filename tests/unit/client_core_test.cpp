@@ -1395,5 +1395,154 @@ TEST_F(ClientCoreTest, ValidateNamesEachBadOption) {
   EXPECT_EQ(validate(options), std::nullopt);
 }
 
+// --- backoff ------------------------------------------------------------------------------------------------------
+
+/// Ticks `core` every millisecond from `now` until it asks to connect, and returns how long that took (the wait,
+/// rounded up to the millisecond); gives up after 10 s.
+Time time_to_next_connect(ClientCore& core, Time& now) {
+  const Time from = now;
+  for (int step = 0; step <= 10000; ++step) {
+    core.tick(now);
+    if (core.take_connect().has_value()) return now - from;
+    now += 1ms;
+  }
+  ADD_FAILURE() << "no connect within 10 s";
+  return now - from;
+}
+
+/// Where waits fell, as fractions of their bound.
+struct Spread {
+  int samples = 0;
+  int lower_half = 0;
+  double lowest = 1.0;
+  double highest = 0.0;
+
+  void add(Time wait, Time bound) {
+    const double fraction = static_cast<double>(wait.count()) / static_cast<double>(bound.count());
+    ++samples;
+    if (fraction < 0.5) ++lower_half;
+    lowest = std::min(lowest, fraction);
+    highest = std::max(highest, fraction);
+  }
+  // Full jitter is uniform over [0, bound]: about half the waits fall in each half.
+  bool halves_balanced() const { return lower_half > samples * 2 / 5 && lower_half < samples * 3 / 5; }
+};
+
+TEST_F(ClientCoreTest, AfterNFailedConnectsTheWaitIsAtMostInitialTimesTwoToTheNCappedAtTheMaxAndSpreadOverIt) {
+  constexpr std::size_t kAttempts = 8;  // 50 ms * 2^6 passes the 2 s cap: the last three are capped
+  std::vector<Spread> by_attempt(kAttempts + 1);
+  Spread all;
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    ClientCore core(test_options(), kClientHigh, kClientLow, seed);
+    Time now{0};
+    core.tick(now);
+    ASSERT_TRUE(core.take_connect().has_value()) << "the first attempt goes at once";
+    for (std::size_t n = 1; n <= kAttempts; ++n) {
+      core.on_disconnected(now, Disconnect{Reason::connection_reset, "connection reset"});
+      const Time wait = time_to_next_connect(core, now);
+      const Time bound = std::min<Time>(2000ms, 50ms * (1U << n));
+      ASSERT_LE(wait, bound) << "seed " << seed << ", after " << n << " failed connects";
+      by_attempt[n].add(wait, bound);
+      all.add(wait, bound);
+    }
+  }
+  for (std::size_t n = 1; n <= kAttempts; ++n) {
+    EXPECT_LT(by_attempt[n].lowest, 0.05) << "after " << n << " failed connects: no wait near 0";
+    EXPECT_GT(by_attempt[n].highest, 0.95) << "after " << n << " failed connects: no wait near the bound";
+  }
+  EXPECT_TRUE(all.halves_balanced()) << all.lower_half << " of " << all.samples << " waits in the lower half";
+}
+
+TEST_F(ClientCoreTest, AfterRefusedConnectsTheWaitNeverExceedsTheRefusedCapHoweverManyInARow) {
+  Spread capped;  // the attempts whose exponential bound is past the 250 ms cap
+  Time longest_after_timeout{0};
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    ClientCore core(test_options(), kClientHigh, kClientLow, seed);
+    Time now{0};
+    core.tick(now);
+    ASSERT_TRUE(core.take_connect().has_value());
+    for (int n = 1; n <= 20; ++n) {
+      core.on_disconnected(now, Disconnect{Reason::connection_refused, "connection refused"});
+      const Time wait = time_to_next_connect(core, now);
+      ASSERT_LE(wait, std::min<Time>(250ms, 50ms * (1 << n))) << "seed " << seed << ", refusal " << n;
+      if (n >= 3) capped.add(wait, 250ms);
+    }
+    // A timeout after all those refusals backs off for long again: the cap is for refused connections only.
+    core.on_disconnected(now, Disconnect{Reason::timed_out, "the handshake timed out"});
+    longest_after_timeout = std::max(longest_after_timeout, time_to_next_connect(core, now));
+  }
+  EXPECT_LT(capped.lowest, 0.05);
+  EXPECT_GT(capped.highest, 0.95) << "the waits reach the cap";
+  EXPECT_TRUE(capped.halves_balanced()) << capped.lower_half << " of " << capped.samples;
+  EXPECT_GT(longest_after_timeout, 1000ms);
+  EXPECT_LE(longest_after_timeout, 2000ms);
+}
+
+// --- redirect loops -----------------------------------------------------------------------------------------------
+
+/// Plays the nodes for a client that connects wherever it is asked, for `span` of virtual time (ticking every
+/// millisecond): a node in `redirects` answers the session open with a redirect to its value, the node `leader`
+/// (if any) opens kSession, and any other is down. Returns the times of the connects.
+std::vector<Time> run_against(ClientCore& core, Time& now, Time span,
+                              const std::map<std::string, std::string>& redirects,
+                              std::optional<std::string> leader = std::nullopt) {
+  std::vector<Time> connects;
+  const Time end = now + span;
+  for (; now < end && core.state() != ClientState::connected; now += 1ms) {
+    core.tick(now);
+    int at_this_instant = 0;
+    while (auto endpoint = core.take_connect()) {
+      if (++at_this_instant > 10) {
+        ADD_FAILURE() << "the client spins: " << at_this_instant << " connects at " << now.count() << " ns";
+        return connects;
+      }
+      connects.push_back(now);
+      ByteVector reply;
+      const std::uint32_t id = static_cast<std::uint32_t>((*endpoint)[1] - '0');  // "n2:7002" is node 2
+      if (const auto redirect = redirects.find(*endpoint); redirect != redirects.end()) {
+        const std::uint32_t named = static_cast<std::uint32_t>(redirect->second[1] - '0');
+        protocol::append_frame(status_reply(SessionStatus::redirect, redirect->second, named, 1), reply);
+      } else if (endpoint == leader) {
+        protocol::SessionReply opened = opened_reply(kSession, 0);
+        opened.leader_id = id;
+        protocol::append_frame(opened, reply);
+      } else {
+        core.on_disconnected(now, Disconnect{Reason::connection_refused, "connection refused"});
+        core.tick(now);
+        continue;
+      }
+      core.on_connected(now, a_node(id));
+      core.on_frame(protocol::scan_frame(reply).frame, now);
+      (void)core.take_close();
+      core.tick(now);  // a redirect followed at once asks for its connection in this very tick
+    }
+    core.outgoing().clear();
+    core.events().clear();
+  }
+  return connects;
+}
+
+TEST_F(ClientCoreTest, TwoNodesThatRedirectToEachOtherNeverMakeTheClientSpin) {
+  // Stale views: n1 names n2 the leader and n2 names n1; n3 is down.
+  const std::map<std::string, std::string> loop{{"n1:7001", "n2:7002"}, {"n2:7002", "n1:7001"}};
+  const std::vector<Time> connects = run_against(core_, now_, 10s, loop);
+  ASSERT_GT(connects.size(), 20U) << "the client keeps trying";
+  // Find the first redirect: the connect to the node it named follows at once, the next one after a backoff step.
+  std::size_t first = 0;
+  while (first + 1 < connects.size() && connects[first + 1] != connects[first]) ++first;
+  ASSERT_LT(first + 2, connects.size()) << "no redirect was followed at once";
+  EXPECT_GT(connects[first + 2], connects[first + 1]) << "a second redirect in the round is not followed at once";
+  // Never more than one connect at an instant after that first redirect, and a bounded number per second: the
+  // backoff steps are at most 100 ms long, so about twenty a second.
+  std::map<std::int64_t, int> per_second;
+  for (std::size_t i = 0; i < connects.size(); ++i) {
+    ++per_second[std::chrono::duration_cast<std::chrono::seconds>(connects[i]).count()];
+    if (i > first + 1) {
+      EXPECT_NE(connects[i], connects[i - 1]) << "connect " << i << " followed at once";
+    }
+  }
+  for (const auto& [second, count] : per_second) EXPECT_LE(count, 40) << "in second " << second;
+}
+
 }  // namespace
 }  // namespace cohort::client
