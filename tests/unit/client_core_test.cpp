@@ -1310,6 +1310,69 @@ TEST_F(ClientCoreTest, AFrameThatSaysNoTermIsTaken) {
   EXPECT_EQ(core_.term(), 3U);
 }
 
+TEST_F(ClientCoreTest, EveryKindOfFrameFromAStaleTermIsIgnoredAndTheSilenceLimitStillDropsTheConnection) {
+  open_with(opened_reply(kSession, 0, kIncarnation, /*term=*/3));
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  take_sent(core_);
+  take_events();
+  const Time heard = now_;
+  // A deposed leader of term 2 goes on talking: acks, egress, a rejection, a session close, a session opened.
+  protocol::IngressRejected too_large = rejection(2, 3, IngressRejectReason::too_large);
+  too_large.term = 2;
+  protocol::SessionClosed closed = session_closed(0);
+  closed.term = 2;
+  protocol::SessionReply reopened = opened_reply(kSession + 1, 3, kIncarnation, /*term=*/2);
+  const std::string_view payload = "stale";
+  for (std::uint64_t i = 1; now_ < heard + 1000ms; ++i) {
+    now_ += 20ms;
+    deliver(ack(3, 40, kSession, /*term=*/2, /*leader=*/2));
+    deliver(egress(i, payload, /*term=*/2));
+    deliver(too_large);
+    deliver(closed);
+    deliver(reopened);
+    core_.tick(now_);
+    ASSERT_EQ(core_.state(), ClientState::connected) << "dropped before the silence limit";
+  }
+  ASSERT_EQ(now_, heard + 1000ms);
+  core_.tick(now_ + 1ms);
+  EXPECT_EQ(core_.state(), ClientState::reconnecting) << "the stale frames counted as hearing from the node";
+  EXPECT_EQ(core_.reason(), Reason::timed_out);
+  EXPECT_TRUE(core_.take_close());
+  const auto events = take_events();
+  ASSERT_EQ(events.size(), 1U) << "nothing but the state change";
+  EXPECT_EQ(std::get<StateEvent>(events[0]).state, ClientState::reconnecting);
+  EXPECT_TRUE(fates_.empty());
+  EXPECT_EQ(core_.unacknowledged(), 3U);
+  EXPECT_EQ(core_.session(), kSession);
+  EXPECT_EQ(core_.term(), 3U);
+  for (const Sent& frame : take_sent(core_)) EXPECT_EQ(frame.type, MessageType::keep_alive);
+}
+
+TEST_F(ClientCoreTest, AStaleOpenedReplyWhileWaitingForASessionDoesNotCountAsHearingFromTheNode) {
+  ASSERT_TRUE(await_connect().has_value());
+  core_.on_connected(now_, a_node());
+  deliver(status_reply(SessionStatus::redirect, "n3:7003", 3, 5));
+  ASSERT_TRUE(core_.take_close());
+  core_.tick(now_);
+  ASSERT_EQ(core_.take_connect(), "n3:7003");
+  core_.on_connected(now_, a_node(3));
+  take_events();
+  const Time connected_at = now_;
+  while (now_ < connected_at + 1000ms) {
+    now_ += 50ms;
+    deliver(opened_reply(kSession, 0, kIncarnation, /*term=*/4));
+    core_.tick(now_);
+    ASSERT_FALSE(core_.take_close());
+  }
+  core_.tick(now_ + 1ms);
+  EXPECT_TRUE(core_.take_close()) << "silent for the silence limit, as far as the client can tell";
+  const auto failed = take<ConnectFailedEvent>();
+  ASSERT_EQ(failed.size(), 1U);
+  EXPECT_EQ(failed[0].reason, Reason::timed_out);
+  EXPECT_EQ(failed[0].endpoint, "n3:7003");
+  EXPECT_EQ(core_.session(), 0U);
+}
+
 // --- options ------------------------------------------------------------------------------------------------------
 
 TEST_F(ClientCoreTest, ACredentialLongerThanTheProtocolCarriesLeavesTheClientClosedNamingIt) {
