@@ -1607,5 +1607,223 @@ TEST_F(ClientCoreTest, TwoNodesThatRedirectToEachOtherNeverMakeTheClientSpin) {
   for (const auto& [second, count] : per_second) EXPECT_LE(count, 40) << "in second " << second;
 }
 
+// --- deadlines ----------------------------------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, TheGiveUpDeadlineClosesALostClientAndGivesEveryBufferedSeqItsOneFate) {
+  ClientOptions options = test_options();
+  options.give_up_after = 5s;
+  use(options);
+  open();
+  for (const char* text : {"1", "2", "3", "4"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(2, 20));
+  take_sent(core_);
+  now_ += 100ms;
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  const Time lost_at = now_;
+  ASSERT_EQ(offer("5").seq, 5U);  // never sent
+  take_events();
+  // It never gets back: n2 knows no leader, the others are down.
+  std::optional<Time> closed_at;
+  for (; !closed_at && now_ < lost_at + 10s; now_ += 10ms) {
+    core_.tick(now_);
+    if (auto endpoint = core_.take_connect()) {
+      if (*endpoint == "n2:7002") {
+        core_.on_connected(now_, a_node(2));
+        deliver(status_reply(SessionStatus::no_leader, "election"));
+      } else {
+        core_.on_disconnected(now_, Disconnect{Reason::connection_refused, "connection refused"});
+      }
+    }
+    (void)core_.take_close();
+    take_sent(core_);
+    if (core_.state() == ClientState::closed) closed_at = now_;
+  }
+  ASSERT_TRUE(closed_at.has_value());
+  EXPECT_GE(*closed_at - lost_at, 5s);
+  EXPECT_LE(*closed_at - lost_at, 5s + 10ms);
+  EXPECT_EQ(core_.reason(), Reason::give_up_deadline);
+  const auto events = take_events();
+  const auto unknown = take<UnknownEvent>(events);
+  EXPECT_EQ(seqs_of(unknown), (Seqs{3, 4})) << "sent and never acknowledged";
+  for (const auto& event : unknown) EXPECT_EQ(event.reason, Reason::give_up_deadline);
+  const auto rejected = take<RejectedEvent>(events);
+  EXPECT_EQ(seqs_of(rejected), (Seqs{5})) << "never sent";
+  for (const auto& event : rejected) EXPECT_EQ(event.reason, Reason::give_up_deadline);
+  EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}}));
+  const auto states = take<StateEvent>(events);
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back().state, ClientState::closed);
+  EXPECT_EQ(states.back().reason, Reason::give_up_deadline);
+  EXPECT_EQ(offer("6").status, OfferStatus::closed);
+  core_.tick(now_ + 10s);
+  EXPECT_FALSE(core_.take_connect().has_value());
+}
+
+TEST_F(ClientCoreTest, TheConnectDeadlineClosesAClientThatNeverConnects) {
+  ClientOptions options = test_options();
+  options.connect_timeout = 3s;
+  use(options);
+  for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  const Time started = now_;
+  int refused = 0;
+  while (core_.state() != ClientState::closed && now_ < started + 10s) {
+    core_.tick(now_);
+    if (core_.take_connect()) {
+      core_.on_disconnected(now_, Disconnect{Reason::connection_refused, "connection refused"});
+      ++refused;
+    }
+    if (core_.state() != ClientState::closed) now_ += 10ms;
+  }
+  ASSERT_EQ(core_.state(), ClientState::closed);
+  EXPECT_GE(now_ - started, 3s);
+  EXPECT_LE(now_ - started, 3s + 10ms);
+  EXPECT_EQ(core_.reason(), Reason::connect_deadline);
+  EXPECT_NE(core_.reason_text().find("connection refused"), std::string::npos) << core_.reason_text();
+  const auto events = take_events();
+  EXPECT_EQ(take<ConnectFailedEvent>(events).size(), static_cast<std::size_t>(refused))
+      << "every failed attempt reached the application";
+  const auto rejected = take<RejectedEvent>(events);
+  EXPECT_EQ(seqs_of(rejected), (Seqs{1, 2}));
+  for (const auto& event : rejected) EXPECT_EQ(event.reason, Reason::connect_deadline);
+  EXPECT_EQ(fates_.size(), 2U);
+}
+
+TEST_F(ClientCoreTest, NeitherDeadlineFiresWhileConnectedAndTheGiveUpClockStartsAtEveryLoss) {
+  ClientOptions options = test_options();
+  options.give_up_after = 2s;
+  options.connect_timeout = 1s;
+  use(options);
+  open();
+  // Connected for 20 s: the node's keep-alive acks come every 100 ms.
+  const Time opened_at = now_;
+  while (now_ < opened_at + 20s) {
+    now_ += 100ms;
+    deliver(ack(0, 0));
+    core_.tick(now_);
+    ASSERT_EQ(core_.state(), ClientState::connected) << "at " << (now_ - opened_at).count() << " ns";
+  }
+  take_sent(core_);
+  // Lost for 1.5 s (longer than connect_timeout, which bounds only the first connection), then back.
+  const auto lose_for = [&](Time span) {
+    core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+    for (const Time end = now_ + span; now_ < end; now_ += 10ms) {
+      core_.tick(now_);
+      if (core_.take_connect()) core_.on_disconnected(now_, Disconnect{Reason::connection_refused, "refused"});
+    }
+  };
+  lose_for(1500ms);
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+  open();
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  lose_for(1500ms);
+  EXPECT_EQ(core_.state(), ClientState::reconnecting) << "the give-up clock started over at the second loss";
+  lose_for(600ms);
+  EXPECT_EQ(core_.state(), ClientState::closed);
+  EXPECT_EQ(core_.reason(), Reason::give_up_deadline);
+}
+
+// --- a draining close ---------------------------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, ADrainingCloseRefusesOffersAndClosesAsSoonAsTheLastAckArrives) {
+  open();
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  take_sent(core_);
+  take_events();
+  core_.close_after_drain(now_, now_ + 5s);
+  EXPECT_EQ(core_.state(), ClientState::connected) << "it drains first";
+  EXPECT_EQ(offer("late").status, OfferStatus::closed);
+  now_ += 100ms;
+  core_.tick(now_);
+  deliver(ack(2, 20));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1, 2}));
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_FALSE(core_.take_close());
+  const auto draining = types(take_sent(core_));
+  EXPECT_EQ(std::count(draining.begin(), draining.end(), MessageType::session_close), 0) << "still draining";
+  deliver(ack(3, 30));
+  const auto events = take_events();
+  EXPECT_EQ(seqs_of(take<AppliedEvent>(events)), (Seqs{3}));
+  EXPECT_TRUE(take<UnknownEvent>(events).empty());
+  EXPECT_EQ(core_.state(), ClientState::closed);
+  EXPECT_EQ(core_.reason(), Reason::closed_by_application);
+  const auto sent = take_sent(core_);
+  ASSERT_EQ(types(sent), (std::vector<MessageType>{MessageType::session_close}));
+  EXPECT_EQ(sent[0].session, kSession);
+  EXPECT_TRUE(core_.take_close());
+  EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}}));
+}
+
+TEST_F(ClientCoreTest, ADrainWithAnEmptyBufferClosesAtOnce) {
+  open();
+  take_sent(core_);
+  core_.close_after_drain(now_, now_ + 5s);
+  EXPECT_EQ(core_.state(), ClientState::closed);
+  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_close}));
+}
+
+TEST_F(ClientCoreTest, ADrainThatIsNeverAcknowledgedClosesAtItsDeadlineWithTheRestUnknown) {
+  open();
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(1, 10));
+  take_sent(core_);
+  take_events();
+  const Time deadline = now_ + 2s;
+  core_.close_after_drain(now_, deadline);
+  while (core_.state() != ClientState::closed && now_ < deadline + 1s) {
+    now_ += 100ms;
+    deliver(ack(1, 10));  // the node is there, but applies nothing more
+    core_.tick(now_);
+    if (core_.state() != ClientState::closed) take_sent(core_);
+  }
+  EXPECT_EQ(now_, deadline);
+  EXPECT_EQ(core_.reason(), Reason::closed_by_application);
+  const auto unknown = take<UnknownEvent>();
+  EXPECT_EQ(seqs_of(unknown), (Seqs{2, 3}));
+  for (const auto& event : unknown) EXPECT_EQ(event.reason, Reason::closed_by_application);
+  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_close}));
+  EXPECT_EQ(fates_.size(), 3U);
+}
+
+TEST_F(ClientCoreTest, ADrainWhileReconnectingThatNeverReconnectsRejectsWhatWasNeverSent) {
+  open();
+  for (const char* text : {"a", "b"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(1, 10));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  ASSERT_EQ(offer("c").seq, 3U);  // never sent
+  take_events();
+  const Time deadline = now_ + 1s;
+  core_.close_after_drain(now_, deadline);
+  while (core_.state() != ClientState::closed && now_ < deadline + 1s) {
+    now_ += 10ms;
+    core_.tick(now_);
+    if (core_.take_connect()) core_.on_disconnected(now_, Disconnect{Reason::connection_refused, "refused"});
+  }
+  EXPECT_EQ(now_, deadline);
+  const auto events = take_events();
+  EXPECT_EQ(seqs_of(take<UnknownEvent>(events)), (Seqs{2}));
+  EXPECT_EQ(seqs_of(take<RejectedEvent>(events)), (Seqs{3}));
+  EXPECT_EQ(fates_.size(), 3U);
+}
+
+TEST_F(ClientCoreTest, ADrainWhileReconnectingReconnectsResendsAndClosesOnceAcknowledged) {
+  open();
+  for (const char* text : {"a", "b", "c"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(1, 10));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  take_events();
+  core_.close_after_drain(now_, now_ + 5s);
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+  open(/*last_applied=*/1);
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{2, 3})) << "resent after the resume";
+  deliver(ack(3, 30));
+  EXPECT_EQ(core_.state(), ClientState::closed);
+  EXPECT_EQ(types(take_sent(core_)), (std::vector<MessageType>{MessageType::session_close}));
+  EXPECT_TRUE(core_.take_close());
+  const auto events = take_events();
+  EXPECT_EQ(seqs_of(take<AppliedEvent>(events)), (Seqs{2, 3}));
+  EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}}));
+}
+
 }  // namespace
 }  // namespace cohort::client
