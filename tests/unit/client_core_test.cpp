@@ -1825,5 +1825,129 @@ TEST_F(ClientCoreTest, ADrainWhileReconnectingReconnectsResendsAndClosesOnceAckn
   EXPECT_EQ(fates_, (std::map<std::uint64_t, int>{{1, 1}, {2, 1}, {3, 1}}));
 }
 
+// --- data loss ----------------------------------------------------------------------------------------------------
+
+/// A layout 3 session reply (keepalive_interval_ms set) saying where the session's egress stands.
+protocol::SessionReply layout3_reply(std::uint64_t last_applied, std::uint64_t egress_seq) {
+  protocol::SessionReply reply = opened_reply(kSession, last_applied);
+  reply.keepalive_interval_ms = 250;
+  reply.silence_limit_ms = 1000;
+  reply.egress_seq = egress_seq;
+  return reply;
+}
+
+TEST_F(ClientCoreTest, AResumeBelowWhatWasAcknowledgedReportsTheLostSeqsOnceAndGoesOnFromTheClustersPosition) {
+  open();
+  for (const char* text : {"1", "2", "3", "4", "5", "6", "7"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(5, 50));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{1, 2, 3, 4, 5}));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  take_events();
+
+  // Every node lost power under sync policy none: the cluster's last applied seq of the session is 2.
+  open(/*last_applied=*/2);
+  const auto events = take_events();
+  const auto lost = take<DataLossEvent>(events);
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_EQ(lost[0].from, 3U);
+  EXPECT_EQ(lost[0].to, 5U);
+  EXPECT_TRUE(take<AppliedEvent>(events).empty()) << "not a second fate";
+  EXPECT_TRUE(take<RejectedEvent>(events).empty());
+  EXPECT_TRUE(take<UnknownEvent>(events).empty());
+  const auto sessions = take<SessionEvent>(events);
+  ASSERT_EQ(sessions.size(), 1U);
+  EXPECT_EQ(sessions[0].change, SessionChange::resumed);
+  // The buffer continues from the cluster's position: seqs 6 and 7 as wire seqs 3 and 4.
+  const auto sent = take_sent(core_);
+  EXPECT_EQ(ingress_seqs(sent), (Seqs{3, 4}));
+  ASSERT_EQ(sent.size(), 2U);
+  EXPECT_EQ(sent[0].payload, "6");
+  EXPECT_EQ(sent[1].payload, "7");
+  deliver(ack(3, 60));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{6}));
+  ASSERT_EQ(offer("8").seq, 8U);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{5}));
+  deliver(ack(5, 70));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{7, 8}));
+  EXPECT_EQ(core_.settled_seq(), 8U);
+  EXPECT_EQ(core_.unacknowledged(), 0U);
+  for (std::uint64_t seq = 1; seq <= 8; ++seq) EXPECT_EQ(fates_[seq], 1) << "seq " << seq;
+
+  // A later resume at the cluster's new position loses nothing.
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  open(/*last_applied=*/5);
+  EXPECT_TRUE(take<DataLossEvent>().empty());
+}
+
+TEST_F(ClientCoreTest, AResumeThatLostBothIngressAndEgressGoesOnFromBoth) {
+  open();
+  for (const char* text : {"1", "2", "3"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
+  deliver(ack(3, 30));
+  deliver(egress(1, "a"));
+  deliver(egress(2, "b"));
+  deliver(egress(3, "c"));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  take_events();
+  open_with(layout3_reply(/*last_applied=*/1, /*egress_seq=*/1));
+  const auto lost = take<DataLossEvent>();
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_EQ(lost[0].from, 2U);
+  EXPECT_EQ(lost[0].to, 3U);
+  deliver(egress(2, "new b"));
+  EXPECT_EQ(egress_seqs(take<EgressEvent>()), (Seqs{2}));
+}
+
+// A layout 2 reply says nothing of the egress (egress_seq decodes as 0): the client keeps its own position.
+TEST_F(ClientCoreTest, AResumeReplyThatSaysNothingOfTheEgressKeepsTheClientsOwnPosition) {
+  open();
+  deliver(egress(1, "a"));
+  deliver(egress(2, "b"));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  open();  // keepalive_interval_ms 0: no layout 3 fields
+  take_events();
+  deliver(egress(2, "b"));
+  deliver(egress(3, "c"));
+  EXPECT_EQ(egress_seqs(take<EgressEvent>()), (Seqs{3}));
+}
+
+// --- the node's keep-alive settings -------------------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, TheNodesShorterKeepAliveIntervalAndLongerSilenceLimitAreTaken) {
+  protocol::SessionReply reply = opened_reply(kSession, 0);
+  reply.keepalive_interval_ms = 100;
+  reply.silence_limit_ms = 4000;
+  open_with(reply);
+  EXPECT_EQ(core_.keepalive_interval(), 100ms);
+  EXPECT_EQ(core_.silence_limit(), 4000ms);
+  take_sent(core_);
+  // The node says nothing from now on.
+  const Time heard = now_;
+  Time last_keepalive = heard;
+  while (core_.state() == ClientState::connected && now_ < heard + 5s) {
+    now_ += 10ms;
+    core_.tick(now_);
+    for (const Sent& frame : take_sent(core_)) {
+      ASSERT_EQ(frame.type, MessageType::keep_alive);
+      EXPECT_LE(now_ - last_keepalive, 100ms);
+      last_keepalive = now_;
+    }
+    ASSERT_LE(now_ - last_keepalive, 100ms) << "no keep-alive for longer than the node's interval";
+    if (now_ - heard <= 4000ms) {
+      ASSERT_EQ(core_.state(), ClientState::connected) << "dropped after its own 1 s";
+    }
+  }
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+  EXPECT_EQ(now_ - heard, 4010ms) << "dropped once the node's silence limit passed";
+}
+
+TEST_F(ClientCoreTest, TheClientsOwnShorterKeepAliveIntervalAndLongerSilenceLimitAreKept) {
+  protocol::SessionReply reply = opened_reply(kSession, 0);
+  reply.keepalive_interval_ms = 1000;
+  reply.silence_limit_ms = 500;
+  open_with(reply);
+  EXPECT_EQ(core_.keepalive_interval(), 250ms);
+  EXPECT_EQ(core_.silence_limit(), 1000ms);
+}
+
 }  // namespace
 }  // namespace cohort::client
