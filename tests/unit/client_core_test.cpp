@@ -792,6 +792,74 @@ TEST_F(ClientCoreTest, ARejectedSessionReplyGivesEveryBufferedSeqAFate) {
   EXPECT_EQ(core_.unacknowledged(), 0U);
 }
 
+TEST_F(ClientCoreTest, ARefusalThatAnotherMemberContradictsNeverClosesTheClient) {
+  // A stray process of another cluster listens on n1's port; n2 and n3 serve the client, then drop it.
+  ASSERT_EQ(offer("a").status, OfferStatus::accepted);
+  int refusals = 0;
+  int sessions = 0;
+  for (int connection = 0; connection < 30; ++connection) {
+    const auto endpoint = await_connect();
+    ASSERT_TRUE(endpoint.has_value());
+    if (*endpoint == "n1:7001") {
+      core_.on_refused(now_, protocol::ErrorCode::wrong_cluster, "cluster id 8, not 7");
+      ++refusals;
+    } else {
+      core_.on_connected(now_, a_node(static_cast<std::uint32_t>((*endpoint)[1] - '0')));
+      deliver(opened_reply(kSession, 0));
+      ASSERT_EQ(core_.state(), ClientState::connected);
+      ++sessions;
+      core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+    }
+    ASSERT_NE(core_.state(), ClientState::closed) << "after " << refusals << " refusals";
+    take_sent(core_);
+  }
+  EXPECT_GE(refusals, 5);
+  EXPECT_GE(sessions, 5);
+  const auto failed = take<ConnectFailedEvent>();
+  ASSERT_EQ(failed.size(), static_cast<std::size_t>(refusals)) << "each refusal reached the application";
+  for (const auto& event : failed) {
+    EXPECT_EQ(event.endpoint, "n1:7001");
+    EXPECT_EQ(event.reason, Reason::another_cluster);
+  }
+}
+
+TEST_F(ClientCoreTest, OnlyRefusalsFromEveryMemberInARowCloseTheClientWithTheRefusalsReason) {
+  for (const auto& [code, reason] :
+       {std::pair{protocol::ErrorCode::wrong_cluster, Reason::another_cluster},
+        std::pair{protocol::ErrorCode::protocol_version_mismatch, Reason::incompatible_version}}) {
+    use(test_options());
+    now_ = Time{0};
+    // Two members refuse; the third accepts, which clears their refusals.
+    std::set<std::string> refused;
+    while (refused.size() < 2) {
+      const auto endpoint = await_connect();
+      ASSERT_TRUE(endpoint.has_value());
+      core_.on_refused(now_, code, "refused");
+      refused.insert(*endpoint);
+    }
+    const auto third = await_connect();
+    ASSERT_TRUE(third.has_value());
+    ASSERT_EQ(refused.count(*third), 0U);
+    core_.on_connected(now_, a_node());
+    core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+    // The same two again: not every member in a row.
+    for (int i = 0; i < 2; ++i) {
+      const auto endpoint = await_connect();
+      ASSERT_TRUE(endpoint.has_value());
+      ASSERT_EQ(refused.count(*endpoint), 1U);
+      core_.on_refused(now_, code, "refused");
+      ASSERT_NE(core_.state(), ClientState::closed) << "the third member accepted in between";
+    }
+    // Now the third refuses too: every member in a row.
+    ASSERT_EQ(await_connect(), third);
+    core_.on_refused(now_, code, "refused");
+    EXPECT_EQ(core_.state(), ClientState::closed);
+    EXPECT_EQ(core_.reason(), reason);
+    core_.tick(now_ + 10s);
+    EXPECT_FALSE(core_.take_connect().has_value());
+  }
+}
+
 // --- a session closed by the cluster ----------------------------------------------------------------------------
 
 protocol::SessionClosed session_closed(std::uint64_t last_applied) {
