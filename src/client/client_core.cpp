@@ -274,6 +274,9 @@ void ClientCore::drop_connection(Time now, Reason reason, std::string text, bool
   }
   if (state_ == ClientState::connected)
     set_state(ClientState::reconnecting, reason, std::move(text));
+  else if (reason == Reason::no_leader && told_no_leader_)
+    // The application heard of this connection's "no leader" already (once per connection is enough to alert on).
+    last_failure_ = fmt::format("{} ({})", text, to_string(reason));
   else if (reason != Reason::redirected)  // following a redirect is how a client finds the leader, not a failure
     connect_failed(reason, std::move(text));
 }

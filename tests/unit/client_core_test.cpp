@@ -2017,5 +2017,63 @@ TEST_F(ClientCoreTest, TheClientsOwnShorterKeepAliveIntervalAndLongerSilenceLimi
   EXPECT_EQ(core_.silence_limit(), 1000ms);
 }
 
+// --- the bounded wait at a node with no leader --------------------------------------------------------------------
+
+TEST_F(ClientCoreTest, ANodeWithNoLeaderHoldsTheClientAtMostTheBoundedWaitAndIsReportedOncePerConnection) {
+  constexpr Time kBoundedWait = kNoSessionWaitSilenceLimits * Time(1000ms);
+  std::optional<std::string> previous;
+  for (int connection = 0; connection < 4; ++connection) {
+    const auto endpoint = await_connect();
+    ASSERT_TRUE(endpoint.has_value());
+    if (previous) {
+      EXPECT_NE(*endpoint, *previous) << "it moves on to another member";
+    }
+    previous = endpoint;
+    const Time connected_at = now_;
+    core_.on_connected(now_, a_node());
+    deliver(status_reply(SessionStatus::no_leader, "cut off from the quorum"));
+    // The node answers every 100 ms: "no leader" again, and a keep-alive ack of no session.
+    while (!core_.take_close()) {
+      ASSERT_LE(now_ - connected_at, kBoundedWait + 10ms) << "held beyond the bounded wait";
+      now_ += 10ms;
+      if ((now_ - connected_at) % 100ms == Time{0}) {
+        deliver(status_reply(SessionStatus::no_leader, "cut off from the quorum"));
+        deliver(ack(0, 0, /*session=*/0, /*term=*/0, /*leader=*/0));
+      }
+      core_.tick(now_);
+    }
+    EXPECT_GT(now_ - connected_at, kBoundedWait) << "left before the bounded wait";
+    const auto events = take_events();
+    EXPECT_TRUE(take<StateEvent>(events).empty());
+    const auto failed = take<ConnectFailedEvent>(events);
+    ASSERT_EQ(failed.size(), 1U) << "connection " << connection << ": told once per connection";
+    EXPECT_EQ(failed[0].reason, Reason::no_leader);
+    EXPECT_EQ(failed[0].endpoint, *endpoint);
+    take_sent(core_);
+  }
+  EXPECT_EQ(core_.state(), ClientState::connecting);
+}
+
+TEST_F(ClientCoreTest, ALeaderThatLosesItsLeadershipHoldsTheClientAtMostTheBoundedWaitAndIsReportedOnce) {
+  open();
+  take_events();
+  const Time lost_at = now_;
+  deliver(status_reply(SessionStatus::no_leader, "the leader stepped down"));
+  while (!core_.take_close()) {
+    ASSERT_LE(now_ - lost_at, 2010ms) << "held beyond the bounded wait";
+    now_ += 10ms;
+    if ((now_ - lost_at) % 100ms == Time{0}) deliver(status_reply(SessionStatus::no_leader, "still no leader"));
+    core_.tick(now_);
+  }
+  EXPECT_GT(now_ - lost_at, 2000ms);
+  const auto events = take_events();
+  const auto states = take<StateEvent>(events);
+  ASSERT_EQ(states.size(), 1U);
+  EXPECT_EQ(states[0].state, ClientState::reconnecting);
+  EXPECT_EQ(states[0].reason, Reason::no_leader);
+  EXPECT_TRUE(take<ConnectFailedEvent>(events).empty()) << "the state change told it already";
+  EXPECT_EQ(core_.state(), ClientState::reconnecting);
+}
+
 }  // namespace
 }  // namespace cohort::client
