@@ -550,6 +550,9 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
   } else if (reply.session_id == known_session_) {
     change = SessionChange::resumed;
     if (reply.last_applied_seq + session_base_ < acked_) adopt_cluster_position(reply);
+    // Its egress went back (a layout 3 reply says where to: keepalive_interval_ms marks it): what follows is new.
+    // Also when its ingress did not: the lost entries may be other sessions' whose egress came to this one.
+    if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) last_egress_ = reply.egress_seq;
   } else {
     settle_replaced_session(reply);
     start_session_numbering();
@@ -582,8 +585,6 @@ void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
   // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
   session_base_ += acked_ - cluster_applied;
   resent_from_ = 0;
-  // Its egress went back too (a layout 3 reply says where to: keepalive_interval_ms marks it): what follows is new.
-  if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) last_egress_ = reply.egress_seq;
 }
 
 void ClientCore::handle_busy(std::string_view text, Time now) {

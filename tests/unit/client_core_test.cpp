@@ -1947,6 +1947,23 @@ TEST_F(ClientCoreTest, AResumeBelowWhatWasAcknowledgedReportsTheLostSeqsOnceAndG
   EXPECT_TRUE(take<DataLossEvent>().empty());
 }
 
+TEST_F(ClientCoreTest, AResumeWhoseEgressWentBackDeliversTheNextEgressInsteadOfDroppingItAsSeen) {
+  open();
+  for (const std::string_view text : {"e1", "e2", "e3", "e4", "e5"})
+    deliver(egress(static_cast<std::uint64_t>(text[1] - '0'), text));
+  EXPECT_EQ(egress_seqs(take<EgressEvent>()), (Seqs{1, 2, 3, 4, 5}));
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  // The cluster's egress of the session is back at 2; its ingress lost nothing (nothing was offered).
+  open_with(layout3_reply(/*last_applied=*/0, /*egress_seq=*/2));
+  take_events();
+  deliver(egress(3, "new 3"));
+  deliver(egress(4, "new 4"));
+  const auto delivered = take<EgressEvent>();
+  EXPECT_EQ(egress_seqs(delivered), (Seqs{3, 4})) << "new egress, not the resend of what the client had";
+  ASSERT_EQ(delivered.size(), 2U);
+  EXPECT_EQ(as_chars(ByteSpan(delivered[0].message)), "new 3");
+}
+
 TEST_F(ClientCoreTest, AResumeThatLostBothIngressAndEgressGoesOnFromBoth) {
   open();
   for (const char* text : {"1", "2", "3"}) ASSERT_EQ(offer(text).status, OfferStatus::accepted);
