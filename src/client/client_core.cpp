@@ -17,6 +17,10 @@ std::string closed_before_applying(protocol::SessionCloseReason reason) {
 
 std::int64_t milliseconds(Time time) { return std::chrono::duration_cast<std::chrono::milliseconds>(time).count(); }
 
+// The longest chain of redirects followed when the client lists fewer members (one endpoint: a load balancer, a DNS
+// name), so a leader that moved on while the client followed the first redirect is still followed.
+constexpr std::size_t kMinRedirectChain = 2;
+
 // Spare byte buffers kept for reuse, in capacity: enough for a steady stream of messages in flight; a burst of
 // larger ones is given back to the allocator.
 constexpr std::size_t kMaxSpareBytes = 4U << 20U;
@@ -76,14 +80,17 @@ void ClientCore::tick(Time now) {
   if (state_ == ClientState::closed) return;
   if (link_ == Link::none) {
     if (now < retry_at_) return;
-    if (redirect_) {
+    // A chain of redirects as long as the member list goes round in a loop: the next member in turn instead.
+    if (redirect_ && redirect_chain_ < std::max(options_.members.size(), kMinRedirectChain)) {
       connect_ = std::move(*redirect_);
-      redirect_.reset();
+      ++redirect_chain_;
     } else {
       connect_ = options_.members[next_member_];
       next_member_ = (next_member_ + 1) % options_.members.size();
       if (next_member_ == 0) redirected_this_round_ = false;
+      redirect_chain_ = 0;
     }
+    redirect_.reset();
     endpoint_ = *connect_;
     link_ = Link::connecting;
     return;
@@ -566,6 +573,7 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
   not_connected_since_.reset();
   attempt_ = 0;
   redirected_this_round_ = false;
+  redirect_chain_ = 0;
   events_.emplace_back(SessionEvent{session_, change});
   set_state(ClientState::connected, Reason::none,
             fmt::format("session {} {} by node {}", session_, to_string(change), reply.leader_id));

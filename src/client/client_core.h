@@ -239,7 +239,11 @@ class ClientCore {
   std::string endpoint_;                 // the endpoint of the connection last asked for
   std::optional<std::string> redirect_;  // where the last redirect pointed: the next connection goes there
   bool redirected_this_round_ = false;   // a second redirect within one backoff round waits for the backoff
-  std::uint32_t attempt_ = 0;            // consecutive failed connections, for the backoff
+  // Redirects followed in a row since the client last took a member in turn. As many as it lists members (at least
+  // kMinRedirectChain) go round in a loop: nodes with stale views of each other, or a leader advertising a wrong
+  // endpoint. The next member in turn is tried instead, or two such nodes would hold the client forever.
+  std::size_t redirect_chain_ = 0;
+  std::uint32_t attempt_ = 0;  // consecutive failed connections, for the backoff
   // Listed members that refused this client for good (another cluster, version or incarnation) since a node last
   // accepted it: all of them, and the client closes.
   std::vector<bool> refused_by_member_;

@@ -1663,16 +1663,29 @@ TEST_F(ClientCoreTest, TwoNodesThatRedirectToEachOtherNeverMakeTheClientSpin) {
   while (first + 1 < connects.size() && connects[first + 1] != connects[first]) ++first;
   ASSERT_LT(first + 2, connects.size()) << "no redirect was followed at once";
   EXPECT_GT(connects[first + 2], connects[first + 1]) << "a second redirect in the round is not followed at once";
-  // Never more than one connect at an instant after that first redirect, and a bounded number per second: the
-  // backoff steps are at most 100 ms long, so about twenty a second.
+  // A redirect is followed at once only once a round (a round takes every member in turn, so at least as many
+  // connects lie between two), and the connects per second are bounded: the backoff steps are at most 100 ms long,
+  // so about twenty a second.
   std::map<std::int64_t, int> per_second;
-  for (std::size_t i = 0; i < connects.size(); ++i) {
+  std::size_t last_at_once = first + 1;
+  for (std::size_t i = first + 2; i < connects.size(); ++i) {
     ++per_second[std::chrono::duration_cast<std::chrono::seconds>(connects[i]).count()];
-    if (i > first + 1) {
-      EXPECT_NE(connects[i], connects[i - 1]) << "connect " << i << " followed at once";
-    }
+    if (connects[i] != connects[i - 1]) continue;
+    EXPECT_GE(i - last_at_once, kMembers.size()) << "connect " << i << " followed at once within the round";
+    last_at_once = i;
   }
   for (const auto& [second, count] : per_second) EXPECT_LE(count, 40) << "in second " << second;
+}
+
+TEST_F(ClientCoreTest, ARedirectLoopBetweenTwoMembersDoesNotKeepTheClientFromTheThird) {
+  const std::map<std::string, std::string> loop{{"n1:7001", "n2:7002"}, {"n2:7002", "n1:7001"}};
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {  // seeds that start at each member
+    use(test_options(), seed);
+    now_ = Time{0};
+    run_against(core_, now_, 10s, loop, "n3:7003");
+    EXPECT_EQ(core_.state(), ClientState::connected) << "seed " << seed << ": stuck between n1 and n2";
+    EXPECT_LT(now_, 2s) << "seed " << seed;
+  }
 }
 
 // --- deadlines ----------------------------------------------------------------------------------------------------
