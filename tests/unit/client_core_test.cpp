@@ -2,6 +2,7 @@
 // answers take_connect with on_connected) and the node (it hands in frames encoded with append_frame and read
 // back with scan_frame). Time is a value; nothing here sleeps.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -2103,6 +2104,285 @@ TEST_F(ClientCoreTest, ALeaderThatLosesItsLeadershipHoldsTheClientAtMostTheBound
   EXPECT_EQ(states[0].reason, Reason::no_leader);
   EXPECT_TRUE(take<ConnectFailedEvent>(events).empty()) << "the state change told it already";
   EXPECT_EQ(core_.state(), ClientState::reconnecting);
+}
+
+// --- an invoker-mode run ------------------------------------------------------------------------------------------
+
+/// Three nodes as the client sees them, on the test's clock, playing the runtime's part as well (the connection the
+/// core asks for, the frames both ways). One leader at a time (none during an election); one session, whose state
+/// (the messages applied, the egress) is the replicated state, so it survives a leader change. A leader that
+/// crashes or steps down may have applied messages whose acks never left (lose_acks).
+class FakeCluster {
+ public:
+  explicit FakeCluster(ClientCore& core) : core_(core) {}
+
+  std::uint32_t leader = 1;  // 0: an election is under way
+  std::uint64_t term = 1;
+  std::set<std::uint32_t> down;
+  std::vector<std::string> applied;  // the service's messages, in order (the session's wire seq is index + 1)
+  std::vector<std::string> egress;   // its egress to the session (egress seq is index + 1)
+  bool lose_acks = false;            // the node applies what arrives but its acks are lost
+  bool lose_ingress = false;         // what the client sends is lost on the way
+
+  /// The runtime's turn after the core's: carries out what it asked for and lets the node answer, until quiet.
+  void turn(Time now) {
+    for (int round = 0; round < 8; ++round) {
+      if (core_.take_close()) drop();
+      const std::vector<Sent> sent = take_sent(core_);
+      if (node_ && !lose_ingress)
+        for (const Sent& frame : sent) receive(frame, now);
+      if (bound_) send_egress(now);
+      if (const auto endpoint = core_.take_connect()) {
+        connect(*endpoint, now);
+      } else if (sent.empty() || lose_ingress) {
+        return;
+      }
+    }
+    ADD_FAILURE() << "the client and the cluster never went quiet at " << now.count() << " ns";
+  }
+
+  /// The leader crashes: its connections break.
+  void crash(Time now) {
+    down.insert(leader);
+    if (node_ == leader) {
+      drop();
+      core_.on_disconnected(now, Disconnect{Reason::connection_reset, "connection reset by peer"});
+    }
+    leader = 0;
+  }
+
+  /// The leader steps down (it lost the quorum): a client it serves is told, and waits on the connection.
+  void step_down(Time now) {
+    if (node_ == leader && bound_) {
+      bound_ = false;
+      waiting_ = true;
+      hand(status_reply(SessionStatus::no_leader, "the leader stepped down"), now);
+    }
+    leader = 0;
+  }
+
+  /// A leader is elected: a client waiting on a node hears of it at once.
+  void elect(std::uint32_t id, std::uint64_t new_term, Time now) {
+    leader = id;
+    term = new_term;
+    down.erase(id);
+    if (!node_ || !waiting_) return;
+    if (*node_ == leader)
+      open_session(waiting_egress_, now);
+    else
+      hand(status_reply(SessionStatus::redirect, endpoint_of(leader), leader, term), now);
+  }
+
+ private:
+  static std::string endpoint_of(std::uint32_t id) { return fmt::format("n{}:700{}", id, id); }
+
+  template <typename Message>
+  void hand(const Message& message, Time now) {
+    ByteVector bytes;
+    protocol::append_frame(message, bytes);
+    core_.on_frame(protocol::scan_frame(bytes).frame, now);
+  }
+
+  void drop() {
+    node_.reset();
+    bound_ = false;
+    waiting_ = false;
+  }
+
+  void connect(const std::string& endpoint, Time now) {
+    const auto id = static_cast<std::uint32_t>(endpoint[1] - '0');  // "n2:7002" is node 2
+    if (down.count(id) != 0) {
+      core_.on_disconnected(now, Disconnect{Reason::connection_refused, "connection refused"});
+      return;
+    }
+    drop();
+    node_ = id;
+    core_.on_connected(now, a_node(id));
+  }
+
+  void open_session(std::uint64_t last_egress, Time now) {
+    bound_ = true;
+    waiting_ = false;
+    egress_sent_ = last_egress;
+    protocol::SessionReply reply = opened_reply(kSession, applied.size(), kIncarnation, term);
+    reply.leader_id = leader;
+    hand(reply, now);
+  }
+
+  void acknowledge(Time now) {
+    if (!lose_acks) hand(ack(applied.size(), 100 + applied.size(), kSession, term, leader), now);
+  }
+
+  void receive(const Sent& frame, Time now) {
+    switch (frame.type) {
+      case MessageType::session_open:
+        waiting_egress_ = frame.session == kSession ? frame.last_egress : 0;
+        if (leader == 0) {
+          waiting_ = true;
+          hand(status_reply(SessionStatus::no_leader, "election under way"), now);
+        } else if (*node_ != leader) {
+          hand(status_reply(SessionStatus::redirect, endpoint_of(leader), leader, term), now);
+        } else {
+          open_session(waiting_egress_, now);
+        }
+        return;
+      case MessageType::ingress:
+        if (!bound_) return;
+        if (frame.seq == applied.size() + 1) {
+          applied.push_back(frame.payload);
+          if (applied.size() % 3 == 0) egress.push_back("egress after " + frame.payload);
+        } else if (frame.seq > applied.size() + 1) {
+          protocol::IngressRejected gap = rejection(frame.seq, applied.size() + 1, IngressRejectReason::gap);
+          gap.term = term;
+          gap.leader_id = leader;
+          hand(gap, now);
+          return;
+        }
+        acknowledge(now);
+        return;
+      case MessageType::keep_alive:
+        if (bound_)
+          acknowledge(now);
+        else if (waiting_ && leader == 0)
+          hand(status_reply(SessionStatus::no_leader, "election under way"), now);
+        return;
+      default: return;
+    }
+  }
+
+  void send_egress(Time now) {
+    for (; egress_sent_ < egress.size(); ++egress_sent_)
+      hand(egress_frame(egress_sent_ + 1, egress[egress_sent_]), now);
+  }
+
+  protocol::Egress egress_frame(std::uint64_t seq, std::string_view payload) const {
+    return protocol::Egress{kSession, seq, as_bytes(payload), term, leader};
+  }
+
+  ClientCore& core_;
+  std::optional<std::uint32_t> node_;  // the node the client's connection is open to
+  bool bound_ = false;                 // a session open on that connection
+  bool waiting_ = false;               // the client waits there for a leader
+  std::uint64_t waiting_egress_ = 0;   // the last egress the waiting client's open named
+  std::uint64_t egress_sent_ = 0;      // on the connection
+};
+
+TEST_F(ClientCoreTest, AnInvokerModeRunThroughACrashAndAStepDownGivesEverySeqOneFateAndEveryEgressOnce) {
+  ClientOptions options = test_options();
+  options.max_buffered_messages = 64;
+  options.max_buffered_bytes = 1U << 20U;
+  use(options, 77);
+  FakeCluster cluster(core_);
+
+  std::vector<std::string> offered;  // payload of seq i + 1
+  std::map<std::uint64_t, int> fates;
+  std::vector<std::uint64_t> applied_seqs;
+  std::vector<std::string> delivered_egress;
+  std::vector<StateEvent> states;
+  std::vector<Time> connected_at;
+  std::vector<LeaderEvent> leaders;
+  std::vector<SessionChange> sessions;
+  std::vector<Event> events;  // as the runtime's: swapped with the core's, told, recycled
+  const auto offer_one = [&] {
+    const std::string payload = fmt::format("m{}", offered.size() + 1);
+    const Offer result = core_.offer(as_bytes(payload), now_);
+    ASSERT_EQ(result.status, OfferStatus::accepted);
+    ASSERT_EQ(result.seq, offered.size() + 1);
+    offered.push_back(payload);
+  };
+  // One poll(): a tick, the offers of this turn, the frames and connections, then the listener's callbacks.
+  const auto poll = [&](int offers) {
+    core_.tick(now_);
+    for (int i = 0; i < offers && core_.unacknowledged() < 32; ++i) offer_one();
+    cluster.turn(now_);
+    events.swap(core_.events());
+    for (const Event& event : events) {
+      if (const auto* applied = std::get_if<AppliedEvent>(&event)) {
+        ++fates[applied->seq];
+        applied_seqs.push_back(applied->seq);
+      } else if (const auto* rejected = std::get_if<RejectedEvent>(&event)) {
+        ++fates[rejected->seq];
+      } else if (const auto* unknown = std::get_if<UnknownEvent>(&event)) {
+        ++fates[unknown->seq];
+      } else if (const auto* egress = std::get_if<EgressEvent>(&event)) {
+        EXPECT_EQ(egress->egress_seq, delivered_egress.size() + 1) << "egress out of order";
+        delivered_egress.emplace_back(as_chars(ByteSpan(egress->message)));
+      } else if (const auto* state = std::get_if<StateEvent>(&event)) {
+        states.push_back(*state);
+        if (state->state == ClientState::connected) connected_at.push_back(now_);
+      } else if (const auto* leader = std::get_if<LeaderEvent>(&event)) {
+        leaders.push_back(*leader);
+      } else if (const auto* session = std::get_if<SessionEvent>(&event)) {
+        sessions.push_back(session->change);
+      } else {
+        EXPECT_FALSE(std::holds_alternative<EgressGapEvent>(event) || std::holds_alternative<DataLossEvent>(event));
+      }
+    }
+    core_.recycle(events);
+  };
+  const auto run_until = [&](Time end, int offers) {
+    for (; now_ < end; now_ += 5ms) poll(offers);
+  };
+
+  run_until(1500ms, 1);
+  ASSERT_EQ(core_.state(), ClientState::connected);
+  // Leader 1 applies a burst and crashes before it acknowledges it.
+  cluster.lose_acks = true;
+  poll(5);
+  cluster.crash(now_);
+  cluster.lose_acks = false;
+  run_until(1800ms, 1);  // an election: nodes 2 and 3 know no leader
+  EXPECT_NE(core_.state(), ClientState::connected);
+  cluster.elect(2, 2, now_);
+  run_until(3000ms, 1);
+  // Leader 2 loses a turn's messages on the way, applies the next ones without acknowledging them, and steps down.
+  cluster.lose_ingress = true;
+  poll(3);
+  cluster.lose_ingress = false;
+  cluster.lose_acks = true;
+  poll(3);
+  cluster.lose_acks = false;
+  cluster.step_down(now_);
+  run_until(3300ms, 1);
+  cluster.elect(3, 3, now_);
+  run_until(4500ms, 1);
+  // No more offers: everything drains, then the application closes.
+  run_until(5500ms, 0);
+  EXPECT_EQ(core_.state(), ClientState::connected);
+  EXPECT_EQ(core_.unacknowledged(), 0U);
+  core_.close(now_);
+  poll(0);
+  EXPECT_EQ(core_.state(), ClientState::closed);
+
+  // Every accepted seq has exactly one fate, applied, in seq order; the service applied each once, in order.
+  ASSERT_GT(offered.size(), 500U);
+  for (std::uint64_t seq = 1; seq <= offered.size(); ++seq) EXPECT_EQ(fates[seq], 1) << "seq " << seq;
+  EXPECT_EQ(fates.size(), offered.size());
+  EXPECT_TRUE(std::is_sorted(applied_seqs.begin(), applied_seqs.end()));
+  EXPECT_EQ(applied_seqs.size(), offered.size()) << "every fate is applied";
+  EXPECT_EQ(cluster.applied, offered);
+  // Every egress message once, in order.
+  EXPECT_EQ(delivered_egress, cluster.egress);
+  // Connected, lost by the crash, back; lost by the step-down, back; closed by the application.
+  std::vector<std::pair<ClientState, Reason>> changes;
+  for (const StateEvent& state : states) changes.emplace_back(state.state, state.reason);
+  EXPECT_EQ(changes, (std::vector<std::pair<ClientState, Reason>>{
+                         {ClientState::connected, Reason::none},
+                         {ClientState::reconnecting, Reason::connection_reset},
+                         {ClientState::connected, Reason::none},
+                         {ClientState::reconnecting, Reason::no_leader},
+                         {ClientState::connected, Reason::none},
+                         {ClientState::closed, Reason::closed_by_application},
+                     }));
+  ASSERT_EQ(connected_at.size(), 3U);
+  EXPECT_LE(connected_at[1] - 1800ms, 200ms) << "back soon after leader 2's election";
+  EXPECT_LE(connected_at[2] - 3300ms, 200ms) << "back soon after leader 3's election";
+  EXPECT_EQ(sessions,
+            (std::vector<SessionChange>{SessionChange::opened, SessionChange::resumed, SessionChange::resumed}));
+  ASSERT_FALSE(leaders.empty());
+  for (std::size_t i = 1; i < leaders.size(); ++i) EXPECT_GT(leaders[i].term, leaders[i - 1].term);
+  EXPECT_EQ(leaders.back().leader, 3U);
+  EXPECT_EQ(leaders.back().term, 3U);
 }
 
 }  // namespace
