@@ -80,6 +80,10 @@ struct FateCounts {
 /// Thread-safe: the client's I/O thread writes, the test thread reads (in invoker mode both are the test thread).
 class Recorder final : public ClientListener {
  public:
+  Recorder() = default;
+  /// A slow application: each fate callback first sleeps `fate_delay`.
+  explicit Recorder(Ms fate_delay) : fate_delay_(fate_delay) {}
+
   void on_state(ClientState state, Reason reason, std::string_view text) override {
     std::lock_guard lock(mutex_);
     note_thread();
@@ -203,6 +207,7 @@ class Recorder final : public ClientListener {
   void note_thread() { threads_.insert(std::this_thread::get_id()); }
 
   void fate(std::uint64_t seq, std::string text, std::size_t& counter) {
+    if (fate_delay_.count() > 0) std::this_thread::sleep_for(fate_delay_);
     std::lock_guard lock(mutex_);
     note_thread();
     fates_[seq].push_back(std::move(text));
@@ -222,6 +227,7 @@ class Recorder final : public ClientListener {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> data_loss_;
   std::map<std::uint64_t, std::int64_t> replies_;  // request id -> the counter's value in the reply
   std::set<std::thread::id> threads_;
+  Ms fate_delay_{0};  // set before the client starts
 };
 
 /// Checks that every seq in `accepted` has exactly one fate and that no other seq has one; returns how many
@@ -738,6 +744,25 @@ TEST_F(ClientSystemTest, AnInvokerModeClientDrivenOnlyByPollSurvivesALeaderKillA
       "[ info ] invoker mode: leader node %u SIGKILLed, connected again %lld ms later; close(5 s) drained %zu adds "
       "in %lld ms; 1200 adds applied once\n",
       leader, back_at ? ms_between(killed_at, *back_at) : -1LL, unacknowledged_at_close, close_ms);
+}
+
+// wait_drained() returns once the listener has heard every fate, not merely once the client has settled them: with
+// a slow listener (2 ms per fate) the client's buffer empties long before the last on_applied has run, and a
+// wait_drained() called then must still wait for it.
+TEST_F(ClientSystemTest, WaitDrainedReturnsOnlyOnceTheListenerHasHeardEveryFate) {
+  ASSERT_TRUE(start_cluster(kCounter));
+  ASSERT_TRUE(wait_leader(deadline()));
+  Recorder recorder(2ms);
+  Client client(client_options(), recorder);
+  ASSERT_TRUE(client.wait_connected(deadline())) << recorder.describe_states();
+  constexpr std::size_t kAdds = 500;
+  for (std::uint64_t i = 1; i <= kAdds; ++i) ASSERT_EQ(client.offer(add_one(i)).status, OfferStatus::accepted);
+  ASSERT_TRUE(eventually([&] { return client.unacknowledged() == 0; }, deadline(), 1ms));
+  const std::size_t told_when_settled = recorder.counts().total();
+  ASSERT_TRUE(client.wait_drained(deadline()));
+  EXPECT_EQ(recorder.counts().applied, kAdds) << "wait_drained() returned before the listener heard every fate";
+  std::printf("[ info ] when the client had settled all %zu adds, the slow listener had heard of %zu\n", kAdds,
+              told_when_settled);
 }
 
 // close(drain) on a live cluster: thousands of adds offered at once, then a close with a 5 s drain: every one is
