@@ -145,13 +145,16 @@ class Client::Impl final : public io::TransportHandler {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, done);
   }
+  // Each also waits until the listener has been told what made the condition hold (the core settles a message
+  // before the I/O thread delivers its fate): a caller that returns from wait_drained() finds every fate told.
   bool wait_connected(std::chrono::milliseconds timeout) {
-    wait_for(timeout,
-             [this] { return core_.state() == ClientState::connected || core_.state() == ClientState::closed; });
+    wait_for(timeout, [this] {
+      return (core_.state() == ClientState::connected || core_.state() == ClientState::closed) && !undelivered_;
+    });
     return state() == ClientState::connected;
   }
   bool wait_drained(std::chrono::milliseconds timeout) {
-    return wait_for(timeout, [this] { return core_.unacknowledged() == 0; });
+    return wait_for(timeout, [this] { return core_.unacknowledged() == 0 && !undelivered_; });
   }
 
   void close(std::chrono::milliseconds drain) {
@@ -273,6 +276,7 @@ class Client::Impl final : public io::TransportHandler {
         }
       }
       events_.swap(core_.events());
+      undelivered_ = !invoker_ && !events_.empty();  // invoker mode: told before poll() returns
     }
     delivering_ = true;
     for (client::Event& event : events_) deliver(event);
@@ -281,6 +285,7 @@ class Client::Impl final : public io::TransportHandler {
     {
       const std::lock_guard lock(mutex_);
       core_.recycle(events_);
+      undelivered_ = false;
     }
     if (told && !invoker_) changed_.notify_all();
     // A closing client's loop stops once the core is closed and the session close is written (the transport
@@ -341,7 +346,10 @@ class Client::Impl final : public io::TransportHandler {
   const bool invoker_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  client::ClientCore core_;            // guarded by mutex_
+  client::ClientCore core_;  // guarded by mutex_
+  // Guarded by mutex_: events taken from the core are being told to the listener (outside the lock), so the core's
+  // state is ahead of what the application has heard.
+  bool undelivered_ = false;
   std::vector<client::Event> events_;  // the loop's thread only
   io::EventLoop loop_;
   std::unique_ptr<io::TcpTransport> transport_;      // the loop's thread only (after construction)

@@ -24,7 +24,8 @@
 //                                    ("?" if it does not decode)
 //   egress_gap FROM TO               egress FROM..TO of the current session will never arrive
 //   done accepted=A applied=B rejected=C unknown=D
-// The client library's own log goes to stderr.
+// The client library's own log goes to stderr; with --library-logging the program leaves logging as the library
+// finds it (so a test can check that the library writes nothing to its program's stdout).
 
 #include <algorithm>
 #include <chrono>
@@ -141,6 +142,7 @@ int run(int argc, char** argv) {
   double rate = 0;
   std::string service = "kv";
   int drain_timeout_ms = 30'000;
+  bool library_logging = false;
   app.add_option("--cluster-id", cluster_id, "the cluster's id")->required();
   app.add_option("--member", members, "a member's client endpoint, HOST:PORT; repeated for each")->required();
   app.add_option("--count", count, "messages to offer")->check(CLI::Range(std::uint64_t{0}, std::uint64_t{10'000'000}));
@@ -150,14 +152,18 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"kv", "counter"}));
   app.add_option("--drain-timeout-ms", drain_timeout_ms, "wait this long for the last fates after the last offer")
       ->check(CLI::Range(0, 3'600'000));
+  app.add_flag("--library-logging", library_logging,
+               "leave logging as the library sets it up (default: the library's log goes to stderr)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;  // --help is not an error
   }
   // stdout is the event stream: the client library's log goes to stderr.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("stream-client"));
-  spdlog::set_level(spdlog::level::info);
+  if (!library_logging) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("stream-client"));
+    spdlog::set_level(spdlog::level::info);
+  }
 
   const bool kv = service == "kv";
   Printer printer(kv);
