@@ -687,7 +687,7 @@ bool plausible_endpoint(std::string_view endpoint) {
 
 std::optional<std::string> validate(const ClientOptions& options) {
   std::string problems;
-  const auto problem = [&](std::string text) {
+  const auto problem = [&](const std::string& text) {
     if (!problems.empty()) problems += '\n';
     problems += text;
   };

@@ -230,46 +230,33 @@ class ClientCore {
   std::uint64_t client_high_;
   std::uint64_t client_low_;
   Random random_;
-  ClientState state_ = ClientState::connecting;
-  Reason reason_ = Reason::none;
   std::string reason_text_;
 
-  Link link_ = Link::none;
   std::size_t next_member_ = 0;
   std::string endpoint_;                 // the endpoint of the connection last asked for
   std::optional<std::string> redirect_;  // where the last redirect pointed: the next connection goes there
-  bool redirected_this_round_ = false;   // a second redirect within one backoff round waits for the backoff
   // Redirects followed in a row since the client last took a member in turn. As many as it lists members (at least
   // kMinRedirectChain) go round in a loop: nodes with stale views of each other, or a leader advertising a wrong
   // endpoint. The next member in turn is tried instead, or two such nodes would hold the client forever.
   std::size_t redirect_chain_ = 0;
-  std::uint32_t attempt_ = 0;  // consecutive failed connections, for the backoff
   // Listed members that refused this client for good (another cluster, version or incarnation) since a node last
   // accepted it: all of them, and the client closes.
   std::vector<bool> refused_by_member_;
   Time retry_at_{0};
   Time last_heard_{0};
-  Time waiting_since_{0};        // since when the open connection has had no session (see tick())
-  bool told_no_leader_ = false;  // this connection's "no leader" reached the application already
+  Time waiting_since_{0};  // since when the open connection has had no session (see tick())
   Time last_sent_{0};
   Time last_input_{0};                       // the time the last input carried
   std::string last_failure_;                 // the last failed attempt, for the text of a deadline's close
   std::optional<Time> started_at_;           // the first tick
   std::optional<Time> not_connected_since_;  // since when the client has had no session (give_up_after)
-  bool ever_connected_ = false;
-  std::optional<Time> drain_deadline_;  // close_after_drain was called
+  std::optional<Time> drain_deadline_;       // close_after_drain was called
   Time keepalive_interval_;
   Time silence_limit_;
   std::optional<std::string> connect_;
-  bool close_ = false;
 
   std::uint64_t session_ = 0;        // 0: none open on this connection
   std::uint64_t known_session_ = 0;  // the session this client last had, to tell "resumed" from "replaced"
-  // The cluster closed the last session while connected, and the client settled its messages from the
-  // session_closed frame: the next session opened replaces it (known_session_ is 0 meanwhile: nothing to resume).
-  bool replaced_pending_ = false;
-  std::uint32_t busy_replies_ = 0;  // "busy" answers since the last session opened, for the backoff
-  std::uint32_t leader_ = 0;
   // The highest term a leader spoke in, as far as the client heard (a leader's frames, redirects naming a leader);
   // frames from leaders of lower terms are ignored. Never lowered.
   std::uint64_t term_ = 0;
@@ -303,6 +290,21 @@ class ClientCore {
 
   std::vector<std::byte> out_;
   std::vector<Event> events_;
+
+  // The small fields, together (padding).
+  std::uint32_t attempt_ = 0;       // consecutive failed connections, for the backoff
+  std::uint32_t busy_replies_ = 0;  // "busy" answers since the last session opened, for the backoff
+  std::uint32_t leader_ = 0;
+  ClientState state_ = ClientState::connecting;
+  Reason reason_ = Reason::none;
+  Link link_ = Link::none;
+  bool redirected_this_round_ = false;  // a second redirect within one backoff round waits for the backoff
+  bool told_no_leader_ = false;         // this connection's "no leader" reached the application already
+  bool ever_connected_ = false;
+  bool close_ = false;
+  // The cluster closed the last session while connected, and the client settled its messages from the
+  // session_closed frame: the next session opened replaces it (known_session_ is 0 meanwhile: nothing to resume).
+  bool replaced_pending_ = false;
 };
 
 }  // namespace cohort::client
