@@ -108,13 +108,15 @@ bool ProbeService::applied(RequestId request) const {
 
 // --- the clients ------------------------------------------------------------------------------------------------
 
-std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}", node + 1); }
+// host:port, as the client's options must be (client::validate).
+std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}:7000", node + 1); }
 
 std::optional<std::uint32_t> Workload::node_of(std::string_view endpoint, std::size_t nodes) {
   static constexpr std::string_view kPrefix = "node-";
-  if (!endpoint.starts_with(kPrefix)) return std::nullopt;
+  static constexpr std::string_view kSuffix = ":7000";
+  if (!endpoint.starts_with(kPrefix) || !endpoint.ends_with(kSuffix)) return std::nullopt;
   std::uint32_t id = 0;
-  const char* end = endpoint.data() + endpoint.size();
+  const char* end = endpoint.data() + endpoint.size() - kSuffix.size();
   const auto parsed = std::from_chars(endpoint.data() + kPrefix.size(), end, id);
   if (parsed.ec != std::errc{} || parsed.ptr != end || id == 0 || id > nodes) return std::nullopt;
   return id - 1;
@@ -141,6 +143,8 @@ Workload::Workload(const FaultMix& mix, const Phase& phase, Random& random, Even
   // Small, so that a client away for a while back-pressures its application.
   options_.max_buffered_messages = 32;
   options_.max_buffered_bytes = 4096;
+  options_.max_message_size = 1024;  // a KV request is far smaller; the bytes bound must hold one of this size
+  COHORT_ASSERT(!validate(options_).has_value());
 }
 
 void Workload::start() {
@@ -352,7 +356,7 @@ void Workload::pump(std::uint32_t slot) {
   if (auto endpoint = core.take_connect()) {
     if (client.connection != 0) network_.close_by_client(client.connection);
     const auto node = node_of(*endpoint, options_.members.size());
-    COHORT_ASSERT(node.has_value());  // the members and the redirects name only "node-<id>"
+    COHORT_ASSERT(node.has_value());  // the members and the redirects name only "node-<id>:7000"
     client.connection = network_.connect(slot, *node);
   }
   for (const client::Event& event : core.events()) record(slot, event);

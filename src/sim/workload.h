@@ -77,7 +77,7 @@ class ProbeService final : public Service {
 class Workload final : public ClientNetworkClients {
  public:
   /// `phase` is the run's: clients offer requests, and suffer faults, only in the safety phase. `nodes` is the
-  /// cluster size: the clients list "node-1" ... "node-N".
+  /// cluster size: the clients list "node-1:7000" ... "node-N:7000".
   Workload(const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events, const Trace& trace,
            Stats& stats, Fingerprint& fingerprint, ClientNetwork& network, ClientChecker& checker);
 
@@ -97,7 +97,7 @@ class Workload final : public ClientNetworkClients {
   void on_frame(std::uint32_t client, std::uint64_t connection, const protocol::Frame& frame) override;
   void on_disconnected(std::uint32_t client, std::uint64_t connection, std::string_view why) override;
 
-  /// "node-<id>" for node index `node`, and back (nullopt for anything else).
+  /// "node-<id>:7000" for node index `node`, and back (nullopt for anything else).
   static std::string endpoint(std::uint32_t node);
   static std::optional<std::uint32_t> node_of(std::string_view endpoint, std::size_t nodes);
 
