@@ -6,7 +6,14 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 #include "protocol/catalogue.h"
+
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
+//  15: data loss hidden: a resumed session below what the client acknowledged goes on from the cluster's position,
+//      but the client does not report the lost seqs (no DataLossEvent)
+//  16: data loss hidden, as before the event existed: the client keeps its own higher position, and waits on a gap
+//      the cluster cannot fill
 
 namespace cohort::client {
 namespace {
@@ -573,8 +580,9 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
 // fate but news the application needs; the session goes on from the cluster's position, or the client would wait
 // forever on a gap the cluster cannot fill.
 void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
+  if (planted_bug() == 16) return;
   const std::uint64_t cluster_applied = reply.last_applied_seq + session_base_;
-  events_.emplace_back(DataLossEvent{cluster_applied + 1, acked_});
+  if (planted_bug() != 15) events_.emplace_back(DataLossEvent{cluster_applied + 1, acked_});
   // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
   session_base_ += acked_ - cluster_applied;
   resent_from_ = 0;

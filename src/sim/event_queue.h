@@ -31,6 +31,8 @@ enum class EventKind : std::uint8_t {
   client_fault,   // a client is cut off or healed (`detail`), restarts, or one of its connections resets
   client_link,    // on `connection`: a connect resolves, or one side hears that it ended (client_network.h)
   client_frame,   // on `connection`: a frame (`bytes`) reaches the node or the client (`detail`)
+  power_loss,     // every node loses power at once (sync policy none): page caches lost; each restarts later
+  blackout,       // every node stops for minutes (FaultMix::blackout), then all restart
 };
 
 struct Event {
