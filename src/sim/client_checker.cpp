@@ -158,7 +158,7 @@ void ClientChecker::on_client_event(std::uint64_t instance, const client::Event&
           // only a close explains it, in the same batch of events (after_events).
           if (e.reason == Reason::session_replaced && epoch_ > 0) return;
           if (e.reason != Reason::closed_by_application && e.reason != Reason::give_up_deadline &&
-              e.reason != Reason::connect_deadline)
+              e.reason != Reason::connect_deadline && !(e.reason == Reason::another_incarnation && epoch_ > 0))
             return checker_.fail(
                 fmt::format("client {} seq {} has the fate unknown ({}: {}), but every tombstone "
                             "is still kept and no close explains it",
@@ -169,8 +169,9 @@ void ClientChecker::on_client_event(std::uint64_t instance, const client::Event&
         } else if constexpr (std::is_same_v<E, client::EgressGapEvent>) {
           client.gap = e;
         } else if constexpr (std::is_same_v<E, client::ConnectFailedEvent>) {
+          // Another incarnation: only a cluster re-formed after a power loss took its whole log (on_closed).
           if (e.reason == Reason::node_misconfigured || e.reason == Reason::another_cluster ||
-              e.reason == Reason::another_incarnation || e.reason == Reason::incompatible_version)
+              (e.reason == Reason::another_incarnation && epoch_ == 0) || e.reason == Reason::incompatible_version)
             checker_.fail(fmt::format("client {} refuses node at {}: {}", instance, e.endpoint, e.text));
         } else if constexpr (std::is_same_v<E, client::DataLossEvent>) {
           on_data_loss(instance, client, e);
@@ -191,6 +192,11 @@ void ClientChecker::on_closed(std::uint64_t id, Instance& client, const client::
       explained = client.settings.connect_timeout > Duration{0} && !client.ever_connected &&
                   now - client.started >= client.settings.connect_timeout;
       break;
+    case Reason::another_incarnation:
+      // A power loss before the first segment was complete can take the whole log, the cluster's incarnation with
+      // it: the cluster the nodes then form is a new one, and the client rightly refuses to go on in it.
+      explained = epoch_ > 0;
+      break;
     default: break;
   }
   if (!explained)
@@ -209,10 +215,8 @@ void ClientChecker::on_closed(std::uint64_t id, Instance& client, const client::
       return checker_.fail(
           fmt::format("client {} closes ({}) with seq {} still without a fate", id, to_string(event.reason), seq));
   client.closed = true;
-  if (event.reason == Reason::closed_by_application)
-    ++closes_by_application_;
-  else
-    ++closes_by_deadline_;
+  if (event.reason == Reason::closed_by_application) ++closes_by_application_;
+  if (event.reason == Reason::give_up_deadline || event.reason == Reason::connect_deadline) ++closes_by_deadline_;
   // Its session, if the close did not end it on the cluster, is abandoned: it must expire, like a restarted client's.
   client.gone = true;
   client.gone_at = now;

@@ -243,7 +243,8 @@ void ClientChecker::check_final(const Applied& applied) {
         // one (the cluster then answered with its final position in it).
         const auto session = sessions_.find(entry.acked_session);
         const bool heard_since =
-            entry.acked_in == epoch_ || (session != sessions_.end() && session->second.resumed_in == epoch_);
+            entry.acked_in == epoch_ ||
+            (session != sessions_.end() && session->second.instance == id && session->second.resumed_in == epoch_);
         if (heard_since)
           return checker_.fail(fmt::format(
               "client {} seq {} was acknowledged applied, but the leader's state at the end of the run does not hold "

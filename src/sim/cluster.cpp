@@ -193,6 +193,7 @@ void SimCluster::outage() {
 
 LogIndex SimCluster::power_loss() {
   trace_.line(kCluster, "power loss: every machine goes down with its page cache");
+  network_.power_loss();
   for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
     SimNode& node = *nodes_[i];
     if (node.up()) {
@@ -424,9 +425,12 @@ std::string SimCluster::describe_state() const {
 
 void SimCluster::on_deliver(const Event& event) {
   SimNode& node = *nodes_[event.node];
-  if (!node.up() || network_.cut(event.message)) {
+  if (!node.up() || network_.cut(event.message) || network_.lost_in_power_loss(event)) {
     ++stats_.dropped;
-    trace_.line(event.node, "drops {} ({})", describe(event.message), node.up() ? "partitioned" : "down");
+    trace_.line(event.node, "drops {} ({})", describe(event.message),
+                !node.up()                           ? "down"
+                : network_.lost_in_power_loss(event) ? "sent before the power loss"
+                                                     : "partitioned");
     return;
   }
   ++stats_.delivered;

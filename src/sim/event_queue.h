@@ -39,7 +39,7 @@ struct Event {
   EventKind kind = EventKind::tick;
   std::uint32_t node = 0;  // the node's index, for events addressed to one node
   // The node's incarnation when the event was scheduled: events of an earlier incarnation (timers, storage
-  // completions of a node that crashed since) are ignored.
+  // completions of a node that crashed since) are ignored. For deliver: the network's power-loss generation.
   std::uint64_t incarnation = 0;
   consensus::PersistSeq seq = 0;  // sync: durable up to here
   consensus::Message message;     // deliver
