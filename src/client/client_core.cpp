@@ -263,6 +263,7 @@ void ClientCore::close_for(Reason reason, std::string text, std::string_view fat
 // The next session numbers its messages from 1 again; the application's seqs go on.
 void ClientCore::start_session_numbering() {
   session_base_ = next_seq_ - 1;
+  base_shifts_.assign(1, {1, session_base_});
   acked_ = session_base_;
   last_egress_ = 0;
 }
@@ -581,10 +582,21 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
 // forever on a gap the cluster cannot fill.
 void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
   if (planted_bug() == 16) return;
-  const std::uint64_t cluster_applied = reply.last_applied_seq + session_base_;
-  if (planted_bug() != 15) events_.emplace_back(DataLossEvent{cluster_applied + 1, acked_});
+  // The wire seqs the cluster lost, (cluster_wire, acked_wire], map to the application's seqs by the base in force
+  // where each was sent: after an earlier loss in this session, those below its shift follow the older base (one
+  // event per stretch, so that seqs reported lost before are not reported again).
+  const std::uint64_t cluster_wire = reply.last_applied_seq;
+  const std::uint64_t acked_wire = acked_ - session_base_;
+  for (std::size_t i = 0; i < base_shifts_.size(); ++i) {
+    const std::uint64_t first = std::max(base_shifts_[i].first, cluster_wire + 1);
+    const std::uint64_t last = i + 1 < base_shifts_.size() ? base_shifts_[i + 1].first - 1 : acked_wire;
+    if (first <= last && planted_bug() != 15)
+      events_.emplace_back(DataLossEvent{first + base_shifts_[i].second, last + base_shifts_[i].second});
+  }
   // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
-  session_base_ += acked_ - cluster_applied;
+  session_base_ = acked_ - cluster_wire;
+  while (!base_shifts_.empty() && base_shifts_.back().first > cluster_wire) base_shifts_.pop_back();
+  base_shifts_.emplace_back(cluster_wire + 1, session_base_);
   resent_from_ = 0;
   // Its egress went back too (a layout 3 reply says where to: keepalive_interval_ms marks it): what follows is new.
   if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) last_egress_ = reply.egress_seq;
