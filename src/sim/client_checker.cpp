@@ -285,8 +285,8 @@ void ClientChecker::on_session(std::uint64_t id, Instance& client, const client:
       return checker_.fail(fmt::format("after the blackout, client {} hears session {} {}, not session {} resumed", id,
                                        event.session, to_string(event.change), expected));
     const Duration took = now - *blackout_quorum_;
-    blackout_reconnects_.push_back(took);
-    if (took > kBlackoutReconnectLimit)
+    if (!blackout_disturbed_) blackout_reconnects_.push_back(took);
+    if (!blackout_disturbed_ && took > kBlackoutReconnectLimit)
       return checker_.fail(fmt::format(
           "liveness: client {} resumes its session {:.3f} s after a quorum was back from the blackout (at most {:.0f} "
           "s)",
@@ -451,6 +451,11 @@ void ClientChecker::on_blackout(Time quorum_back) {
 void ClientChecker::on_partition(bool partitioned, Time now) {
   if (partitioned_ && !partitioned) partition_healed_ = now;
   partitioned_ = partitioned;
+  if (partitioned) on_node_stopped(now);
+}
+
+void ClientChecker::on_node_stopped(Time now) {
+  if (blackout_quorum_ && now >= *blackout_quorum_) blackout_disturbed_ = true;
 }
 
 // --- the end ----------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@
 //    the log may be replaced, and its id reused; egress numbers of the lost part are sent again with new bytes.
 //  - Blackout (every node down for minutes): each client that was in a session, has no give-up deadline and was
 //    not cut off, restarted or closed resumes the same session once a quorum is back, and the time that takes is
-//    recorded (and bounded by kBlackoutReconnectLimit).
+//    recorded and bounded by kBlackoutReconnectLimit (unless a node stopped or the network split in the meantime).
 //  - Sessions: a client's first session is opened, the same one again is resumed, and a new one replaces only a
 //    session the cluster closed.
 //  - Exactly once and in order: on every replica, and again on each incarnation of it (a restart replays the log into
@@ -135,6 +135,9 @@ class ClientChecker {
   void on_power_loss(Time now);
   /// Every node stopped for a blackout; a majority of them is up again at `quorum_back`.
   void on_blackout(Time quorum_back);
+  /// A node stopped (a crash, a failed sync, an outage, a power loss): after a blackout's quorum was back, the clients
+  /// are no longer timed against it (they must still resume their sessions).
+  void on_node_stopped(Time now);
   /// Whether the client heard every seq in [from, to] lost (DataLossEvent): a replica may then apply `to + 1`
   /// right after `from - 1` in one session.
   bool reported_lost(std::uint64_t instance, std::uint64_t from, std::uint64_t to) const;
@@ -220,6 +223,7 @@ class ClientChecker {
   Time partition_healed_{0};
   std::uint32_t epoch_ = 0;  // power losses of every node so far
   std::optional<Time> blackout_quorum_;
+  bool blackout_disturbed_ = false;  // a node stopped, or the network split, after the blackout's quorum was back
   std::vector<Duration> blackout_reconnects_;
   std::uint64_t seqs_lost_ = 0;
   std::uint64_t closes_by_application_ = 0;

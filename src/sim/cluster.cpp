@@ -150,6 +150,7 @@ void SimCluster::stop(std::uint32_t index, const char* why, StateLoss loss) {
   node.outbox.clear();
   ++node.incarnation;  // events of the old incarnation are ignored from now on
   checker_.check_committed_durable(models_);
+  client_checker_.on_node_stopped(events_.now());
 }
 
 StateLoss SimCluster::choose_loss(std::uint32_t index) {
