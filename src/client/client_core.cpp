@@ -6,7 +6,14 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "common/planted_bug.h"
 #include "protocol/catalogue.h"
+
+// Planted bugs, for the simulator's self-test only (common/planted_bug.h; see consensus/raft.cpp):
+//  15: data loss hidden: a resumed session below what the client acknowledged goes on from the cluster's position,
+//      but the client does not report the lost seqs (no DataLossEvent)
+//  16: data loss hidden, as before the event existed: the client keeps its own higher position, and waits on a gap
+//      the cluster cannot fill
 
 namespace cohort::client {
 namespace {
@@ -264,6 +271,7 @@ void ClientCore::close_for(Reason reason, std::string text, std::string_view fat
 // The next session numbers its messages from 1 again; the application's seqs go on.
 void ClientCore::start_session_numbering() {
   session_base_ = next_seq_ - 1;
+  base_shifts_.assign(1, {1, session_base_});
   acked_ = session_base_;
   last_egress_ = 0;
 }
@@ -588,10 +596,22 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
 // fate but news the application needs; the session goes on from the cluster's position, or the client would wait
 // forever on a gap the cluster cannot fill.
 void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
-  const std::uint64_t cluster_applied = reply.last_applied_seq + session_base_;
-  events_.emplace_back(DataLossEvent{cluster_applied + 1, acked_});
+  if (planted_bug() == 16) return;
+  // The wire seqs the cluster lost, (cluster_wire, acked_wire], map to the application's seqs by the base in force
+  // where each was sent: after an earlier loss in this session, those below its shift follow the older base (one
+  // event per stretch, so that seqs reported lost before are not reported again).
+  const std::uint64_t cluster_wire = reply.last_applied_seq;
+  const std::uint64_t acked_wire = acked_ - session_base_;
+  for (std::size_t i = 0; i < base_shifts_.size(); ++i) {
+    const std::uint64_t first = std::max(base_shifts_[i].first, cluster_wire + 1);
+    const std::uint64_t last = i + 1 < base_shifts_.size() ? base_shifts_[i + 1].first - 1 : acked_wire;
+    if (first <= last && planted_bug() != 15)
+      events_.emplace_back(DataLossEvent{first + base_shifts_[i].second, last + base_shifts_[i].second});
+  }
   // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
-  session_base_ += acked_ - cluster_applied;
+  session_base_ = acked_ - cluster_wire;
+  while (!base_shifts_.empty() && base_shifts_.back().first > cluster_wire) base_shifts_.pop_back();
+  base_shifts_.emplace_back(cluster_wire + 1, session_base_);
   resent_from_ = 0;
 }
 

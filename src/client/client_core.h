@@ -281,6 +281,9 @@ class ClientCore {
   // cluster lost acknowledged messages: see adopt_cluster_position).
   std::uint64_t next_seq_ = 1;
   std::uint64_t session_base_ = 0;
+  // Each base in force in the session, from the wire seq it applies to: one, unless the cluster lost acknowledged
+  // messages (then the wire seqs after its last applied are reused for later messages).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> base_shifts_{{1, 0}};
   std::uint64_t acked_ = 0;  // every seq up to here has its fate
   std::uint64_t applied_position_ = 0;
   // The last egress seq delivered in known_session_ (egress seqs start from 1 in every session): only the next one

@@ -192,8 +192,8 @@ void Checker::check_durable_claim(NodeId node, LogIndex claimed, const consensus
                      node.value(), claimed.value()));
 }
 
-bool Checker::durable_on_majority(std::size_t position,
-                                  std::span<const consensus::MemoryLogStore* const> stores) const {
+bool Checker::durable_on_majority(std::size_t position, std::span<const consensus::MemoryLogStore* const> stores,
+                                  bool lost_state_holds) const {
   const std::uint64_t index = position + 1;
   std::size_t holders = 0;
   for (const consensus::MemoryLogStore* store : stores) {
@@ -201,7 +201,7 @@ bool Checker::durable_on_majority(std::size_t position,
     const auto& durable = store->durable_entries();
     // At or below its durable base, the node's durable snapshot holds the entry (bases are committed positions:
     // on_step).
-    if (store->durable_hard_state().standing != consensus::Standing::member || index <= base ||
+    if ((lost_state_holds && store->durable_hard_state().standing != consensus::Standing::member) || index <= base ||
         (index - base - 1 < durable.size() && durable[index - base - 1] == committed_[position].entry))
       ++holders;
   }
@@ -216,6 +216,14 @@ void Checker::check_committed_durable(std::span<const consensus::MemoryLogStore*
       return;
     }
   }
+}
+
+LogIndex Checker::forget_lost_commits(std::span<const consensus::MemoryLogStore* const> stores) {
+  // Every node is recovering now: count what each really holds.
+  std::size_t kept = 0;
+  while (kept < committed_.size() && durable_on_majority(kept, stores, /*lost_state_holds=*/false)) ++kept;
+  committed_.resize(kept);
+  return LogIndex{kept};
 }
 
 }  // namespace cohort::sim

@@ -65,6 +65,10 @@ class Checker {
   /// state and has not caught up since (durably fresh or recovering) counts as holding every entry: it votes for
   /// no one, so no election can leave the entry out through it.
   void check_committed_durable(std::span<const consensus::MemoryLogStore* const> stores);
+  /// Every node lost power at once (sync policy none), and `stores` are what each kept: the committed entries from
+  /// the first that no majority holds on are forgotten (a later leader may hold them, and commits them again, or
+  /// not). Returns the index of the last committed entry kept.
+  LogIndex forget_lost_commits(std::span<const consensus::MemoryLogStore* const> stores);
 
   std::size_t committed() const noexcept { return committed_.size(); }
   /// The term of the committed entry at `index`, if it is known committed.
@@ -93,7 +97,9 @@ class Checker {
     Term observed_in;
   };
 
-  bool durable_on_majority(std::size_t position, std::span<const consensus::MemoryLogStore* const> stores) const;
+  /// `lost_state_holds`: a node that lost state counts as a holder (it votes for no one until it caught up).
+  bool durable_on_majority(std::size_t position, std::span<const consensus::MemoryLogStore* const> stores,
+                           bool lost_state_holds = true) const;
 
   std::size_t cluster_size_;
   std::string failure_;

@@ -150,6 +150,7 @@ void SimCluster::stop(std::uint32_t index, const char* why, StateLoss loss) {
   node.outbox.clear();
   ++node.incarnation;  // events of the old incarnation are ignored from now on
   checker_.check_committed_durable(models_);
+  client_checker_.on_node_stopped(events_.now());
 }
 
 StateLoss SimCluster::choose_loss(std::uint32_t index) {
@@ -189,6 +190,44 @@ void SimCluster::outage() {
                                                            static_cast<double>(random_.between(1200, 1600)) / 1000);
     events_.schedule(down, event_for(EventKind::restart, i));
   }
+}
+
+LogIndex SimCluster::power_loss() {
+  trace_.line(kCluster, "power loss: every machine goes down with its page cache");
+  network_.power_loss();
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    SimNode& node = *nodes_[i];
+    if (node.up()) {
+      stop(i, "power loss", StateLoss::machine);
+    } else {
+      // Down already (its process crashed), but its machine loses the page cache too; its pending restart is off.
+      node.storage.crash("power loss while down", StateLoss::machine);
+      ++node.incarnation;
+    }
+    events_.schedule(micros(random_.between(50'000, 2'000'000)), event_for(EventKind::restart, i));
+  }
+  // What a majority still holds is what every leader from now on holds; the rest may be lost (Checker).
+  const LogIndex kept = checker_.forget_lost_commits(models_);
+  state_hashes_.erase(state_hashes_.upper_bound(kept.value()), state_hashes_.end());
+  trace_.line(kCluster, "power loss: the log a majority kept ends at {}", kept.value());
+  return kept;
+}
+
+Time SimCluster::blackout(Duration length) {
+  const Time now = events_.now();
+  trace_.line(kCluster, "blackout: every node stops for {:.0f} s", std::chrono::duration<double>(length).count());
+  std::vector<Time> restarts;
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i]->up())
+      stop(i, "blackout");
+    else
+      ++nodes_[i]->incarnation;  // its pending restart is off: it comes back with the others
+    restarts.push_back(now + length + micros(random_.between(0, 2'000'000)));
+    events_.schedule(restarts.back() - now, event_for(EventKind::restart, i));
+  }
+  blackout_until_ = *std::min_element(restarts.begin(), restarts.end());
+  std::sort(restarts.begin(), restarts.end());
+  return restarts[nodes_.size() / 2];
 }
 
 void SimCluster::start_stopped() {
@@ -387,9 +426,12 @@ std::string SimCluster::describe_state() const {
 
 void SimCluster::on_deliver(const Event& event) {
   SimNode& node = *nodes_[event.node];
-  if (!node.up() || network_.cut(event.message)) {
+  if (!node.up() || network_.cut(event.message) || network_.lost_in_power_loss(event)) {
     ++stats_.dropped;
-    trace_.line(event.node, "drops {} ({})", describe(event.message), node.up() ? "partitioned" : "down");
+    trace_.line(event.node, "drops {} ({})", describe(event.message),
+                !node.up()                           ? "down"
+                : network_.lost_in_power_loss(event) ? "sent before the power loss"
+                                                     : "partitioned");
     return;
   }
   ++stats_.delivered;

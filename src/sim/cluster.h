@@ -101,6 +101,15 @@ class SimCluster final : public ClientNetworkNodes {
   void start_stopped();
   /// Every node that is up stops at once; each restarts after 1.2-1.6x the session timeout.
   void outage();
+  /// Every node's machine loses power at once (sync policy none): each loses its page cache, a node that was down
+  /// too; each restarts 0.05-2 s later. Returns how far the log survives on a majority (the committed entries after
+  /// it may be lost), after forgetting the state hashes of the positions after it.
+  LogIndex power_loss();
+  /// Every node stops (those down already stay down) for `length`; each restarts within 2 s after it. Returns when a
+  /// majority is up again.
+  Time blackout(Duration length);
+  /// A blackout keeps every node down now.
+  bool blacked_out() const { return events_.now() < blackout_until_; }
 
   /// After every step of a node's replica: its messages to the outbox (released once durable), its storage's
   /// work to the event queue, then the checks and the fingerprint.
@@ -161,6 +170,7 @@ class SimCluster final : public ClientNetworkNodes {
   std::vector<const consensus::MemoryLogStore*> models_;
   std::vector<std::byte> snapshot_scratch_;                                 // every snapshot is serialized into it
   std::map<std::uint64_t, std::pair<std::uint64_t, NodeId>> state_hashes_;  // log position -> (hash, first node)
+  Time blackout_until_{0};                                                  // the first restart after the blackout
 };
 
 }  // namespace cohort::sim

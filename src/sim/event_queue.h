@@ -31,13 +31,15 @@ enum class EventKind : std::uint8_t {
   client_fault,   // a client is cut off or healed (`detail`), restarts, or one of its connections resets
   client_link,    // on `connection`: a connect resolves, or one side hears that it ended (client_network.h)
   client_frame,   // on `connection`: a frame (`bytes`) reaches the node or the client (`detail`)
+  power_loss,     // every node loses power at once (sync policy none): page caches lost; each restarts later
+  blackout,       // every node stops for minutes (FaultMix::blackout), then all restart
 };
 
 struct Event {
   EventKind kind = EventKind::tick;
   std::uint32_t node = 0;  // the node's index, for events addressed to one node
   // The node's incarnation when the event was scheduled: events of an earlier incarnation (timers, storage
-  // completions of a node that crashed since) are ignored.
+  // completions of a node that crashed since) are ignored. For deliver: the network's power-loss generation.
   std::uint64_t incarnation = 0;
   consensus::PersistSeq seq = 0;  // sync: durable up to here
   consensus::Message message;     // deliver

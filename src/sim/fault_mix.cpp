@@ -91,6 +91,28 @@ void draw_snapshots(FaultMix& mix, std::uint64_t seed) {
   mix.max_inflight_snapshot_chunks = kChunks[random.below(std::size(kChunks))];
 }
 
+// The applications' closes and deadlines, power losses and blackouts, from a generator of their own for the same
+// reason. A power loss of every node needs sync policy none (under fsync it loses nothing) and no snapshots: a
+// snapshot one node made durable beyond the log a majority kept is outside what this simulator checks.
+void draw_closes(FaultMix& mix, std::uint64_t seed, bool calm) {
+  Random random(seed ^ 0x434C4F534553ULL);
+  const bool closes = !calm && random.chance(1, 2);
+  const auto give_up = static_cast<std::uint32_t>(random.chance(1, 2) ? random.between(100, 600) : 0);
+  const auto connect = static_cast<std::uint32_t>(random.chance(1, 3) ? random.between(100, 500) : 0);
+  const Duration close = random.chance(1, 3) ? 0s : micros(random.between(2'000'000, 12'000'000));
+  const Duration power = micros(random.between(4'000'000, 15'000'000));
+  const bool power_loss = !calm && random.chance(1, 2);
+  const bool blackout = !calm && random.chance(1, 64);
+  const Duration blackout_length = micros(random.between(180'000'000, 300'000'000));
+  if (closes) {
+    mix.client_give_up_per_mille = give_up;
+    mix.client_connect_timeout_per_mille = connect;
+    mix.client_close_every = close;
+  }
+  if (power_loss && mix.real_storage && mix.sync_none && mix.snapshot_every == 0) mix.power_loss_every = power;
+  if (blackout) mix.blackout = blackout_length;
+}
+
 // Bounded send buffers towards the clients, from a generator of their own for the same reason: on a third of the
 // seeds, small enough that a stall or a slow client fills them.
 void draw_send_buffer(FaultMix& mix, std::uint64_t seed) {
@@ -129,7 +151,8 @@ std::string FaultMix::describe() const {
       "crash-on-leader-commit={}/1000 batch={} inflight={} state-loss={}/1000 forged-term={}/1000 storage={} "
       "clients={} session-timeout={}ms cutoff-every={}ms client-restart-every={}ms reset-every={}ms stall-every={}ms "
       "client-slow={}/1000 outage-every={}ms snapshot-every={} crash-in-snapshot={}/1000 snapshot-chunks={}Bx{} "
-      "send-buffer={}B",
+      "send-buffer={}B give-up={}/1000 connect-deadline={}/1000 close-every={}ms power-loss-every={}ms "
+      "blackout={}s",
       nodes, drop_per_mille, duplicate_per_mille, long_delay_per_mille, as_micros(delay_max) / 1000,
       as_micros(partition_every) / 1000, as_micros(crash_every) / 1000, crash_after_role_change_per_mille,
       fsync_failure_per_100k, slow_storage_per_mille, as_micros(client_every) / 1000, as_micros(transfer_every) / 1000,
@@ -142,7 +165,8 @@ std::string FaultMix::describe() const {
       as_micros(client_restart_every) / 1000, as_micros(connection_reset_every) / 1000,
       as_micros(connection_stall_every) / 1000, client_long_delay_per_mille, as_micros(outage_every) / 1000,
       snapshot_every, crash_in_snapshot_per_mille, snapshot_chunk_bytes, max_inflight_snapshot_chunks,
-      client_send_buffer);
+      client_send_buffer, client_give_up_per_mille, client_connect_timeout_per_mille,
+      as_micros(client_close_every) / 1000, as_micros(power_loss_every) / 1000, as_micros(blackout) / 1'000'000);
 }
 
 std::optional<FaultMix> hunt_mix(std::string_view name) {
@@ -236,6 +260,39 @@ std::optional<FaultMix> hunt_mix(std::string_view name) {
     mix.outage_every = 6s;
     return mix;
   }
+  if (name == "closes") {
+    mix.nodes = 3;
+    mix.crash_every = 2s;
+    mix.partition_every = 4s;
+    mix.outage_every = 15s;
+    mix.client_every = 20ms;
+    mix.session_timeout = 4s;
+    mix.connection_reset_every = 2s;
+    mix.client_give_up_per_mille = 500;
+    mix.client_connect_timeout_per_mille = 300;
+    mix.client_close_every = 2s;
+    return mix;
+  }
+  if (name == "power") {
+    mix.nodes = 3;
+    mix.crash_every = 3s;
+    mix.client_every = 10ms;
+    mix.real_storage = true;
+    mix.sync_none = true;
+    mix.segment_size = 2048;  // a few hundred entries to a segment: a power loss takes the unsynced last one
+    mix.cache_bytes = 4096;
+    mix.power_loss_every = 3s;
+    return mix;
+  }
+  if (name == "blackout") {
+    mix.nodes = 3;
+    mix.crash_every = 0s;
+    mix.client_every = 20ms;
+    mix.session_timeout = 5s;
+    mix.blackout = 240s;
+    mix.client_give_up_per_mille = 300;  // those give up during it; a new client replaces each
+    return mix;
+  }
   return std::nullopt;
 }
 
@@ -247,6 +304,7 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed) {
   draw_clients(mix, seed, calm);
   draw_snapshots(mix, seed);
   draw_send_buffer(mix, seed);
+  draw_closes(mix, seed, calm);
   return mix;
 }
 

@@ -95,6 +95,23 @@ struct FaultMix {
   // Mean time between outages: every node stops at once, for 1.2-1.6x the session timeout, while the clients stay
   // up; each node then restarts. The first entry of the next leader must give every session a fresh window.
   Duration outage_every{0};
+  // One blackout (0: none): every node stops 1-3 s into the run for this long (minutes), while the clients keep
+  // offering into full buffers; then every node restarts within 2 s. The safety phase lasts until 10 s after it.
+  // Every client without a give-up deadline must resume its session, and is timed from the quorum's return.
+  Duration blackout{0};
+  // Under sync policy none on real storage only (and without snapshots: see docs/architecture.md): mean time between
+  // power losses of every node at once. Each machine loses its page cache, so the cluster may lose the newest
+  // committed entries; every node restarts 0.05-2 s later as a recovering node. Clients must hear of acknowledged
+  // messages the cluster lost (DataLossEvent) and go on from the cluster's position.
+  Duration power_loss_every{0};
+
+  // The application's side of the clients (workload.h). Each client started gets, with these chances, a give-up
+  // deadline of 2-20 s (ClientOptions::give_up_after) and a connect deadline of 1-10 s (connect_timeout).
+  std::uint32_t client_give_up_per_mille = 0;
+  std::uint32_t client_connect_timeout_per_mille = 0;
+  // Mean time between closes of a random client by its application: at once (close) or once drained, with a
+  // deadline of 0-3 s (close_after_drain). A new client replaces every closed one, so the workload goes on.
+  Duration client_close_every{0};
 
   std::string describe() const;
 };
@@ -122,7 +139,14 @@ FaultMix draw_fault_mix(Random& random, std::uint64_t seed);
 ///            crashes, partitions and state loss: lagging and wiped followers install the leader's snapshot, crashes
 ///            cut installs and compactions short, lost snapshots make starts repair;
 ///   outage:  three nodes that all stop together for longer than the session timeout while the clients stay up,
-///            again and again: the new leader must not expire the sessions of clients on their way back.
+///            again and again: the new leader must not expire the sessions of clients on their way back;
+///   closes:  three nodes under crashes, partitions and outages, with clients that give up after 2-20 s without a
+///            session, connect deadlines, and closes by the application (at once, or draining with a deadline),
+///            each closed client replaced by a new one: the fates unknown and rejected at a close;
+///   power:   three nodes on real storage under sync policy none, every node losing power at once every few
+///            seconds: the cluster loses acknowledged entries and the clients must say so and go on;
+///   blackout: three nodes all down for 3-5 minutes while the clients keep offering; every client resumes its
+///            session with exact fates once they are back.
 /// Returns nullopt for an unknown name.
 std::optional<FaultMix> hunt_mix(std::string_view name);
 

@@ -71,6 +71,7 @@ void Network::transmit(const consensus::Message& message) {
     Event event;
     event.kind = EventKind::deliver;
     event.node = message.to.value() - 1;
+    event.incarnation = generation_;
     event.message = message;  // copied: the duplicate needs it too, and a message is small here
     events_.schedule(delay, std::move(event));
   }

@@ -40,6 +40,11 @@ class Network {
   void heal();
   /// Some link is cut.
   bool partitioned() const noexcept { return partitioned_; }
+  /// Every machine lost power: every connection between the nodes died with the kernels, and what was in flight
+  /// on them never arrives (the runtime's transport is TCP: a new process reads nothing sent to an old one).
+  void power_loss() noexcept { ++generation_; }
+  /// The deliver event carries a message sent before the last power loss.
+  bool lost_in_power_loss(const Event& event) const noexcept { return event.incarnation != generation_; }
 
  private:
   std::uint32_t random_node() { return static_cast<std::uint32_t>(random_.below(nodes_)); }
@@ -53,6 +58,7 @@ class Network {
   Stats& stats_;
   std::vector<bool> blocked_;  // [from * nodes_ + to], by node index: the link drops everything
   bool partitioned_ = false;
+  std::uint64_t generation_ = 0;  // power losses so far: a deliver event carries the one it was sent in
 };
 
 }  // namespace cohort::sim

@@ -70,6 +70,9 @@ struct Simulator::Impl {
     Term term;
   };
   std::vector<LivenessProposal> liveness_proposals;
+  // The safety phase lasts at least until then (a blackout's end and a while after it).
+  Time safety_until{0};
+  static constexpr Duration kAfterBlackout = std::chrono::seconds(10);
   std::uint64_t liveness_clients = 0;
   // The leader of the liveness phase, and since when it has led: convergence needs it stable for a while.
   std::optional<std::pair<std::uint32_t, Term>> stable_leader;
@@ -102,7 +105,32 @@ struct Simulator::Impl {
       case EventKind::client_fault: return workload.on_fault(event);
       case EventKind::client_link: return client_network.on_link_event(event);
       case EventKind::client_frame: return client_network.on_frame_event(event);
+      case EventKind::power_loss: return power_loss();
+      case EventKind::blackout: return blackout();
     }
+  }
+
+  // Every node loses power at once under sync policy none: each loses its page cache, so the cluster may lose the
+  // newest committed entries. The checkers then forget what no majority kept; the clients must say what they lost.
+  void power_loss() {
+    if (phase != Phase::safety) return;
+    schedule_periodic(EventKind::power_loss, mix.power_loss_every);
+    if (cluster.blacked_out()) return;  // its restarts are the blackout's
+    ++outcome.stats.power_losses;
+    (void)cluster.power_loss();  // the checker forgets the commits no majority kept
+    client_checker.on_power_loss(events.now());
+  }
+
+  // Every node stops for minutes; the clients keep offering. Once they restart, each client is timed back into its
+  // session (ClientChecker::on_blackout), and the safety phase goes on for a while after.
+  void blackout() {
+    if (phase != Phase::safety) return;
+    ++outcome.stats.blackouts;
+    const auto length =
+        std::chrono::duration_cast<Duration>(mix.blackout * static_cast<double>(random.between(750, 1250)) / 1000);
+    const Time quorum_back = cluster.blackout(length);
+    client_checker.on_blackout(quorum_back);
+    safety_until = quorum_back + kAfterBlackout;
   }
 
   // Every node stops at once, for longer than the session timeout, while the clients stay up.
@@ -278,9 +306,16 @@ struct Simulator::Impl {
     if (mix.partition_every > 0s) schedule_periodic(EventKind::partition, mix.partition_every);
     if (mix.crash_every > 0s) schedule_periodic(EventKind::crash, mix.crash_every);
     if (mix.transfer_every > 0s) schedule_periodic(EventKind::transfer, mix.transfer_every);
+    if (mix.power_loss_every > 0s) schedule_periodic(EventKind::power_loss, mix.power_loss_every);
+    if (mix.blackout > 0s) {
+      Event event;
+      event.kind = EventKind::blackout;
+      events.schedule(micros(random.between(1'000'000, 3'000'000)), std::move(event));
+      safety_until = Time::max();  // until the blackout sets it
+    }
 
     // Safety: faults as the mix says, the checkers after every event.
-    while (outcome.events < options.steps)
+    while (outcome.events < options.steps || events.now() < safety_until)
       if (!step()) return finish();
 
     // Liveness: no more faults; the cluster must converge within the limit, or within the session timeout and its
@@ -312,6 +347,15 @@ struct Simulator::Impl {
   }
 
   Outcome finish() {
+    for (const Duration took : client_checker.blackout_reconnects()) {
+      const auto us = static_cast<std::uint64_t>(as_micros(took));
+      ++outcome.stats.blackout_reconnects;
+      outcome.stats.blackout_reconnect_sum_us += us;
+      outcome.stats.blackout_reconnect_max_us = std::max(outcome.stats.blackout_reconnect_max_us, us);
+    }
+    outcome.stats.seqs_lost = client_checker.seqs_lost();
+    outcome.stats.closes_by_application = client_checker.closes_by_application();
+    outcome.stats.closes_by_deadline = client_checker.closes_by_deadline();
     outcome.simulated = events.now();
     outcome.fingerprint = fingerprint.value();
     outcome.stats.leaders = checker.leaders_seen();
@@ -321,7 +365,7 @@ struct Simulator::Impl {
 };
 
 // A new count must be summed here too.
-static_assert(sizeof(Stats) == 35 * sizeof(std::uint64_t));
+static_assert(sizeof(Stats) == 44 * sizeof(std::uint64_t));
 
 Stats& Stats::operator+=(const Stats& other) {
   delivered += other.delivered;
@@ -359,6 +403,15 @@ Stats& Stats::operator+=(const Stats& other) {
   client_frames += other.client_frames;
   client_frames_lost += other.client_frames_lost;
   client_sends_refused += other.client_sends_refused;
+  client_closes += other.client_closes;
+  closes_by_application += other.closes_by_application;
+  closes_by_deadline += other.closes_by_deadline;
+  power_losses += other.power_losses;
+  seqs_lost += other.seqs_lost;
+  blackouts += other.blackouts;
+  blackout_reconnects += other.blackout_reconnects;
+  blackout_reconnect_sum_us += other.blackout_reconnect_sum_us;
+  blackout_reconnect_max_us = std::max(blackout_reconnect_max_us, other.blackout_reconnect_max_us);
   return *this;
 }
 

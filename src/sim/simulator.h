@@ -89,6 +89,15 @@ struct Stats {
   std::uint64_t client_frames = 0;         // delivered on the client network
   std::uint64_t client_frames_lost = 0;    // to a reset, a crash or a cut-off
   std::uint64_t client_sends_refused = 0;  // a node's send buffer to a client full: the connection given up
+  std::uint64_t client_closes = 0;         // by the application or a deadline (each client replaced)
+  std::uint64_t closes_by_application = 0;
+  std::uint64_t closes_by_deadline = 0;  // give-up and connect deadlines
+  std::uint64_t power_losses = 0;        // of every node at once
+  std::uint64_t seqs_lost = 0;           // named by the clients' DataLossEvents
+  std::uint64_t blackouts = 0;
+  std::uint64_t blackout_reconnects = 0;        // clients timed back into their session after a blackout
+  std::uint64_t blackout_reconnect_sum_us = 0;  // their times, summed
+  std::uint64_t blackout_reconnect_max_us = 0;  // and the longest (a maximum when summing runs)
 
   Stats& operator+=(const Stats& other);
 };

@@ -28,12 +28,14 @@ void ProbeService::on_message(Cluster& cluster, SessionId session, ClusterTime t
                               twice ? "an ingress applied twice" : "an ingress applied out of order"));
   }
   // Within a session the client numbers its messages consecutively, and the host delivers only the next one.
+  // After a power loss its client goes on from the cluster's last seq in the session, past the ones it heard lost.
   const auto [last, first] = last_in_session_.try_emplace(session, request.seq);
-  if (!first && request.seq != last->second + 1)
+  if (!first && request.seq != last->second + 1 &&
+      !(request.seq > last->second + 1 && clients_.reported_lost(request.instance, last->second + 1, request.seq - 1)))
     checker_.fail(
-        fmt::format("node {} applies seq {} of client {} in session {} right after seq {}: a gap in a "
-                    "session",
-                    node_.value(), request.seq, request.instance, session, last->second));
+        fmt::format("node {} applies seq {} of client {} in session {} right after seq {}: a gap in a session{}",
+                    node_.value(), request.seq, request.instance, session, last->second,
+                    request.seq > last->second + 1 ? ", and its client heard none of them lost" : ""));
   last->second = request.seq;
   seqs.push_back(request.seq);
   clients_.on_applied(node_, request);
@@ -108,16 +110,15 @@ bool ProbeService::applied(RequestId request) const {
 
 // --- the clients ------------------------------------------------------------------------------------------------
 
-// host:port, as a client's options must hold.
+// host:port, as the client's options must be (client::validate).
 std::string Workload::endpoint(std::uint32_t node) { return fmt::format("node-{}:7000", node + 1); }
 
 std::optional<std::uint32_t> Workload::node_of(std::string_view endpoint, std::size_t nodes) {
   static constexpr std::string_view kPrefix = "node-";
-  static constexpr std::string_view kPort = ":7000";
-  if (!endpoint.starts_with(kPrefix) || !endpoint.ends_with(kPort)) return std::nullopt;
-  endpoint.remove_suffix(kPort.size());
+  static constexpr std::string_view kSuffix = ":7000";
+  if (!endpoint.starts_with(kPrefix) || !endpoint.ends_with(kSuffix)) return std::nullopt;
   std::uint32_t id = 0;
-  const char* end = endpoint.data() + endpoint.size();
+  const char* end = endpoint.data() + endpoint.size() - kSuffix.size();
   const auto parsed = std::from_chars(endpoint.data() + kPrefix.size(), end, id);
   if (parsed.ec != std::errc{} || parsed.ptr != end || id == 0 || id > nodes) return std::nullopt;
   return id - 1;
@@ -144,7 +145,8 @@ Workload::Workload(const FaultMix& mix, const Phase& phase, Random& random, Even
   // Small, so that a client away for a while back-pressures its application.
   options_.max_buffered_messages = 32;
   options_.max_buffered_bytes = 4096;
-  options_.max_message_size = 1024;
+  options_.max_message_size = 1024;  // a KV request is far smaller; the bytes bound must hold one of this size
+  COHORT_ASSERT(!validate(options_).has_value());
 }
 
 void Workload::start() {
@@ -162,6 +164,7 @@ void Workload::start() {
   schedule_fault(Fault::restart, mix_.client_restart_every);
   schedule_fault(Fault::reset, mix_.connection_reset_every);
   schedule_fault(Fault::stall, mix_.connection_stall_every);
+  schedule_fault(Fault::close, mix_.client_close_every);
 }
 
 void Workload::start_client(std::uint32_t slot) {
@@ -169,10 +172,21 @@ void Workload::start_client(std::uint32_t slot) {
   client.instance = next_instance_++;
   client.connection = 0;
   client.accepted = 0;
+  client.draining = false;
   const host::Id128 id{random_.next() | 1U, random_.next()};
-  client.core = std::make_unique<client::ClientCore>(options_, id.high, id.low, random_.next());
-  checker_.on_client_started(client.instance, id, slot);
-  trace_.client(slot, "starts as client {} (id {:016x}{:016x})", client.instance, id.high, id.low);
+  // The application's deadlines, drawn only where the mix has them (so other seeds keep their draws).
+  ClientOptions options = options_;
+  ClientChecker::ClientSettings settings;
+  if (mix_.client_give_up_per_mille != 0 && random_.chance(mix_.client_give_up_per_mille, 1000))
+    options.give_up_after = std::chrono::milliseconds(random_.between(2'000, 20'000));
+  if (mix_.client_connect_timeout_per_mille != 0 && random_.chance(mix_.client_connect_timeout_per_mille, 1000))
+    options.connect_timeout = std::chrono::milliseconds(random_.between(1'000, 10'000));
+  settings.give_up_after = options.give_up_after;
+  settings.connect_timeout = options.connect_timeout;
+  client.core = std::make_unique<client::ClientCore>(options, id.high, id.low, random_.next());
+  checker_.on_client_started(client.instance, id, slot, settings, events_.now());
+  trace_.client(slot, "starts as client {} (id {:016x}{:016x}; give up after {} ms, connect deadline {} ms)",
+                client.instance, id.high, id.low, options.give_up_after.count(), options.connect_timeout.count());
 }
 
 void Workload::schedule_fault(Fault fault, Duration mean) {
@@ -203,6 +217,13 @@ void Workload::on_offer() {
   const std::uint64_t seq = client.accepted + 1;
   const std::vector<std::byte> request = kv_request(RequestId{client.instance, seq}.encode(), seq);
   const Offer offer = client.core->offer(request, events_.now());
+  if (client.draining) {
+    // Its application is closing it: it takes nothing new.
+    if (offer.status != OfferStatus::closed)
+      checker_.fail(fmt::format("client {} is draining for a close, but answers an offer {}", client.instance,
+                                to_string(offer.status)));
+    return pump(slot);
+  }
   switch (offer.status) {
     case OfferStatus::accepted:
       ++client.accepted;
@@ -299,6 +320,27 @@ void Workload::on_fault(const Event& event) {
         network_.stall(*connection, now + micros(random_.between(200'000, 1'500'000)));
       return;
     }
+    case Fault::close: {
+      // The application closes a client: at once, or once its buffer drained (with a deadline). A new client takes
+      // the slot once it is closed (pump).
+      schedule_fault(Fault::close, mix_.client_close_every);
+      const auto slot = static_cast<std::uint32_t>(random_.below(clients_.size()));
+      SimClient& client = clients_[slot];
+      if (client.draining) return;
+      checker_.on_close_requested(client.instance);
+      if (random_.chance(1, 2)) {
+        trace_.client(slot, "the application closes client {} ({} unacknowledged)", client.instance,
+                      client.core->unacknowledged());
+        client.core->close(now);
+      } else {
+        const Duration deadline = micros(random_.between(0, 3'000'000));
+        trace_.client(slot, "the application closes client {} once drained, within {} ms ({} unacknowledged)",
+                      client.instance, as_micros(deadline) / 1000, client.core->unacknowledged());
+        client.draining = true;
+        client.core->close_after_drain(now, now + deadline);
+      }
+      return pump(slot);
+    }
   }
 }
 
@@ -361,6 +403,15 @@ void Workload::pump(std::uint32_t slot) {
   }
   for (const client::Event& event : core.events()) record(slot, event);
   core.events().clear();
+  const bool closed = core.state() == ClientState::closed;
+  checker_.after_events(client.instance, closed, events_.now());
+  if (!closed) return;
+  // Closed by its application or a deadline: a new client takes its place, and the workload goes on.
+  ++stats_.client_closes;
+  trace_.client(slot, "client {} is closed ({}): a new client replaces it", client.instance, to_string(core.reason()));
+  if (client.connection != 0) network_.close_by_client(client.connection);
+  network_.client_gone(slot);
+  start_client(slot);
 }
 
 void Workload::record(std::uint32_t slot, const client::Event& event) {

@@ -10,6 +10,10 @@
 // The clients' faults (fault_mix.h), in the safety phase only: a client is cut off for 1-2.5x the session timeout
 // (client_network.h), restarts (its core is dropped with what it had buffered, and a new one with a new random client
 // id takes its slot), or one of its connections resets or stalls.
+//
+// The applications' own doings: some clients (the mix's chances) have a give-up deadline or a connect deadline, and
+// the application closes a random client now and then, at once or once drained (with a deadline). A client that
+// closes, for either reason, is replaced in its slot by a new client at once, so the workload goes on.
 
 #include <cstdint>
 #include <map>
@@ -77,7 +81,7 @@ class ProbeService final : public Service {
 class Workload final : public ClientNetworkClients {
  public:
   /// `phase` is the run's: clients offer requests, and suffer faults, only in the safety phase. `nodes` is the
-  /// cluster size: the clients list "node-1" ... "node-N".
+  /// cluster size: the clients list "node-1:7000" ... "node-N:7000".
   Workload(const FaultMix& mix, const Phase& phase, Random& random, EventQueue& events, const Trace& trace,
            Stats& stats, Fingerprint& fingerprint, ClientNetwork& network, ClientChecker& checker);
 
@@ -97,19 +101,20 @@ class Workload final : public ClientNetworkClients {
   void on_frame(std::uint32_t client, std::uint64_t connection, const protocol::Frame& frame) override;
   void on_disconnected(std::uint32_t client, std::uint64_t connection, std::string_view why) override;
 
-  /// "node-<id>" for node index `node`, and back (nullopt for anything else).
+  /// "node-<id>:7000" for node index `node`, and back (nullopt for anything else).
   static std::string endpoint(std::uint32_t node);
   static std::optional<std::uint32_t> node_of(std::string_view endpoint, std::size_t nodes);
 
  private:
   // What a client_fault event is (Event::detail).
-  enum class Fault : std::uint8_t { cutoff, heal, restart, reset, stall };
+  enum class Fault : std::uint8_t { cutoff, heal, restart, reset, stall, close };
 
   struct SimClient {
     std::uint64_t instance = 0;  // unique in the run, from 1: request ids carry it
     std::unique_ptr<client::ClientCore> core;
     std::uint64_t connection = 0;  // the connection it last asked for (0: none)
     std::uint64_t accepted = 0;    // offers it accepted: the next one gets seq accepted + 1
+    bool draining = false;         // its application called close_after_drain
   };
 
   void start_client(std::uint32_t slot);

@@ -2,17 +2,14 @@
 // simulator's checkers catch the one chosen by --bug within the stated number of seeds, with the expected kind
 // of failure. A checker that cannot fail is a defect.
 //
-//   planted_bugs --bug N --seeds LIMIT --expect TEXT [--nodes K] [--hunt NAME]   (hunts: fault_mix.h, hunt_mix)
-//
-// TEXT may name several kinds, "A|B": one bug can break more than one invariant, and which one a seed sees first
-// depends on the whole run.
+//   planted_bugs --bug N --seeds LIMIT --expect TEXT[|TEXT...] [--nodes K] [--hunt NAME]   (hunts: fault_mix.h)
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
-#include <string_view>
 
 #include "common/planted_bug.h"
 #include "sim/simulator.h"
@@ -20,19 +17,6 @@
 #ifndef COHORT_PLANTED_BUGS
 #error "planted_bugs must be compiled with COHORT_PLANTED_BUGS (tests/sim/CMakeLists.txt)"
 #endif
-
-namespace {
-
-bool names_one_of(const std::string& failure, std::string_view kinds) {
-  for (std::size_t start = 0;;) {
-    const std::size_t bar = kinds.find('|', start);
-    if (failure.find(kinds.substr(start, bar - start)) != std::string::npos) return true;
-    if (bar == std::string_view::npos) return false;
-    start = bar + 1;
-  }
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   long bug = 0;
@@ -64,7 +48,14 @@ int main(int argc, char** argv) {
     options.mix = hunt;
     const cohort::sim::Outcome outcome = cohort::sim::Simulator(options).run();
     if (outcome.ok) continue;
-    if (!names_one_of(outcome.failure, expect)) {
+    // TEXT may name several kinds of failure, separated by '|': any of them will do.
+    bool expected = false;
+    for (std::size_t from = 0; from <= expect.size();) {
+      const std::size_t bar = std::min(expect.find('|', from), expect.size());
+      expected = expected || outcome.failure.find(expect.substr(from, bar - from)) != std::string::npos;
+      from = bar + 1;
+    }
+    if (!expected) {
       std::printf("planted bug %ld caught by seed %llu, but not as '%s':\n%s\n", bug,
                   static_cast<unsigned long long>(seed), expect.c_str(), outcome.failure.c_str());
       return 1;

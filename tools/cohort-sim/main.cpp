@@ -108,13 +108,17 @@ void print_stats(const sim::Outcome& outcome) {
       "committed {}; snapshots taken {} restored {} installed {} adopted {}; compactions {}; start repairs {}; "
       "fingerprint {:016x}\n"
       "clients: offers {} back-pressured {}; fates applied {} rejected {} unknown {}; egress {}; cut-offs {} restarts "
-      "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}; sends refused {}\n",
+      "{} sessions expired {}; connects {} resets {} stalls {}; frames {} lost {}; sends refused {}\n"
+      "closes {} (application {}, deadlines {}); power losses {}, seqs lost {}; blackouts {}, reconnects timed {} "
+      "(max {:.3f} s)\n",
       outcome.events, std::chrono::duration<double>(outcome.simulated).count(), s.delivered, s.dropped, s.duplicated,
       s.crashes, s.fsync_failures, s.recoveries, s.torn_tails, s.state_losses, s.forged, s.partitions, s.transfers,
       s.outages, s.leaders, s.committed, s.snapshots_taken, s.snapshots_restored, s.snapshots_installed,
       s.snapshots_adopted, s.compactions, s.start_repairs, outcome.fingerprint, s.offers, s.back_pressured, s.applied,
       s.rejected, s.unknown, s.egress, s.cutoffs, s.client_restarts, s.expiries, s.client_connects, s.connection_resets,
-      s.connection_stalls, s.client_frames, s.client_frames_lost, s.client_sends_refused);
+      s.connection_stalls, s.client_frames, s.client_frames_lost, s.client_sends_refused, s.client_closes,
+      s.closes_by_application, s.closes_by_deadline, s.power_losses, s.seqs_lost, s.blackouts, s.blackout_reconnects,
+      static_cast<double>(s.blackout_reconnect_max_us) / 1e6);
 }
 
 int run(int argc, char** argv) {
@@ -135,7 +139,8 @@ int run(int argc, char** argv) {
   app.add_option("--nodes", settings.nodes, "cluster size, overriding the seed's choice")
       ->check(CLI::IsMember({1, 3, 5}));
   app.add_option("--hunt", settings.hunt, "use a fault mix aimed at one narrow window instead of the seed's")
-      ->check(CLI::IsMember({"figure8", "vote", "storage", "loss", "clients", "outage", "snapshot"}));
+      ->check(CLI::IsMember(
+          {"figure8", "vote", "storage", "loss", "clients", "outage", "snapshot", "closes", "power", "blackout"}));
   app.add_flag("--trace", trace, "print one line per event (with --seed)");
   app.add_flag("--check-determinism", determinism, "run every seed twice and compare the runs' fingerprints");
   CLI11_PARSE(app, argc, argv);
@@ -226,6 +231,16 @@ int run(int argc, char** argv) {
       total.offers, total.back_pressured, total.applied, total.rejected, total.unknown, total.egress, total.cutoffs,
       total.client_restarts, total.connection_resets, total.connection_stalls, total.outages, total.expiries,
       total.client_sends_refused);
+  fmt::print(
+      "closes: {} by the application, {} by a deadline (each client replaced); power losses of every node: {}, seqs "
+      "reported lost {}; blackouts: {}, clients back in their session {} (mean {:.3f} s, max {:.3f} s after a quorum "
+      "was back)\n",
+      total.closes_by_application, total.closes_by_deadline, total.power_losses, total.seqs_lost, total.blackouts,
+      total.blackout_reconnects,
+      total.blackout_reconnects == 0
+          ? 0.0
+          : static_cast<double>(total.blackout_reconnect_sum_us) / 1e6 / static_cast<double>(total.blackout_reconnects),
+      static_cast<double>(total.blackout_reconnect_max_us) / 1e6);
   return failed.empty() ? 0 : 1;
 }
 
