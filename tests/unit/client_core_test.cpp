@@ -1961,6 +1961,40 @@ TEST_F(ClientCoreTest, AResumeBelowWhatWasAcknowledgedReportsTheLostSeqsOnceAndG
   EXPECT_TRUE(take<DataLossEvent>().empty());
 }
 
+// Two losses in one session, the second reaching below the first's shift: the wire seqs before the first shift
+// name messages numbered by the session's first base, those after it by the shifted base (simulator seed 4155).
+TEST_F(ClientCoreTest, ASecondLossBelowTheFirstReportsEachLostSeqOnceByTheBaseItWasSentUnder) {
+  open();
+  for (int i = 1; i <= 5; ++i) ASSERT_EQ(offer("m").status, OfferStatus::accepted);
+  deliver(ack(5, 50));
+  for (int i = 6; i <= 10; ++i) ASSERT_EQ(offer("m").status, OfferStatus::accepted);
+  deliver(ack(10, 100));
+  take_events();
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  open(/*last_applied=*/6);
+  auto lost = take<DataLossEvent>();
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_EQ(std::make_pair(lost[0].from, lost[0].to), std::make_pair(std::uint64_t{7}, std::uint64_t{10}));
+  take_sent(core_);
+  for (int i = 11; i <= 14; ++i) ASSERT_EQ(offer("m").seq, static_cast<std::uint64_t>(i));
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{7, 8, 9, 10})) << "after the cluster's last applied (6)";
+  deliver(ack(10, 140));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{11, 12, 13, 14}));
+
+  // The second loss: the cluster is back at wire seq 4. Wire 5-6 were app seqs 5-6 (first base), wire 7-10 were
+  // app seqs 11-14 (shifted base); 7-10 were reported lost already and are not named again.
+  core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
+  open(/*last_applied=*/4);
+  lost = take<DataLossEvent>();
+  ASSERT_EQ(lost.size(), 2U);
+  EXPECT_EQ(std::make_pair(lost[0].from, lost[0].to), std::make_pair(std::uint64_t{5}, std::uint64_t{6}));
+  EXPECT_EQ(std::make_pair(lost[1].from, lost[1].to), std::make_pair(std::uint64_t{11}, std::uint64_t{14}));
+  ASSERT_EQ(offer("m").seq, 15U);
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{5})) << "the next message follows the cluster's position";
+  deliver(ack(5, 150));
+  EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{15}));
+}
+
 TEST_F(ClientCoreTest, AResumeWhoseEgressWentBackDeliversTheNextEgressInsteadOfDroppingItAsSeen) {
   open();
   for (const std::string_view text : {"e1", "e2", "e3", "e4", "e5"})
