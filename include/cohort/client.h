@@ -150,7 +150,12 @@ class ClientListener {
   /// newest part of its log (sync policy `none`, and every node lost power). Not a second fate: the application
   /// decides whether to offer them again. The session goes on from the cluster's position.
   virtual void on_data_loss(std::uint64_t /*from*/, std::uint64_t /*to*/) {}
-  /// The session's egress messages, each once and in seq order (from 1 in every session).
+  /// Egress seqs `from` to `to` of the current session, delivered before, are no longer in the cluster: it lost the
+  /// newest part of its log (as on_data_loss). The seqs from `from` on are delivered again, carrying what the service
+  /// sends now, which may differ.
+  virtual void on_egress_lost(std::uint64_t /*from*/, std::uint64_t /*to*/) {}
+  /// The session's egress messages, each once and in seq order (from 1 in every session; after on_egress_lost,
+  /// from its `from` again).
   virtual void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> /*message*/) {}
   /// Egress seqs `from` to `to` (inclusive) of the current session were lost beyond the cluster's resend window
   /// and will never arrive; told just before the egress after them.

@@ -330,6 +330,8 @@ class Client::Impl final : public io::TransportHandler {
             listener_.on_rejected(e.seq, e.reason, e.text);
           else if constexpr (std::is_same_v<E, client::UnknownEvent>)
             listener_.on_unknown(e.seq, e.reason, e.text);
+          else if constexpr (std::is_same_v<E, client::EgressLostEvent>)
+            listener_.on_egress_lost(e.from, e.to);
           else if constexpr (std::is_same_v<E, client::DataLossEvent>)
             listener_.on_data_loss(e.from, e.to);
           else if constexpr (std::is_same_v<E, client::EgressGapEvent>)

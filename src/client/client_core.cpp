@@ -567,7 +567,10 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
     if (reply.last_applied_seq + session_base_ < acked_) adopt_cluster_position(reply);
     // Its egress went back (a layout 3 reply says where to: keepalive_interval_ms marks it): what follows is new.
     // Also when its ingress did not: the lost entries may be other sessions' whose egress came to this one.
-    if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) last_egress_ = reply.egress_seq;
+    if (reply.keepalive_interval_ms != 0 && reply.egress_seq < last_egress_) {
+      events_.emplace_back(EgressLostEvent{reply.egress_seq + 1, last_egress_});
+      last_egress_ = reply.egress_seq;
+    }
   } else {
     settle_replaced_session(reply);
     start_session_numbering();

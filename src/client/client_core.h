@@ -90,6 +90,12 @@ struct DataLossEvent {
   std::uint64_t from = 0;
   std::uint64_t to = 0;
 };
+/// Egress seqs `from` to `to` of the current session, delivered before, are no longer in the cluster (it lost the
+/// newest part of its log): the seqs from `from` on come again, with what the service sends now; not a gap.
+struct EgressLostEvent {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+};
 struct EgressEvent {
   std::uint64_t egress_seq = 0;
   std::vector<std::byte> message;  // from the core's spare buffers: give it back with recycle()
@@ -101,7 +107,7 @@ struct EgressGapEvent {
   std::uint64_t to = 0;
 };
 using Event = std::variant<StateEvent, ConnectFailedEvent, LeaderEvent, SessionEvent, AppliedEvent, RejectedEvent,
-                           UnknownEvent, DataLossEvent, EgressEvent, EgressGapEvent>;
+                           UnknownEvent, DataLossEvent, EgressLostEvent, EgressEvent, EgressGapEvent>;
 
 /// How a connection ended, as the runtime saw it.
 struct Disconnect {

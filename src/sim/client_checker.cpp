@@ -175,6 +175,14 @@ void ClientChecker::on_client_event(std::uint64_t instance, const client::Event&
             checker_.fail(fmt::format("client {} refuses node at {}: {}", instance, e.endpoint, e.text));
         } else if constexpr (std::is_same_v<E, client::DataLossEvent>) {
           on_data_loss(instance, client, e);
+        } else if constexpr (std::is_same_v<E, client::EgressLostEvent>) {
+          if (epoch_ == 0)
+            return checker_.fail(
+                fmt::format("client {} hears egress {}-{} lost, but no power loss of every node "
+                            "happened",
+                            instance, e.from, e.to));
+          // The session's egress went back with its log: the next egress carries a seq the client was handed before.
+          client.egress_rewound = true;
         }
       },
       event);
@@ -241,8 +249,6 @@ void ClientChecker::on_data_loss(std::uint64_t id, Instance& client, const clien
     entry.lost = true;
     ++seqs_lost_;
   }
-  // The session's egress went back with its log: the next egress may carry a seq the client was handed before.
-  client.egress_rewound = true;
 }
 
 bool ClientChecker::reported_lost(std::uint64_t instance, std::uint64_t from, std::uint64_t to) const {

@@ -446,6 +446,8 @@ void Workload::record(std::uint32_t slot, const client::Event& event) {
           trace_.client(slot, "attempt at {} failed: {} ({})", e.endpoint, e.text, to_string(e.reason));
         } else if constexpr (std::is_same_v<E, client::DataLossEvent>) {
           trace_.client(slot, "seqs {}-{} lost by the cluster", e.from, e.to);
+        } else if constexpr (std::is_same_v<E, client::EgressLostEvent>) {
+          trace_.client(slot, "egress {}-{} lost by the cluster: to come again", e.from, e.to);
         }
       },
       event);
