@@ -708,6 +708,14 @@ TEST(Validate, SessionLimitsMustBePositiveExceptTombstones) {
   EXPECT_THAT(problems_of(options), HasSubstr("sessions.tombstone_max_age_s: -1 s is outside 0.."));
 }
 
+TEST(Validate, LogLevelMustBeOneOfTheLevels) {
+  cohort::NodeOptions options = valid_options();
+  options.log_level = cohort::LogLevel::off;  // silent is a choice
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+  options.log_level = static_cast<cohort::LogLevel>(9);
+  EXPECT_THAT(problems_of(options), HasSubstr("log_level: 9 is not one of debug, info, warn, error, off"));
+}
+
 TEST(Validate, EveryLineNamesItsSetting) {
   cohort::NodeOptions options;  // everything wrong that can be
   options.heartbeat_interval = 0ms;
