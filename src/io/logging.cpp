@@ -13,8 +13,6 @@
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 namespace cohort {
 
@@ -163,16 +161,6 @@ std::optional<LogLevel> parse_log_level(std::string_view text) {
   if (text == "error") return LogLevel::error;
   if (text == "off") return LogLevel::off;
   return std::nullopt;
-}
-
-bool init_logging(std::string_view identity, std::string_view level) {
-  const auto parsed = spdlog::level::from_str(std::string(level));
-  if (parsed == spdlog::level::off && level != "off") return false;
-  auto logger = spdlog::stderr_logger_mt("cohort");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(parsed);
-  spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%f [{}] %l: %v", identity));
-  return true;
 }
 
 }  // namespace io

@@ -30,7 +30,4 @@ std::shared_ptr<spdlog::logger> silent_logger();
 /// other text.
 std::optional<LogLevel> parse_log_level(std::string_view text);
 
-/// `level` is one of trace, debug, info, warn, error, off. Returns false (and changes nothing) for another.
-bool init_logging(std::string_view identity, std::string_view level);
-
 }  // namespace cohort::io
