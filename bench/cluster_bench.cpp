@@ -31,7 +31,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "cohort/admin.h"
@@ -282,7 +281,6 @@ int main(int argc, char** argv) {
     samples = 200;
     seconds = 0.3;
   }
-  spdlog::set_level(spdlog::level::warn);
   try {
     std::string json = "{";
     for (const std::string& sync : policies) {

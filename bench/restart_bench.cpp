@@ -49,7 +49,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "cohort/admin.h"
@@ -160,7 +159,7 @@ DiskState inspect(const fs::path& data_dir) {
   return state;
 }
 
-/// The time stamp spdlog puts first on each of the node's log lines (local time, microseconds).
+/// The time stamp first on each of the node's log lines (local time, microseconds; cohort::stderr_log_sink()).
 std::optional<WallClock::time_point> stamp_of(const std::string& line) {
   std::tm tm{};
   const char* rest = ::strptime(line.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -719,7 +718,6 @@ int main(int argc, char** argv) {
                  "another cohortd flag for every node, e.g. --node-flag=--sync=none (repeatable)");
   app.add_flag("--quick", quick, "small counts and thresholds: checks that it runs");
   CLI11_PARSE(app, argc, argv);
-  spdlog::set_level(spdlog::level::warn);  // the client library logs every connection at info
 
   std::vector<std::uint64_t> counts;
   try {

@@ -156,6 +156,8 @@ class LoopThread {
     config.identity =
         server ? protocol::LocalIdentity{1, protocol::PeerRole::node, 1, {}, protocol::MemberIds::of(kBenchMembers), {}}
                : protocol::client_identity(1, protocol::PeerRole::client);
+    // Problems only, on stderr: stdout carries the results.
+    config.logger = io::make_logger(stderr_log_sink(server ? "server" : "client"), LogLevel::warn);
     transport_ = std::make_unique<io::TcpTransport>(loop_, config, handler);
   }
   ~LoopThread() {
@@ -687,7 +689,6 @@ int main(int argc, char** argv) {
     options.warmup = 500;
     options.stream_frames = 2'000'000;
   }
-  io::init_logging("transport_bench", "warn");
 
   const double syscall_ns = syscall_cost_ns();
   std::printf("transport_bench: 64-byte frames over 127.0.0.1, %s threads, %u cores, %.0f ns per system call\n",

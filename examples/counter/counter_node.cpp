@@ -11,8 +11,6 @@
 #include <vector>
 
 #include <cohort/node.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "counter_service.h"
@@ -52,10 +50,8 @@ int main(int argc, char** argv) {
     options.members.push_back(member);
   }
 
-  // Cohort logs through spdlog's default logger; send it to stderr so stdout carries only the lines below.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("counter-node"));
-
   counter::CounterService service;
+  // The node logs to stderr (options.log and options.log_level choose otherwise): stdout carries only the lines below.
   cohort::Node node(options, service);
   if (auto error = node.start()) {
     std::fprintf(stderr, "counter-node: cannot start: %s\n", error->c_str());

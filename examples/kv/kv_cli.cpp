@@ -18,7 +18,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "cohort/admin.h"
@@ -286,9 +285,6 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--prefix", prefix);
   auto* status_cmd = app.add_subcommand("status", "how each member sees the cluster");
   CLI11_PARSE(app, argc, argv);
-  // The client library logs its connections at level info; a command-line tool shows warnings only.
-  spdlog::set_level(spdlog::level::warn);
-
   try {
     if (status_cmd->parsed()) return status(members, cluster_id);
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cohort/log.h"
 #include "cohort/service.h"
 
 namespace cohort {
@@ -106,6 +107,11 @@ struct NodeOptions {
   std::size_t egress_window_messages = 128;       // equal on every node: egress kept per session for resending
   std::size_t egress_window_bytes = 1U << 20U;    // equal on every node: the newest message is kept whatever its size
   std::shared_ptr<Authenticator> authenticator;   // the leader's; null: every client is accepted
+
+  // The node's diagnostic lines (its transport's included), each starting with "[node ID] ", at log_level and above.
+  // Empty: stderr_log_sink(). Nothing is ever written to stdout, which belongs to the application.
+  LogSink log;
+  LogLevel log_level = LogLevel::info;
 };
 
 /// Every problem with `options` that can be seen without touching the disk or the network, one per line, each

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
+#include <spdlog/logger.h>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -15,6 +15,7 @@
 #include <asio/write.hpp>
 
 #include "common/assert.h"
+#include "io/logging.h"
 #include "protocol/messages.h"
 
 namespace cohort::io {
@@ -93,7 +94,9 @@ std::string describe(const tcp::endpoint& endpoint) {
 class Connection;
 
 struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
-  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(std::move(c)), handler(h) {}
+  Impl(EventLoop& l, TcpTransportConfig c, TransportHandler& h) : loop(l), config(std::move(c)), handler(h) {
+    if (config.logger == nullptr) config.logger = silent_logger();
+  }
 
   struct Listener {
     Listener(asio::io_context& context, protocol::AcceptPolicy p)
@@ -220,7 +223,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(DisconnectReason reason, const std::string& detail) {
     if (state_ == State::closed) return;
     const bool tell = reported_;
-    if (tell) spdlog::info("connection {} to {} closed: {} ({})", id_value(), remote_name_, to_string(reason), detail);
+    if (tell) log().info("connection {} to {} closed: {} ({})", id_value(), remote_name_, to_string(reason), detail);
     finish_close();
     if (tell) transport_handler().on_disconnected(id_, reason, detail);
   }
@@ -230,8 +233,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (state_ == State::closing) {
       finish_close();
     } else if (state_ == State::awaiting_hello) {
-      spdlog::warn("refused connection from {}: no hello within {} ms", remote_name_,
-                   transport_->config.handshake_timeout.count());
+      log().warn("refused connection from {}: no hello within {} ms", remote_name_,
+                 transport_->config.handshake_timeout.count());
       refuse(protocol::ErrorCode::handshake_timeout, "no hello received in time");
     } else if (state_ == State::connecting) {
       fail(DisconnectReason::handshake_timeout, fmt::format("connect to {} timed out", remote_name_));
@@ -243,6 +246,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   std::uint64_t id_value() const { return static_cast<std::uint64_t>(id_); }
   TransportHandler& transport_handler() const { return transport_->handler; }
+  spdlog::logger& log() const { return *transport_->config.logger; }
 
   std::string describe_remote() const {
     std::error_code error;
@@ -409,7 +413,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case State::awaiting_hello: {
         auto accepted = protocol::accept_hello(frame, transport_->config.identity, *policy_);
         if (!accepted) {
-          spdlog::warn("refused connection from {}: {}", remote_name_, accepted.error().text);
+          log().warn("refused connection from {}: {}", remote_name_, accepted.error().text);
           refuse(accepted.error().code, accepted.error().text);
           transport_handler().on_refused(remote_name_, accepted.error());
           return;
@@ -421,7 +425,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case State::awaiting_welcome: {
         auto accepted = protocol::accept_welcome(frame, transport_->config.identity);
         if (!accepted) {
-          spdlog::warn("handshake with {} failed: {}", remote_name_, accepted.error().text);
+          log().warn("handshake with {} failed: {}", remote_name_, accepted.error().text);
           transport_handler().on_handshake_refused(id_, accepted.error());
           fail(DisconnectReason::handshake_rejected, accepted.error().text);
           return;
@@ -445,8 +449,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void establish(const protocol::PeerIdentity& peer) {
     state_ = State::established;
     reported_ = true;
-    spdlog::info("connection {} with {} established: {}{}", id_value(), remote_name_, protocol::to_string(peer.role),
-                 peer.role == protocol::PeerRole::node ? fmt::format(" {}", peer.node_id) : std::string());
+    log().info("connection {} with {} established: {}{}", id_value(), remote_name_, protocol::to_string(peer.role),
+               peer.role == protocol::PeerRole::node ? fmt::format(" {}", peer.node_id) : std::string());
     transport_handler().on_connected(id_, peer);
   }
 
@@ -454,12 +458,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     switch (state_) {
       case State::awaiting_hello: {
         const auto refusal = protocol::refusal_for_bad_first_frame(error, held);
-        spdlog::warn("refused connection from {}: {}", remote_name_, refusal.text);
+        log().warn("refused connection from {}: {}", remote_name_, refusal.text);
         refuse(refusal.code, refusal.text);
         return;
       }
       case State::awaiting_welcome:
-        spdlog::warn("handshake with {} failed: invalid answer: {}", remote_name_, error.describe());
+        log().warn("handshake with {} failed: invalid answer: {}", remote_name_, error.describe());
         fail(DisconnectReason::handshake_rejected, "invalid handshake answer: " + error.describe());
         return;
       default: protocol_error(error.describe()); return;
@@ -468,7 +472,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // The peer broke the protocol after the handshake: tell it why, tell the handler, and close.
   void protocol_error(const std::string& detail) {
-    spdlog::warn("connection {} with {}: protocol error: {}; closing", id_value(), remote_name_, detail);
+    log().warn("connection {} with {}: protocol error: {}; closing", id_value(), remote_name_, detail);
     send_error(protocol::ErrorCode::malformed_frame, detail);
     const bool tell = reported_;
     reported_ = false;
@@ -641,7 +645,8 @@ void TcpTransport::Impl::accept_next(Listener& listener) {
     if (!self || error == asio::error::operation_aborted) return;
     if (error) {
       // Typically EMFILE: keep serving existing connections and try again shortly.
-      spdlog::warn("accept on {} failed: {}; retrying in 100 ms", listener.bound.to_string(), error.message());
+      self->config.logger->warn("accept on {} failed: {}; retrying in 100 ms", listener.bound.to_string(),
+                                error.message());
       listener.retry.expires_after(std::chrono::milliseconds(100));
       listener.retry.async_wait([weak, &listener](const std::error_code& ec) {
         if (const auto again = weak.lock(); again && !ec) again->accept_next(listener);
@@ -652,8 +657,8 @@ void TcpTransport::Impl::accept_next(Listener& listener) {
       const auto now = Clock::now();
       if (now - self->last_refusal_log >= std::chrono::seconds(1)) {
         self->last_refusal_log = now;
-        spdlog::warn("refusing connections on {}: {} connections open (max_connections)", listener.bound.to_string(),
-                     self->connections.size());
+        self->config.logger->warn("refusing connections on {}: {} connections open (max_connections)",
+                                  listener.bound.to_string(), self->connections.size());
       }
       std::error_code ignored;
       socket.close(ignored);

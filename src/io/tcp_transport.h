@@ -22,6 +22,10 @@
 #include "protocol/frame.h"
 #include "protocol/handshake.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace cohort::io {
 
 struct TcpTransportConfig {
@@ -35,6 +39,9 @@ struct TcpTransportConfig {
   /// Connections in any state; an accepted connection beyond this is closed at once (and logged, at most once
   /// a second), so a flood of connections cannot exhaust memory or file descriptors.
   std::size_t max_connections = 4096;
+  /// Where connection events go (established, closed, refused): one line each, never one per frame. Null: nowhere
+  /// (io/logging.h makes one from a LogSink).
+  std::shared_ptr<spdlog::logger> logger;
 };
 
 class TcpTransport final : public Transport {

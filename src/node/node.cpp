@@ -22,12 +22,13 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
+#include <spdlog/logger.h>
 
 #include "common/assert.h"
 #include "gateway/gateway.h"
 #include "host/replica.h"
 #include "io/event_loop.h"
+#include "io/logging.h"
 #include "io/tcp_transport.h"
 #include "node/peer_codec.h"
 #include "protocol/catalogue.h"
@@ -115,7 +116,11 @@ constexpr int kQuietPeriods = 4;
 
 class Node::Impl final : public io::TransportHandler {
  public:
-  Impl(NodeOptions options, Service& service) : options_(std::move(options)), service_(service) {}
+  Impl(NodeOptions options, Service& service)
+      : options_(std::move(options)),
+        service_(service),
+        logger_(io::make_logger(options_.log ? options_.log : stderr_log_sink(), options_.log_level,
+                                fmt::format("node {}", options_.node_id))) {}
   ~Impl() override;
 
   std::optional<std::string> start();
@@ -195,6 +200,9 @@ class Node::Impl final : public io::TransportHandler {
 
   NodeOptions options_;
   Service& service_;
+  // This node's lines, the transport's included, all tagged with its id: several nodes may share one process and
+  // one sink.
+  std::shared_ptr<spdlog::logger> logger_;
   io::EventLoop loop_;
   std::unique_ptr<io::TcpTransport> transport_;
   io::Endpoint peer_bound_;
@@ -313,20 +321,20 @@ std::optional<std::string> Node::Impl::start() {
     return fmt::format("data_dir: {}", noted.error());
   for (const std::string& repair : recovered->repairs) {
     if (repair.find("DATA LOSS") != std::string::npos)
-      spdlog::error("recovery: {}", repair);
+      logger_->error("recovery: {}", repair);
     else
-      spdlog::warn("recovery: {}", repair);
+      logger_->warn("recovery: {}", repair);
   }
-  spdlog::info("log recovered: {} entries, term {}, standing {}{}", recovered->last_index.value(),
-               recovered->hard_state.term.value(), consensus::to_string(recovered->hard_state.standing),
-               recovered->created ? " (new data directory)" : "");
+  logger_->info("log recovered: {} entries, term {}, standing {}{}", recovered->last_index.value(),
+                recovered->hard_state.term.value(), consensus::to_string(recovered->hard_state.standing),
+                recovered->created ? " (new data directory)" : "");
   // The newest intact snapshot: the replica restores it and applies only the log after it. A damaged one is named
   // and an older one used (the log is kept since the one before the newest); with none usable the whole log replays
   // if it still starts at index 1, and otherwise this node repairs from the cluster (below).
   auto latest = storage::load_latest_snapshot(*directory_, options_.cluster_id);
   if (!latest) return fmt::format("data_dir: {}", latest.error().message);
   for (const storage::DamagedSnapshot& damaged : latest->skipped)
-    spdlog::error("snapshot {} is damaged and not used: {}", damaged.name, damaged.reason);
+    logger_->error("snapshot {} is damaged and not used: {}", damaged.name, damaged.reason);
   std::random_device device;
   const std::uint64_t seed = (std::uint64_t{device()} << 32U) ^ device();
   log_ = std::make_unique<storage::SegmentedLog>(*directory_, identity, log_options, std::move(*recovered), seed);
@@ -338,6 +346,7 @@ std::optional<std::string> Node::Impl::start() {
   for (const NodeId id : members) member_ids.push_back(id.value());
   std::sort(member_ids.begin(), member_ids.end());
   io::TcpTransportConfig transport_config;
+  transport_config.logger = logger_;
   transport_config.identity = protocol::LocalIdentity{
       options_.cluster_id, protocol::PeerRole::node, options_.node_id, {}, protocol::MemberIds::of(member_ids), {}};
   // Room for an append request of max_append_bytes plus entry headers, and for the largest client message.
@@ -418,7 +427,7 @@ std::optional<std::string> Node::Impl::start() {
       case host::StartPath::replay:
       case host::StartPath::restore: break;
       case host::StartPath::adopt:
-        spdlog::warn(
+        logger_->warn(
             "the snapshot at index {} reaches beyond the log recovered (index {}): its tail was lost "
             "unacknowledged; the log starts again after the snapshot",
             position->index.value(), recovered_end.value());
@@ -426,7 +435,7 @@ std::optional<std::string> Node::Impl::start() {
       case host::StartPath::repair:
         // Never a silent start from scratch: the node rejoins as a recovering node, which votes again only once it
         // holds what it may have acknowledged, from the leader's snapshot and log.
-        spdlog::error(
+        logger_->error(
             "the log starts after index {} and no intact snapshot covers it{}: emptying the log and "
             "rejoining as a recovering node, repaired from the cluster",
             base.index.value(),
@@ -455,8 +464,8 @@ std::optional<std::string> Node::Impl::start() {
   if (!replica_->usable()) {
     // The snapshot passed its checksum but does not restore (a change of layout, say), and the log's prefix is gone:
     // as if it were damaged.
-    spdlog::error("snapshot at index {} does not restore: {}", latest->snapshot->meta.index.value(),
-                  replica_->snapshot_problem());
+    logger_->error("snapshot at index {} does not restore: {}", latest->snapshot->meta.index.value(),
+                   replica_->snapshot_problem());
     replica_.reset();
     snapshot.reset();
     if (auto failed = prepare(std::nullopt)) return *failed;
@@ -466,14 +475,14 @@ std::optional<std::string> Node::Impl::start() {
   if (latest->snapshot) {
     const storage::SnapshotMeta& meta = latest->snapshot->meta;
     if (!replica_->snapshot_problem().empty()) {
-      spdlog::error("snapshot at index {} (term {}) not used: {}; replaying the log from its start", meta.index.value(),
-                    meta.term.value(), replica_->snapshot_problem());
+      logger_->error("snapshot at index {} (term {}) not used: {}; replaying the log from its start",
+                     meta.index.value(), meta.term.value(), replica_->snapshot_problem());
     } else if (snapshot) {
       last_snapshot_ = meta.index;
-      spdlog::info("restored the snapshot at index {} (term {}, {} bytes) in {} ms; {} entries of log follow it",
-                   meta.index.value(), meta.term.value(), meta.size,
-                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restore_started).count(),
-                   log_->last_index().value() - meta.index.value());
+      logger_->info("restored the snapshot at index {} (term {}, {} bytes) in {} ms; {} entries of log follow it",
+                    meta.index.value(), meta.term.value(), meta.size,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restore_started).count(),
+                    log_->last_index().value() - meta.index.value());
       auto loaded = std::make_shared<consensus::Snapshot>();
       loaded->position = consensus::LogBase{meta.index, meta.term};
       loaded->checksum = meta.checksum;
@@ -502,13 +511,13 @@ std::optional<std::string> Node::Impl::start() {
       std::make_unique<storage::StorageThread>(*writer_, [this] { loop_.post([this] { drain_storage(); }); });
   if (options_.handle_signals)
     loop_.on_signals({SIGINT, SIGTERM}, [this](int signal) {
-      spdlog::info("received {}, stopping gracefully", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      logger_->info("received {}, stopping gracefully", signal == SIGTERM ? "SIGTERM" : "SIGINT");
       begin_stop();
     });
   ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
-  spdlog::info("cluster {} node {}: peers on {}, clients on {}, {} members, sync {}", options_.cluster_id,
-               options_.node_id, peer_bound_.to_string(), client_bound_.to_string(), members.size(),
-               options_.sync == SyncPolicy::fsync ? "fsync" : "none");
+  logger_->info("cluster {} node {}: peers on {}, clients on {}, {} members, sync {}", options_.cluster_id,
+                options_.node_id, peer_bound_.to_string(), client_bound_.to_string(), members.size(),
+                options_.sync == SyncPolicy::fsync ? "fsync" : "none");
   maintain_links(mono_now());
   schedule_flush();
   return std::nullopt;
@@ -525,12 +534,12 @@ int Node::Impl::run() {
   loop_.run();
   // Everything submitted is performed before run() returns: a graceful stop loses nothing written.
   storage_thread_.reset();
-  spdlog::info("stopped");
+  logger_->info("stopped");
   return exit_code_;
 }
 
 void Node::Impl::fail(std::string message) {
-  spdlog::critical("{}; the node stops (a failed write or fsync is never retried)", message);
+  logger_->critical("{}; the node stops (a failed write or fsync is never retried)", message);
   exit_code_ = 1;
   loop_.stop();
 }
@@ -578,8 +587,8 @@ void Node::Impl::release_memory_after_burst(consensus::Time now) {
 #if defined(__GLIBC__)
   const auto started = Clock::now();
   ::malloc_trim(0);
-  spdlog::debug("[{}] gave free memory back after {} MiB of log, in {} us", context(), burst >> 20U,
-                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+  logger_->debug("[{}] gave free memory back after {} MiB of log, in {} us", context(), burst >> 20U,
+                 std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
 #endif
 }
 
@@ -591,12 +600,12 @@ void Node::Impl::flush() {
   replica_->take_ready(ready_);
   if (ready_.installed) on_snapshot_installed(*ready_.installed);
   for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
-  for (const std::string& notice : ready_.notices) spdlog::warn("[{}] {}", context(), notice);
+  for (const std::string& notice : ready_.notices) logger_->warn("[{}] {}", context(), notice);
   if (auto& faults = replica_->host().fault_reports(); !faults.empty()) {
     // Every replica meets the same fault at the same entry and handles it alike (service_host.h); said loudly.
     for (const host::EntryFaultReport& fault : faults)
-      spdlog::error("[{}] committed entry {} (term {}) could not be applied as it is: {}: {}", context(),
-                    fault.index.value(), fault.term.value(), host::to_string(fault.fault), fault.detail);
+      logger_->error("[{}] committed entry {} (term {}) could not be applied as it is: {}: {}", context(),
+                     fault.index.value(), fault.term.value(), host::to_string(fault.fault), fault.detail);
     faults.clear();
   }
   release_messages();
@@ -648,8 +657,8 @@ void Node::Impl::maybe_take_snapshot(consensus::Time now) {
   const LogIndex index = host.applied_index();
   const Term term = host.applied_term();
   snapshot->position = consensus::LogBase{index, term};
-  spdlog::info("[{}] taking a snapshot at index {} (term {}): {} bytes serialized in {} us", context(), index.value(),
-               term.value(), snapshot->bytes.size(), pause.count());
+  logger_->info("[{}] taking a snapshot at index {} (term {}): {} bytes serialized in {} us", context(), index.value(),
+                term.value(), snapshot->bytes.size(), pause.count());
   const LogIndex previous = last_snapshot_;
   // The loop does not touch the snapshot until the job hands it back; its checksum is the file's, computed there.
   snapshot_job_ = std::jthread([this, snapshot = std::move(snapshot), index, term, previous]() mutable {
@@ -675,17 +684,17 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
     // The log still holds everything, so nothing acknowledged is at stake: say so, and try again later.
     constexpr auto kRetry = std::chrono::seconds(10);
     snapshot_retry_at_ = mono_now() + kRetry;
-    spdlog::error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
-                  written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
-                  kRetry.count());
+    logger_->error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
+                   written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
+                   kRetry.count());
     answer_snapshot_requests(snapshot_answering_, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
     return;
   }
   const storage::SnapshotMeta& meta = written.meta.value();
-  spdlog::info("[{}] snapshot at index {} written ({} bytes){}", context(), meta.index.value(), meta.size,
-               written.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(written.removed, ", ")));
+  logger_->info("[{}] snapshot at index {} written ({} bytes){}", context(), meta.index.value(), meta.size,
+                written.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(written.removed, ", ")));
   if (!written.cleanup_error.empty())
-    spdlog::warn("[{}] removing older snapshots failed: {}", context(), written.cleanup_error);
+    logger_->warn("[{}] removing older snapshots failed: {}", context(), written.cleanup_error);
   if (meta.index <= last_snapshot_) {
     // The leader's snapshot was installed meanwhile, at a later position: this one is of no use to anyone.
     spare_snapshot_bytes_ = std::move(written.snapshot->bytes);
@@ -711,8 +720,8 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
 
 void Node::Impl::on_snapshot_installed(const consensus::Snapshot& snapshot) {
   // The storage thread writes it as a snapshot file, with the reset of the log, and removes the older ones.
-  spdlog::info("[{}] installed the leader's snapshot at index {} (term {}, {} bytes): the log starts after it",
-               context(), snapshot.position.index.value(), snapshot.position.term.value(), snapshot.bytes.size());
+  logger_->info("[{}] installed the leader's snapshot at index {} (term {}, {} bytes): the log starts after it",
+                context(), snapshot.position.index.value(), snapshot.position.term.value(), snapshot.bytes.size());
   last_snapshot_ = snapshot.position.index;
   previous_snapshot_ = LogIndex{};
 }
@@ -758,8 +767,8 @@ void Node::Impl::apply_back_pressure() {
   if (reading_paused_) replica_->hold_expiry_until(mono_now() + options_.session_timeout);
   if (reading_paused_ ? !under : !over) return;
   reading_paused_ = !reading_paused_;
-  spdlog::info("[{}] {} reading client connections: {} bytes wait for storage, {} entries uncommitted, {} unapplied",
-               context(), reading_paused_ ? "pausing" : "resuming", queued, uncommitted, unapplied);
+  logger_->info("[{}] {} reading client connections: {} bytes wait for storage, {} entries uncommitted, {} unapplied",
+                context(), reading_paused_ ? "pausing" : "resuming", queued, uncommitted, unapplied);
   for (const auto& [raw, inbound] : inbound_)
     if (inbound.role == protocol::PeerRole::client) transport_->set_reading(io::ConnectionId{raw}, !reading_paused_);
 }
@@ -801,8 +810,8 @@ void Node::Impl::send_to_peer(const consensus::Message& message) {
   if (frame_.size() > max_frame_length_) {
     // Cannot happen with entries bounded by max_message_size (the frame limit is sized for them); never abort
     // on it: the message is lost, as the protocol allows, and the operator hears of it.
-    spdlog::error("[{}] dropping a {}-byte {} to node {}: above the {}-byte frame limit", context(), frame_.size(),
-                  consensus::type_name(message), message.to.value(), max_frame_length_);
+    logger_->error("[{}] dropping a {}-byte {} to node {}: above the {}-byte frame limit", context(), frame_.size(),
+                   consensus::type_name(message), message.to.value(), max_frame_length_);
     return;
   }
   // A full send buffer drops the message: the follower is far behind or gone, and Raft will resend.
@@ -824,7 +833,7 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
       link.connected = true;
       link.backoff = kReconnectMin;
       link.incarnation = peer.incarnation;
-      spdlog::info("[{}] connected to node {} at {}", context(), link.id.value(), link.endpoint.to_string());
+      logger_->info("[{}] connected to node {} at {}", context(), link.id.value(), link.endpoint.to_string());
       learn_peer(link.id, peer);
       return;
     }
@@ -854,7 +863,7 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
 // resolved. Its advertised client endpoint is the one redirects name from now on.
 void Node::Impl::learn_peer(NodeId peer, const protocol::PeerIdentity& identity) {
   if (peer_problems_.erase({peer, true}) + peer_problems_.erase({peer, false}) > 0)
-    spdlog::info("[{}] node {} now agrees with this node's configuration", context(), peer.value());
+    logger_->info("[{}] node {} now agrees with this node's configuration", context(), peer.value());
   const auto listed = client_endpoints_.find(peer);
   if (listed == client_endpoints_.end()) return;  // cannot happen: the handshake admits members only
   // Redirects name the client endpoint the member advertises itself, so one node's typo in another's address cannot
@@ -869,7 +878,7 @@ void Node::Impl::learn_peer(NodeId peer, const protocol::PeerIdentity& identity)
       "node's list if it is a typo)",
       peer.value(), identity.client_endpoint, listed->second, identity.client_endpoint);
   auto& known = endpoint_problems_[peer];
-  if (known != problem) spdlog::warn("[{}] {}", context(), problem);
+  if (known != problem) logger_->warn("[{}] {}", context(), problem);
   known = std::move(problem);
 }
 
@@ -881,7 +890,7 @@ void Node::Impl::note_peer_problem(NodeId peer, bool outgoing, std::string probl
   PeerProblem& known = peer_problems_[key];
   known.seen = mono_now();
   if (known.text == problem) return;
-  spdlog::error("[{}] node {} and this node disagree, they will not talk: {}", context(), peer.value(), problem);
+  logger_->error("[{}] node {} and this node disagree, they will not talk: {}", context(), peer.value(), problem);
   known.text = std::move(problem);
 }
 
@@ -907,7 +916,7 @@ void Node::Impl::adopt_incarnation() {
   protocol::LocalIdentity identity = transport_->identity();
   identity.incarnation = incarnation;
   transport_->set_identity(std::move(identity));
-  spdlog::info("[{}] cluster incarnation {}", context(), protocol::describe(incarnation));
+  logger_->info("[{}] cluster incarnation {}", context(), protocol::describe(incarnation));
   const auto other = [&](const protocol::Incarnation& theirs) { return theirs.known() && theirs != incarnation; };
   for (Link& link : links_) {
     if (!link.connected || !other(link.incarnation)) continue;
@@ -935,7 +944,7 @@ void Node::Impl::adopt_incarnation() {
         "the cluster was bootstrapped with members [{}], but this node lists [{}]: the member list cannot be changed "
         "by restarting with another list",
         fmt::join(initial, ", "), fmt::join(ours, ", "));
-    spdlog::error("[{}] {}", context(), bootstrap_problem_);
+    logger_->error("[{}] {}", context(), bootstrap_problem_);
   }
 }
 
@@ -954,15 +963,16 @@ void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reaso
   for (Link& link : links_) {
     if (link.connection != id) continue;
     if (link.connected)
-      spdlog::info("[{}] lost connection to node {}: {} {}", context(), link.id.value(), io::to_string(reason), detail);
+      logger_->info("[{}] lost connection to node {}: {} {}", context(), link.id.value(), io::to_string(reason),
+                    detail);
     else if (reason == io::DisconnectReason::handshake_rejected)
       // Another member list, incarnation or cluster: say so.
       note_peer_problem(
           link.id, true,
           fmt::format("handshake with node {} at {} failed: {}", link.id.value(), link.endpoint.to_string(), detail));
     else
-      spdlog::debug("cannot reach node {} at {}: {} {}", link.id.value(), link.endpoint.to_string(),
-                    io::to_string(reason), detail);
+      logger_->debug("cannot reach node {} at {}: {} {}", link.id.value(), link.endpoint.to_string(),
+                     io::to_string(reason), detail);
     link.connection.reset();
     link.connected = false;
     link.retry_at = mono_now() + link.backoff;
@@ -982,8 +992,8 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
   const consensus::Time now = mono_now();
   if (inbound.role == protocol::PeerRole::node) {
     if (!node::is_peer_message(frame.header.type)) {
-      spdlog::warn("closing connection of node {}: unexpected {} frame", inbound.node.value(),
-                   protocol::to_string(frame.header.type));
+      logger_->warn("closing connection of node {}: unexpected {} frame", inbound.node.value(),
+                    protocol::to_string(frame.header.type));
       transport_->close(id);
       inbound_.erase(it);
       return;
@@ -992,9 +1002,9 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
     // A member that sends a malformed message, or one claiming another sender, is closed: it reconnects, and a
     // message lost meanwhile is one Raft tolerates.
     if (!decoded.ok() || decoded_.from != inbound.node || decoded_.to != NodeId{options_.node_id}) {
-      spdlog::warn("closing connection of node {}: {}", inbound.node.value(),
-                   decoded.ok() ? fmt::format("message from {} to {}", decoded_.from.value(), decoded_.to.value())
-                                : decoded.error());
+      logger_->warn("closing connection of node {}: {}", inbound.node.value(),
+                    decoded.ok() ? fmt::format("message from {} to {}", decoded_.from.value(), decoded_.to.value())
+                                 : decoded.error());
       transport_->close(id);
       inbound_.erase(it);
       return;
@@ -1014,7 +1024,7 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
 // answers need the transport's identity and this node's view of the configuration.
 void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Frame& frame) {
   const auto malformed = [&](const protocol::DecodeError& error) {
-    spdlog::warn("closing client connection {}: {}", static_cast<std::uint64_t>(id), error.describe());
+    logger_->warn("closing client connection {}: {}", static_cast<std::uint64_t>(id), error.describe());
     close_client(id);
   };
   switch (frame.header.type) {
@@ -1060,7 +1070,7 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
         send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
         return;
       }
-      spdlog::info("[{}] an admin tool asks for a snapshot", context());
+      logger_->info("[{}] an admin tool asks for a snapshot", context());
       snapshot_requests_.push_back(id);
       maybe_take_snapshot(mono_now());
       return;
@@ -1085,13 +1095,13 @@ void Node::Impl::send_gateway_outputs() {
   for (const gateway::Closing& closing : out.closing) {
     const std::string_view why =
         closing.detail.empty() ? std::string_view(gateway::to_string(closing.cause)) : std::string_view(closing.detail);
-    spdlog::log(closing.cause == gateway::CloseCause::silent ? spdlog::level::info : spdlog::level::warn,
-                "closing client connection {}: {}", static_cast<std::uint64_t>(closing.connection), why);
+    logger_->log(closing.cause == gateway::CloseCause::silent ? spdlog::level::info : spdlog::level::warn,
+                 "closing client connection {}: {}", static_cast<std::uint64_t>(closing.connection), why);
     close_client(transport_id(closing.connection));
   }
   for (const gateway::SessionClosedNote& closed : out.sessions_closed)
-    spdlog::info("[{}] session {} closed ({}) after its message {}", context(), closed.session,
-                 to_string(closed.reason), closed.last_seq);
+    logger_->info("[{}] session {} closed ({}) after its message {}", context(), closed.session,
+                  to_string(closed.reason), closed.last_seq);
   out.clear();
 }
 
@@ -1105,11 +1115,11 @@ void Node::Impl::log_role_change(Role previous, Term previous_term) {
   const consensus::Raft& raft = replica_->raft();
   leader_ = raft.leader();
   if (role_ != previous || term_ != previous_term)
-    spdlog::info("[{}] {} (was {} in term {}), leader {}", context(),
-                 role_ == Role::leader ? "leads" : consensus::to_string(role_), consensus::to_string(previous),
-                 previous_term.value(), leader_ ? fmt::format("node {}", leader_->value()) : std::string("unknown"));
+    logger_->info("[{}] {} (was {} in term {}), leader {}", context(),
+                  role_ == Role::leader ? "leads" : consensus::to_string(role_), consensus::to_string(previous),
+                  previous_term.value(), leader_ ? fmt::format("node {}", leader_->value()) : std::string("unknown"));
   else if (leader_)
-    spdlog::info("[{}] leader is node {}", context(), leader_->value());
+    logger_->info("[{}] leader is node {}", context(), leader_->value());
 }
 
 // --- graceful stop ------------------------------------------------------------------------------------------
@@ -1122,7 +1132,7 @@ void Node::Impl::begin_stop() {
   if (const auto target = replica_->raft().best_transfer_target()) {
     // Hand over instead of leaving the cluster to notice by election timeout.
     if (replica_->raft().transfer_leadership(*target, now).ok()) {
-      spdlog::info("[{}] handing leadership to node {} before stopping", context(), target->value());
+      logger_->info("[{}] handing leadership to node {} before stopping", context(), target->value());
       stop_deadline_ = now + options_.election_timeout_max;
     }
   }

@@ -213,6 +213,11 @@ std::optional<std::string> validate(const NodeOptions& options) {
     problems.push_back(fmt::format("max_message_size: {} bytes is outside 1..{} bytes (16 MiB)",
                                    options.max_message_size, kMaxMessageSizeLimit));
   }
+  // A level cast from an out-of-range integer would silence the node without a word.
+  if (options.log_level > LogLevel::off) {
+    problems.push_back(fmt::format("log_level: {} is not one of debug, info, warn, error, off",
+                                   static_cast<unsigned>(options.log_level)));
+  }
 
   if (problems.empty()) return std::nullopt;
   std::string out;

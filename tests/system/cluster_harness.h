@@ -35,7 +35,6 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include "cohort/admin.h"
 #include "cohort/client.h"
@@ -419,9 +418,6 @@ struct NodeProcess {
 
 class ClusterTest : public ::testing::Test {
  protected:
-  // The client library logs every connection at info level; the nodes' logs are in their own files.
-  void SetUp() override { spdlog::set_level(spdlog::level::warn); }
-
   void TearDown() override {
     if (HasFailure()) {
       for (const auto& node : nodes_) {

@@ -32,7 +32,6 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include "cluster_harness.h"
 #include "cohort/admin.h"

@@ -4,6 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
 #include "process.h"
 
 namespace cohort::testing {
@@ -17,11 +23,12 @@ class CohortdTest : public ::testing::Test {
  protected:
   // Starts node 1 of a one-member cluster 42 on free ports and returns its client endpoint (where admin tools
   // connect; the peer endpoint takes members only).
-  std::string start_node() {
-    const std::vector<std::string> args = {"--node-id",    "1",
-                                           "--cluster-id", "42",
-                                           "--data-dir",   (dir_.path() / "n1").string(),
-                                           "--member",     "1,127.0.0.1:0,127.0.0.1:0"};
+  std::string start_node(const std::vector<std::string>& extra_args = {}) {
+    std::vector<std::string> args = {"--node-id",    "1",
+                                     "--cluster-id", "42",
+                                     "--data-dir",   (dir_.path() / "n1").string(),
+                                     "--member",     "1,127.0.0.1:0,127.0.0.1:0"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     node_ = std::make_unique<Process>(COHORTD_PATH, args, dir_.path(), "node1");
     const auto peer = node_->wait_stdout("listening on ", kDeadline);
     const auto client = node_->wait_stdout("clients on ", kDeadline);
@@ -96,6 +103,73 @@ TEST_F(CohortdTest, PingReportsARefusedConnection) {
   const auto ping = run(COHORT_PING_PATH, {"127.0.0.1:1", "--count", "1"}, dir_.path(), "ping", kDeadline);
   EXPECT_EQ(ping.status, 1);
   EXPECT_NE(ping.err.find("connect to 127.0.0.1:1 failed"), std::string::npos) << ping.err;
+}
+
+// Whether every line of `text` contains `part`.
+bool every_line_contains(const std::string& text, const std::string& part) {
+  std::size_t begin = 0;
+  while (begin < text.size()) {
+    const std::size_t end = std::min(text.find('\n', begin), text.size());
+    if (text.substr(begin, end - begin).find(part) == std::string::npos) return false;
+    begin = end + 1;
+  }
+  return true;
+}
+
+TEST_F(CohortdTest, LogsToStderrTaggedWithTheNodeAndPrintsOnlyItsEndpointsOnStdout) {
+  const std::string address = start_node();
+  ASSERT_FALSE(address.empty());
+  const auto ping = run(COHORT_PING_PATH, {address, "--cluster-id", "42", "--count", "1"}, dir_.path(), "ping",
+                        kDeadline);  // the node's transport logs the connection
+  EXPECT_EQ(ping.status, 0) << ping.err;
+  EXPECT_TRUE(node_->wait_stderr("established: admin", kDeadline)) << node_->stderr_text();
+  node_->signal(SIGTERM);
+  ASSERT_EQ(node_->wait_exit(kDeadline), 0);
+
+  const std::string out = node_->stdout_text();
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  EXPECT_EQ(out.rfind("listening on ", 0), 0U) << out;
+  EXPECT_NE(out.find("\nclients on " + address + "\n"), std::string::npos) << out;
+  const std::string err = node_->stderr_text();
+  EXPECT_TRUE(every_line_contains(err, "[node 1] ")) << err;  // cohortd's own lines, the node's and its transport's
+  EXPECT_NE(err.find(" info: [node 1] sessions: every client is accepted"), std::string::npos) << err;
+  EXPECT_NE(err.find(" info: [node 1] log recovered"), std::string::npos) << err;
+  EXPECT_NE(err.find("received SIGTERM, stopping"), std::string::npos) << err;
+}
+
+TEST_F(CohortdTest, LogFileTakesEveryLineInsteadOfStderr) {
+  const auto log_file = dir_.path() / "n1.log";
+  const std::string address = start_node({"--log-file", log_file.string(), "--log-level", "debug"});
+  ASSERT_FALSE(address.empty());
+  const auto ping =
+      run(COHORT_PING_PATH, {address, "--cluster-id", "42", "--count", "1"}, dir_.path(), "ping", kDeadline);
+  EXPECT_EQ(ping.status, 0) << ping.err;
+  node_->signal(SIGTERM);
+  ASSERT_EQ(node_->wait_exit(kDeadline), 0);
+
+  EXPECT_EQ(node_->stderr_text(), "");
+  std::ifstream in(log_file);
+  const std::string log{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_TRUE(every_line_contains(log, "[node 1] ")) << log;
+  EXPECT_NE(log.find(" info: [node 1] sessions: every client is accepted"), std::string::npos) << log;
+  EXPECT_NE(log.find(" info: [node 1] log recovered"), std::string::npos) << log;
+  EXPECT_NE(log.find("established: admin"), std::string::npos) << log;
+  EXPECT_NE(log.find("received SIGTERM, stopping"), std::string::npos) << log;
+  EXPECT_NE(log.find(" info: [node 1] stopped"), std::string::npos) << log;
+}
+
+TEST_F(CohortdTest, RefusesALogFileItCannotOpen) {
+  const auto missing = dir_.path() / "no-such-dir" / "n1.log";
+  const auto refused = run(COHORTD_PATH,
+                           {"--node-id", "1", "--cluster-id", "42", "--data-dir", (dir_.path() / "n1").string(),
+                            "--member", "1,127.0.0.1:0,127.0.0.1:0", "--log-file", missing.string()},
+                           dir_.path(), "refused", kDeadline);
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("cohortd: refusing to start: log_file: cannot open " + missing.string() +
+                             ": No such file or directory"),
+            std::string::npos)
+      << refused.err;
 }
 
 TEST(Demo, ShortDemoRunsToTheEnd) {

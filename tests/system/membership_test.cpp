@@ -35,7 +35,6 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include "cohort/admin.h"
 #include "cohort/client.h"
@@ -303,7 +302,6 @@ struct Member {
 class MembershipTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    spdlog::set_level(spdlog::level::warn);
     const auto ports = free_ports(6);
     for (std::uint32_t id = 1; id <= 3; ++id)
       members_.push_back(Member{id, ports[2 * (id - 1)], ports[2 * (id - 1) + 1]});

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <cohort/node.h>
@@ -60,6 +61,7 @@ data_dir = "/tmp/cohort/n2"
 service = "counter"
 sync = "none"
 log_level = "debug"
+log_file = "/var/log/cohort/n2.log"
 segment_size = 1048576
 max_message_size = 65536
 
@@ -164,7 +166,8 @@ TEST(Config, ValidFileIsParsedFully) {
   EXPECT_EQ(node.data_dir, "/tmp/cohort/n2");
   EXPECT_EQ(config.service, "counter");
   EXPECT_EQ(node.sync, cohort::SyncPolicy::none);
-  EXPECT_EQ(config.log_level, "debug");
+  EXPECT_EQ(node.log_level, cohort::LogLevel::debug);
+  EXPECT_EQ(config.log_file, "/var/log/cohort/n2.log");
   EXPECT_EQ(node.segment_size, 1048576U);
   EXPECT_EQ(node.max_message_size, 65536U);
   EXPECT_EQ(node.heartbeat_interval, 20ms);
@@ -185,7 +188,9 @@ TEST(Config, UnsetSettingsKeepTheirDefaults) {
   const auto config = load_ok({"--config", file.path()});
   const cohort::NodeOptions defaults;
   EXPECT_EQ(config.service, "kv");
-  EXPECT_EQ(config.log_level, "info");
+  EXPECT_EQ(config.node.log_level, cohort::LogLevel::info);
+  EXPECT_EQ(config.log_file, "");  // stderr
+  EXPECT_FALSE(config.node.log);   // main sets the sink; load_config opens no file
   EXPECT_EQ(config.node.sync, defaults.sync);
   EXPECT_EQ(config.node.heartbeat_interval, defaults.heartbeat_interval);
   EXPECT_EQ(config.node.election_timeout_min, defaults.election_timeout_min);
@@ -232,6 +237,8 @@ TEST(Config, FlagsOverrideTheFile) {
                                "fsync",
                                "--log-level",
                                "warn",
+                               "--log-file",
+                               "/tmp/cohortd.log",
                                "--heartbeat-ms",
                                "30",
                                "--election-timeout-ms",
@@ -251,7 +258,8 @@ TEST(Config, FlagsOverrideTheFile) {
   EXPECT_EQ(node.data_dir, "/var/lib/cohort");
   EXPECT_EQ(config.service, "echo");
   EXPECT_EQ(node.sync, cohort::SyncPolicy::fsync);
-  EXPECT_EQ(config.log_level, "warn");
+  EXPECT_EQ(node.log_level, cohort::LogLevel::warn);
+  EXPECT_EQ(config.log_file, "/tmp/cohortd.log");
   EXPECT_EQ(node.heartbeat_interval, 30ms);
   EXPECT_EQ(node.election_timeout_min, 400ms);
   EXPECT_EQ(node.election_timeout_max, 900ms);
@@ -262,6 +270,28 @@ TEST(Config, FlagsOverrideTheFile) {
   EXPECT_EQ(node.max_sessions, 7U);
   EXPECT_EQ(node.max_tombstones, 0U);        // no flag: the file's value stands
   EXPECT_EQ(node.members, three_members());  // no --member: the file's list stands
+}
+
+TEST(Config, LogLevelsMapOntoTheNodesLevels) {
+  // No line of Cohort's is finer than debug, so trace shows the same lines.
+  const std::vector<std::pair<std::string, cohort::LogLevel>> levels{{"trace", cohort::LogLevel::debug},
+                                                                     {"debug", cohort::LogLevel::debug},
+                                                                     {"info", cohort::LogLevel::info},
+                                                                     {"warn", cohort::LogLevel::warn},
+                                                                     {"error", cohort::LogLevel::error}};
+  for (const auto& [text, level] : levels) {
+    TempFile file("log_level = \"" + text + "\"\n" + std::string(kMinimalFile));
+    EXPECT_EQ(load_ok({"--config", file.path()}).node.log_level, level) << text;
+    TempFile minimal(kMinimalFile);
+    EXPECT_EQ(load_ok({"--config", minimal.path(), "--log-level", text}).node.log_level, level) << text;
+  }
+}
+
+TEST(Config, LogFileFlagWinsOverTheFilesSetting) {
+  TempFile file("log_file = \"/var/log/from-file.log\"\n" + std::string(kMinimalFile));
+  EXPECT_EQ(load_ok({"--config", file.path()}).log_file, "/var/log/from-file.log");
+  EXPECT_EQ(load_ok({"--config", file.path(), "--log-file", "/var/log/from-flag.log"}).log_file,
+            "/var/log/from-flag.log");
 }
 
 TEST(Config, MemberFlagsReplaceTheFilesMembers) {
@@ -291,6 +321,7 @@ TEST(Config, HelpAndVersionExitZero) {
   EXPECT_THAT(help.error().message, HasSubstr("--session-timeout-ms"));
   EXPECT_THAT(help.error().message, HasSubstr("--max-sessions"));
   EXPECT_THAT(help.error().message, HasSubstr("--credentials-file"));
+  EXPECT_THAT(help.error().message, HasSubstr("--log-file"));
 
   auto version = load_config(std::vector<std::string>{"--version"});
   ASSERT_FALSE(version.has_value());
@@ -365,6 +396,8 @@ TEST(Config, WrongTypesAreRefused) {
               HasSubstr("sessions.credentials_file: expected a string, got an array"));
   EXPECT_THAT(refusal_of_file("[timeouts]\nheartbeat_ms = 5.5\n"),
               HasSubstr("timeouts.heartbeat_ms: expected an integer, got a floating-point number (config "));
+  EXPECT_THAT(refusal_of_file("log_file = 5\n"), HasSubstr("log_file: expected a string, got an integer"));
+  EXPECT_THAT(refusal_of_file("log_file = \"\"\n"), HasSubstr("log_file: is empty (leave it out to log to stderr)"));
   EXPECT_THAT(refusal_of_file("members = \"1,2,3\"\n"),
               HasSubstr("members: expected an array of tables ([[members]]), got a string"));
   EXPECT_THAT(refusal_of_file("members = [1]\n"), HasSubstr("members[0]: expected a table with id, peer and client"));
@@ -443,6 +476,7 @@ TEST(Config, BadFlagValuesAreRefused) {
   EXPECT_THAT(refusal({"--session-timeout-ms", "10s"}), HasSubstr("--session-timeout-ms: '10s' is not an integer"));
   EXPECT_THAT(refusal({"--max-sessions", "-1"}), HasSubstr("--max-sessions: -1 is out of range"));
   EXPECT_THAT(refusal({"--credentials-file", ""}), HasSubstr("--credentials-file: is empty"));
+  EXPECT_THAT(refusal({"--log-file", ""}), HasSubstr("--log-file: is empty"));
 }
 
 TEST(Config, BadElectionTimeoutRangesAreRefused) {
@@ -706,6 +740,14 @@ TEST(Validate, SessionLimitsMustBePositiveExceptTombstones) {
 
   options.tombstone_max_age = -1s;
   EXPECT_THAT(problems_of(options), HasSubstr("sessions.tombstone_max_age_s: -1 s is outside 0.."));
+}
+
+TEST(Validate, LogLevelMustBeOneOfTheLevels) {
+  cohort::NodeOptions options = valid_options();
+  options.log_level = cohort::LogLevel::off;  // silent is a choice
+  EXPECT_EQ(cohort::validate(options), std::nullopt);
+  options.log_level = static_cast<cohort::LogLevel>(9);
+  EXPECT_THAT(problems_of(options), HasSubstr("log_level: 9 is not one of debug, info, warn, error, off"));
 }
 
 TEST(Validate, EveryLineNamesItsSetting) {

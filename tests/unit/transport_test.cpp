@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -32,8 +31,11 @@
 #include <utility>
 #include <vector>
 
+#include "cohort/log.h"
 #include "common/bytes.h"
+#include "fd_capture.h"
 #include "io/event_loop.h"
+#include "io/logging.h"
 #include "io/tcp_transport.h"
 #include "io/transport.h"
 #include "protocol/frame.h"
@@ -411,12 +413,6 @@ class RawListener {
 
 class TransportTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    log_level_ = spdlog::get_level();
-    spdlog::set_level(spdlog::level::warn);
-  }
-  void TearDown() override { spdlog::set_level(log_level_); }
-
   /// Starts the transport under test as node kServerNode listening on 127.0.0.1 (a free port).
   bool start_server(TcpTransportConfig config = server_config(), protocol::AcceptPolicy policy = {}) {
     server_ = std::make_unique<Side>(loop_, std::move(config));
@@ -534,7 +530,6 @@ class TransportTest : public ::testing::Test {
   EventLoop loop_;  // declared first: destroyed last
   std::unique_ptr<Side> server_;
   Endpoint endpoint_;
-  spdlog::level::level_enum log_level_ = spdlog::level::info;
 };
 
 // Suites by topic; all start with "Transport" so --gtest_filter='Transport*' selects them.
@@ -549,6 +544,7 @@ class TransportDisconnect : public TransportTest {};
 class TransportClose : public TransportTest {};
 class TransportSilence : public TransportTest {};
 class TransportCallbacks : public TransportTest {};
+class TransportLogging : public TransportTest {};
 class TransportLifetime : public TransportTest {};
 
 // === parse_endpoint ============================================================================================
@@ -1753,6 +1749,101 @@ TEST_F(TransportLifetime, DestroyingTheTransportWithoutRunningTheLoopAgainIsSafe
   server_->transport.reset();
   EXPECT_EQ(client.events.callbacks(), heard);
   // The loop is destroyed with handlers still queued (by the fixture).
+}
+
+// --- logging ---------------------------------------------------------------------------------------------------
+
+/// A LogSink that keeps every line it is handed (the tests run the loop on their own thread: no locking).
+struct CapturedLog {
+  struct Line {
+    LogLevel level;
+    std::string text;
+  };
+  std::vector<Line> lines;
+
+  LogSink sink() {
+    return [this](LogLevel level, std::string_view text) { lines.push_back(Line{level, std::string(text)}); };
+  }
+  std::size_t count(std::string_view part) const {
+    return static_cast<std::size_t>(std::count_if(
+        lines.begin(), lines.end(), [&](const Line& line) { return line.text.find(part) != std::string::npos; }));
+  }
+  std::string all() const {
+    std::string out;
+    for (const Line& line : lines) out += std::string(to_string(line.level)) + " " + line.text + "\n";
+    return out;
+  }
+};
+
+TEST_F(TransportLogging, ConnectionLinesGoToTheConfiguredSinkAndNothingToStdout) {
+  CapturedLog server_log;
+  CapturedLog client_log;
+  testing::FdCapture stdout_capture(STDOUT_FILENO);
+  ASSERT_TRUE(stdout_capture.ok());
+  TcpTransportConfig config = server_config();
+  config.logger = make_logger(server_log.sink(), LogLevel::info, "node 1");
+  ASSERT_TRUE(start_server(config));
+  TcpTransportConfig client_config = config_for(role_identity(PeerRole::client));
+  client_config.logger = make_logger(client_log.sink(), LogLevel::info, "client");
+  Side client(loop_, client_config);
+  const auto pair = connect(client);
+  client.transport->close(pair ? pair->client : ConnectionId{0});
+  const bool closed = pair && wait([&] { return server_events().disconnects_of(pair->server) == 1; });
+  const std::string written = stdout_capture.finish();  // before any assertion: gtest reports on stdout
+
+  ASSERT_TRUE(pair);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(written, "") << "the transport wrote to stdout";
+  const std::string server_connection =
+      "[node 1] connection " + std::to_string(static_cast<std::uint64_t>(pair->server)) + " ";
+  EXPECT_EQ(server_log.count(server_connection), 2U) << server_log.all();  // established, then closed
+  EXPECT_EQ(server_log.count("established: client"), 1U) << server_log.all();
+  EXPECT_EQ(server_log.count("closed: peer_closed"), 1U) << server_log.all();
+  EXPECT_EQ(client_log.count("[client] connection "), 1U) << client_log.all();
+  EXPECT_EQ(client_log.count("established: node 1"), 1U) << client_log.all();
+  for (const auto& line : server_log.lines) EXPECT_EQ(line.level, LogLevel::info) << line.text;
+}
+
+TEST_F(TransportLogging, WithoutALoggerNothingIsWrittenAnywhere) {
+  testing::FdCapture stdout_capture(STDOUT_FILENO);
+  testing::FdCapture stderr_capture(STDERR_FILENO);
+  ASSERT_TRUE(stdout_capture.ok() && stderr_capture.ok());
+  bool refused = false;
+  std::optional<Pair> pair;
+  if (start_server()) {  // connection lines at info, a refusal at warning: all would have been logged
+    Side client(loop_, config_for(role_identity(PeerRole::client)));
+    pair = connect(client);
+    RawSocket stranger = RawSocket::connect_to(endpoint_.port);
+    refused = stranger.write_all(loop_, encode(client_hello(kOtherCluster))) && wait([&] {
+                stranger.pump();
+                return stranger.eof() || stranger.error() != 0;
+              });
+  }
+  const std::string out = stdout_capture.finish();
+  const std::string err = stderr_capture.finish();
+
+  ASSERT_TRUE(pair);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(err, "");
+}
+
+TEST_F(TransportLogging, LinesBelowTheLoggersLevelAreDropped) {
+  CapturedLog log;
+  TcpTransportConfig config = server_config();
+  config.logger = make_logger(log.sink(), LogLevel::warn, "node 1");
+  ASSERT_TRUE(start_server(config));
+  Side client(loop_, config_for(role_identity(PeerRole::client)));
+  ASSERT_TRUE(connect(client));  // "established" is an info line
+  RawSocket stranger = RawSocket::connect_to(endpoint_.port);
+  ASSERT_TRUE(stranger.write_all(loop_, encode(client_hello(kOtherCluster))));
+  EXPECT_TRUE(expect_refusal(stranger, protocol::ErrorCode::wrong_cluster, std::to_string(kOtherCluster)));
+
+  EXPECT_EQ(log.count("established"), 0U) << log.all();
+  ASSERT_EQ(log.lines.size(), 1U) << log.all();
+  EXPECT_EQ(log.lines[0].level, LogLevel::warn);
+  EXPECT_TRUE(contains(log.lines[0].text, "[node 1] refused connection from 127.0.0.1:"));
+  EXPECT_TRUE(contains(log.lines[0].text, std::to_string(kOtherCluster)));
 }
 
 }  // namespace

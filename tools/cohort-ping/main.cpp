@@ -12,7 +12,6 @@
 #include <CLI/CLI.hpp>
 
 #include "io/event_loop.h"
-#include "io/logging.h"
 #include "io/tcp_transport.h"
 #include "protocol/messages.h"
 
@@ -111,7 +110,6 @@ static int run(int argc, char** argv) {
   app.add_option("--interval-ms", interval_ms, "pause between pings")->check(CLI::Range(0, 60000));
   app.add_option("--timeout-ms", timeout_ms, "give up after this long")->check(CLI::Range(1, 3600000));
   CLI11_PARSE(app, argc, argv);
-  io::init_logging("cohort-ping", "error");  // failures are reported once, below
 
   auto endpoint = io::parse_endpoint(target);
   if (!endpoint) {
@@ -120,7 +118,7 @@ static int run(int argc, char** argv) {
   }
   io::EventLoop loop;
   Pinger pinger(loop, count, std::chrono::milliseconds(interval_ms));
-  io::TcpTransportConfig config;
+  io::TcpTransportConfig config;  // no logger: the transport is silent, and failures are reported once, below
   config.identity = protocol::client_identity(cluster_id, protocol::PeerRole::admin);
   config.handshake_timeout = std::chrono::milliseconds(timeout_ms);
   io::TcpTransport transport(loop, config, pinger);

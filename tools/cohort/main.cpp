@@ -8,7 +8,6 @@
 
 #include <cohort/admin.h>
 #include <cohort/version.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
@@ -26,7 +25,6 @@ int main(int argc, char** argv) {
   snapshot->add_option("--timeout-ms", timeout_ms, "give up on a node after this long")->check(CLI::Range(1, 3600000));
 
   CLI11_PARSE(app, argc, argv);
-  spdlog::set_level(spdlog::level::warn);  // the transport's connection notes; failures are printed below
   const std::chrono::milliseconds timeout(timeout_ms);
   int exit_code = 0;
   for (const std::string& node : nodes) {

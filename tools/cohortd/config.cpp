@@ -30,6 +30,8 @@
 #include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 
+#include "io/logging.h"
+
 namespace cohortd {
 
 namespace {
@@ -88,6 +90,9 @@ Result<std::uint64_t, std::string> parse_integer(std::string_view text, std::uin
   if (ec == std::errc::result_out_of_range || value > max) return unexpected(out_of_range(text, max));
   return value;
 }
+
+// `text` is one of kLogLevels, all of which parse_log_level knows.
+cohort::LogLevel to_log_level(std::string_view text) { return cohort::io::parse_log_level(text).value(); }
 
 std::optional<cohort::SyncPolicy> to_sync_policy(std::string_view text) {
   if (text == "fsync") return cohort::SyncPolicy::fsync;
@@ -186,7 +191,14 @@ class FileReader {
       } else if (name == "service") {
         if (auto value = read_choice(name, node, kServices)) config.service = std::move(*value);
       } else if (name == "log_level") {
-        if (auto value = read_choice(name, node, kLogLevels)) config.log_level = std::move(*value);
+        if (auto value = read_choice(name, node, kLogLevels)) config.node.log_level = to_log_level(*value);
+      } else if (name == "log_file") {
+        auto path = read_string(name, node);
+        if (path && path->empty()) {
+          problem(name, node, "is empty (leave it out to log to stderr)");
+        } else if (path) {
+          config.log_file = std::move(*path);
+        }
       } else if (name == "sync") {
         if (auto value = read_choice(name, node, kSyncPolicies)) config.node.sync = *to_sync_policy(*value);
       } else if (name == "segment_size") {
@@ -379,6 +391,7 @@ struct Flags {
   std::string service;
   std::string sync;
   std::string log_level;
+  std::string log_file;
   std::string heartbeat_ms;
   std::string election_timeout_ms;
   std::string client_keepalive_ms;
@@ -408,6 +421,8 @@ void define_flags(CLI::App& app, Flags& flags) {
       ->type_name("POLICY");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error (log_level; default info)")
       ->type_name("LEVEL");
+  app.add_option("--log-file", flags.log_file, "append log lines to FILE instead of stderr (log_file)")
+      ->type_name("FILE");
   app.add_option("--heartbeat-ms", flags.heartbeat_ms, "leader heartbeat interval (timeouts.heartbeat_ms; default 50)")
       ->type_name("MS");
   app.add_option("--election-timeout-ms", flags.election_timeout_ms,
@@ -489,7 +504,15 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   }
   if (given("--data-dir")) config.node.data_dir = flags.data_dir;
   if (given("--service") && choice("--service", flags.service, kServices)) config.service = flags.service;
-  if (given("--log-level") && choice("--log-level", flags.log_level, kLogLevels)) config.log_level = flags.log_level;
+  if (given("--log-level") && choice("--log-level", flags.log_level, kLogLevels))
+    config.node.log_level = to_log_level(flags.log_level);
+  if (given("--log-file")) {
+    if (flags.log_file.empty()) {
+      problems.emplace_back("--log-file: is empty (leave the flag out to log to stderr)");
+    } else {
+      config.log_file = flags.log_file;
+    }
+  }
   if (given("--sync") && choice("--sync", flags.sync, kSyncPolicies)) config.node.sync = *to_sync_policy(flags.sync);
   if (given("--heartbeat-ms")) {
     if (auto value = integer("--heartbeat-ms", flags.heartbeat_ms, kMaxTimeoutMs)) {

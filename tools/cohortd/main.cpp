@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <string>
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
+#include <spdlog/logger.h>
 
+#include "cohort/log.h"
 #include "cohort/node.h"
 #include "cohortd/config.h"
 #include "io/logging.h"
@@ -18,22 +20,35 @@ static int run(int argc, char** argv) {
     std::fprintf(config.error().exit_code == 0 ? stdout : stderr, "%s\n", config.error().message.c_str());
     return config.error().exit_code;
   }
-  cohort::io::init_logging(fmt::format("node {}", config->node.node_id), config->log_level);
+  // Log lines go to stderr or the log file, never stdout: stdout carries only the two lines below.
+  if (config->log_file.empty()) {
+    config->node.log = cohort::stderr_log_sink();
+  } else {
+    std::string error;
+    config->node.log = cohort::file_log_sink(config->log_file, {}, error);
+    if (!config->node.log) {
+      std::fprintf(stderr, "cohortd: refusing to start: log_file: %s\n", error.c_str());
+      return cohortd::kBadConfigExitCode;
+    }
+  }
+  // cohortd's own lines look like the node's: same place, same tag, same level.
+  const auto log =
+      cohort::io::make_logger(config->node.log, config->node.log_level, fmt::format("node {}", config->node.node_id));
   auto service = cohort::services::make_service(config->service);
   if (service == nullptr) {
-    spdlog::error("service: unknown service '{}'", config->service);
+    log->error("service: unknown service '{}'", config->service);
     return cohortd::kBadConfigExitCode;
   }
   // The count and the file, never a credential: logs travel further than the file does.
   if (config->credentials_file.empty()) {
-    spdlog::info("sessions: every client is accepted (no sessions.credentials_file)");
+    log->info("sessions: every client is accepted (no sessions.credentials_file)");
   } else {
-    spdlog::info("sessions: only clients with a credential listed in {} are accepted ({} listed)",
-                 config->credentials_file, config->credential_count);
+    log->info("sessions: only clients with a credential listed in {} are accepted ({} listed)",
+              config->credentials_file, config->credential_count);
   }
   cohort::Node node(config->node, *service);
   if (auto error = node.start()) {
-    spdlog::error("{}", *error);
+    log->error("{}", *error);
     std::fprintf(stderr, "cohortd: refusing to start: %s\n", error->c_str());
     return cohortd::kBadConfigExitCode;
   }
