@@ -29,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "cohort/log.h"
+
 namespace cohort {
 
 /// How the client does its I/O.
@@ -64,6 +66,10 @@ struct ClientOptions {
   /// 1024 bytes (protocol::kMaxCredentialLength). A cluster that refuses it answers "rejected": the client closes.
   std::string credential;
   ClientThreading threading = ClientThreading::own_thread;
+  // The client's diagnostic lines (each connection made and lost, tagged "[client]"), from `log_level` up, go to
+  // `log`; empty: nowhere. The listener carries every event that matters; this is for troubleshooting.
+  LogSink log;
+  LogLevel log_level = LogLevel::warn;
 };
 
 /// Every problem with `options`, one per line, each naming the option; nullopt if there is none. A Client built

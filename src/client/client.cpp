@@ -11,6 +11,7 @@
 
 #include "client/client_core.h"
 #include "io/event_loop.h"
+#include "io/logging.h"
 #include "io/tcp_transport.h"
 
 namespace cohort {
@@ -51,6 +52,7 @@ class Client::Impl final : public io::TransportHandler {
     if (core_.state() == ClientState::closed) return;  // invalid options: nothing to run
     io::TcpTransportConfig config;
     config.identity = protocol::client_identity(options.cluster_id, protocol::PeerRole::client);
+    config.logger = io::make_logger(options.log, options.log_level, "client");
     config.handshake_timeout = std::max(options.silence_limit, std::chrono::milliseconds(1000));
     // Frames as large as the largest message, and a send buffer that holds the whole resend buffer: a resend
     // after a reconnect must not overflow it and give the connection up.

@@ -736,6 +736,7 @@ std::optional<std::string> validate(const ClientOptions& options) {
   if (options.max_buffered_bytes < options.max_message_size)
     problem(fmt::format("max_buffered_bytes: {} cannot hold one message of max_message_size ({})",
                         options.max_buffered_bytes, options.max_message_size));
+  if (options.log_level > LogLevel::off) problem("log_level: not one of debug, info, warn, error, off");
   if (options.credential.size() > protocol::kMaxCredentialLength)
     problem(fmt::format("credential: {} bytes, at most {}", options.credential.size(), protocol::kMaxCredentialLength));
   if (problems.empty()) return std::nullopt;

@@ -24,8 +24,8 @@
 //                                    ("?" if it does not decode)
 //   egress_gap FROM TO               egress FROM..TO of the current session will never arrive
 //   done accepted=A applied=B rejected=C unknown=D
-// The client library's own log goes to stderr; with --library-logging the program leaves logging as the library
-// finds it (so a test can check that the library writes nothing to its program's stdout).
+// The client library's own log goes to stderr (ClientOptions::log); with --library-logging the program leaves the
+// client's log options at their defaults (so a test can check that the library writes nothing to stdout).
 
 #include <algorithm>
 #include <chrono>
@@ -40,8 +40,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "cohort/client.h"
@@ -153,23 +151,22 @@ int run(int argc, char** argv) {
   app.add_option("--drain-timeout-ms", drain_timeout_ms, "wait this long for the last fates after the last offer")
       ->check(CLI::Range(0, 3'600'000));
   app.add_flag("--library-logging", library_logging,
-               "leave logging as the library sets it up (default: the library's log goes to stderr)");
+               "leave the client's log options at their defaults (default: its log goes to stderr)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;  // --help is not an error
   }
-  // stdout is the event stream: the client library's log goes to stderr.
-  if (!library_logging) {
-    spdlog::set_default_logger(spdlog::stderr_color_mt("stream-client"));
-    spdlog::set_level(spdlog::level::info);
-  }
-
   const bool kv = service == "kv";
   Printer printer(kv);
   cohort::ClientOptions options;
   options.cluster_id = cluster_id;
   options.members = members;
+  // stdout is the event stream: the client library's log goes to stderr.
+  if (!library_logging) {
+    options.log = cohort::stderr_log_sink("stream-client");
+    options.log_level = cohort::LogLevel::info;
+  }
   cohort::Client client(options, printer);
 
   // Paced from the previous offer, not from the start: after a pause (a SIGSTOP) the stream goes on at its rate
