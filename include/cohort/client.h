@@ -133,6 +133,9 @@ struct Offer {
   std::uint64_t seq = 0;  // when accepted
 };
 
+/// Callbacks run on the client's I/O thread (invoker mode: inside poll()), one at a time. They may call offer()
+/// and close() (without a drain time); they must not throw, block, wait (wait_* from a callback returns at once in
+/// invoker mode and deadlocks with the own thread), nor destroy the Client.
 class ClientListener {
  public:
   virtual ~ClientListener() = default;
@@ -178,8 +181,8 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  /// Thread-safe. Accepted messages are sent at once if there is a session, else buffered and sent when one
-  /// opens.
+  /// Accepted messages are sent at once if there is a session, else buffered and sent when one opens. Own thread:
+  /// thread-safe, like every other member. Invoker mode: call it, and everything else, from the thread that polls.
   Offer offer(std::span<const std::byte> message);
 
   /// Invoker mode only: does all the client's due work on the calling thread (reads, writes, timers, listener

@@ -98,7 +98,8 @@ class Client::Impl final : public io::TransportHandler {
   }
 
   int poll() {
-    if (!invoker_ || !running_) return 0;
+    // Not from a listener callback: the poll that called it goes on when the callback returns.
+    if (!invoker_ || !running_ || delivering_) return 0;
     if (first_poll_) {
       first_poll_ = false;
       tick();
@@ -142,7 +143,8 @@ class Client::Impl final : public io::TransportHandler {
         const std::lock_guard lock(mutex_);
         return done();
       };
-      return running_ ? loop_.run_until(holds, timeout) : holds();
+      // From a listener callback: no waiting (the poll that called it goes on when the callback returns).
+      return running_ && !delivering_ ? loop_.run_until(holds, timeout) : holds();
     }
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, done);
@@ -151,12 +153,13 @@ class Client::Impl final : public io::TransportHandler {
   // before the I/O thread delivers its fate): a caller that returns from wait_drained() finds every fate told.
   bool wait_connected(std::chrono::milliseconds timeout) {
     wait_for(timeout, [this] {
-      return (core_.state() == ClientState::connected || core_.state() == ClientState::closed) && !undelivered_;
+      return (core_.state() == ClientState::connected || core_.state() == ClientState::closed) && !undelivered_ &&
+             core_.events().empty();
     });
     return state() == ClientState::connected;
   }
   bool wait_drained(std::chrono::milliseconds timeout) {
-    return wait_for(timeout, [this] { return core_.unacknowledged() == 0 && !undelivered_; });
+    return wait_for(timeout, [this] { return core_.unacknowledged() == 0 && !undelivered_ && core_.events().empty(); });
   }
 
   void close(std::chrono::milliseconds drain) {
@@ -259,6 +262,25 @@ class Client::Impl final : public io::TransportHandler {
   // Carries out what the core asked for, then tells the listener, outside the lock.
   void flush() {
     flush_posted_ = false;
+    // Called again from a listener callback (invoker mode: a poll or wait inside one): the flush delivering now goes
+    // round again for whatever the callback caused, so a batch is never told twice.
+    if (delivering_) return;
+    while (flush_once()) {
+    }
+    // A closing client's loop stops once the core is closed and the session close is written (the transport
+    // writes in a task it has just posted: stop after it).
+    if (closing_ && !invoker_ && !stop_posted_) {
+      const std::lock_guard lock(mutex_);
+      if (core_.state() == ClientState::closed && core_.outgoing().empty()) {
+        stop_posted_ = true;
+        loop_.post([this] { loop_.stop(); });
+      }
+    }
+  }
+
+  // One round: carries out what the core asked for, then tells the listener, outside the lock. Returns whether it
+  // told anything (the callbacks may have caused more to carry out).
+  bool flush_once() {
     {
       const std::lock_guard lock(mutex_);
       if (core_.take_close() && connection_) {
@@ -280,25 +302,17 @@ class Client::Impl final : public io::TransportHandler {
       events_.swap(core_.events());
       undelivered_ = !invoker_ && !events_.empty();  // invoker mode: told before poll() returns
     }
+    if (events_.empty()) return false;
     delivering_ = true;
     for (client::Event& event : events_) deliver(event);
     delivering_ = false;
-    const bool told = !events_.empty();
     {
       const std::lock_guard lock(mutex_);
       core_.recycle(events_);
       undelivered_ = false;
     }
-    if (told && !invoker_) changed_.notify_all();
-    // A closing client's loop stops once the core is closed and the session close is written (the transport
-    // writes in a task it has just posted: stop after it).
-    if (closing_ && !invoker_ && !stop_posted_) {
-      const std::lock_guard lock(mutex_);
-      if (core_.state() == ClientState::closed && core_.outgoing().empty()) {
-        stop_posted_ = true;
-        loop_.post([this] { loop_.stop(); });
-      }
-    }
+    if (!invoker_) changed_.notify_all();
+    return true;
   }
 
   // The core's outgoing bytes are whole frames back to back; the transport takes one frame per send. Returns

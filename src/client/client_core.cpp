@@ -126,7 +126,7 @@ void ClientCore::tick(Time now) {
 
 // The deadlines the options set, and a draining close: each ends the client for good.
 void ClientCore::check_deadlines(Time now) {
-  if (drain_deadline_ && (buffer_.empty() || now >= *drain_deadline_)) return close(now);
+  if (drain_deadline_ && (unacknowledged() == 0 || now >= *drain_deadline_)) return close(now);
   if (session_ != 0 || !started_at_) return;
   if (!ever_connected_ && options_.connect_timeout.count() > 0 && now - *started_at_ >= options_.connect_timeout) {
     const std::string text = fmt::format("no session within {} ms of the start (connect_timeout); last: {}",
@@ -143,11 +143,10 @@ void ClientCore::check_deadlines(Time now) {
 
 void ClientCore::on_connected(Time now, const protocol::PeerIdentity& node) {
   last_input_ = now;
-  COHORT_ASSERT(link_ == Link::connecting);
+  if (link_ != Link::connecting) return;  // a connection the client gave up meanwhile (closed, or a deadline)
   link_ = Link::open;
-  // A node answered: the cluster is reachable, so the backoff starts over (a dead node it then redirects to costs
-  // one short step, not a growing one).
-  attempt_ = 0;
+  // The backoff starts over only once a session opens: nodes that answer but cannot serve (misconfigured, redirecting
+  // to each other, knowing no leader) must not make the client reconnect at the first backoff step forever.
   last_heard_ = now;
   last_sent_ = now;
   waiting_since_ = now;
@@ -248,6 +247,8 @@ void ClientCore::on_refused(Time now, protocol::ErrorCode code, std::string_view
 
 void ClientCore::settle_buffer(bool definitely_not_applied, Reason reason, std::string_view text) {
   buffer_.drain([&](Buffered message) {
+    acked_ = std::max(acked_, message.seq);
+    if (message.settled) return;  // told already
     // Never sent whole: the cluster cannot have its bytes.
     if (definitely_not_applied || !message.sent_whole)
       events_.emplace_back(RejectedEvent{message.seq, reason, std::string(text)});
@@ -257,6 +258,7 @@ void ClientCore::settle_buffer(bool definitely_not_applied, Reason reason, std::
     give_back(std::move(message.message));
   });
   buffered_bytes_ = 0;
+  settled_in_buffer_ = 0;
 }
 
 void ClientCore::close_for(Reason reason, std::string text, std::string_view fate_text) {
@@ -348,7 +350,7 @@ Offer ClientCore::offer(ByteSpan message, Time now) {
 void ClientCore::send_ingress(Buffered& message) {
   // A message buffered before the cluster said its limit, and above it, is withdrawn instead: the leader records
   // its seq as refused (a definite fate, and no gap for the messages after it), whatever any node's limit.
-  if (cluster_max_message_ != 0 && message.message.size() > cluster_max_message_) {
+  if (message.settled || (cluster_max_message_ != 0 && message.message.size() > cluster_max_message_)) {
     message.withdrawn = true;
     protocol::append_frame(protocol::IngressWithdrawn{session_, message.seq - session_base_}, out_);
     return;
@@ -365,9 +367,19 @@ void ClientCore::resend_from(std::uint64_t seq) {
 void ClientCore::acknowledge(std::uint64_t seq, std::uint64_t position) {
   while (!buffer_.empty() && buffer_.front().seq <= seq) {
     Buffered message = buffer_.pop_front();
+    if (message.settled) {
+      --settled_in_buffer_;
+      continue;
+    }
     // A withdrawn message's seq is covered by "applied up to" too, but the cluster only recorded it as refused.
     if (message.surely_refused())
       events_.emplace_back(RejectedEvent{message.seq, Reason::too_large, "larger than the cluster's message limit"});
+    else if (message.withdrawn)
+      // Sent whole, then withdrawn (the cluster's limit fell while it was in flight): the seq was applied or refused,
+      // and "applied up to" cannot tell which. Only nodes configured with different limits get here.
+      events_.emplace_back(UnknownEvent{message.seq, Reason::too_large,
+                                        "the cluster's message limit changed while it was in flight: applied or "
+                                        "refused, the cluster's acknowledgement cannot tell"});
     else
       events_.emplace_back(AppliedEvent{message.seq, position});
     buffered_bytes_ -= message.message.size();
@@ -411,7 +423,7 @@ void ClientCore::on_frame(const protocol::Frame& frame, Time now) {
   if (link_ != Link::open || state_ == ClientState::closed) return;
   handle_frame(frame, now);
   // A draining close ends as soon as the last fate is known.
-  if (drain_deadline_ && buffer_.empty() && state_ != ClientState::closed) close(now);
+  if (drain_deadline_ && unacknowledged() == 0 && state_ != ClientState::closed) close(now);
 }
 
 void ClientCore::handle_frame(const protocol::Frame& frame, Time now) {
@@ -447,12 +459,15 @@ void ClientCore::handle_frame(const protocol::Frame& frame, Time now) {
         case protocol::IngressRejectReason::too_large:
           // Its seq was consumed by the cluster: a definite fate, and the messages after it go on.
           for (std::size_t index = 0; index < buffer_.size(); ++index) {
-            if (buffer_[index].seq != rejected->seq + session_base_) continue;
-            Buffered message = buffer_.erase(index);
+            Buffered& message = buffer_[index];
+            if (message.seq != rejected->seq + session_base_ || message.settled) continue;
             events_.emplace_back(
                 RejectedEvent{message.seq, Reason::too_large, "larger than the cluster's message limit"});
             buffered_bytes_ -= message.message.size();
             give_back(std::move(message.message));
+            message.message = {};
+            message.settled = true;
+            ++settled_in_buffer_;
             break;
           }
           return;
@@ -500,6 +515,7 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
     if (stale(reply->term)) return;
   }
   last_heard_ = now;
+  adopt_keepalive(*reply);
   switch (reply->status) {
     case protocol::SessionStatus::redirect:
       note_leader(reply->leader_id, reply->term);
@@ -553,12 +569,6 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
   }
   note_leader(reply.leader_id, reply.term);
   cluster_max_message_ = reply.max_message_size;
-  // The node's keep-alive needs: keep alive at least as often as it does, and wait at least as long as it waits.
-  if (reply.keepalive_interval_ms != 0)
-    keepalive_interval_ =
-        std::min<Time>(options_.keepalive_interval, std::chrono::milliseconds(reply.keepalive_interval_ms));
-  if (reply.silence_limit_ms != 0)
-    silence_limit_ = std::max<Time>(options_.silence_limit, std::chrono::milliseconds(reply.silence_limit_ms));
   SessionChange change = SessionChange::opened;
   if (known_session_ == 0) {
     if (replaced_pending_) change = SessionChange::replaced;
@@ -616,6 +626,21 @@ void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
   while (!base_shifts_.empty() && base_shifts_.back().first > cluster_wire) base_shifts_.pop_back();
   base_shifts_.emplace_back(cluster_wire + 1, session_base_);
   resent_from_ = 0;
+}
+
+// The node's keep-alive needs, from any reply (also while waiting at a node with no leader): keep alive at least as
+// often as it does, and wait at least as long as it waits. Bounded, so a node cannot make the client flood it nor
+// wait on a dead connection for days.
+void ClientCore::adopt_keepalive(const protocol::SessionReply& reply) {
+  constexpr Time kFastestKeepAlive = std::chrono::milliseconds(10);
+  constexpr Time kLongestSilence = std::chrono::seconds(60);
+  if (reply.keepalive_interval_ms != 0)
+    keepalive_interval_ =
+        std::min<Time>(options_.keepalive_interval,
+                       std::max<Time>(kFastestKeepAlive, std::chrono::milliseconds(reply.keepalive_interval_ms)));
+  if (reply.silence_limit_ms != 0)
+    silence_limit_ = std::max<Time>(options_.silence_limit,
+                                    std::min<Time>(kLongestSilence, std::chrono::milliseconds(reply.silence_limit_ms)));
 }
 
 void ClientCore::handle_busy(std::string_view text, Time now) {
@@ -715,8 +740,29 @@ std::optional<std::string> validate(const ClientOptions& options) {
     problems += text;
   };
   if (options.members.empty()) problem("members: at least one endpoint is needed");
-  for (const std::string& member : options.members)
+  for (std::size_t i = 0; i < options.members.size(); ++i) {
+    const std::string& member = options.members[i];
     if (!plausible_endpoint(member)) problem(fmt::format("members: '{}' is not host:port", member));
+    if (std::find(options.members.begin(), options.members.begin() + static_cast<std::ptrdiff_t>(i), member) !=
+        options.members.begin() + static_cast<std::ptrdiff_t>(i))
+      problem(fmt::format("members: '{}' is listed twice", member));
+  }
+  // Durations are turned into nanoseconds and added to the clock: bounded, so no sum overflows (0 means never for
+  // the two deadlines; "never" is not a huge value).
+  const auto at_most = [&](std::string_view name, std::chrono::milliseconds value, std::chrono::hours limit) {
+    if (value > limit) problem(fmt::format("{}: {} ms is above {} h", name, value.count(), limit.count()));
+  };
+  at_most("keepalive_interval", options.keepalive_interval, std::chrono::hours(1));
+  at_most("silence_limit", options.silence_limit, std::chrono::hours(1));
+  at_most("backoff_initial", options.backoff_initial, std::chrono::hours(1));
+  at_most("backoff_max", options.backoff_max, std::chrono::hours(1));
+  at_most("refused_backoff_max", options.refused_backoff_max, std::chrono::hours(1));
+  at_most("give_up_after", options.give_up_after, std::chrono::hours(24 * 365));
+  at_most("connect_timeout", options.connect_timeout, std::chrono::hours(24 * 365));
+  if (options.max_buffered_messages > (std::size_t{1} << 30U))
+    problem(fmt::format("max_buffered_messages: {} is above 2^30", options.max_buffered_messages));
+  if (options.max_buffered_bytes > (std::size_t{1} << 40U))
+    problem(fmt::format("max_buffered_bytes: {} is above 1 TiB", options.max_buffered_bytes));
   if (options.keepalive_interval.count() <= 0) problem("keepalive_interval: must be above 0");
   if (options.silence_limit <= options.keepalive_interval)
     problem(fmt::format("silence_limit: {} ms must be above keepalive_interval ({} ms)", options.silence_limit.count(),

@@ -166,7 +166,7 @@ class ClientCore {
   std::uint64_t term() const noexcept { return term_; }
   /// The configuration id of the nodes that served this client (0 until one has).
   std::uint64_t configuration() const noexcept { return configuration_; }
-  std::size_t unacknowledged() const noexcept { return buffer_.size(); }
+  std::size_t unacknowledged() const noexcept { return buffer_.size() - settled_in_buffer_; }
   /// Every seq up to this one has its fate.
   std::uint64_t settled_seq() const noexcept { return acked_; }
   /// The log position the cluster last reported applying this client's messages at.
@@ -181,6 +181,10 @@ class ClientCore {
     std::vector<std::byte> message;
     bool sent_whole = false;  // the cluster may have its bytes
     bool withdrawn = false;   // sent as a withdrawal (above the cluster's limit)
+    // Its fate is told already (the cluster rejected it as too large), but its seq stays in the buffer until an ack
+    // covers it, resent as a withdrawal, so the wire numbering stays contiguous (a renumbering after a data loss
+    // counts on it). Its bytes are freed.
+    bool settled = false;
     // Withdrawn and never sent whole: the cluster cannot have applied it, whatever "applied up to" says.
     bool surely_refused() const noexcept { return withdrawn && !sent_whole; }
   };
@@ -223,6 +227,7 @@ class ClientCore {
   void handle_frame(const protocol::Frame& frame, Time now);
   void handle_reply(const protocol::Frame& frame, Time now);
   void handle_busy(std::string_view text, Time now);
+  void adopt_keepalive(const protocol::SessionReply& reply);
   void session_opened(const protocol::SessionReply& reply, Time now);
   /// The cluster's last applied seq for a resumed session is below one it acknowledged: reports the lost seqs and
   /// renumbers the buffer to follow the cluster's position.
@@ -278,6 +283,7 @@ class ClientCore {
   // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
   Ring<Buffered> buffer_;
   std::size_t buffered_bytes_ = 0;
+  std::size_t settled_in_buffer_ = 0;  // Buffered::settled ones, which keep only their seq
   // Byte buffers of acknowledged messages and delivered egress, reused for the next ones (bounded by
   // kMaxSpareBytes in capacity).
   std::vector<std::vector<std::byte>> spare_;

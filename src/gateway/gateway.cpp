@@ -233,7 +233,15 @@ void Gateway::reply_not_leader(ConnectionId id, std::string_view why, Time now) 
     reply.status = protocol::SessionStatus::no_leader;
     reply.text = why;
   }
+  announce_keepalive(reply);
   send(id, reply);
+}
+
+// Every session reply says how often this node keeps a client alive and how long it waits on a silent one, so the
+// client adapts before its first session too (a client waiting at a node with no leader must not be dropped).
+void Gateway::announce_keepalive(protocol::SessionReply& reply) const {
+  reply.keepalive_interval_ms = milliseconds(config_.client_keepalive_interval);
+  reply.silence_limit_ms = milliseconds(kClientSilenceKeepAliveIntervals * config_.client_keepalive_interval);
 }
 
 void Gateway::refuse_open(ConnectionId id, std::string_view why) {
@@ -242,6 +250,7 @@ void Gateway::refuse_open(ConnectionId id, std::string_view why) {
   reply.term = replica_.raft().term().value();
   reply.leader_id = known_leader();
   reply.text = why.substr(0, protocol::kMaxErrorTextLength);
+  announce_keepalive(reply);
   send(id, reply);
 }
 
@@ -321,6 +330,7 @@ void Gateway::deliver_host_outputs() {
                                           : protocol::SessionCloseReason{};
             }
             reply.text = "the cluster's session limit is reached";
+            announce_keepalive(reply);
             send(id, reply);
           } else {
             if constexpr (std::is_same_v<Out, host::SessionEnded>)
@@ -386,8 +396,6 @@ void Gateway::answer_open(const host::SessionOpened& out) {
   reply.last_applied_seq = out.last_seq;
   reply.max_message_size = config_.max_message_size;
   reply.incarnation = protocol::Incarnation{replica_.host().incarnation().high, replica_.host().incarnation().low};
-  reply.keepalive_interval_ms = milliseconds(config_.client_keepalive_interval);
-  reply.silence_limit_ms = milliseconds(kClientSilenceKeepAliveIntervals * config_.client_keepalive_interval);
   reply.egress_seq = out.egress_seq;
   if (out.replaced) {
     reply.replaced_session = out.replaced->session;
@@ -396,9 +404,12 @@ void Gateway::answer_open(const host::SessionOpened& out) {
     reply.replaced_reason = out.replaced->known ? static_cast<protocol::SessionCloseReason>(out.replaced->reason)
                                                 : protocol::SessionCloseReason{};
   }
+  announce_keepalive(reply);
   send(id, reply);
-  // The client's last egress counts only for the session it names; a session new to it starts from 1.
-  const std::uint64_t seen = out.session == connection.resume ? connection.last_egress : 0;
+  // The client's last egress counts only for the session it names; a session new to it starts from 1. Above the
+  // session's egress seq only if the cluster lost the newest part of its log: the client then takes what follows
+  // the cluster's as new, and so must a later reopen on its behalf.
+  const std::uint64_t seen = out.session == connection.resume ? std::min(connection.last_egress, out.egress_seq) : 0;
   // From now on the connection resumes this session, from what it was sent, if this node reopens it on the
   // client's behalf (answer_waiting_clients): the connection delivers in order what was sent on it.
   connection.resume = out.session;

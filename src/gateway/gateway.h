@@ -45,6 +45,7 @@
 #include "common/strong_id.h"
 #include "consensus/raft.h"
 #include "host/replica.h"
+#include "protocol/client_messages.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 
@@ -214,6 +215,7 @@ class Gateway {
   std::uint32_t known_leader() const;
   void answer_open(const host::SessionOpened& opened);
   void refuse_open(ConnectionId id, std::string_view why);
+  void announce_keepalive(protocol::SessionReply& reply) const;
 
   GatewayConfig config_;
   host::Replica& replica_;
