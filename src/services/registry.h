@@ -9,7 +9,8 @@
 
 namespace cohort::services {
 
-/// A fresh service: "kv" (KvService), "counter" (CounterService), "echo" (EchoService); nullptr for any other name.
+/// A fresh service: "kv" (KvService), "counter" (CounterService), "echo" (EchoService), "ledger" (LedgerService);
+/// nullptr for any other name.
 std::unique_ptr<Service> make_service(std::string_view name);
 /// The names make_service knows, in a fixed order.
 const std::vector<std::string_view>& service_names();

@@ -1,5 +1,6 @@
 // The built-in services driven directly through a fake Cluster: the key-value store's semantics, TTL timers,
-// snapshots, determinism and malformed input; the counter, the echo service, the registry and the kv codec.
+// snapshots, determinism and malformed input; the counter, the echo service, the registry and the kv codec. The
+// ledger service has its own file (ledger_test.cpp).
 
 #include <gtest/gtest.h>
 
@@ -19,6 +20,7 @@
 #include "services/echo_service.h"
 #include "services/kv_codec.h"
 #include "services/kv_service.h"
+#include "services/ledger_service.h"
 #include "services/registry.h"
 
 namespace cohort::services {
@@ -824,14 +826,15 @@ TEST(EchoService, RepliesWithTheSameBytesAndCounts) {
 // ---- registry ----
 
 TEST(Registry, MakesEveryNamedServiceAndNothingElse) {
-  EXPECT_EQ(service_names(), (std::vector<std::string_view>{"kv", "counter", "echo"}));
+  EXPECT_EQ(service_names(), (std::vector<std::string_view>{"kv", "counter", "echo", "ledger"}));
   for (std::string_view name : service_names()) EXPECT_NE(make_service(name), nullptr) << name;
   EXPECT_NE(dynamic_cast<KvService*>(make_service("kv").get()), nullptr);
   EXPECT_NE(dynamic_cast<CounterService*>(make_service("counter").get()), nullptr);
   EXPECT_NE(dynamic_cast<EchoService*>(make_service("echo").get()), nullptr);
+  EXPECT_NE(dynamic_cast<LedgerService*>(make_service("ledger").get()), nullptr);
   EXPECT_EQ(make_service("KV"), nullptr);
   EXPECT_EQ(make_service(""), nullptr);
-  EXPECT_EQ(make_service("ledger"), nullptr);
+  EXPECT_EQ(make_service("bank"), nullptr);
 }
 
 }  // namespace

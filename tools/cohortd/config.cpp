@@ -40,7 +40,7 @@ using cohort::Result;
 using cohort::unexpected;
 using Problems = std::vector<std::string>;
 
-constexpr std::array<std::string_view, 3> kServices{"kv", "counter", "echo"};
+constexpr std::array<std::string_view, 4> kServices{"kv", "counter", "echo", "ledger"};
 constexpr std::array<std::string_view, 5> kLogLevels{"trace", "debug", "info", "warn", "error"};
 constexpr std::array<std::string_view, 2> kSyncPolicies{"fsync", "none"};
 
@@ -415,7 +415,7 @@ void define_flags(CLI::App& app, Flags& flags) {
   app.add_option("--cluster-id", flags.cluster_id, "the cluster's id (cluster_id); peers and clients present the same")
       ->type_name("ID");
   app.add_option("--data-dir", flags.data_dir, "directory for the log and metadata (data_dir)")->type_name("DIR");
-  app.add_option("--service", flags.service, "the service to run: kv, counter, echo (service; default kv)")
+  app.add_option("--service", flags.service, "the service to run: kv, counter, echo, ledger (service; default kv)")
       ->type_name("NAME");
   app.add_option("--sync", flags.sync, "fsync (durable on each node; default) or none (durable by replication) (sync)")
       ->type_name("POLICY");

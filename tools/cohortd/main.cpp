@@ -1,4 +1,4 @@
-// cohortd: a Cohort node with a built-in service (kv, counter or echo) chosen by configuration. It is the node
+// cohortd: a Cohort node with a built-in service (kv, counter, echo or ledger) chosen by configuration. It is the node
 // library (include/cohort/node.h) plus services/registry.h; a user's own node is the same dozen lines with their
 // own service (examples/).
 
