@@ -114,6 +114,7 @@ enum class Reason : std::uint8_t {
   too_large,         // above the cluster's message limit: rejected
   session_replaced,  // the cluster closed the session (idle too long, or on request) before applying it
 };
+/// The enumerator's name ("connection_refused"): stable, for scripts.
 const char* to_string(Reason reason) noexcept;
 
 /// What on_session reports of the session the client now has.
@@ -130,7 +131,7 @@ const char* to_string(OfferStatus status) noexcept;
 
 struct Offer {
   OfferStatus status = OfferStatus::closed;
-  std::uint64_t seq = 0;  // when accepted
+  std::uint64_t seq = 0;  // when accepted: 1, 2, 3, ... in the order offers were accepted, for the client's life
 };
 
 /// Callbacks run on the client's I/O thread (invoker mode: inside poll()), one at a time. They may call offer()

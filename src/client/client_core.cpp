@@ -693,28 +693,29 @@ const char* to_string(ClientState state) noexcept {
 }
 
 const char* to_string(Reason reason) noexcept {
+  // The enumerator's own name: stable, for scripts and logs (the text beside it is for people).
   switch (reason) {
     case Reason::none: return "none";
-    case Reason::connection_refused: return "connection refused";
+    case Reason::connection_refused: return "connection_refused";
     case Reason::unreachable: return "unreachable";
-    case Reason::timed_out: return "timed out";
-    case Reason::connection_reset: return "connection reset";
-    case Reason::protocol_error: return "protocol error";
-    case Reason::no_leader: return "no leader";
+    case Reason::timed_out: return "timed_out";
+    case Reason::connection_reset: return "connection_reset";
+    case Reason::protocol_error: return "protocol_error";
+    case Reason::no_leader: return "no_leader";
     case Reason::redirected: return "redirected";
-    case Reason::leader_lost: return "leader lost";
-    case Reason::cluster_busy: return "cluster busy";
-    case Reason::node_misconfigured: return "node misconfigured";
-    case Reason::closed_by_application: return "closed by the application";
-    case Reason::give_up_deadline: return "give-up deadline";
-    case Reason::connect_deadline: return "connect deadline";
-    case Reason::authentication_refused: return "authentication refused";
-    case Reason::another_cluster: return "another cluster";
-    case Reason::another_incarnation: return "another incarnation";
-    case Reason::incompatible_version: return "incompatible version";
-    case Reason::invalid_options: return "invalid options";
-    case Reason::too_large: return "too large";
-    case Reason::session_replaced: return "session replaced";
+    case Reason::leader_lost: return "leader_lost";
+    case Reason::cluster_busy: return "cluster_busy";
+    case Reason::node_misconfigured: return "node_misconfigured";
+    case Reason::closed_by_application: return "closed_by_application";
+    case Reason::give_up_deadline: return "give_up_deadline";
+    case Reason::connect_deadline: return "connect_deadline";
+    case Reason::authentication_refused: return "authentication_refused";
+    case Reason::another_cluster: return "another_cluster";
+    case Reason::another_incarnation: return "another_incarnation";
+    case Reason::incompatible_version: return "incompatible_version";
+    case Reason::invalid_options: return "invalid_options";
+    case Reason::too_large: return "too_large";
+    case Reason::session_replaced: return "session_replaced";
   }
   return "unknown";
 }
