@@ -273,7 +273,7 @@ void ClientCore::close_for(Reason reason, std::string text, std::string_view fat
 // The next session numbers its messages from 1 again; the application's seqs go on.
 void ClientCore::start_session_numbering() {
   session_base_ = next_seq_ - 1;
-  base_shifts_.assign(1, {1, session_base_});
+  lost_reported_.clear();
   acked_ = session_base_;
   last_egress_ = 0;
 }
@@ -359,7 +359,11 @@ void ClientCore::send_ingress(Buffered& message) {
   protocol::append_frame(protocol::Ingress{session_, message.seq - session_base_, message.message}, out_);
 }
 
+// Seqs from `seq` up to acked_ have their fates, yet the cluster asks for them: it lost them (a data loss). They are
+// withdrawn, which the cluster records as refused, so its next seq is the buffer's first and no seq is reused.
 void ClientCore::resend_from(std::uint64_t seq) {
+  for (std::uint64_t lost = std::max(seq, session_base_ + 1); lost <= acked_; ++lost)
+    protocol::append_frame(protocol::IngressWithdrawn{session_, lost - session_base_}, out_);
   for (std::size_t index = 0; index < buffer_.size(); ++index)
     if (buffer_[index].seq >= seq) send_ingress(buffer_[index]);
 }
@@ -599,33 +603,42 @@ void ClientCore::session_opened(const protocol::SessionReply& reply, Time now) {
   set_state(ClientState::connected, Reason::none,
             fmt::format("session {} {} by node {}", session_, to_string(change), reply.leader_id));
   acknowledge(reply.last_applied_seq + session_base_, 0);
-  resent_from_ = acked_ + 1;
-  resend_from(acked_ + 1);
+  // From the cluster's position: after a data loss that is below acked_, and the lost seqs are withdrawn first.
+  resent_from_ = std::min(acked_, reply.last_applied_seq + session_base_) + 1;
+  if (planted_bug() == 16) resent_from_ = acked_ + 1;
+  resend_from(resent_from_);
   last_sent_ = now;
 }
 
 // The cluster reports a lower last applied seq than it acknowledged before: it lost the newest part of its log
 // (sync policy none, every node lost power). Those messages were reported applied already, so this is not a second
-// fate but news the application needs; the session goes on from the cluster's position, or the client would wait
-// forever on a gap the cluster cannot fill.
+// fate but news the application needs. The session goes on from the cluster's position: resend_from() withdraws the
+// lost seqs (the cluster records them refused) before the buffer, so no wire seq ever names two messages. Were the
+// client to renumber its buffer onto the lost seqs instead, a second power loss that brought the old history back
+// (a node that kept it winning an election) would apply the old message under a seq the client gave a new one.
 void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
   if (planted_bug() == 16) return;
-  // The wire seqs the cluster lost, (cluster_wire, acked_wire], map to the application's seqs by the base in force
-  // where each was sent: after an earlier loss in this session, those below its shift follow the older base (one
-  // event per stretch, so that seqs reported lost before are not reported again).
-  const std::uint64_t cluster_wire = reply.last_applied_seq;
-  const std::uint64_t acked_wire = acked_ - session_base_;
-  for (std::size_t i = 0; i < base_shifts_.size(); ++i) {
-    const std::uint64_t first = std::max(base_shifts_[i].first, cluster_wire + 1);
-    const std::uint64_t last = i + 1 < base_shifts_.size() ? base_shifts_[i + 1].first - 1 : acked_wire;
-    if (first <= last && planted_bug() != 15)
-      events_.emplace_back(DataLossEvent{first + base_shifts_[i].second, last + base_shifts_[i].second});
+  // Report each lost seq once, also across several losses in one session.
+  std::uint64_t from = reply.last_applied_seq + session_base_ + 1;
+  const std::uint64_t to = acked_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> reported;
+  for (const auto& [first, last] : lost_reported_) {
+    if (last < from || first > to) continue;
+    if (first > from && planted_bug() != 15) events_.emplace_back(DataLossEvent{from, first - 1});
+    from = std::max(from, last + 1);
   }
-  // The buffer's first seq (acked_ + 1) goes out as the wire seq after the cluster's last.
-  session_base_ = acked_ - cluster_wire;
-  while (!base_shifts_.empty() && base_shifts_.back().first > cluster_wire) base_shifts_.pop_back();
-  base_shifts_.emplace_back(cluster_wire + 1, session_base_);
-  resent_from_ = 0;
+  if (from <= to && planted_bug() != 15) events_.emplace_back(DataLossEvent{from, to});
+  lost_reported_.emplace_back(reply.last_applied_seq + session_base_ + 1, to);
+  std::sort(lost_reported_.begin(), lost_reported_.end());
+  // Merged, so the list stays as short as the number of separate losses.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> merged;
+  for (const auto& range : lost_reported_) {
+    if (!merged.empty() && range.first <= merged.back().second + 1)
+      merged.back().second = std::max(merged.back().second, range.second);
+    else
+      merged.push_back(range);
+  }
+  lost_reported_ = std::move(merged);
 }
 
 // The node's keep-alive needs, from any reply (also while waiting at a node with no leader): keep alive at least as

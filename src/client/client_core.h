@@ -289,13 +289,12 @@ class ClientCore {
   std::vector<std::vector<std::byte>> spare_;
   std::size_t spare_bytes_ = 0;
   // Seqs here are the application's, unique for the client's life; on the wire, a session numbers its messages
-  // from 1: wire seq = seq - session_base_ (the last seq offered before the session began, moved on if the
-  // cluster lost acknowledged messages: see adopt_cluster_position).
+  // from 1: wire seq = seq - session_base_ (the last seq offered before the session began). Never reused within a
+  // session, even after a data loss (see adopt_cluster_position).
   std::uint64_t next_seq_ = 1;
   std::uint64_t session_base_ = 0;
-  // Each base in force in the session, from the wire seq it applies to: one, unless the cluster lost acknowledged
-  // messages (then the wire seqs after its last applied are reused for later messages).
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> base_shifts_{{1, 0}};
+  // Ranges of seqs of this session reported lost (DataLossEvent), merged: a later loss reports only the others.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> lost_reported_;
   std::uint64_t acked_ = 0;  // every seq up to here has its fate
   std::uint64_t applied_position_ = 0;
   // The last egress seq delivered in known_session_ (egress seqs start from 1 in every session): only the next one

@@ -1948,17 +1948,22 @@ TEST_F(ClientCoreTest, AResumeBelowWhatWasAcknowledgedReportsTheLostSeqsOnceAndG
   const auto sessions = take<SessionEvent>(events);
   ASSERT_EQ(sessions.size(), 1U);
   EXPECT_EQ(sessions[0].change, SessionChange::resumed);
-  // The buffer continues from the cluster's position: seqs 6 and 7 as wire seqs 3 and 4.
+  // The session goes on from the cluster's position: the lost seqs 3-5 are withdrawn (the cluster records them
+  // refused), then seqs 6 and 7 go out under their own wire seqs: no wire seq ever names two messages.
   const auto sent = take_sent(core_);
-  EXPECT_EQ(ingress_seqs(sent), (Seqs{3, 4}));
-  ASSERT_EQ(sent.size(), 2U);
-  EXPECT_EQ(sent[0].payload, "6");
-  EXPECT_EQ(sent[1].payload, "7");
-  deliver(ack(3, 60));
+  EXPECT_EQ(types(sent),
+            (std::vector<MessageType>{MessageType::ingress_withdrawn, MessageType::ingress_withdrawn,
+                                      MessageType::ingress_withdrawn, MessageType::ingress, MessageType::ingress}));
+  ASSERT_EQ(sent.size(), 5U);
+  EXPECT_EQ(sent[0].seq, 3U);
+  EXPECT_EQ(sent[2].seq, 5U);
+  EXPECT_EQ(ingress_seqs(sent), (Seqs{6, 7}));
+  EXPECT_EQ(sent[3].payload, "6");
+  deliver(ack(6, 60));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{6}));
   ASSERT_EQ(offer("8").seq, 8U);
-  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{5}));
-  deliver(ack(5, 70));
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{8}));
+  deliver(ack(8, 70));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{7, 8}));
   EXPECT_EQ(core_.settled_seq(), 8U);
   EXPECT_EQ(core_.unacknowledged(), 0U);
@@ -1966,7 +1971,7 @@ TEST_F(ClientCoreTest, AResumeBelowWhatWasAcknowledgedReportsTheLostSeqsOnceAndG
 
   // A later resume at the cluster's new position loses nothing.
   core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
-  open(/*last_applied=*/5);
+  open(/*last_applied=*/8);
   EXPECT_TRUE(take<DataLossEvent>().empty());
 }
 
@@ -1998,19 +2003,21 @@ TEST_F(ClientCoreTest, AMessageRejectedFromTheMiddleKeepsTheNumberingContiguousT
   EXPECT_EQ(lost[0].from, 1U);
   EXPECT_EQ(lost[0].to, 1U);
   const auto sent = take_sent(core_);
-  EXPECT_EQ(types(sent), (std::vector<MessageType>{MessageType::ingress_withdrawn, MessageType::ingress}));
-  ASSERT_EQ(sent.size(), 2U);
-  EXPECT_EQ(sent[0].seq, 1U) << "the rejected seq keeps its place, withdrawn";
-  EXPECT_EQ(sent[1].seq, 2U);
-  deliver(ack(2, 20));
+  EXPECT_EQ(types(sent), (std::vector<MessageType>{MessageType::ingress_withdrawn, MessageType::ingress_withdrawn,
+                                                   MessageType::ingress}));
+  ASSERT_EQ(sent.size(), 3U);
+  EXPECT_EQ(sent[0].seq, 1U) << "the lost seq, withdrawn";
+  EXPECT_EQ(sent[1].seq, 2U) << "the rejected seq keeps its place, withdrawn";
+  EXPECT_EQ(sent[2].seq, 3U);
+  deliver(ack(3, 20));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{3}));
   EXPECT_EQ(core_.unacknowledged(), 0U);
   for (std::uint64_t seq = 1; seq <= 3; ++seq) EXPECT_EQ(fates_[seq], 1) << "seq " << seq;
 }
 
-// Two losses in one session, the second reaching below the first's shift: the wire seqs before the first shift
-// name messages numbered by the session's first base, those after it by the shifted base (simulator seed 4155).
-TEST_F(ClientCoreTest, ASecondLossBelowTheFirstReportsEachLostSeqOnceByTheBaseItWasSentUnder) {
+// Two losses in one session, the second reaching below the first: each lost seq is reported once (simulator seed
+// 4155), and the session always goes on under new wire seqs, the lost ones withdrawn.
+TEST_F(ClientCoreTest, ASecondLossBelowTheFirstReportsEachLostSeqOnce) {
   open();
   for (int i = 1; i <= 5; ++i) ASSERT_EQ(offer("m").status, OfferStatus::accepted);
   deliver(ack(5, 50));
@@ -2022,23 +2029,28 @@ TEST_F(ClientCoreTest, ASecondLossBelowTheFirstReportsEachLostSeqOnceByTheBaseIt
   auto lost = take<DataLossEvent>();
   ASSERT_EQ(lost.size(), 1U);
   EXPECT_EQ(std::make_pair(lost[0].from, lost[0].to), std::make_pair(std::uint64_t{7}, std::uint64_t{10}));
-  take_sent(core_);
+  auto sent = take_sent(core_);
+  ASSERT_EQ(sent.size(), 4U);
+  EXPECT_EQ(sent[0].type, MessageType::ingress_withdrawn);
+  EXPECT_EQ(sent[0].seq, 7U);
+  EXPECT_EQ(sent[3].seq, 10U);
   for (int i = 11; i <= 14; ++i) ASSERT_EQ(offer("m").seq, static_cast<std::uint64_t>(i));
-  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{7, 8, 9, 10})) << "after the cluster's last applied (6)";
-  deliver(ack(10, 140));
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{11, 12, 13, 14})) << "never a wire seq of a lost message";
+  deliver(ack(14, 140));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{11, 12, 13, 14}));
 
-  // The second loss: the cluster is back at wire seq 4. Wire 5-6 were app seqs 5-6 (first base), wire 7-10 were
-  // app seqs 11-14 (shifted base); 7-10 were reported lost already and are not named again.
+  // The second loss: the cluster is back at seq 4. 7-10 were reported lost already and are not named again.
   core_.on_disconnected(now_, Disconnect{Reason::connection_reset, "connection reset"});
   open(/*last_applied=*/4);
   lost = take<DataLossEvent>();
   ASSERT_EQ(lost.size(), 2U);
   EXPECT_EQ(std::make_pair(lost[0].from, lost[0].to), std::make_pair(std::uint64_t{5}, std::uint64_t{6}));
   EXPECT_EQ(std::make_pair(lost[1].from, lost[1].to), std::make_pair(std::uint64_t{11}, std::uint64_t{14}));
+  sent = take_sent(core_);
+  EXPECT_EQ(sent.size(), 10U) << "seqs 5-14 withdrawn";
   ASSERT_EQ(offer("m").seq, 15U);
-  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{5})) << "the next message follows the cluster's position";
-  deliver(ack(5, 150));
+  EXPECT_EQ(ingress_seqs(take_sent(core_)), (Seqs{15}));
+  deliver(ack(15, 150));
   EXPECT_EQ(seqs_of(take<AppliedEvent>()), (Seqs{15}));
 }
 
