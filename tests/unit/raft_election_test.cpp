@@ -166,8 +166,9 @@ class Cluster {
         node.queued = node.log->last_seq();
         node.syncing.emplace_back(now_ + kFsync, node.queued);
       }
+      const PersistSeq durable = node.log->durable_seq();
       std::erase_if(node.outbox, [&](const Outgoing& out) {
-        if (out.after > node.log->durable_seq()) return false;
+        if (out.after > durable) return false;
         const auto latency = static_cast<Duration::rep>(random_.between(1'000'000, 2'000'000));
         network_.push_back({now_ + Duration(latency), out.message});
         return true;
