@@ -362,7 +362,7 @@ void ClientCore::send_ingress(Buffered& message) {
 // Seqs from `seq` up to acked_ have their fates, yet the cluster asks for them: it lost them (a data loss). They are
 // withdrawn, which the cluster records as refused, so its next seq is the buffer's first and no seq is reused.
 void ClientCore::resend_from(std::uint64_t seq) {
-  for (std::uint64_t lost = std::max(seq, session_base_ + 1); lost <= acked_; ++lost)
+  for (std::uint64_t lost = std::max(seq, session_base_ + 1); lost <= acked_ && planted_bug() != 16; ++lost)
     protocol::append_frame(protocol::IngressWithdrawn{session_, lost - session_base_}, out_);
   for (std::size_t index = 0; index < buffer_.size(); ++index)
     if (buffer_[index].seq >= seq) send_ingress(buffer_[index]);
