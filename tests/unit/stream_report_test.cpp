@@ -130,13 +130,14 @@ TEST(Summary, TheLongestOutageIsTheLongestListed) {
 TEST(Json, IsOneLineWithTheFieldsAScriptReads) {
   Summary summary = clean_summary();
   summary.outages = {{1.5, 0.6126, "connection \"reset\"", true}};
+  summary.longest_stall_s = 0.25;
   const std::string json = to_json(summary);
   EXPECT_EQ(json.find('\n'), std::string::npos);
   EXPECT_EQ(json.front(), '{');
   EXPECT_EQ(json.back(), '}');
   for (const char* field : {"\"ok\":true", "\"accepted\":10", "\"applied\":10", "\"lost\":0", "\"duplicated\":0",
                             "\"unknown\":0", "\"longest_outage_ms\":613", "\"reason\":\"connection \\\"reset\\\"\"",
-                            "\"ledger\":{\"distinct\":10,\"highest\":10"})
+                            "\"ledger\":{\"distinct\":10,\"highest\":10", "\"longest_stall_ms\":250"})
     EXPECT_NE(json.find(field), std::string::npos) << field << " in " << json;
 
   Summary failed = clean_summary();

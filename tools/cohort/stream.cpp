@@ -167,6 +167,15 @@ class StreamListener final : public ClientListener {
   StreamListener(Output& out, Clock::time_point start, std::uint64_t tag, ReportBox& reports)
       : out_(out), start_(start), tag_(tag), reports_(reports) {}
 
+  /// The main thread has had `number` accepted: from then on it is pending until its fate comes.
+  void note_accepted(std::uint64_t number) {
+    const auto now = Clock::now();
+    const std::lock_guard lock(mutex_);
+    const bool was_pending = pending();
+    accepted_ = std::max(accepted_, number);
+    if (!was_pending && pending() && connected_) stall_from_ = now;
+  }
+
   /// Seqs above `last` are the ledger queries', not stream numbers.
   void end_of_stream(std::uint64_t last) {
     const std::lock_guard lock(mutex_);
@@ -202,6 +211,8 @@ class StreamListener final : public ClientListener {
     summary.state_changes = state_changes_;
     summary.connect_failures = connect_failures_;
     summary.outages = outages_;
+    summary.longest_stall_s = longest_stall_s_;
+    if (stall_from_) summary.longest_stall_s = std::max(longest_stall_s_, seconds_between(*stall_from_, Clock::now()));
     if (outage_start_) {
       summary.outages.push_back(Outage{seconds_between(start_, *outage_start_),
                                        seconds_between(*outage_start_, Clock::now()), outage_reason_, false});
@@ -214,7 +225,9 @@ class StreamListener final : public ClientListener {
     {
       const std::lock_guard lock(mutex_);
       ++state_changes_;
+      end_stall(now);
       if (state == ClientState::connected) {
+        if (pending()) stall_from_ = now;
         if (outage_start_) {
           outages_.push_back(Outage{seconds_between(start_, *outage_start_), seconds_between(*outage_start_, now),
                                     outage_reason_, true});
@@ -329,10 +342,25 @@ class StreamListener final : public ClientListener {
 
   /// Records a stream number's fate; false for a query's seq.
   bool fate(std::uint64_t seq, Fate fate) {
+    const auto now = Clock::now();
     const std::lock_guard lock(mutex_);
     if (seq > stream_last_) return false;
     (void)fates_.set(seq, fate);  // the client gives one fate per seq
+    // Progress: a stall (connected, messages pending, no fate) ends here; another begins if messages remain pending.
+    end_stall(now);
+    if (connected_ && pending()) stall_from_ = now;
     return true;
+  }
+  /// Accepted stream numbers without a fate (under the mutex). A fate can come before the main thread notes the
+  /// number accepted.
+  bool pending() const {
+    return accepted_ > fates_.count(Fate::applied) + fates_.count(Fate::rejected) + fates_.count(Fate::unknown);
+  }
+  /// Ends the stall going on, if any, keeping the longest (under the mutex).
+  void end_stall(Clock::time_point now) {
+    if (!stall_from_) return;
+    longest_stall_s_ = std::max(longest_stall_s_, seconds_between(*stall_from_, now));
+    stall_from_.reset();
   }
   /// Whether to print a rejected or unknown fate: the first kMaxReplyLines are, then one line says the rest are not.
   bool note_bad_fate() {
@@ -380,6 +408,9 @@ class StreamListener final : public ClientListener {
   std::optional<Clock::time_point> outage_start_;
   std::string outage_reason_;
   std::vector<Outage> outages_;
+  std::uint64_t accepted_ = 0;                   // the highest stream number the main thread has had accepted
+  std::optional<Clock::time_point> stall_from_;  // connected with messages pending and no fate since then
+  double longest_stall_s_ = 0;
 };
 static_assert(static_cast<int>(SessionChange::opened) == 0 && static_cast<int>(SessionChange::replaced) == 2,
               "StreamListener::sessions_ is indexed by SessionChange");
@@ -571,6 +602,7 @@ int run_stream(const StreamOptions& options) {
       }
       if (accepted == 0) first_offer = Clock::now();
       accepted = number;
+      listener.note_accepted(number);
       last_offer = Clock::now();
     }
     if (Clock::now() >= next_progress) show_progress("sending");

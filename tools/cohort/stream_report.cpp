@@ -140,6 +140,7 @@ std::string to_json(const Summary& s) {
                        o.start_s, o.length_s * 1000, json_string(o.reason), o.ended ? "true" : "false");
   }
   out += "]";
+  out += fmt::format(",\"longest_stall_ms\":{:.0f}", s.longest_stall_s * 1000);
   out += fmt::format(",\"back_pressured\":{},\"replies\":{},\"duplicate_replies\":{},\"error_replies\":{}",
                      s.back_pressured, s.replies, s.duplicate_replies, s.error_replies);
   out += fmt::format(",\"egress_gaps\":{},\"data_loss\":{}", s.egress_gaps, s.data_loss);
@@ -212,6 +213,8 @@ std::string to_text(const Summary& s) {
   for (const Outage& o : s.outages)
     out += fmt::format("    at +{:.3f} s: {:.0f} ms{} ({})\n", o.start_s, o.length_s * 1000,
                        o.ended ? "" : ", not connected again", o.reason);
+  out += fmt::format("  longest time connected with messages pending and no fate coming: {:.0f} ms\n",
+                     s.longest_stall_s * 1000);
   out += s.ok() ? "  result: ok (0 lost, 0 duplicated, 0 unknown)\n" : "  result: FAILED\n";
   return out;
 }

@@ -81,6 +81,8 @@ struct Summary {
   std::uint64_t state_changes = 0;
   std::uint64_t connect_failures = 0;
   std::vector<Outage> outages;
+  /// The longest time the client was connected with messages pending and no fate coming (a stuck connection).
+  double longest_stall_s = 0;
   std::optional<LedgerView> ledger;  // nullopt: the ledger did not answer
   std::string ledger_error;          // why, when it did not
   Comparison comparison;             // meaningful only with a ledger
