@@ -275,9 +275,10 @@ void ClientChecker::on_session(std::uint64_t id, Instance& client, const client:
       sessions_[event.session].resumed_in = epoch_;
       break;
     case SessionChange::replaced:
-      // A power loss since the session was given may have taken it with the log (its open, or its close).
+      // A power loss since the session was given may have taken it with the log (its open, or its close); then its
+      // id may already name another client's new session (reused after the loss: sessions_ holds that one now).
       if (previous == 0 || event.session == previous ||
-          (!sessions_[previous].closed && sessions_[previous].epoch == epoch_))
+          (!sessions_[previous].closed && sessions_[previous].epoch == epoch_ && sessions_[previous].instance == id))
         return checker_.fail(
             fmt::format("client {} hears session {} replace session {}, which the cluster did not close", id,
                         event.session, previous));
