@@ -46,18 +46,16 @@ Reason handshake_reason(protocol::ErrorCode code) {
 
 ClientCore::ClientCore(ClientOptions options, std::uint64_t client_id_high, std::uint64_t client_id_low,
                        std::uint64_t seed)
-    : options_(std::move(options)),
-      client_high_(client_id_high),
-      client_low_(client_id_low),
-      random_(seed),
-      keepalive_interval_(options_.keepalive_interval),
-      silence_limit_(options_.silence_limit) {
+    : options_(std::move(options)), client_high_(client_id_high), client_low_(client_id_low), random_(seed) {
   if (auto problems = validate(options_)) {
     state_ = ClientState::closed;
     reason_ = Reason::invalid_options;
     reason_text_ = std::move(*problems);
     return;
   }
+  // Only once validated: a duration of centuries would overflow the nanoseconds.
+  keepalive_interval_ = options_.keepalive_interval;
+  silence_limit_ = options_.silence_limit;
   refused_by_member_.assign(options_.members.size(), false);
   next_member_ = static_cast<std::size_t>(random_.below(options_.members.size()));
 }

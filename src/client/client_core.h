@@ -262,8 +262,8 @@ class ClientCore {
   std::optional<Time> started_at_;           // the first tick
   std::optional<Time> not_connected_since_;  // since when the client has had no session (give_up_after)
   std::optional<Time> drain_deadline_;       // close_after_drain was called
-  Time keepalive_interval_;
-  Time silence_limit_;
+  Time keepalive_interval_{0};
+  Time silence_limit_{0};
   std::optional<std::string> connect_;
 
   std::uint64_t session_ = 0;        // 0: none open on this connection
