@@ -198,8 +198,8 @@ class Client {
   /// The session the client has, or is resuming while it reconnects; 0 before the first opens.
   std::uint64_t session_id() const;
   std::uint32_t leader_id() const;
-  /// Every seq up to this one has its fate; and the log position the cluster last reported applying this client's
-  /// messages at.
+  /// Every seq up to this one has its fate; and the highest log position the cluster has reported applying this
+  /// client's messages at.
   std::uint64_t settled_seq() const;
   std::uint64_t applied_position() const;
   /// Messages accepted and not yet given a fate.

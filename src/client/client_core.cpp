@@ -619,7 +619,6 @@ void ClientCore::adopt_cluster_position(const protocol::SessionReply& reply) {
   // Report each lost seq once, also across several losses in one session.
   std::uint64_t from = reply.last_applied_seq + session_base_ + 1;
   const std::uint64_t to = acked_;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> reported;
   for (const auto& [first, last] : lost_reported_) {
     if (last < from || first > to) continue;
     if (first > from && planted_bug() != 15) events_.emplace_back(DataLossEvent{from, first - 1});

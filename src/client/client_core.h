@@ -160,7 +160,6 @@ class ClientCore {
   /// The session the client has, or is resuming while it reconnects (0: none yet).
   std::uint64_t session() const noexcept { return known_session_; }
   /// Whether a session is open on the current connection.
-  bool in_session() const noexcept { return session_ != 0; }
   std::uint32_t leader() const noexcept { return leader_; }
   /// The highest term the client has heard a leader speak in (0: none yet).
   std::uint64_t term() const noexcept { return term_; }
@@ -169,7 +168,7 @@ class ClientCore {
   std::size_t unacknowledged() const noexcept { return buffer_.size() - settled_in_buffer_; }
   /// Every seq up to this one has its fate.
   std::uint64_t settled_seq() const noexcept { return acked_; }
-  /// The log position the cluster last reported applying this client's messages at.
+  /// The highest log position the cluster has reported applying this client's messages at.
   std::uint64_t applied_position() const noexcept { return applied_position_; }
   /// The keep-alive interval and silence limit in use: the options', adjusted to what the node said.
   Time keepalive_interval() const noexcept { return keepalive_interval_; }
@@ -280,7 +279,8 @@ class ClientCore {
   protocol::MemberIds configuration_members_;
   protocol::MemberIds connected_members_;  // the current connection's node's, until its session opens
 
-  // Invariant: ascending seqs, each without a fate yet (a rejected one leaves from the middle).
+  // Invariant: ascending seqs, each without a fate yet, except `settled` ones (rejected as too large), which keep
+  // only their seq until an ack covers it.
   Ring<Buffered> buffer_;
   std::size_t buffered_bytes_ = 0;
   std::size_t settled_in_buffer_ = 0;  // Buffered::settled ones, which keep only their seq

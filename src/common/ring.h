@@ -37,15 +37,6 @@ class Ring {
     return value;
   }
 
-  /// Removes the element at `index`, keeping the order of the others (moves the ones after it: for rare removals).
-  T erase(std::size_t index) noexcept {
-    COHORT_ASSERT(index < size_);
-    T value = std::move((*this)[index]);
-    for (std::size_t at = index; at + 1 < size_; ++at) (*this)[at] = std::move((*this)[at + 1]);
-    --size_;
-    return value;
-  }
-
   /// Removes every element, calling `take` with each (moved out), front first.
   template <typename F>
   void drain(F&& take) {

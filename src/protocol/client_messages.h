@@ -98,9 +98,9 @@ struct SessionReply {
   /// Why the replaced session was closed; SessionCloseReason{} (0): its tombstone is gone (evicted), so the fate
   /// of its messages after the last acknowledged cannot be known.
   SessionCloseReason replaced_reason{};
-  // Layout 3. Opened: the node's keep-alive interval and the silence after which it drops a client (0: not said),
-  // so the client can keep alive often enough and wait long enough; and the session's last egress seq (what a
-  // resume continues from: below the client's own only if the cluster lost the newest part of its log).
+  // Layout 3. Every reply: the node's keep-alive interval and the silence after which it drops a client (0: not
+  // said), so the client can keep alive often enough and wait long enough. Opened only: the session's last egress
+  // seq (what a resume continues from: below the client's own only if the cluster lost the newest part of its log).
   std::uint32_t keepalive_interval_ms = 0;
   std::uint32_t silence_limit_ms = 0;
   std::uint64_t egress_seq = 0;

@@ -165,8 +165,8 @@ std::size_t LedgerService::run_count() const noexcept {
 void LedgerService::reply(Cluster& cluster, SessionId session, const LedgerReply& message) {
   reply_buffer_.clear();
   encode_ledger_reply(message, reply_buffer_);
-  // Refused only if the session is closed or the cluster's egress limit is below a report's 580 bytes: the
-  // record stands either way, and a client that gets no reply can query again.
+  // Refused only if the session is closed or the cluster's egress limit is below a report's largest size
+  // (kLedgerMaxReplySize): the record stands either way, and a client that gets no reply can query again.
   (void)cluster.send(session, reply_buffer_);
 }
 

@@ -335,16 +335,7 @@ class ClientSystemTest : public ClusterTest {
   /// listens), until start_nodes().
   void plan_cluster(std::vector<std::string> extra) {
     extra_ = std::move(extra);
-    const auto ports = free_ports(2 * kNodes);
-    nodes_.clear();
-    for (std::size_t i = 0; i < kNodes; ++i) {
-      NodeProcess node;
-      node.id = static_cast<std::uint32_t>(i + 1);
-      node.peer_port = ports[2 * i];
-      node.client_port = ports[2 * i + 1];
-      node.data_dir = dir_.path() / fmt::format("n{}", node.id);
-      nodes_.push_back(std::move(node));
-    }
+    plan_nodes(kNodes);
   }
 
   /// Starts every node (again), all at once, and waits until each listens.

@@ -429,21 +429,26 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
-  /// Starts the three nodes on fresh ports; if a port was taken meanwhile ("Address already in use"), starts
-  /// over on other ports.
-  bool start_cluster(std::vector<std::string> extra = {}) {
+  /// Chooses `count` nodes' fresh ports and directories without starting them (nothing listens on their ports).
+  void plan_nodes(std::size_t count) {
+    const auto ports = free_ports(2 * count);
+    nodes_.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+      NodeProcess node;
+      node.id = static_cast<std::uint32_t>(i + 1);
+      node.peer_port = ports[2 * i];
+      node.client_port = ports[2 * i + 1];
+      node.data_dir = dir_.path() / fmt::format("n{}", node.id);
+      nodes_.push_back(std::move(node));
+    }
+  }
+
+  /// Starts `count` nodes (three by default) on fresh ports; if a port was taken meanwhile ("Address already in
+  /// use"), starts over on other ports.
+  bool start_cluster(std::vector<std::string> extra = {}, std::size_t count = kNodes) {
     extra_ = std::move(extra);
     for (int attempt = 1; attempt <= 5; ++attempt) {
-      const auto ports = free_ports(2 * kNodes);
-      nodes_.clear();
-      for (std::size_t i = 0; i < kNodes; ++i) {
-        NodeProcess node;
-        node.id = static_cast<std::uint32_t>(i + 1);
-        node.peer_port = ports[2 * i];
-        node.client_port = ports[2 * i + 1];
-        node.data_dir = dir_.path() / fmt::format("n{}", node.id);
-        nodes_.push_back(std::move(node));
-      }
+      plan_nodes(count);
       for (auto& node : nodes_) spawn(node);
       bool port_taken = false;
       bool failed = false;
@@ -533,7 +538,7 @@ class ClusterTest : public ::testing::Test {
           }
           last.clear();
           for (const auto& s : reachable) last += fmt::format("node {} {} t{}; ", s.node_id, s.role, s.term);
-          if (reachable.size() < kNodes / 2 + 1) return false;
+          if (reachable.size() < nodes_.size() / 2 + 1) return false;
           const auto leaders =
               std::count_if(reachable.begin(), reachable.end(), [](const NodeStatus& s) { return s.role == "leader"; });
           if (leaders != 1) return false;

@@ -72,37 +72,7 @@ class ScenarioTest : public ClusterTest {
   }
 
   /// Starts `count` nodes running the ledger service on fresh ports (starting over if a port was taken).
-  bool start_nodes(std::size_t count) {
-    extra_ = {"--service", "ledger"};
-    for (int attempt = 1; attempt <= 5; ++attempt) {
-      const auto ports = free_ports(2 * count);
-      nodes_.clear();
-      for (std::size_t i = 0; i < count; ++i) {
-        NodeProcess node;
-        node.id = static_cast<std::uint32_t>(i + 1);
-        node.peer_port = ports[2 * i];
-        node.client_port = ports[2 * i + 1];
-        node.data_dir = dir_.path() / fmt::format("n{}", node.id);
-        nodes_.push_back(std::move(node));
-      }
-      for (auto& node : nodes_) spawn(node);
-      bool port_taken = false;
-      bool failed = false;
-      for (auto& node : nodes_) {
-        if (await_start(node)) continue;
-        failed = true;
-        port_taken = port_taken || contains(node.process->stderr_text(), "Address already in use");
-      }
-      if (!failed) return true;
-      if (!port_taken) {
-        for (auto& node : nodes_)
-          ADD_FAILURE() << "node " << node.id << " did not start; stderr:\n" << node.process->stderr_text();
-        return false;
-      }
-    }
-    ADD_FAILURE() << "could not find free ports in 5 attempts";
-    return false;
-  }
+  bool start_nodes(std::size_t count) { return start_cluster({"--service", "ledger"}, count); }
 
   /// Starts `cohort stream` at 1,000 messages a second (stopped by finish_stream()) and waits until it is connected.
   bool start_stream() {
