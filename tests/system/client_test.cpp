@@ -372,20 +372,9 @@ class ClientSystemTest : public ClusterTest {
       ADD_FAILURE() << "the reader did not connect:\n" << recorder.describe_states();
       return std::nullopt;
     }
-    const auto until = Clock::now() + deadline();
-    for (std::uint64_t id = kFirstGetId; Clock::now() < until; ++id) {
-      if (reader.offer(get_counter(id)).status != OfferStatus::accepted) return std::nullopt;
-      std::optional<std::int64_t> value;
-      recorder.wait(
-          [&](const Recorder& r) {
-            value = r.reply_locked(id);
-            return value.has_value();
-          },
-          reply_timeout());
-      if (value) return value;
-    }
-    ADD_FAILURE() << "no reply to a get of the counter within " << deadline().count() << " ms";
-    return std::nullopt;
+    const auto value = ask_counter(reader, recorder);
+    if (!value) ADD_FAILURE() << "no reply to a get of the counter within " << deadline().count() << " ms";
+    return value;
   }
 
   /// Asks the counter's value through `client` (connected, own thread) and waits for the reply.
