@@ -90,9 +90,10 @@ void ClientCore::tick(Time now) {
       connect_ = std::move(*redirect_);
       ++redirect_chain_;
     } else {
+      // Not the member just left, where there is another: it failed or could not serve (a crashed or deposed leader).
+      if (options_.members.size() > 1 && options_.members[next_member_] == endpoint_) advance_member();
       connect_ = options_.members[next_member_];
-      next_member_ = (next_member_ + 1) % options_.members.size();
-      if (next_member_ == 0) redirected_this_round_ = false;
+      advance_member();
       redirect_chain_ = 0;
     }
     redirect_.reset();
@@ -294,6 +295,11 @@ void ClientCore::drop_connection(Time now, Reason reason, std::string text, bool
     last_failure_ = fmt::format("{} ({})", text, to_string(reason));
   else if (reason != Reason::redirected)  // following a redirect is how a client finds the leader, not a failure
     connect_failed(reason, std::move(text));
+}
+
+void ClientCore::advance_member() {
+  next_member_ = (next_member_ + 1) % options_.members.size();
+  if (next_member_ == 0) redirected_this_round_ = false;
 }
 
 // Exponential backoff with full jitter: uniformly in [0, min(ceiling, initial * 2^attempt)].
@@ -529,11 +535,11 @@ void ClientCore::handle_reply(const protocol::Frame& frame, Time now) {
       // Keep the connection: the node says as soon as a leader is elected. Its term is not learned (note_leader
       // takes none without a leader): a partitioned node's may be above the real leader's.
       if (session_ != 0) {
-        session_ = 0;
-        waiting_since_ = now;
-        told_no_leader_ = true;
-        set_state(ClientState::reconnecting, Reason::no_leader,
-                  fmt::format("{} knows no leader: {}", endpoint_, reply->text));
+        // The node serving this session lost its leadership and knows no successor: most likely it is cut off from
+        // the majority (check-quorum stepped it down), where the next leader is elected and known first. The other
+        // members are tried at once; waiting here could last as long as the partition.
+        drop_connection(now, Reason::no_leader, fmt::format("{} lost its leadership: {}", endpoint_, reply->text),
+                        true);
       } else if (!told_no_leader_) {
         told_no_leader_ = true;
         connect_failed(Reason::no_leader, fmt::format("{} knows no leader: {}", endpoint_, reply->text));

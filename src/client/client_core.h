@@ -206,6 +206,8 @@ class ClientCore {
   /// listed member has, in a row; until then it moves on.
   void node_refused(Time now, Reason reason, std::string text);
   void schedule_retry(Time now, Time ceiling);
+  // The next member in turn; a full round lets a redirect be followed at once again.
+  void advance_member();
   void check_deadlines(Time now);
   void send_ingress(Buffered& message);
   void send_open();

@@ -76,6 +76,9 @@ storage::MachineBoot kernel_boot_id() {
 gateway::ConnectionId gateway_id(io::ConnectionId id) { return gateway::ConnectionId{static_cast<std::uint64_t>(id)}; }
 io::ConnectionId transport_id(gateway::ConnectionId id) { return io::ConnectionId{static_cast<std::uint64_t>(id)}; }
 
+long long milliseconds(std::chrono::nanoseconds duration) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+}
 consensus::Time mono_now() { return std::chrono::duration_cast<consensus::Time>(Clock::now().time_since_epoch()); }
 ClusterTime wall_now() {
   return std::chrono::duration_cast<ClusterTime>(std::chrono::system_clock::now().time_since_epoch());
@@ -98,7 +101,13 @@ constexpr std::size_t kMaxQueuedBytes = 64U << 20U;
 constexpr std::uint64_t kMaxUncommittedEntries = 1U << 20U;
 constexpr std::uint64_t kMaxUnappliedEntries = 1U << 18U;
 constexpr std::chrono::milliseconds kReconnectMin{50};
-constexpr std::chrono::milliseconds kReconnectMax{1000};
+constexpr std::chrono::milliseconds kReconnectMax{500};
+// Peer links keep themselves alive (maintain_links): every connection between members, in both directions, carries
+// a keep-alive frame each heartbeat interval in which it carried nothing else, and one that has carried nothing for
+// this many intervals is closed and dialled again. TCP alone would hold a connection through a partition and, once it
+// heals, deliver only at its next retransmission, seconds later; a dial that gets no handshake answer this long (its
+// SYN or hello lost) is given up the same way. Far above a loaded loop's stall: a false alarm costs one redial.
+constexpr int kPeerSilenceHeartbeats = 8;
 // A disagreement with a peer (a refused handshake) not seen again for this long is forgotten: the peer was stopped
 // or removed. Refused peers retry at least every kReconnectMax, so a standing disagreement stays in status.
 constexpr std::chrono::milliseconds kPeerProblemMemory{5000};
@@ -147,8 +156,10 @@ class Node::Impl final : public io::TransportHandler {
     std::optional<io::ConnectionId> connection;
     bool connected = false;
     consensus::Time retry_at{0};
+    consensus::Time dialed_at{0};
     std::chrono::milliseconds backoff = kReconnectMin;
     protocol::Incarnation incarnation;  // the peer's, as its welcome said (zero: it did not know one)
+    bool sent_since_keepalive = false;  // a message left on it since the last keep-alive round
   };
   // An accepted connection: a member's (consensus traffic in), or a client's or admin tool's (the gateway's).
   struct Inbound {
@@ -168,6 +179,7 @@ class Node::Impl final : public io::TransportHandler {
   void release_messages();
   void send_to_peer(const consensus::Message& message);
   void maintain_links(consensus::Time now);
+  void drop_link(Link& link);
   void log_role_change(Role previous, Term previous_term);
   void answer_client_request(io::ConnectionId id, const protocol::Frame& frame);
   void send_client(io::ConnectionId id, const auto& message);
@@ -218,6 +230,8 @@ class Node::Impl final : public io::TransportHandler {
   // is logged once. At most 2 * kMaxMembers entries: a node that is not a member can be one too (a peer listing
   // another membership).
   std::map<std::pair<NodeId, bool>, PeerProblem> peer_problems_;
+  consensus::Time next_peer_keepalive_{0};       // maintain_links' next keep-alive round
+  std::vector<io::ConnectionId> silent_peers_;  // maintain_links' scratch: members' connections to close
   std::map<NodeId, std::string> endpoint_problems_;
   std::string bootstrap_problem_;  // the log's initial member list differs from this node's
 
@@ -293,7 +307,10 @@ std::optional<std::string> Node::Impl::start() {
       own_peer = *peer;
       own_client = *client;
     } else {
-      links_.push_back(Link{NodeId{member.id}, *peer, std::nullopt, false, consensus::Time{0}, kReconnectMin, {}});
+      Link link;
+      link.id = NodeId{member.id};
+      link.endpoint = *peer;
+      links_.push_back(link);
     }
   }
 
@@ -816,13 +833,59 @@ void Node::Impl::send_to_peer(const consensus::Message& message) {
   }
   // A full send buffer drops the message: the follower is far behind or gone, and Raft will resend.
   (void)transport_->send(*link->connection, frame_);
+  link->sent_since_keepalive = true;
 }
 
 void Node::Impl::maintain_links(consensus::Time now) {
+  const consensus::Time silence_limit = kPeerSilenceHeartbeats * options_.heartbeat_interval;
   for (Link& link : links_) {
+    if (link.connection && link.connected && transport_->silent_for(*link.connection) > silence_limit) {
+      logger_->info("[{}] nothing from node {} for {} ms: closing the connection and dialling again", context(),
+                    link.id.value(), milliseconds(transport_->silent_for(*link.connection)));
+      drop_link(link);
+    } else if (link.connection && !link.connected && now - link.dialed_at > silence_limit) {
+      logger_->debug("no handshake answer from node {} at {} within {} ms: dialling again", link.id.value(),
+                     link.endpoint.to_string(), milliseconds(silence_limit));
+      drop_link(link);
+    }
     if (link.connection || now < link.retry_at) continue;
+    link.dialed_at = now;
     link.connection = transport_->connect(link.endpoint);
   }
+  if (now < next_peer_keepalive_) return;
+  next_peer_keepalive_ = now + options_.heartbeat_interval;
+  frame_.clear();
+  protocol::append_frame(protocol::KeepAlive{0}, frame_);
+  for (Link& link : links_) {
+    if (link.connected && !link.sent_since_keepalive) (void)transport_->send(*link.connection, frame_);
+    link.sent_since_keepalive = false;
+  }
+  // A member's connection to us carries its messages only: our keep-alives are what its side hears on it.
+  silent_peers_.clear();
+  for (const auto& [raw, inbound] : inbound_) {
+    if (inbound.role != protocol::PeerRole::node) continue;
+    const io::ConnectionId id{raw};
+    if (transport_->silent_for(id) > silence_limit)
+      silent_peers_.push_back(id);
+    else
+      (void)transport_->send(id, frame_);
+  }
+  for (const io::ConnectionId id : silent_peers_) {
+    logger_->info("[{}] nothing from node {} on its connection for {} ms: closing it (it dials again)", context(),
+                  inbound_.at(static_cast<std::uint64_t>(id)).node.value(), milliseconds(transport_->silent_for(id)));
+    transport_->close(id);
+    inbound_.erase(static_cast<std::uint64_t>(id));
+  }
+}
+
+// Closes the link's connection (or abandons its dial) without waiting for TCP. The next dial comes one backoff step
+// after the last one began: at once after a dial that hung, after a backoff for a peer that refuses.
+void Node::Impl::drop_link(Link& link) {
+  if (link.connection) transport_->close(*link.connection);
+  link.connection.reset();
+  link.connected = false;
+  link.retry_at = link.dialed_at + link.backoff;
+  link.backoff = std::min(link.backoff * 2, kReconnectMax);
 }
 
 // --- transport callbacks ------------------------------------------------------------------------------------
@@ -851,8 +914,11 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   learn_peer(inbound.node, peer);
   // A member that just dialled us is back: dial it now instead of at the end of a backoff that grew while it was
   // down (a restarted follower would otherwise wait up to a second for its leader's appends).
+  // A dial still waiting for its answer may be lost in a partition that has just healed: this one is new.
   for (Link& link : links_) {
-    if (link.id != inbound.node || link.connection) continue;
+    if (link.id != inbound.node || link.connected) continue;
+    if (link.connection) transport_->close(*link.connection);
+    link.connection.reset();
     link.backoff = kReconnectMin;
     link.retry_at = consensus::Time{0};
     maintain_links(mono_now());
@@ -973,10 +1039,8 @@ void Node::Impl::on_disconnected(io::ConnectionId id, io::DisconnectReason reaso
     else
       logger_->debug("cannot reach node {} at {}: {} {}", link.id.value(), link.endpoint.to_string(),
                      io::to_string(reason), detail);
-    link.connection.reset();
-    link.connected = false;
-    link.retry_at = mono_now() + link.backoff;
-    link.backoff = std::min(link.backoff * 2, kReconnectMax);
+    link.connection.reset();  // gone already: nothing to close
+    drop_link(link);
     return;
   }
   const auto it = inbound_.find(static_cast<std::uint64_t>(id));
@@ -991,6 +1055,7 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
   Inbound& inbound = it->second;
   const consensus::Time now = mono_now();
   if (inbound.role == protocol::PeerRole::node) {
+    if (frame.header.type == protocol::MessageType::keep_alive) return;  // heard: that is all it says
     if (!node::is_peer_message(frame.header.type)) {
       logger_->warn("closing connection of node {}: unexpected {} frame", inbound.node.value(),
                     protocol::to_string(frame.header.type));
