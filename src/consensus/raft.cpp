@@ -130,18 +130,18 @@ void Raft::tick(Time now) {
     broadcast_heartbeats();
     next_heartbeat_ = now + config_.heartbeat_interval;
   }
-  if (config_.check_quorum && now >= next_quorum_check_) {
+  if (config_.check_quorum) {
+    // Judged at every tick, not once a timeout: a leader cut off from the majority steps down one election timeout
+    // after it last heard from enough followers, when their stickiness lapses and they may elect another, so that
+    // its clients move on as soon as a new leader can exist (they are told it knows no leader).
     std::size_t active = 1;  // itself
-    for (auto& progress : progress_) {
-      if (progress.recently_active) ++active;
-      progress.recently_active = false;
-    }
+    for (const Progress& progress : progress_)
+      if (now - progress.last_heard <= config_.election_timeout_min) ++active;
     if (active < quorum()) {
       // Cut off from a majority: a newer leader may exist already. Stop answering as leader.
       become_follower(term_, std::nullopt, now);
       return;
     }
-    next_quorum_check_ = now + config_.election_timeout_min;
   }
   if (transfer_target_ && now >= transfer_deadline_) transfer_target_.reset();
 }
@@ -218,7 +218,7 @@ void Raft::step(const Message& message, Time now) {
         } else if constexpr (std::is_same_v<Body, SnapshotChunk>) {
           handle_snapshot_chunk(message, body, now);
         } else if constexpr (std::is_same_v<Body, SnapshotAck>) {
-          handle_snapshot_ack(message, body);
+          handle_snapshot_ack(message, body, now);
         }
       },
       message.body);
@@ -253,10 +253,16 @@ Status<TransferError> Raft::transfer_leadership(NodeId target, Time now) {
 
 std::optional<NodeId> Raft::best_transfer_target() const {
   if (role_ != Role::leader) return std::nullopt;
+  // Heard from within an election timeout of the follower heard from last: the others may be gone.
+  Time newest{};
+  for (const Progress& progress : progress_) newest = std::max(newest, progress.last_heard);
+  const auto recently_active = [&](const Progress& progress) {
+    return newest - progress.last_heard < config_.election_timeout_min;
+  };
   const Progress* best = nullptr;
   for (const Progress& progress : progress_) {
-    if (best == nullptr ||
-        std::pair(progress.recently_active, progress.match) > std::pair(best->recently_active, best->match))
+    if (best == nullptr || std::pair(recently_active(progress), progress.match) >
+                               std::pair(recently_active(*best), best->match))
       best = &progress;
   }
   if (best == nullptr) return std::nullopt;
@@ -370,11 +376,10 @@ void Raft::become_leader(Time now) {
     Progress progress;
     progress.id = member;
     progress.next = last_index().next();
-    progress.recently_active = true;  // a fresh leader gets one full round before check-quorum judges it
+    progress.last_heard = now;  // a fresh leader gets one election timeout before check-quorum judges it
     progress_.push_back(std::move(progress));
   }
   next_heartbeat_ = now + config_.heartbeat_interval;
-  next_quorum_check_ = now + config_.election_timeout_min;
   // A no-op of its own term lets the leader commit, by the Figure 8 rule, everything before it.
   const auto appended = propose(EntryType::noop, {}, now);
   COHORT_ASSERT(appended.has_value());
@@ -631,13 +636,13 @@ Raft::Progress* Raft::progress_of(NodeId id) {
   return nullptr;
 }
 
-void Raft::handle_append_response(const Message& message, const AppendResponse& response, Time /*now*/) {
+void Raft::handle_append_response(const Message& message, const AppendResponse& response, Time now) {
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
   const BootCheck boot = note_boot(*progress, message.boot);
   if (boot == BootCheck::stale) return;
-  progress->recently_active = true;
+  progress->last_heard = now;
   // The first acknowledgement of a new boot only starts the repair: the progress was just reset, and the probe the
   // restart sets off asks the follower where its log really ends.
   if (response.success && boot == BootCheck::restarted) {
@@ -690,12 +695,12 @@ void Raft::handle_append_response(const Message& message, const AppendResponse& 
   replicate_to(*progress);
 }
 
-void Raft::handle_heartbeat_response(const Message& message, Time /*now*/) {
+void Raft::handle_heartbeat_response(const Message& message, Time now) {
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
   if (note_boot(*progress, message.boot) == BootCheck::stale) return;
-  progress->recently_active = true;
+  progress->last_heard = now;
   if (progress->install) {
     // Chunks (or the answers to them) lost on the way (a dropped connection): after a few rounds without progress,
     // ask the follower where to resume.
@@ -787,12 +792,12 @@ void Raft::send_snapshot_probe(Progress& progress) {
   send(progress.id, SnapshotChunk{snapshot.position, snapshot.bytes.size(), snapshot.checksum, 0, {}}, hard_state_seq_);
 }
 
-void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack) {
+void Raft::handle_snapshot_ack(const Message& message, const SnapshotAck& ack, Time now) {
   if (role_ != Role::leader) return;
   Progress* progress = progress_of(message.from);
   if (progress == nullptr) return;
   if (note_boot(*progress, message.boot) == BootCheck::stale) return;
-  progress->recently_active = true;
+  progress->last_heard = now;
   if (!progress->install) return;
   auto& install = *progress->install;
   const Snapshot& snapshot = *install.snapshot;

@@ -149,7 +149,7 @@ class Raft {
     // replicating: up to max_inflight_appends pipelined requests, `next` advanced optimistically.
     bool probing = true;
     std::vector<LogIndex> inflight;  // last index of each pipelined request not yet acknowledged, ascending
-    bool recently_active = false;    // heard from since the last check-quorum round
+    Time last_heard{};               // its last answer (check-quorum)
     // The follower's newest boot id (0: not heard from yet): answers from an older boot were sent by a life whose
     // log may be gone, and are dropped.
     std::uint64_t boot = 0;
@@ -191,7 +191,7 @@ class Raft {
   void handle_heartbeat_response(const Message& message, Time now);
   void handle_standing_answer(const Message& message, const StandingAnswer& answer, Time now);
   void handle_snapshot_chunk(const Message& message, const SnapshotChunk& chunk, Time now);
-  void handle_snapshot_ack(const Message& message, const SnapshotAck& ack);
+  void handle_snapshot_ack(const Message& message, const SnapshotAck& ack, Time now);
   // Follower: the snapshot being received is whole and intact: install it, unless the log already holds it.
   void finish_snapshot(NodeId leader);
 
@@ -258,7 +258,6 @@ class Raft {
   Time election_deadline_{};
   Time last_leader_contact_{};  // follower: last time the leader of term_ was heard from
   Time next_heartbeat_{};       // leader
-  Time next_quorum_check_{};    // leader, with check_quorum
 
   // Elections: votes received in the current (pre-)election, granted or refused, by voter.
   std::vector<std::pair<NodeId, bool>> votes_;

@@ -539,12 +539,12 @@ TEST_F(RaftPaperTest, LeaderWithoutQuorumStepsDownAfterElectionTimeout) {
   elect();
   const Duration timeout = config_.election_timeout_min;
   for (Duration passed{}; passed < timeout; passed += 10ms) advance(10ms);
-  EXPECT_EQ(raft().role(), Role::leader);  // a new leader's first round counts everyone as heard from
+  EXPECT_EQ(raft().role(), Role::leader);  // a new leader counts everyone as heard from at its election
   receive(2, 1, HeartbeatResponse{});      // one follower of two: itself and 2 make a majority of 3
   for (Duration passed{}; passed < timeout; passed += 10ms) advance(10ms);
-  EXPECT_EQ(raft().role(), Role::leader);
-  for (Duration passed{}; passed < timeout; passed += 10ms) advance(10ms);
-  EXPECT_EQ(raft().role(), Role::follower);  // heard from no one for a whole round
+  EXPECT_EQ(raft().role(), Role::leader) << "heard from a majority within the last election timeout";
+  advance(10ms);
+  EXPECT_EQ(raft().role(), Role::follower) << "judged at every tick, not once a round";
   EXPECT_EQ(raft().term(), term(1));
   EXPECT_EQ(raft().leader(), std::nullopt);
   auto refused_proposal = raft().propose(EntryType::command, as_bytes("x"), now_);

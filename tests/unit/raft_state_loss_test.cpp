@@ -154,7 +154,7 @@ TEST(RaftStateLoss, WipedNodeAcksAStaleLeaderBeforeItsFloorAndACommittedEntryIsL
 
   // B (still leader of term 1, unaware of term 2) and R talk; A's link to R is slow. R's first standing query
   // reaches only B (enough to make it recovering, not enough for a floor).
-  for (int i = 0; i < 12; ++i) {  // 600 ms: past B's transfer deadline; check-quorum keeps B (R answers)
+  for (int i = 0; i < 10; ++i) {  // 500 ms: B's transfer deadline passes; check-quorum deposes B only after that
     net.tick(2, 50ms);
     net.tick(3, 0ms);
     net.drop([](const Message& m) { return m.to == NodeId{1} || m.from == NodeId{1}; });  // held back: see below
