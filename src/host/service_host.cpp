@@ -20,6 +20,10 @@
 
 namespace cohort::host {
 
+namespace {
+constexpr SessionId kRenumberedSessionBit = SessionId{1} << 63U;  // apply_open
+}  // namespace
+
 ServiceHost::ServiceHost(Service& service, HostLimits limits) : service_(service), limits_(limits) {}
 
 void ServiceHost::start() {
@@ -220,7 +224,12 @@ void ServiceHost::apply_open(const consensus::Entry& entry, const DecodedEntry& 
     outputs_.emplace_back(SessionRefused{e.id, replaced});
     return;
   }
-  const SessionId id = entry.index.value();
+  // A new session's id is its open's log index, except when that is the very session this client asks to resume:
+  // possible only once a power loss under sync policy `none` has cut the log back below the old session's open. The
+  // client would take the new session for its old one ("resumed", with none of its old messages or egress), so the
+  // id gets the top bit, which no log index reaches: still unique, and never one the client had.
+  SessionId id = entry.index.value();
+  if (id == e.session) id |= kRenumberedSessionBit;
   Session& session = sessions_[id];
   session.client = e.id;
   session.last_activity = stamp_;

@@ -38,7 +38,15 @@ namespace {
 constexpr Ms kRecoveryBound{15'000};  // asserted on every recovery: generous, the targets are far lower
 constexpr Ms kStallBound{2'000};      // connected with messages pending and no fate coming, at most
 constexpr Ms kSteady{1'000};          // the stream runs this long between one step and the next
-constexpr Ms kOutage{1'000};          // a stopped node stays down this long
+
+/// How long a stopped node stays down: 1 s, or COHORT_SCENARIO_OUTAGE_MS (scripts/recovery_times.py uses 3 s).
+Ms outage() {
+  static const Ms chosen = [] {
+    const char* text = std::getenv("COHORT_SCENARIO_OUTAGE_MS");
+    return text == nullptr ? Ms(1'000) : Ms(std::strtoll(text, nullptr, 10));
+  }();
+  return chosen;
+}
 
 /// The number after `"key":` in a flat JSON object (the first occurrence), or nullopt.
 std::optional<long long> json_number(const std::string& json, const std::string& key) {
@@ -215,14 +223,14 @@ TEST_F(ScenarioTest, SingleNodeStoppedAndKilledRestartsAndTheClientResumes) {
   std::this_thread::sleep_for(kSteady);
   auto before = connected_count();
   ASSERT_NO_FATAL_FAILURE(stop_node(1));
-  std::this_thread::sleep_for(kOutage);
+  std::this_thread::sleep_for(outage());
   auto started = start_node(1);
   ASSERT_NO_FATAL_FAILURE(expect_recovery(before, started, "the node's restart after SIGTERM"));
 
   std::this_thread::sleep_for(kSteady);
   before = connected_count();
   ASSERT_TRUE(kill_node(1));
-  std::this_thread::sleep_for(kOutage);
+  std::this_thread::sleep_for(outage());
   started = start_node(1);
   ASSERT_NO_FATAL_FAILURE(expect_recovery(before, started, "the node's restart after kill -9"));
 
@@ -259,7 +267,7 @@ TEST_F(ScenarioTest, ThreeNodesTwoStoppedTheClientResumesOnceAQuorumIsBack) {
   const auto before = connected_count();
   ASSERT_NO_FATAL_FAILURE(stop_node(old_leader));
   ASSERT_NO_FATAL_FAILURE(stop_node(follower));
-  std::this_thread::sleep_for(kOutage);
+  std::this_thread::sleep_for(outage());
   const auto started = start_node(follower);
   ASSERT_NO_FATAL_FAILURE(
       expect_recovery(before, started, fmt::format("node {} (the second of a quorum) started", follower)));
@@ -288,7 +296,7 @@ TEST_F(ScenarioTest, ThreeNodesAllStoppedAndStartedInARandomOrderTheClientResume
   for (const std::uint32_t id : {1U, 2U, 3U}) node(id).process->signal(SIGTERM);
   for (const std::uint32_t id : {1U, 2U, 3U})
     ASSERT_TRUE(node(id).process->wait_exit(deadline())) << "node " << id << " did not stop on SIGTERM";
-  std::this_thread::sleep_for(kOutage);
+  std::this_thread::sleep_for(outage());
 
   // One after another, a little apart: the second makes a quorum.
   std::vector<Clock::time_point> started;

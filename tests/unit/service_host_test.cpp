@@ -303,6 +303,24 @@ TEST_F(HostTest, HostSessionOpenByAClientWhoseSessionClosedStartsANewSession) {
   EXPECT_EQ(service_.count(Kind::session_open), 2U);
 }
 
+TEST_F(HostTest, HostSessionOpenLandingAtTheIndexOfTheSessionItResumesGetsAnIdTheClientNeverHad) {
+  // After a power loss under sync policy none cut the log back, a client's request to resume session S can land at
+  // index S itself. A new session numbered S would answer its next open as "resumed": its old messages and egress
+  // silently taken for this session's.
+  const SessionId first = open(kClientB);
+  const SessionId lost = first + 1;  // the index the next entry takes
+  const LogIndex at = feed_.open(kClientA, lost);
+  ASSERT_EQ(at.value(), lost);
+  const auto opened = take();
+  ASSERT_EQ(opened.size(), 1U);
+  EXPECT_EQ(opened[0].find(fmt::format("opened s={} ", lost)), std::string::npos) << opened[0];
+  EXPECT_NE(opened[0].find(fmt::format("replaced s={} unknown", lost)), std::string::npos) << opened[0];
+  feed_.open(kClientA, lost);
+  const auto again = take();
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].find("resumed"), std::string::npos) << "not the session it asked for: " << again[0];
+}
+
 // --- ingress, exactly once --------------------------------------------------------------------------------------
 
 TEST_F(HostTest, HostIngressTheNextSeqIsDeliveredOnceWithTheEntrysStamp) {
