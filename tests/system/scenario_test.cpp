@@ -40,24 +40,6 @@ constexpr Ms kStallBound{2'000};      // connected with messages pending and no 
 constexpr Ms kSteady{1'000};          // the stream runs this long between one step and the next
 constexpr Ms kOutage{1'000};          // a stopped node stays down this long
 
-/// The number after `"key":` in a flat JSON object (the first occurrence), or nullopt.
-std::optional<long long> json_number(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto at = json.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  try {
-    return std::stoll(json.substr(at + needle.size()));
-  } catch (const std::exception&) {
-    return std::nullopt;  // null, or not a number
-  }
-}
-
-std::string joined(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& part : parts) out += (out.empty() ? "" : ",") + part;
-  return out;
-}
-
 std::size_t occurrences(const std::string& text, const std::string& part) {
   std::size_t count = 0;
   for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++count;
