@@ -97,9 +97,10 @@ class PartitionTest : public ClusterTest {
     for (auto& [pair, proxy] : proxies_)
       if (pair.first == id || pair.second == id) proxy->blackhole();
   }
-  /// Node `from`'s messages to node `to` are lost; the other way still works.
+  /// Node `from`'s messages to node `to` do not arrive (held, or discarded: CutModel); the other way still works.
   void cut(std::uint32_t from, std::uint32_t to) { link(from, to).drop(Direction::forward); }
-  /// Every link passes again, with no delay. Connections that lost bytes stay dead until a node closes them.
+  /// Every link passes again, with no delay. Connections a cut caught recover as the CutModel says: by default at
+  /// the sender's next TCP retransmission, which a node's own silence detection and redial can beat.
   void heal() {
     for (auto& [pair, proxy] : proxies_) proxy->pass();
   }
