@@ -98,6 +98,25 @@ inline std::string loopback(std::uint16_t port) { return fmt::format("127.0.0.1:
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+/// The number after `"key":` in a flat JSON object (the first occurrence), or nullopt: for `cohort stream --json`.
+inline std::optional<long long> json_number(const std::string& json, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto at = json.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  try {
+    return std::stoll(json.substr(at + needle.size()));
+  } catch (const std::exception&) {
+    return std::nullopt;  // null, or not a number
+  }
+}
+
+/// "a,b,c": a member list as `cohort stream --members` takes it.
+inline std::string joined(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& part : parts) out += (out.empty() ? "" : ",") + part;
+  return out;
+}
+
 inline KvRequest make_request(KvOp op, std::string key, std::string value = {}) {
   KvRequest request;
   request.op = op;
@@ -473,8 +492,9 @@ class ClusterTest : public ::testing::Test {
     std::vector<std::string> args = {"--node-id",  std::to_string(node.id), "--cluster-id", std::to_string(kClusterId),
                                      "--data-dir", node.data_dir.string()};
     for (const auto& member : nodes_) {
+      const std::string peer = member.id == node.id || !peer_route_ ? member.peer() : peer_route_(node, member);
       args.push_back("--member");
-      args.push_back(fmt::format("{},{},{}", member.id, member.peer(), member.client()));
+      args.push_back(fmt::format("{},{},{}", member.id, peer, member.client()));
     }
     args.insert(args.end(), extra_.begin(), extra_.end());
     return args;
@@ -624,6 +644,10 @@ class ClusterTest : public ::testing::Test {
   TempDir dir_;
   std::vector<NodeProcess> nodes_;
   std::vector<std::string> extra_;
+  /// If set: the peer endpoint `node` is given for another `member`, instead of the member's own (its own entry is
+  /// always its real one, where it listens). Member ids and client endpoints stay alike in every node's list: the
+  /// handshake compares ids, so the nodes agree. partition_test.cpp routes each ordered pair through a fault proxy.
+  std::function<std::string(const NodeProcess& node, const NodeProcess& member)> peer_route_;
 };
 
 }  // namespace cohort::testing

@@ -48,24 +48,6 @@ Ms outage() {
   return chosen;
 }
 
-/// The number after `"key":` in a flat JSON object (the first occurrence), or nullopt.
-std::optional<long long> json_number(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto at = json.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  try {
-    return std::stoll(json.substr(at + needle.size()));
-  } catch (const std::exception&) {
-    return std::nullopt;  // null, or not a number
-  }
-}
-
-std::string joined(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& part : parts) out += (out.empty() ? "" : ",") + part;
-  return out;
-}
-
 std::size_t occurrences(const std::string& text, const std::string& part) {
   std::size_t count = 0;
   for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++count;

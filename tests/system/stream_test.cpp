@@ -21,18 +21,6 @@
 namespace cohort::testing {
 namespace {
 
-/// The number after `"key":` in a flat JSON object (the first occurrence), or nullopt.
-std::optional<long long> json_number(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto at = json.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  try {
-    return std::stoll(json.substr(at + needle.size()));
-  } catch (const std::exception&) {
-    return std::nullopt;  // null, or not a number
-  }
-}
-
 std::size_t snapshot_files(const std::filesystem::path& dir) {
   std::size_t count = 0;
   for (const auto& file : std::filesystem::directory_iterator(dir)) {
@@ -40,12 +28,6 @@ std::size_t snapshot_files(const std::filesystem::path& dir) {
     if (name.starts_with("snapshot-") && !name.ends_with(".tmp")) ++count;
   }
   return count;
-}
-
-std::string joined(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& part : parts) out += (out.empty() ? "" : ",") + part;
-  return out;
 }
 
 class StreamTest : public ClusterTest {};
