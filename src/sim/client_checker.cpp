@@ -300,12 +300,13 @@ void ClientChecker::on_session(std::uint64_t id, Instance& client, const client:
           id, seconds(Time{took}), seconds(Time{kBlackoutReconnectLimit})));
   }
   Session& session = sessions_[event.session];
-  if (session.instance != 0 && session.instance != id) {
-    if (session.epoch == epoch_)
-      return checker_.fail(
-          fmt::format("client {} is given session {}, which client {} opened", id, event.session, session.instance));
-    session = Session{};  // an id from before a power loss, whose open was lost with the log: a new session
-  }
+  if (session.instance != 0 && session.instance != id && session.epoch == epoch_)
+    return checker_.fail(
+        fmt::format("client {} is given session {}, which client {} opened", id, event.session, session.instance));
+  // An id from before a power loss, whose open was lost with the log, given out again (to this client or another):
+  // a new session.
+  if (session.instance != 0 && session.epoch != epoch_ && (session.instance != id || event.change != SessionChange::resumed))
+    session = Session{};
   session.instance = id;
   session.epoch = epoch_;
   if (event.change != SessionChange::resumed) client.sessions.push_back(event.session);
