@@ -231,6 +231,8 @@ class Node::Impl final : public io::TransportHandler {
   // another membership).
   std::map<std::pair<NodeId, bool>, PeerProblem> peer_problems_;
   consensus::Time next_peer_keepalive_{0};       // maintain_links' next keep-alive round
+  consensus::Time links_checked_at_{0};          // maintain_links' last run
+  consensus::Time judge_silence_after_{0};       // not before: this node itself stalled (maintain_links)
   std::vector<io::ConnectionId> silent_peers_;  // maintain_links' scratch: members' connections to close
   std::map<NodeId, std::string> endpoint_problems_;
   std::string bootstrap_problem_;  // the log's initial member list differs from this node's
@@ -838,12 +840,17 @@ void Node::Impl::send_to_peer(const consensus::Message& message) {
 
 void Node::Impl::maintain_links(consensus::Time now) {
   const consensus::Time silence_limit = kPeerSilenceHeartbeats * options_.heartbeat_interval;
+  // This node's own stall (a long turn, a descheduled process) is not its peers' silence: their frames wait unread in
+  // the sockets. Silence is judged again only a heartbeat interval after the loop is back on time.
+  if (now - links_checked_at_ > silence_limit / 2) judge_silence_after_ = now + options_.heartbeat_interval;
+  links_checked_at_ = now;
+  const bool judge = now >= judge_silence_after_;
   for (Link& link : links_) {
-    if (link.connection && link.connected && transport_->silent_for(*link.connection) > silence_limit) {
+    if (judge && link.connection && link.connected && transport_->silent_for(*link.connection) > silence_limit) {
       logger_->info("[{}] nothing from node {} for {} ms: closing the connection and dialling again", context(),
                     link.id.value(), milliseconds(transport_->silent_for(*link.connection)));
       drop_link(link);
-    } else if (link.connection && !link.connected && now - link.dialed_at > silence_limit) {
+    } else if (judge && link.connection && !link.connected && now - link.dialed_at > silence_limit) {
       logger_->debug("no handshake answer from node {} at {} within {} ms: dialling again", link.id.value(),
                      link.endpoint.to_string(), milliseconds(silence_limit));
       drop_link(link);
@@ -865,7 +872,7 @@ void Node::Impl::maintain_links(consensus::Time now) {
   for (const auto& [raw, inbound] : inbound_) {
     if (inbound.role != protocol::PeerRole::node) continue;
     const io::ConnectionId id{raw};
-    if (transport_->silent_for(id) > silence_limit)
+    if (judge && transport_->silent_for(id) > silence_limit)
       silent_peers_.push_back(id);
     else
       (void)transport_->send(id, frame_);
