@@ -261,8 +261,8 @@ std::optional<NodeId> Raft::best_transfer_target() const {
   };
   const Progress* best = nullptr;
   for (const Progress& progress : progress_) {
-    if (best == nullptr || std::pair(recently_active(progress), progress.match) >
-                               std::pair(recently_active(*best), best->match))
+    if (best == nullptr ||
+        std::pair(recently_active(progress), progress.match) > std::pair(recently_active(*best), best->match))
       best = &progress;
   }
   if (best == nullptr) return std::nullopt;

@@ -230,9 +230,9 @@ class Node::Impl final : public io::TransportHandler {
   // is logged once. At most 2 * kMaxMembers entries: a node that is not a member can be one too (a peer listing
   // another membership).
   std::map<std::pair<NodeId, bool>, PeerProblem> peer_problems_;
-  consensus::Time next_peer_keepalive_{0};       // maintain_links' next keep-alive round
-  consensus::Time links_checked_at_{0};          // maintain_links' last run
-  consensus::Time judge_silence_after_{0};       // not before: this node itself stalled (maintain_links)
+  consensus::Time next_peer_keepalive_{0};      // maintain_links' next keep-alive round
+  consensus::Time links_checked_at_{0};         // maintain_links' last run
+  consensus::Time judge_silence_after_{0};      // not before: this node itself stalled (maintain_links)
   std::vector<io::ConnectionId> silent_peers_;  // maintain_links' scratch: members' connections to close
   std::map<NodeId, std::string> endpoint_problems_;
   std::string bootstrap_problem_;  // the log's initial member list differs from this node's

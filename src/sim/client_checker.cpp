@@ -305,7 +305,8 @@ void ClientChecker::on_session(std::uint64_t id, Instance& client, const client:
         fmt::format("client {} is given session {}, which client {} opened", id, event.session, session.instance));
   // An id from before a power loss, whose open was lost with the log, given out again (to this client or another):
   // a new session.
-  if (session.instance != 0 && session.epoch != epoch_ && (session.instance != id || event.change != SessionChange::resumed))
+  if (session.instance != 0 && session.epoch != epoch_ &&
+      (session.instance != id || event.change != SessionChange::resumed))
     session = Session{};
   session.instance = id;
   session.epoch = epoch_;
