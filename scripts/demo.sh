@@ -49,6 +49,11 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
+if [[ -n "$dir" && -e "$dir" && -n "$(ls -A -- "$dir")" ]]; then
+  echo "demo: $dir is not empty: give an empty or new directory, so nothing there is mixed up or overwritten" >&2
+  exit 2
+fi
+
 cd "$(dirname "$0")/.."
 # The system tests point these at their own build.
 bin=$(realpath -- "${COHORT_BIN:-build/release/tools}")
@@ -99,18 +104,6 @@ fail() {
   exit 1
 }
 
-# The data directory: the user's (kept) or a fresh one (removed after a successful run, kept after a failure so
-# its logs can be read).
-own_dir=false
-if [[ -z "$dir" ]]; then
-  dir=$(mktemp -d -t cohort-demo.XXXXXX)
-  own_dir=true
-elif [[ -e "$dir" && -n "$(ls -A -- "$dir")" ]]; then
-  echo "demo: $dir is not empty: give an empty or new directory, so nothing there is mixed up or overwritten" >&2
-  exit 2
-fi
-mkdir -p -- "$dir"
-
 # Six consecutive ports: peers on the first three, clients on the last three. Chosen below the kernel's ephemeral
 # range, where no outgoing connection (the stream's own reconnects among them) can take one while a node is down.
 if [[ -z "$base_port" ]]; then
@@ -142,6 +135,15 @@ for i in 1 2 3; do
   members+=(--member "$i,127.0.0.1:$((base_port + i - 1)),127.0.0.1:$((base_port + i + 2))")
   clients+="${clients:+,}127.0.0.1:$((base_port + i + 2))"
 done
+
+# The data directory: the user's (kept) or a fresh one (removed after a successful run, kept after a failure so
+# its logs can be read).
+own_dir=false
+if [[ -z "$dir" ]]; then
+  dir=$(mktemp -d -t cohort-demo.XXXXXX)
+  own_dir=true
+fi
+mkdir -p -- "$dir"
 
 declare -A pids=()  # node id -> pid of its cohortd
 stream_pid=""
