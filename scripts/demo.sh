@@ -330,7 +330,10 @@ summary=$(cat "$dir/stream.summary")
   "or left unknown, or the ledger did not answer"
 grep -q 'lost 0  duplicated 0' <<<"$summary" || fail "the summary does not say 0 lost and 0 duplicated"
 grep -q ' 0 replaced' <<<"$summary" || fail "the client did not keep its session"
-say "every message the client accepted was applied exactly once, through a leader kill and a full restart"
+accepted=$(sed -n 's/^  accepted \([0-9]*\) .*/\1/p' <<<"$summary")
+longest=$(sed -n 's/^  outages: [0-9]*, longest \([0-9]*\) ms.*/\1/p' <<<"$summary")
+say "all $accepted messages the client accepted were applied exactly once, through a leader kill and a full" \
+  "restart; the longest outage the client saw: ${longest:-0} ms (the nodes were down for $outage s of it)"
 
 say "the same replicas, gateways and clients under $sim_seeds seeded fault schedules in the deterministic simulator" \
   "(cohort-sim), every guarantee checked:"
