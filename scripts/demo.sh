@@ -319,6 +319,12 @@ stream_alive
 say "3. ending the stream with Ctrl-C (SIGINT), as you would: it stops sending, waits for every message's fate," \
   "and asks the ledger"
 kill -INT "$stream_pid"
+# It drains for at most 30 s and asks the ledger for at most 10 s more (cohort stream --help): past that, it hangs.
+until=$(($(now_ms) + 60000))
+while kill -0 "$stream_pid" 2>/dev/null; do
+  (($(now_ms) < until)) || fail "cohort stream did not finish within 60 s of SIGINT"
+  sleep 0.05
+done
 stream_status=0
 wait "$stream_pid" || stream_status=$?
 stream_pid=""
