@@ -1,10 +1,12 @@
 // System tests: real cohortd and cohort-ping processes on loopback.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -172,11 +174,39 @@ TEST_F(CohortdTest, RefusesALogFileItCannotOpen) {
       << refused.err;
 }
 
-TEST(Demo, ShortDemoRunsToTheEnd) {
+/// The pids of processes other than this one whose command line contains `text`.
+std::vector<int> processes_naming(const std::string& text) {
+  std::vector<int> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    const int pid = std::stoi(name);
+    if (pid == ::getpid()) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string command{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    if (command.find(text) != std::string::npos) found.push_back(pid);
+  }
+  return found;
+}
+
+// `./run demo`, the README's first command, in its short mode: a leader killed and every node restarted under a
+// live stream, ending with the stream's summary checked against the ledger.
+TEST(Demo, ShortDemoEndsWithNothingLostOrDuplicatedAndNoNodeLeftRunning) {
   TempDir dir;
-  const auto demo = run(DEMO_SCRIPT, {"--short"}, dir.path(), "demo", 60s);
+  const auto data = dir.path() / "cluster";  // named, so the nodes it started can be found by their data directory
+  const auto demo = run(DEMO_SCRIPT, {"--short", "--dir", data.string()}, dir.path(), "demo", 60s);
   EXPECT_EQ(demo.status, 0) << demo.out << demo.err;
+  EXPECT_NE(demo.out.find("1. killing the leader"), std::string::npos) << demo.out;
+  EXPECT_NE(demo.out.find("2. stopping every node"), std::string::npos) << demo.out;
+  EXPECT_NE(demo.out.find("  lost 0  duplicated 0 "), std::string::npos) << demo.out;
+  EXPECT_NE(demo.out.find("result: ok (0 lost, 0 duplicated, 0 unknown)"), std::string::npos) << demo.out;
   EXPECT_NE(demo.out.find("demo finished"), std::string::npos) << demo.out;
+  // Not a node left behind. Any that is (the demo failed, or ran out of time and was killed) is stopped here.
+  const auto left = processes_naming(data.string());
+  for (const int pid : left) ::kill(pid, SIGKILL);
+  EXPECT_TRUE(left.empty()) << left.size() << " processes the demo started are still running";
+  EXPECT_TRUE(std::filesystem::exists(data)) << "the demo removed the directory it was given";
 }
 
 }  // namespace

@@ -6,11 +6,13 @@
 #include "cohort/stream.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -78,7 +80,8 @@ void install_signal_handlers() {
 double seconds_between(Clock::time_point from, Clock::time_point to) { return Seconds(to - from).count(); }
 
 /// stderr, shared by the two threads. On a terminal the progress line stays at the bottom: an event line clears it,
-/// prints, and draws it again.
+/// prints, and draws it again. Each update is one write(2), so another process writing whole lines to the same
+/// terminal or file (`./run demo` narrating) never lands inside one of ours.
 class Output {
  public:
   explicit Output(bool tty) : tty_(tty) {}
@@ -87,38 +90,53 @@ class Output {
 
   void event(std::string_view line) {
     const std::lock_guard lock(mutex_);
-    if (tty_ && !progress_.empty()) std::fputs("\r\033[2K", stderr);
-    std::fwrite(line.data(), 1, line.size(), stderr);
-    std::fputc('\n', stderr);
-    if (tty_ && !progress_.empty()) std::fputs(progress_.c_str(), stderr);
-    std::fflush(stderr);
+    std::string text;
+    if (tty_ && !progress_.empty()) text += kClearLine;
+    text += line;
+    text += '\n';
+    if (tty_ && !progress_.empty()) text += fitted(progress_);
+    write_all(text);
   }
 
   void progress(std::string line) {
     const std::lock_guard lock(mutex_);
     progress_ = std::move(line);
-    if (tty_) {
-      std::fputs("\r\033[2K", stderr);
-      std::fputs(progress_.c_str(), stderr);
-    } else {
-      std::fputs(progress_.c_str(), stderr);
-      std::fputc('\n', stderr);
-    }
-    std::fflush(stderr);
+    write_all(tty_ ? std::string(kClearLine) + fitted(progress_) : progress_ + '\n');
   }
 
   /// On a terminal, leaves the last progress line in place as an ordinary line.
   void finish() {
     const std::lock_guard lock(mutex_);
-    if (tty_ && !progress_.empty()) std::fputc('\n', stderr);
+    if (tty_ && !progress_.empty()) write_all("\n");
     progress_.clear();
-    std::fflush(stderr);
   }
 
  private:
+  /// Back to the start of the row, and clear it.
+  static constexpr std::string_view kClearLine = "\r\033[2K";
+
+  /// The progress line cut to the terminal's width: `\r` returns only within a row, so a line that wrapped could
+  /// not be redrawn in place.
+  static std::string fitted(const std::string& line) {
+    struct winsize size {};
+    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) != 0 || size.ws_col < 2) return line;
+    return line.substr(0, std::size_t{size.ws_col} - 1);  // the progress line is ASCII: one byte per column
+  }
+
+  /// stdio's stderr would do, being unbuffered, but one write(2) per update is the point, so it is said here. A
+  /// signal (Ctrl-C is counted, not fatal) may interrupt the write.
+  static void write_all(std::string_view text) {
+    while (!text.empty()) {
+      const ssize_t written = ::write(STDERR_FILENO, text.data(), text.size());
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) return;  // stderr is gone: nobody to tell
+      text.remove_prefix(static_cast<std::size_t>(written));
+    }
+  }
+
   std::mutex mutex_;
   const bool tty_;
-  std::string progress_;  // on a terminal: the line drawn at the bottom
+  std::string progress_;  // the last progress line; on a terminal, drawn at the bottom
 };
 
 /// Wall-clock time of day with milliseconds, and the time since the stream started.
