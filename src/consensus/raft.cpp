@@ -121,6 +121,14 @@ void Raft::tick(Time now) {
     if (now >= next_standing_query_) query_standing(now);
     return;
   }
+  if (!unconfirmed_.empty()) {
+    if (role_ != Role::follower || leader_) {
+      unconfirmed_.clear();  // an election is under way, or over: nothing left to wait for
+    } else if (now >= next_standing_query_) {
+      next_standing_query_ = now + config_.heartbeat_interval;
+      for (const NodeId member : unconfirmed_) send(member, StandingQuery{}, hard_state_seq_);
+    }
+  }
   if (role_ != Role::leader) {
     // A lone candidate only waits for its own vote to become durable (on_persisted): standing again would
     // write a new term each time and, with a disk slower than the election timeout, never win.
@@ -170,7 +178,9 @@ void Raft::step(const Message& message, Time now) {
   // Standing queries and answers are term-neutral: a node that lost its state may hold any term, and asking
   // must not disturb a working leader.
   if (std::holds_alternative<StandingQuery>(message.body)) {
-    StandingAnswer answer{message.boot, standing_, role_ == Role::leader, last_index()};
+    const bool founded_with_asker =
+        std::find(founders_.begin(), founders_.end(), std::pair(message.from, message.boot)) != founders_.end();
+    StandingAnswer answer{message.boot, standing_, role_ == Role::leader, last_index(), founded_with_asker};
     ready_.messages.push_back({Message{config_.id, message.from, term_, answer, boot_}, hard_state_seq_});
     return;
   }
@@ -916,14 +926,33 @@ void Raft::query_standing(Time now) {
 }
 
 void Raft::handle_standing_answer(const Message& message, const StandingAnswer& answer, Time now) {
-  if (standing_ == Standing::member || answer.asker_boot != boot_) return;
+  if (answer.asker_boot != boot_) return;
+  if (standing_ == Standing::member) {
+    // A new cluster's member waits for every other member to be one too before it stands promptly.
+    if (answer.standing != Standing::member) return;
+    const auto it = std::find(unconfirmed_.begin(), unconfirmed_.end(), message.from);
+    if (it == unconfirmed_.end()) return;
+    unconfirmed_.erase(it);
+    if (unconfirmed_.empty() && role_ == Role::follower && !leader_) schedule_prompt_election(now);
+    return;
+  }
+  if (answer.founded_with_asker) {
+    // This life was one of the empty members that a member counted when it made the cluster new: it started empty
+    // and has forgotten nothing since. (Recovering, it heard of the new cluster's history first: the race that
+    // join_new_cluster makes rare.)
+    set_standing(Standing::member,
+                 fmt::format("node {} made this cluster new counting this node, as it is now, among its empty members",
+                             message.from.value()));
+    join_new_cluster(now);
+    return;
+  }
   auto it = std::find_if(answers_.begin(), answers_.end(), [&](const Answer& a) { return a.from == message.from; });
-  if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}});
+  if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}, 0});
   // A leader's first answer in its term is the catch-up target: anything this node's earlier life acknowledged
   // was in that leader's log by then. A later answer would move the target on with every new entry.
   const bool same_leadership = it->leader && answer.leader && it->term == message.term;
   const LogIndex target = same_leadership ? it->last_index : answer.last_index;
-  *it = Answer{message.from, message.term, answer.standing, answer.leader, target};
+  *it = Answer{message.from, message.term, answer.standing, answer.leader, target, message.boot};
   decide_standing(now);
 }
 
@@ -938,10 +967,15 @@ void Raft::decide_standing(Time now) {
       // but at most a minority forgets. So only when every other member is without history, too, is the cluster
       // new (or lost beyond repair, in which case its survivors will refuse our incarnation).
       if (answers_.size() == others) {
+        // Remembered for the others (the fresh ones): one of them may hear from a member of this new cluster only
+        // after its first election, see a history, and take itself for a node that lost its state. That node
+        // would then wait for every member before voting again, and with the first leader gone, stall the cluster.
+        founders_.clear();
+        for (const Answer& answer : answers_)
+          if (answer.standing == Standing::fresh) founders_.emplace_back(answer.from, answer.boot);
         set_standing(Standing::member,
                      fmt::format("all {} other members are as new as this node: this is a new cluster", others));
-        // No leader yet (every member is new): stand soon, each member after its own random delay.
-        schedule_prompt_election(now);
+        join_new_cluster(now);
       }
       return;
     }
@@ -980,6 +1014,20 @@ void Raft::decide_standing(Time now) {
                              members, config_.members.size()));
     if (!leader_) schedule_prompt_election(now);
   }
+}
+
+void Raft::join_new_cluster(Time now) {
+  // No leader yet (every member is new). Standing before every other member knows it is one could elect a leader
+  // that a member still fresh hears of first: it would take the history for one it forgot, and rejoin as a recovering
+  // node, which votes again only once every member answers. With that first leader gone, the cluster would stall. So
+  // it stands promptly (each member after its own random delay) once every other member is a member, or after a
+  // whole election timeout if one of them does not say so (down again, or slow).
+  unconfirmed_.clear();
+  for (const NodeId member : config_.members)
+    if (member != config_.id) unconfirmed_.push_back(member);
+  reset_election_timer(now);
+  if (unconfirmed_.empty()) schedule_prompt_election(now);
+  next_standing_query_ = now;
 }
 
 void Raft::maybe_rejoin() {

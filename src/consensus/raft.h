@@ -184,6 +184,7 @@ class Raft {
     Standing standing = Standing::member;
     bool leader = false;
     LogIndex last_index;
+    std::uint64_t boot = 0;  // the sender's life that answered
   };
 
   // Role changes.
@@ -208,6 +209,9 @@ class Raft {
   // Standing (docs/consensus.md, "Rejoining after state loss").
   void query_standing(Time now);
   void decide_standing(Time now);
+  // Fresh until now, this node is a member of a new cluster: it waits for the others to be members too before it
+  // stands promptly (unconfirmed_), a whole election timeout at most.
+  void join_new_cluster(Time now);
   void maybe_rejoin();
   void set_standing(Standing standing, std::string notice);
   enum class BootCheck : std::uint8_t { same, restarted, stale };
@@ -302,6 +306,13 @@ class Raft {
   Standing standing_ = Standing::member;
   std::uint64_t boot_ = 0;
   std::vector<Answer> answers_;
+  // This life made the cluster new (decide_standing): the life of each other member counted then, every one of them
+  // fresh and empty. Asked by such a life again, this node says so (StandingAnswer::founded_with_asker).
+  std::vector<std::pair<NodeId, std::uint64_t>> founders_;
+  // A new cluster's member (fresh until now) does not stand promptly until every other member has answered it as a
+  // member: the ones it still waits for. It asks them every heartbeat interval meanwhile (docs/consensus.md, "Prompt
+  // elections", the stall).
+  std::vector<NodeId> unconfirmed_;
   std::optional<Term> vote_floor_;
   LogIndex leader_match_;  // follower: the highest match acknowledged to the leader of term_
   Time next_standing_query_{};
