@@ -92,6 +92,10 @@ struct StandingAnswer {
   Standing standing = Standing::member;
   bool leader = false;  // the sender leads its term (Message::term)
   LogIndex last_index;  // the sender's log end when it answered
+  // The sender made this cluster new (every other member answered it fresh and without history) counting the asker
+  // in the life that asks now (the query's boot): that life started empty and has forgotten nothing since, so the
+  // asker is a member at once (docs/consensus.md, "Rejoining after state loss").
+  bool founded_with_asker = false;
   friend bool operator==(const StandingAnswer&, const StandingAnswer&) = default;
 };
 

@@ -99,8 +99,10 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex 
   // What the store holds at construction was recovered from disk: it is durable.
   durable_index_ = log_.last_index();
   match_scratch_.reserve(config_.members.size());
-  reset_election_timer(now);
-  // The only voter has no one to wait for, nor anyone to disrupt: it stands at its first tick.
+  // It knows no live leader: it pre-votes soon. Where a leader lives, its followers ignore that (stickiness) and its
+  // next heartbeat makes this node follow. The only voter has no one to wait for, nor anyone to disrupt: it stands
+  // at its first tick.
+  schedule_prompt_election(now);
   if (quorum() == 1) election_deadline_ = now;
   next_standing_query_ = now;
   if (standing_ != Standing::member && quorum() == 1)
@@ -119,11 +121,28 @@ void Raft::tick(Time now) {
     if (now >= next_standing_query_) query_standing(now);
     return;
   }
+  if (!unconfirmed_.empty()) {
+    if (role_ != Role::follower || leader_) {
+      unconfirmed_.clear();  // an election is under way, or over: nothing left to wait for
+    } else if (now >= next_standing_query_) {
+      next_standing_query_ = now + config_.heartbeat_interval;
+      for (const NodeId member : unconfirmed_) send(member, StandingQuery{}, hard_state_seq_);
+    }
+  }
   if (role_ != Role::leader) {
     // A lone candidate only waits for its own vote to become durable (on_persisted): standing again would
     // write a new term each time and, with a disk slower than the election timeout, never win.
     const bool lone_candidate = role_ == Role::candidate && quorum() == 1;
-    if (now >= election_deadline_ && !lone_candidate) start_election(now, /*transfer=*/false);
+    if (now >= election_deadline_ && !lone_candidate) {
+      start_election(now, /*transfer=*/false);
+    } else if ((role_ == Role::pre_candidate || role_ == Role::candidate) && now >= next_vote_request_) {
+      next_vote_request_ = now + config_.heartbeat_interval;
+      for (const NodeId member : config_.members) {
+        const bool answered =
+            std::any_of(votes_.begin(), votes_.end(), [&](const auto& vote) { return vote.first == member; });
+        if (!answered) request_vote(member);
+      }
+    }
     return;
   }
   if (now >= next_heartbeat_) {
@@ -138,8 +157,10 @@ void Raft::tick(Time now) {
     for (const Progress& progress : progress_)
       if (now - progress.last_heard <= config_.election_timeout_min) ++active;
     if (active < quorum()) {
-      // Cut off from a majority: a newer leader may exist already. Stop answering as leader.
+      // Cut off from a majority: a newer leader may exist already. Stop answering as leader. It knows no live
+      // leader now: it stands promptly, harmless where a newer leader lives (its followers keep to it).
       become_follower(term_, std::nullopt, now);
+      schedule_prompt_election(now);
       return;
     }
   }
@@ -157,7 +178,9 @@ void Raft::step(const Message& message, Time now) {
   // Standing queries and answers are term-neutral: a node that lost its state may hold any term, and asking
   // must not disturb a working leader.
   if (std::holds_alternative<StandingQuery>(message.body)) {
-    StandingAnswer answer{message.boot, standing_, role_ == Role::leader, last_index()};
+    const bool founded_with_asker =
+        std::find(founders_.begin(), founders_.end(), std::pair(message.from, message.boot)) != founders_.end();
+    StandingAnswer answer{message.boot, standing_, role_ == Role::leader, last_index(), founded_with_asker};
     ready_.messages.push_back({Message{config_.id, message.from, term_, answer, boot_}, hard_state_seq_});
     return;
   }
@@ -325,8 +348,10 @@ void Raft::become_follower(Term term, std::optional<NodeId> leader, Time now) {
   progress_.clear();
   transfer_target_.reset();
   replicate_pending_ = false;
-  reset_election_timer(now);
-  if (leader_) last_leader_contact_ = now;
+  if (leader_)
+    note_leader_contact(now);
+  else
+    reset_election_timer(now);
 }
 
 void Raft::become_pre_candidate(Time now) {
@@ -339,13 +364,9 @@ void Raft::become_pre_candidate(Time now) {
     become_candidate(now, false);
     return;
   }
-  for (const NodeId member : config_.members) {
-    if (member == config_.id) continue;
-    // Asks for the term it would stand in; its own term stays as it is until a majority agrees.
-    ready_.messages.push_back(
-        {Message{config_.id, member, term_.next(), VoteRequest{last_index(), last_term(), true, false}, boot_},
-         hard_state_seq_});
-  }
+  next_vote_request_ = now + config_.heartbeat_interval;
+  for (const NodeId member : config_.members)
+    if (member != config_.id) request_vote(member);
 }
 
 void Raft::become_candidate(Time now, bool transfer) {
@@ -355,14 +376,29 @@ void Raft::become_candidate(Time now, bool transfer) {
   leader_.reset();
   progress_.clear();
   votes_.assign(1, {config_.id, true});
+  transfer_election_ = transfer;
   reset_election_timer(now);
   // Alone, it wins once its own vote is durable (on_persisted): leading a term that a crash could make it
   // forget would let it write a second, different entry at the same (index, term) after a restart.
   if (quorum() == 1) return;
-  for (const NodeId member : config_.members) {
-    if (member == config_.id) continue;
-    send(member, VoteRequest{last_index(), last_term(), false, transfer}, planted_bug() == 3 ? 0 : hard_state_seq_);
+  next_vote_request_ = now + config_.heartbeat_interval;
+  for (const NodeId member : config_.members)
+    if (member != config_.id) request_vote(member);
+}
+
+void Raft::request_vote(NodeId member) {
+  COHORT_ASSERT(role_ == Role::pre_candidate || role_ == Role::candidate);
+  COHORT_ASSERT(member != config_.id);
+  if (role_ == Role::pre_candidate) {
+    // Asks for the term it would stand in; its own term stays as it is until a majority agrees.
+    ready_.messages.push_back(
+        {Message{config_.id, member, term_.next(), VoteRequest{last_index(), last_term(), true, false}, boot_},
+         hard_state_seq_});
+    return;
   }
+  // The same request again is harmless: a voter that granted it grants it again and writes nothing.
+  send(member, VoteRequest{last_index(), last_term(), false, transfer_election_},
+       planted_bug() == 3 ? 0 : hard_state_seq_);
 }
 
 void Raft::become_leader(Time now) {
@@ -437,8 +473,7 @@ void Raft::handle_vote_response(const Message& message, const VoteResponse& resp
 void Raft::handle_append_request(const Message& message, const AppendRequest& request, Time now) {
   if (role_ == Role::leader) return;  // another leader in our term
   if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
-  reset_election_timer(now);
-  last_leader_contact_ = now;
+  note_leader_contact(now);
   // An acknowledgement also says "I promised no higher term". A node that lost its state does not know which
   // terms it promised until it holds its vote floor: a leader of an older term could count its answer and commit
   // an entry that the leader it had voted for overwrites.
@@ -520,8 +555,7 @@ void Raft::handle_append_request(const Message& message, const AppendRequest& re
 void Raft::handle_snapshot_chunk(const Message& message, const SnapshotChunk& chunk, Time now) {
   if (role_ == Role::leader) return;  // another leader in our term
   if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
-  reset_election_timer(now);
-  last_leader_contact_ = now;
+  note_leader_contact(now);
   if (!acknowledges()) return;
   // Malformed (a snapshot of a term newer than its sender's, or at index 0, or data beyond its size): dropped.
   if (chunk.position.term > message.term || chunk.position.index == LogIndex{0} || chunk.position.term == Term{0} ||
@@ -620,8 +654,7 @@ void Raft::finish_snapshot(NodeId leader) {
 void Raft::handle_heartbeat(const Message& message, const Heartbeat& heartbeat, Time now) {
   if (role_ == Role::leader) return;  // another leader in our term
   if (role_ != Role::follower || leader_ != message.from) become_follower(term_, message.from, now);
-  reset_election_timer(now);
-  last_leader_contact_ = now;
+  note_leader_contact(now);
   if (!acknowledges()) return;  // nor keep a leader of an older term in place through its check-quorum
   // The leader sends min(its commit, our match): those entries are in our log, matching its own.
   commit_ = std::max(commit_, std::min(heartbeat.commit, last_index()));
@@ -897,19 +930,38 @@ void Raft::query_standing(Time now) {
     if (member != config_.id) send(member, StandingQuery{}, hard_state_seq_);
 }
 
-void Raft::handle_standing_answer(const Message& message, const StandingAnswer& answer, Time /*now*/) {
-  if (standing_ == Standing::member || answer.asker_boot != boot_) return;
+void Raft::handle_standing_answer(const Message& message, const StandingAnswer& answer, Time now) {
+  if (answer.asker_boot != boot_) return;
+  if (standing_ == Standing::member) {
+    // A new cluster's member waits for every other member to be one too before it stands promptly.
+    if (answer.standing != Standing::member) return;
+    const auto it = std::find(unconfirmed_.begin(), unconfirmed_.end(), message.from);
+    if (it == unconfirmed_.end()) return;
+    unconfirmed_.erase(it);
+    if (unconfirmed_.empty() && role_ == Role::follower && !leader_) schedule_prompt_election(now);
+    return;
+  }
+  if (answer.founded_with_asker) {
+    // This life was one of the empty members that a member counted when it made the cluster new: it started empty
+    // and has forgotten nothing since. (Recovering, it heard of the new cluster's history first: the race that
+    // join_new_cluster makes rare.)
+    set_standing(Standing::member,
+                 fmt::format("node {} made this cluster new counting this node, as it is now, among its empty members",
+                             message.from.value()));
+    join_new_cluster(now);
+    return;
+  }
   auto it = std::find_if(answers_.begin(), answers_.end(), [&](const Answer& a) { return a.from == message.from; });
-  if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}});
+  if (it == answers_.end()) it = answers_.insert(answers_.end(), Answer{message.from, {}, {}, false, {}, 0});
   // A leader's first answer in its term is the catch-up target: anything this node's earlier life acknowledged
   // was in that leader's log by then. A later answer would move the target on with every new entry.
   const bool same_leadership = it->leader && answer.leader && it->term == message.term;
   const LogIndex target = same_leadership ? it->last_index : answer.last_index;
-  *it = Answer{message.from, message.term, answer.standing, answer.leader, target};
-  decide_standing();
+  *it = Answer{message.from, message.term, answer.standing, answer.leader, target, message.boot};
+  decide_standing(now);
 }
 
-void Raft::decide_standing() {
+void Raft::decide_standing(Time now) {
   const std::size_t others = config_.members.size() - 1;
   const std::size_t majority_of_others = quorum();  // f + 1 of the 2f others
   if (standing_ == Standing::fresh) {
@@ -919,9 +971,17 @@ void Raft::decide_standing() {
       // A cluster with a history had a majority vote once, in a term above 0; a node that lags may still be empty,
       // but at most a minority forgets. So only when every other member is without history, too, is the cluster
       // new (or lost beyond repair, in which case its survivors will refuse our incarnation).
-      if (answers_.size() == others)
+      if (answers_.size() == others) {
+        // Remembered for the others (the fresh ones): one of them may hear from a member of this new cluster only
+        // after its first election, see a history, and take itself for a node that lost its state. That node
+        // would then wait for every member before voting again, and with the first leader gone, stall the cluster.
+        founders_.clear();
+        for (const Answer& answer : answers_)
+          if (answer.standing == Standing::fresh) founders_.emplace_back(answer.from, answer.boot);
         set_standing(Standing::member,
                      fmt::format("all {} other members are as new as this node: this is a new cluster", others));
+        join_new_cluster(now);
+      }
       return;
     }
     set_standing(Standing::recovering,
@@ -957,7 +1017,22 @@ void Raft::decide_standing() {
                  fmt::format("every member answered and only {} of {} are whole: no quorum can repair this node, "
                              "so it stands on its log as it is; entries acknowledged before may be lost",
                              members, config_.members.size()));
+    if (!leader_) schedule_prompt_election(now);
   }
+}
+
+void Raft::join_new_cluster(Time now) {
+  // No leader yet (every member is new). Standing before every other member knows it is one could elect a leader
+  // that a member still fresh hears of first: it would take the history for one it forgot, and rejoin as a recovering
+  // node, which votes again only once every member answers. With that first leader gone, the cluster would stall. So
+  // it stands promptly (each member after its own random delay) once every other member is a member, or after a
+  // whole election timeout if one of them does not say so (down again, or slow).
+  unconfirmed_.clear();
+  for (const NodeId member : config_.members)
+    if (member != config_.id) unconfirmed_.push_back(member);
+  reset_election_timer(now);
+  if (unconfirmed_.empty()) schedule_prompt_election(now);
+  next_standing_query_ = now;
 }
 
 void Raft::maybe_rejoin() {
@@ -1019,6 +1094,32 @@ void Raft::send(NodeId to, Message::Body body, PersistSeq after) {
 void Raft::reset_election_timer(Time now) {
   const auto span = static_cast<std::uint64_t>((config_.election_timeout_max - config_.election_timeout_min).count());
   election_deadline_ = now + config_.election_timeout_min + Duration(static_cast<Duration::rep>(random_.below(span)));
+}
+
+Duration Raft::random_spread() {
+  const auto spread =
+      static_cast<std::uint64_t>((kPromptElectionSpreadHeartbeats * config_.heartbeat_interval).count());
+  return Duration(static_cast<Duration::rep>(random_.below(spread)));
+}
+
+void Raft::schedule_prompt_election(Time now) {
+  if (!prompt_elections()) {
+    reset_election_timer(now);
+    return;
+  }
+  election_deadline_ = now + random_spread();
+}
+
+void Raft::note_leader_contact(Time now) {
+  last_leader_contact_ = now;
+  if (!prompt_elections()) {
+    reset_election_timer(now);
+    return;
+  }
+  // Not before election_timeout_min of silence: until then the leader's other followers would not grant a pre-vote
+  // (stickiness), and a slow heartbeat must not set off an election. The random delay keeps the followers of a
+  // leader that died from standing together.
+  election_deadline_ = now + config_.election_timeout_min + random_spread();
 }
 
 bool Raft::in_leader_lease(Time now) const {

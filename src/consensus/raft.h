@@ -46,6 +46,8 @@ struct Config {
   // acknowledgements pace the transfer: a follower or a connection that falls behind slows the leader's sending.
   std::size_t snapshot_chunk_bytes = std::size_t{1} << 20U;
   std::size_t max_inflight_snapshot_chunks = 4;
+  // With both on (the default), a node that knows no live leader stands promptly: docs/consensus.md, "Prompt
+  // elections". Without either, no stickiness guards a working leader, and every node waits out a whole timeout.
   bool pre_vote = true;
   bool check_quorum = true;
   // This life's boot id, stamped on every message: it must be larger than any earlier life's of the same node (the
@@ -53,6 +55,11 @@ struct Config {
   // a message of a life that is over. 0: drawn from the seed, for a core that never restarts.
   std::uint64_t boot = 0;
 };
+
+/// A node that knows no live leader pre-votes after a delay drawn uniformly from [0, this many heartbeat intervals):
+/// 150 ms by default. Wide enough that nodes starting together rarely stand within one pre-vote and vote round of
+/// each other (a few round trips and one fsync), short enough for a recovery within a few hundred milliseconds.
+inline constexpr int kPromptElectionSpreadHeartbeats = 3;
 
 /// Problems with a Config, for the node to refuse at start.
 std::optional<std::string> validate(const Config& config);
@@ -96,6 +103,9 @@ class Raft {
  public:
   /// Restores term, vote and log from `log`; starts as a follower whose election timer starts at `now`.
   /// `committed`: an index known committed (the snapshot the node restored, at most the log's last index).
+  /// It knows no live leader yet, so it pre-votes after a short random delay (kPromptElectionSpreadHeartbeats), at
+  /// once if it is the only voter. Where a leader lives, its followers ignore that pre-vote (stickiness), and its next
+  /// heartbeat makes this node follow.
   Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex committed = LogIndex{});
 
   void tick(Time now);
@@ -174,6 +184,7 @@ class Raft {
     Standing standing = Standing::member;
     bool leader = false;
     LogIndex last_index;
+    std::uint64_t boot = 0;  // the sender's life that answered
   };
 
   // Role changes.
@@ -197,7 +208,10 @@ class Raft {
 
   // Standing (docs/consensus.md, "Rejoining after state loss").
   void query_standing(Time now);
-  void decide_standing();
+  void decide_standing(Time now);
+  // Fresh until now, this node is a member of a new cluster: it waits for the others to be members too before it
+  // stands promptly (unconfirmed_), a whole election timeout at most.
+  void join_new_cluster(Time now);
   void maybe_rejoin();
   void set_standing(Standing standing, std::string notice);
   enum class BootCheck : std::uint8_t { same, restarted, stale };
@@ -221,7 +235,6 @@ class Raft {
   void vote_for(NodeId candidate);
   void persist_hard_state();
   void send(NodeId to, Message::Body body, PersistSeq after);
-  void reset_election_timer(Time now);
   bool in_leader_lease(Time now) const;
   // Whether this node answers a leader's appends and heartbeats: a member does, and a node that lost its state
   // does once it holds its vote floor (it then knows no term it promised is above the leader's).
@@ -232,6 +245,19 @@ class Raft {
   Term term_at(LogIndex index) const;
   std::size_t quorum() const { return config_.members.size() / 2 + 1; }
   void start_election(Time now, bool transfer);
+  // The (pre-)vote request of the current round to `member`: sent when the round starts, and again every heartbeat
+  // interval to members that have not answered (a request lost, or sent before the connection to it was up).
+  void request_vote(NodeId member);
+  // Election timer. The full randomized timeout [min, max): after a (pre-)election round of its own, a vote granted,
+  // a higher term heard from a non-leader.
+  void reset_election_timer(Time now);
+  // No live leader known (a start, a leader that stepped down): stand after a short random delay.
+  void schedule_prompt_election(Time now);
+  // Heard from the leader of term_: it is presumed dead once silent for election_timeout_min (when the others'
+  // stickiness lapses too), and this node stands a short random delay after that.
+  void note_leader_contact(Time now);
+  bool prompt_elections() const noexcept { return config_.pre_vote && config_.check_quorum; }
+  Duration random_spread();
   void check_invariants() const;
 
   Config config_;
@@ -254,13 +280,17 @@ class Raft {
   // A leader counts itself towards a commit only up to here.
   LogIndex durable_index_;
 
-  // Timers. election_deadline_ is randomized in [min, max) from the last reset.
+  // Timers. election_deadline_: when this node, not leading, stands next (a new round, for a (pre-)candidate).
+  // Following a leader, election_timeout_min plus a short random delay after the leader was last heard from;
+  // knowing none since a start or a step-down, the short delay alone; otherwise randomized in [min, max).
   Time election_deadline_{};
   Time last_leader_contact_{};  // follower: last time the leader of term_ was heard from
+  Time next_vote_request_{};    // (pre-)candidate: when the requests not answered yet are sent again
   Time next_heartbeat_{};       // leader
 
   // Elections: votes received in the current (pre-)election, granted or refused, by voter.
   std::vector<std::pair<NodeId, bool>> votes_;
+  bool transfer_election_ = false;  // candidate: stands because its leader handed over (TimeoutNow)
 
   // Leader only.
   std::vector<Progress> progress_;  // one per other member, in member order
@@ -275,6 +305,13 @@ class Raft {
   Standing standing_ = Standing::member;
   std::uint64_t boot_ = 0;
   std::vector<Answer> answers_;
+  // This life made the cluster new (decide_standing): the life of each other member counted then, every one of them
+  // fresh and empty. Asked by such a life again, this node says so (StandingAnswer::founded_with_asker).
+  std::vector<std::pair<NodeId, std::uint64_t>> founders_;
+  // A new cluster's member (fresh until now) does not stand promptly until every other member has answered it as a
+  // member: the ones it still waits for. It asks them every heartbeat interval meanwhile (docs/consensus.md, "Prompt
+  // elections", the stall).
+  std::vector<NodeId> unconfirmed_;
   std::optional<Term> vote_floor_;
   LogIndex leader_match_;  // follower: the highest match acknowledged to the leader of term_
   Time next_standing_query_{};

@@ -120,6 +120,10 @@ constexpr std::chrono::milliseconds kReleaseCheckPeriod{250};
 constexpr std::uint64_t kBurstBytes = 64U << 20U;
 constexpr std::uint64_t kQuietBytes = 1U << 20U;
 constexpr int kQuietPeriods = 4;
+// A group commit this slow is logged: at debug level from kSlowStorage, as a warning from kVerySlowStorage (every
+// message that waits for it, a vote among them, waits that long).
+constexpr std::chrono::milliseconds kSlowStorage{50};
+constexpr std::chrono::milliseconds kVerySlowStorage{1000};
 
 }  // namespace
 
@@ -178,6 +182,8 @@ class Node::Impl final : public io::TransportHandler {
   void drain_storage();
   void release_messages();
   void send_to_peer(const consensus::Message& message);
+  // At debug level: an election message in or out (votes, pre-votes, transfers), for tracing an election.
+  void trace_election_message(const consensus::Message& message, bool outgoing, std::string_view fate);
   void maintain_links(consensus::Time now);
   void drop_link(Link& link);
   void log_role_change(Role previous, Term previous_term);
@@ -796,6 +802,14 @@ void Node::Impl::drain_storage() {
   if (exit_code_ != 0) return;
   const consensus::Time now = mono_now();
   while (auto done = storage_thread_->poll()) {
+    if (const auto took = done->write_time + done->sync_time; took >= kSlowStorage && done->result.completion.seq > 0)
+      logger_->log(took >= kVerySlowStorage ? spdlog::level::warn : spdlog::level::debug,
+                   "[{}] storage was slow: a group commit of {} batches took {} ms ({} ms writing, {} ms syncing), "
+                   "up to seq {}",
+                   context(), done->group_batches, std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(done->write_time).count(),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(done->sync_time).count(),
+                   done->result.completion.seq);
     const auto completion = log_->complete(std::move(done->batch), done->result);
     if (!completion) {
       fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
@@ -821,9 +835,41 @@ void Node::Impl::release_messages() {
   outbox_.erase(keep, outbox_.end());
 }
 
+void Node::Impl::trace_election_message(const consensus::Message& message, bool outgoing, std::string_view fate) {
+  if (!logger_->should_log(spdlog::level::debug)) return;
+  const consensus::Raft& raft = replica_->raft();
+  std::string what;
+  if (const auto* request = std::get_if<consensus::VoteRequest>(&message.body))
+    what = fmt::format("{}vote request (last {} term {}{})", request->pre_vote ? "pre-" : "",
+                       request->last_index.value(), request->last_term.value(), request->transfer ? ", transfer" : "");
+  else if (const auto* response = std::get_if<consensus::VoteResponse>(&message.body))
+    what = fmt::format("{}vote {}", response->pre_vote ? "pre-" : "", response->granted ? "granted" : "refused");
+  else if (std::holds_alternative<consensus::TimeoutNow>(message.body))
+    what = "timeout-now";
+  else
+    return;
+  const auto last = log_->last_index();
+  const auto last_term = log_->term_at(last);
+  logger_->debug(
+      "[{}] {} node {}: {} in term {}{} (here: {} term {}, standing {}, log end {} term {}, {}{})", context(),
+      outgoing ? "to" : "from", (outgoing ? message.to : message.from).value(), what, message.term.value(), fate,
+      consensus::to_string(raft.role()), raft.term().value(), consensus::to_string(raft.standing()), last.value(),
+      last_term ? last_term->value() : 0,
+      raft.leader()
+          ? fmt::format(
+                "leader {} heard {} ms ago", raft.leader()->value(),
+                std::chrono::duration_cast<std::chrono::milliseconds>(mono_now() - raft.last_leader_contact()).count())
+          : std::string("no leader"),
+      raft.voted_for() ? fmt::format(", voted for {}", raft.voted_for()->value()) : std::string());
+}
+
 void Node::Impl::send_to_peer(const consensus::Message& message) {
   const auto link = std::find_if(links_.begin(), links_.end(), [&](const Link& l) { return l.id == message.to; });
-  if (link == links_.end() || !link->connected) return;  // lost, as the protocol allows; Raft resends
+  if (link == links_.end() || !link->connected) {
+    trace_election_message(message, true, ": not sent, no connection");
+    return;  // lost, as the protocol allows; Raft resends
+  }
+  trace_election_message(message, true, "");
   frame_.clear();
   node::append_peer_frame(message, frame_);
   if (frame_.size() > max_frame_length_) {
@@ -1081,6 +1127,7 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
       inbound_.erase(it);
       return;
     }
+    trace_election_message(decoded_, false, "");
     replica_->step(decoded_, now);
     schedule_flush();
     return;

@@ -95,7 +95,7 @@ void append_peer_frame(const consensus::Message& message, std::vector<std::byte>
         } else {
           static_assert(std::is_same_v<Body, consensus::StandingAnswer>);
           append_frame(PeerStandingAnswer{header, body.asker_boot, static_cast<std::uint8_t>(body.standing),
-                                          body.leader, body.last_index.value()},
+                                          body.leader, body.last_index.value(), body.founded_with_asker},
                        out);
         }
       },
@@ -168,7 +168,7 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
       return decode_into<PeerStandingAnswer>(frame, out, [&](const PeerStandingAnswer& w) -> Status<std::string> {
         // The decoder admits only the three standings there are.
         out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
-                                             LogIndex{w.last_index}};
+                                             LogIndex{w.last_index}, w.founded_with_asker};
         return {};
       });
     case MessageType::snapshot_chunk:

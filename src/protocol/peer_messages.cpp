@@ -269,13 +269,15 @@ Result<PeerStandingQuery, DecodeError> PeerStandingQuery::decode_body(BodyReader
   return finish(in, query);
 }
 
-// StandingAnswer v1: header | asker_boot u64 | standing u8 | leader u8 | reserved 6 | last_index u64
+// StandingAnswer v1: header | asker_boot u64 | standing u8 | leader u8 | founded_with_asker u8 | reserved 5 |
+// last_index u64
 void PeerStandingAnswer::encode_body(BodyWriter& out) const noexcept {
   write_header(out, header);
   out.write<std::uint64_t>(asker_boot);
   out.write<std::uint8_t>(standing);
   out.write<std::uint8_t>(leader ? 1 : 0);
-  write_zeros(out, 6);
+  out.write<std::uint8_t>(founded_with_asker ? 1 : 0);
+  write_zeros(out, 5);
   out.write<std::uint64_t>(last_index);
 }
 
@@ -287,7 +289,8 @@ Result<PeerStandingAnswer, DecodeError> PeerStandingAnswer::decode_body(BodyRead
   answer.standing = in.read<std::uint8_t>("standing");
   if (!in.failed() && answer.standing > 2) in.fail_invalid("standing", answer.standing, 2);
   answer.leader = read_bool(in, "leader");
-  read_reserved(in, 6);
+  answer.founded_with_asker = read_bool(in, "founded_with_asker");
+  read_reserved(in, 5);
   answer.last_index = in.read<std::uint64_t>("last_index");
   return finish(in, answer);
 }

@@ -236,6 +236,7 @@ struct PeerStandingAnswer {
   std::uint8_t standing = 0;  // 0 member, 1 fresh, 2 recovering
   bool leader = false;
   std::uint64_t last_index = 0;
+  bool founded_with_asker = false;  // consensus::StandingAnswer::founded_with_asker
 
   std::size_t body_size() const noexcept { return kBodySize; }
   void encode_body(BodyWriter& out) const noexcept;

@@ -50,13 +50,20 @@ void StorageThread::run() {
     pointers.clear();
     for (const auto& batch : group) pointers.push_back(batch.get());
     std::optional<IoError> error;
+    const auto started = std::chrono::steady_clock::now();
+    auto written_at = started;
     if (auto written = writer_.write(pointers); !written) {
       error = written.error();
-    } else if (auto synced = writer_.sync(); !synced) {
-      error = synced.error();
+    } else {
+      written_at = std::chrono::steady_clock::now();
+      if (auto synced = writer_.sync(); !synced) error = synced.error();
     }
+    const auto finished = std::chrono::steady_clock::now();
     for (auto& batch : group) {
       Done done;
+      done.write_time = written_at - started;
+      done.sync_time = finished - written_at;
+      done.group_batches = group.size();
       const StorageOp& last = batch->ops.back();
       done.result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
       done.result.error = error;

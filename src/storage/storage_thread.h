@@ -8,6 +8,7 @@
 // runs on the storage thread and must be thread-safe and quick (post to the loop, write an eventfd).
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -25,6 +26,10 @@ class StorageThread {
   struct Done {
     std::unique_ptr<Batch> batch;
     BatchResult result;
+    // The group commit that performed it (every batch of one group has the same): its write and its sync.
+    std::chrono::nanoseconds write_time{0};
+    std::chrono::nanoseconds sync_time{0};
+    std::size_t group_batches = 0;
   };
 
   StorageThread(LogWriter& writer, std::function<void()> wake, std::size_t queue_depth = 64);

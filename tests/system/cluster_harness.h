@@ -438,14 +438,53 @@ struct NodeProcess {
 class ClusterTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    if (HasFailure()) {
-      for (const auto& node : nodes_) {
-        if (!node.process) continue;
-        const std::string log = node.process->stderr_text();
-        std::printf("---- last log lines of node %u (run %d) ----\n%s\n", node.id, node.starts,
-                    log.substr(log.size() > 4000 ? log.size() - 4000 : 0).c_str());
-      }
+    if (!HasFailure()) return;
+    for (const auto& node : nodes_) {
+      if (!node.process) continue;
+      const std::string log = without_client_connections(node.process->stderr_text());
+      std::printf("---- last log lines of node %u (run %d), client and admin connections left out ----\n%s\n", node.id,
+                  node.starts, log.substr(log.size() > 6000 ? log.size() - 6000 : 0).c_str());
     }
+    // COHORT_TEST_KEEP_LOGS=<dir>: every node's whole output, every run of it, kept there (the test's own directory
+    // goes with it).
+    if (const char* keep = std::getenv("COHORT_TEST_KEEP_LOGS")) {
+      const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+      const auto to =
+          std::filesystem::path(keep) / fmt::format("{}.{}-{}", test->test_suite_name(), test->name(),
+                                                    std::chrono::system_clock::now().time_since_epoch().count());
+      std::error_code error;
+      std::filesystem::create_directories(to, error);
+      for (const auto& entry : std::filesystem::directory_iterator(dir_.path(), error))
+        if (entry.is_regular_file()) std::filesystem::copy_file(entry.path(), to / entry.path().filename(), error);
+      std::printf("---- every node's whole output kept in %s ----\n", to.c_str());
+    }
+  }
+
+  /// A node's log without the lines of client and admin connections ("connection 12 with ... established: admin",
+  /// then every line of connection 12; the status polls of every wait make most of a log), so that the end of the
+  /// dump shows what the cluster did.
+  static std::string without_client_connections(const std::string& log) {
+    std::string kept;
+    std::set<std::string> hidden;  // "connection 12 "
+    std::size_t begin = 0;
+    while (begin < log.size()) {
+      std::size_t end = log.find('\n', begin);
+      end = end == std::string::npos ? log.size() : end + 1;
+      const std::string_view line(log.data() + begin, end - begin);
+      begin = end;
+      const auto at = line.find("] connection ");
+      if (at != std::string_view::npos) {
+        const auto id_end = line.find(' ', at + 13);
+        const std::string id(line.substr(at + 2, id_end == std::string_view::npos ? 0 : id_end + 1 - (at + 2)));
+        if (line.find("established: admin") != std::string_view::npos ||
+            line.find("established: client") != std::string_view::npos)
+          hidden.insert(id);
+        if (hidden.count(id) != 0) continue;
+      }
+      if (line.find("client connection") != std::string_view::npos) continue;
+      kept.append(line);
+    }
+    return kept;
   }
 
   /// Chooses `count` nodes' fresh ports and directories without starting them (nothing listens on their ports).
@@ -497,6 +536,16 @@ class ClusterTest : public ::testing::Test {
       args.push_back(fmt::format("{},{},{}", member.id, peer, member.client()));
     }
     args.insert(args.end(), extra_.begin(), extra_.end());
+    // COHORT_TEST_NODE_ARGS: more arguments for every node, split at spaces ("--log-level debug").
+    if (const char* more = std::getenv("COHORT_TEST_NODE_ARGS")) {
+      const std::string_view text(more);
+      std::size_t begin = 0;
+      while (begin < text.size()) {
+        const std::size_t end = std::min(text.find(' ', begin), text.size());
+        if (end > begin) args.emplace_back(text.substr(begin, end - begin));
+        begin = end + 1;
+      }
+    }
     return args;
   }
 

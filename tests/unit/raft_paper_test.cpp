@@ -391,16 +391,23 @@ TEST_F(RaftPaperTest, VoterGrantsCandidateWithANewerLastTermEvenIfShorter) {
 }
 
 TEST_F(RaftPaperTest, ElectionTimeoutIsRandomizedWithinTheConfiguredRange) {
-  // Each seed: find the first millisecond at which the node stands. It must lie within [min, max].
+  // Each seed: a node stands and a majority refuses it; find the first millisecond at which it stands again. It
+  // must lie within [min, max] of the refusal.
   std::set<Duration::rep> seen;
   for (std::uint64_t seed = 1; seed <= 40; ++seed) {
     MemoryLogStore store;
     Raft node(config_, store, seed, Time{0});
+    const Time refused{config_.election_timeout_max};
+    node.tick(refused);
+    ASSERT_EQ(node.role(), Role::pre_candidate);
+    for (std::uint32_t from = 2; from <= 3; ++from)
+      node.step(Message{NodeId{from}, NodeId{1}, Term{0}, VoteResponse{false, true}}, refused);
+    ASSERT_EQ(node.role(), Role::follower);
     Duration fired{};
-    for (Duration at = 1ms; at <= 2 * config_.election_timeout_max; at += 1ms) {
-      node.tick(Time{at});
+    for (Duration after = 1ms; after <= 2 * config_.election_timeout_max; after += 1ms) {
+      node.tick(refused + after);
       if (node.role() != Role::follower) {
-        fired = at;
+        fired = after;
         break;
       }
     }
@@ -411,12 +418,109 @@ TEST_F(RaftPaperTest, ElectionTimeoutIsRandomizedWithinTheConfiguredRange) {
   EXPECT_GE(seen.size(), 20U);  // spread out, so that split votes rarely repeat
 }
 
+// --- prompt elections (docs/consensus.md) --------------------------------------------------------------------
+
+TEST_F(RaftPaperTest, ANodeThatKnowsNoLeaderStandsAfterAShortRandomDelay) {
+  // At its start it has heard from no leader: it pre-votes within a few heartbeat intervals, not an election timeout.
+  const Duration spread = kPromptElectionSpreadHeartbeats * config_.heartbeat_interval;
+  std::set<Duration::rep> seen;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    MemoryLogStore store;
+    Raft node(config_, store, seed, Time{0});
+    Duration fired = -1ms;
+    for (Duration at{}; at <= spread; at += 1ms) {
+      node.tick(Time{at});
+      if (node.role() != Role::follower) {
+        fired = at;
+        break;
+      }
+    }
+    EXPECT_GE(fired, Duration::zero()) << "seed " << seed;
+    EXPECT_LE(fired, spread) << "seed " << seed;
+    seen.insert(fired.count());
+  }
+  EXPECT_GE(seen.size(), 20U);  // spread out, so that nodes starting together rarely stand together
+}
+
+TEST_F(RaftPaperTest, AFollowerStandsOnlyOnceItsLeaderIsSilentForTheMinimumElectionTimeout) {
+  const Duration spread = kPromptElectionSpreadHeartbeats * config_.heartbeat_interval;
+  start({1}, 1);
+  receive(2, 1, Heartbeat{index(0)});
+  advance(config_.election_timeout_min - 1ms);  // a slow heartbeat is no dead leader
+  EXPECT_EQ(raft().role(), Role::follower);
+  receive(2, 1, Heartbeat{index(0)});
+  advance(config_.election_timeout_min - 1ms);
+  EXPECT_EQ(raft().role(), Role::follower);
+  EXPECT_TRUE(only<VoteRequest>(take()).empty());
+  advance(spread + 1ms);  // silent for the minimum timeout: presumed dead; it stands after the short delay
+  EXPECT_EQ(raft().role(), Role::pre_candidate);
+  EXPECT_EQ(only<VoteRequest>(take()).size(), 2U);
+}
+
+TEST_F(RaftPaperTest, ALeaderThatStepsDownForWantOfAQuorumStandsAfterAShortRandomDelay) {
+  const Duration spread = kPromptElectionSpreadHeartbeats * config_.heartbeat_interval;
+  start();
+  elect();
+  for (Duration passed{}; passed <= config_.election_timeout_min && raft().role() == Role::leader; passed += 10ms)
+    advance(10ms);
+  ASSERT_EQ(raft().role(), Role::follower);  // check-quorum: it heard from no one
+  ASSERT_EQ(raft().leader(), std::nullopt);
+  (void)take();
+  for (Duration passed{}; passed <= spread && raft().role() == Role::follower; passed += 1ms) advance(1ms);
+  EXPECT_EQ(raft().role(), Role::pre_candidate);
+}
+
+TEST_F(RaftPaperTest, APreCandidateAsksAgainEveryHeartbeatIntervalWhoeverHasNotAnswered) {
+  start({1}, 1);
+  fire_election_timer();
+  ASSERT_EQ(raft().role(), Role::pre_candidate);
+  ASSERT_EQ(only<VoteRequest>(take()).size(), 2U);
+  receive(2, 1, VoteResponse{false, true});  // 2 refuses; 3 was not reached (its connection was not up yet)
+  advance(config_.heartbeat_interval - 1ms);
+  EXPECT_TRUE(take().empty());
+  advance(1ms);
+  const auto out = take();
+  const auto again = only<VoteRequest>(out);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].first.to, NodeId{3});
+  EXPECT_EQ(again[0].first.term, term(2));
+  EXPECT_TRUE(again[0].second.pre_vote);
+  receive(3, 2, VoteResponse{true, true});
+  EXPECT_EQ(raft().role(), Role::candidate);
+}
+
+TEST_F(RaftPaperTest, ACandidateAsksAgainEveryHeartbeatIntervalWhoeverHasNotAnswered) {
+  config_.pre_vote = false;
+  cluster_of(5);
+  start();
+  fire_election_timer();
+  ASSERT_EQ(raft().role(), Role::candidate);
+  const PersistSeq vote = log_.last_seq();
+  (void)take();
+  receive(2, 1, VoteResponse{true, false});
+  receive(3, 1, VoteResponse{false, false});
+  advance(config_.heartbeat_interval);
+  const auto out = take();
+  const auto again = only<VoteRequest>(out);
+  ASSERT_EQ(again.size(), 2U);
+  for (const auto& [message, request] : again) {
+    EXPECT_TRUE(message.to == NodeId{4} || message.to == NodeId{5});
+    EXPECT_EQ(message.term, term(1));
+    EXPECT_FALSE(request.pre_vote);
+  }
+  for (const Outgoing& request : out) EXPECT_GE(request.after, vote);  // still only once the vote is durable
+  EXPECT_EQ(log_.last_seq(), vote);                                    // and nothing written again
+}
+
 TEST_F(RaftPaperTest, GrantingAVoteRestartsTheElectionTimer) {
   fixed_election_timeout();
-  start({}, 1);  // already in the candidate's term: only the grant itself can restart the timer
+  start({}, 1);
+  fire_election_timer();  // it pre-votes for term 2 and hears nothing: its next round is an election timeout away
+  ASSERT_EQ(raft().role(), Role::pre_candidate);
   advance(config_.election_timeout_min - 100ms);
-  receive(2, 1, VoteRequest{index(0), term(0), false, false});
+  receive(2, 2, VoteRequest{index(0), term(0), false, false});
   ASSERT_EQ(raft().voted_for(), NodeId{2});
+  ASSERT_EQ(raft().role(), Role::follower);
   advance(200ms);  // past the first deadline, but within a timeout of the grant
   EXPECT_EQ(raft().role(), Role::follower);
   advance(config_.election_timeout_min - 200ms);
@@ -424,14 +528,14 @@ TEST_F(RaftPaperTest, GrantingAVoteRestartsTheElectionTimer) {
 }
 
 TEST_F(RaftPaperTest, HearingFromTheLeaderRestartsTheElectionTimer) {
-  fixed_election_timeout();
   start({}, 1);
+  receive(2, 1, Heartbeat{index(0)});
   for (int beat = 0; beat < 10; ++beat) {
     advance(config_.election_timeout_min - 1ms);
     receive(2, 1, Heartbeat{index(0)});
   }
   EXPECT_EQ(raft().role(), Role::follower);
-  advance(config_.election_timeout_min);
+  fire_election_timer();
   EXPECT_EQ(raft().role(), Role::pre_candidate);
 }
 

@@ -15,7 +15,8 @@
 //   cluster N [prevote=off] [checkquorum=off]  N nodes (ids 1..N), time 0, storage durable at once
 //   tick D                 advance virtual time by D (e.g. 600ms, 2s) in 10ms steps, ticking every node and
 //                          delivering after each step; heartbeats and their responses are counted, not shown,
-//                          unless they are of another term than the receiver's or change something
+//                          unless they are of another term than the receiver's or change something; so are vote
+//                          requests a (pre-)candidate sends again on a cut link, after the first
 //   campaign N             tick node N alone until its election timer fires
 //   deliver                deliver every message in flight, and the ones they cause, until quiet
 //   drop                   lose every message in flight
@@ -352,6 +353,9 @@ class Scenario {
     if (cuts_.count({message.from.value(), message.to.value()}) != 0) {
       if (quiet && is_heartbeat_traffic(message))
         ++heartbeats_dropped_;
+      else if (quiet && std::holds_alternative<VoteRequest>(message.body) &&
+               !repeats_shown_.insert(describe(message)).second)
+        ++repeats_dropped_;
       else
         emit(describe(message) + " [dropped]");
       return;
@@ -388,6 +392,8 @@ class Scenario {
   void tick(Duration duration) {
     heartbeats_delivered_ = 0;
     heartbeats_dropped_ = 0;
+    repeats_dropped_ = 0;
+    repeats_shown_.clear();
     const Time end = now_ + duration;
     while (now_ < end) {
       now_ += kStep;
@@ -402,6 +408,7 @@ class Scenario {
     if (heartbeats_delivered_ + heartbeats_dropped_ > 0)
       emit(fmt::format("(heartbeats and responses: {} delivered, {} dropped)", heartbeats_delivered_,
                        heartbeats_dropped_));
+    if (repeats_dropped_ > 0) emit(fmt::format("(vote requests sent again: {} dropped)", repeats_dropped_));
   }
 
   void campaign(Node& node) {
@@ -454,6 +461,8 @@ class Scenario {
   std::string header_;  // emitted before the next line, if any
   std::size_t heartbeats_delivered_ = 0;
   std::size_t heartbeats_dropped_ = 0;
+  std::size_t repeats_dropped_ = 0;
+  std::set<std::string> repeats_shown_;  // vote requests dropped on a cut link during this tick, shown once
 };
 
 // --- the golden files -------------------------------------------------------------------------------------------

@@ -270,6 +270,8 @@ std::vector<Sample> every_sample() {
       {"standing_query", encoded(PeerStandingQuery{kHeader}), PeerStandingQuery::kBodySize, false},
       {"standing_answer", encoded(PeerStandingAnswer{kHeader, 0x3132333435363738, 2, true, 99}),
        PeerStandingAnswer::kBodySize, false},
+      {"standing_answer/founded", encoded(PeerStandingAnswer{kHeader, 0x3132333435363738, 1, false, 99, true}),
+       PeerStandingAnswer::kBodySize, false},
       {"snapshot_chunk", encoded(PeerSnapshotChunk{kHeader, 90, 4, 1000, 0xABCDEF, 512, ByteSpan(kept_payload)}),
        PeerSnapshotChunk::kFixedBodySize, true},
       {"snapshot_chunk/probe", encoded(PeerSnapshotChunk{kHeader, 90, 4, 1000, 0xABCDEF, 0, {}}),
@@ -875,6 +877,7 @@ std::vector<Violation> every_violation() {
       {"append_response success", append_response, 24, 1, {2, 0xFF}, "success", 24},
       {"standing_answer standing", standing, 32, 1, {3, 0xFF}, "standing", 32},
       {"standing_answer leader", standing, 33, 1, {2, 0xFF}, "leader", 33},
+      {"standing_answer founded_with_asker", standing, 34, 1, {2, 0xFF}, "founded_with_asker", 34},
       {"session_reply status", reply, 0, 1, {0, 6, 0xFF}, "status", 0},
       {"session_reply replaced_reason", replaced, 72, 1, {5, 0xFF}, "replaced_reason", 72},
       {"session_open credential_length", open, 32, 2, {kMaxCredentialLength + 1, 0xFFFF}, "credential_length", 32},
@@ -896,7 +899,7 @@ std::vector<Violation> every_violation() {
   reserved_run("vote_request reserved", vote, 41, 7);
   reserved_run("vote_response reserved", vote_response, 26, 6);
   reserved_run("append_response reserved", append_response, 25, 7);
-  reserved_run("standing_answer reserved", standing, 34, 6);
+  reserved_run("standing_answer reserved", standing, 35, 5);
   reserved_run("session_reply reserved after status", reply, 1, 3);
   reserved_run("session_reply reserved after text_length", reply, 50, 2);
   reserved_run("session_reply reserved after replaced_reason", replaced, 73, 7);
@@ -1088,9 +1091,13 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                                             {"conflict_term", 8}}));
   expect_every_short_body_names_its_field(encoded(PeerHeartbeat{kHeader, 1}), raft_header_then({{"commit", 8}}));
   expect_every_short_body_names_its_field(encoded(PeerTimeoutNow{kHeader}), raft_header_then({}));
-  expect_every_short_body_names_its_field(
-      encoded(PeerStandingAnswer{kHeader, 1, 0, false, 2}),
-      raft_header_then({{"asker_boot", 8}, {"standing", 1}, {"leader", 1}, {"reserved", 6}, {"last_index", 8}}));
+  expect_every_short_body_names_its_field(encoded(PeerStandingAnswer{kHeader, 1, 0, false, 2}),
+                                          raft_header_then({{"asker_boot", 8},
+                                                            {"standing", 1},
+                                                            {"leader", 1},
+                                                            {"founded_with_asker", 1},
+                                                            {"reserved", 5},
+                                                            {"last_index", 8}}));
   expect_every_short_body_names_its_field(
       encoded(PeerSnapshotChunk{kHeader, 1, 2, 3, 4, 0, {}}),
       raft_header_then({{"index", 8}, {"term", 8}, {"size", 8}, {"checksum", 8}, {"offset", 8}}));
