@@ -806,10 +806,8 @@ void Node::Impl::drain_storage() {
       logger_->log(took >= kVerySlowStorage ? spdlog::level::warn : spdlog::level::debug,
                    "[{}] storage was slow: a group commit of {} batches took {} ms ({} ms writing, {} ms syncing), "
                    "up to seq {}",
-                   context(), done->group_batches, std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
-                   std::chrono::duration_cast<std::chrono::milliseconds>(done->write_time).count(),
-                   std::chrono::duration_cast<std::chrono::milliseconds>(done->sync_time).count(),
-                   done->result.completion.seq);
+                   context(), done->group_batches, milliseconds(took), milliseconds(done->write_time),
+                   milliseconds(done->sync_time), done->result.completion.seq);
     const auto completion = log_->complete(std::move(done->batch), done->result);
     if (!completion) {
       fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
@@ -850,17 +848,14 @@ void Node::Impl::trace_election_message(const consensus::Message& message, bool 
     return;
   const auto last = log_->last_index();
   const auto last_term = log_->term_at(last);
-  logger_->debug(
-      "[{}] {} node {}: {} in term {}{} (here: {} term {}, standing {}, log end {} term {}, {}{})", context(),
-      outgoing ? "to" : "from", (outgoing ? message.to : message.from).value(), what, message.term.value(), fate,
-      consensus::to_string(raft.role()), raft.term().value(), consensus::to_string(raft.standing()), last.value(),
-      last_term ? last_term->value() : 0,
-      raft.leader()
-          ? fmt::format(
-                "leader {} heard {} ms ago", raft.leader()->value(),
-                std::chrono::duration_cast<std::chrono::milliseconds>(mono_now() - raft.last_leader_contact()).count())
-          : std::string("no leader"),
-      raft.voted_for() ? fmt::format(", voted for {}", raft.voted_for()->value()) : std::string());
+  logger_->debug("[{}] {} node {}: {} in term {}{} (here: {} term {}, standing {}, log end {} term {}, {}{})",
+                 context(), outgoing ? "to" : "from", (outgoing ? message.to : message.from).value(), what,
+                 message.term.value(), fate, consensus::to_string(raft.role()), raft.term().value(),
+                 consensus::to_string(raft.standing()), last.value(), last_term ? last_term->value() : 0,
+                 raft.leader() ? fmt::format("leader {} heard {} ms ago", raft.leader()->value(),
+                                             milliseconds(mono_now() - raft.last_leader_contact()))
+                               : std::string("no leader"),
+                 raft.voted_for() ? fmt::format(", voted for {}", raft.voted_for()->value()) : std::string());
 }
 
 void Node::Impl::send_to_peer(const consensus::Message& message) {

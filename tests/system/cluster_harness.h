@@ -435,6 +435,34 @@ struct NodeProcess {
   bool running() const { return process && !process->wait_exit(0ms); }
 };
 
+/// Interrupts a running `cohort stream` (ClusterTest::stream_arguments(); it drains, then asks the ledger) and checks
+/// its summary: exit status 0, and every accepted message (more than 1,000) applied exactly once by the
+/// ledger's record, in the one session the client opened (never replaced). `out` receives the summary.
+inline void stop_stream_expecting_exactly_once(Process& stream, std::string& out) {
+  stream.signal(SIGINT);
+  const auto status = stream.wait_exit(Ms(40'000 * slowdown()));
+  ASSERT_TRUE(status) << "cohort stream did not finish; its stderr:\n" << stream.stderr_text();
+  out = stream.stdout_text();
+  std::printf("[ info ] cohort stream's summary: %s", out.c_str());
+  EXPECT_EQ(*status, 0) << "cohort stream failed";
+  ASSERT_FALSE(out.empty());
+  EXPECT_NE(out.find("\"ok\":true"), std::string::npos);
+  const auto accepted = json_number(out, "accepted");
+  ASSERT_TRUE(accepted);
+  EXPECT_GT(*accepted, 1000);
+  EXPECT_EQ(json_number(out, "applied"), accepted) << "accepted messages not applied";
+  EXPECT_EQ(json_number(out, "lost"), 0);
+  EXPECT_EQ(json_number(out, "duplicated"), 0);
+  EXPECT_EQ(json_number(out, "unknown"), 0);
+  EXPECT_EQ(json_number(out, "rejected"), 0);
+  EXPECT_EQ(json_number(out, "pending"), 0);
+  EXPECT_EQ(json_number(out, "distinct"), accepted) << "the ledger's count of distinct numbers";
+  EXPECT_EQ(json_number(out, "missing"), 0);
+  EXPECT_EQ(json_number(out, "data_loss"), 0);
+  EXPECT_EQ(json_number(out, "opened"), 1);
+  EXPECT_EQ(json_number(out, "replaced"), 0);
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -660,6 +688,23 @@ class ClusterTest : public ::testing::Test {
     if (!converged) ADD_FAILURE() << "the replicas did not catch up within " << timeout.count() << " ms: " << last;
     if (diverged) ADD_FAILURE() << "replicas at the same applied index have different state hashes: " << last;
     return converged && !diverged;
+  }
+
+  /// `cohort stream`'s arguments for a stream at 1,000 messages a second to this cluster, ended by SIGINT
+  /// (stop_stream_expecting_exactly_once).
+  std::vector<std::string> stream_arguments() const {
+    return {"stream",
+            "--members",
+            joined(client_endpoints()),
+            "--cluster-id",
+            std::to_string(kClusterId),
+            "--count",
+            "1000000",
+            "--rate",
+            "1000",
+            "--json",
+            "--drain",
+            std::to_string(20 * slowdown())};
   }
 
   std::vector<std::string> client_endpoints() const {

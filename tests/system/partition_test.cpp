@@ -156,12 +156,7 @@ class PartitionTest : public ClusterTest {
 
   /// Starts `cohort stream` at 1,000 messages a second (stopped by finish_stream()) and waits until it is connected.
   bool start_stream() {
-    stream_ = std::make_unique<Process>(
-        COHORT_PATH,
-        std::vector<std::string>{"stream", "--members", joined(client_endpoints()), "--cluster-id",
-                                 std::to_string(kClusterId), "--count", "1000000", "--rate", "1000", "--json",
-                                 "--drain", std::to_string(20 * slowdown())},
-        dir_.path(), "stream");
+    stream_ = std::make_unique<Process>(COHORT_PATH, stream_arguments(), dir_.path(), "stream");
     watcher_ = std::jthread([this](const std::stop_token& stop) { watch(stop); });
     if (eventually([&] { return connected_count() > 0; }, deadline(), 2ms)) return true;
     ADD_FAILURE() << "cohort stream did not connect; its stderr:\n" << stream_->stderr_text();
@@ -217,29 +212,10 @@ class PartitionTest : public ClusterTest {
   /// Interrupts the stream (it drains and asks the ledger), then checks its summary: every accepted message applied
   /// exactly once by the ledger's record, in the one session the client opened. Prints the client's figures.
   void finish_stream() {
-    stream_->signal(SIGINT);
-    const auto status = stream_->wait_exit(Ms(40'000 * slowdown()));
-    ASSERT_TRUE(status) << "cohort stream did not finish; its stderr:\n" << stream_->stderr_text();
+    std::string out;
+    ASSERT_NO_FATAL_FAILURE(stop_stream_expecting_exactly_once(*stream_, out));
     watcher_ = {};
-    const std::string out = stream_->stdout_text();
-    std::printf("[ info ] cohort stream's summary: %s", out.c_str());
-    EXPECT_EQ(*status, 0) << "cohort stream failed";
-    ASSERT_FALSE(out.empty());
-    EXPECT_NE(out.find("\"ok\":true"), std::string::npos);
-    const auto accepted = json_number(out, "accepted");
-    ASSERT_TRUE(accepted);
-    EXPECT_GT(*accepted, 1000);
-    EXPECT_EQ(json_number(out, "applied"), accepted) << "accepted messages not applied";
-    EXPECT_EQ(json_number(out, "lost"), 0);
-    EXPECT_EQ(json_number(out, "duplicated"), 0);
-    EXPECT_EQ(json_number(out, "unknown"), 0);
-    EXPECT_EQ(json_number(out, "rejected"), 0);
-    EXPECT_EQ(json_number(out, "pending"), 0);
-    EXPECT_EQ(json_number(out, "distinct"), accepted) << "the ledger's count of distinct numbers";
-    EXPECT_EQ(json_number(out, "missing"), 0);
-    EXPECT_EQ(json_number(out, "data_loss"), 0);
-    EXPECT_EQ(json_number(out, "opened"), 1);
-    EXPECT_EQ(json_number(out, "replaced"), 0);
+    const auto accepted = json_number(out, "accepted").value_or(0);
     const auto outage = json_number(out, "longest_outage_ms").value_or(0);
     const auto stall = json_number(out, "longest_stall_ms").value_or(0);
     EXPECT_LT(outage, kBound.count() * slowdown());
@@ -247,7 +223,7 @@ class PartitionTest : public ClusterTest {
     std::printf(
         "[ partition ] %s: %lld messages, 0 lost, 0 duplicated; the client's longest outage %lld ms, "
         "longest stall while connected %lld ms\n",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name(), *accepted, outage, stall);
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), accepted, outage, stall);
   }
 
   /// The leader's commits over `period`, per second.
