@@ -29,8 +29,7 @@ RECOVERY = re.compile(r"\[ recovery \] connected again (\d+) ms after (.*)")
 
 def kind(what: str) -> str:
     """The event a recovery is measured from, without the run's node numbers."""
-    what = re.sub(r"\d+", "N", what)
-    return what
+    return re.sub(r"node \d+", "node N", what)
 
 
 def main() -> int:
