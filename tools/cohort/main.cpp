@@ -2,11 +2,14 @@
 //   cohort snapshot   asks nodes to take a snapshot now
 //   cohort stream     sends a numbered stream through the client to a cluster running the ledger service, shows
 //                     what the client goes through, and checks every message against the ledger (stream.h)
+//   cohort floor      measures this machine's floor: a loopback TCP round trip, fdatasync on a directory's disk,
+//                     and a minimal 3-process replicator's commit latency and throughput (floor.h)
 // (The operations issue adds the other admin commands; `cohort-kv status` shows a cluster today.)
 // Exit status: 0 done (stream: nothing lost, duplicated or unknown); 1 a node could not do it (unreachable, refused,
-// failed), or the stream found a problem; 2 bad arguments.
+// failed), the stream found a problem, or the floor could not be measured; 2 bad arguments.
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include <cohort/version.h>
 #include <CLI/CLI.hpp>
 
+#include "cohort/floor.h"
 #include "cohort/stream.h"
 
 namespace {
@@ -84,11 +88,50 @@ int main(int argc, char** argv) {
   stream->add_flag("--json", stream_options.json, "print the summary as one JSON object on stdout, nothing else");
   stream->add_flag("-v,--verbose", stream_options.verbose, "also print the client library's own log lines");
 
+  cohort::tool::FloorOptions floor_options;
+  std::string floor_sync = "none";
+  std::string floor_dir;
+  bool floor_json = false;
+  CLI::App* floor = app.add_subcommand(
+      "floor",
+      "measure this machine's floor: a 64 B loopback TCP round trip, an appended write + fdatasync in --dir, and a "
+      "minimal leader-to-two-followers replicator (3 processes, loopback TCP), its commit latency and throughput. "
+      "Exit status: 0 measured; 1 failed; 2 for bad arguments");
+  floor->add_option("--size", floor_options.message_size, "bytes per message")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24U))
+      ->capture_default_str();
+  floor
+      ->add_option("--sync", floor_sync,
+                   "fsync: the replicator's processes fdatasync their file before acknowledging; none: they do not")
+      ->check(CLI::IsMember({"fsync", "none"}))
+      ->capture_default_str();
+  floor->add_option("--dir", floor_dir,
+                    "directory for the replicator's and the fdatasync probe's files, on the disk to measure "
+                    "(default: a fresh directory under the temp directory, removed afterwards)");
+  floor
+      ->add_option("--rate", floor_options.rate,
+                   "latency part: messages per second, open loop (from each message's intended send time); 0: one "
+                   "at a time")
+      ->check(CLI::Range(0.0, 10'000'000.0))
+      ->capture_default_str();
+  floor->add_option("--duration", floor_options.seconds, "seconds for each timed part (after its own warm-up)")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
+  floor->add_option("--window", floor_options.window, "throughput part: messages in flight")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20U))
+      ->capture_default_str();
+  floor->add_flag("--json", floor_json, "print the options and figures as one JSON object on stdout, nothing else");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : kBadArguments;  // --help and --version are not errors
   }
   if (*snapshot) return run_snapshot(nodes, cluster_id, timeout_ms);
+  if (*floor) {
+    floor_options.fsync = floor_sync == "fsync";
+    floor_options.dir = floor_dir;
+    return cohort::tool::run_floor(floor_options, floor_json);
+  }
   return cohort::tool::run_stream(stream_options);
 }
