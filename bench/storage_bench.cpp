@@ -131,7 +131,7 @@ Result measure_log(const Settings& settings, storage::SyncPolicy policy, std::si
   std::vector<consensus::Entry> turn(turn_size);
   for (auto& entry : turn) {
     entry.term = Term{1};
-    entry.payload.assign(payload, std::byte{0x42});
+    entry.payload = Payload(std::vector<std::byte>(payload, std::byte{0x42}));
   }
   struct Pending {
     LogIndex last;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/bytes.h"
+#include "common/payload.h"
 #include "common/strong_id.h"
 
 namespace cohort::consensus {
@@ -29,7 +30,7 @@ struct Entry {
   // Computed once by the leader when it appends the entry, over index, term, type and payload; it travels
   // with the entry and is verified by every follower before the entry is stored.
   std::uint64_t checksum = 0;
-  std::vector<std::byte> payload;
+  Payload payload;  // shared, not copied, by the cache, AppendRequests and the apply
 
   friend bool operator==(const Entry&, const Entry&) = default;
 };

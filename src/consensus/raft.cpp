@@ -255,7 +255,7 @@ Result<LogIndex, ProposeError> Raft::propose(EntryType type, ByteSpan payload, T
   entry.index = last_index().next();
   entry.term = term_;
   entry.type = type;
-  entry.payload.assign(payload.begin(), payload.end());
+  entry.payload = Payload(payload);
   entry.checksum = compute_checksum(entry.index, entry.term, entry.type, entry.payload);
   last_seq_ = log_.append(std::span<const Entry>(&entry, 1));
   replicate_pending_ = true;

@@ -257,6 +257,7 @@ class Node::Impl final : public io::TransportHandler {
   std::vector<std::byte> frame_;
   std::size_t max_frame_length_ = 0;
   consensus::Message decoded_;
+  std::vector<consensus::Entry> spare_entries_;  // decode_peer_frame keeps an append request's vector here
   std::unique_ptr<io::EventLoop::Periodic> ticker_;
   bool flush_pending_ = false;
   bool reading_paused_ = false;  // client connections are not read (apply_back_pressure)
@@ -1111,7 +1112,7 @@ void Node::Impl::on_frame(io::ConnectionId id, const protocol::Frame& frame) {
       inbound_.erase(it);
       return;
     }
-    auto decoded = node::decode_peer_frame(frame, decoded_);
+    auto decoded = node::decode_peer_frame(frame, decoded_, spare_entries_);
     // A member that sends a malformed message, or one claiming another sender, is closed: it reconnects, and a
     // message lost meanwhile is one Raft tolerates.
     if (!decoded.ok() || decoded_.from != inbound.node || decoded_.to != NodeId{options_.node_id}) {

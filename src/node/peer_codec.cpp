@@ -26,10 +26,14 @@ void set_header(consensus::Message& out, const RaftHeader& header) {
 }
 
 template <typename Wire>
-Status<std::string> decode_into(const Frame& frame, consensus::Message& out, auto&& convert) {
+Status<std::string> decode_into(const Frame& frame, consensus::Message& out, std::vector<consensus::Entry>& spare,
+                                auto&& convert) {
   auto wire = decode<Wire>(frame);
   if (!wire) return unexpected(fmt::format("malformed {}: {}", to_string(frame.header.type), wire.error().describe()));
   set_header(out, wire->header);
+  // Another kind of message replaces an append request's body: its entries' vector is kept for the next one.
+  if constexpr (!std::is_same_v<Wire, PeerAppendRequest>)
+    if (auto* request = std::get_if<consensus::AppendRequest>(&out.body)) spare.swap(request->entries);
   return convert(*wire);
 }
 
@@ -102,22 +106,26 @@ void append_peer_frame(const consensus::Message& message, std::vector<std::byte>
       message.body);
 }
 
-Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& out) {
+Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& out,
+                                      std::vector<consensus::Entry>& spare_entries) {
   switch (frame.header.type) {
     case MessageType::vote_request:
-      return decode_into<PeerVoteRequest>(frame, out, [&](const PeerVoteRequest& w) -> Status<std::string> {
+      return decode_into<PeerVoteRequest>(frame, out, spare_entries, [&](const PeerVoteRequest& w) -> Status<std::string> {
         out.body = consensus::VoteRequest{LogIndex{w.last_index}, Term{w.last_term}, w.pre_vote, w.transfer};
         return {};
       });
     case MessageType::vote_response:
-      return decode_into<PeerVoteResponse>(frame, out, [&](const PeerVoteResponse& w) -> Status<std::string> {
+      return decode_into<PeerVoteResponse>(frame, out, spare_entries, [&](const PeerVoteResponse& w) -> Status<std::string> {
         out.body = consensus::VoteResponse{w.granted, w.pre_vote};
         return {};
       });
     case MessageType::append_request:
-      return decode_into<PeerAppendRequest>(frame, out, [&](const PeerAppendRequest& w) -> Status<std::string> {
-        // Reuse the entries' buffers of the last request decoded into `out`, if it was one.
-        if (!std::holds_alternative<consensus::AppendRequest>(out.body)) out.body = consensus::AppendRequest{};
+      return decode_into<PeerAppendRequest>(frame, out, spare_entries, [&](const PeerAppendRequest& w) -> Status<std::string> {
+        // Reuse the entries' vector of the last request decoded into `out`, or the one kept from it.
+        if (!std::holds_alternative<consensus::AppendRequest>(out.body)) {
+          out.body = consensus::AppendRequest{};
+          std::get<consensus::AppendRequest>(out.body).entries.swap(spare_entries);
+        }
         auto& request = std::get<consensus::AppendRequest>(out.body);
         request.prev_index = LogIndex{w.prev_index};
         request.prev_term = Term{w.prev_term};
@@ -134,45 +142,45 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
           entry.term = Term{view.term};
           entry.type = type;
           entry.checksum = view.checksum;
-          entry.payload.assign(view.payload.begin(), view.payload.end());
+          entry.payload = Payload(view.payload);
         }
         return {};
       });
     case MessageType::append_response:
-      return decode_into<PeerAppendResponse>(frame, out, [&](const PeerAppendResponse& w) -> Status<std::string> {
+      return decode_into<PeerAppendResponse>(frame, out, spare_entries, [&](const PeerAppendResponse& w) -> Status<std::string> {
         out.body = consensus::AppendResponse{w.success, LogIndex{w.match_index}, LogIndex{w.rejected_prev},
                                              LogIndex{w.conflict_index}, Term{w.conflict_term}};
         return {};
       });
     case MessageType::heartbeat:
-      return decode_into<PeerHeartbeat>(frame, out, [&](const PeerHeartbeat& w) -> Status<std::string> {
+      return decode_into<PeerHeartbeat>(frame, out, spare_entries, [&](const PeerHeartbeat& w) -> Status<std::string> {
         out.body = consensus::Heartbeat{LogIndex{w.commit}};
         return {};
       });
     case MessageType::heartbeat_response:
-      return decode_into<PeerHeartbeatResponse>(frame, out, [&](const PeerHeartbeatResponse&) -> Status<std::string> {
+      return decode_into<PeerHeartbeatResponse>(frame, out, spare_entries, [&](const PeerHeartbeatResponse&) -> Status<std::string> {
         out.body = consensus::HeartbeatResponse{};
         return {};
       });
     case MessageType::timeout_now:
-      return decode_into<PeerTimeoutNow>(frame, out, [&](const PeerTimeoutNow&) -> Status<std::string> {
+      return decode_into<PeerTimeoutNow>(frame, out, spare_entries, [&](const PeerTimeoutNow&) -> Status<std::string> {
         out.body = consensus::TimeoutNow{};
         return {};
       });
     case MessageType::standing_query:
-      return decode_into<PeerStandingQuery>(frame, out, [&](const PeerStandingQuery&) -> Status<std::string> {
+      return decode_into<PeerStandingQuery>(frame, out, spare_entries, [&](const PeerStandingQuery&) -> Status<std::string> {
         out.body = consensus::StandingQuery{};
         return {};
       });
     case MessageType::standing_answer:
-      return decode_into<PeerStandingAnswer>(frame, out, [&](const PeerStandingAnswer& w) -> Status<std::string> {
+      return decode_into<PeerStandingAnswer>(frame, out, spare_entries, [&](const PeerStandingAnswer& w) -> Status<std::string> {
         // The decoder admits only the three standings there are.
         out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
                                              LogIndex{w.last_index}, w.founded_with_asker};
         return {};
       });
     case MessageType::snapshot_chunk:
-      return decode_into<PeerSnapshotChunk>(frame, out, [&](const PeerSnapshotChunk& w) -> Status<std::string> {
+      return decode_into<PeerSnapshotChunk>(frame, out, spare_entries, [&](const PeerSnapshotChunk& w) -> Status<std::string> {
         if (!std::holds_alternative<consensus::SnapshotChunk>(out.body)) out.body = consensus::SnapshotChunk{};
         auto& chunk = std::get<consensus::SnapshotChunk>(out.body);
         chunk.position = consensus::LogBase{LogIndex{w.index}, Term{w.term}};
@@ -183,7 +191,7 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
         return {};
       });
     case MessageType::snapshot_ack:
-      return decode_into<PeerSnapshotAck>(frame, out, [&](const PeerSnapshotAck& w) -> Status<std::string> {
+      return decode_into<PeerSnapshotAck>(frame, out, spare_entries, [&](const PeerSnapshotAck& w) -> Status<std::string> {
         out.body = consensus::SnapshotAck{consensus::LogBase{LogIndex{w.index}, Term{w.term}}, w.checksum, w.received};
         return {};
       });

@@ -383,7 +383,7 @@ void SegmentedLog::read_record(std::size_t position, std::uint64_t offset, LogIn
   scratch_.term = header->term;
   scratch_.type = header->type;
   scratch_.checksum = header->entry_checksum;
-  scratch_.payload.assign(body.begin(), body.end());
+  scratch_.payload = Payload(body);
   cursor_ = Located{position, offset + record_size(header->body_length)};
   cursor_index_ = index.next();
 }

@@ -22,7 +22,7 @@ Entry make_entry(std::uint64_t index, std::uint64_t term) {
   Entry entry;
   entry.index = LogIndex{index};
   entry.term = Term{term};
-  entry.payload.assign(3, static_cast<std::byte>(index));
+  entry.payload = Payload(std::vector<std::byte>(3, static_cast<std::byte>(index)));
   entry.checksum = compute_checksum(entry.index, entry.term, entry.type, entry.payload);
   return entry;
 }

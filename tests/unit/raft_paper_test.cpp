@@ -27,7 +27,7 @@ Entry make_entry(std::uint64_t at, std::uint64_t of_term, std::string_view text 
   entry.index = LogIndex{at};
   entry.term = Term{of_term};
   entry.type = type;
-  entry.payload.assign(as_bytes(text).begin(), as_bytes(text).end());
+  entry.payload = Payload(as_bytes(text));
   entry.checksum = compute_checksum(entry.index, entry.term, entry.type, entry.payload);
   return entry;
 }
@@ -822,7 +822,9 @@ TEST_F(RaftPaperTest, FollowerCommitsNoFurtherThanTheEntriesTheRequestVouchedFor
 TEST_F(RaftPaperTest, FollowerDropsDamagedEntries) {
   start({1}, 1);
   auto entries = entries_from(2, {1, 1});
-  entries[1].payload[0] = std::byte{'y'};
+  std::vector<std::byte> damaged = entries[1].payload.to_vector();
+  damaged[0] = std::byte{'y'};
+  entries[1].payload = Payload(damaged);
   receive(2, 1, append(1, 1, entries));
   EXPECT_TRUE(take().empty());  // the leader resends; no answer
   EXPECT_EQ(log_.last_index(), index(1));

@@ -547,7 +547,7 @@ TEST(RaftSnapshot, AFollowerSkipsTheEntriesItsBaseCovers) {
   Entry next;
   next.index = cluster.log(leader).last_index().next();
   next.term = cluster.raft(leader).term();
-  next.payload = {std::byte{7}};
+  next.payload = Payload(std::vector<std::byte>{std::byte{7}});
   next.checksum = compute_checksum(next.index, next.term, next.type, next.payload);
   request.entries.push_back(next);
   cluster.raft(follower).step(

@@ -36,8 +36,9 @@ Entry random_entry(std::uint64_t index, Term term, std::size_t payload, Random& 
   Entry entry;
   entry.index = LogIndex{index};
   entry.term = term;
-  entry.payload.resize(payload);
-  for (std::byte& b : entry.payload) b = static_cast<std::byte>(random.next() & 0xFFU);
+  std::vector<std::byte> bytes(payload);
+  for (std::byte& b : bytes) b = static_cast<std::byte>(random.next() & 0xFFU);
+  entry.payload = Payload(bytes);
   entry.checksum = consensus::compute_checksum(entry.index, entry.term, entry.type, entry.payload);
   return entry;
 }
@@ -835,12 +836,14 @@ TEST(Recovery, ARecordPlantedInAPayloadIsNeverTakenForAClaim) {
     LogHarness h;
     ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 10, 1), HardState{Term{1}, std::nullopt}));
     Entry planted = make_entry(11, 1, 1024);
+    std::vector<std::byte> bytes = planted.payload.to_vector();
     for (std::uint64_t guess = 0; guess < 8; ++guess) {  // forged headers, each sealed with a guessed nonce
       Entry fake = make_entry(12 + guess, 1, 8);
-      std::byte* at = planted.payload.data() + 8 + guess * 120;
+      std::byte* at = bytes.data() + 8 + guess * 120;
       encode_record(at, fake);
       seal_record(at, LogIndex{11}, guess);
     }
+    planted.payload = Payload(bytes);
     planted.checksum = consensus::compute_checksum(planted.index, planted.term, planted.type, planted.payload);
     const Entries more = {planted};
     append(h, more);

@@ -39,9 +39,9 @@ inline consensus::Entry make_entry(std::uint64_t index, std::uint64_t term, std:
   entry.index = LogIndex{index};
   entry.term = Term{term};
   entry.type = consensus::EntryType::command;
-  entry.payload.resize(payload_size);
-  for (std::size_t i = 0; i < payload_size; ++i)
-    entry.payload[i] = static_cast<std::byte>((index * 31 + term * 7 + i) & 0xFFU);
+  std::vector<std::byte> bytes(payload_size);
+  for (std::size_t i = 0; i < payload_size; ++i) bytes[i] = static_cast<std::byte>((index * 31 + term * 7 + i) & 0xFFU);
+  entry.payload = Payload(bytes);
   entry.checksum = consensus::compute_checksum(entry.index, entry.term, entry.type, entry.payload);
   return entry;
 }

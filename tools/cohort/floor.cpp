@@ -36,6 +36,8 @@
 
 #include <fmt/format.h>
 
+#include "cohort/json.h"
+
 namespace cohort::tool {
 namespace {
 
@@ -700,25 +702,14 @@ std::string latency_row(std::string_view name, const LatencyFigures& f) {
                      f.p999_us, f.max_us, f.count);
 }
 
+}  // namespace
+
 std::string latency_json(const LatencyFigures& f) {
   return fmt::format(R"({{"p50":{:.1f},"p90":{:.1f},"p99":{:.1f},"p99_9":{:.1f},"max":{:.1f},"count":{}}})", f.p50_us,
                      f.p90_us, f.p99_us, f.p999_us, f.max_us, f.count);
 }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+namespace {
 
 const char* sync_name(const FloorOptions& options) { return options.fsync ? "fsync" : "none"; }
 

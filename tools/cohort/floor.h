@@ -51,6 +51,8 @@ struct FloorFigures {
 /// every helper process is killed and reaped, and every file removed, on success and on failure.
 FloorFigures measure_floor(const FloorOptions& options);
 
+/// Latency figures as a JSON object: {"p50":..,"p90":..,"p99":..,"p99_9":..,"max":.. (microseconds),"count":..}.
+std::string latency_json(const LatencyFigures& figures);
 /// The figures as a readable table (with the options they were measured with), lines ending in '\n'.
 std::string floor_table(const FloorOptions& options, const FloorFigures& figures);
 /// The options and the figures as one JSON object (no newline at the end).

@@ -4,12 +4,16 @@
 //                     what the client goes through, and checks every message against the ledger (stream.h)
 //   cohort floor      measures this machine's floor: a loopback TCP round trip, fdatasync on a directory's disk,
 //                     and a minimal 3-process replicator's commit latency and throughput (floor.h)
+//   cohort bench      drives a cluster running the echo service (one it starts, or a running one) through the
+//                     client: latency, throughput, failover, sweeps, beside this machine's floor (bench.h)
 // (The operations issue adds the other admin commands; `cohort-kv status` shows a cluster today.)
 // Exit status: 0 done (stream: nothing lost, duplicated or unknown); 1 a node could not do it (unreachable, refused,
-// failed), the stream found a problem, or the floor could not be measured; 2 bad arguments.
+// failed), the stream found a problem, the floor could not be measured, or the bench failed or saw a message not
+// applied; 2 bad arguments.
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,7 @@
 #include <cohort/version.h>
 #include <CLI/CLI.hpp>
 
+#include "cohort/bench.h"
 #include "cohort/floor.h"
 #include "cohort/stream.h"
 
@@ -121,6 +126,65 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20U))
       ->capture_default_str();
   floor->add_flag("--json", floor_json, "print the options and figures as one JSON object on stdout, nothing else");
+  cohort::tool::BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "measure a cluster running the echo service through the client, beside this machine's floor (a TCP round "
+      "trip, fdatasync and a minimal 3-process replicator, measured in the same run). By default it starts a local "
+      "cluster of cohortd processes. Exit status: 0 if every message was applied; 1 otherwise or on failure");
+  // Durations take a unit: 10s, 500ms, 2m (a bare number is seconds).
+  const auto seconds = CLI::AsNumberWithUnit(std::map<std::string, double>{{"ms", 0.001}, {"s", 1}, {"m", 60}},
+                                             CLI::AsNumberWithUnit::CASE_SENSITIVE);
+  bench->add_option("--nodes", bench_options.nodes, "start a local cluster of this many nodes")
+      ->check(CLI::IsMember({1, 3, 5}))
+      ->capture_default_str();
+  bench->add_option("--members", bench_options.members, "instead, a running cluster's client endpoints HOST:PORT,...")
+      ->delimiter(',')
+      ->excludes("--nodes");
+  bench->add_option("--cluster-id", bench_options.cluster_id, "the cluster's id")->capture_default_str();
+  bench->add_option("--cohortd", bench_options.cohortd, "the cohortd binary (default: next to cohort, else on PATH)");
+  bench->add_option("--dir", bench_options.dir, "the local cluster's directory (default: a fresh one, removed after)");
+  bench->add_flag("--keep", bench_options.keep, "leave the local cluster's directory (data, logs) behind");
+  bench->add_option("--clients", bench_options.clients, "clients, each with its own session")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  bench->add_option("--size", bench_options.size, "bytes per message")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20U))
+      ->capture_default_str();
+  bench->add_option("--sync", bench_options.sync, "the local cluster's sync policy")
+      ->check(CLI::IsMember({"fsync", "none"}))
+      ->capture_default_str();
+  bench->add_option("--mode", bench_options.mode, "latency, throughput or both")
+      ->check(CLI::IsMember({"latency", "throughput", "both"}))
+      ->capture_default_str();
+  bench
+      ->add_option("--rate", bench_options.rate,
+                   "latency mode: messages per second over all clients, open loop; 0: one at a time per client")
+      ->check(CLI::Range(0.0, 10'000'000.0))
+      ->capture_default_str();
+  bench->add_option("--window", bench_options.window, "throughput mode: messages in flight per client")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{8192}))
+      ->capture_default_str();
+  bench->add_option("--duration", bench_options.duration_s, "each mode's measured time, e.g. 10s")
+      ->transform(seconds)
+      ->check(CLI::Range(0.01, 86400.0))
+      ->capture_default_str();
+  bench->add_option("--warmup", bench_options.warmup_s, "unmeasured time before each mode's")
+      ->transform(seconds)
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  bench->add_flag("!--no-floor", bench_options.floor, "skip measuring this machine's floor");
+  bench->add_flag("--json", bench_options.json, "print one JSON object on stdout, nothing else there");
+  bench->add_option("--plot", bench_options.plot, "write the latency distribution, beside the floor's, to FILE.svg");
+  bench->add_flag("--failover", bench_options.failover, "kill the leader under load, round after round");
+  bench->add_option("--rounds", bench_options.rounds, "--failover: rounds")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  bench->add_flag("--sweep", bench_options.sweep,
+                  "throughput over 1-256 clients, 64 B-16 KiB messages and both sync policies, into --output");
+  bench->add_option("--output", bench_options.output,
+                    "--sweep: the Markdown file for its table (its marked section is replaced if it has one); "
+                    "charts go to bench/ beside it");
 
   try {
     app.parse(argc, argv);
@@ -133,5 +197,6 @@ int main(int argc, char** argv) {
     floor_options.dir = floor_dir;
     return cohort::tool::run_floor(floor_options, floor_json);
   }
+  if (*bench) return cohort::tool::run_bench(bench_options);
   return cohort::tool::run_stream(stream_options);
 }

@@ -101,25 +101,6 @@ bool Summary::ok() const noexcept {
 
 int exit_status(const Summary& summary) noexcept { return summary.ok() ? 0 : 1; }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20)
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        else
-          out += c;
-    }
-  }
-  return out + "\"";
-}
-
 std::string to_json(const Summary& s) {
   std::string out = "{";
   out += fmt::format("\"ok\":{},\"tag\":{},\"cluster_id\":{},\"rate\":{},\"elapsed_s\":{:.3f},\"sending_s\":{:.3f}",

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cohort/json.h"
 #include "services/ledger_codec.h"
 
 namespace cohort::tool {
@@ -100,8 +101,5 @@ std::string to_json(const Summary& summary);
 std::string to_text(const Summary& summary);
 /// 0 if ok(), 1 otherwise.
 int exit_status(const Summary& summary) noexcept;
-
-/// `text` as a JSON string literal, quotes included.
-std::string json_string(std::string_view text);
 
 }  // namespace cohort::tool
