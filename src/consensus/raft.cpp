@@ -773,24 +773,38 @@ bool Raft::send_append(Progress& progress, bool send_empty) {
     return false;
   const LogIndex prev = progress.next.prev();
   AppendRequest request;
+  if (!spare_entries_.empty()) {
+    request.entries = std::move(spare_entries_.back());
+    spare_entries_.pop_back();
+  }
   request.prev_index = prev;
   request.prev_term = term_at(prev);
   request.commit = commit_;
+  // Counted first, so a recycled vector too small for this batch grows once, not by doublings.
+  std::size_t count = 0;
   std::size_t bytes = 0;
   for (LogIndex index = progress.next; index <= last_index(); index = index.next()) {
-    const Entry& entry = log_.entry(index);
-    if (!request.entries.empty() && (request.entries.size() >= config_.max_append_entries ||
-                                     bytes + entry.payload.size() > config_.max_append_bytes))
-      break;
-    bytes += entry.payload.size();
-    request.entries.push_back(entry);
+    const std::size_t size = log_.entry(index).payload.size();
+    if (count > 0 && (count >= config_.max_append_entries || bytes + size > config_.max_append_bytes)) break;
+    bytes += size;
+    ++count;
   }
+  request.entries.reserve(count);
+  for (LogIndex index = progress.next; request.entries.size() < count; index = index.next())
+    request.entries.push_back(log_.entry(index));
   if (request.entries.empty() && !send_empty) return false;
   const LogIndex last_sent{prev.value() + request.entries.size()};
   progress.inflight.push_back(last_sent);
   if (!progress.probing) progress.next = last_sent.next();
   send(progress.id, std::move(request), hard_state_seq_);
   return true;
+}
+
+void Raft::recycle(Message&& message) {
+  auto* request = std::get_if<AppendRequest>(&message.body);
+  if (request == nullptr || request->entries.capacity() == 0 || spare_entries_.size() >= kMaxSpareEntryVectors) return;
+  request->entries.clear();  // the payloads go back to their pool now, not when the vector is reused
+  spare_entries_.push_back(std::move(request->entries));
 }
 
 void Raft::send_snapshot_chunks(Progress& progress) {

@@ -129,6 +129,9 @@ class Raft {
 
   /// Moves the outputs accumulated since the last call into `out` (whose vectors are reused).
   void take_ready(Ready& out);
+  /// Hands back a message the driver has sent (or dropped): an AppendRequest's vector of entries is kept for the
+  /// next one, so steady replication allocates nothing. Optional; a driver that never calls it only allocates more.
+  void recycle(Message&& message);
 
   Role role() const noexcept { return role_; }
   Term term() const noexcept { return term_; }
@@ -336,6 +339,9 @@ class Raft {
 
   Ready ready_;
   std::vector<LogIndex> match_scratch_;  // maybe_commit's working space, so an acknowledgement allocates nothing
+  // Entry vectors of sent AppendRequests (recycle()), empty, their capacity kept: send_append takes one first.
+  std::vector<std::vector<Entry>> spare_entries_;
+  static constexpr std::size_t kMaxSpareEntryVectors = 64;
 };
 
 }  // namespace cohort::consensus

@@ -286,8 +286,8 @@ void ServiceHost::idle_sessions(ClusterTime idle_limit, std::vector<std::pair<Se
     out.emplace_back(it->second, it->first);
 }
 
-const std::deque<EgressRecord>& ServiceHost::egress_window(SessionId session) const {
-  static const std::deque<EgressRecord> kNone;
+const Ring<EgressRecord>& ServiceHost::egress_window(SessionId session) const {
+  static const Ring<EgressRecord> kNone;
   const auto it = sessions_.find(session);
   return it == sessions_.end() ? kNone : it->second.window;
 }
@@ -330,14 +330,15 @@ bool ServiceHost::send(SessionId session, Bytes message) {
   Session& open = it->second;
   const std::uint64_t seq = ++open.egress_seq;
   // Kept by every replica, so that whichever leads after a failover resends what the client has not seen.
-  open.window.push_back(EgressRecord{seq, std::vector<std::byte>(message.begin(), message.end())});
+  Payload bytes(message);  // one copy, shared by the window and the output
+  open.window.push_back(EgressRecord{seq, bytes});
   open.window_bytes += message.size();
   while (open.window.size() > 1 &&
          (open.window.size() > limits_.egress_window_messages || open.window_bytes > limits_.egress_window_bytes)) {
     open.window_bytes -= open.window.front().message.size();
     open.window.pop_front();
   }
-  outputs_.emplace_back(EgressOut{session, seq, std::vector<std::byte>(message.begin(), message.end())});
+  outputs_.emplace_back(EgressOut{session, seq, std::move(bytes)});
   return true;
 }
 
@@ -492,7 +493,7 @@ Status<std::string> ServiceHost::restore(ByteSpan snapshot) {
       EgressRecord record;
       record.seq = in.u64();
       const ByteSpan message = in.bytes(in.u64());
-      record.message.assign(message.begin(), message.end());
+      record.message = Payload(message);
       session.window_bytes += record.message.size();
       session.window.push_back(std::move(record));
     }

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "cohort/service.h"
+#include "common/payload.h"
 #include "common/result.h"
+#include "common/ring.h"
 #include "common/strong_id.h"
 #include "consensus/log.h"
 #include "host/entry_codec.h"
@@ -67,7 +69,7 @@ struct Rejected {
 struct EgressOut {
   SessionId session = 0;
   std::uint64_t egress_seq = 0;
-  std::vector<std::byte> message;
+  Payload message;  // shared with the session's egress window
 };
 struct SessionEnded {
   SessionId session = 0;
@@ -121,7 +123,7 @@ struct HostLimits {
 /// One egress message kept in a session's window.
 struct EgressRecord {
   std::uint64_t seq = 0;
-  std::vector<std::byte> message;
+  Payload message;
 };
 
 class ServiceHost final : private Cluster {
@@ -158,7 +160,7 @@ class ServiceHost final : private Cluster {
     return it == sessions_.end() ? std::nullopt : std::optional<ClusterTime>(it->second.last_activity);
   }
   /// The session's egress window, oldest first (empty if it is not open).
-  const std::deque<EgressRecord>& egress_window(SessionId session) const;
+  const Ring<EgressRecord>& egress_window(SessionId session) const;
   /// The newest term whose first stamped entry was applied: every session's activity was renewed then.
   Term renewed_term() const noexcept { return renewed_term_; }
   /// Open sessions idle since at or before `idle_limit`, as (session, last activity), oldest first (at most
@@ -213,7 +215,7 @@ class ServiceHost final : private Cluster {
     ClusterTime last_activity{0};
     // Invariant: the newest egress messages, seqs consecutive and ending at egress_seq (empty if none was sent);
     // within the HostLimits' window bounds, the newest one excepted; window_bytes is their total size.
-    std::deque<EgressRecord> window;
+    Ring<EgressRecord> window;  // a ring: steady egress allocates nothing
     std::size_t window_bytes = 0;
   };
   struct Tombstone {

@@ -1,6 +1,9 @@
 #include "io/tcp_transport.h"
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
+#include <memory>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -8,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <asio/connect.hpp>
+#include <asio/bind_allocator.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -79,6 +83,48 @@ namespace {
 
 // Room kept free at the end of the receive buffer for each read, so small frames arrive many per read.
 constexpr std::size_t kMinReadSpace = 16U << 10U;
+// Memory for one asynchronous operation at a time, reused: an allocator for Asio handlers (asio::bind_allocator) that
+// are never outstanding twice. A request that does not fit, or comes while the slot is taken, goes to the heap.
+struct OperationSlot {
+  alignas(std::max_align_t) std::array<std::byte, 256> bytes{};
+  bool taken = false;
+};
+
+template <typename T>
+class SlotAllocator {
+ public:
+  using value_type = T;
+  explicit SlotAllocator(OperationSlot& slot) noexcept : slot_(&slot) {}
+  template <typename U>
+  SlotAllocator(const SlotAllocator<U>& other) noexcept : slot_(other.slot()) {}  // NOLINT: rebinding is implicit
+
+  T* allocate(std::size_t count) {
+    if (!slot_->taken && count * sizeof(T) <= slot_->bytes.size() && alignof(T) <= alignof(std::max_align_t)) {
+      slot_->taken = true;
+      return reinterpret_cast<T*>(slot_->bytes.data());  // NOLINT: the slot's storage, suitably aligned
+    }
+    return std::allocator<T>().allocate(count);
+  }
+  void deallocate(T* pointer, std::size_t count) noexcept {
+    if (reinterpret_cast<std::byte*>(pointer) == slot_->bytes.data()) {  // NOLINT: comparing addresses
+      slot_->taken = false;
+      return;
+    }
+    std::allocator<T>().deallocate(pointer, count);
+  }
+  OperationSlot* slot() const noexcept { return slot_; }
+  template <typename U>
+  bool operator==(const SlotAllocator<U>& other) const noexcept {
+    return slot_ == other.slot();
+  }
+
+ private:
+  OperationSlot* slot_;
+};
+
+// A receive buffer a large frame grew is given back once this many reads in a row fit the initial size: not after
+// each large frame, which under steady load would allocate it again for the next one.
+constexpr std::uint32_t kShrinkAfterSmallReads = 64;
 // What a send buffer keeps once written out. A burst (a pass of large egress, a follower's catch-up) grows the
 // pending buffer up to send_buffer_limit, and with pending_ and writing_ swapped at every flush both would keep that
 // for the connection's life; a steady stream of small frames stays far below, so it still allocates nothing, and so
@@ -284,15 +330,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- receive ----------------------------------------------------------------------------------------------
   void start_read() {
+    const std::size_t initial = transport_->config.initial_receive_buffer;
     if (receive_begin_ == receive_end_) {
       receive_begin_ = receive_end_ = 0;
-      // A large frame grew the buffer; once it is consumed, give the memory back, so each idle connection
-      // holds only the initial buffer however large its biggest frame was.
-      const std::size_t initial = transport_->config.initial_receive_buffer;
-      if (receive_.size() > 4 * initial) std::vector<std::byte>(initial).swap(receive_);
+      // Large frames grew the buffer; once they stopped coming, give the memory back, so each quiet connection
+      // (keep-alives are reads too) holds only the initial buffer however large its biggest frame was.
+      if (receive_.size() > 4 * initial && small_reads_ >= kShrinkAfterSmallReads) {
+        std::vector<std::byte>(initial).swap(receive_);
+        small_reads_ = 0;
+      }
     }
     const std::size_t held = receive_end_ - receive_begin_;
     const std::size_t wanted = std::max(next_frame_size_, held + kMinReadSpace);
+    small_reads_ = wanted <= initial ? small_reads_ + 1 : 0;
     if (receive_.size() - receive_begin_ < wanted) {
       if (receive_begin_ > 0) {
         std::memmove(receive_.data(), receive_.data() + receive_begin_, held);
@@ -512,10 +562,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void schedule_flush() {
     if (flush_posted_ || write_in_flight_ || in_read_) return;
     flush_posted_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->flush_posted_ = false;
-      self->flush();
-    });
+    // Asio takes the posted operation's memory from flush_slot_: at most one flush is posted at a time. Its own
+    // recycling would serve only a thread inside the loop's run, not an invoker-mode client's offer between polls.
+    asio::post(transport_->loop.context(),
+               asio::bind_allocator(SlotAllocator<void>(flush_slot_), [self = shared_from_this()] {
+                 self->flush_posted_ = false;
+                 self->flush();
+               }));
   }
 
   void flush() {
@@ -613,7 +666,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::byte> receive_;
   std::size_t receive_begin_ = 0;
   std::size_t receive_end_ = 0;
+  OperationSlot flush_slot_;          // the posted flush's memory (schedule_flush)
   std::size_t next_frame_size_ = 0;  // length of the partial frame at the front, once its header is in
+  std::uint32_t small_reads_ = 0;    // reads in a row that the initial buffer size would have held
 
   // Send buffers. Invariant: writing_ is non-empty exactly while write_in_flight_; frames queued meanwhile
   // collect in pending_. pending_.size() + writing_.size() <= send_buffer_limit, except for handshake and

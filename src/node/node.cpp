@@ -246,6 +246,7 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<storage::PosixDirectory> directory_;
   std::unique_ptr<storage::SegmentedLog> log_;
   std::unique_ptr<storage::LogWriter> writer_;
+  std::unique_ptr<io::EventLoop::Doorbell> storage_doorbell_;  // rung by the storage thread: it outlives that thread
   std::unique_ptr<storage::StorageThread> storage_thread_;
   std::unique_ptr<host::Replica> replica_;
   std::unique_ptr<gateway::Gateway> gateway_;  // every client and admin connection's state
@@ -533,8 +534,10 @@ std::optional<std::string> Node::Impl::start() {
   // (learn_peer).
   for (const auto& [member, endpoint] : client_endpoints_) gateway_->set_client_endpoint(member, endpoint);
 
-  storage_thread_ =
-      std::make_unique<storage::StorageThread>(*writer_, [this] { loop_.post([this] { drain_storage(); }); });
+  // A doorbell, not post(): a post from the storage thread allocates Asio's operation there on every group commit
+  // (its memory is recycled on the loop thread, never back on the storage thread).
+  storage_doorbell_ = loop_.doorbell([this] { drain_storage(); });
+  storage_thread_ = std::make_unique<storage::StorageThread>(*writer_, [this] { storage_doorbell_->ring(); });
   if (options_.handle_signals)
     loop_.on_signals({SIGINT, SIGTERM}, [this](int signal) {
       logger_->info("received {}, stopping gracefully", signal == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -830,6 +833,7 @@ void Node::Impl::release_messages() {
       continue;
     }
     send_to_peer(it->message);
+    replica_->raft().recycle(std::move(it->message));
   }
   outbox_.erase(keep, outbox_.end());
 }

@@ -389,11 +389,11 @@ void ClientChecker::on_host_output(const host::HostOutput& output) {
     session.instance = instance;
   } else if (const auto* egress = std::get_if<host::EgressOut>(&output)) {
     auto& sent = sessions_[egress->session].egress;
-    const auto [it, inserted] = sent.try_emplace(egress->egress_seq, Sent{egress->message, epoch_});
-    if (!inserted && it->second.bytes != egress->message) {
+    const auto [it, inserted] = sent.try_emplace(egress->egress_seq, Sent{egress->message.to_vector(), epoch_});
+    if (!inserted && !std::ranges::equal(it->second.bytes, egress->message)) {
       // Sent before a power loss that took it away with the log: its seq is sent again, for another message.
       if (it->second.epoch < epoch_)
-        it->second = Sent{egress->message, epoch_};
+        it->second = Sent{egress->message.to_vector(), epoch_};
       else
         checker_.fail(fmt::format("replicas' services send different egress seq {} in session {}", egress->egress_seq,
                                   egress->session));

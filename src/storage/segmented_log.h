@@ -8,13 +8,13 @@
 // follower's catch-up), through a read-ahead window, seeking from the segment's nearest sample. Entries not yet
 // written are always cached, so a read never races the storage thread.
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/random.h"
+#include "common/ring.h"
 #include "consensus/log.h"
 #include "storage/batch.h"
 #include "storage/file.h"
@@ -113,7 +113,7 @@ class SegmentedLog final : public consensus::LogStore {
   std::vector<TermRun> terms_;
   // Invariant: cache_ holds [last_index_ - cache_.size() + 1, last_index_], including every entry whose append
   // is not yet complete; cache_bytes_ is what they cost (cached_cost()).
-  std::deque<Cached> cache_;
+  Ring<Cached> cache_;
   std::size_t cache_bytes_ = 0;
   std::uint64_t appended_bytes_ = 0;
   consensus::PersistSeq next_seq_ = 1;
