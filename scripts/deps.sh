@@ -7,7 +7,7 @@ packages=(
   cmake ninja-build ccache g++ clang-14 libclang-rt-14-dev clang-format clang-tidy
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  procps iproute2 python3
+  procps iproute2 python3 gnuplot-nox
 )
 
 missing=()

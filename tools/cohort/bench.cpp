@@ -511,8 +511,9 @@ int run_single(const BenchOptions& options) {
                        offered, applied, rejected, unknown, all_answered ? "true" : "false");
     std::printf("%s\n", out.c_str());
   } else {
-    fmt::print("cohort bench: {} nodes ({}), echo service, sync {}, {} client{}, {} B messages\n",
-               target.members.size(), target.cluster ? "local" : "running", options.sync, options.clients,
+    fmt::print("cohort bench: {} node{} ({}), echo service, sync {}, {} client{}, {} B messages\n",
+               target.members.size(), target.members.size() == 1 ? "" : "s", target.cluster ? "local" : "running",
+               options.sync, options.clients,
                options.clients == 1 ? "" : "s", options.size);
     if (floor) {
       fmt::print("floor:      TCP round trip {}\n", latency_text(floor->tcp_round_trip));
