@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "cohort/idle.h"
 #include "cohort/log.h"
 
 namespace cohort {
@@ -70,6 +71,9 @@ struct ClientOptions {
   // `log`; empty: nowhere. The listener carries every event that matters; this is for troubleshooting.
   LogSink log;
   LogLevel log_level = LogLevel::warn;
+  // The client's own I/O thread's idle strategy (own_thread mode; cohort/idle.h). In invoker mode the application's
+  // thread is the loop and idles as it chooses.
+  IdleStrategy idle = IdleStrategy::block;
 };
 
 /// Every problem with `options`, one per line, each naming the option; nullopt if there is none. A Client built

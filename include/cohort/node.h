@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cohort/idle.h"
 #include "cohort/log.h"
 #include "cohort/service.h"
 
@@ -112,6 +113,9 @@ struct NodeOptions {
   // Empty: stderr_log_sink(). Nothing is ever written to stdout, which belongs to the application.
   LogSink log;
   LogLevel log_level = LogLevel::info;
+  // The event-loop thread's idle strategy (cohort/idle.h): `block` sleeps while idle; `yield` and `spin` keep a CPU
+  // busy for the lowest latency.
+  IdleStrategy idle = IdleStrategy::block;
 };
 
 /// Every problem with `options` that can be seen without touching the disk or the network, one per line, each

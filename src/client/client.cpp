@@ -70,11 +70,11 @@ class Client::Impl final : public io::TransportHandler {
     }
     // Offers from the application's threads ring it (post() would allocate per message).
     doorbell_ = loop_.doorbell([this] { flush(); });
-    thread_ = std::thread([this] {
+    thread_ = std::thread([this, idle = options.idle] {
       io_thread_id_ = std::this_thread::get_id();
       ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
       tick();
-      loop_.run();
+      loop_.run(idle);
       ticker_.reset();
     });
   }

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <system_error>
+#include <thread>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -14,6 +15,25 @@
 #include <asio/steady_timer.hpp>
 
 #include "common/assert.h"
+
+namespace cohort {
+
+const char* to_string(IdleStrategy strategy) noexcept {
+  switch (strategy) {
+    case IdleStrategy::block: return "block";
+    case IdleStrategy::yield: return "yield";
+    case IdleStrategy::spin: return "spin";
+  }
+  return "?";
+}
+
+std::optional<IdleStrategy> parse_idle_strategy(std::string_view name) noexcept {
+  for (const IdleStrategy strategy : {IdleStrategy::block, IdleStrategy::yield, IdleStrategy::spin})
+    if (name == to_string(strategy)) return strategy;
+  return std::nullopt;
+}
+
+}  // namespace cohort
 
 namespace cohort::io {
 
@@ -44,9 +64,17 @@ void EventLoop::on_signals(std::initializer_list<int> signals, std::function<voi
   signals_->wait();
 }
 
-void EventLoop::run() {
+void EventLoop::run(IdleStrategy idle) {
   auto guard = asio::make_work_guard(*context_);
-  context_->run();
+  if (idle == IdleStrategy::block) {
+    context_->run();
+    return;
+  }
+  // Each poll() looks at the sockets and timers without waiting (epoll_wait with a zero timeout) and runs whatever is
+  // ready; between two that found nothing, yield the CPU or go straight on.
+  while (!context_->stopped()) {
+    if (context_->poll() == 0 && idle == IdleStrategy::yield) std::this_thread::yield();
+  }
 }
 
 std::size_t EventLoop::poll() {

@@ -7,6 +7,8 @@
 #include <initializer_list>
 #include <memory>
 
+#include "cohort/idle.h"
+
 namespace asio {
 class io_context;
 }
@@ -20,8 +22,9 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  /// Runs handlers on the calling thread until stop(). Returns immediately if stop() was already called.
-  void run();
+  /// Runs handlers on the calling thread until stop(). Returns immediately if stop() was already called. `block`
+  /// sleeps in epoll while there is nothing to do; `yield` and `spin` poll without sleeping (include/cohort/idle.h).
+  void run(IdleStrategy idle = IdleStrategy::block);
   /// Runs ready handlers without blocking; returns how many ran. For tests and busy-polling drivers.
   std::size_t poll();
   /// Runs handlers until `done()` is true or `timeout` passes; returns done(). For tests.

@@ -560,7 +560,7 @@ Node::Impl::~Impl() {
 }
 
 int Node::Impl::run() {
-  loop_.run();
+  loop_.run(options_.idle);
   // Everything submitted is performed before run() returns: a graceful stop loses nothing written.
   storage_thread_.reset();
   logger_->info("stopped");

@@ -445,6 +445,16 @@ TEST(Config, BadChoicesAreRefused) {
   EXPECT_THAT(refusal_of_file("sync = \"always\"\n"), HasSubstr("sync: 'always' is not one of fsync, none"));
   EXPECT_THAT(refusal_of_file("log_level = \"verbose\"\n"),
               HasSubstr("log_level: 'verbose' is not one of trace, debug, info, warn, error"));
+  EXPECT_THAT(refusal_of_file("idle = \"sleep\"\n"), HasSubstr("idle: 'sleep' is not one of block, yield, spin"));
+  EXPECT_THAT(refusal_of_file("", {"--idle", "busy"}), HasSubstr("--idle: 'busy' is not one of block, yield, spin"));
+}
+
+TEST(Config, TheIdleStrategyIsBlockUnlessTheFileOrAFlagSaysOtherwise) {
+  TempFile minimal(kMinimalFile);
+  EXPECT_EQ(load_ok({"--config", minimal.path()}).node.idle, cohort::IdleStrategy::block);
+  TempFile file("idle = \"spin\"\n" + std::string(kMinimalFile));
+  EXPECT_EQ(load_ok({"--config", file.path()}).node.idle, cohort::IdleStrategy::spin);
+  EXPECT_EQ(load_ok({"--config", file.path(), "--idle", "yield"}).node.idle, cohort::IdleStrategy::yield);
 }
 
 TEST(Config, EveryProblemIsReportedOnALineOfItsOwn) {

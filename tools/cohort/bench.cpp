@@ -57,9 +57,10 @@ constexpr auto kAnswerTimeout = 60s;
 /// One client of the benchmark and what it measured.
 class Driver final : public ClientListener {
  public:
-  Driver(const std::vector<std::string>& members, std::uint64_t cluster_id, std::size_t size)
+  Driver(const std::vector<std::string>& members, std::uint64_t cluster_id, std::size_t size, IdleStrategy idle)
       : message_(size, std::byte{0x5A}), intended_(kMaxInFlight) {
     ClientOptions options;
+    options.idle = idle;
     options.cluster_id = cluster_id;
     options.members = members;
     options.max_buffered_messages = kMaxInFlight;
@@ -185,10 +186,12 @@ class Driver final : public ClientListener {
 
 using Drivers = std::vector<std::unique_ptr<Driver>>;
 
-Drivers connect_drivers(const std::vector<std::string>& members, std::uint64_t cluster_id, int clients,
+Drivers connect_drivers(const BenchOptions& options, const std::vector<std::string>& members, int clients,
                         std::size_t size) {
+  const IdleStrategy idle = parse_idle_strategy(options.idle).value_or(IdleStrategy::block);
   Drivers drivers;
-  for (int i = 0; i < clients; ++i) drivers.push_back(std::make_unique<Driver>(members, cluster_id, size));
+  for (int i = 0; i < clients; ++i)
+    drivers.push_back(std::make_unique<Driver>(members, options.cluster_id, size, idle));
   for (auto& driver : drivers)
     if (!driver->client().wait_connected(30s))
       throw std::runtime_error(fmt::format("no session within 30 s ({})", driver->client().state_reason().second));
@@ -404,6 +407,7 @@ Target start_target(const BenchOptions& options, const std::string& sync, const 
   cluster.sync = sync;
   cluster.dir = dir / fmt::format("cluster-{}", sync);
   cluster.keep = options.keep;
+  cluster.extra_flags = {"--idle", options.idle};
   if (!options.json) std::fprintf(stderr, "starting %d cohortd nodes in %s\n", options.nodes, cluster.dir.c_str());
   target.cluster = std::make_unique<LocalCluster>(cluster);
   target.members = target.cluster->client_endpoints();
@@ -433,10 +437,10 @@ std::optional<Floor> measure_floor_for(const BenchOptions& options, const std::s
 std::string config_json(const BenchOptions& o) {
   return fmt::format(
       R"({{"nodes":{},"target":{},"clients":{},"size":{},"sync":{},"mode":{},"rate":{},"window":{},)"
-      R"("duration_s":{},"warmup_s":{},"service":"echo"}})",
+      R"("duration_s":{},"warmup_s":{},"idle":{},"service":"echo"}})",
       o.members.empty() ? o.nodes : static_cast<int>(o.members.size()),
       json_string(o.members.empty() ? "local" : "running"), o.clients, o.size, json_string(o.sync),
-      json_string(o.mode), o.rate, o.window, o.duration_s, o.warmup_s);
+      json_string(o.mode), o.rate, o.window, o.duration_s, o.warmup_s, json_string(o.idle));
 }
 
 int run_single(const BenchOptions& options) {
@@ -447,7 +451,7 @@ int run_single(const BenchOptions& options) {
                                                           options.window * static_cast<std::size_t>(options.clients), dir);
   const std::optional<FloorFigures> floor = measured ? std::optional(measured->figures) : std::nullopt;
   Target target = start_target(options, options.sync, dir);
-  Drivers drivers = connect_drivers(target.members, options.cluster_id, options.clients, options.size);
+  Drivers drivers = connect_drivers(options, target.members, options.clients, options.size);
   std::optional<Phase> latency;
   std::optional<Phase> throughput;
   if (options.mode != "throughput") {
@@ -511,10 +515,10 @@ int run_single(const BenchOptions& options) {
                        offered, applied, rejected, unknown, all_answered ? "true" : "false");
     std::printf("%s\n", out.c_str());
   } else {
-    fmt::print("cohort bench: {} node{} ({}), echo service, sync {}, {} client{}, {} B messages\n",
+    fmt::print("cohort bench: {} node{} ({}), echo service, sync {}, {} client{}, {} B messages, idle {}\n",
                target.members.size(), target.members.size() == 1 ? "" : "s", target.cluster ? "local" : "running",
                options.sync, options.clients,
-               options.clients == 1 ? "" : "s", options.size);
+               options.clients == 1 ? "" : "s", options.size, options.idle);
     if (floor) {
       fmt::print("floor:      TCP round trip {}\n", latency_text(floor->tcp_round_trip));
       fmt::print("            fdatasync {}\n", latency_text(floor->fdatasync));
@@ -618,7 +622,7 @@ int run_failover(const BenchOptions& options) {
   const std::filesystem::path dir = bench_dir(options);
   std::filesystem::create_directories(dir);
   Target target = start_target(options, options.sync, dir);
-  Drivers drivers = connect_drivers(target.members, options.cluster_id, options.clients, options.size);
+  Drivers drivers = connect_drivers(options, target.members, options.clients, options.size);
   std::atomic<bool> stop{false};
   std::vector<FailoverRound> rounds;
   std::exception_ptr failure;
@@ -739,7 +743,7 @@ int run_sweep(const BenchOptions& options) {
         const std::size_t window = std::max<std::size_t>(1, options.window / static_cast<std::size_t>(clients));
         std::fprintf(stderr, "sweep: sync %s, %s, %d clients, %zu in flight each\n", sync,
                      size_name(kSweepSizes[s]).c_str(), clients, window);
-        Drivers drivers = connect_drivers(target.members, options.cluster_id, clients, kSweepSizes[s]);
+        Drivers drivers = connect_drivers(options, target.members, clients, kSweepSizes[s]);
         SweepPoint point{sync, kSweepSizes[s], clients,
                          run_closed_loop("throughput", drivers, window, options.warmup_s, options.duration_s,
                                          target.cluster.get()),

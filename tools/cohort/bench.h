@@ -27,6 +27,7 @@ struct BenchOptions {
   std::size_t size = 64;             // bytes per message
   std::string sync = "fsync";        // the local cluster's policy: fsync or none
   std::string mode = "both";         // latency, throughput or both
+  std::string idle = "block";        // the nodes' and the clients' idle strategy: block, yield or spin
   double rate = 1000;                // latency mode: messages per second over all clients; 0: one at a time
   std::size_t window = 256;          // throughput mode: messages in flight per client
   double duration_s = 5;             // each mode's measured time

@@ -158,6 +158,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"latency", "throughput", "both"}))
       ->capture_default_str();
   bench
+      ->add_option("--idle", bench_options.idle,
+                   "the nodes' and the clients' idle strategy: block (sleep), yield or spin (poll, a CPU kept busy)")
+      ->check(CLI::IsMember({"block", "yield", "spin"}))
+      ->capture_default_str();
+  bench
       ->add_option("--rate", bench_options.rate,
                    "latency mode: messages per second over all clients, open loop; 0: one at a time per client")
       ->check(CLI::Range(0.0, 10'000'000.0))

@@ -42,6 +42,7 @@ using Problems = std::vector<std::string>;
 
 constexpr std::array<std::string_view, 4> kServices{"kv", "counter", "echo", "ledger"};
 constexpr std::array<std::string_view, 5> kLogLevels{"trace", "debug", "info", "warn", "error"};
+constexpr std::array<std::string_view, 3> kIdleStrategies{"block", "yield", "spin"};
 constexpr std::array<std::string_view, 2> kSyncPolicies{"fsync", "none"};
 
 constexpr std::uint64_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
@@ -192,6 +193,8 @@ class FileReader {
         if (auto value = read_choice(name, node, kServices)) config.service = std::move(*value);
       } else if (name == "log_level") {
         if (auto value = read_choice(name, node, kLogLevels)) config.node.log_level = to_log_level(*value);
+      } else if (name == "idle") {
+        if (auto value = read_choice(name, node, kIdleStrategies)) config.node.idle = *cohort::parse_idle_strategy(*value);
       } else if (name == "log_file") {
         auto path = read_string(name, node);
         if (path && path->empty()) {
@@ -392,6 +395,7 @@ struct Flags {
   std::string sync;
   std::string log_level;
   std::string log_file;
+  std::string idle;
   std::string heartbeat_ms;
   std::string election_timeout_ms;
   std::string client_keepalive_ms;
@@ -421,6 +425,9 @@ void define_flags(CLI::App& app, Flags& flags) {
       ->type_name("POLICY");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error (log_level; default info)")
       ->type_name("LEVEL");
+  app.add_option("--idle", flags.idle,
+                 "block (sleep while idle; default), yield or spin (poll: lowest latency, a CPU kept busy) (idle)")
+      ->type_name("STRATEGY");
   app.add_option("--log-file", flags.log_file, "append log lines to FILE instead of stderr (log_file)")
       ->type_name("FILE");
   app.add_option("--heartbeat-ms", flags.heartbeat_ms, "leader heartbeat interval (timeouts.heartbeat_ms; default 50)")
@@ -506,6 +513,8 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   if (given("--service") && choice("--service", flags.service, kServices)) config.service = flags.service;
   if (given("--log-level") && choice("--log-level", flags.log_level, kLogLevels))
     config.node.log_level = to_log_level(flags.log_level);
+  if (given("--idle") && choice("--idle", flags.idle, kIdleStrategies))
+    config.node.idle = *cohort::parse_idle_strategy(flags.idle);
   if (given("--log-file")) {
     if (flags.log_file.empty()) {
       problems.emplace_back("--log-file: is empty (leave the flag out to log to stderr)");
