@@ -83,6 +83,24 @@ void Payload::release(Block* block) noexcept {
   t_pool.bytes += class_bytes(cls);
 }
 
+std::size_t Payload::footprint() const noexcept {
+  if (block_ == nullptr) return 0;
+  return block_->size_class == kUnpooled ? sizeof(Block) + block_->size : class_bytes(block_->size_class);
+}
+
+void Payload::trim_pool() noexcept {
+  if (!t_pool.alive) return;
+  for (Pool::Free*& head : t_pool.free) {
+    while (head != nullptr) {
+      Pool::Free* next = head->next;
+      std::free(head);
+      head = next;
+    }
+  }
+  t_pool.blocks = 0;
+  t_pool.bytes = 0;
+}
+
 std::size_t Payload::pooled_blocks() noexcept { return t_pool.blocks; }
 std::size_t Payload::pooled_bytes() noexcept { return t_pool.bytes; }
 

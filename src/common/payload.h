@@ -58,6 +58,8 @@ class Payload {
   // A contiguous range: it converts to ByteSpan implicitly (std::span's range constructor).
   ByteSpan span() const noexcept { return {data(), size()}; }
   std::vector<std::byte> to_vector() const { return {begin(), end()}; }
+  /// The memory its block takes (header and rounding to the size class included): what memory bounds must count.
+  std::size_t footprint() const noexcept;
 
   /// Equal bytes (not the same block).
   friend bool operator==(const Payload& a, const Payload& b) noexcept {
@@ -67,6 +69,8 @@ class Payload {
   /// Blocks this thread's pool holds for reuse, and their bytes (for tests and memory accounting).
   static std::size_t pooled_blocks() noexcept;
   static std::size_t pooled_bytes() noexcept;
+  /// Gives this thread's free blocks back to the allocator (after a burst: the node's release_memory_after_burst).
+  static void trim_pool() noexcept;
   /// The pool keeps at most this many bytes of free blocks per thread; more are given back to the allocator.
   static constexpr std::size_t kMaxPooledBytes = std::size_t{32} << 20U;
 

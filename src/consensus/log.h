@@ -114,7 +114,9 @@ class LogStore {
   virtual LogIndex last_index() const = 0;
   /// Term of the entry at `index`, or of the base at its index; nullopt outside [base().index, last_index()].
   virtual std::optional<Term> term_at(LogIndex index) const = 0;
-  /// The entry at `index`, which must be inside the log.
+  /// The entry at `index`, which must be inside the log. The reference is valid only until the next mutation (the
+  /// segmented log's cache is a ring that an append may grow or reuse): copy the entry (its payload is shared, not
+  /// copied) to keep it longer.
   virtual const Entry& entry(LogIndex index) const = 0;
 
   // Mutations are visible to the reads above at once and become durable later, in order; each returns the

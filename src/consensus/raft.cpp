@@ -780,18 +780,20 @@ bool Raft::send_append(Progress& progress, bool send_empty) {
   request.prev_index = prev;
   request.prev_term = term_at(prev);
   request.commit = commit_;
-  // Counted first, so a recycled vector too small for this batch grows once, not by doublings.
-  std::size_t count = 0;
+  // Room for as many entries as may go, at once: a recycled vector too small for this batch grows once, not by
+  // doublings (the byte limit may stop the batch sooner).
+  if (progress.next <= last_index())
+    request.entries.reserve(std::min<std::size_t>(config_.max_append_entries,
+                                                  last_index().value() - progress.next.value() + 1));
   std::size_t bytes = 0;
   for (LogIndex index = progress.next; index <= last_index(); index = index.next()) {
-    const std::size_t size = log_.entry(index).payload.size();
-    if (count > 0 && (count >= config_.max_append_entries || bytes + size > config_.max_append_bytes)) break;
-    bytes += size;
-    ++count;
+    const Entry& entry = log_.entry(index);
+    if (!request.entries.empty() && (request.entries.size() >= config_.max_append_entries ||
+                                     bytes + entry.payload.size() > config_.max_append_bytes))
+      break;
+    bytes += entry.payload.size();
+    request.entries.push_back(entry);
   }
-  request.entries.reserve(count);
-  for (LogIndex index = progress.next; request.entries.size() < count; index = index.next())
-    request.entries.push_back(log_.entry(index));
   if (request.entries.empty() && !send_empty) return false;
   const LogIndex last_sent{prev.value() + request.entries.size()};
   progress.inflight.push_back(last_sent);

@@ -330,19 +330,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- receive ----------------------------------------------------------------------------------------------
   void start_read() {
-    const std::size_t initial = transport_->config.initial_receive_buffer;
+    // What a read needs at least is kMinReadSpace: a buffer of `small` serves every read of small frames.
+    const std::size_t small = std::max(transport_->config.initial_receive_buffer, 2 * kMinReadSpace);
     if (receive_begin_ == receive_end_) {
       receive_begin_ = receive_end_ = 0;
       // Large frames grew the buffer; once they stopped coming, give the memory back, so each quiet connection
-      // (keep-alives are reads too) holds only the initial buffer however large its biggest frame was.
-      if (receive_.size() > 4 * initial && small_reads_ >= kShrinkAfterSmallReads) {
-        std::vector<std::byte>(initial).swap(receive_);
+      // (keep-alives are reads too) holds only a small buffer however large its biggest frame was.
+      if (receive_.size() > 4 * small && small_reads_ >= kShrinkAfterSmallReads) {
+        std::vector<std::byte>(small).swap(receive_);
         small_reads_ = 0;
       }
     }
     const std::size_t held = receive_end_ - receive_begin_;
     const std::size_t wanted = std::max(next_frame_size_, held + kMinReadSpace);
-    small_reads_ = wanted <= initial ? small_reads_ + 1 : 0;
+    small_reads_ = wanted <= small ? small_reads_ + 1 : 0;
     if (receive_.size() - receive_begin_ < wanted) {
       if (receive_begin_ > 0) {
         std::memmove(receive_.data(), receive_.data() + receive_begin_, held);

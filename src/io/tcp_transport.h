@@ -3,7 +3,8 @@
 //
 // Receive side: bytes are read into one reusable buffer per connection; complete frames are handed to the
 // handler in place (no copy); a partial frame stays in the buffer until the rest arrives. The buffer grows
-// only as far as the largest frame allowed, and shrinks back once a large frame has been consumed.
+// only as far as the largest frame allowed, and shrinks back once large frames stopped coming (64 reads in a row
+// that a small buffer would have held: not after each, which under steady load would allocate it again each time).
 // Send side: frames are appended to a per-connection buffer and written together with a single write: the
 // replies to one read as soon as that read is handled, anything else once per loop turn (a posted flush).
 // The first attempt is a direct non-blocking write; only what the socket does not take waits for Asio. The buffer is

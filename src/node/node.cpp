@@ -25,6 +25,7 @@
 #include <spdlog/logger.h>
 
 #include "common/assert.h"
+#include "common/payload.h"
 #include "gateway/gateway.h"
 #include "host/replica.h"
 #include "io/event_loop.h"
@@ -613,6 +614,7 @@ void Node::Impl::release_memory_after_burst(consensus::Time now) {
   if (!busy_since_release_ || quiet_periods_ < kQuietPeriods || burst < kBurstBytes) return;
   appended_at_release_ = appended;
   busy_since_release_ = false;
+  Payload::trim_pool();  // its free blocks are the allocator's to give back
 #if defined(__GLIBC__)
   const auto started = Clock::now();
   ::malloc_trim(0);

@@ -22,7 +22,8 @@ constexpr std::size_t kSpareBatchBytes = 16U << 20U;
 
 /// What a cached entry costs in memory: its payload and its bookkeeping, so that a stream of tiny commands
 /// cannot hold millions of entries under a cap meant for bytes.
-std::size_t cached_cost(const consensus::Entry& entry) noexcept { return entry.payload.size() + 96; }
+// The payload's block as allocated (rounded up to its pool's size class), not only its bytes: the budget is memory.
+std::size_t cached_cost(const consensus::Entry& entry) noexcept { return entry.payload.footprint() + 96; }
 }  // namespace
 
 SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions options, RecoveredLog recovered,

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,8 +50,14 @@ void sleep_until_ns(std::int64_t when) {
   std::this_thread::sleep_until(Clock::time_point(std::chrono::nanoseconds(when)));
 }
 
-/// Messages a client may hold unanswered: a power of two, so a seq's slot in the ring of send times is seq & mask.
+/// Messages a client may hold unanswered.
 constexpr std::size_t kMaxInFlight = 16384;
+/// Slots in a client's ring of send times: a power of two (a seq's slot is seq & mask), and four times the client's
+/// buffer, because the client frees a message's place in its buffer before it tells the listener: a later offer
+/// must not take the slot of an answer still on its way. Each slot also names its seq, so a late answer is checked.
+constexpr std::size_t kSendTimeSlots = 4 * kMaxInFlight;
+/// A client whose buffer stays full this long (the cluster stopped answering) fails the run.
+constexpr auto kOfferTimeout = std::chrono::seconds(60);
 /// How long the answers to every offered message may take once a phase stops offering.
 constexpr auto kAnswerTimeout = 60s;
 
@@ -58,12 +65,14 @@ constexpr auto kAnswerTimeout = 60s;
 class Driver final : public ClientListener {
  public:
   Driver(const std::vector<std::string>& members, std::uint64_t cluster_id, std::size_t size, IdleStrategy idle)
-      : message_(size, std::byte{0x5A}), intended_(kMaxInFlight) {
+      : message_(size, std::byte{0x5A}), intended_(kSendTimeSlots) {
     ClientOptions options;
     options.idle = idle;
     options.cluster_id = cluster_id;
     options.members = members;
     options.max_buffered_messages = kMaxInFlight;
+    // A cluster gone for this long ends the run (offers then fail) instead of leaving it waiting forever.
+    options.give_up_after = std::chrono::seconds(30);
     options.max_buffered_bytes = std::max<std::size_t>(64U << 20U, 4 * size);
     client_ = std::make_unique<Client>(options, *this);
   }
@@ -86,7 +95,7 @@ class Driver final : public ClientListener {
   bool offer(std::int64_t intended) {
     const std::lock_guard lock(offer_mutex_);
     const std::uint64_t seq = offered_.load(std::memory_order_relaxed) + 1;
-    intended_[seq & (kMaxInFlight - 1)] = intended;
+    intended_[seq & (kSendTimeSlots - 1)] = SendTime{seq, intended};
     const Offer offer = client_->offer(message_);
     switch (offer.status) {
       case OfferStatus::accepted:
@@ -143,18 +152,21 @@ class Driver final : public ClientListener {
  private:
   void answer(std::uint64_t seq) {
     const std::int64_t now = now_ns();
-    std::int64_t intended = 0;
+    SendTime sent;
     {
       const std::lock_guard lock(offer_mutex_);  // the slot was written under it, perhaps on another thread
-      intended = intended_[seq & (kMaxInFlight - 1)];
+      sent = intended_[seq & (kSendTimeSlots - 1)];
     }
-    if (intended >= record_from_.load(std::memory_order_relaxed) &&
+    // Another seq in the slot: this answer is older than the ring (cannot happen with kSendTimeSlots; never misread).
+    const std::int64_t intended = sent.seq == seq ? sent.at : std::numeric_limits<std::int64_t>::min();
+    if (sent.seq == seq && intended >= record_from_.load(std::memory_order_relaxed) &&
         intended < record_until_.load(std::memory_order_relaxed))
       histogram_.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - intended)));
     const std::int64_t watch = watch_from_.load(std::memory_order_acquire);
     if (watch != 0 && intended > watch && first_answer_after_.load(std::memory_order_relaxed) == 0)
       first_answer_after_.store(now, std::memory_order_release);
-    answered_.fetch_add(1, std::memory_order_release);
+    // The next message of a closed loop is offered before this answer counts: once every offer is answered, no
+    // callback is about to offer (or record) more.
     if (now < refill_until_.load(std::memory_order_acquire)) {
       try {
         if (!offer(now)) deficit_.fetch_add(1, std::memory_order_acq_rel);
@@ -163,11 +175,17 @@ class Driver final : public ClientListener {
         refill_until_.store(0, std::memory_order_relaxed);
       }
     }
+    answered_.fetch_add(1, std::memory_order_release);
   }
+
+  struct SendTime {
+    std::uint64_t seq = 0;
+    std::int64_t at = 0;  // ns
+  };
 
   std::vector<std::byte> message_;
   std::mutex offer_mutex_;               // offers from the main thread and from callbacks: seq order = slot order
-  std::vector<std::int64_t> intended_;   // send time (ns) of seq s at s & (kMaxInFlight - 1)
+  std::vector<SendTime> intended_;       // seq s's send time at s & (kSendTimeSlots - 1)
   Histogram histogram_;                  // client thread only, during a phase
   std::atomic<std::int64_t> record_from_{0};
   std::atomic<std::int64_t> record_until_{0};
@@ -306,7 +324,12 @@ Phase run_open_loop(const Drivers& drivers, double rate, double warmup_s, double
     // Sleeping costs a wake-up: only for gaps worth one; a late sender catches up at once.
     if (intended > now_ns() + 20'000) sleep_until_ns(intended);
     Driver& driver = *drivers[i % drivers.size()];
-    while (!driver.offer(intended)) std::this_thread::sleep_for(50us);
+    for (const auto give_up = Clock::now() + kOfferTimeout; !driver.offer(intended);) {
+      if (stop != nullptr && stop->load(std::memory_order_acquire)) break;
+      if (Clock::now() > give_up)
+        throw std::runtime_error(fmt::format("the cluster answered nothing for {} s", kOfferTimeout.count()));
+      std::this_thread::sleep_for(50us);
+    }
   }
   if (!begin) begin = mark(drivers, cluster);
   const Mark end = mark(drivers, cluster);
@@ -319,6 +342,11 @@ double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
 std::string ratio(double figure, double floor) {
   return floor > 0 ? fmt::format(" ({:.2f}x floor)", figure / floor) : std::string();
+}
+
+/// figure / floor as a JSON number, or null when the floor has no figure (JSON has no inf or nan).
+std::string json_ratio(double figure, double floor) {
+  return floor > 0 && std::isfinite(figure / floor) ? fmt::format("{:.3f}", figure / floor) : std::string("null");
 }
 
 LatencyFigures figures_of(const Histogram& h) {
@@ -479,12 +507,17 @@ int run_single(const BenchOptions& options) {
   drivers.clear();
   const bool all_answered = applied == offered;
 
-  if (!options.plot.empty() && latency)
-    plot_latency(options.plot,
-                 fmt::format("cohort bench: {} nodes, sync {}, {} B, {}", target.members.size(), options.sync,
-                             options.size, options.rate > 0 ? fmt::format("{:.0f} msg/s", options.rate)
-                                                            : std::string("one at a time")),
-                 latency->latency, floor ? std::optional(floor->replicator) : std::nullopt);
+  if (!options.plot.empty() && latency) {
+    try {
+      plot_latency(options.plot,
+                   fmt::format("cohort bench: {} nodes, sync {}, {} B, {}", target.members.size(), options.sync,
+                               options.size, options.rate > 0 ? fmt::format("{:.0f} msg/s", options.rate)
+                                                              : std::string("one at a time")),
+                   latency->latency, floor ? std::optional(floor->replicator) : std::nullopt);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "cohort bench: no plot: %s\n", error.what());  // the figures are printed all the same
+    }
+  }
 
   if (options.json) {
     std::string out = fmt::format(R"({{"config":{},"floor":{})", config_json(options),
@@ -493,9 +526,9 @@ int run_single(const BenchOptions& options) {
       out += fmt::format(R"(,"latency":{{"messages_per_s":{:.0f},"latency_us":{},{})", latency->per_second(),
                          latency_json(figures_of(latency->latency)), cpu_json(*latency));
       if (floor)
-        out += fmt::format(R"(,"p50_vs_floor":{:.3f},"p99_vs_floor":{:.3f})",
-                           us(latency->latency.percentile(0.5)) / floor->replicator.p50_us,
-                           us(latency->latency.percentile(0.99)) / floor->replicator.p99_us);
+        out += fmt::format(R"(,"p50_vs_floor":{},"p99_vs_floor":{})",
+                           json_ratio(us(latency->latency.percentile(0.5)), floor->replicator.p50_us),
+                           json_ratio(us(latency->latency.percentile(0.99)), floor->replicator.p99_us));
       out += "}";
     } else {
       out += R"(,"latency":null)";
@@ -506,7 +539,8 @@ int run_single(const BenchOptions& options) {
                          throughput->per_second() * static_cast<double>(options.size) / 1e6,
                          latency_json(figures_of(throughput->latency)), cpu_json(*throughput));
       if (floor)
-        out += fmt::format(R"(,"vs_floor":{:.3f})", throughput->per_second() / floor->replicator_messages_per_s);
+        out += fmt::format(R"(,"vs_floor":{})",
+                           json_ratio(throughput->per_second(), floor->replicator_messages_per_s));
       out += "}";
     } else {
       out += R"(,"throughput":null)";
@@ -623,26 +657,28 @@ int run_failover(const BenchOptions& options) {
   std::filesystem::create_directories(dir);
   Target target = start_target(options, options.sync, dir);
   Drivers drivers = connect_drivers(options, target.members, options.clients, options.size);
+  // The sender runs on a thread of its own and the nodes are killed and started from this one: a node started with
+  // a parent-death signal (local_cluster.cpp) dies with the thread that started it, which must outlive the run.
   std::atomic<bool> stop{false};
-  std::vector<FailoverRound> rounds;
   std::exception_ptr failure;
-  std::thread killer([&] {
+  std::thread sender([&] {
     try {
-      rounds = kill_leaders(*target.cluster, options, drivers);
+      // Long enough for every round; the rounds end it. No CPU figure: nodes come and go.
+      run_open_loop(drivers, options.rate, 0, 1e6, nullptr, &stop);
     } catch (...) {
       failure = std::current_exception();
     }
-    stop.store(true, std::memory_order_release);
   });
+  std::vector<FailoverRound> rounds;
   try {
-    // Long enough for every round; the killer ends it.
-    run_open_loop(drivers, options.rate, 0, 1e6, target.cluster.get(), &stop);
+    rounds = kill_leaders(*target.cluster, options, drivers);
   } catch (...) {
-    stop.store(true);
-    killer.join();
+    stop.store(true, std::memory_order_release);
+    sender.join();
     throw;
   }
-  killer.join();
+  stop.store(true, std::memory_order_release);
+  sender.join();
   if (failure) std::rethrow_exception(failure);
   std::uint64_t offered = 0;
   std::uint64_t applied = 0;
@@ -798,7 +834,15 @@ int run_sweep(const BenchOptions& options) {
     text.replace(begin, end + std::string_view(kSweepEnd).size() - begin, table);
   else
     text = table + "\n";
-  std::ofstream(output) << text;
+  // A new file renamed over the old: a full disk or an I/O error leaves the old file whole, and fails the run.
+  const std::filesystem::path written = output.string() + ".new";
+  {
+    std::ofstream out(written, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(fmt::format("cannot write {}", written.string()));
+  }
+  std::filesystem::rename(written, output);
   std::printf("%s\n", table.c_str());
   std::fprintf(stderr, "sweep written to %s, charts to %s\n", output.c_str(), charts.c_str());
   return 0;

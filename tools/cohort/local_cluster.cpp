@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -147,17 +148,34 @@ void LocalCluster::start_node(int index) {
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
   const std::string log = (dir_ / fmt::format("n{}.log", id)).string();
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  const int status = ::posix_spawn(&pid, options_.cohortd.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (status != 0) {
+  // fork + exec rather than posix_spawn, for the parent-death signal: a bench killed by a timeout or a signal must
+  // not leave nodes running (on a 2-core machine they would skew every later measurement). Between fork and exec the
+  // child calls only async-signal-safe functions: this process has other threads.
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error(fmt::format("cannot start {}: fork: {}", options_.cohortd, std::strerror(errno)));
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // the parent went before the signal was armed
+    const int null = ::open("/dev/null", O_RDONLY);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (null < 0 || out < 0 || ::dup2(null, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(127);
+    ::execve(options_.cohortd.c_str(), argv.data(), environ);
+    ::_exit(127);  // exec failed: the caller sees the node exit
+  }
+  pid = child;
+  // A binary that cannot run exits at once: say so now rather than after a session timeout.
+  ::usleep(20'000);
+  int status = 0;
+  if (::waitpid(child, &status, WNOHANG) == child) {
     pid = 0;
-    throw std::runtime_error(fmt::format("cannot start {}: {}", options_.cohortd, std::strerror(status)));
+    std::ifstream file(log);
+    std::string said((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (said.size() > 2000) said = "..." + said.substr(said.size() - 2000);
+    throw std::runtime_error(fmt::format("node {}: {} exited at once (status {}){}", id, options_.cohortd,
+                                         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                                         said.empty() ? std::string() : ":\n" + said));
   }
 }
 
