@@ -34,7 +34,8 @@ class Payload {
   }
   Payload(Payload&& other) noexcept : block_(other.block_) { other.block_ = nullptr; }
   Payload& operator=(const Payload& other) noexcept {
-    Block* const block = other.block_;  // read first: `other` may be *this
+    if (this == &other) return *this;
+    Block* const block = other.block_;
     if (block != nullptr) ++block->references;
     drop();
     block_ = block;

@@ -783,8 +783,8 @@ bool Raft::send_append(Progress& progress, bool send_empty) {
   // Room for as many entries as may go, at once: a recycled vector too small for this batch grows once, not by
   // doublings (the byte limit may stop the batch sooner).
   if (progress.next <= last_index())
-    request.entries.reserve(std::min<std::size_t>(config_.max_append_entries,
-                                                  last_index().value() - progress.next.value() + 1));
+    request.entries.reserve(
+        std::min<std::size_t>(config_.max_append_entries, last_index().value() - progress.next.value() + 1));
   std::size_t bytes = 0;
   for (LogIndex index = progress.next; index <= last_index(); index = index.next()) {
     const Entry& entry = log_.entry(index);

@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <memory>
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/logger.h>
-#include <asio/connect.hpp>
 #include <asio/bind_allocator.hpp>
+#include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -667,7 +667,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::byte> receive_;
   std::size_t receive_begin_ = 0;
   std::size_t receive_end_ = 0;
-  OperationSlot flush_slot_;          // the posted flush's memory (schedule_flush)
+  OperationSlot flush_slot_;         // the posted flush's memory (schedule_flush)
   std::size_t next_frame_size_ = 0;  // length of the partial frame at the front, once its header is in
   std::uint32_t small_reads_ = 0;    // reads in a row that the initial buffer size would have held
 

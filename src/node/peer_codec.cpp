@@ -110,88 +110,98 @@ Status<std::string> decode_peer_frame(const Frame& frame, consensus::Message& ou
                                       std::vector<consensus::Entry>& spare_entries) {
   switch (frame.header.type) {
     case MessageType::vote_request:
-      return decode_into<PeerVoteRequest>(frame, out, spare_entries, [&](const PeerVoteRequest& w) -> Status<std::string> {
-        out.body = consensus::VoteRequest{LogIndex{w.last_index}, Term{w.last_term}, w.pre_vote, w.transfer};
-        return {};
-      });
+      return decode_into<PeerVoteRequest>(
+          frame, out, spare_entries, [&](const PeerVoteRequest& w) -> Status<std::string> {
+            out.body = consensus::VoteRequest{LogIndex{w.last_index}, Term{w.last_term}, w.pre_vote, w.transfer};
+            return {};
+          });
     case MessageType::vote_response:
-      return decode_into<PeerVoteResponse>(frame, out, spare_entries, [&](const PeerVoteResponse& w) -> Status<std::string> {
-        out.body = consensus::VoteResponse{w.granted, w.pre_vote};
-        return {};
-      });
+      return decode_into<PeerVoteResponse>(frame, out, spare_entries,
+                                           [&](const PeerVoteResponse& w) -> Status<std::string> {
+                                             out.body = consensus::VoteResponse{w.granted, w.pre_vote};
+                                             return {};
+                                           });
     case MessageType::append_request:
-      return decode_into<PeerAppendRequest>(frame, out, spare_entries, [&](const PeerAppendRequest& w) -> Status<std::string> {
-        // Reuse the entries' vector of the last request decoded into `out`, or the one kept from it.
-        if (!std::holds_alternative<consensus::AppendRequest>(out.body)) {
-          out.body = consensus::AppendRequest{};
-          std::get<consensus::AppendRequest>(out.body).entries.swap(spare_entries);
-        }
-        auto& request = std::get<consensus::AppendRequest>(out.body);
-        request.prev_index = LogIndex{w.prev_index};
-        request.prev_term = Term{w.prev_term};
-        request.commit = LogIndex{w.commit};
-        request.entries.resize(w.entry_count);
-        EntryCursor cursor = w.cursor();
-        EntryView view;
-        for (consensus::Entry& entry : request.entries) {
-          if (!cursor.next(view)) return unexpected(std::string("append request: fewer entries than its count"));
-          const auto type = static_cast<consensus::EntryType>(view.type);
-          if (!consensus::is_known(type))
-            return unexpected(fmt::format("append request: entry {} has unknown type {}", view.index, view.type));
-          entry.index = LogIndex{view.index};
-          entry.term = Term{view.term};
-          entry.type = type;
-          entry.checksum = view.checksum;
-          entry.payload = Payload(view.payload);
-        }
-        return {};
-      });
+      return decode_into<PeerAppendRequest>(
+          frame, out, spare_entries, [&](const PeerAppendRequest& w) -> Status<std::string> {
+            // Reuse the entries' vector of the last request decoded into `out`, or the one kept from it.
+            if (!std::holds_alternative<consensus::AppendRequest>(out.body)) {
+              out.body = consensus::AppendRequest{};
+              std::get<consensus::AppendRequest>(out.body).entries.swap(spare_entries);
+            }
+            auto& request = std::get<consensus::AppendRequest>(out.body);
+            request.prev_index = LogIndex{w.prev_index};
+            request.prev_term = Term{w.prev_term};
+            request.commit = LogIndex{w.commit};
+            request.entries.resize(w.entry_count);
+            EntryCursor cursor = w.cursor();
+            EntryView view;
+            for (consensus::Entry& entry : request.entries) {
+              if (!cursor.next(view)) return unexpected(std::string("append request: fewer entries than its count"));
+              const auto type = static_cast<consensus::EntryType>(view.type);
+              if (!consensus::is_known(type))
+                return unexpected(fmt::format("append request: entry {} has unknown type {}", view.index, view.type));
+              entry.index = LogIndex{view.index};
+              entry.term = Term{view.term};
+              entry.type = type;
+              entry.checksum = view.checksum;
+              entry.payload = Payload(view.payload);
+            }
+            return {};
+          });
     case MessageType::append_response:
-      return decode_into<PeerAppendResponse>(frame, out, spare_entries, [&](const PeerAppendResponse& w) -> Status<std::string> {
-        out.body = consensus::AppendResponse{w.success, LogIndex{w.match_index}, LogIndex{w.rejected_prev},
-                                             LogIndex{w.conflict_index}, Term{w.conflict_term}};
-        return {};
-      });
+      return decode_into<PeerAppendResponse>(
+          frame, out, spare_entries, [&](const PeerAppendResponse& w) -> Status<std::string> {
+            out.body = consensus::AppendResponse{w.success, LogIndex{w.match_index}, LogIndex{w.rejected_prev},
+                                                 LogIndex{w.conflict_index}, Term{w.conflict_term}};
+            return {};
+          });
     case MessageType::heartbeat:
       return decode_into<PeerHeartbeat>(frame, out, spare_entries, [&](const PeerHeartbeat& w) -> Status<std::string> {
         out.body = consensus::Heartbeat{LogIndex{w.commit}};
         return {};
       });
     case MessageType::heartbeat_response:
-      return decode_into<PeerHeartbeatResponse>(frame, out, spare_entries, [&](const PeerHeartbeatResponse&) -> Status<std::string> {
-        out.body = consensus::HeartbeatResponse{};
-        return {};
-      });
+      return decode_into<PeerHeartbeatResponse>(frame, out, spare_entries,
+                                                [&](const PeerHeartbeatResponse&) -> Status<std::string> {
+                                                  out.body = consensus::HeartbeatResponse{};
+                                                  return {};
+                                                });
     case MessageType::timeout_now:
       return decode_into<PeerTimeoutNow>(frame, out, spare_entries, [&](const PeerTimeoutNow&) -> Status<std::string> {
         out.body = consensus::TimeoutNow{};
         return {};
       });
     case MessageType::standing_query:
-      return decode_into<PeerStandingQuery>(frame, out, spare_entries, [&](const PeerStandingQuery&) -> Status<std::string> {
-        out.body = consensus::StandingQuery{};
-        return {};
-      });
+      return decode_into<PeerStandingQuery>(frame, out, spare_entries,
+                                            [&](const PeerStandingQuery&) -> Status<std::string> {
+                                              out.body = consensus::StandingQuery{};
+                                              return {};
+                                            });
     case MessageType::standing_answer:
-      return decode_into<PeerStandingAnswer>(frame, out, spare_entries, [&](const PeerStandingAnswer& w) -> Status<std::string> {
-        // The decoder admits only the three standings there are.
-        out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
-                                             LogIndex{w.last_index}, w.founded_with_asker};
-        return {};
-      });
+      return decode_into<PeerStandingAnswer>(
+          frame, out, spare_entries, [&](const PeerStandingAnswer& w) -> Status<std::string> {
+            // The decoder admits only the three standings there are.
+            out.body = consensus::StandingAnswer{w.asker_boot, static_cast<consensus::Standing>(w.standing), w.leader,
+                                                 LogIndex{w.last_index}, w.founded_with_asker};
+            return {};
+          });
     case MessageType::snapshot_chunk:
-      return decode_into<PeerSnapshotChunk>(frame, out, spare_entries, [&](const PeerSnapshotChunk& w) -> Status<std::string> {
-        if (!std::holds_alternative<consensus::SnapshotChunk>(out.body)) out.body = consensus::SnapshotChunk{};
-        auto& chunk = std::get<consensus::SnapshotChunk>(out.body);
-        chunk.position = consensus::LogBase{LogIndex{w.index}, Term{w.term}};
-        chunk.size = w.size;
-        chunk.checksum = w.checksum;
-        chunk.offset = w.offset;
-        chunk.data.assign(w.data.begin(), w.data.end());
-        return {};
-      });
+      return decode_into<PeerSnapshotChunk>(frame, out, spare_entries,
+                                            [&](const PeerSnapshotChunk& w) -> Status<std::string> {
+                                              if (!std::holds_alternative<consensus::SnapshotChunk>(out.body))
+                                                out.body = consensus::SnapshotChunk{};
+                                              auto& chunk = std::get<consensus::SnapshotChunk>(out.body);
+                                              chunk.position = consensus::LogBase{LogIndex{w.index}, Term{w.term}};
+                                              chunk.size = w.size;
+                                              chunk.checksum = w.checksum;
+                                              chunk.offset = w.offset;
+                                              chunk.data.assign(w.data.begin(), w.data.end());
+                                              return {};
+                                            });
     case MessageType::snapshot_ack:
-      return decode_into<PeerSnapshotAck>(frame, out, spare_entries, [&](const PeerSnapshotAck& w) -> Status<std::string> {
+      return decode_into<
+          PeerSnapshotAck>(frame, out, spare_entries, [&](const PeerSnapshotAck& w) -> Status<std::string> {
         out.body = consensus::SnapshotAck{consensus::LogBase{LogIndex{w.index}, Term{w.term}}, w.checksum, w.received};
         return {};
       });

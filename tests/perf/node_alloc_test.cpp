@@ -248,11 +248,12 @@ void measure(cohort::SyncPolicy sync, const char* name) {
     client_total += client_count;
     per_slice += fmt::format("{}{}", slice == 0 ? "" : " ", nodes);
   }
-  std::printf("[ allocations ] sync %s: %llu messages in %d slices; on the nodes' threads %llu (per slice: %s), %d "
-              "slices with none; on the client's thread %llu, %d slices with none\n",
-              name, static_cast<unsigned long long>(kSlices * kSliceMessages), kSlices,
-              static_cast<unsigned long long>(nodes_total), per_slice.c_str(), quiet_node_slices,
-              static_cast<unsigned long long>(client_total), quiet_client_slices);
+  std::printf(
+      "[ allocations ] sync %s: %llu messages in %d slices; on the nodes' threads %llu (per slice: %s), %d "
+      "slices with none; on the client's thread %llu, %d slices with none\n",
+      name, static_cast<unsigned long long>(kSlices * kSliceMessages), kSlices,
+      static_cast<unsigned long long>(nodes_total), per_slice.c_str(), quiet_node_slices,
+      static_cast<unsigned long long>(client_total), quiet_client_slices);
   constexpr int kQuietSlicesNeeded = 3;
   EXPECT_GE(quiet_node_slices, kQuietSlicesNeeded) << "the nodes allocate on the per-message path";
   // And the growth itself stays small: the worst run seen was 1,331 in 100,000 messages; one allocation per 50

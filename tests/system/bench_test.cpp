@@ -40,10 +40,11 @@ TEST(BenchTest, PrintsTheFiguresAndTheFloorAsOneJsonObjectAndEveryMessageIsAnswe
   ASSERT_EQ(result.status, 0) << result.err;
   ASSERT_TRUE(valid_json(dir.path(), result.out)) << result.out;
   const std::string& out = result.out;
-  for (const char* key : {"\"config\"", "\"floor\"", "\"tcp_round_trip_us\"", "\"fdatasync_us\"", "\"replicator_commit_us\"",
-                          "\"replicator_messages_per_s\"", "\"latency\"", "\"throughput\"", "\"latency_us\"", "\"p50\"",
-                          "\"p90\"", "\"p99\"", "\"p99_9\"", "\"max\"", "\"mb_per_s\"", "\"node_cpu_us_per_message\"",
-                          "\"client_cpu_us_per_message\"", "\"p50_vs_floor\"", "\"vs_floor\""})
+  for (const char* key :
+       {"\"config\"", "\"floor\"", "\"tcp_round_trip_us\"", "\"fdatasync_us\"", "\"replicator_commit_us\"",
+        "\"replicator_messages_per_s\"", "\"latency\"", "\"throughput\"", "\"latency_us\"", "\"p50\"", "\"p90\"",
+        "\"p99\"", "\"p99_9\"", "\"max\"", "\"mb_per_s\"", "\"node_cpu_us_per_message\"",
+        "\"client_cpu_us_per_message\"", "\"p50_vs_floor\"", "\"vs_floor\""})
     EXPECT_NE(out.find(key), std::string::npos) << key << " missing from " << out;
   EXPECT_NE(out.find(R"("nodes":3)"), std::string::npos) << out;
   EXPECT_NE(out.find(R"("sync":"fsync")"), std::string::npos) << out;
@@ -60,14 +61,14 @@ TEST(BenchTest, PrintsTheFiguresAndTheFloorAsOneJsonObjectAndEveryMessageIsAnswe
 
 TEST(BenchTest, FailoverKillsTheLeaderAndReportsTheOutage) {
   TempDir dir;
-  const RunResult result = run(
-      COHORT_PATH,
-      local_bench(dir.path(), {"--failover", "--rounds", "2", "--rate", "500", "--warmup", "500ms", "--json"}),
-      dir.path(), "bench", std::chrono::seconds(120 * slowdown()));
+  const RunResult result =
+      run(COHORT_PATH,
+          local_bench(dir.path(), {"--failover", "--rounds", "2", "--rate", "500", "--warmup", "500ms", "--json"}),
+          dir.path(), "bench", std::chrono::seconds(120 * slowdown()));
   ASSERT_EQ(result.status, 0) << result.err;
   ASSERT_TRUE(valid_json(dir.path(), result.out)) << result.out;
-  for (const char* key : {"\"failover\"", "\"rounds\"", "\"killed\"", "\"new_leader_ms\"", "\"outage_ms\"",
-                          "\"median\"", "\"max\""})
+  for (const char* key :
+       {"\"failover\"", "\"rounds\"", "\"killed\"", "\"new_leader_ms\"", "\"outage_ms\"", "\"median\"", "\"max\""})
     EXPECT_NE(result.out.find(key), std::string::npos) << key << " missing from " << result.out;
   EXPECT_NE(result.out.find(R"("all_answered":true)"), std::string::npos) << result.out;
 }
@@ -77,9 +78,8 @@ TEST(BenchTest, BadArgumentsExitWithTwo) {
   EXPECT_EQ(run(COHORT_PATH, {"bench", "--nodes", "2"}, dir.path(), "nodes").status, 2);
   EXPECT_EQ(run(COHORT_PATH, {"bench", "--sync", "sometimes"}, dir.path(), "sync").status, 2);
   EXPECT_EQ(run(COHORT_PATH, {"bench", "--duration", "ten"}, dir.path(), "duration").status, 2);
-  EXPECT_EQ(run(COHORT_PATH, {"bench", "--cohortd", "/nonexistent/cohortd", "--no-floor"}, dir.path(), "cohortd")
-                .status,
-            1);
+  EXPECT_EQ(
+      run(COHORT_PATH, {"bench", "--cohortd", "/nonexistent/cohortd", "--no-floor"}, dir.path(), "cohortd").status, 1);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@ namespace cohort::tool {
 namespace {
 
 TEST(Histogram, EveryValueLandsInABucketWithinItsPrecision) {
-  for (std::uint64_t value : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{127}, std::uint64_t{128},
-                              std::uint64_t{129}, std::uint64_t{1000}, std::uint64_t{123'456'789},
-                              std::numeric_limits<std::uint64_t>::max()}) {
+  for (std::uint64_t value :
+       {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{127}, std::uint64_t{128}, std::uint64_t{129},
+        std::uint64_t{1000}, std::uint64_t{123'456'789}, std::numeric_limits<std::uint64_t>::max()}) {
     const std::size_t bucket = Histogram::index(value);
     ASSERT_LT(bucket, Histogram::kBuckets) << value;
     const std::uint64_t lowest = Histogram::lowest(bucket);

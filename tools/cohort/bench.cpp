@@ -184,9 +184,9 @@ class Driver final : public ClientListener {
   };
 
   std::vector<std::byte> message_;
-  std::mutex offer_mutex_;               // offers from the main thread and from callbacks: seq order = slot order
-  std::vector<SendTime> intended_;       // seq s's send time at s & (kSendTimeSlots - 1)
-  Histogram histogram_;                  // client thread only, during a phase
+  std::mutex offer_mutex_;          // offers from the main thread and from callbacks: seq order = slot order
+  std::vector<SendTime> intended_;  // seq s's send time at s & (kSendTimeSlots - 1)
+  Histogram histogram_;             // client thread only, during a phase
   std::atomic<std::int64_t> record_from_{0};
   std::atomic<std::int64_t> record_until_{0};
   std::atomic<std::int64_t> refill_until_{0};
@@ -258,7 +258,7 @@ struct Phase {
   std::string name;  // latency or throughput
   Histogram latency;
   double seconds = 0;
-  std::uint64_t messages = 0;  // applied in the measured time
+  std::uint64_t messages = 0;           // applied in the measured time
   double node_cpu_us_per_message = -1;  // -1: not known (a cluster this tool did not start)
   double client_cpu_us_per_message = 0;
   double client_allocations_per_message = 0;
@@ -350,21 +350,21 @@ std::string json_ratio(double figure, double floor) {
 }
 
 LatencyFigures figures_of(const Histogram& h) {
-  return LatencyFigures{us(h.percentile(0.5)), us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)),
-                        us(h.max()), h.count()};
+  return LatencyFigures{us(h.percentile(0.5)),   us(h.percentile(0.9)), us(h.percentile(0.99)),
+                        us(h.percentile(0.999)), us(h.max()),           h.count()};
 }
 
 std::string latency_text(const LatencyFigures& f) {
-  return fmt::format("p50 {:.0f} us, p90 {:.0f} us, p99 {:.0f} us, p99.9 {:.0f} us, max {:.0f} us", f.p50_us,
-                     f.p90_us, f.p99_us, f.p999_us, f.max_us);
+  return fmt::format("p50 {:.0f} us, p90 {:.0f} us, p99 {:.0f} us, p99.9 {:.0f} us, max {:.0f} us", f.p50_us, f.p90_us,
+                     f.p99_us, f.p999_us, f.max_us);
 }
 
 std::string cpu_json(const Phase& p) {
-  return fmt::format(R"("node_cpu_us_per_message":{},"client_cpu_us_per_message":{:.2f},)"
-                     R"("client_allocations_per_message":{:.3f})",
-                     p.node_cpu_us_per_message < 0 ? std::string("null")
-                                                   : fmt::format("{:.2f}", p.node_cpu_us_per_message),
-                     p.client_cpu_us_per_message, p.client_allocations_per_message);
+  return fmt::format(
+      R"("node_cpu_us_per_message":{},"client_cpu_us_per_message":{:.2f},)"
+      R"("client_allocations_per_message":{:.3f})",
+      p.node_cpu_us_per_message < 0 ? std::string("null") : fmt::format("{:.2f}", p.node_cpu_us_per_message),
+      p.client_cpu_us_per_message, p.client_allocations_per_message);
 }
 
 std::string cpu_text(const Phase& p) {
@@ -402,11 +402,12 @@ void plot_latency(const std::string& file, const std::string& title, const Histo
                         floor->p90_us, floor->p99_us, floor->p999_us);
     plot += ", $floor using 1:2 with linespoints lw 2 title 'floor (minimal replicator)'";
   }
-  gnuplot(fmt::format("set terminal svg size 800,480 dynamic\nset output '{}'\nset title '{}'\n"
-                      "set logscale x\nset xlabel 'percentile'\nset ylabel 'latency (us)'\nset grid\n"
-                      "set xtics ('50%' 2, '90%' 10, '99%' 100, '99.9%' 1000, '99.99%' 10000)\nset key top left\n"
-                      "{}{}\n",
-                      file, title, data, plot));
+  gnuplot(
+      fmt::format("set terminal svg size 800,480 dynamic\nset output '{}'\nset title '{}'\n"
+                  "set logscale x\nset xlabel 'percentile'\nset ylabel 'latency (us)'\nset grid\n"
+                  "set xtics ('50%' 2, '90%' 10, '99%' 100, '99.9%' 1000, '99.99%' 10000)\nset key top left\n"
+                  "{}{}\n",
+                  file, title, data, plot));
 }
 
 // ---- The modes ----------------------------------------------------------------------------------------------------
@@ -417,9 +418,8 @@ struct Target {
 };
 
 std::filesystem::path bench_dir(const BenchOptions& options) {
-  return options.dir.empty()
-             ? std::filesystem::temp_directory_path() / fmt::format("cohort-bench-{}", ::getpid())
-             : std::filesystem::path(options.dir);
+  return options.dir.empty() ? std::filesystem::temp_directory_path() / fmt::format("cohort-bench-{}", ::getpid())
+                             : std::filesystem::path(options.dir);
 }
 
 Target start_target(const BenchOptions& options, const std::string& sync, const std::filesystem::path& dir) {
@@ -463,20 +463,19 @@ std::optional<Floor> measure_floor_for(const BenchOptions& options, const std::s
 }
 
 std::string config_json(const BenchOptions& o) {
-  return fmt::format(
-      R"({{"nodes":{},"target":{},"clients":{},"size":{},"sync":{},"mode":{},"rate":{},"window":{},)"
-      R"("duration_s":{},"warmup_s":{},"idle":{},"service":"echo"}})",
-      o.members.empty() ? o.nodes : static_cast<int>(o.members.size()),
-      json_string(o.members.empty() ? "local" : "running"), o.clients, o.size, json_string(o.sync),
-      json_string(o.mode), o.rate, o.window, o.duration_s, o.warmup_s, json_string(o.idle));
+  return fmt::format(R"({{"nodes":{},"target":{},"clients":{},"size":{},"sync":{},"mode":{},"rate":{},"window":{},)"
+                     R"("duration_s":{},"warmup_s":{},"idle":{},"service":"echo"}})",
+                     o.members.empty() ? o.nodes : static_cast<int>(o.members.size()),
+                     json_string(o.members.empty() ? "local" : "running"), o.clients, o.size, json_string(o.sync),
+                     json_string(o.mode), o.rate, o.window, o.duration_s, o.warmup_s, json_string(o.idle));
 }
 
 int run_single(const BenchOptions& options) {
   const std::filesystem::path dir = bench_dir(options);
   std::filesystem::create_directories(dir);
   // The floor forks: before any thread of ours exists.
-  const std::optional<Floor> measured = measure_floor_for(options, options.sync, options.size,
-                                                          options.window * static_cast<std::size_t>(options.clients), dir);
+  const std::optional<Floor> measured = measure_floor_for(
+      options, options.sync, options.size, options.window * static_cast<std::size_t>(options.clients), dir);
   const std::optional<FloorFigures> floor = measured ? std::optional(measured->figures) : std::nullopt;
   Target target = start_target(options, options.sync, dir);
   Drivers drivers = connect_drivers(options, target.members, options.clients, options.size);
@@ -484,10 +483,9 @@ int run_single(const BenchOptions& options) {
   std::optional<Phase> throughput;
   if (options.mode != "throughput") {
     if (!options.json) std::fprintf(stderr, "latency: %s\n", options.rate > 0 ? "open loop" : "one at a time");
-    latency = options.rate > 0 ? run_open_loop(drivers, options.rate, options.warmup_s, options.duration_s,
-                                               target.cluster.get())
-                               : run_closed_loop("latency", drivers, 1, options.warmup_s, options.duration_s,
-                                                 target.cluster.get());
+    latency = options.rate > 0
+                  ? run_open_loop(drivers, options.rate, options.warmup_s, options.duration_s, target.cluster.get())
+                  : run_closed_loop("latency", drivers, 1, options.warmup_s, options.duration_s, target.cluster.get());
   }
   if (options.mode != "latency") {
     if (!options.json) std::fprintf(stderr, "throughput: %zu in flight per client\n", options.window);
@@ -509,11 +507,11 @@ int run_single(const BenchOptions& options) {
 
   if (!options.plot.empty() && latency) {
     try {
-      plot_latency(options.plot,
-                   fmt::format("cohort bench: {} nodes, sync {}, {} B, {}", target.members.size(), options.sync,
-                               options.size, options.rate > 0 ? fmt::format("{:.0f} msg/s", options.rate)
-                                                              : std::string("one at a time")),
-                   latency->latency, floor ? std::optional(floor->replicator) : std::nullopt);
+      plot_latency(
+          options.plot,
+          fmt::format("cohort bench: {} nodes, sync {}, {} B, {}", target.members.size(), options.sync, options.size,
+                      options.rate > 0 ? fmt::format("{:.0f} msg/s", options.rate) : std::string("one at a time")),
+          latency->latency, floor ? std::optional(floor->replicator) : std::nullopt);
     } catch (const std::exception& error) {
       std::fprintf(stderr, "cohort bench: no plot: %s\n", error.what());  // the figures are printed all the same
     }
@@ -535,12 +533,10 @@ int run_single(const BenchOptions& options) {
     }
     if (throughput) {
       out += fmt::format(R"(,"throughput":{{"messages_per_s":{:.0f},"mb_per_s":{:.2f},"latency_us":{},{})",
-                         throughput->per_second(),
-                         throughput->per_second() * static_cast<double>(options.size) / 1e6,
+                         throughput->per_second(), throughput->per_second() * static_cast<double>(options.size) / 1e6,
                          latency_json(figures_of(throughput->latency)), cpu_json(*throughput));
       if (floor)
-        out += fmt::format(R"(,"vs_floor":{})",
-                           json_ratio(throughput->per_second(), floor->replicator_messages_per_s));
+        out += fmt::format(R"(,"vs_floor":{})", json_ratio(throughput->per_second(), floor->replicator_messages_per_s));
       out += "}";
     } else {
       out += R"(,"throughput":null)";
@@ -551,8 +547,7 @@ int run_single(const BenchOptions& options) {
   } else {
     fmt::print("cohort bench: {} node{} ({}), echo service, sync {}, {} client{}, {} B messages, idle {}\n",
                target.members.size(), target.members.size() == 1 ? "" : "s", target.cluster ? "local" : "running",
-               options.sync, options.clients,
-               options.clients == 1 ? "" : "s", options.size, options.idle);
+               options.sync, options.clients, options.clients == 1 ? "" : "s", options.size, options.idle);
     if (floor) {
       fmt::print("floor:      TCP round trip {}\n", latency_text(floor->tcp_round_trip));
       fmt::print("            fdatasync {}\n", latency_text(floor->fdatasync));
@@ -589,7 +584,8 @@ std::optional<std::pair<int, std::uint64_t>> find_leader(const LocalCluster& clu
   std::optional<std::pair<int, std::uint64_t>> best;
   for (int i = 0; i < cluster.size(); ++i) {
     if (cluster.pid(i) == 0) continue;
-    const StatusResult result = query_status(cluster.client_endpoints()[static_cast<std::size_t>(i)], cluster_id, 200ms);
+    const StatusResult result =
+        query_status(cluster.client_endpoints()[static_cast<std::size_t>(i)], cluster_id, 200ms);
     if (result.ok && result.status.role == "leader" && result.status.term > above_term &&
         (!best || result.status.term > best->second))
       best = {i, result.status.term};
@@ -618,8 +614,7 @@ std::vector<FailoverRound> kill_leaders(LocalCluster& cluster, const BenchOption
     FailoverRound result;
     result.killed = leader->first + 1;
     std::optional<std::pair<int, std::uint64_t>> next;
-    for (const auto deadline = Clock::now() + 30s; !next && Clock::now() < deadline;
-         std::this_thread::sleep_for(2ms))
+    for (const auto deadline = Clock::now() + 30s; !next && Clock::now() < deadline; std::this_thread::sleep_for(2ms))
       next = find_leader(cluster, options.cluster_id, leader->second);
     if (!next) throw std::runtime_error("no new leader within 30 s of the kill");
     result.new_leader_ms = static_cast<double>(now_ns() - killed_at) / 1e6;
@@ -739,8 +734,7 @@ std::string size_name(std::size_t size) {
 }
 
 void plot_sweep(const std::filesystem::path& file, const std::string& title, const std::string& ylabel,
-                const std::vector<SweepPoint>& points, const std::string& sync,
-                double (*figure)(const SweepPoint&)) {
+                const std::vector<SweepPoint>& points, const std::string& sync, double (*figure)(const SweepPoint&)) {
   std::string data;
   std::string plot = "plot ";
   int block = 0;
@@ -753,9 +747,10 @@ void plot_sweep(const std::filesystem::path& file, const std::string& title, con
                         size_name(size));
     ++block;
   }
-  gnuplot(fmt::format("set terminal svg size 640,400 dynamic\nset output '{}'\nset title '{}'\nset logscale x 2\n"
-                      "set logscale y\nset xlabel 'clients'\nset ylabel '{}'\nset grid\nset key bottom right\n{}{}\n",
-                      file.string(), title, ylabel, data, plot));
+  gnuplot(
+      fmt::format("set terminal svg size 640,400 dynamic\nset output '{}'\nset title '{}'\nset logscale x 2\n"
+                  "set logscale y\nset xlabel 'clients'\nset ylabel '{}'\nset grid\nset key bottom right\n{}{}\n",
+                  file.string(), title, ylabel, data, plot));
 }
 
 int run_sweep(const BenchOptions& options) {
@@ -780,10 +775,10 @@ int run_sweep(const BenchOptions& options) {
         std::fprintf(stderr, "sweep: sync %s, %s, %d clients, %zu in flight each\n", sync,
                      size_name(kSweepSizes[s]).c_str(), clients, window);
         Drivers drivers = connect_drivers(options, target.members, clients, kSweepSizes[s]);
-        SweepPoint point{sync, kSweepSizes[s], clients,
-                         run_closed_loop("throughput", drivers, window, options.warmup_s, options.duration_s,
-                                         target.cluster.get()),
-                         floors[s]};
+        SweepPoint point{
+            sync, kSweepSizes[s], clients,
+            run_closed_loop("throughput", drivers, window, options.warmup_s, options.duration_s, target.cluster.get()),
+            floors[s]};
         for (const auto& driver : drivers)
           if (driver->applied() != driver->offered())
             throw std::runtime_error("a message of the sweep was not applied");
@@ -793,7 +788,8 @@ int run_sweep(const BenchOptions& options) {
   }
 
   std::string table = fmt::format(
-      "{}\n`cohort bench --sweep --nodes {} --window {} --duration {} --warmup {}`: {} nodes, echo service, {} messages "
+      "{}\n`cohort bench --sweep --nodes {} --window {} --duration {} --warmup {}`: {} nodes, echo service, {} "
+      "messages "
       "in flight in all (spread over the clients), {} s measured after {} s warm-up per point. Latency is from offer "
       "to acknowledgement at that load. The floor: the minimal replicator with {} in flight.\n\n"
       "| sync | size | clients | msg/s | MB/s | vs floor | p50 us | p99 us | node CPU us/msg |\n"
@@ -801,13 +797,13 @@ int run_sweep(const BenchOptions& options) {
       kSweepBegin, options.nodes, options.window, options.duration_s, options.warmup_s, options.nodes, options.window,
       options.duration_s, options.warmup_s, options.window);
   for (const SweepPoint& p : points)
-    table += fmt::format("| {} | {} | {} | {:.0f} | {:.1f} | {:.2f}x | {:.0f} | {:.0f} | {} |\n", p.sync,
-                         size_name(p.size), p.clients, p.phase.per_second(),
-                         p.phase.per_second() * static_cast<double>(p.size) / 1e6,
-                         p.floor_per_s > 0 ? p.phase.per_second() / p.floor_per_s : 0.0,
-                         us(p.phase.latency.percentile(0.5)), us(p.phase.latency.percentile(0.99)),
-                         p.phase.node_cpu_us_per_message < 0 ? std::string("-")
-                                                             : fmt::format("{:.2f}", p.phase.node_cpu_us_per_message));
+    table +=
+        fmt::format("| {} | {} | {} | {:.0f} | {:.1f} | {:.2f}x | {:.0f} | {:.0f} | {} |\n", p.sync, size_name(p.size),
+                    p.clients, p.phase.per_second(), p.phase.per_second() * static_cast<double>(p.size) / 1e6,
+                    p.floor_per_s > 0 ? p.phase.per_second() / p.floor_per_s : 0.0, us(p.phase.latency.percentile(0.5)),
+                    us(p.phase.latency.percentile(0.99)),
+                    p.phase.node_cpu_us_per_message < 0 ? std::string("-")
+                                                        : fmt::format("{:.2f}", p.phase.node_cpu_us_per_message));
   table += "\n";
   for (const char* sync : kSweepPolicies) {
     const std::string throughput_svg = fmt::format("sweep-{}-throughput.svg", sync);

@@ -16,6 +16,7 @@
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -27,7 +28,7 @@ namespace {
 /// A port the kernel had free a moment ago (bind port 0, read it, release it for cohortd).
 std::uint16_t free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::generic_category().message(errno)));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -36,7 +37,9 @@ std::uint16_t free_port() {
                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
   const int error = errno;
   ::close(fd);
-  if (!ok) throw std::runtime_error(fmt::format("cannot find a free loopback port: {}", std::strerror(error)));
+  if (!ok)
+    throw std::runtime_error(
+        fmt::format("cannot find a free loopback port: {}", std::generic_category().message(error)));
   return ntohs(address.sin_port);
 }
 
@@ -50,7 +53,7 @@ std::optional<std::string> find_cohortd() {
     for (const std::filesystem::path& candidate : {self.parent_path() / "cohortd", self.parent_path() / "../cohortd"})
       if (::access(candidate.c_str(), X_OK) == 0) return std::filesystem::weakly_canonical(candidate).string();
   }
-  if (const char* path = std::getenv("PATH")) {
+  if (const char* path = std::getenv("PATH")) {  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
     std::stringstream dirs(path);
     for (std::string dir; std::getline(dirs, dir, ':');) {
       const std::filesystem::path candidate = std::filesystem::path(dir) / "cohortd";
@@ -146,6 +149,7 @@ void LocalCluster::start_node(int index) {
   }
   args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   const std::string log = (dir_ / fmt::format("n{}.log", id)).string();
@@ -154,7 +158,9 @@ void LocalCluster::start_node(int index) {
   // child calls only async-signal-safe functions: this process has other threads.
   const pid_t parent = ::getpid();
   const pid_t child = ::fork();
-  if (child < 0) throw std::runtime_error(fmt::format("cannot start {}: fork: {}", options_.cohortd, std::strerror(errno)));
+  if (child < 0)
+    throw std::runtime_error(
+        fmt::format("cannot start {}: fork: {}", options_.cohortd, std::generic_category().message(errno)));
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the parent went before the signal was armed

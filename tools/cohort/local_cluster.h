@@ -15,8 +15,8 @@
 namespace cohort::tool {
 
 struct LocalClusterOptions {
-  std::string cohortd;                   // the binary
-  int nodes = 3;                         // 1 to 9
+  std::string cohortd;  // the binary
+  int nodes = 3;        // 1 to 9
   std::uint64_t cluster_id = 7;
   std::string service = "echo";
   std::string sync = "fsync";            // cohortd --sync

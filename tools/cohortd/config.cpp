@@ -194,7 +194,8 @@ class FileReader {
       } else if (name == "log_level") {
         if (auto value = read_choice(name, node, kLogLevels)) config.node.log_level = to_log_level(*value);
       } else if (name == "idle") {
-        if (auto value = read_choice(name, node, kIdleStrategies)) config.node.idle = *cohort::parse_idle_strategy(*value);
+        if (auto value = read_choice(name, node, kIdleStrategies))
+          config.node.idle = *cohort::parse_idle_strategy(*value);
       } else if (name == "log_file") {
         auto path = read_string(name, node);
         if (path && path->empty()) {
