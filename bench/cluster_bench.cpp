@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -25,7 +24,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,30 +32,14 @@
 #include <CLI/CLI.hpp>
 
 #include "cohort/admin.h"
+#include "cohort/alloc_counter.h"
 #include "cohort/client.h"
 
 namespace {
 
-// Every allocation in this process, counted: the client's steady state must make none per message.
-std::atomic<std::uint64_t> g_allocations{0};
-
-}  // namespace
-
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* block = std::malloc(size == 0 ? 1 : size)) return block;
-  throw std::bad_alloc();
-}
-// GCC cannot see that the operator new above is the malloc these pair with.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* block) noexcept { std::free(block); }
-void operator delete(void* block, std::size_t /*size*/) noexcept { std::free(block); }
-#pragma GCC diagnostic pop
-
-namespace {
-
-std::uint64_t allocations() { return g_allocations.load(std::memory_order_relaxed); }
+// Every allocation in this process (tools/cohort/alloc_counter.h): the client's steady state must make none per
+// message.
+std::uint64_t allocations() { return cohort::tool::allocation_count(); }
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;

@@ -123,7 +123,6 @@ class Driver final : public ClientListener {
   std::uint64_t applied() const { return applied_.load(std::memory_order_relaxed); }
   std::uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
   std::uint64_t unknown() const { return unknown_.load(std::memory_order_relaxed); }
-  std::uint64_t egress() const { return egress_.load(std::memory_order_relaxed); }
   const Histogram& histogram() const { return histogram_; }
 
   /// Failover: the first answer to a message meant to go after `from` is kept (first_answer_after()).
@@ -144,9 +143,6 @@ class Driver final : public ClientListener {
   void on_unknown(std::uint64_t seq, Reason /*reason*/, std::string_view /*text*/) override {
     unknown_.fetch_add(1, std::memory_order_relaxed);
     answer(seq);
-  }
-  void on_egress(std::uint64_t /*egress_seq*/, std::span<const std::byte> /*message*/) override {
-    egress_.fetch_add(1, std::memory_order_relaxed);
   }
 
  private:
@@ -197,7 +193,6 @@ class Driver final : public ClientListener {
   std::atomic<std::uint64_t> applied_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> unknown_{0};
-  std::atomic<std::uint64_t> egress_{0};
   std::atomic<std::uint64_t> deficit_{0};
   std::unique_ptr<Client> client_;  // last: built once the listener's state is, gone before it
 };
