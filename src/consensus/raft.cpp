@@ -89,6 +89,7 @@ Raft::Raft(Config config, LogStore& log, std::uint64_t seed, Time now, LogIndex 
     : config_(std::move(config)), log_(log), random_(seed), commit_(std::max(committed, log.base().index)) {
   const auto problem = validate(config_);
   COHORT_ASSERT(!problem.has_value());
+  ready_.messages.reserve(Ready::kReservedMessages);
   COHORT_ASSERT(committed <= log_.last_index());
   const HardState state = log_.hard_state();
   term_ = state.term;
@@ -323,6 +324,7 @@ void Raft::take_ready(Ready& out) {
   out.installed = std::move(ready_.installed);
   ready_.installed = nullptr;
   out.messages.clear();
+  if (out.messages.capacity() < Ready::kReservedMessages) out.messages.reserve(Ready::kReservedMessages);
   out.messages.swap(ready_.messages);
   out.notices.clear();
   out.notices.swap(ready_.notices);

@@ -73,6 +73,10 @@ struct Outgoing {
 };
 
 struct Ready {
+  /// What both message vectors (the core's and the driver's, swapped at every take_ready) hold from the start: a
+  /// busy turn's messages, so that the steady state never meets a new high-water mark and allocates.
+  static constexpr std::size_t kReservedMessages = 64;
+
   std::vector<Outgoing> messages;
   LogIndex commit;  // entries up to here are committed (never decreases)
   // A snapshot this follower installed from its leader since the last call: its log now starts after it, and the

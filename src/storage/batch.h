@@ -55,7 +55,23 @@ struct StorageOp {
   consensus::HardState hard_state;
 };
 
+/// How many batches may be submitted to the storage side and not yet handed back (the storage thread's queue
+/// depth). With one more being built, that is every batch a node needs: the log keeps that many ready from the
+/// start, so that no burst meets a batch it has to allocate.
+constexpr std::size_t kBatchesInFlight = 16;
+/// What each batch reserves when it is made: a loop turn's records at a few thousand messages per second, so that
+/// only a busier turn grows one (and keeps the capacity for good, below the log's bound on spare bytes).
+constexpr std::size_t kBatchInitialBytes = 16U << 10U;
+constexpr std::size_t kBatchInitialOps = 8;
+/// The parts one group commit gathers into one write: about one run of records per batch.
+constexpr std::size_t kGatherParts = 2 * kBatchesInFlight;
+
 struct Batch {
+  Batch() {
+    ops.reserve(kBatchInitialOps);
+    bytes.reserve(kBatchInitialBytes);
+  }
+
   std::vector<StorageOp> ops;
   std::vector<std::byte> bytes;
 

@@ -50,6 +50,7 @@ IoStatus write_base(Directory& directory, const Identity& identity, const consen
 LogWriter::LogWriter(Directory& directory, Identity identity, SyncPolicy policy,
                      const std::vector<SegmentKey>& segments, LogIndex durable)
     : directory_(directory), identity_(identity), policy_(policy), durable_index_(durable), written_index_(durable) {
+  parts_.reserve(kGatherParts);
   segments_.reserve(segments.size());
   for (const SegmentKey& key : segments) {
     COHORT_ASSERT(segments_.empty() || segments_.back().first < key.first);

@@ -1,5 +1,7 @@
 #include "storage/posix_file.h"
 
+#include "storage/batch.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -27,7 +29,9 @@ IoError error_from_errno(int code, std::string_view what) {
 class PosixFile final : public File {
  public:
   PosixFile(std::string name, std::string display, int fd)
-      : name_(std::move(name)), display_(std::move(display)), fd_(fd) {}
+      : name_(std::move(name)), display_(std::move(display)), fd_(fd) {
+    iov_.reserve(kGatherParts);  // a log segment's group commit: about one part per batch
+  }
   ~PosixFile() override { ::close(fd_); }
   PosixFile(const PosixFile&) = delete;
   PosixFile& operator=(const PosixFile&) = delete;

@@ -11,12 +11,12 @@
 namespace cohort::storage {
 namespace {
 constexpr std::size_t kReadAhead = 256U << 10U;
-// What the spare batches may keep of their byte buffers' capacity, all together. Up to the storage thread's queue
-// depth (64) plus one batches circulate, so without a bound each would keep its high-water mark for good: after a
+// What the spare batches may keep of their byte buffers' capacity, all together. Up to kBatchesInFlight plus one
+// batches circulate, so without a bound each would keep its high-water mark for good: after a
 // burst in which the storage side fell behind (each batch then grows for several loop turns until the queue has
-// room), that was 65 buffers of several MiB, 0.7 GiB of capacity in a node that wrote 1 GiB of 16 KiB messages. A
-// steady stream stays well below the bound (a group commit of 3,000-10,000 64-byte records, about 1 MiB, is spread
-// over the batches of many loop turns), so it is still served from spares; a burst's batch beyond it gives its
+// room), that was (with 64 then) 65 buffers of several MiB, 0.7 GiB of capacity in a node that wrote 1 GiB of 16 KiB
+// messages. A steady stream stays well below the bound (a group commit of 3,000-10,000 64-byte records, about 1 MiB, is
+// spread over the batches of many loop turns), so it is still served from spares; a burst's batch beyond it gives its
 // buffer back, and the next batch allocates once and grows as before, a cost per batch, not per record.
 constexpr std::size_t kSpareBatchBytes = 16U << 20U;
 
@@ -40,6 +40,11 @@ SegmentedLog::SegmentedLog(Directory& directory, Identity identity, LogOptions o
   COHORT_ASSERT(options_.segment_size > kSegmentHeaderSize);
   COHORT_ASSERT(last_index_ >= base_.index);
   COHORT_ASSERT(segments_.empty() || segments_.front().first == first_index());
+  spare_batches_.reserve(kBatchesInFlight + 1);
+  while (spare_batches_.size() < kBatchesInFlight + 1) {
+    spare_batches_.push_back(std::make_unique<Batch>());
+    spare_bytes_ += spare_batches_.back()->bytes.capacity();
+  }
 }
 
 std::optional<Term> SegmentedLog::term_at(LogIndex index) const {
@@ -56,6 +61,12 @@ Batch& SegmentedLog::batch() {
     if (spare_batches_.empty()) {
       batch_ = std::make_unique<Batch>();
     } else {
+      // The roomiest: a few batches circulate in steady state, and those grow to its busiest loop turn once; a
+      // spare left small by a quiet spell is taken only when more are in flight.
+      const auto roomiest =
+          std::max_element(spare_batches_.begin(), spare_batches_.end(),
+                           [](const auto& a, const auto& b) { return a->bytes.capacity() < b->bytes.capacity(); });
+      std::iter_swap(roomiest, spare_batches_.end() - 1);
       batch_ = std::move(spare_batches_.back());
       spare_batches_.pop_back();
       spare_bytes_ -= batch_->bytes.capacity();
@@ -78,7 +89,10 @@ consensus::PersistSeq SegmentedLog::append(std::span<const consensus::Entry> ent
       const SegmentInfo& last = segments_.back();
       roll = last.last >= last.first && last.size + size > options_.segment_size;
     }
-    if (roll) segments_.push_back(SegmentInfo{entry.index, random_.next(), last_index_, kSegmentHeaderSize, {}, 0});
+    if (roll) {
+      segments_.push_back(SegmentInfo{entry.index, random_.next(), last_index_, kSegmentHeaderSize, {}, 0});
+      segments_.back().samples.reserve(kSamplesPerSegment);  // filled as the segment grows, on the append path
+    }
     SegmentInfo& segment = segments_.back();
     const std::uint64_t offset = segment.size;
 

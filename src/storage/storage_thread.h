@@ -32,7 +32,7 @@ class StorageThread {
     std::size_t group_batches = 0;
   };
 
-  StorageThread(LogWriter& writer, std::function<void()> wake, std::size_t queue_depth = 64);
+  StorageThread(LogWriter& writer, std::function<void()> wake, std::size_t queue_depth = kBatchesInFlight);
   /// Performs whatever is still queued, then stops. A graceful stop waits for its results first.
   ~StorageThread();
   StorageThread(const StorageThread&) = delete;
