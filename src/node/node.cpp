@@ -125,6 +125,10 @@ constexpr int kQuietPeriods = 4;
 // message that waits for it, a vote among them, waits that long).
 constexpr std::chrono::milliseconds kSlowStorage{50};
 constexpr std::chrono::milliseconds kVerySlowStorage{1000};
+// A write the loop thread performs itself (writes_here()) taking longer than this leaves every write to the storage
+// thread for the pause after it: a heartbeat interval is 50 ms by default, and the disk may be slow for a while.
+constexpr std::chrono::milliseconds kSlowWriteHere{5};
+constexpr std::chrono::seconds kSlowWriteHerePause{5};
 
 }  // namespace
 
@@ -183,9 +187,9 @@ class Node::Impl final : public io::TransportHandler {
   void schedule_flush();
   void flush();
   void drain_storage();
-  /// Hands the log's new batch to the storage side, or performs it here (writes_here()).
-  void submit_log_writes(consensus::Time now);
-  bool writes_here(const storage::Batch& batch) const;
+  /// Hands the log's new batch to the storage side, or performs it here (writes_here()): true if it did.
+  bool submit_log_writes(consensus::Time now);
+  bool writes_here(const storage::Batch& batch, consensus::Time now) const;
   /// Performs a batch on this thread. Only while the storage thread holds none: the writer is then this thread's.
   storage::BatchResult perform_here(storage::Batch& batch);
   void release_messages();
@@ -256,6 +260,7 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<storage::LogWriter> writer_;
   std::unique_ptr<io::EventLoop::Doorbell> storage_doorbell_;  // rung by the storage thread: it outlives that thread
   std::unique_ptr<storage::StorageThread> storage_thread_;
+  consensus::Time write_here_after_{};  // the loop thread performs writes itself from then on (writes_here())
   std::unique_ptr<host::Replica> replica_;
   std::unique_ptr<gateway::Gateway> gateway_;  // every client and admin connection's state
 
@@ -640,8 +645,9 @@ void Node::Impl::flush() {
                      fault.index.value(), fault.term.value(), host::to_string(fault.fault), fault.detail);
     faults.clear();
   }
-  submit_log_writes(mono_now());
+  // Messages first: a leader's appends leave before its own write (the followers' writes and its own overlap).
   release_messages();
+  if (submit_log_writes(mono_now())) release_messages();  // done here: what waited for it goes in this turn
   // The host's replies go to the clients' connections; a change of leader reaches the clients waiting here.
   gateway_->after_ready(mono_now());
   adopt_incarnation();
@@ -825,16 +831,28 @@ void Node::Impl::drain_storage() {
   if (stopping_) finish_stop_when_ready(now);
 }
 
-// Under sync `none` a write only reaches the page cache: a few microseconds for a loop turn's records, while handing
-// them to the storage thread and back costs two wake-ups of a sleeping thread (tens of microseconds each on a small
-// machine), on the critical path of every commit (a follower answers only once its append is complete). So the
-// loop thread performs a batch itself when that is all it is: appends, small, into the current segment (a new one
-// syncs the one before it), with the storage thread idle (nothing of it in flight, so order is kept and the writer
-// is free). Syncs, truncations, compactions, resets, hard states and large batches still go to the storage thread.
-bool Node::Impl::writes_here(const storage::Batch& batch) const {
+// Handing a batch to the storage thread and its completion back costs two wake-ups of a sleeping thread, on the
+// critical path of every commit (a follower answers only once its append is complete), and on a small or virtual
+// machine a wake-up on the other CPU takes tens of microseconds. When the storage thread is idle, so that nothing
+// of it is in flight (order is kept, and the writer is free), the loop thread performs a small batch of appends
+// itself: a write to the page cache (sync `none`), or that and an fdatasync (`fsync`, on a follower), on the CPU
+// that has just built it. Under load the storage thread is busy and takes the group commits as before, overlapping them
+// with the loop's work. The loop must stay responsive (heartbeats, clients), so a write or sync here that is slow (a
+// slow or loaded disk) sends every batch to the storage thread for a while. New segments, truncations, compactions,
+// resets and hard states always go there.
+bool Node::Impl::writes_here(const storage::Batch& batch, consensus::Time now) const {
+  // A sync blocks the loop for its whole length, and under load the storage thread overlaps it with the loop's work
+  // (the next batch builds meanwhile): a follower syncs here only the few records of a quiet moment.
   constexpr std::size_t kMaxBytesWrittenHere = 64U << 10U;
-  if (options_.sync != SyncPolicy::none || storage_thread_->in_flight() != 0) return false;
-  if (batch.bytes.size() > kMaxBytesWrittenHere) return false;
+  constexpr std::size_t kMaxBytesSyncedHere = 2U << 10U;
+  if (now < write_here_after_ || storage_thread_->in_flight() != 0) return false;
+  if (options_.sync == SyncPolicy::fsync) {
+    // A leader's own sync is not needed for a commit (two followers make a majority of three), and its loop must
+    // stay free to count their answers meanwhile.
+    if (replica_->raft().role() == consensus::Role::leader || batch.bytes.size() > kMaxBytesSyncedHere) return false;
+  } else if (batch.bytes.size() > kMaxBytesWrittenHere) {
+    return false;
+  }
   return std::all_of(batch.ops.begin(), batch.ops.end(), [](const storage::StorageOp& op) {
     return op.kind == storage::StorageOp::Kind::append && !op.new_segment;
   });
@@ -851,23 +869,31 @@ storage::BatchResult Node::Impl::perform_here(storage::Batch& batch) {
   return result;
 }
 
-void Node::Impl::submit_log_writes(consensus::Time now) {
-  if (!storage_thread_->has_room()) return;  // the batch grows until a group commit takes it whole
+bool Node::Impl::submit_log_writes(consensus::Time now) {
+  if (!storage_thread_->has_room()) return false;  // the batch grows until a group commit takes it whole
   std::unique_ptr<storage::Batch> batch = log_->take_batch();
-  if (batch == nullptr) return;
-  if (!writes_here(*batch)) {
+  if (batch == nullptr) return false;
+  if (!writes_here(*batch, now)) {
     storage_thread_->submit(std::move(batch));
-    return;
+    return false;
   }
+  const auto started = Clock::now();
   const storage::BatchResult result = perform_here(*batch);
+  if (const auto took = Clock::now() - started; took > kSlowWriteHere) {
+    write_here_after_ = now + kSlowWriteHerePause;
+    logger_->debug("[{}] a write on the loop thread took {} us: the storage thread takes every write for {} ms",
+                   context(), std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+                   milliseconds(kSlowWriteHerePause));
+  }
   const auto completion = log_->complete(std::move(batch), result);
   if (!completion) {
     fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
-    return;
+    return false;
   }
   // What this completion releases (a follower's answer, the leader's commit) goes out in this turn or the next.
   replica_->on_persisted(*completion, now);
   schedule_flush();
+  return true;
 }
 
 void Node::Impl::release_messages() {
