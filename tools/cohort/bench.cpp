@@ -6,6 +6,7 @@
 
 #include "cohort/bench.h"
 
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -46,8 +47,40 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 1e9); }
+
+// Ctrl-C (or SIGTERM) ends a run early and cleanly: the main thread's waits throw Interrupted, and unwinding closes
+// the clients, stops the nodes and removes the run's directory (a data directory can be gigabytes). A second one
+// ends the process at once.
+std::atomic<int> g_interrupts{0};
+static_assert(std::atomic<int>::is_always_lock_free, "counted in a signal handler");
+
+extern "C" void on_interrupt(int signal) {
+  if (g_interrupts.fetch_add(1, std::memory_order_relaxed) > 0) {
+    ::signal(signal, SIG_DFL);
+    ::raise(signal);
+  }
+}
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+void check_interrupt() {
+  if (g_interrupts.load(std::memory_order_relaxed) > 0) throw Interrupted();
+}
+
 void sleep_until_ns(std::int64_t when) {
+  check_interrupt();
   std::this_thread::sleep_until(Clock::time_point(std::chrono::nanoseconds(when)));
+}
+
+/// A sleep that an interrupt cuts short (within 10 ms).
+void pause_for(std::chrono::duration<double> length) {
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(length);
+  for (auto now = Clock::now(); now < until; now = Clock::now()) {
+    check_interrupt();
+    std::this_thread::sleep_for(std::min<Clock::duration>(until - now, 10ms));
+  }
 }
 
 /// Messages a client may hold unanswered.
@@ -218,7 +251,7 @@ void wait_answered(const Drivers& drivers) {
       if (Clock::now() > deadline)
         throw std::runtime_error(fmt::format("{} messages still unanswered after {} s",
                                              driver->offered() - driver->answered(), kAnswerTimeout.count()));
-      std::this_thread::sleep_for(1ms);
+      pause_for(1ms);
     }
   }
 }
@@ -323,6 +356,7 @@ Phase run_open_loop(const Drivers& drivers, double rate, double warmup_s, double
       if (stop != nullptr && stop->load(std::memory_order_acquire)) break;
       if (Clock::now() > give_up)
         throw std::runtime_error(fmt::format("the cluster answered nothing for {} s", kOfferTimeout.count()));
+      check_interrupt();
       std::this_thread::sleep_for(50us);
     }
   }
@@ -596,11 +630,10 @@ struct FailoverRound {
 
 std::vector<FailoverRound> kill_leaders(LocalCluster& cluster, const BenchOptions& options, const Drivers& drivers) {
   std::vector<FailoverRound> rounds;
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
+  pause_for(std::chrono::duration<double>(options.warmup_s));
   for (int round = 0; round < options.rounds; ++round) {
     std::optional<std::pair<int, std::uint64_t>> leader;
-    for (const auto deadline = Clock::now() + 20s; !leader && Clock::now() < deadline;
-         std::this_thread::sleep_for(10ms))
+    for (const auto deadline = Clock::now() + 20s; !leader && Clock::now() < deadline; pause_for(10ms))
       leader = find_leader(cluster, options.cluster_id, 0);
     if (!leader) throw std::runtime_error("no node says it leads, 20 s after the last round");
     const std::int64_t killed_at = now_ns();
@@ -609,13 +642,12 @@ std::vector<FailoverRound> kill_leaders(LocalCluster& cluster, const BenchOption
     FailoverRound result;
     result.killed = leader->first + 1;
     std::optional<std::pair<int, std::uint64_t>> next;
-    for (const auto deadline = Clock::now() + 30s; !next && Clock::now() < deadline; std::this_thread::sleep_for(2ms))
+    for (const auto deadline = Clock::now() + 30s; !next && Clock::now() < deadline; pause_for(2ms))
       next = find_leader(cluster, options.cluster_id, leader->second);
     if (!next) throw std::runtime_error("no new leader within 30 s of the kill");
     result.new_leader_ms = static_cast<double>(now_ns() - killed_at) / 1e6;
     std::int64_t first = 0;
-    for (const auto deadline = Clock::now() + 30s; first == 0 && Clock::now() < deadline;
-         std::this_thread::sleep_for(1ms)) {
+    for (const auto deadline = Clock::now() + 30s; first == 0 && Clock::now() < deadline; pause_for(1ms)) {
       for (const auto& driver : drivers) {
         const std::int64_t answered = driver->first_answer_after();
         if (answered != 0 && (first == 0 || answered < first)) first = answered;
@@ -629,7 +661,7 @@ std::vector<FailoverRound> kill_leaders(LocalCluster& cluster, const BenchOption
                    round + 1, result.killed, result.new_leader_ms, result.outage_ms);
     rounds.push_back(result);
     cluster.start_node(leader->first);
-    std::this_thread::sleep_for(2s);  // the restarted node catches up before the next leader goes
+    pause_for(2s);  // the restarted node catches up before the next leader goes
   }
   return rounds;
 }
@@ -845,6 +877,11 @@ int run_bench(const BenchOptions& given) {
   BenchOptions options = given;
   // Sleeps end within a microsecond of their time, not the default 50: open-loop sends are that precise.
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
   try {
     if (options.members.empty() && options.cohortd.empty()) {
       const std::optional<std::string> found = find_cohortd();
@@ -865,6 +902,9 @@ int run_bench(const BenchOptions& given) {
     if (options.failover) return run_failover(options);
     if (options.sweep) return run_sweep(options);
     return run_single(options);
+  } catch (const Interrupted&) {
+    std::fprintf(stderr, "cohort bench: interrupted\n");
+    return 130;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "cohort bench: %s\n", error.what());
     return 1;
