@@ -125,10 +125,16 @@ constexpr int kQuietPeriods = 4;
 // message that waits for it, a vote among them, waits that long).
 constexpr std::chrono::milliseconds kSlowStorage{50};
 constexpr std::chrono::milliseconds kVerySlowStorage{1000};
-// A write the loop thread performs itself (writes_here()) taking longer than this leaves every write to the storage
-// thread for the pause after it: a heartbeat interval is 50 ms by default, and the disk may be slow for a while.
+// A write taking longer than this, on the loop thread (writes_here()) or in a storage-thread group small enough to
+// have been done there, leaves every write to the storage thread for a pause: a heartbeat interval is 50 ms by
+// default, and a disk slow once is often slow for a while. The pause doubles while the disk stays slow, and starts
+// again from the shortest after a fast write here.
 constexpr std::chrono::milliseconds kSlowWriteHere{5};
 constexpr std::chrono::seconds kSlowWriteHerePause{5};
+constexpr std::chrono::seconds kSlowWriteHereMaxPause{80};
+// The largest batch the loop writes itself (writes_here()): to the page cache (sync none), or written and synced.
+constexpr std::size_t kMaxBytesWrittenHere = 64U << 10U;
+constexpr std::size_t kMaxBytesSyncedHere = 2U << 10U;
 
 }  // namespace
 
@@ -261,6 +267,8 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<io::EventLoop::Doorbell> storage_doorbell_;  // rung by the storage thread: it outlives that thread
   std::unique_ptr<storage::StorageThread> storage_thread_;
   consensus::Time write_here_after_{};  // the loop thread performs writes itself from then on (writes_here())
+  std::chrono::nanoseconds write_here_pause_{kSlowWriteHerePause};  // the next pause after a slow write
+  void note_write_time(std::chrono::nanoseconds took, consensus::Time now, bool here);
   std::unique_ptr<host::Replica> replica_;
   std::unique_ptr<gateway::Gateway> gateway_;  // every client and admin connection's state
 
@@ -648,6 +656,7 @@ void Node::Impl::flush() {
   // Messages first: a leader's appends leave before its own write (the followers' writes and its own overlap).
   release_messages();
   if (submit_log_writes(mono_now())) release_messages();  // done here: what waited for it goes in this turn
+  if (exit_code_ != 0) return;                            // the write failed: the node is stopping
   // The host's replies go to the clients' connections; a change of leader reaches the clients waiting here.
   gateway_->after_ready(mono_now());
   adopt_incarnation();
@@ -820,6 +829,9 @@ void Node::Impl::drain_storage() {
                    "up to seq {}",
                    context(), done->group_batches, milliseconds(took), milliseconds(done->write_time),
                    milliseconds(done->sync_time), done->result.completion.seq);
+    // A small group that was slow says the disk is: the loop must not take such writes on meanwhile.
+    if (done->group_batches == 1 && done->batch->bytes.size() <= kMaxBytesWrittenHere)
+      note_write_time(done->write_time + done->sync_time, now, false);
     const auto completion = log_->complete(std::move(done->batch), done->result);
     if (!completion) {
       fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
@@ -843,9 +855,8 @@ void Node::Impl::drain_storage() {
 bool Node::Impl::writes_here(const storage::Batch& batch, consensus::Time now) const {
   // A sync blocks the loop for its whole length, and under load the storage thread overlaps it with the loop's work
   // (the next batch builds meanwhile): a follower syncs here only the few records of a quiet moment.
-  constexpr std::size_t kMaxBytesWrittenHere = 64U << 10U;
-  constexpr std::size_t kMaxBytesSyncedHere = 2U << 10U;
   if (now < write_here_after_ || storage_thread_->in_flight() != 0) return false;
+  if (snapshot_job_.joinable()) return false;  // its writes and sync compete for the disk meanwhile
   if (options_.sync == SyncPolicy::fsync) {
     // A leader's own sync is not needed for a commit (two followers make a majority of three), and its loop must
     // stay free to count their answers meanwhile.
@@ -869,6 +880,20 @@ storage::BatchResult Node::Impl::perform_here(storage::Batch& batch) {
   return result;
 }
 
+void Node::Impl::note_write_time(std::chrono::nanoseconds took, consensus::Time now, bool here) {
+  if (took <= kSlowWriteHere) {
+    if (here) write_here_pause_ = kSlowWriteHerePause;
+    return;
+  }
+  if (now < write_here_after_) return;  // already paused
+  write_here_after_ = now + write_here_pause_;
+  logger_->debug("[{}] a write {} took {} us: the storage thread takes every write for {} s", context(),
+                 here ? "on the loop thread" : "of the storage thread",
+                 std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+                 std::chrono::duration_cast<std::chrono::seconds>(write_here_pause_).count());
+  write_here_pause_ = std::min<std::chrono::nanoseconds>(2 * write_here_pause_, kSlowWriteHereMaxPause);
+}
+
 bool Node::Impl::submit_log_writes(consensus::Time now) {
   if (!storage_thread_->has_room()) return false;  // the batch grows until a group commit takes it whole
   std::unique_ptr<storage::Batch> batch = log_->take_batch();
@@ -879,19 +904,15 @@ bool Node::Impl::submit_log_writes(consensus::Time now) {
   }
   const auto started = Clock::now();
   const storage::BatchResult result = perform_here(*batch);
-  if (const auto took = Clock::now() - started; took > kSlowWriteHere) {
-    write_here_after_ = now + kSlowWriteHerePause;
-    logger_->debug("[{}] a write on the loop thread took {} us: the storage thread takes every write for {} ms",
-                   context(), std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
-                   milliseconds(kSlowWriteHerePause));
-  }
+  const consensus::Time done = mono_now();
+  note_write_time(Clock::now() - started, done, true);
   const auto completion = log_->complete(std::move(batch), result);
   if (!completion) {
     fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
     return false;
   }
   // What this completion releases (a follower's answer, the leader's commit) goes out in this turn or the next.
-  replica_->on_persisted(*completion, now);
+  replica_->on_persisted(*completion, done);
   schedule_flush();
   return true;
 }

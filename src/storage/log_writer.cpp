@@ -95,8 +95,11 @@ IoStatus LogWriter::create_segment(LogIndex first, std::uint64_t nonce) {
   if (auto status = directory_.rename(temp, name); !status) return status;
   if (auto status = directory_.sync(); !status) return status;
   syncs_ += 2;
+  // The first write opens it again by its final name (segment_of), which is what any error must name: the handle
+  // made for the temporary name would keep calling it "....seg.tmp". One open per segment.
+  file.reset();
   // Earlier segments are complete: their handles are closed once synced.
-  segments_.push_back(Segment{first, nonce, std::move(file), false});
+  segments_.push_back(Segment{first, nonce, nullptr, false});
   return {};
 }
 

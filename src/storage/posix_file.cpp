@@ -1,7 +1,5 @@
 #include "storage/posix_file.h"
 
-#include "storage/batch.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -16,6 +14,8 @@
 #include <system_error>
 
 #include <fmt/format.h>
+
+#include "storage/batch.h"
 
 namespace cohort::storage {
 namespace {

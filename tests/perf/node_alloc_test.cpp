@@ -228,7 +228,8 @@ void measure(cohort::SyncPolicy sync, const char* name) {
   // quiet. What a window may also meet is a buffer growing to a new high-water mark: a stall of this shared machine
   // (a follower's storage thread descheduled, say) leaves more entries in flight on one node than ever before, and
   // its pools and rings grow once for them (a few allocations, or about a hundred payload blocks for the cache).
-  // Such growth is rare, and each mark is reached once, so a later window is quiet.
+  // Or a connection's receive buffer, shrunk after a quiet spell of small reads, grows again for a large one. Such
+  // growth is rare, a cost per stall or burst rather than per message, so some window is quiet.
   constexpr int kMaxWindows = 10;
   constexpr std::uint64_t kWindowMessages = 100'000;
   bool quiet_nodes = false;
@@ -238,18 +239,21 @@ void measure(cohort::SyncPolicy sync, const char* name) {
   std::string per_window;
   for (; windows < kMaxWindows && !(quiet_nodes && quiet_client); ++windows) {
     for (auto& count : g_counts) count.store(0);
+    const auto started = std::chrono::steady_clock::now();
     g_counting.store(true);
     const bool done = pump(client, counter, window, kWindowMessages, kMeasuredInFlight, message);
     g_counting.store(false);
-    ASSERT_TRUE(done) << "the cluster stalled";
+    ASSERT_TRUE(done) << "the cluster stalled or refused a message";
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     std::uint64_t nodes = g_counts[kOtherThreads].load();
     for (int i = 0; i < kNodes; ++i) nodes += g_counts[static_cast<std::size_t>(i)].load();
     const std::uint64_t client_count = g_counts[kClientThread].load();
     quiet_nodes = quiet_nodes || nodes == 0;
     quiet_client = quiet_client || client_count == 0;
     nodes_total += nodes;
-    per_window +=
-        fmt::format("{}{} on the nodes' threads, {} on the client's", windows == 0 ? "" : "; ", nodes, client_count);
+    per_window += fmt::format("{}{} on the nodes' threads, {} on the client's ({} ms)", windows == 0 ? "" : "; ", nodes,
+                              client_count, elapsed);
   }
   std::printf("[ allocations ] sync %s: windows of %llu messages: %s\n", name,
               static_cast<unsigned long long>(kWindowMessages), per_window.c_str());

@@ -54,7 +54,10 @@ std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 
 std::atomic<int> g_interrupts{0};
 static_assert(std::atomic<int>::is_always_lock_free, "counted in a signal handler");
 
+std::atomic<int> g_interrupt_signal{0};
+
 extern "C" void on_interrupt(int signal) {
+  g_interrupt_signal.store(signal, std::memory_order_relaxed);
   if (g_interrupts.fetch_add(1, std::memory_order_relaxed) > 0) {
     ::signal(signal, SIG_DFL);
     ::raise(signal);
@@ -72,6 +75,15 @@ void check_interrupt() {
 void sleep_until_ns(std::int64_t when) {
   check_interrupt();
   std::this_thread::sleep_until(Clock::time_point(std::chrono::nanoseconds(when)));
+}
+
+/// Client::wait_connected, cut short by an interrupt (within 50 ms).
+bool wait_connected(Client& client, std::chrono::seconds timeout) {
+  for (const auto until = Clock::now() + timeout; Clock::now() < until;) {
+    check_interrupt();
+    if (client.wait_connected(50ms)) return true;
+  }
+  return false;
 }
 
 /// A sleep that an interrupt cuts short (within 10 ms).
@@ -239,7 +251,7 @@ Drivers connect_drivers(const BenchOptions& options, const std::vector<std::stri
   for (int i = 0; i < clients; ++i)
     drivers.push_back(std::make_unique<Driver>(members, options.cluster_id, size, idle));
   for (auto& driver : drivers)
-    if (!driver->client().wait_connected(30s))
+    if (!wait_connected(driver->client(), 30s))
       throw std::runtime_error(fmt::format("no session within 30 s ({})", driver->client().state_reason().second));
   return drivers;
 }
@@ -879,6 +891,7 @@ int run_bench(const BenchOptions& given) {
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   struct sigaction action {};
   action.sa_handler = on_interrupt;
+  action.sa_flags = SA_RESTART;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
@@ -904,7 +917,7 @@ int run_bench(const BenchOptions& given) {
     return run_single(options);
   } catch (const Interrupted&) {
     std::fprintf(stderr, "cohort bench: interrupted\n");
-    return 130;
+    return 128 + g_interrupt_signal.load(std::memory_order_relaxed);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "cohort bench: %s\n", error.what());
     return 1;

@@ -102,13 +102,21 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
   }
 }
 
+namespace {
+// An interrupt (the tool's own handler) must not leave a child unreaped.
+void reap(pid_t pid) {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+}  // namespace
+
 LocalCluster::~LocalCluster() { stop(); }
 
 void LocalCluster::stop() {
   for (pid_t& pid : pids_) {
     if (pid == 0) continue;
     ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    reap(pid);
     pid = 0;
   }
   if (remove_dir_) {
@@ -122,7 +130,7 @@ void LocalCluster::kill_node(int index) {
   pid_t& pid = pids_.at(static_cast<std::size_t>(index));
   if (pid == 0) return;
   ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
+  reap(pid);
   pid = 0;
 }
 
@@ -164,6 +172,8 @@ void LocalCluster::start_node(int index) {
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the parent went before the signal was armed
+    // A process group of its own: a Ctrl-C at the terminal reaches the tool alone, which stops its nodes itself.
+    ::setpgid(0, 0);
     const int null = ::open("/dev/null", O_RDONLY);
     const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (null < 0 || out < 0 || ::dup2(null, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(127);
