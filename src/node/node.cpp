@@ -133,7 +133,7 @@ constexpr std::chrono::milliseconds kSlowWriteHere{5};
 constexpr std::chrono::seconds kSlowWriteHerePause{5};
 constexpr std::chrono::seconds kSlowWriteHereMaxPause{80};
 // The largest batch the loop writes itself (writes_here()): to the page cache (sync none), or written and synced.
-constexpr std::size_t kMaxBytesWrittenHere = 64U << 10U;
+constexpr std::size_t kMaxBytesWrittenHere = 8U << 10U;
 constexpr std::size_t kMaxBytesSyncedHere = 2U << 10U;
 
 }  // namespace

@@ -14,7 +14,7 @@ constexpr std::size_t kReadAhead = 256U << 10U;
 // What the spare batches may keep of their byte buffers' capacity, all together. Up to kBatchesInFlight plus one
 // batches circulate, so without a bound each would keep its high-water mark for good: after a
 // burst in which the storage side fell behind (each batch then grows for several loop turns until the queue has
-// room), that was (with 64 then) 65 buffers of several MiB, 0.7 GiB of capacity in a node that wrote 1 GiB of 16 KiB
+// room), that was 65 buffers of several MiB, 0.7 GiB of capacity in a node that wrote 1 GiB of 16 KiB
 // messages. A steady stream stays well below the bound (a group commit of 3,000-10,000 64-byte records, about 1 MiB, is
 // spread over the batches of many loop turns), so it is still served from spares; a burst's batch beyond it gives its
 // buffer back, and the next batch allocates once and grows as before, a cost per batch, not per record.
