@@ -57,6 +57,23 @@ Result<Endpoint, std::string> parse_endpoint(std::string_view text) {
   return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
 }
 
+Result<Endpoint, std::string> resolve_for_listening(const Endpoint& local) {
+  std::error_code error;
+  (void)asio::ip::make_address(local.host, error);
+  if (!error) return local;
+  asio::io_context context;
+  tcp::resolver resolver(context);
+  const auto found = resolver.resolve(local.host, std::to_string(local.port), error);
+  if (error || found.empty())
+    return unexpected(
+        fmt::format("cannot resolve '{}': {}", local.host, error ? error.message() : std::string("it has no address")));
+  // An IPv4 address first: "localhost" then means 127.0.0.1, where most clients look for it first too.
+  const auto chosen =
+      std::find_if(found.begin(), found.end(), [](const auto& entry) { return entry.endpoint().address().is_v4(); });
+  const tcp::endpoint endpoint = (chosen != found.end() ? *chosen : *found.begin()).endpoint();
+  return Endpoint{endpoint.address().to_string(), local.port};
+}
+
 const char* to_string(SendResult result) noexcept {
   switch (result) {
     case SendResult::queued: return "queued";
@@ -772,10 +789,12 @@ TcpTransport::~TcpTransport() {
 }
 
 Result<Endpoint, std::string> TcpTransport::listen(const Endpoint& local, protocol::AcceptPolicy policy) {
+  auto resolved = resolve_for_listening(local);
+  if (!resolved) return unexpected(fmt::format("cannot listen on {}: {}", local.to_string(), resolved.error()));
   std::error_code error;
-  const auto address = asio::ip::make_address(local.host, error);
+  const auto address = asio::ip::make_address(resolved->host, error);
   if (error)
-    return unexpected(fmt::format("cannot listen on {}: '{}' is not an IP address", local.to_string(), local.host));
+    return unexpected(fmt::format("cannot listen on {}: '{}' is not an IP address", local.to_string(), resolved->host));
   auto listener = std::make_unique<Impl::Listener>(impl_->loop.context(), std::move(policy));
   const tcp::endpoint endpoint(address, local.port);
   auto& acceptor = listener->acceptor;

@@ -53,6 +53,10 @@ enum class DisconnectReason : std::uint8_t {
 /// Parses "host:port" or "[v6-address]:port". The error names what is wrong with the text.
 Result<Endpoint, std::string> parse_endpoint(std::string_view text);
 
+/// The endpoint to listen on for `local`: itself if its host is an IP address, else the host name resolved now
+/// (blocking; an IPv4 address if it has one). The error names the host and why it cannot be resolved.
+Result<Endpoint, std::string> resolve_for_listening(const Endpoint& local);
+
 const char* to_string(SendResult result) noexcept;
 const char* to_string(DisconnectReason reason) noexcept;
 

@@ -344,6 +344,14 @@ std::optional<std::string> Node::Impl::start() {
     }
   }
 
+  // This node's own addresses are checked before anything is created on disk: a host name it listens on must
+  // resolve now (listen() resolves it again; the other members' names are resolved when their links connect, so a
+  // member not yet in DNS does not stop this one).
+  for (const auto& [own, role] : {std::pair{&own_peer, "peer"}, std::pair{&own_client, "client"}})
+    if (auto resolved = io::resolve_for_listening(*own); !resolved)
+      return fmt::format("members: {} endpoint of node {} ({}): {}", role, options_.node_id, own->to_string(),
+                         resolved.error());
+
   // Storage first: a data directory of another cluster or node, or one we cannot write, refuses the start
   // before the node is visible on the network.
   auto directory = storage::PosixDirectory::open_locked(options_.data_dir);

@@ -366,6 +366,31 @@ TEST_F(BadConfigTest, DataDirectoryOfAnotherNode) {
   EXPECT_TRUE(contains(result.err, "belongs to node 1 of cluster 42, not to node 2 of cluster 42")) << result.err;
 }
 
+// Addresses may be host names: this node's own are resolved at start, before anything is created on disk.
+TEST_F(BadConfigTest, AnUnresolvableHostNameIsRefusedBeforeTheDataDirectoryIsCreated) {
+  auto members = members_;
+  members[0] = fmt::format("1,no-such-node.invalid:{},{}", free_ports(1)[0], loopback(free_ports(1)[0]));
+  const auto result = run_node(args(1, kClusterId, dir_.path() / "d", members), "unresolvable");
+  EXPECT_EQ(result.status, 2) << result.err;
+  EXPECT_TRUE(contains(result.err, "members: peer endpoint of node 1 (no-such-node.invalid:")) << result.err;
+  EXPECT_TRUE(contains(result.err, "cannot resolve 'no-such-node.invalid'")) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "d")) << "a refused configuration must not touch the disk";
+}
+
+TEST_F(BadConfigTest, ALoneNodeNamedByHostNameServesAClient) {
+  const auto ports = free_ports(2);
+  const std::string client_endpoint = fmt::format("localhost:{}", ports[1]);
+  Process node(
+      COHORTD_PATH,
+      args(1, kClusterId, dir_.path() / "named", {fmt::format("1,localhost:{},{}", ports[0], client_endpoint)}),
+      dir_.path(), "named");
+  ASSERT_TRUE(node.wait_stdout("clients on ", deadline())) << node.stderr_text();
+  KvClient writer({client_endpoint});
+  EXPECT_TRUE(writer.put("k", "v", deadline())) << node.stderr_text();
+  node.signal(SIGTERM);
+  EXPECT_EQ(node.wait_exit(deadline()), 0) << node.stderr_text();
+}
+
 TEST_F(BadConfigTest, PortInUse) {
   const Listener taken;
   auto members = members_;

@@ -565,6 +565,24 @@ TEST_F(TransportEndpoint, ParsesHostAndPort) {
   EXPECT_EQ(zero->port, 0);
 }
 
+TEST_F(TransportEndpoint, AnAddressToListenOnIsKeptAndAHostNameIsResolved) {
+  const auto address = resolve_for_listening(Endpoint{"127.0.0.1", 7000});
+  ASSERT_TRUE(address) << address.error();
+  EXPECT_EQ(address->host, "127.0.0.1");
+  EXPECT_EQ(address->port, 7000);
+
+  // /etc/hosts names localhost on every machine this runs on; its IPv4 address is preferred.
+  const auto name = resolve_for_listening(Endpoint{"localhost", 7001});
+  ASSERT_TRUE(name) << name.error();
+  EXPECT_EQ(name->host, "127.0.0.1");
+  EXPECT_EQ(name->port, 7001);
+
+  // .invalid never resolves (RFC 2606).
+  const auto unknown = resolve_for_listening(Endpoint{"no-such-node.invalid", 7002});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().find("cannot resolve 'no-such-node.invalid'"), std::string::npos) << unknown.error();
+}
+
 TEST_F(TransportEndpoint, ParsesBracketedIpv6AndPrintsItBack) {
   const auto v6 = parse_endpoint("[::1]:7001");
   ASSERT_TRUE(v6) << v6.error();
