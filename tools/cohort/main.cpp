@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cohort/bench.h"
+#include "cohort/config_gen.h"
 #include "cohort/floor.h"
 #include "cohort/stream.h"
 
@@ -191,6 +192,32 @@ int main(int argc, char** argv) {
                     "--sweep: the Markdown file for its table (its marked section is replaced if it has one); "
                     "charts go to bench/ beside it");
 
+  cohort::tool::ConfigGenOptions config_options;
+  CLI::App* config = app.add_subcommand(
+      "config",
+      "write the configuration files of a local cluster, nodeN.toml for each node (node N: peer port BASE+N, client "
+      "port BASE+100+N, data directory DATA_ROOT/nN). Exit status: 0 written; 1 a file exists (without --force) or "
+      "cannot be written; 2 for bad arguments");
+  config->add_option("--nodes", config_options.nodes, "members")->check(CLI::Range(1, 64))->capture_default_str();
+  config->add_option("--base-port", config_options.base_port, "node N listens on BASE+N (peers) and BASE+100+N")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  config->add_option("--host", config_options.host, "every endpoint's host (an address or a name)")
+      ->capture_default_str();
+  config->add_option("--cluster-id", config_options.cluster_id, "the cluster's id")
+      ->check(CLI::Range(std::uint64_t{1}, ~std::uint64_t{0}))
+      ->capture_default_str();
+  config->add_option("--data-root", config_options.data_root, "node N's data directory is DATA_ROOT/nN")
+      ->capture_default_str();
+  config->add_option("--service", config_options.service, "the replicated service")
+      ->check(CLI::IsMember({"kv", "counter", "echo", "ledger"}))
+      ->capture_default_str();
+  config->add_option("--sync", config_options.sync, "fsync or none")
+      ->check(CLI::IsMember({"fsync", "none"}))
+      ->capture_default_str();
+  config->add_option("--output", config_options.output, "the directory the files go to")->capture_default_str();
+  config->add_flag("--force", config_options.force, "overwrite files that exist");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -203,5 +230,6 @@ int main(int argc, char** argv) {
     return cohort::tool::run_floor(floor_options, floor_json);
   }
   if (*bench) return cohort::tool::run_bench(bench_options);
+  if (*config) return cohort::tool::run_config(config_options);
   return cohort::tool::run_stream(stream_options);
 }

@@ -1,0 +1,94 @@
+#include "cohort/config_gen.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
+
+#include <fmt/format.h>
+
+namespace cohort::tool {
+namespace {
+
+constexpr int kClientPortOffset = 100;
+
+std::string endpoint(const ConfigGenOptions& options, int port) {
+  return options.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", options.host, port)
+                                                     : fmt::format("{}:{}", options.host, port);
+}
+int peer_port(const ConfigGenOptions& options, int id) { return options.base_port + id; }
+int client_port(const ConfigGenOptions& options, int id) { return options.base_port + kClientPortOffset + id; }
+
+/// A TOML basic string: quotes and backslashes escaped (paths and host names reach the file as given).
+std::string quoted(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string node_config_toml(const ConfigGenOptions& options, int id) {
+  std::string out = fmt::format(
+      "# cohortd configuration: node {} of a local {}-node cluster, written by `cohort config`.\n"
+      "#   cohortd --config node{}.toml\n"
+      "# config/node1.toml in the source tree describes every setting; flags override any setting here.\n\n"
+      "node_id = {}\ncluster_id = {}\ndata_dir = {}\nservice = {}\nsync = {}\nlog_level = \"info\"\n",
+      id, options.nodes, id, id, options.cluster_id,
+      quoted((std::filesystem::path(options.data_root) / fmt::format("n{}", id)).string()), quoted(options.service),
+      quoted(options.sync));
+  out += "\n# Every voting member, this node included: identical in every node's file.\n";
+  for (int member = 1; member <= options.nodes; ++member)
+    out += fmt::format("\n[[members]]\nid = {}\npeer = {}\nclient = {}\n", member,
+                       quoted(endpoint(options, peer_port(options, member))),
+                       quoted(endpoint(options, client_port(options, member))));
+  return out;
+}
+
+int run_config(const ConfigGenOptions& options) {
+  if (client_port(options, options.nodes) > 65535) {
+    std::fprintf(stderr, "cohort config: --base-port %d leaves no room for %d nodes (client ports end at %d > 65535)\n",
+                 options.base_port, options.nodes, client_port(options, options.nodes));
+    return 2;
+  }
+  const std::filesystem::path dir(options.output);
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    std::fprintf(stderr, "cohort config: cannot create %s: %s\n", dir.c_str(), error.message().c_str());
+    return 1;
+  }
+  // Every file is checked before any is written: a refusal leaves the directory as it was.
+  if (!options.force) {
+    for (int id = 1; id <= options.nodes; ++id) {
+      const auto path = dir / fmt::format("node{}.toml", id);
+      if (std::filesystem::exists(path)) {
+        std::fprintf(stderr, "cohort config: %s exists (--force overwrites it)\n", path.c_str());
+        return 1;
+      }
+    }
+  }
+  std::string members;
+  for (int id = 1; id <= options.nodes; ++id) {
+    const auto path = dir / fmt::format("node{}.toml", id);
+    std::ofstream file(path, std::ios::trunc);
+    file << node_config_toml(options, id);
+    file.close();
+    if (!file) {
+      std::fprintf(stderr, "cohort config: cannot write %s\n", path.c_str());
+      return 1;
+    }
+    std::printf("wrote %s\n", path.c_str());
+    members += fmt::format("{}{}", id == 1 ? "" : ",", endpoint(options, client_port(options, id)));
+  }
+  std::printf("start each node: cohortd --config %s\n", (dir / "nodeN.toml").c_str());
+  std::printf("clients: --cluster-id %llu --members %s\n", static_cast<unsigned long long>(options.cluster_id),
+              members.c_str());
+  return 0;
+}
+
+}  // namespace cohort::tool
