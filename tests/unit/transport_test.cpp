@@ -610,7 +610,7 @@ TEST_F(TransportEndpoint, RejectsMissingOrBadPortAndEmptyHostNamingTheText) {
 
 // === listen ===================================================================================================
 
-TEST_F(TransportListen, ReportsTheBoundPortAndRefusesABusyPortOrAHostName) {
+TEST_F(TransportListen, ReportsTheBoundPortRefusesABusyPortAndResolvesAHostName) {
   ASSERT_TRUE(start_server());
   EXPECT_EQ(endpoint_.host, "127.0.0.1");
   EXPECT_NE(endpoint_.port, 0);
@@ -618,8 +618,11 @@ TEST_F(TransportListen, ReportsTheBoundPortAndRefusesABusyPortOrAHostName) {
   ASSERT_FALSE(busy);
   EXPECT_TRUE(contains(busy.error(), endpoint_.to_string()));
   const auto name = server().listen(Endpoint{"localhost", 0});
-  ASSERT_FALSE(name);
-  EXPECT_TRUE(contains(name.error(), "localhost"));
+  ASSERT_TRUE(name) << name.error();
+  EXPECT_EQ(name->host, "127.0.0.1");
+  const auto unknown = server().listen(Endpoint{"no-such-node.invalid", 0});
+  ASSERT_FALSE(unknown);
+  EXPECT_TRUE(contains(unknown.error(), "cannot listen on no-such-node.invalid:0: cannot resolve")) << unknown.error();
 }
 
 TEST_F(TransportListen, PolicyRefusesADisallowedRoleAndAdmitsAnAllowedOne) {
