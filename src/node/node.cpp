@@ -837,7 +837,8 @@ void Node::Impl::drain_storage() {
                    context(), done->group_batches, milliseconds(took), milliseconds(done->write_time),
                    milliseconds(done->sync_time), done->result.completion.seq);
     // A small group that was slow says the disk is: the loop must not take such writes on meanwhile.
-    if (done->group_batches == 1 && done->batch->bytes.size() <= kMaxBytesWrittenHere)
+    if (options_.sync == SyncPolicy::none && done->group_batches == 1 &&
+        done->batch->bytes.size() <= kMaxBytesWrittenHere)
       note_write_time(done->write_time + done->sync_time, now, false);
     const auto completion = log_->complete(std::move(done->batch), done->result);
     if (!completion) {
