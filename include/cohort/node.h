@@ -28,6 +28,8 @@ namespace cohort {
 
 struct Member {
   std::uint32_t id = 0;
+  // host:port or [v6-address]:port; the host may be a name: a node resolves its own at start(), before it touches
+  // its data directory, and another member's each time it connects to it.
   std::string peer_endpoint;    // host:port other members connect to
   std::string client_endpoint;  // host:port clients connect to
   friend bool operator==(const Member&, const Member&) = default;

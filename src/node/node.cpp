@@ -197,6 +197,8 @@ class Node::Impl final : public io::TransportHandler {
   bool writes_here(const storage::Batch& batch, consensus::Time now) const;
   /// Performs a batch on this thread. Only while the storage thread holds none: the writer is then this thread's.
   storage::BatchResult perform_here(storage::Batch& batch);
+  /// A write that took `took` (on this thread if `here`): a slow one pauses writes here (kSlowWriteHere).
+  void note_write_time(std::chrono::nanoseconds took, consensus::Time now, bool here);
   void release_messages();
   void send_to_peer(const consensus::Message& message);
   // At debug level: an election message in or out (votes, pre-votes, transfers), for tracing an election.
@@ -267,7 +269,6 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<storage::StorageThread> storage_thread_;
   consensus::Time write_here_after_{};  // the loop thread performs writes itself from then on (writes_here())
   std::chrono::nanoseconds write_here_pause_{kSlowWriteHerePause};  // the next pause after a slow write
-  void note_write_time(std::chrono::nanoseconds took, consensus::Time now, bool here);
   std::unique_ptr<host::Replica> replica_;
   std::unique_ptr<gateway::Gateway> gateway_;  // every client and admin connection's state
 
@@ -873,8 +874,7 @@ bool Node::Impl::writes_here(const storage::Batch& batch, consensus::Time now) c
 
 storage::BatchResult Node::Impl::perform_here(storage::Batch& batch) {
   storage::BatchResult result;
-  const storage::StorageOp& last = batch.ops.back();
-  result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+  result.completion = batch.completion();
   if (auto written = writer_->write(batch); !written)
     result.error = written.error();
   else if (auto synced = writer_->sync(); !synced)

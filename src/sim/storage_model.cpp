@@ -490,9 +490,8 @@ bool NodeStorage::sync_written(const std::function<void(const consensus::Persist
 
 void NodeStorage::complete_written(const std::function<void(const consensus::PersistCompletion&)>* on_durable) {
   for (auto& batch : writing_) {
-    const storage::StorageOp& last = batch->ops.back();
     storage::BatchResult result;
-    result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+    result.completion = batch->completion();
     const auto completion = durable_log_->complete(std::move(batch), result);
     COHORT_ASSERT(completion.has_value());
     (void)model_.make_durable(completion->seq + seq_offset_);

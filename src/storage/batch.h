@@ -78,6 +78,11 @@ struct Batch {
   std::vector<std::byte> bytes;
 
   bool empty() const noexcept { return ops.empty(); }
+  /// What performing the batch completes: its last operation (operations are performed in order).
+  consensus::PersistCompletion completion() const noexcept {
+    const StorageOp& last = ops.back();
+    return consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+  }
   void clear() noexcept {
     ops.clear();
     bytes.clear();

@@ -15,8 +15,6 @@
 
 #include <fmt/format.h>
 
-#include "storage/batch.h"
-
 namespace cohort::storage {
 namespace {
 
@@ -30,7 +28,9 @@ class PosixFile final : public File {
  public:
   PosixFile(std::string name, std::string display, int fd)
       : name_(std::move(name)), display_(std::move(display)), fd_(fd) {
-    iov_.reserve(kGatherParts);  // a log segment's group commit: about one part per batch
+    // A log segment's group commit gathers about one part per batch (up to 64 in flight, storage/batch.h).
+    constexpr std::size_t kReservedParts = 128;
+    iov_.reserve(kReservedParts);
   }
   ~PosixFile() override { ::close(fd_); }
   PosixFile(const PosixFile&) = delete;

@@ -64,8 +64,7 @@ void StorageThread::run() {
       done.write_time = written_at - started;
       done.sync_time = finished - written_at;
       done.group_batches = group.size();
-      const StorageOp& last = batch->ops.back();
-      done.result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+      done.result.completion = batch->completion();
       done.result.error = error;
       done.batch = std::move(batch);
       const bool pushed = results_.try_push(done);

@@ -3,10 +3,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <system_error>
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 namespace cohort::tool {
 namespace {
@@ -20,14 +22,12 @@ std::string endpoint(const ConfigGenOptions& options, int port) {
 int peer_port(const ConfigGenOptions& options, int id) { return options.base_port + id; }
 int client_port(const ConfigGenOptions& options, int id) { return options.base_port + kClientPortOffset + id; }
 
-/// A TOML basic string: quotes and backslashes escaped (paths and host names reach the file as given).
+/// `text` as a TOML string, escaped by toml++ (the library cohortd reads the file with): paths and host names reach
+/// the file as given, whatever they hold.
 std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
+  std::ostringstream out;
+  out << toml::value<std::string>(text);
+  return out.str();
 }
 
 }  // namespace
