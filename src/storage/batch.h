@@ -63,7 +63,7 @@ struct StorageOp {
 constexpr std::size_t kBatchesInFlight = 64;
 /// What each batch reserves when it is made: a loop turn's records at a few thousand messages per second, so that
 /// only a busier turn grows one (and keeps the capacity for good, below the log's bound on spare bytes).
-constexpr std::size_t kBatchInitialBytes = 16U << 10U;
+constexpr std::size_t kBatchInitialBytes = 32U << 10U;
 constexpr std::size_t kBatchInitialOps = 8;
 /// The parts one group commit gathers into one write: about one run of records per batch.
 constexpr std::size_t kGatherParts = 2 * kBatchesInFlight;
