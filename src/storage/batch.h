@@ -57,7 +57,7 @@ struct StorageOp {
 
 /// How many batches may be submitted to the storage side and not yet handed back (the storage thread's queue
 /// depth). With one more being built, that is every batch a node needs: the log keeps that many ready from the
-/// start (about 1 MiB), so that no burst meets a batch it has to allocate. A shallower queue costs throughput under
+/// start (about 2 MiB), so that no burst meets a batch it has to allocate. A shallower queue costs throughput under
 /// load (16: about a tenth at 4 x 1,024 messages in flight): a group commit then leaves turns' batches waiting
 /// in the one being built, handed over only after the loop has collected the group's results.
 constexpr std::size_t kBatchesInFlight = 64;
