@@ -214,7 +214,7 @@ int status(const std::vector<std::string>& members, std::uint64_t cluster_id) {
   int troubled = 0;
   std::set<std::uint64_t> configurations;
   for (const std::string& member : members) {
-    const cohort::StatusResult result = cohort::query_status(member, cluster_id, 1000ms);
+    const cohort::StatusResult result = cohort::query_status(member, cluster_id, 1000ms, true);
     if (!result.ok) {
       std::printf("%-21s unreachable (%s)\n", member.c_str(), result.error.c_str());
       ++unreachable;

@@ -22,8 +22,14 @@ struct NodeStatus {
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;
   std::uint64_t last_index = 0;
-  std::uint64_t state_hash = 0;  // of the replicated state at applied_index: equal on replicas at equal positions
+  /// Of the replicated state at applied_index: equal on replicas at equal positions. Only when asked for
+  /// (query_status's with_state_hash), since the node serializes its whole state to compute it.
+  std::uint64_t state_hash = 0;
+  bool state_hash_included = false;
   std::uint64_t open_sessions = 0;
+  std::uint64_t snapshot_index = 0;  // the newest snapshot on disk (0: none), and its term (0 if unknown)
+  std::uint64_t snapshot_term = 0;
+  std::chrono::milliseconds uptime{0};
   std::vector<std::uint32_t> members;  // the node's member list, ascending
   std::uint64_t configuration_id = 0;  // a hash of `members`: equal on nodes that agree
   /// What the node sees wrong with the cluster's configuration, one sentence each: a member refused for another
@@ -38,22 +44,43 @@ struct StatusResult {
   NodeStatus status;
 };
 
-/// Connects to `client_endpoint` ("host:port") as an admin tool, asks for the node's status and waits at most
-/// `timeout` for the answer.
-StatusResult query_status(const std::string& client_endpoint, std::uint64_t cluster_id,
-                          std::chrono::milliseconds timeout);
+/// Connects to `endpoint` ("host:port", a node's client or admin endpoint) as an admin tool, asks for the node's
+/// status and waits at most `timeout` for the answer. `with_state_hash` has the node compute its state hash, which
+/// serializes its whole replicated state on its event loop: a pause that grows with the state.
+StatusResult query_status(const std::string& endpoint, std::uint64_t cluster_id, std::chrono::milliseconds timeout,
+                          bool with_state_hash = false);
 
-struct SnapshotResult {
+/// Where an admin command that changes a node or the cluster goes. A node takes one on its admin endpoint (a
+/// loopback address on its own host, docs/operations.md), or on its client endpoint with a credential its
+/// authenticator accepts.
+struct AdminTarget {
+  std::string endpoint;  // host:port
+  std::uint64_t cluster_id = 0;
+  std::uint32_t node_id = 0;  // the node meant: another node that answers refuses (0: whichever answers)
+  std::string credential;     // on a client endpoint
+  std::chrono::milliseconds timeout{60000};
+};
+
+struct AdminResult {
   bool ok = false;
-  std::string error;        // when !ok: why (unreachable, refused, timed out, the write failed, the node stops)
-  std::uint64_t index = 0;  // the snapshot's position (its last entry) and term, and its size in bytes
+  std::string error;            // when !ok: why (unreachable, refused, not the leader, timed out, failed)
+  std::uint32_t node_id = 0;    // the node that answered (0: none did)
+  std::uint32_t leader_id = 0;  // the leader that node knows (0: unknown); for a transfer asked of a non-leader
+  std::uint64_t index = 0;      // request_snapshot: the snapshot's position (its last entry), term and size in bytes
   std::uint64_t term = 0;
   std::uint64_t size = 0;
 };
 
-/// Asks the node at `client_endpoint` to take a snapshot now and waits at most `timeout` until it is written
-/// (durable). If nothing was applied since its newest snapshot, that one is the answer.
-SnapshotResult request_snapshot(const std::string& client_endpoint, std::uint64_t cluster_id,
-                                std::chrono::milliseconds timeout);
+/// Asks the node to take a snapshot now and waits until it is written (durable). If nothing was applied since
+/// its newest snapshot, that one is the answer.
+AdminResult request_snapshot(const AdminTarget& node);
+
+/// Asks the leader to hand leadership to node `to`, and waits until `to` leads. Fails at a node that does not lead
+/// (leader_id names the one it knows), and when `to` did not take over within two election timeouts.
+AdminResult transfer_leadership(const AdminTarget& leader, std::uint32_t to);
+
+/// Asks the node to stop gracefully (as SIGTERM does: a leader hands over first, everything written is made
+/// durable) and waits until its process has closed the connection.
+AdminResult request_shutdown(const AdminTarget& node);
 
 }  // namespace cohort

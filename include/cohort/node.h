@@ -32,6 +32,11 @@ struct Member {
   // its data directory, and another member's each time it connects to it.
   std::string peer_endpoint;    // host:port other members connect to
   std::string client_endpoint;  // host:port clients connect to
+  /// host:port where this member takes admin commands that change it or the cluster (snapshot, leadership
+  /// transfer, shutdown), from anyone who can connect: bind it to a loopback address (127.0.0.1:PORT), so only
+  /// someone on the member's own host can. Empty: none; those commands then need a credential the authenticator
+  /// accepts, on the client endpoint. Several members on different hosts may name the same loopback endpoint.
+  std::string admin_endpoint{};  // (an initializer: Member{id, peer, client} stays warning-free)
   friend bool operator==(const Member&, const Member&) = default;
 };
 
@@ -146,6 +151,8 @@ class Node {
   /// The endpoints actually bound (port 0 in the options picks a free port), valid after start().
   std::string peer_endpoint() const;
   std::string client_endpoint() const;
+  /// The admin endpoint bound, or "" if the member has none; valid after start().
+  std::string admin_endpoint() const;
 
   class Impl;
 

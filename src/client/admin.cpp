@@ -24,26 +24,34 @@ const char* role_name(protocol::NodeRole role) {
 }
 
 // One admin exchange: connect, send `request`, wait for one frame of `reply_type`, hand it to `on_reply` (which
-// returns an error text, or an empty one), close.
+// returns an error text, or an empty one), then close; or, with `wait_for_close`, wait until the node closes the
+// connection (a shutdown: the node's process is gone).
 class AdminExchange final : public io::TransportHandler {
  public:
   using OnReply = std::function<std::string(const protocol::Frame&)>;
-  AdminExchange(std::vector<std::byte> request, protocol::MessageType reply_type, OnReply on_reply)
-      : request_(std::move(request)), reply_type_(reply_type), on_reply_(std::move(on_reply)) {}
+  AdminExchange(std::vector<std::byte> request, protocol::MessageType reply_type, OnReply on_reply, bool wait_for_close)
+      : request_(std::move(request)),
+        reply_type_(reply_type),
+        on_reply_(std::move(on_reply)),
+        wait_for_close_(wait_for_close) {}
   void attach(io::Transport& transport) { transport_ = &transport; }
   bool done() const { return done_; }
-  bool ok() const { return done_ && error_.empty(); }
+  bool replied() const { return replied_; }
   const std::string& error() const { return error_; }
 
   void on_connected(io::ConnectionId id, const protocol::PeerIdentity& /*peer*/) override {
     if (transport_->send(id, request_) != io::SendResult::queued) finish("cannot send the request");
   }
   void on_frame(io::ConnectionId id, const protocol::Frame& frame) override {
-    if (frame.header.type != reply_type_) return;
-    finish(on_reply_(frame));
+    if (frame.header.type != reply_type_ || replied_) return;
+    replied_ = true;
+    std::string error = on_reply_(frame);
+    if (wait_for_close_ && error.empty()) return;  // on_disconnected finishes it
+    finish(std::move(error));
     transport_->close(id);
   }
   void on_disconnected(io::ConnectionId /*id*/, io::DisconnectReason reason, std::string_view detail) override {
+    if (wait_for_close_ && replied_) return finish("");
     finish(fmt::format("{}: {}", io::to_string(reason), detail));
   }
 
@@ -57,39 +65,82 @@ class AdminExchange final : public io::TransportHandler {
   std::vector<std::byte> request_;
   protocol::MessageType reply_type_;
   OnReply on_reply_;
+  bool wait_for_close_;
   io::Transport* transport_ = nullptr;
+  bool replied_ = false;
   bool done_ = false;
   std::string error_;
 };
 
-// Runs one exchange with the node at `client_endpoint` on a private event loop; returns an error text or "".
+// Runs one exchange with the node at `endpoint` on a private event loop; returns an error text or "".
 template <typename Request>
-std::string exchange(const std::string& client_endpoint, std::uint64_t cluster_id, std::chrono::milliseconds timeout,
-                     const Request& request, protocol::MessageType reply_type, AdminExchange::OnReply on_reply) {
-  auto endpoint = io::parse_endpoint(client_endpoint);
-  if (!endpoint) return endpoint.error();
+std::string exchange(const std::string& endpoint, std::uint64_t cluster_id, std::chrono::milliseconds timeout,
+                     const Request& request, protocol::MessageType reply_type, AdminExchange::OnReply on_reply,
+                     bool wait_for_close = false) {
+  auto parsed = io::parse_endpoint(endpoint);
+  if (!parsed) return parsed.error();
   std::vector<std::byte> frame;
   protocol::append_frame(request, frame);
   io::EventLoop loop;
-  AdminExchange query(std::move(frame), reply_type, std::move(on_reply));
+  AdminExchange query(std::move(frame), reply_type, std::move(on_reply), wait_for_close);
   io::TcpTransportConfig config;
   config.identity = protocol::client_identity(cluster_id, protocol::PeerRole::admin);
   config.handshake_timeout = timeout;
   io::TcpTransport transport(loop, config, query);
   query.attach(transport);
-  transport.connect(*endpoint);
-  if (!loop.run_until([&] { return query.done(); }, timeout) && !query.done())
-    return fmt::format("no answer from {} within {} ms", client_endpoint, timeout.count());
+  transport.connect(*parsed);
+  if (!loop.run_until([&] { return query.done(); }, timeout) && !query.done()) {
+    const char* what = query.replied() ? "to close the connection (to stop)" : "answer";
+    return fmt::format("no {} from {} within {} ms", what, endpoint, timeout.count());
+  }
   return query.error();
+}
+
+// An admin command's exchange: the reply's outcome and text become the result.
+AdminResult command(const AdminTarget& node, protocol::AdminCommand what, std::uint32_t target) {
+  AdminResult result;
+  protocol::AdminRequest request;
+  request.command = what;
+  request.node_id = node.node_id;
+  request.target = target;
+  if (node.credential.size() > protocol::kMaxCredentialLength) {
+    result.error = fmt::format("the credential is longer than {} bytes", protocol::kMaxCredentialLength);
+    return result;
+  }
+  request.credential = as_bytes(std::string_view(node.credential));
+  const bool shutdown = what == protocol::AdminCommand::shutdown;
+  result.error = exchange(
+      node.endpoint, node.cluster_id, node.timeout, request, protocol::MessageType::admin_reply,
+      [&](const protocol::Frame& frame) -> std::string {
+        auto reply = protocol::decode<protocol::AdminReply>(frame);
+        if (!reply) return fmt::format("malformed admin reply: {}", reply.error().describe());
+        result.node_id = reply->node_id;
+        result.leader_id = reply->leader_id;
+        result.index = reply->index;
+        result.term = reply->term;
+        result.size = reply->size;
+        if (reply->outcome == protocol::AdminOutcome::done) return {};
+        const std::string why =
+            reply->text.empty() ? std::string(protocol::to_string(reply->outcome)) : std::string(reply->text);
+        if (reply->outcome == protocol::AdminOutcome::not_leader)
+          return reply->leader_id != 0 ? fmt::format("{}; the leader is node {}", why, reply->leader_id)
+                                       : fmt::format("{}; no leader is known", why);
+        return fmt::format("{}: {}", protocol::to_string(reply->outcome), why);
+      },
+      shutdown);
+  result.ok = result.error.empty();
+  return result;
 }
 
 }  // namespace
 
-StatusResult query_status(const std::string& client_endpoint, std::uint64_t cluster_id,
-                          std::chrono::milliseconds timeout) {
+StatusResult query_status(const std::string& endpoint, std::uint64_t cluster_id, std::chrono::milliseconds timeout,
+                          bool with_state_hash) {
   StatusResult result;
-  result.error = exchange(client_endpoint, cluster_id, timeout, protocol::StatusRequest{},
-                          protocol::MessageType::status_reply, [&](const protocol::Frame& frame) -> std::string {
+  protocol::StatusRequest request;
+  request.state_hash = with_state_hash;
+  result.error = exchange(endpoint, cluster_id, timeout, request, protocol::MessageType::status_reply,
+                          [&](const protocol::Frame& frame) -> std::string {
                             auto reply = protocol::decode<protocol::StatusReply>(frame);
                             if (!reply) return fmt::format("malformed status reply: {}", reply.error().describe());
                             NodeStatus& status = result.status;
@@ -105,7 +156,11 @@ StatusResult query_status(const std::string& client_endpoint, std::uint64_t clus
                             status.applied_index = reply->applied_index;
                             status.last_index = reply->last_index;
                             status.state_hash = reply->state_hash;
+                            status.state_hash_included = reply->state_hash_included;
                             status.open_sessions = reply->open_sessions;
+                            status.snapshot_index = reply->snapshot_index;
+                            status.snapshot_term = reply->snapshot_term;
+                            status.uptime = std::chrono::milliseconds(reply->uptime_ms);
                             status.members.assign(reply->members.view().begin(), reply->members.view().end());
                             status.configuration_id = protocol::configuration_id(reply->members);
                             status.problems.clear();
@@ -117,23 +172,12 @@ StatusResult query_status(const std::string& client_endpoint, std::uint64_t clus
   return result;
 }
 
-SnapshotResult request_snapshot(const std::string& client_endpoint, std::uint64_t cluster_id,
-                                std::chrono::milliseconds timeout) {
-  SnapshotResult result;
-  result.error = exchange(client_endpoint, cluster_id, timeout, protocol::SnapshotRequest{},
-                          protocol::MessageType::snapshot_reply, [&](const protocol::Frame& frame) -> std::string {
-                            auto reply = protocol::decode<protocol::SnapshotReply>(frame);
-                            if (!reply) return fmt::format("malformed snapshot reply: {}", reply.error().describe());
-                            if (reply->status != protocol::SnapshotStatus::written)
-                              return fmt::format("the snapshot was not written: {} (the node's log says why)",
-                                                 protocol::to_string(reply->status));
-                            result.index = reply->index;
-                            result.term = reply->term;
-                            result.size = reply->size;
-                            return {};
-                          });
-  result.ok = result.error.empty();
-  return result;
+AdminResult request_snapshot(const AdminTarget& node) { return command(node, protocol::AdminCommand::snapshot, 0); }
+
+AdminResult transfer_leadership(const AdminTarget& leader, std::uint32_t to) {
+  return command(leader, protocol::AdminCommand::transfer_leadership, to);
 }
+
+AdminResult request_shutdown(const AdminTarget& node) { return command(node, protocol::AdminCommand::shutdown, 0); }
 
 }  // namespace cohort

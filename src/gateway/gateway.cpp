@@ -69,10 +69,10 @@ bool Gateway::on_frame(ConnectionId id, const protocol::Frame& frame, Time now) 
   if (it == connections_.end()) return true;  // closed by the gateway while the driver still held its frames
   if (frame.header.type == protocol::MessageType::ping || frame.header.type == protocol::MessageType::status_request)
     return false;
-  if (frame.header.type == protocol::MessageType::snapshot_request) {
-    // An operator's command: not for whoever can open a session.
+  if (frame.header.type == protocol::MessageType::admin_request) {
+    // An operator's command: not for whoever can open a session (the node checks the admin connection's right).
     if (it->second.role == protocol::PeerRole::admin) return false;
-    close(id, CloseCause::unexpected_frame, "a snapshot_request on a client connection");
+    close(id, CloseCause::unexpected_frame, "an admin_request on a client connection");
     return true;
   }
   handle(id, it->second, frame, now);

@@ -157,8 +157,7 @@ class Gateway {
   /// gateway closed itself) are ignored.
   void on_disconnected(ConnectionId id);
   /// A frame from a connection: session traffic is handled here; false for ping, status_request and (from an admin
-  /// connection) snapshot_request, which the
-  /// driver answers. A malformed or unexpected frame closes the connection.
+  /// connection) admin_request, which the driver answers. A malformed or unexpected frame closes the connection.
   [[nodiscard]] bool on_frame(ConnectionId id, const protocol::Frame& frame, Time now);
   /// Hands every frame of outputs() to `send(connection, frame) -> bool` (false: the connection's send buffer is
   /// full), in order. After a refusal that connection's later frames are not sent, and it is closed: a later frame

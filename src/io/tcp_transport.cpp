@@ -57,6 +57,12 @@ Result<Endpoint, std::string> parse_endpoint(std::string_view text) {
   return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
 }
 
+bool is_loopback(const Endpoint& endpoint) {
+  std::error_code error;
+  const auto address = asio::ip::make_address(endpoint.host, error);
+  return !error && address.is_loopback();
+}
+
 Result<Endpoint, std::string> resolve_for_listening(const Endpoint& local) {
   std::error_code error;
   (void)asio::ip::make_address(local.host, error);

@@ -56,6 +56,8 @@ Result<Endpoint, std::string> parse_endpoint(std::string_view text);
 /// The endpoint to listen on for `local`: itself if its host is an IP address, else the host name resolved now
 /// (blocking; an IPv4 address if it has one). The error names the host and why it cannot be resolved.
 Result<Endpoint, std::string> resolve_for_listening(const Endpoint& local);
+/// Whether `endpoint`'s host is a loopback IP address (127.0.0.0/8, ::1); false for a name or anything else.
+bool is_loopback(const Endpoint& endpoint);
 
 const char* to_string(SendResult result) noexcept;
 const char* to_string(DisconnectReason reason) noexcept;

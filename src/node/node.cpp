@@ -156,6 +156,7 @@ class Node::Impl final : public io::TransportHandler {
 
   std::string peer_endpoint() const { return peer_bound_.to_string(); }
   std::string client_endpoint() const { return client_bound_.to_string(); }
+  std::string admin_endpoint() const { return admin_bound_ ? admin_bound_->to_string() : std::string(); }
 
   // TransportHandler
   void on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) override;
@@ -182,6 +183,7 @@ class Node::Impl final : public io::TransportHandler {
     protocol::PeerRole role = protocol::PeerRole::client;
     NodeId node;                        // role == node
     protocol::Incarnation incarnation;  // role == node: the peer's, as its hello said
+    bool privileged = false;            // role == admin: accepted on the admin endpoint (may change the node)
   };
 
   std::string context() const {
@@ -229,9 +231,15 @@ class Node::Impl final : public io::TransportHandler {
   void on_snapshot_written(SnapshotWritten written);
   void on_snapshot_installed(const consensus::Snapshot& snapshot);
   // Answers the admin connections in `waiting` (emptied) with `reply`.
-  void answer_snapshot_requests(std::vector<io::ConnectionId>& waiting, const protocol::SnapshotReply& reply);
+  void answer_snapshot_requests(std::vector<io::ConnectionId>& waiting, const protocol::AdminReply& reply);
   // The reply for the newest snapshot (taken, loaded or installed), when nothing was applied since.
-  protocol::SnapshotReply newest_snapshot_reply() const;
+  protocol::AdminReply newest_snapshot_reply() const;
+  // An admin command (admin_request): checked (the node meant, the right to change it), then done or started.
+  void handle_admin_request(io::ConnectionId id, const protocol::AdminRequest& request);
+  protocol::AdminReply admin_reply(protocol::AdminCommand command, protocol::AdminOutcome outcome,
+                                   std::string_view text = {}) const;
+  // Answers the transfers asked for once their target leads, or their time is up (or the node stops).
+  void answer_transfer_waits(consensus::Time now);
   // Makes `snapshot` the one the core sends to lagging followers; the one it replaces lends its buffer to the next.
   void offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot);
 
@@ -244,6 +252,8 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<io::TcpTransport> transport_;
   io::Endpoint peer_bound_;
   io::Endpoint client_bound_;
+  std::optional<io::Endpoint> admin_bound_;         // the member's admin endpoint, if it has one
+  consensus::Time started_at_{0};                   // for status's uptime
   std::map<NodeId, std::string> client_endpoints_;  // every member's, as this node's member list names them
   // Shown in status until they are resolved: a member whose handshake failed (another member list, incarnation or
   // cluster), until a handshake with it succeeds; a member advertising another client endpoint than our list names.
@@ -316,6 +326,14 @@ class Node::Impl final : public io::TransportHandler {
   // is written. Those waiting for the next snapshot to start, and those that the one in flight answers.
   std::vector<io::ConnectionId> snapshot_requests_;
   std::vector<io::ConnectionId> snapshot_answering_;
+  // Admin connections that asked for a leadership transfer: answered once the target leads (learned from its first
+  // heartbeat), or failed at the deadline (the core gives up on a transfer after an election timeout).
+  struct TransferWait {
+    io::ConnectionId connection;
+    NodeId target;
+    consensus::Time deadline;
+  };
+  std::vector<TransferWait> transfer_waits_;
   consensus::Time snapshot_retry_at_{0};  // after a failed write, none is tried before this
   std::jthread snapshot_job_;             // last: joined (its write finished) before the members it uses go
 };
@@ -328,6 +346,7 @@ std::optional<std::string> Node::Impl::start() {
   std::vector<NodeId> members;
   io::Endpoint own_peer;
   io::Endpoint own_client;
+  std::optional<io::Endpoint> own_admin;
   for (const Member& member : options_.members) {
     members.push_back(NodeId{member.id});
     client_endpoints_[NodeId{member.id}] = member.client_endpoint;
@@ -337,6 +356,11 @@ std::optional<std::string> Node::Impl::start() {
     if (member.id == options_.node_id) {
       own_peer = *peer;
       own_client = *client;
+      if (!member.admin_endpoint.empty()) {
+        auto admin = io::parse_endpoint(member.admin_endpoint);
+        COHORT_ASSERT(admin);  // validate() checked it
+        own_admin = *admin;
+      }
     } else {
       Link link;
       link.id = NodeId{member.id};
@@ -351,6 +375,10 @@ std::optional<std::string> Node::Impl::start() {
   for (const auto& [own, role] : {std::pair{&own_peer, "peer"}, std::pair{&own_client, "client"}})
     if (auto resolved = io::resolve_for_listening(*own); !resolved)
       return fmt::format("members: {} endpoint of node {} ({}): {}", role, options_.node_id, own->to_string(),
+                         resolved.error());
+  if (own_admin)
+    if (auto resolved = io::resolve_for_listening(*own_admin); !resolved)
+      return fmt::format("members: admin endpoint of node {} ({}): {}", options_.node_id, own_admin->to_string(),
                          resolved.error());
 
   // Storage first: a data directory of another cluster or node, or one we cannot write, refuses the start
@@ -436,6 +464,19 @@ std::optional<std::string> Node::Impl::start() {
   if (!client_bound)
     return fmt::format("members: client endpoint of node {}: {}", options_.node_id, client_bound.error());
   client_bound_ = *client_bound;
+  if (own_admin) {
+    protocol::AcceptPolicy admin_only;
+    admin_only.allow_nodes = false;
+    admin_only.allow_clients = false;
+    admin_only.privileged = true;
+    auto admin_bound = transport_->listen(*own_admin, admin_only);
+    if (!admin_bound)
+      return fmt::format("members: admin endpoint of node {}: {}", options_.node_id, admin_bound.error());
+    admin_bound_ = *admin_bound;
+    if (!io::is_loopback(*admin_bound_))
+      logger_->warn("admin endpoint {} is not a loopback address: whoever can reach it can stop this node",
+                    admin_bound_->to_string());
+  }
   {
     // The client endpoint this node advertises to its peers, who redirect clients to it: as the member list names
     // it for this node (with the port actually bound, for a lone node on port 0). A wildcard address is no place
@@ -567,8 +608,10 @@ std::optional<std::string> Node::Impl::start() {
       begin_stop();
     });
   ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
-  logger_->info("cluster {} node {}: peers on {}, clients on {}, {} members, sync {}", options_.cluster_id,
-                options_.node_id, peer_bound_.to_string(), client_bound_.to_string(), members.size(),
+  started_at_ = mono_now();
+  logger_->info("cluster {} node {}: peers on {}, clients on {}{}, {} members, sync {}", options_.cluster_id,
+                options_.node_id, peer_bound_.to_string(), client_bound_.to_string(),
+                admin_bound_ ? fmt::format(", admin on {}", admin_bound_->to_string()) : std::string(), members.size(),
                 options_.sync == SyncPolicy::fsync ? "fsync" : "none");
   maintain_links(mono_now());
   schedule_flush();
@@ -611,6 +654,7 @@ void Node::Impl::tick() {
   std::erase_if(peer_problems_, [&](const auto& entry) { return now - entry.second.seen > kPeerProblemMemory; });
   gateway_->tick(now, [this](gateway::ConnectionId id) { return transport_->silent_for(transport_id(id)); });
   send_gateway_outputs();
+  answer_transfer_waits(now);
   if (stopping_) finish_stop_when_ready(now);
   release_memory_after_burst(now);
   schedule_flush();
@@ -670,8 +714,10 @@ void Node::Impl::flush() {
   adopt_incarnation();
   role_ = replica_->raft().role();
   term_ = replica_->raft().term();
-  if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_)
+  if (role_ != previous_role || term_ != previous_term || replica_->raft().leader() != leader_) {
     log_role_change(previous_role, previous_term);
+    answer_transfer_waits(mono_now());
+  }
   // The replica applies a bounded number of entries per turn (a restarted node replays its log between ticks
   // and messages, not in one long turn): another turn follows while some remain.
   if (replica_->host().applied_index() < replica_->raft().commit_index()) schedule_flush();
@@ -741,7 +787,9 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
     logger_->error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
                    written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
                    kRetry.count());
-    answer_snapshot_requests(snapshot_answering_, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
+    answer_snapshot_requests(snapshot_answering_,
+                             admin_reply(protocol::AdminCommand::snapshot, protocol::AdminOutcome::failed,
+                                         "writing the snapshot failed (the node's log says why)"));
     return;
   }
   const storage::SnapshotMeta& meta = written.meta.value();
@@ -759,9 +807,11 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
   last_snapshot_ = meta.index;
   written.snapshot->checksum = meta.checksum;
   offer_snapshot(std::move(written.snapshot));
-  answer_snapshot_requests(
-      snapshot_answering_,
-      protocol::SnapshotReply{protocol::SnapshotStatus::written, meta.index.value(), meta.term.value(), meta.size});
+  protocol::AdminReply reply = admin_reply(protocol::AdminCommand::snapshot, protocol::AdminOutcome::done);
+  reply.index = meta.index.value();
+  reply.term = meta.term.value();
+  reply.size = meta.size;
+  answer_snapshot_requests(snapshot_answering_, reply);
   // The log since the previous snapshot stays (the fallback if the newest is found damaged at a start), and a margin
   // before the newest for lagging followers; the rest goes. The segmented log removes whole segments only.
   const std::uint64_t margin = std::min(options_.compaction_margin, meta.index.value());
@@ -780,14 +830,14 @@ void Node::Impl::on_snapshot_installed(const consensus::Snapshot& snapshot) {
   previous_snapshot_ = LogIndex{};
 }
 
-void Node::Impl::answer_snapshot_requests(std::vector<io::ConnectionId>& waiting,
-                                          const protocol::SnapshotReply& reply) {
+void Node::Impl::answer_snapshot_requests(std::vector<io::ConnectionId>& waiting, const protocol::AdminReply& reply) {
   for (const io::ConnectionId id : waiting) send_client(id, reply);  // a connection gone since is skipped
   waiting.clear();
 }
 
-protocol::SnapshotReply Node::Impl::newest_snapshot_reply() const {
-  protocol::SnapshotReply reply{protocol::SnapshotStatus::written, last_snapshot_.value(), 0, 0};
+protocol::AdminReply Node::Impl::newest_snapshot_reply() const {
+  protocol::AdminReply reply = admin_reply(protocol::AdminCommand::snapshot, protocol::AdminOutcome::done);
+  reply.index = last_snapshot_.value();
   if (const consensus::SnapshotPtr& newest = replica_->raft().snapshot();
       newest != nullptr && newest->position.index == last_snapshot_) {
     reply.term = newest->position.term.value();
@@ -1054,6 +1104,7 @@ void Node::Impl::on_connected(io::ConnectionId id, const protocol::PeerIdentity&
   inbound.role = peer.role;
   inbound.node = NodeId{peer.node_id};
   inbound.incarnation = peer.incarnation;
+  inbound.privileged = peer.privileged;
   inbound_.emplace(static_cast<std::uint64_t>(id), inbound);
   if (peer.role != protocol::PeerRole::node) {
     gateway_->on_connected(gateway_id(id), peer.role);
@@ -1264,8 +1315,15 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
       reply.commit_index = raft.commit_index().value();
       reply.applied_index = replica_->host().applied_index().value();
       reply.last_index = log_->last_index().value();
-      reply.state_hash = replica_->host().state_hash();
+      // Serializes the whole replicated state on this thread: only for a tool that compares replicas.
+      reply.state_hash_included = request->state_hash;
+      if (request->state_hash) reply.state_hash = replica_->host().state_hash();
       reply.open_sessions = replica_->host().open_sessions();
+      const protocol::AdminReply newest = newest_snapshot_reply();
+      reply.snapshot_index = newest.index;
+      reply.snapshot_term = newest.term;
+      reply.uptime_ms = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(mono_now() - started_at_).count());
       reply.members = transport_->identity().members;
       const std::vector<std::string> problems = configuration_problems();  // the reply views them until sent
       reply.problem_count = static_cast<std::uint16_t>(problems.size());
@@ -1273,25 +1331,121 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
       send_client(id, reply);
       return;
     }
-    case protocol::MessageType::snapshot_request: {
-      auto request = protocol::decode<protocol::SnapshotRequest>(frame);
+    case protocol::MessageType::admin_request: {
+      auto request = protocol::decode<protocol::AdminRequest>(frame);
       if (!request) return malformed(request.error());
-      if (stopping_) {
-        send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::stopping, 0, 0, 0});
-        return;
-      }
-      // One snapshot answers every request waiting: more than this many waiting is a tool gone wrong.
-      if (constexpr std::size_t kMaxWaiting = 64; snapshot_requests_.size() >= kMaxWaiting) {
-        send_client(id, protocol::SnapshotReply{protocol::SnapshotStatus::failed, 0, 0, 0});
-        return;
-      }
-      logger_->info("[{}] an admin tool asks for a snapshot", context());
-      snapshot_requests_.push_back(id);
-      maybe_take_snapshot(mono_now());
+      handle_admin_request(id, *request);
       return;
     }
     default: COHORT_UNREACHABLE();  // the gateway hands back nothing else
   }
+}
+
+protocol::AdminReply Node::Impl::admin_reply(protocol::AdminCommand command, protocol::AdminOutcome outcome,
+                                             std::string_view text) const {
+  protocol::AdminReply reply;
+  reply.command = command;
+  reply.outcome = outcome;
+  reply.node_id = options_.node_id;
+  reply.leader_id = leader_ ? leader_->value() : 0;
+  reply.text = text.substr(0, protocol::kMaxErrorTextLength);
+  return reply;
+}
+
+void Node::Impl::handle_admin_request(io::ConnectionId id, const protocol::AdminRequest& request) {
+  using protocol::AdminOutcome;
+  const protocol::AdminCommand command = request.command;
+  const auto answer = [&](AdminOutcome outcome, std::string_view text) {
+    send_client(id, admin_reply(command, outcome, text));
+  };
+  // A tool that reached another node than it meant (the same loopback admin endpoint on another host, a stale
+  // address) must not stop or snapshot this one.
+  if (request.node_id != 0 && request.node_id != options_.node_id)
+    return answer(AdminOutcome::refused,
+                  fmt::format("this is node {}, not node {}", options_.node_id, request.node_id));
+  const auto found = inbound_.find(static_cast<std::uint64_t>(id));
+  const bool privileged = found != inbound_.end() && found->second.privileged;
+  if (!privileged) {
+    // On the client endpoint, which anyone who may open a session can reach: only with a credential the
+    // authenticator accepts (client id 0: an operator, not a client).
+    std::optional<std::string> refusal;
+    if (options_.authenticator == nullptr) {
+      refusal = admin_bound_ ? fmt::format("this node takes that command on its admin endpoint, {}, only",
+                                           admin_bound_->to_string())
+                             : std::string(
+                                   "this node has no admin endpoint (its member entry's admin) and no "
+                                   "authenticator: it takes that command from nobody");
+    } else {
+      try {
+        refusal = options_.authenticator->refuse(0, 0, request.credential);
+      } catch (const std::exception& error) {
+        refusal = fmt::format("the authenticator failed: {}", error.what());
+      }
+      if (refusal) refusal = fmt::format("credential refused: {}", *refusal);
+    }
+    if (refusal) {
+      logger_->warn("[{}] refused an admin {} on the client endpoint: {}", context(), protocol::to_string(command),
+                    *refusal);
+      return answer(AdminOutcome::refused, *refusal);
+    }
+  }
+  if (stopping_) return answer(AdminOutcome::stopping, "the node is stopping");
+  const consensus::Time now = mono_now();
+  switch (command) {
+    case protocol::AdminCommand::snapshot: {
+      // One snapshot answers every request waiting: more than this many waiting is a tool gone wrong.
+      if (constexpr std::size_t kMaxWaiting = 64; snapshot_requests_.size() >= kMaxWaiting)
+        return answer(AdminOutcome::failed, "too many snapshot requests are waiting");
+      logger_->info("[{}] an admin tool asks for a snapshot", context());
+      snapshot_requests_.push_back(id);
+      maybe_take_snapshot(now);
+      return;
+    }
+    case protocol::AdminCommand::transfer_leadership: {
+      consensus::Raft& raft = replica_->raft();
+      const NodeId target{request.target};
+      if (raft.role() != Role::leader)
+        return answer(AdminOutcome::not_leader, fmt::format("node {} does not lead", options_.node_id));
+      if (target == NodeId{options_.node_id}) return answer(AdminOutcome::done, "");
+      if (auto started = raft.transfer_leadership(target, now); !started) {
+        // is_self and not_leader were answered above.
+        return answer(AdminOutcome::refused, fmt::format("node {} is not a member", request.target));
+      }
+      logger_->info("[{}] an admin tool asks to hand leadership to node {}", context(), request.target);
+      // The core gives up after an election timeout; a new leader's first heartbeat follows within one more.
+      transfer_waits_.push_back(TransferWait{id, target, now + 2 * options_.election_timeout_max});
+      schedule_flush();
+      return;
+    }
+    case protocol::AdminCommand::shutdown: {
+      logger_->info("[{}] an admin tool asks this node to stop", context());
+      answer(AdminOutcome::done, "stopping");
+      // Next turn: the reply is on its way before the stop can end the loop. The tool knows the stop is over when
+      // the connection closes.
+      loop_.post([this] { begin_stop(); });
+      return;
+    }
+  }
+}
+
+void Node::Impl::answer_transfer_waits(consensus::Time now) {
+  if (transfer_waits_.empty()) return;
+  const consensus::Raft& raft = replica_->raft();
+  std::erase_if(transfer_waits_, [&](const TransferWait& wait) {
+    const auto answer = [&](protocol::AdminOutcome outcome, std::string_view text) {
+      send_client(wait.connection, admin_reply(protocol::AdminCommand::transfer_leadership, outcome, text));
+      return true;
+    };
+    if (raft.role() != Role::leader && raft.leader() == wait.target) return answer(protocol::AdminOutcome::done, "");
+    if (raft.role() != Role::leader && raft.leader().has_value())
+      return answer(protocol::AdminOutcome::failed,
+                    fmt::format("node {} took over instead of node {}", raft.leader()->value(), wait.target.value()));
+    if (stopping_) return answer(protocol::AdminOutcome::stopping, "the node is stopping");
+    if (now < wait.deadline) return false;
+    return answer(protocol::AdminOutcome::failed,
+                  fmt::format("node {} did not take over within {} ms (is it up and caught up?)", wait.target.value(),
+                              2 * options_.election_timeout_max.count()));
+  });
 }
 
 void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
@@ -1352,7 +1506,8 @@ void Node::Impl::begin_stop() {
     }
   }
   gateway_->set_stopping(now);
-  const protocol::SnapshotReply stopping{protocol::SnapshotStatus::stopping, 0, 0, 0};
+  const protocol::AdminReply stopping =
+      admin_reply(protocol::AdminCommand::snapshot, protocol::AdminOutcome::stopping, "the node is stopping");
   answer_snapshot_requests(snapshot_requests_, stopping);
   answer_snapshot_requests(snapshot_answering_, stopping);
   send_gateway_outputs();
@@ -1381,5 +1536,6 @@ int Node::run() { return impl_->run(); }
 void Node::request_stop() { impl_->request_stop(); }
 std::string Node::peer_endpoint() const { return impl_->peer_endpoint(); }
 std::string Node::client_endpoint() const { return impl_->client_endpoint(); }
+std::string Node::admin_endpoint() const { return impl_->admin_endpoint(); }
 
 }  // namespace cohort

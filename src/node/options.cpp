@@ -100,6 +100,21 @@ void check_members(const NodeOptions& options, std::vector<std::string>& problem
     check_endpoint(member, "peer", member.peer_endpoint);
     check_endpoint(member, "client", member.client_endpoint);
   }
+  // An admin endpoint is the member's own host's business: loopback addresses repeat across members on different
+  // hosts, so only its form is checked, and that it is not the member's own peer or client endpoint.
+  for (const auto& member : options.members) {
+    if (member.admin_endpoint.empty()) continue;
+    auto admin = io::parse_endpoint(member.admin_endpoint);
+    if (!admin) {
+      problems.push_back(fmt::format("members: member {} admin endpoint {}", member.id, admin.error()));
+      continue;
+    }
+    for (const auto& [role, own] :
+         {std::pair{"peer", &member.peer_endpoint}, std::pair{"client", &member.client_endpoint}})
+      if (auto other = io::parse_endpoint(*own); other && other->port != 0 && *other == *admin)
+        problems.push_back(fmt::format("members: member {} admin endpoint {} is also its {} endpoint", member.id,
+                                       member.admin_endpoint, role));
+  }
   for (const auto& [endpoint, names] : users) {
     if (names.size() > 1) {
       problems.push_back(

@@ -18,7 +18,7 @@ using Catalogue = MessageList<
     PeerTimeoutNow, PeerStandingQuery, PeerStandingAnswer, PeerSnapshotChunk, PeerSnapshotAck,
     // client or admin tool to node and back (client_messages.h)
     SessionOpen, SessionReply, Ingress, Ack, Egress, KeepAlive, SessionClose, SessionClosed, IngressRejected,
-    StatusRequest, StatusReply, IngressWithdrawn, SnapshotRequest, SnapshotReply>;
+    StatusRequest, StatusReply, IngressWithdrawn, AdminRequest, AdminReply>;
 
 namespace detail {
 

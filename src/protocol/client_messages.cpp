@@ -259,36 +259,85 @@ Result<IngressWithdrawn, DecodeError> IngressWithdrawn::decode_body(BodyReader& 
   return finish(in, withdrawn);
 }
 
-void SnapshotRequest::encode_body(BodyWriter& /*out*/) const noexcept {}
-Result<SnapshotRequest, DecodeError> SnapshotRequest::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
-  return finish(in, SnapshotRequest{});
-}
-
-const char* to_string(SnapshotStatus status) noexcept {
-  switch (status) {
-    case SnapshotStatus::written: return "written";
-    case SnapshotStatus::failed: return "failed";
-    case SnapshotStatus::stopping: return "stopping";
+const char* to_string(AdminCommand command) noexcept {
+  switch (command) {
+    case AdminCommand::snapshot: return "snapshot";
+    case AdminCommand::transfer_leadership: return "transfer_leadership";
+    case AdminCommand::shutdown: return "shutdown";
   }
   return "unknown";
 }
 
-// SnapshotReply v1: status u8 | reserved 7 | index u64 | term u64 | size u64
-void SnapshotReply::encode_body(BodyWriter& out) const noexcept {
-  write_enum(out, status);
-  write_zeros(out, 7);
+const char* to_string(AdminOutcome outcome) noexcept {
+  switch (outcome) {
+    case AdminOutcome::done: return "done";
+    case AdminOutcome::refused: return "refused";
+    case AdminOutcome::failed: return "failed";
+    case AdminOutcome::stopping: return "stopping";
+    case AdminOutcome::not_leader: return "not_leader";
+  }
+  return "unknown";
+}
+
+// AdminRequest v1: command u8 | reserved 3 | node_id u32 | target u32 | credential_length u16 | reserved 2 |
+//                  credential
+void AdminRequest::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(credential.size() <= kMaxCredentialLength);
+  write_enum(out, command);
+  write_zeros(out, 3);
+  out.write<std::uint32_t>(node_id);
+  out.write<std::uint32_t>(target);
+  out.write<std::uint16_t>(static_cast<std::uint16_t>(credential.size()));
+  write_zeros(out, 2);
+  out.write_bytes(credential);
+}
+
+Result<AdminRequest, DecodeError> AdminRequest::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  AdminRequest request;
+  request.command = read_enum(in, "command", AdminCommand::shutdown);
+  read_reserved(in, 3);
+  request.node_id = in.read<std::uint32_t>("node_id");
+  request.target = in.read<std::uint32_t>("target");
+  const auto length = in.read<std::uint16_t>("credential_length");
+  if (!in.failed() && length > kMaxCredentialLength) in.fail_invalid("credential_length", length, kMaxCredentialLength);
+  read_reserved(in, 2);
+  if (!in.failed()) request.credential = in.read_bytes(length, "credential");
+  return finish(in, request);
+}
+
+// AdminReply v1: command u8 | outcome u8 | reserved 2 | node_id u32 | leader_id u32 | reserved u32 | index u64 |
+//                term u64 | size u64 | text_length u16 | reserved 6 | text
+void AdminReply::encode_body(BodyWriter& out) const noexcept {
+  COHORT_ASSERT(text.size() <= kMaxErrorTextLength);
+  write_enum(out, command);
+  write_enum(out, outcome);
+  write_zeros(out, 2);
+  out.write<std::uint32_t>(node_id);
+  out.write<std::uint32_t>(leader_id);
+  write_zeros(out, 4);
   out.write<std::uint64_t>(index);
   out.write<std::uint64_t>(term);
   out.write<std::uint64_t>(size);
+  out.write<std::uint16_t>(static_cast<std::uint16_t>(text.size()));
+  write_zeros(out, 6);
+  out.write_bytes(as_bytes(text));
 }
 
-Result<SnapshotReply, DecodeError> SnapshotReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
-  SnapshotReply reply;
-  reply.status = read_enum(in, "status", SnapshotStatus::stopping);
-  read_reserved(in, 7);
+Result<AdminReply, DecodeError> AdminReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+  AdminReply reply;
+  reply.command = read_enum(in, "command", AdminCommand::shutdown);
+  reply.outcome = read_enum(in, "outcome", AdminOutcome::not_leader);
+  read_reserved(in, 2);
+  reply.node_id = in.read<std::uint32_t>("node_id");
+  reply.leader_id = in.read<std::uint32_t>("leader_id");
+  read_reserved(in, 4);
   reply.index = in.read<std::uint64_t>("index");
   reply.term = in.read<std::uint64_t>("term");
   reply.size = in.read<std::uint64_t>("size");
+  const auto length = in.read<std::uint16_t>("text_length");
+  if (!in.failed() && length > kMaxErrorTextLength) in.fail_invalid("text_length", length, kMaxErrorTextLength);
+  read_reserved(in, 6);
+  if (!in.failed()) reply.text = as_chars(in.read_bytes(length, "text"));
   return finish(in, reply);
 }
 
@@ -335,15 +384,31 @@ Result<IngressRejected, DecodeError> IngressRejected::decode_body(BodyReader& in
 }
 
 // StatusRequest v1: empty
-void StatusRequest::encode_body(BodyWriter& /*out*/) const noexcept {}
-Result<StatusRequest, DecodeError> StatusRequest::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
-  return finish(in, StatusRequest{});
+// StatusRequest v1: empty (the state hash is included); v2: flags u8 (bit 0: the state hash) | reserved 7
+void StatusRequest::encode_body(BodyWriter& out) const noexcept {
+  out.write<std::uint8_t>(state_hash ? 1 : 0);
+  write_zeros(out, 7);
+}
+
+Result<StatusRequest, DecodeError> StatusRequest::decode_body(BodyReader& in, std::uint8_t version) noexcept {
+  StatusRequest request;
+  request.state_hash = true;
+  if (version >= 2) {
+    const auto flags = in.read<std::uint8_t>("flags");
+    if (!in.failed() && flags > 1) in.fail_invalid("flags", flags, 1);
+    request.state_hash = flags == 1;
+    read_reserved(in, 7);
+  }
+  return finish(in, request);
 }
 
 // StatusReply v1 (protocol 2): node_id u32 | role u8 | reserved 3 | leader_id u32 | reserved u32 | term u64 |
 //                 commit_index u64 | applied_index u64 | last_index u64 | state_hash u64 | open_sessions u64 |
 //                 member_count u16 | problem_count u16 | reserved u32 | member ids member_count x u32 |
 //                 problems: problem_count x (text_length u16 | text)
+//              v2: ... | reserved u32 | snapshot_index u64 | snapshot_term u64 | uptime_ms u64 | flags u8 (bit 0:
+//                  state_hash included) | reserved 7 | member ids | problems (the fixed fields grow; the lists stay
+//                  last)
 void StatusReply::encode_body(BodyWriter& out) const noexcept {
   COHORT_ASSERT(problem_count <= kMaxStatusProblems);
   out.write<std::uint32_t>(node_id);
@@ -361,6 +426,11 @@ void StatusReply::encode_body(BodyWriter& out) const noexcept {
   out.write<std::uint16_t>(members.count);
   out.write<std::uint16_t>(problem_count);
   write_zeros(out, 4);
+  out.write<std::uint64_t>(snapshot_index);
+  out.write<std::uint64_t>(snapshot_term);
+  out.write<std::uint64_t>(uptime_ms);
+  out.write<std::uint8_t>(state_hash_included ? 1 : 0);
+  write_zeros(out, 7);
   write_member_ids(out, members);
   for (std::size_t i = 0; i < problem_count; ++i) {
     COHORT_ASSERT(problems[i].size() <= kMaxErrorTextLength);
@@ -369,7 +439,7 @@ void StatusReply::encode_body(BodyWriter& out) const noexcept {
   }
 }
 
-Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::uint8_t /*version*/) noexcept {
+Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::uint8_t version) noexcept {
   StatusReply reply;
   reply.node_id = in.read<std::uint32_t>("node_id");
   reply.role = read_enum(in, "role", NodeRole::pre_candidate);
@@ -389,6 +459,16 @@ Result<StatusReply, DecodeError> StatusReply::decode_body(BodyReader& in, std::u
   if (!in.failed() && problem_count > kMaxStatusProblems)
     in.fail_invalid("problem_count", problem_count, kMaxStatusProblems);
   read_reserved(in, 4);
+  reply.state_hash_included = true;  // layout 1 always carried it
+  if (version >= 2) {
+    reply.snapshot_index = in.read<std::uint64_t>("snapshot_index");
+    reply.snapshot_term = in.read<std::uint64_t>("snapshot_term");
+    reply.uptime_ms = in.read<std::uint64_t>("uptime_ms");
+    const auto flags = in.read<std::uint8_t>("flags");
+    if (!in.failed() && flags > 1) in.fail_invalid("flags", flags, 1);
+    reply.state_hash_included = flags == 1;
+    read_reserved(in, 7);
+  }
   reply.members = read_member_ids(in, member_count);
   for (std::uint16_t i = 0; i < problem_count && !in.failed(); ++i) {
     const auto length = in.read<std::uint16_t>("problem_length");

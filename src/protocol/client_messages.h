@@ -209,41 +209,64 @@ struct IngressWithdrawn {
   friend bool operator==(const IngressWithdrawn&, const IngressWithdrawn&) = default;
 };
 
-/// Admin tool to node: take a snapshot now, whatever the log's size since the last one. Refused on a client
-/// connection.
-struct SnapshotRequest {
-  static constexpr MessageType kType = MessageType::snapshot_request;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 0;
+enum class AdminCommand : std::uint8_t {
+  snapshot = 1,             // take a snapshot now, whatever the log's size since the last one
+  transfer_leadership = 2,  // the leader hands leadership to `target`
+  shutdown = 3,             // stop gracefully (as on SIGTERM)
+};
+const char* to_string(AdminCommand command) noexcept;
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+/// Admin tool to node: a command that changes the node or the cluster. Only on an admin connection, and taken only
+/// from one accepted on the node's admin endpoint, or carrying a credential the node's authenticator accepts (a
+/// client connection that sends one is closed). Answered by one admin_reply.
+struct AdminRequest {
+  static constexpr MessageType kType = MessageType::admin_request;
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::size_t kFixedBodySize = 16;
+
+  AdminCommand command = AdminCommand::snapshot;
+  std::uint32_t node_id = 0;  // the node the tool means (0: whichever answers): another refuses, naming itself
+  std::uint32_t target = 0;   // transfer_leadership: the node to hand leadership to
+  ByteSpan credential{};      // opaque; at most kMaxCredentialLength bytes; empty on an admin endpoint
+
+  std::size_t body_size() const noexcept { return kFixedBodySize + credential.size(); }
   void encode_body(BodyWriter& out) const noexcept;
-  static Result<SnapshotRequest, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
-  friend bool operator==(const SnapshotRequest&, const SnapshotRequest&) = default;
+  static Result<AdminRequest, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const AdminRequest& a, const AdminRequest& b) noexcept {
+    return a.command == b.command && a.node_id == b.node_id && a.target == b.target &&
+           detail::bytes_equal(a.credential, b.credential);
+  }
 };
 
-enum class SnapshotStatus : std::uint8_t {
-  written = 1,   // a snapshot taken after the request is durable (or nothing was applied since the newest one)
-  failed = 2,    // writing it failed; the node's log says why
-  stopping = 3,  // the node stopped before it was written
+enum class AdminOutcome : std::uint8_t {
+  done = 1,        // snapshot: written (or nothing applied since the newest); transfer: the target leads; shutdown:
+                   // the node is stopping and closes the connection when it exits
+  refused = 2,     // not allowed here (no admin endpoint, credential refused, another node, a bad target): `text`
+  failed = 3,      // tried and failed (a snapshot write, a transfer nobody completed): `text`, and the node's log
+  stopping = 4,    // the node stopped before it was done
+  not_leader = 5,  // transfer_leadership at a node that does not lead: `leader_id` names the one it knows
 };
-const char* to_string(SnapshotStatus status) noexcept;
+const char* to_string(AdminOutcome outcome) noexcept;
 
-/// Node to admin tool, once the snapshot asked for is written: the newest snapshot's position and size.
-struct SnapshotReply {
-  static constexpr MessageType kType = MessageType::snapshot_reply;
+/// Node to admin tool: the outcome of one admin_request.
+struct AdminReply {
+  static constexpr MessageType kType = MessageType::admin_reply;
   static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 32;
+  static constexpr std::size_t kFixedBodySize = 48;
 
-  SnapshotStatus status = SnapshotStatus::written;
-  std::uint64_t index = 0;  // the snapshot's position: its last entry
+  AdminCommand command = AdminCommand::snapshot;
+  AdminOutcome outcome = AdminOutcome::done;
+  std::uint32_t node_id = 0;    // the answering node
+  std::uint32_t leader_id = 0;  // the leader it knows (0: unknown)
+  std::uint64_t index = 0;      // snapshot: its position (last entry), term and size in bytes (0 if unknown)
   std::uint64_t term = 0;
-  std::uint64_t size = 0;  // bytes (0 if unknown)
+  std::uint64_t size = 0;
+  std::string_view text;  // why, when not done; at most kMaxErrorTextLength bytes
 
-  std::size_t body_size() const noexcept { return kBodySize; }
+  std::size_t body_size() const noexcept { return kFixedBodySize + text.size(); }
   void encode_body(BodyWriter& out) const noexcept;
-  static Result<SnapshotReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
-  friend bool operator==(const SnapshotReply&, const SnapshotReply&) = default;
+  static Result<AdminReply, DecodeError> decode_body(BodyReader& in, std::uint8_t version) noexcept;
+  friend bool operator==(const AdminReply&, const AdminReply&) = default;
 };
 
 struct SessionClosed {
@@ -285,8 +308,12 @@ struct IngressRejected {
 
 struct StatusRequest {
   static constexpr MessageType kType = MessageType::status_request;
-  static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kBodySize = 0;
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kBodySize = 8;  // layout 1: 0
+
+  /// Whether to compute the state hash, which serializes the whole replicated state on the node's loop thread: a
+  /// pause that grows with the state, so only a tool comparing replicas asks. A layout 1 request asks.
+  bool state_hash = false;
 
   std::size_t body_size() const noexcept { return kBodySize; }
   void encode_body(BodyWriter& out) const noexcept;
@@ -299,8 +326,8 @@ inline constexpr std::size_t kMaxStatusProblems = 16;
 
 struct StatusReply {
   static constexpr MessageType kType = MessageType::status_reply;
-  static constexpr std::uint8_t kVersion = 1;        // layout of protocol version 2 (see messages.h)
-  static constexpr std::size_t kFixedBodySize = 72;  // without the member ids and the problems
+  static constexpr std::uint8_t kVersion = 2;
+  static constexpr std::size_t kFixedBodySize = 104;  // without the member ids and the problems; layout 1: 72
 
   std::uint32_t node_id = 0;
   NodeRole role = NodeRole::follower;
@@ -311,8 +338,13 @@ struct StatusReply {
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;
   std::uint64_t last_index = 0;
-  std::uint64_t state_hash = 0;  // the service's state hash, to compare replicas
+  std::uint64_t state_hash = 0;  // the service's state hash, to compare replicas (0 unless asked for)
   std::uint64_t open_sessions = 0;
+  // Layout 2:
+  std::uint64_t snapshot_index = 0;  // the newest snapshot on disk (0: none) and its term (0 if unknown)
+  std::uint64_t snapshot_term = 0;
+  std::uint64_t uptime_ms = 0;  // since the node started
+  bool state_hash_included = false;
   MemberIds members;  // the node's member list (its configuration)
   /// Configuration problems the node sees, for humans: a peer refused for another member list or incarnation, a
   /// peer advertising another client endpoint than this node's list names. Views, like every decoded text.

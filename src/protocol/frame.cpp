@@ -82,8 +82,8 @@ const char* to_string(MessageType type) noexcept {
     case MessageType::status_request: return "status_request";
     case MessageType::status_reply: return "status_reply";
     case MessageType::ingress_withdrawn: return "ingress_withdrawn";
-    case MessageType::snapshot_request: return "snapshot_request";
-    case MessageType::snapshot_reply: return "snapshot_reply";
+    case MessageType::admin_request: return "admin_request";
+    case MessageType::admin_reply: return "admin_reply";
   }
   return "unknown";
 }

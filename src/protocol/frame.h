@@ -55,8 +55,9 @@ enum class MessageType : std::uint16_t {
   status_request = 41,
   status_reply = 42,
   ingress_withdrawn = 43,  // client to node: a message the client will not send, to be recorded as refused
-  snapshot_request = 44,   // admin tool to node: take a snapshot now
-  snapshot_reply = 45,     // node to admin tool: the snapshot written (or why not)
+  // 44 and 45 (snapshot_request, snapshot_reply) are retired: admin_request's snapshot command replaced them.
+  admin_request = 46,  // admin tool to node: a command that acts on the node or the cluster (snapshot, shutdown...)
+  admin_reply = 47,    // node to admin tool: the command's outcome
 };
 
 struct FrameHeader {

@@ -161,7 +161,12 @@ Result<PeerIdentity, HandshakeRefusal> accept_hello(const Frame& first, const Lo
       break;
     }
   }
-  return PeerIdentity{hello.role, hello.node_id, hello.incarnation, hello.members, std::string(hello.client_endpoint)};
+  return PeerIdentity{hello.role,
+                      hello.node_id,
+                      hello.incarnation,
+                      hello.members,
+                      std::string(hello.client_endpoint),
+                      hello.role == PeerRole::admin && policy.privileged};
 }
 
 HandshakeRefusal refusal_for_bad_first_frame(const DecodeError& error, ByteSpan received) {

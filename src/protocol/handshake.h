@@ -46,6 +46,7 @@ struct PeerIdentity {
   Incarnation incarnation;
   MemberIds members;            // a node's member list (empty for clients and admin tools)
   std::string client_endpoint;  // the client endpoint a node advertises ("" if it said none)
+  bool privileged = false;      // an admin tool accepted where the policy grants privilege (AcceptPolicy)
 };
 
 /// What an accepting side admits.
@@ -54,6 +55,9 @@ struct AcceptPolicy {
   bool allow_clients = true;
   bool allow_admin = true;
   std::vector<std::uint32_t> member_ids;  // node ids allowed to connect as nodes; empty: any but our own
+  /// Admin tools accepted here may change the node and the cluster (a node's admin endpoint, which the operator
+  /// binds where only they can reach it); elsewhere they may only look, or show a credential.
+  bool privileged = false;
 };
 
 struct HandshakeRefusal {

@@ -426,12 +426,14 @@ struct NodeProcess {
   std::uint32_t id = 0;
   std::uint16_t peer_port = 0;
   std::uint16_t client_port = 0;
+  std::uint16_t admin_port = 0;
   std::filesystem::path data_dir;
   std::unique_ptr<Process> process;
   int starts = 0;
 
   std::string peer() const { return loopback(peer_port); }
   std::string client() const { return loopback(client_port); }
+  std::string admin() const { return loopback(admin_port); }
   bool running() const { return process && !process->wait_exit(0ms); }
 };
 
@@ -517,13 +519,14 @@ class ClusterTest : public ::testing::Test {
 
   /// Chooses `count` nodes' fresh ports and directories without starting them (nothing listens on their ports).
   void plan_nodes(std::size_t count) {
-    const auto ports = free_ports(2 * count);
+    const auto ports = free_ports(3 * count);
     nodes_.clear();
     for (std::size_t i = 0; i < count; ++i) {
       NodeProcess node;
       node.id = static_cast<std::uint32_t>(i + 1);
-      node.peer_port = ports[2 * i];
-      node.client_port = ports[2 * i + 1];
+      node.peer_port = ports[3 * i];
+      node.client_port = ports[3 * i + 1];
+      node.admin_port = ports[3 * i + 2];
       node.data_dir = dir_.path() / fmt::format("n{}", node.id);
       nodes_.push_back(std::move(node));
     }
@@ -561,7 +564,7 @@ class ClusterTest : public ::testing::Test {
     for (const auto& member : nodes_) {
       const std::string peer = member.id == node.id || !peer_route_ ? member.peer() : peer_route_(node, member);
       args.push_back("--member");
-      args.push_back(fmt::format("{},{},{}", member.id, peer, member.client()));
+      args.push_back(fmt::format("{},{},{},{}", member.id, peer, member.client(), member.admin()));
     }
     args.insert(args.end(), extra_.begin(), extra_.end());
     // COHORT_TEST_NODE_ARGS: more arguments for every node, split at spaces ("--log-level debug").
@@ -601,8 +604,13 @@ class ClusterTest : public ::testing::Test {
     return node(id).process->wait_exit(deadline());
   }
 
-  StatusResult status(std::uint32_t id, Ms timeout = 300ms) {
-    return query_status(node(id).client(), kClusterId, timeout * slowdown());
+  StatusResult status(std::uint32_t id, Ms timeout = 300ms, bool with_state_hash = false) {
+    return query_status(node(id).client(), kClusterId, timeout * slowdown(), with_state_hash);
+  }
+
+  /// Where an admin command for node `id` goes: its admin endpoint.
+  AdminTarget admin_target(std::uint32_t id) const {
+    return AdminTarget{nodes_.at(id - 1).admin(), kClusterId, id, {}, deadline()};
   }
 
   /// Every node's id but `excluded`.
@@ -661,7 +669,7 @@ class ClusterTest : public ::testing::Test {
         [&] {
           std::vector<NodeStatus> statuses;
           for (const auto id : ids) {
-            auto result = status(id);
+            auto result = status(id, 300ms, true);
             if (!result.ok) {
               last = fmt::format("node {}: {}", id, result.error);
               return false;

@@ -30,12 +30,13 @@ bool port_free(int port) {
   return bound;
 }
 
-/// A base port whose nodes' ports (BASE+1..3 and BASE+101..103) are all free now.
+/// A base port whose nodes' ports (BASE+1..3, BASE+101..103 and the admin ports BASE+201..203) are all free now.
 int free_base_port() {
   for (int attempt = 0; attempt < 100; ++attempt) {
     const int base = 20000 + static_cast<int>(free_ports(1)[0] % 40000);
     bool all = true;
-    for (int id = 1; id <= 3 && all; ++id) all = port_free(base + id) && port_free(base + 100 + id);
+    for (int id = 1; id <= 3 && all; ++id)
+      all = port_free(base + id) && port_free(base + 100 + id) && port_free(base + 200 + id);
     if (all) return base;
   }
   return 0;

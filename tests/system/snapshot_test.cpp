@@ -169,13 +169,13 @@ TEST_F(SnapshotTest, AnAdminRequestTakesASnapshotNowAndAnswersOnceItIsWritten) {
   ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
   for (const auto& n : nodes_) {
     EXPECT_EQ(snapshot_files(n.data_dir), 0U) << "node " << n.id;
-    const SnapshotResult taken = request_snapshot(n.client(), kClusterId, deadline());
+    const AdminResult taken = request_snapshot(admin_target(n.id));
     ASSERT_TRUE(taken.ok) << "node " << n.id << ": " << taken.error;
     EXPECT_GE(taken.index, 200U) << "node " << n.id;
     EXPECT_GT(taken.size, 0U);
     EXPECT_EQ(snapshot_files(n.data_dir), 1U) << "node " << n.id;
     // Nothing applied since: the same one is the answer, and no other is written.
-    const SnapshotResult again = request_snapshot(n.client(), kClusterId, deadline());
+    const AdminResult again = request_snapshot(admin_target(n.id));
     ASSERT_TRUE(again.ok) << again.error;
     EXPECT_EQ(again.index, taken.index);
     EXPECT_EQ(again.size, taken.size);

@@ -400,7 +400,8 @@ TEST(Config, WrongTypesAreRefused) {
   EXPECT_THAT(refusal_of_file("log_file = \"\"\n"), HasSubstr("log_file: is empty (leave it out to log to stderr)"));
   EXPECT_THAT(refusal_of_file("members = \"1,2,3\"\n"),
               HasSubstr("members: expected an array of tables ([[members]]), got a string"));
-  EXPECT_THAT(refusal_of_file("members = [1]\n"), HasSubstr("members[0]: expected a table with id, peer and client"));
+  EXPECT_THAT(refusal_of_file("members = [1]\n"),
+              HasSubstr("members[0]: expected a table with id, peer, client and (optionally) admin"));
   EXPECT_THAT(refusal_of_file("[[members]]\nid = 1\npeer = 7101\nclient = \"127.0.0.1:7201\"\n"),
               HasSubstr("members[0].peer: expected a string, got an integer"));
 }
@@ -498,10 +499,23 @@ TEST(Config, BadElectionTimeoutRangesAreRefused) {
               HasSubstr("--election-timeout-ms: 9999999 is out of range (0..3600000)"));
 }
 
+TEST(Config, AMemberMayNameItsAdminEndpoint) {
+  auto config =
+      load_config({"--node-id", "2", "--cluster-id", "7", "--data-dir", "/tmp/x", "--member",
+                   "1,127.0.0.1:7101,127.0.0.1:7201", "--member", "2,127.0.0.1:7102,127.0.0.1:7202,127.0.0.1:7302"});
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->node.members[0].admin_endpoint, "");
+  EXPECT_EQ(config->node.members[1].admin_endpoint, "127.0.0.1:7302");
+}
+
 TEST(Config, BadMemberFlagsAreRefused) {
   EXPECT_THAT(refusal({"--member", "1,127.0.0.1:7101"}),
               HasSubstr("--member: '1,127.0.0.1:7101' is not ID,PEER_HOST:PORT,CLIENT_HOST:PORT"));
-  EXPECT_THAT(refusal({"--member", "1,a:1,b:2,c:3"}), HasSubstr("is not ID,PEER_HOST:PORT,CLIENT_HOST:PORT"));
+  EXPECT_THAT(refusal({"--member", "1,a:1,b:2,c:3,d:4"}), HasSubstr("is not ID,PEER_HOST:PORT,CLIENT_HOST:PORT"));
+  EXPECT_THAT(refusal({"--node-id", "1", "--data-dir", "/tmp/x", "--member", "1,127.0.0.1:1,127.0.0.1:2,nonsense"}),
+              HasSubstr("members: member 1 admin endpoint"));
+  EXPECT_THAT(refusal({"--node-id", "1", "--data-dir", "/tmp/x", "--member", "1,127.0.0.1:1,127.0.0.1:2,127.0.0.1:2"}),
+              HasSubstr("members: member 1 admin endpoint 127.0.0.1:2 is also its client endpoint"));
   EXPECT_THAT(refusal({"--member", "x,a:1,b:2"}), HasSubstr("--member: 'x,a:1,b:2': the id 'x' is not an integer"));
 }
 

@@ -575,20 +575,20 @@ TEST(Gateway, PingAndStatusRequestsAreLeftToTheNode) {
   node.connect(admin, cluster.now(), protocol::PeerRole::admin);
   EXPECT_FALSE(node.receive(admin, protocol::StatusRequest{}, cluster.now()));
   EXPECT_FALSE(node.receive(admin, protocol::Ping{1, 2}, cluster.now()));
-  EXPECT_FALSE(node.receive(admin, protocol::SnapshotRequest{}, cluster.now()));
+  EXPECT_FALSE(node.receive(admin, protocol::AdminRequest{}, cluster.now()));
   EXPECT_TRUE(node.inbox(admin).frames.empty());
   EXPECT_TRUE(node.closed().empty());
 }
 
-TEST(Gateway, ASnapshotRequestFromAClientConnectionClosesIt) {
+TEST(Gateway, AnAdminRequestFromAClientConnectionClosesIt) {
   Cluster cluster(1);
   Station& node = cluster.node(1);
   const ConnectionId client{1};
   node.connect(client, cluster.now());
-  EXPECT_TRUE(node.receive(client, protocol::SnapshotRequest{}, cluster.now()));
+  EXPECT_TRUE(node.receive(client, protocol::AdminRequest{protocol::AdminCommand::shutdown, 0, 0, {}}, cluster.now()));
   ASSERT_EQ(node.closed().size(), 1U);
   EXPECT_EQ(node.closed()[0].cause, CloseCause::unexpected_frame);
-  EXPECT_EQ(node.closed()[0].detail, "a snapshot_request on a client connection");
+  EXPECT_EQ(node.closed()[0].detail, "an admin_request on a client connection");
 }
 
 TEST(Gateway, AClientWhoseSendBufferIsFullIsClosedAndItsSessionUnbound) {

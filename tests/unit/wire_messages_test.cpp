@@ -232,6 +232,27 @@ StatusReply sample_status_reply() {
   reply.last_index = 101;
   reply.state_hash = 0xFEEDFACECAFEBEEF;
   reply.open_sessions = 12;
+  reply.snapshot_index = 90;
+  reply.snapshot_term = 4;
+  reply.uptime_ms = 123456;
+  reply.state_hash_included = true;
+  return reply;
+}
+
+AdminRequest sample_admin_request() {
+  return AdminRequest{AdminCommand::transfer_leadership, 2, 3, ByteSpan(credential_bytes())};
+}
+
+AdminReply sample_admin_reply() {
+  AdminReply reply;
+  reply.command = AdminCommand::snapshot;
+  reply.outcome = AdminOutcome::failed;
+  reply.node_id = 2;
+  reply.leader_id = 1;
+  reply.index = 90;
+  reply.term = 4;
+  reply.size = 8192;
+  reply.text = "writing the snapshot failed";
   return reply;
 }
 
@@ -285,8 +306,11 @@ std::vector<Sample> every_sample() {
       {"session_reply/replaced", encoded(replacing_session_reply()), SessionReply::kFixedBodySize, false},
       {"ingress", encoded(Ingress{5, 6, ByteSpan(kept_payload)}), Ingress::kFixedBodySize, true},
       {"ingress/empty", encoded(Ingress{5, 6, {}}), Ingress::kFixedBodySize, true},
-      {"snapshot_request", encoded(SnapshotRequest{}), SnapshotRequest::kBodySize, false},
-      {"snapshot_reply", encoded(SnapshotReply{SnapshotStatus::written, 90, 4, 8192}), SnapshotReply::kBodySize, false},
+      {"admin_request", encoded(sample_admin_request()), AdminRequest::kFixedBodySize, false},
+      {"admin_request/no credential", encoded(AdminRequest{AdminCommand::shutdown, 0, 0, {}}),
+       AdminRequest::kFixedBodySize, false},
+      {"admin_reply", encoded(sample_admin_reply()), AdminReply::kFixedBodySize, false},
+      {"admin_reply/done", encoded(AdminReply{}), AdminReply::kFixedBodySize, false},
       {"ack", encoded(Ack{5, 6, 1000, 7, 3}), Ack::kBodySize, false},
       {"egress", encoded(Egress{5, 1, ByteSpan(kept_payload), 7, 3}), Egress::kFixedBodySize, true},
       {"keep_alive", encoded(KeepAlive{5}), KeepAlive::kBodySize, false},
@@ -345,6 +369,15 @@ TEST(WireRoundTrip, ClientMessagesDecodeToTheSameFields) {
                                            IngressRejectReason::too_large, IngressRejectReason::not_leader})
     expect_round_trip(IngressRejected{5, 9, 7, reason, 12, 2});
   expect_round_trip(StatusRequest{});
+  expect_round_trip(StatusRequest{true});
+  for (const AdminCommand command : {AdminCommand::snapshot, AdminCommand::transfer_leadership, AdminCommand::shutdown})
+    expect_round_trip(AdminRequest{command, 7, 9, ByteSpan(credential_bytes())});
+  for (const AdminOutcome outcome : {AdminOutcome::done, AdminOutcome::refused, AdminOutcome::failed,
+                                     AdminOutcome::stopping, AdminOutcome::not_leader}) {
+    AdminReply reply = sample_admin_reply();
+    reply.outcome = outcome;
+    expect_round_trip(reply);
+  }
   expect_round_trip(IngressWithdrawn{0x0102030405060708, 9});
   for (const NodeRole role : {NodeRole::follower, NodeRole::candidate, NodeRole::leader, NodeRole::pre_candidate}) {
     StatusReply reply = sample_status_reply();
@@ -417,10 +450,12 @@ TEST(WireRoundTrip, EverySampleReencodesToIdenticalBytes) {
 }
 
 TEST(WireRoundTrip, EveryTypeIsInTheCatalogueAtItsCurrentVersion) {
-  // Layout 2: the client messages protocol version 3 appended fields to; layout 3: the session reply, which then
-  // gained the node's keep-alive settings and the session's egress seq; every other type is at layout 1.
-  const std::vector<MessageType> second_layout = {MessageType::session_open, MessageType::egress,
-                                                  MessageType::session_closed, MessageType::ingress_rejected};
+  // Layout 2: the client messages protocol version 3 appended fields to, and the status request and reply (the
+  // state hash on demand; snapshot and uptime); layout 3: the session reply, which then gained the node's keep-alive
+  // settings and the session's egress seq; every other type is at layout 1.
+  const std::vector<MessageType> second_layout = {MessageType::session_open,   MessageType::egress,
+                                                  MessageType::session_closed, MessageType::ingress_rejected,
+                                                  MessageType::status_request, MessageType::status_reply};
   for (const Sample& sample : every_sample()) {
     const bool second =
         std::find(second_layout.begin(), second_layout.end(), type_of(sample.frame)) != second_layout.end();
@@ -429,8 +464,8 @@ TEST(WireRoundTrip, EveryTypeIsInTheCatalogueAtItsCurrentVersion) {
     EXPECT_EQ(load_le<std::uint8_t>(sample.frame.data() + 6), layout) << sample.name << " is written as";
     EXPECT_STRNE(to_string(type_of(sample.frame)), "unknown") << sample.name;
   }
-  // The gaps between the ranges stay unknown.
-  for (const unsigned type : {6U, 15U, 27U, 31U, 46U, 0xFFFFU})
+  // The gaps between the ranges, and retired types, stay unknown.
+  for (const unsigned type : {6U, 15U, 27U, 31U, 44U, 45U, 48U, 0xFFFFU})
     EXPECT_EQ(newest_version(static_cast<MessageType>(type)), 0) << type;
 }
 
@@ -719,8 +754,10 @@ TEST(WireLayout, FixedBodiesHaveTheirDocumentedSizes) {
   EXPECT_EQ(SessionClose::kBodySize, 8U);
   EXPECT_EQ(SessionClosed::kBodySize, 40U);
   EXPECT_EQ(IngressRejected::kBodySize, 48U);
-  EXPECT_EQ(StatusRequest::kBodySize, 0U);
-  EXPECT_EQ(StatusReply::kFixedBodySize, 72U);
+  EXPECT_EQ(StatusRequest::kBodySize, 8U);
+  EXPECT_EQ(StatusReply::kFixedBodySize, 104U);
+  EXPECT_EQ(AdminRequest::kFixedBodySize, 16U);
+  EXPECT_EQ(AdminReply::kFixedBodySize, 48U);
   EXPECT_EQ(kEntryHeaderSize, 32U);
 }
 
@@ -807,7 +844,7 @@ TEST(WireLayout, TermAndLeaderSitAtTheirDocumentedOffsets) {
 
 TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
   const Bytes body = body_of(encoded(sample_status_reply()));
-  ASSERT_EQ(body.size(), 72U);
+  ASSERT_EQ(body.size(), 104U);
   EXPECT_EQ(load_le<std::uint32_t>(body.data()), 2U);
   EXPECT_EQ(load_le<std::uint8_t>(body.data() + 4), 3);
   EXPECT_EQ(load_le<std::uint8_t>(body.data() + 5), 2);  // standing: recovering
@@ -819,26 +856,52 @@ TEST(WireLayout, StatusReplyFieldsSitAtTheirDocumentedOffsets) {
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 40), 101U);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 48), 0xFEEDFACECAFEBEEFU);
   EXPECT_EQ(load_le<std::uint64_t>(body.data() + 56), 12U);
-  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 64), 0U);  // member_count
-  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 66), 0U);  // problem_count
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 64), 0U);       // member_count
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 66), 0U);       // problem_count
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 72), 90U);      // snapshot_index
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 80), 4U);       // snapshot_term
+  EXPECT_EQ(load_le<std::uint64_t>(body.data() + 88), 123456U);  // uptime_ms
+  EXPECT_EQ(load_le<std::uint8_t>(body.data() + 96), 1U);        // flags: the state hash is included
+}
+
+TEST(WireLayout, AdminRequestAndReplyFieldsSitAtTheirDocumentedOffsets) {
+  const Bytes request = body_of(encoded(sample_admin_request()));
+  ASSERT_EQ(request.size(), 16U + credential_bytes().size());
+  EXPECT_EQ(load_le<std::uint8_t>(request.data()), 2U);  // transfer_leadership
+  EXPECT_EQ(load_le<std::uint32_t>(request.data() + 4), 2U);
+  EXPECT_EQ(load_le<std::uint32_t>(request.data() + 8), 3U);
+  EXPECT_EQ(load_le<std::uint16_t>(request.data() + 12), credential_bytes().size());
+  EXPECT_EQ(Bytes(request.begin() + 16, request.end()), credential_bytes());
+  const Bytes reply = body_of(encoded(sample_admin_reply()));
+  const std::string_view text = "writing the snapshot failed";
+  ASSERT_EQ(reply.size(), 48U + text.size());
+  EXPECT_EQ(load_le<std::uint8_t>(reply.data()), 1U);      // snapshot
+  EXPECT_EQ(load_le<std::uint8_t>(reply.data() + 1), 3U);  // failed
+  EXPECT_EQ(load_le<std::uint32_t>(reply.data() + 4), 2U);
+  EXPECT_EQ(load_le<std::uint32_t>(reply.data() + 8), 1U);
+  EXPECT_EQ(load_le<std::uint64_t>(reply.data() + 16), 90U);
+  EXPECT_EQ(load_le<std::uint64_t>(reply.data() + 24), 4U);
+  EXPECT_EQ(load_le<std::uint64_t>(reply.data() + 32), 8192U);
+  EXPECT_EQ(load_le<std::uint16_t>(reply.data() + 40), text.size());
+  EXPECT_EQ(as_chars(ByteSpan(reply).subspan(48)), text);
 }
 
 TEST(WireLayout, AStatusReplysMembersAndProblemsFollowItsFixedFields) {
   const Bytes body = body_of(encoded(status_reply_with_problems()));
   const std::string_view problem = "member lists differ: node 2 lists [1, 2, 3], node 1 lists [1]";
-  ASSERT_EQ(body.size(), 72U + 3 * 4 + 2 + problem.size() + 2);
+  ASSERT_EQ(body.size(), 104U + 3 * 4 + 2 + problem.size() + 2);
   EXPECT_EQ(load_le<std::uint16_t>(body.data() + 64), 3U);
   EXPECT_EQ(load_le<std::uint16_t>(body.data() + 66), 2U);
   EXPECT_EQ(load_le<std::uint32_t>(body.data() + 68), 0U);
-  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 72), 1U);
-  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 80), 3U);
-  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 84), problem.size());
-  EXPECT_EQ(as_chars(ByteSpan(body).subspan(86, problem.size())), problem);
-  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 86 + problem.size()), 0U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 104), 1U);
+  EXPECT_EQ(load_le<std::uint32_t>(body.data() + 112), 3U);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 116), problem.size());
+  EXPECT_EQ(as_chars(ByteSpan(body).subspan(118, problem.size())), problem);
+  EXPECT_EQ(load_le<std::uint16_t>(body.data() + 118 + problem.size()), 0U);
   Bytes bytes;
   const StatusReply received = round_trip(status_reply_with_problems(), bytes);
   EXPECT_EQ(static_cast<const void*>(received.problems[0].data()),
-            static_cast<const void*>(bytes.data() + kFrameHeaderSize + 86))
+            static_cast<const void*>(bytes.data() + kFrameHeaderSize + 118))
       << "problems are views into the frame";
 }
 
@@ -869,6 +932,9 @@ std::vector<Violation> every_violation() {
   const Bytes rejected = encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3});
   const Bytes status = encoded(sample_status_reply());
   const Bytes problems = encoded(status_reply_with_problems());
+  const Bytes status_request = encoded(StatusRequest{true});
+  const Bytes admin_request = encoded(sample_admin_request());
+  const Bytes admin_reply = encoded(sample_admin_reply());
   std::vector<Violation> all = {
       {"vote_request flags", vote, 40, 1, {0x04, 0x05, 0x80, 0xFF}, "flags", 40},
       {"vote_response granted", vote_response, 24, 1, {2, 0xFF}, "granted", 24},
@@ -888,8 +954,21 @@ std::vector<Violation> every_violation() {
       {"status_reply standing", status, 5, 1, {3, 0xFF}, "standing", 5},
       {"status_reply member_count", status, 64, 2, {kMaxMembers + 1, 0xFFFF}, "member_count", 64},
       {"status_reply problem_count", status, 66, 2, {kMaxStatusProblems + 1, 0xFFFF}, "problem_count", 66},
-      {"status_reply problem_length", problems, 84, 2, {kMaxErrorTextLength + 1, 0xFFFF}, "problem_length", 84},
-      {"status_reply member_ids", problems, 76, 4, {0, 1}, "member_ids", 76},
+      {"status_reply problem_length", problems, 116, 2, {kMaxErrorTextLength + 1, 0xFFFF}, "problem_length", 116},
+      {"status_reply member_ids", problems, 108, 4, {0, 1}, "member_ids", 108},
+      {"status_reply flags", status, 96, 1, {2, 0xFF}, "flags", 96},
+      {"status_request flags", status_request, 0, 1, {2, 0xFF}, "flags", 0},
+      {"admin_request command", admin_request, 0, 1, {0, 4, 0xFF}, "command", 0},
+      {"admin_request credential_length",
+       admin_request,
+       12,
+       2,
+       {kMaxCredentialLength + 1, 0xFFFF},
+       "credential_length",
+       12},
+      {"admin_reply command", admin_reply, 0, 1, {0, 4, 0xFF}, "command", 0},
+      {"admin_reply outcome", admin_reply, 1, 1, {0, 6, 0xFF}, "outcome", 1},
+      {"admin_reply text_length", admin_reply, 40, 2, {kMaxErrorTextLength + 1, 0xFFFF}, "text_length", 40},
   };
   // Every byte of every reserved run, one at a time.
   const auto reserved_run = [&all](const std::string& name, const Bytes& frame, std::size_t start, std::size_t size) {
@@ -903,6 +982,13 @@ std::vector<Violation> every_violation() {
   reserved_run("session_reply reserved after status", reply, 1, 3);
   reserved_run("session_reply reserved after text_length", reply, 50, 2);
   reserved_run("session_reply reserved after replaced_reason", replaced, 73, 7);
+  reserved_run("status_request reserved", status_request, 1, 7);
+  reserved_run("status_reply reserved after flags", status, 97, 7);
+  reserved_run("admin_request reserved after command", admin_request, 1, 3);
+  reserved_run("admin_request reserved after credential_length", admin_request, 14, 2);
+  reserved_run("admin_reply reserved after outcome", admin_reply, 2, 2);
+  reserved_run("admin_reply reserved after leader_id", admin_reply, 12, 4);
+  reserved_run("admin_reply reserved after text_length", admin_reply, 42, 6);
   reserved_run("session_open reserved after credential_length", open, 34, 6);
   reserved_run("egress reserved after leader_id", egress, 28, 4);
   reserved_run("session_closed reserved", closed, 17, 7);
@@ -1157,21 +1243,12 @@ TEST(WireTruncation, ABodyCutShortNamesTheFieldItStopsIn) {
                                            {"term", 8},
                                            {"leader_id", 4},
                                            {"reserved", 4}});
-  expect_every_short_body_names_its_field(encoded(sample_status_reply()), {{"node_id", 4},
-                                                                           {"role", 1},
-                                                                           {"standing", 1},
-                                                                           {"reserved", 2},
-                                                                           {"leader_id", 4},
-                                                                           {"entry_faults", 4},
-                                                                           {"term", 8},
-                                                                           {"commit_index", 8},
-                                                                           {"applied_index", 8},
-                                                                           {"last_index", 8},
-                                                                           {"state_hash", 8},
-                                                                           {"open_sessions", 8},
-                                                                           {"member_count", 2},
-                                                                           {"problem_count", 2},
-                                                                           {"reserved", 4}});
+  expect_every_short_body_names_its_field(
+      encoded(sample_status_reply()),
+      {{"node_id", 4},        {"role", 1},          {"standing", 1},     {"reserved", 2},      {"leader_id", 4},
+       {"entry_faults", 4},   {"term", 8},          {"commit_index", 8}, {"applied_index", 8}, {"last_index", 8},
+       {"state_hash", 8},     {"open_sessions", 8}, {"member_count", 2}, {"problem_count", 2}, {"reserved", 4},
+       {"snapshot_index", 8}, {"snapshot_term", 8}, {"uptime_ms", 8},    {"flags", 1},         {"reserved", 7}});
 }
 
 TEST(WireTruncation, AnAppendRequestCutInsideAnEntryNamesTheEntryField) {
@@ -1281,6 +1358,24 @@ TEST(WireOldLayout, ASessionReplyOfLayoutOneReplacesNothingAndHasItsTextAfterFif
   expect_rewritten_alike(*reply);
 }
 
+// A layout 1 status request (an older tool) asks for the state hash, as every request did then; a layout 1 reply
+// carried it, and says nothing of snapshots or uptime.
+TEST(WireOldLayout, AStatusRequestAndReplyOfLayoutOneCarryTheStateHash) {
+  const auto request = decode_frame<StatusRequest>(raw_frame(MessageType::status_request, Bytes{}, 1));
+  ASSERT_TRUE(request) << request.error().describe();
+  EXPECT_TRUE(request->state_hash);
+
+  Bytes body = body_of(encoded(sample_status_reply()));
+  body.resize(72);  // layout 1: the fixed fields up to the reserved word, then (none) members and problems
+  const auto reply = decode_frame<StatusReply>(raw_frame(MessageType::status_reply, body, 1));
+  ASSERT_TRUE(reply) << reply.error().describe();
+  EXPECT_EQ(reply->state_hash, 0xFEEDFACECAFEBEEFU);
+  EXPECT_TRUE(reply->state_hash_included);
+  EXPECT_EQ(reply->snapshot_index, 0U);
+  EXPECT_EQ(reply->uptime_ms, 0U);
+  EXPECT_EQ(reply->open_sessions, 12U);
+}
+
 // "busy" is new in layout 2: a layout 1 sender cannot have meant it.
 TEST(WireOldLayout, ASessionReplyOfLayoutOneCannotSayBusy) {
   Bytes body = body_of(encoded(SessionReply{}));
@@ -1337,6 +1432,7 @@ TEST(WireOldLayout, ALayoutTwoBodyUnderALayoutOneHeaderIsBodyTooLong) {
       {encoded(SessionReply{}), 56},
       {encoded(SessionClosed{5, 6, SessionCloseReason::timeout, 7, 3}), 24},
       {encoded(IngressRejected{5, 9, 7, IngressRejectReason::gap, 7, 3}), 32},
+      {encoded(StatusRequest{true}), 0},
   };
   for (const auto& [frame, layout_one_size] : cases) {
     const auto error = body_error(raw_frame(type_of(frame), body_of(frame), 1));

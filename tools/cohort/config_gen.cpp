@@ -14,6 +14,7 @@ namespace cohort::tool {
 namespace {
 
 constexpr int kClientPortOffset = 100;
+constexpr int kAdminPortOffset = 200;
 
 std::string endpoint(const ConfigGenOptions& options, int port) {
   return options.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", options.host, port)
@@ -21,6 +22,7 @@ std::string endpoint(const ConfigGenOptions& options, int port) {
 }
 int peer_port(const ConfigGenOptions& options, int id) { return options.base_port + id; }
 int client_port(const ConfigGenOptions& options, int id) { return options.base_port + kClientPortOffset + id; }
+int admin_port(const ConfigGenOptions& options, int id) { return options.base_port + kAdminPortOffset + id; }
 
 /// `text` as a TOML string, escaped by toml++ (the library cohortd reads the file with): paths and host names reach
 /// the file as given, whatever they hold.
@@ -41,18 +43,22 @@ std::string node_config_toml(const ConfigGenOptions& options, int id) {
       id, options.nodes, id, id, options.cluster_id,
       quoted((std::filesystem::path(options.data_root) / fmt::format("n{}", id)).string()), quoted(options.service),
       quoted(options.sync));
-  out += "\n# Every voting member, this node included: identical in every node's file.\n";
+  out +=
+      "\n# Every voting member, this node included: identical in every node's file. The admin endpoint takes the\n"
+      "# commands that change a node (cohort snapshot, transfer-leadership, shutdown): on loopback, only from its "
+      "host.\n";
   for (int member = 1; member <= options.nodes; ++member)
-    out += fmt::format("\n[[members]]\nid = {}\npeer = {}\nclient = {}\n", member,
+    out += fmt::format("\n[[members]]\nid = {}\npeer = {}\nclient = {}\nadmin = {}\n", member,
                        quoted(endpoint(options, peer_port(options, member))),
-                       quoted(endpoint(options, client_port(options, member))));
+                       quoted(endpoint(options, client_port(options, member))),
+                       quoted(fmt::format("127.0.0.1:{}", admin_port(options, member))));
   return out;
 }
 
 int run_config(const ConfigGenOptions& options) {
-  if (client_port(options, options.nodes) > 65535) {
-    std::fprintf(stderr, "cohort config: --base-port %d leaves no room for %d nodes (client ports end at %d > 65535)\n",
-                 options.base_port, options.nodes, client_port(options, options.nodes));
+  if (admin_port(options, options.nodes) > 65535) {
+    std::fprintf(stderr, "cohort config: --base-port %d leaves no room for %d nodes (admin ports end at %d > 65535)\n",
+                 options.base_port, options.nodes, admin_port(options, options.nodes));
     return 2;
   }
   const std::filesystem::path dir(options.output);
@@ -88,6 +94,7 @@ int run_config(const ConfigGenOptions& options) {
   std::printf("start each node: cohortd --config %s\n", (dir / "nodeN.toml").c_str());
   std::printf("clients: --cluster-id %llu --members %s\n", static_cast<unsigned long long>(options.cluster_id),
               members.c_str());
+  std::printf("operate: cohort status --config %s\n", (dir / "node1.toml").c_str());
   return 0;
 }
 

@@ -1,15 +1,16 @@
 // cohort: the operator's command-line tool.
-//   cohort snapshot   asks nodes to take a snapshot now
+//   cohort status, leader, members          how the nodes see the cluster (admin_commands.h)
+//   cohort snapshot, transfer-leadership, shutdown   change a node or the cluster, through its admin endpoint
+//   cohort config     writes a local cluster's configuration files (config_gen.h)
 //   cohort stream     sends a numbered stream through the client to a cluster running the ledger service, shows
 //                     what the client goes through, and checks every message against the ledger (stream.h)
 //   cohort floor      measures this machine's floor: a loopback TCP round trip, fdatasync on a directory's disk,
 //                     and a minimal 3-process replicator's commit latency and throughput (floor.h)
 //   cohort bench      drives a cluster running the echo service (one it starts, or a running one) through the
 //                     client: latency, throughput, failover, sweeps, beside this machine's floor (bench.h)
-// (The operations issue adds the other admin commands; `cohort-kv status` shows a cluster today.)
 // Exit status: 0 done (stream: nothing lost, duplicated or unknown); 1 a node could not do it (unreachable, refused,
 // failed), the stream found a problem, the floor could not be measured, or the bench failed or saw a message not
-// applied; 2 bad arguments.
+// applied; 2 bad arguments. docs/operations.md has the table.
 
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include <cohort/version.h>
 #include <CLI/CLI.hpp>
 
+#include "cohort/admin_commands.h"
 #include "cohort/bench.h"
 #include "cohort/config_gen.h"
 #include "cohort/floor.h"
@@ -30,21 +32,27 @@ namespace {
 
 constexpr int kBadArguments = 2;
 
-int run_snapshot(const std::vector<std::string>& nodes, std::uint64_t cluster_id, int timeout_ms) {
-  const std::chrono::milliseconds timeout(timeout_ms);
-  int exit_code = 0;
-  for (const std::string& node : nodes) {
-    const cohort::SnapshotResult result = cohort::request_snapshot(node, cluster_id, timeout);
-    if (result.ok) {
-      std::printf("%s: snapshot at index %llu (term %llu), %llu bytes\n", node.c_str(),
-                  static_cast<unsigned long long>(result.index), static_cast<unsigned long long>(result.term),
-                  static_cast<unsigned long long>(result.size));
-    } else {
-      std::fprintf(stderr, "%s: %s\n", node.c_str(), result.error.c_str());
-      exit_code = 1;
-    }
-  }
-  return exit_code;
+// The options every admin command takes: which nodes, which cluster, how long to wait.
+void add_cluster_options(CLI::App& command, cohort::tool::AdminOptions& options) {
+  command.add_option("--config", options.config,
+                     "a node's cohortd configuration file: every member's client and admin endpoint, the cluster id");
+  command.add_option("--members", options.members, "client endpoints HOST:PORT,... (node ids learned from them)")
+      ->delimiter(',');
+  command.add_option("--admin", options.admin, "admin endpoints HOST:PORT,... (node ids learned from them)")
+      ->delimiter(',');
+  command.add_option("--cluster-id", options.cluster_id, "the cluster's id (default: the --config file's)");
+  command.add_option("--timeout-ms", options.timeout, "give up on a node after this long (default: per command)")
+      ->check(CLI::Range(1, 3600000));
+}
+
+void add_node_choice(CLI::App& command, cohort::tool::AdminOptions& options) {
+  auto* node = command.add_option("--node", options.node, "this node only")->check(CLI::Range(1U, 0xFFFFFFFFU));
+  auto* all = command.add_flag("--all", options.all, "every node given");
+  node->excludes(all);
+  all->excludes(node);
+  command.add_option("--credential-file", options.credential_file,
+                     "send the command to the client endpoint with this file's first credential (the nodes' "
+                     "credentials_file format), instead of to the admin endpoint");
 }
 
 }  // namespace
@@ -54,14 +62,42 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", cohort::kVersionString);
   app.require_subcommand(1);
 
-  std::uint64_t cluster_id = 1;
-  int timeout_ms = 60000;
-  std::vector<std::string> nodes;
+  cohort::tool::AdminOptions admin_options;
+  const auto admin_command = [&](const char* name, const char* help) {
+    CLI::App* command = app.add_subcommand(name, help);
+    add_cluster_options(*command, admin_options);
+    return command;
+  };
+  CLI::App* status = admin_command(
+      "status",
+      "each node's role, term, leader, commit/applied/last positions, newest snapshot, sessions, uptime and standing "
+      "(unreachable ones named). Exit status: 0 every node answered; 1 some did not; 2 bad arguments");
+  status->add_flag("--json", admin_options.json, "one JSON document on stdout");
+  status->add_flag("--state-hash", admin_options.state_hash,
+                   "have each node compute its state hash, to compare replicas (it serializes the node's whole state)");
+  CLI::App* leader = admin_command("leader", "which node leads. Exit status: 0 a reachable node leads; 1 none does");
+  leader->add_flag("--json", admin_options.json, "one JSON document on stdout");
+  CLI::App* members = admin_command(
+      "members",
+      "every node's endpoints and the member list each holds. Exit status: 0 they agree; 1 they do not, or "
+      "no node answered");
+  members->add_flag("--json", admin_options.json, "one JSON document on stdout");
   CLI::App* snapshot =
-      app.add_subcommand("snapshot", "take a snapshot now on each node given, and wait until it is written");
-  snapshot->add_option("nodes", nodes, "client endpoints of the nodes, host:port")->required();
-  snapshot->add_option("--cluster-id", cluster_id, "the cluster's id");
-  snapshot->add_option("--timeout-ms", timeout_ms, "give up on a node after this long")->check(CLI::Range(1, 3600000));
+      admin_command("snapshot",
+                    "take a snapshot now on --node N or --all, and wait until it is written. Exit status: 0 written; 1 "
+                    "not (each node's reason printed)");
+  add_node_choice(*snapshot, admin_options);
+  CLI::App* transfer = admin_command(
+      "transfer-leadership",
+      "have the leader hand leadership to --to N, and wait until N leads. Exit status: 0 N leads; 1 it does not");
+  transfer->add_option("--to", admin_options.to, "the node to lead")->required()->check(CLI::Range(1U, 0xFFFFFFFFU));
+  transfer->add_option("--credential-file", admin_options.credential_file,
+                       "send the command to the leader's client endpoint with this file's first credential");
+  CLI::App* shutdown = admin_command(
+      "shutdown",
+      "stop --node N or --all gracefully (the leader last; a leader hands over first) and wait until each "
+      "has exited. Exit status: 0 stopped; 1 not every one");
+  add_node_choice(*shutdown, admin_options);
 
   cohort::tool::StreamOptions stream_options;
   CLI::App* stream = app.add_subcommand(
@@ -223,7 +259,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : kBadArguments;  // --help and --version are not errors
   }
-  if (*snapshot) return run_snapshot(nodes, cluster_id, timeout_ms);
+  if (*status) return cohort::tool::run_status(admin_options);
+  if (*leader) return cohort::tool::run_leader(admin_options);
+  if (*members) return cohort::tool::run_members(admin_options);
+  if ((*snapshot || *shutdown) && admin_options.node == 0 && !admin_options.all) {
+    std::fprintf(stderr, "cohort %s: say which nodes: --node N or --all\n", *snapshot ? "snapshot" : "shutdown");
+    return kBadArguments;
+  }
+  if (*snapshot) return cohort::tool::run_snapshot(admin_options);
+  if (*transfer) return cohort::tool::run_transfer_leadership(admin_options);
+  if (*shutdown) return cohort::tool::run_shutdown(admin_options);
   if (*floor) {
     floor_options.fsync = floor_sync == "fsync";
     floor_options.dir = floor_dir;

@@ -351,7 +351,7 @@ class FileReader {
       const std::string prefix = fmt::format("members[{}]", i);
       const auto* table = element.as_table();
       if (table == nullptr) {
-        wrong_type(prefix, element, "a table with id, peer and client");
+        wrong_type(prefix, element, "a table with id, peer, client and (optionally) admin");
         continue;
       }
       cohort::Member member;
@@ -362,10 +362,16 @@ class FileReader {
           auto id = read_integer(name, value, kMaxU32);
           complete = complete && id.has_value();
           if (id) member.id = static_cast<std::uint32_t>(*id);
-        } else if (key.str() == "peer" || key.str() == "client") {
+        } else if (key.str() == "peer" || key.str() == "client" || key.str() == "admin") {
           auto endpoint = read_string(name, value);
           complete = complete && endpoint.has_value();
-          if (endpoint) (key.str() == "peer" ? member.peer_endpoint : member.client_endpoint) = std::move(*endpoint);
+          if (!endpoint) continue;
+          if (key.str() == "peer")
+            member.peer_endpoint = std::move(*endpoint);
+          else if (key.str() == "client")
+            member.client_endpoint = std::move(*endpoint);
+          else
+            member.admin_endpoint = std::move(*endpoint);
         } else {
           unknown(name, key);
           complete = false;
@@ -466,23 +472,27 @@ void define_flags(CLI::App& app, Flags& flags) {
       ->type_name("FILE");
   app.add_option("--member", flags.members,
                  "a voting member, repeated for each (this node included); replaces the file's members")
-      ->type_name("ID,PEER_HOST:PORT,CLIENT_HOST:PORT");
+      ->type_name("ID,PEER_HOST:PORT,CLIENT_HOST:PORT[,ADMIN_HOST:PORT]");
   app.footer(
       "Settings come from --config FILE, then from the flags, which win over the file. Port 0 in an endpoint\n"
       "picks any free port.");
 }
 
-/// `--member ID,PEER,CLIENT`, or the reason it is not one.
+/// `--member ID,PEER,CLIENT[,ADMIN]`, or the reason it is not one.
 Result<cohort::Member, std::string> parse_member(std::string_view text) {
-  const auto first = text.find(',');
-  const auto second = first == std::string_view::npos ? first : text.find(',', first + 1);
-  if (second == std::string_view::npos || text.find(',', second + 1) != std::string_view::npos) {
-    return unexpected(fmt::format("'{}' is not ID,PEER_HOST:PORT,CLIENT_HOST:PORT", text));
+  std::vector<std::string_view> fields;
+  for (std::size_t begin = 0;;) {
+    const std::size_t comma = text.find(',', begin);
+    fields.push_back(text.substr(begin, comma == std::string_view::npos ? std::string_view::npos : comma - begin));
+    if (comma == std::string_view::npos) break;
+    begin = comma + 1;
   }
-  auto id = parse_integer(text.substr(0, first), kMaxU32);
+  if (fields.size() != 3 && fields.size() != 4)
+    return unexpected(fmt::format("'{}' is not ID,PEER_HOST:PORT,CLIENT_HOST:PORT[,ADMIN_HOST:PORT]", text));
+  auto id = parse_integer(fields[0], kMaxU32);
   if (!id) return unexpected(fmt::format("'{}': the id {}", text, id.error()));
-  return cohort::Member{static_cast<std::uint32_t>(*id), std::string(text.substr(first + 1, second - first - 1)),
-                        std::string(text.substr(second + 1))};
+  return cohort::Member{static_cast<std::uint32_t>(*id), std::string(fields[1]), std::string(fields[2]),
+                        fields.size() == 4 ? std::string(fields[3]) : std::string()};
 }
 
 void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, Problems& problems) {

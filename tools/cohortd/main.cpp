@@ -52,8 +52,10 @@ static int run(int argc, char** argv) {
     std::fprintf(stderr, "cohortd: refusing to start: %s\n", error->c_str());
     return cohortd::kBadConfigExitCode;
   }
-  // Scripts and tests wait for these lines to learn the ports.
-  std::printf("listening on %s\nclients on %s\n", node.peer_endpoint().c_str(), node.client_endpoint().c_str());
+  // Scripts and tests wait for these lines to learn the ports; "clients on" comes last, the sign the node is up.
+  std::printf("listening on %s\n", node.peer_endpoint().c_str());
+  if (const std::string admin = node.admin_endpoint(); !admin.empty()) std::printf("admin on %s\n", admin.c_str());
+  std::printf("clients on %s\n", node.client_endpoint().c_str());
   std::fflush(stdout);
   return node.run();
 }
