@@ -116,6 +116,10 @@ struct NodeOptions {
   std::size_t egress_window_bytes = 1U << 20U;    // equal on every node: the newest message is kept whatever its size
   std::shared_ptr<Authenticator> authenticator;   // the leader's; null: every client is accepted
 
+  // host:port where Prometheus metrics are served (GET /metrics, docs/operations.md "Metrics"); empty: none. Anyone
+  // who can connect may read them (no command is taken there): bind it where your Prometheus, not the world, reaches.
+  std::string metrics_endpoint;
+
   // The node's diagnostic lines (its transport's included), each starting with "[node ID] ", at log_level and above.
   // Empty: stderr_log_sink(). Nothing is ever written to stdout, which belongs to the application.
   LogSink log;
@@ -153,6 +157,8 @@ class Node {
   std::string client_endpoint() const;
   /// The admin endpoint bound, or "" if the member has none; valid after start().
   std::string admin_endpoint() const;
+  /// Where metrics are served, or "" if nowhere; valid after start().
+  std::string metrics_endpoint() const;
 
   class Impl;
 

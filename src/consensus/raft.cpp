@@ -333,6 +333,12 @@ void Raft::take_ready(Ready& out) {
 
 // --- role changes ---------------------------------------------------------------------------------------------
 
+std::optional<LogIndex> Raft::match_index(NodeId follower) const {
+  for (const Progress& progress : progress_)
+    if (progress.id == follower) return progress.match;
+  return std::nullopt;
+}
+
 void Raft::start_election(Time now, bool transfer) {
   if (config_.pre_vote && !transfer)
     become_pre_candidate(now);
@@ -372,6 +378,7 @@ void Raft::become_pre_candidate(Time now) {
 }
 
 void Raft::become_candidate(Time now, bool transfer) {
+  ++elections_started_;
   set_term(term_.next());
   vote_for(config_.id);  // durable before the requests leave: they wait for hard_state_seq_
   role_ = Role::candidate;
@@ -404,6 +411,7 @@ void Raft::request_vote(NodeId member) {
 }
 
 void Raft::become_leader(Time now) {
+  ++elections_won_;
   role_ = Role::leader;
   leader_ = config_.id;
   votes_.clear();

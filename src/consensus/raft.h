@@ -148,6 +148,11 @@ class Raft {
   NodeId id() const noexcept { return config_.id; }
   const Config& config() const noexcept { return config_; }
   std::optional<NodeId> transfer_target() const noexcept { return transfer_target_; }
+  /// Since this Raft was made, for metrics: elections this node stood in (as candidate, in a new term) and won.
+  std::uint64_t elections_started() const noexcept { return elections_started_; }
+  std::uint64_t elections_won() const noexcept { return elections_won_; }
+  /// Leader: the highest index `follower` is known to hold durably, matching this log; nullopt elsewhere.
+  std::optional<LogIndex> match_index(NodeId follower) const;
   /// Whether this node votes and stands (member), or first learns where the cluster is (fresh, recovering).
   Standing standing() const noexcept { return standing_; }
   /// This life's boot id, stamped on every message (Message::boot).
@@ -301,6 +306,8 @@ class Raft {
 
   // Leader only.
   std::vector<Progress> progress_;  // one per other member, in member order
+  std::uint64_t elections_started_ = 0;
+  std::uint64_t elections_won_ = 0;
   bool replicate_pending_ = false;  // new entries not yet offered to followers
   std::optional<NodeId> transfer_target_;
   Time transfer_deadline_{};

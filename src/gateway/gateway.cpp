@@ -124,7 +124,10 @@ void Gateway::handle(ConnectionId id, Connection& connection, const protocol::Fr
         return;
       }
       auto appended = replica_.ingress(ingress->session_id, ingress->seq, ingress->payload, now);
-      if (!appended) {
+      if (appended) {
+        ++counters_.ingress_messages;
+        counters_.ingress_bytes += ingress->payload.size();
+      } else {
         send(id, protocol::IngressRejected{ingress->session_id, ingress->seq, ingress->seq,
                                            protocol::IngressRejectReason::not_leader, replica_.raft().term().value(),
                                            known_leader()});
@@ -225,6 +228,7 @@ void Gateway::reply_not_leader(ConnectionId id, std::string_view why, Time now) 
       now - raft.last_leader_contact() < kLeaderPresumedDeadHeartbeats * config_.heartbeat_interval;
   if (leader && *leader != config_.self && leader_alive) {
     reply.status = protocol::SessionStatus::redirect;
+    ++counters_.redirects;
     reply.leader_id = leader->value();
     const auto endpoint = client_endpoints_.find(*leader);
     COHORT_ASSERT(endpoint != client_endpoints_.end());  // the driver names every member's
@@ -320,6 +324,7 @@ void Gateway::deliver_host_outputs() {
             // Retryable: the client keeps its buffer and asks again after a backoff step.
             protocol::SessionReply reply;
             reply.status = protocol::SessionStatus::busy;
+            ++counters_.busy_replies;
             reply.term = term;
             reply.leader_id = config_.self.value();
             if (out.replaced) {
@@ -348,6 +353,8 @@ void Gateway::deliver_host_outputs() {
                                                  config_.self.value()});
             } else if constexpr (std::is_same_v<Out, host::EgressOut>) {
               send(id, protocol::Egress{out.session, out.egress_seq, out.message, term, config_.self.value()});
+              ++counters_.egress_messages;
+              counters_.egress_bytes += out.message.size();
               if (const auto in = connections_.find(id); in != connections_.end())
                 in->second.last_egress = out.egress_seq;
             } else if constexpr (std::is_same_v<Out, host::SessionEnded>) {
@@ -419,6 +426,8 @@ void Gateway::answer_open(const host::SessionOpened& out) {
     if (record.seq > out.egress_seq) break;  // applied after the open: it follows live, from the outputs
     if (planted_bug() == 11 && record.seq == seen + 1 && seen > 0) continue;
     send(id, protocol::Egress{out.session, record.seq, record.message, term, config_.self.value()});
+    ++counters_.egress_messages;
+    counters_.egress_bytes += record.message.size();
     connection.last_egress = record.seq;
   }
 }

@@ -180,6 +180,17 @@ class Gateway {
 
   GatewayOutputs& outputs() noexcept { return outputs_; }
 
+  /// Since the gateway was made, for metrics: plain counts, kept on the per-message path (no allocation, no lock).
+  struct Counters {
+    std::uint64_t ingress_messages = 0;  // appended to the log (a leader's)
+    std::uint64_t ingress_bytes = 0;     // their payloads
+    std::uint64_t egress_messages = 0;   // sent to clients, resent ones included
+    std::uint64_t egress_bytes = 0;
+    std::uint64_t redirects = 0;     // session opens sent to the leader
+    std::uint64_t busy_replies = 0;  // session opens refused for a while (the session limit, back-pressure)
+  };
+  const Counters& counters() const noexcept { return counters_; }
+
  private:
   struct Connection {
     protocol::PeerRole role = protocol::PeerRole::client;
@@ -222,6 +233,7 @@ class Gateway {
   std::map<ConnectionId, Connection> connections_;
   std::map<SessionId, ConnectionId> bound_;            // sessions bound on this node
   std::map<host::Id128, ConnectionId> pending_opens_;  // appended session_opens, by client id
+  Counters counters_;
   GatewayOutputs outputs_;
   // The replica's state as of the last after_ready(): a change is what answers the waiting clients.
   consensus::Role role_ = consensus::Role::follower;

@@ -196,6 +196,7 @@ void ServiceHost::close(SessionId session, CloseReason reason) {
     evict_tombstones();
   }
   sessions_.erase(it);
+  if (reason == CloseReason::timeout) ++sessions_expired_;
   outputs_.emplace_back(SessionEnded{session, reason, last});
   call_service("on_session_close", [&] { service_.on_session_close(*this, session, reason); });
 }
@@ -231,6 +232,7 @@ void ServiceHost::apply_open(const consensus::Entry& entry, const DecodedEntry& 
   SessionId id = entry.index.value();
   if (id == e.session) id |= kRenumberedSessionBit;
   Session& session = sessions_[id];
+  ++sessions_opened_;
   session.client = e.id;
   session.last_activity = stamp_;
   by_activity_.emplace(stamp_, id);

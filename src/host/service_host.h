@@ -151,6 +151,10 @@ class ServiceHost final : private Cluster {
   /// The voting members the cluster was bootstrapped with (ascending; empty until the bootstrap entry is applied).
   const std::vector<std::uint32_t>& initial_members() const noexcept { return initial_members_; }
   std::size_t open_sessions() const noexcept { return sessions_.size(); }
+  /// Sessions this replica applied the open of (a new session, not a resume), and closes by timeout, since it was
+  /// made: for metrics. Not replicated state (a restart replays from a snapshot, so they count differently).
+  std::uint64_t sessions_opened() const noexcept { return sessions_opened_; }
+  std::uint64_t sessions_expired() const noexcept { return sessions_expired_; }
   bool session_open(SessionId session) const { return sessions_.contains(session); }
   std::size_t tombstones() const noexcept { return tombstones_.size(); }
   /// The replicated cluster time of the session's last activity (open, activity entry, or a new leader's first
@@ -279,6 +283,9 @@ class ServiceHost final : private Cluster {
   ClusterRole role_ = ClusterRole::follower;
   bool started_ = false;
 
+  // Metrics only (sessions_opened(), sessions_expired()): never hashed nor snapshotted.
+  std::uint64_t sessions_opened_ = 0;
+  std::uint64_t sessions_expired_ = 0;
   // Replicated state. Ordered maps: their order reaches state_hash() and, later, snapshots.
   LogIndex applied_;
   Term applied_term_;

@@ -31,6 +31,7 @@
 #include "io/event_loop.h"
 #include "io/logging.h"
 #include "io/tcp_transport.h"
+#include "node/metrics.h"
 #include "node/peer_codec.h"
 #include "protocol/catalogue.h"
 #include "storage/log_writer.h"
@@ -157,6 +158,7 @@ class Node::Impl final : public io::TransportHandler {
   std::string peer_endpoint() const { return peer_bound_.to_string(); }
   std::string client_endpoint() const { return client_bound_.to_string(); }
   std::string admin_endpoint() const { return admin_bound_ ? admin_bound_->to_string() : std::string(); }
+  std::string metrics_endpoint() const { return metrics_ ? metrics_->address() : std::string(); }
 
   // TransportHandler
   void on_connected(io::ConnectionId id, const protocol::PeerIdentity& peer) override;
@@ -240,6 +242,9 @@ class Node::Impl final : public io::TransportHandler {
                                    std::string_view text = {}) const;
   // Answers the transfers asked for once their target leads, or their time is up (or the node stops).
   void answer_transfer_waits(consensus::Time now);
+  // Metrics (node/metrics.h), when served: the values of this tick, and a commit's latency per batch.
+  void publish_metrics();
+  void note_commit_latency(consensus::Time now);
   // Makes `snapshot` the one the core sends to lagging followers; the one it replaces lends its buffer to the next.
   void offer_snapshot(std::shared_ptr<consensus::Snapshot> snapshot);
 
@@ -252,8 +257,25 @@ class Node::Impl final : public io::TransportHandler {
   std::unique_ptr<io::TcpTransport> transport_;
   io::Endpoint peer_bound_;
   io::Endpoint client_bound_;
-  std::optional<io::Endpoint> admin_bound_;         // the member's admin endpoint, if it has one
-  consensus::Time started_at_{0};                   // for status's uptime
+  std::optional<io::Endpoint> admin_bound_;  // the member's admin endpoint, if it has one
+  consensus::Time started_at_{0};            // for status's uptime
+  // Metrics: served when options_.metrics_endpoint is set. The counts no other layer keeps, since start.
+  std::unique_ptr<node::NodeMetrics> metrics_;
+  std::vector<NodeId> followers_;  // every other member, in the order the metrics' lag gauges were made
+  std::uint64_t snapshots_taken_ = 0;
+  std::uint64_t snapshots_installed_ = 0;
+  std::uint64_t storage_errors_ = 0;
+  std::uint64_t reading_pauses_ = 0;
+  // Leader: the last index of each batch appended, and when, until it commits (commit latency, per batch). A fixed
+  // ring: when full, the newest batches are not timed, which only thins the histogram.
+  struct Appended {
+    LogIndex last;
+    consensus::Time at;
+  };
+  std::array<Appended, 256> appended_{};
+  std::size_t appended_head_ = 0;  // the oldest
+  std::size_t appended_count_ = 0;
+  LogIndex appended_up_to_;                         // the last index timed
   std::map<NodeId, std::string> client_endpoints_;  // every member's, as this node's member list names them
   // Shown in status until they are resolved: a member whose handshake failed (another member list, incarnation or
   // cluster), until a handshake with it succeeds; a member advertising another client endpoint than our list names.
@@ -380,6 +402,12 @@ std::optional<std::string> Node::Impl::start() {
     if (auto resolved = io::resolve_for_listening(*own_admin); !resolved)
       return fmt::format("members: admin endpoint of node {} ({}): {}", options_.node_id, own_admin->to_string(),
                          resolved.error());
+  if (!options_.metrics_endpoint.empty()) {
+    auto metrics = io::parse_endpoint(options_.metrics_endpoint);
+    COHORT_ASSERT(metrics);  // validate() checked it
+    if (auto resolved = io::resolve_for_listening(*metrics); !resolved)
+      return fmt::format("metrics: {}: {}", options_.metrics_endpoint, resolved.error());
+  }
 
   // Storage first: a data directory of another cluster or node, or one we cannot write, refuses the start
   // before the node is visible on the network.
@@ -476,6 +504,17 @@ std::optional<std::string> Node::Impl::start() {
     if (!io::is_loopback(*admin_bound_))
       logger_->warn("admin endpoint {} is not a loopback address: whoever can reach it can stop this node",
                     admin_bound_->to_string());
+  }
+  if (!options_.metrics_endpoint.empty()) {
+    std::vector<std::uint32_t> others;
+    for (const NodeId id : members)
+      if (id != self) {
+        followers_.push_back(id);
+        others.push_back(id.value());
+      }
+    auto metrics = node::NodeMetrics::start(options_.metrics_endpoint, options_.node_id, others);
+    if (!metrics) return fmt::format("metrics: {}", metrics.error());
+    metrics_ = std::move(*metrics);
   }
   {
     // The client endpoint this node advertises to its peers, who redirect clients to it: as the member list names
@@ -609,9 +648,10 @@ std::optional<std::string> Node::Impl::start() {
     });
   ticker_ = loop_.every(kTickPeriod, [this] { tick(); });
   started_at_ = mono_now();
-  logger_->info("cluster {} node {}: peers on {}, clients on {}{}, {} members, sync {}", options_.cluster_id,
+  logger_->info("cluster {} node {}: peers on {}, clients on {}{}{}, {} members, sync {}", options_.cluster_id,
                 options_.node_id, peer_bound_.to_string(), client_bound_.to_string(),
-                admin_bound_ ? fmt::format(", admin on {}", admin_bound_->to_string()) : std::string(), members.size(),
+                admin_bound_ ? fmt::format(", admin on {}", admin_bound_->to_string()) : std::string(),
+                metrics_ ? fmt::format(", metrics on {}", metrics_->address()) : std::string(), members.size(),
                 options_.sync == SyncPolicy::fsync ? "fsync" : "none");
   maintain_links(mono_now());
   schedule_flush();
@@ -634,6 +674,7 @@ int Node::Impl::run() {
 }
 
 void Node::Impl::fail(std::string message) {
+  ++storage_errors_;
   logger_->critical("{}; the node stops (a failed write or fsync is never retried)", message);
   exit_code_ = 1;
   loop_.stop();
@@ -655,6 +696,7 @@ void Node::Impl::tick() {
   gateway_->tick(now, [this](gateway::ConnectionId id) { return transport_->silent_for(transport_id(id)); });
   send_gateway_outputs();
   answer_transfer_waits(now);
+  if (metrics_) publish_metrics();
   if (stopping_) finish_stop_when_ready(now);
   release_memory_after_burst(now);
   schedule_flush();
@@ -694,8 +736,16 @@ void Node::Impl::flush() {
   if (exit_code_ != 0) return;
   const Role previous_role = role_;
   const Term previous_term = term_;
+  const LogIndex applied_before = replica_->host().applied_index();
+  const auto take_started = Clock::now();
   replica_->take_ready(ready_);
-  if (ready_.installed) on_snapshot_installed(*ready_.installed);
+  if (metrics_ && replica_->host().applied_index() > applied_before)
+    metrics_->observe_apply(Clock::now() - take_started);
+  if (metrics_) note_commit_latency(mono_now());
+  if (ready_.installed) {
+    ++snapshots_installed_;
+    on_snapshot_installed(*ready_.installed);
+  }
   for (consensus::Outgoing& outgoing : ready_.messages) outbox_.push_back(std::move(outgoing));
   for (const std::string& notice : ready_.notices) logger_->warn("[{}] {}", context(), notice);
   if (auto& faults = replica_->host().fault_reports(); !faults.empty()) {
@@ -784,6 +834,7 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
     // The log still holds everything, so nothing acknowledged is at stake: say so, and try again later.
     constexpr auto kRetry = std::chrono::seconds(10);
     snapshot_retry_at_ = mono_now() + kRetry;
+    ++storage_errors_;
     logger_->error("[{}] writing a snapshot failed: {}{}; the log keeps everything, next attempt in {} s", context(),
                    written.meta.error().message, written.meta.error().disk_full() ? " (the disk is full)" : "",
                    kRetry.count());
@@ -803,6 +854,7 @@ void Node::Impl::on_snapshot_written(SnapshotWritten written) {
     answer_snapshot_requests(snapshot_answering_, newest_snapshot_reply());
     return;
   }
+  ++snapshots_taken_;
   previous_snapshot_ = last_snapshot_;
   last_snapshot_ = meta.index;
   written.snapshot->checksum = meta.checksum;
@@ -871,6 +923,7 @@ void Node::Impl::apply_back_pressure() {
   if (reading_paused_) replica_->hold_expiry_until(mono_now() + options_.session_timeout);
   if (reading_paused_ ? !under : !over) return;
   reading_paused_ = !reading_paused_;
+  if (reading_paused_) ++reading_pauses_;
   logger_->info("[{}] {} reading client connections: {} bytes wait for storage, {} entries uncommitted, {} unapplied",
                 context(), reading_paused_ ? "pausing" : "resuming", queued, uncommitted, unapplied);
   for (const auto& [raw, inbound] : inbound_)
@@ -881,6 +934,10 @@ void Node::Impl::drain_storage() {
   if (exit_code_ != 0) return;
   const consensus::Time now = mono_now();
   while (auto done = storage_thread_->poll()) {
+    if (metrics_ && done->result.completion.seq > 0) {
+      metrics_->observe_append(done->write_time);
+      if (done->sync_time.count() > 0) metrics_->observe_fsync(done->sync_time);
+    }
     if (const auto took = done->write_time + done->sync_time; took >= kSlowStorage && done->result.completion.seq > 0)
       logger_->log(took >= kVerySlowStorage ? spdlog::level::warn : spdlog::level::debug,
                    "[{}] storage was slow: a group commit of {} batches took {} ms ({} ms writing, {} ms syncing), "
@@ -958,6 +1015,7 @@ bool Node::Impl::submit_log_writes(consensus::Time now) {
   const storage::BatchResult result = perform_here(*batch);
   const consensus::Time done = mono_now();
   note_write_time(Clock::now() - started, done, true);
+  if (metrics_) metrics_->observe_append(Clock::now() - started);
   const auto completion = log_->complete(std::move(batch), result);
   if (!completion) {
     fail(fmt::format("storage failed: {}", log_->failure() ? log_->failure()->message : "unknown error"));
@@ -1448,6 +1506,69 @@ void Node::Impl::answer_transfer_waits(consensus::Time now) {
   });
 }
 
+void Node::Impl::publish_metrics() {
+  const consensus::Raft& raft = replica_->raft();
+  const host::ServiceHost& host = replica_->host();
+  const gateway::Gateway::Counters& gateway = gateway_->counters();
+  node::MetricValues values;
+  switch (raft.role()) {
+    case Role::follower: values.role = 0; break;
+    case Role::pre_candidate: values.role = 1; break;
+    case Role::candidate: values.role = 2; break;
+    case Role::leader: values.role = 3; break;
+  }
+  values.term = raft.term().value();
+  values.elections_started = raft.elections_started();
+  values.elections_won = raft.elections_won();
+  values.commit_index = raft.commit_index().value();
+  values.applied_index = host.applied_index().value();
+  values.last_index = log_->last_index().value();
+  values.sessions_open = host.open_sessions();
+  values.sessions_opened = host.sessions_opened();
+  values.sessions_expired = host.sessions_expired();
+  values.ingress_messages = gateway.ingress_messages;
+  values.ingress_bytes = gateway.ingress_bytes;
+  values.egress_messages = gateway.egress_messages;
+  values.egress_bytes = gateway.egress_bytes;
+  values.redirects = gateway.redirects;
+  values.back_pressure = gateway.busy_replies + reading_pauses_;
+  values.snapshots_taken = snapshots_taken_;
+  values.snapshots_installed = snapshots_installed_;
+  values.storage_errors = storage_errors_;
+  metrics_->publish(values);
+  if (raft.role() != Role::leader) {
+    metrics_->clear_follower_lag();
+    return;
+  }
+  const LogIndex last = log_->last_index();
+  for (std::size_t i = 0; i < followers_.size(); ++i) {
+    const LogIndex match = raft.match_index(followers_[i]).value_or(LogIndex{});
+    metrics_->set_follower_lag(i, last.value() - std::min(match, last).value());
+  }
+}
+
+// Per batch, not per entry: each turn that appended as leader notes its last index and the time; each turn that
+// finds it committed observes the difference once.
+void Node::Impl::note_commit_latency(consensus::Time now) {
+  const consensus::Raft& raft = replica_->raft();
+  if (raft.role() != Role::leader) {
+    appended_count_ = 0;
+    appended_up_to_ = log_->last_index();
+    return;
+  }
+  while (appended_count_ > 0 && appended_[appended_head_].last <= raft.commit_index()) {
+    metrics_->observe_commit(now - appended_[appended_head_].at);
+    appended_head_ = (appended_head_ + 1) % appended_.size();
+    --appended_count_;
+  }
+  const LogIndex last = log_->last_index();
+  if (last <= appended_up_to_) return;
+  appended_up_to_ = last;
+  if (last <= raft.commit_index() || appended_count_ == appended_.size()) return;
+  appended_[(appended_head_ + appended_count_) % appended_.size()] = Appended{last, now};
+  ++appended_count_;
+}
+
 void Node::Impl::send_client(io::ConnectionId id, const auto& message) {
   frame_.clear();
   protocol::append_frame(message, frame_);
@@ -1537,5 +1658,6 @@ void Node::request_stop() { impl_->request_stop(); }
 std::string Node::peer_endpoint() const { return impl_->peer_endpoint(); }
 std::string Node::client_endpoint() const { return impl_->client_endpoint(); }
 std::string Node::admin_endpoint() const { return impl_->admin_endpoint(); }
+std::string Node::metrics_endpoint() const { return impl_->metrics_endpoint(); }
 
 }  // namespace cohort

@@ -214,6 +214,9 @@ std::optional<std::string> validate(const NodeOptions& options) {
   }
   check_members(options, problems);
   if (options.data_dir.empty()) problems.emplace_back("data_dir: is empty (the directory for the log and metadata)");
+  if (!options.metrics_endpoint.empty())
+    if (auto metrics = io::parse_endpoint(options.metrics_endpoint); !metrics)
+      problems.push_back(fmt::format("metrics: {}", metrics.error()));
   check_timeouts(options, problems);
   check_sessions(options, problems);
   if (options.segment_size < kMinSegmentSize) {

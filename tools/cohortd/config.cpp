@@ -205,6 +205,8 @@ class FileReader {
         }
       } else if (name == "sync") {
         if (auto value = read_choice(name, node, kSyncPolicies)) config.node.sync = *to_sync_policy(*value);
+      } else if (name == "metrics") {
+        if (auto value = read_string(name, node)) config.node.metrics_endpoint = std::move(*value);
       } else if (name == "segment_size") {
         if (auto value = read_integer(name, node, kMaxU64)) config.node.segment_size = *value;
       } else if (name == "snapshot_threshold") {
@@ -402,6 +404,7 @@ struct Flags {
   std::string sync;
   std::string log_level;
   std::string log_file;
+  std::string metrics;
   std::string idle;
   std::string heartbeat_ms;
   std::string election_timeout_ms;
@@ -437,6 +440,9 @@ void define_flags(CLI::App& app, Flags& flags) {
       ->type_name("STRATEGY");
   app.add_option("--log-file", flags.log_file, "append log lines to FILE instead of stderr (log_file)")
       ->type_name("FILE");
+  app.add_option("--metrics", flags.metrics,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (metrics; default: not served)")
+      ->type_name("HOST:PORT");
   app.add_option("--heartbeat-ms", flags.heartbeat_ms, "leader heartbeat interval (timeouts.heartbeat_ms; default 50)")
       ->type_name("MS");
   app.add_option("--election-timeout-ms", flags.election_timeout_ms,
@@ -534,6 +540,7 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
     }
   }
   if (given("--sync") && choice("--sync", flags.sync, kSyncPolicies)) config.node.sync = *to_sync_policy(flags.sync);
+  if (given("--metrics")) config.node.metrics_endpoint = flags.metrics;
   if (given("--heartbeat-ms")) {
     if (auto value = integer("--heartbeat-ms", flags.heartbeat_ms, kMaxTimeoutMs)) {
       config.node.heartbeat_interval = to_ms(*value);

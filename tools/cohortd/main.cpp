@@ -55,6 +55,8 @@ static int run(int argc, char** argv) {
   // Scripts and tests wait for these lines to learn the ports; "clients on" comes last, the sign the node is up.
   std::printf("listening on %s\n", node.peer_endpoint().c_str());
   if (const std::string admin = node.admin_endpoint(); !admin.empty()) std::printf("admin on %s\n", admin.c_str());
+  if (const std::string metrics = node.metrics_endpoint(); !metrics.empty())
+    std::printf("metrics on %s\n", metrics.c_str());
   std::printf("clients on %s\n", node.client_endpoint().c_str());
   std::fflush(stdout);
   return node.run();
