@@ -22,10 +22,10 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "cohort/services/kv_codec.h"
+#include "cohort/services/kv_service.h"
 #include "host/entry_codec.h"
 #include "host/service_host.h"
-#include "services/kv_codec.h"
-#include "services/kv_service.h"
 #include "storage/posix_file.h"
 #include "storage/snapshot_file.h"
 

@@ -8,6 +8,7 @@ packages=(
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   procps iproute2 python3 gnuplot-nox
+  dpkg-dev file
 )
 
 missing=()

@@ -22,7 +22,7 @@
 
 #include "cohort/admin.h"
 #include "cohort/client.h"
-#include "services/kv_codec.h"
+#include "cohort/services/kv_codec.h"
 
 namespace {
 

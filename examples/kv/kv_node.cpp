@@ -11,9 +11,8 @@
 #include <vector>
 
 #include <cohort/node.h>
+#include <cohort/services/kv_service.h>
 #include <CLI/CLI.hpp>
-
-#include "services/kv_service.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "services/kv_codec.h"
+#include "cohort/services/kv_codec.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "services/kv_service.h"
+#include "cohort/services/kv_service.h"
 
 #include <fmt/format.h>
 #include <xxhash.h>

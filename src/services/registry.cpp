@@ -1,8 +1,8 @@
 #include "services/registry.h"
 
+#include "cohort/services/kv_service.h"
 #include "services/counter_service.h"
 #include "services/echo_service.h"
-#include "services/kv_service.h"
 #include "services/ledger_service.h"
 
 namespace cohort::services {

@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "cohort/services/kv_codec.h"
 #include "common/assert.h"
-#include "services/kv_codec.h"
 
 namespace cohort::sim {
 

@@ -26,9 +26,9 @@
 #include <cohort/service.h>
 
 #include "client/client_core.h"
+#include "cohort/services/kv_service.h"
 #include "common/random.h"
 #include "consensus/log.h"
-#include "services/kv_service.h"
 #include "sim/checker.h"
 #include "sim/client_checker.h"
 #include "sim/client_network.h"

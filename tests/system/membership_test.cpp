@@ -38,8 +38,8 @@
 
 #include "cohort/admin.h"
 #include "cohort/client.h"
+#include "cohort/services/kv_codec.h"
 #include "process.h"
-#include "services/kv_codec.h"
 
 namespace cohort::testing {
 namespace {

@@ -43,8 +43,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cohort/client.h"
+#include "cohort/services/kv_codec.h"
 #include "services/counter_service.h"
-#include "services/kv_codec.h"
 
 namespace {
 

@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "cohort/services/kv_codec.h"
+#include "cohort/services/kv_service.h"
 #include "consensus/memory_log.h"
 #include "host/entry_codec.h"
 #include "host/replica.h"
 #include "recording_service.h"
-#include "services/kv_codec.h"
-#include "services/kv_service.h"
 
 namespace cohort::host {
 namespace {

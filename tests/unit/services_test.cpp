@@ -14,12 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include "cohort/services/kv_codec.h"
+#include "cohort/services/kv_service.h"
 #include "common/bytes.h"
 #include "common/random.h"
 #include "services/counter_service.h"
 #include "services/echo_service.h"
-#include "services/kv_codec.h"
-#include "services/kv_service.h"
 #include "services/ledger_service.h"
 #include "services/registry.h"
 

@@ -1,5 +1,6 @@
 #pragma once
-// The key-value service's wire format, shared by the service, the command-line client and the tests.
+// The built-in key-value service's wire format (KvService, cohort/services/kv_service.h): a client encodes its
+// requests and decodes the replies with these (examples/kv/kv_cli.cpp). CMake target Cohort::services.
 // Little-endian; a fixed-size header, then the byte strings it announces, nothing after them.
 //
 // Request (ingress payload):
@@ -24,11 +25,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
-#include "common/bytes.h"
-#include "common/result.h"
+#include "cohort/result.h"
 
 namespace cohort::services {
 
@@ -66,13 +67,14 @@ std::optional<std::string> validate(const KvRequest& request);
 /// The request's bytes, or validate()'s reason.
 Result<std::vector<std::byte>, std::string> encode_kv_request(const KvRequest& request);
 /// Decodes and validates one request; any malformed input gives a reason, never a crash.
-Result<KvRequest, std::string> decode_kv_request(ByteSpan bytes);
+Result<KvRequest, std::string> decode_kv_request(std::span<const std::byte> bytes);
 /// The request id of a request that may be malformed: 0 if it is too short to carry one.
-std::uint64_t peek_kv_request_id(ByteSpan bytes) noexcept;
+std::uint64_t peek_kv_request_id(std::span<const std::byte> bytes) noexcept;
 
 /// Appends one reply to `out`. Precondition: value.size() <= kMaxValueLength.
-void encode_kv_reply(std::uint64_t request_id, KvStatus status, ByteSpan value, std::vector<std::byte>& out);
+void encode_kv_reply(std::uint64_t request_id, KvStatus status, std::span<const std::byte> value,
+                     std::vector<std::byte>& out);
 std::vector<std::byte> encode_kv_reply(const KvReply& reply);
-Result<KvReply, std::string> decode_kv_reply(ByteSpan bytes);
+Result<KvReply, std::string> decode_kv_reply(std::span<const std::byte> bytes);
 
 }  // namespace cohort::services

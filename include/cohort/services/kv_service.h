@@ -1,7 +1,8 @@
 #pragma once
 // The built-in key-value store: an ordered map replicated by the cluster, with compare-and-set and per-key
 // expiry (TTL) driven by cluster timers. Every request, reads included, goes through the log, so a get is
-// linearizable. The wire format and the semantics of each op are in kv_codec.h.
+// linearizable. The wire format and the semantics of each op are in kv_codec.h. Host it in a node of your own as
+// examples/kv/kv_node.cpp does; CMake target Cohort::services.
 
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "cohort/service.h"
-#include "services/kv_codec.h"
+#include "cohort/services/kv_codec.h"
 
 namespace cohort::services {
 
@@ -62,8 +63,8 @@ class KvService final : public Service {
   void erase(Cluster& cluster, std::map<std::string, Entry, std::less<>>::iterator it);
   /// The entry for `key` if it exists and its deadline, if any, is still ahead of `now`.
   const Entry* live(std::string_view key, ClusterTime now) const;
-  void reply(Cluster& cluster, SessionId session, std::uint64_t request_id, KvStatus status, ByteSpan value);
-  void restore(ByteSpan snapshot);
+  void reply(Cluster& cluster, SessionId session, std::uint64_t request_id, KvStatus status, Bytes value);
+  void restore(Bytes snapshot);
 
   // Replicated state: every field below is in the snapshot.
   // Invariant: timers_ holds exactly one ArmedTimer per entry with an expiry, keyed by that expiry's timer id,
