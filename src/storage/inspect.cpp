@@ -152,11 +152,9 @@ Result<Inspection, std::string> Inspector::run() {
   for (const std::string& name : *names) {
     if (const auto snapshot = parse_snapshot_name(name)) {
       cohort_files = true;
-      if (snapshot->kind == SnapshotFileKind::complete) {
-        snapshot_files_.emplace_back(name, *snapshot);
-      } else {
+      snapshot_files_.emplace_back(name, *snapshot);
+      if (snapshot->kind == SnapshotFileKind::temp)
         add(FindingKind::leftover, name, "a snapshot whose writing was cut short: recovery removes it");
-      }
     } else if (name.ends_with(kTempSuffix)) {
       cohort_files = cohort_files || name == kMetadataTempName || name == kBaseTempName || name == kMachineTempName ||
                      parse_segment_name(std::string_view(name).substr(0, name.size() - kTempSuffix.size()));
@@ -182,7 +180,7 @@ Result<Inspection, std::string> Inspector::run() {
   std::sort(all_segments_.begin(), all_segments_.end(),
             [](const NamedSegment& a, const NamedSegment& b) { return a.first < b.first; });
   std::sort(snapshot_files_.begin(), snapshot_files_.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.second.index, a.second.term) > std::tie(b.second.index, b.second.term);
+    return std::tie(a.second.index, a.second.term, a.first) > std::tie(b.second.index, b.second.term, b.first);
   });
 
   read_metadata();
@@ -499,30 +497,32 @@ void Inspector::classify_break() {
   if (!break_->classify) return;                         // refused or unreadable: said where it was found
 
   const std::size_t later = kept_.size() - break_->segment - 1;
-  const std::string cut = fmt::format(
-      "{} bytes here and {} later segment(s){}", holder.bytes - std::min(holder.bytes, break_->offset), later,
-      after_.records == 0 ? std::string(", no intact record among them")
-                          : fmt::format(", holding {} intact record(s) (indexes {} to {})", after_.records,
-                                        after_.lowest.value(), after_.highest.value()));
+  const std::uint64_t here = holder.bytes - std::min(holder.bytes, break_->offset);
+  const std::string cut =
+      fmt::format("{} byte(s) of this segment and {} later segment(s), which hold {}", here, later,
+                  after_.records == 0 ? std::string("no intact record")
+                                      : fmt::format("{} intact record(s), indexes {} to {}", after_.records,
+                                                    after_.lowest.value(), after_.highest.value()));
   const bool durable = after_.claim >= break_->index;
   durable_damage_ = durable;
   const FindingKind kind = durable ? FindingKind::damage : FindingKind::torn_tail;
-  if (durable) {
-    add(kind, holder.name,
-        fmt::format("{}. The intact record in {} was written once entries up to {} were durable, so this is damage "
-                    "to a durable record, not a torn write (DATA LOSS): recovery cuts the log here ({}) and the node "
-                    "rejoins as a recovering node, repaired from the leader",
-                    break_->what, after_.claim_where, after_.claim.value(), cut),
-        break_->offset, break_->index);
-  } else {
-    add(kind, holder.name,
-        fmt::format("{}. No later record says it was durable: a torn tail, which recovery cuts off ({}). Nothing "
-                    "acknowledged is lost unless this was synced (then a majority of intact replicas holds it)",
-                    break_->what, cut),
-        break_->offset, break_->index);
-  }
+  const std::string what =
+      durable ? fmt::format(
+                    "{}. The intact record in {} was written once entries up to {} were durable, so this is "
+                    "damage to a durable record, not a torn write (DATA LOSS). Recovery cuts the log here: {}; "
+                    "the node rejoins as a recovering node, repaired from the leader",
+                    break_->what, after_.claim_where, after_.claim.value(), cut)
+              : fmt::format(
+                    "{}. No later record says it was durable: a torn tail, which recovery cuts off: {}. "
+                    "Nothing acknowledged is lost, unless it was synced; then a majority of intact replicas "
+                    "holds it",
+                    break_->what, cut);
+  // Before the problems found past it, which it explains.
+  const std::size_t at = later_stops_.empty() ? out_.findings.size() : later_stops_.front();
+  out_.findings.insert(out_.findings.begin() + static_cast<std::ptrdiff_t>(at),
+                       Finding{kind, holder.name, break_->offset, break_->index, what});
   for (const std::size_t stop : later_stops_) {
-    Finding& finding = out_.findings[stop];
+    Finding& finding = out_.findings[stop + 1];
     finding.kind = kind;
     finding.what += durable ? " (past the damage above: recovery cuts it too)"
                             : " (part of the torn tail above: recovery cuts it too)";
@@ -533,6 +533,16 @@ void Inspector::check_snapshots() {
   // A start reads them newest first and stops at the first intact one: only those it reads can refuse it.
   bool found_intact = false;
   for (const auto& [name, named] : snapshot_files_) {
+    if (named.kind == SnapshotFileKind::temp) {
+      SnapshotSummary summary;
+      summary.name = name;
+      summary.named = named;
+      if (auto file = directory_.open(name, OpenMode::existing)) {
+        if (auto size = (*file)->size()) summary.bytes = *size;
+      }
+      out_.snapshots.push_back(std::move(summary));
+      continue;
+    }
     bool foreign = false;
     SnapshotSummary summary = check_snapshot(name, named, foreign);
     if (summary.intact) {
@@ -619,7 +629,9 @@ SnapshotSummary Inspector::check_snapshot(const std::string& name, const Snapsho
     (void)XXH3_64bits_update(state.get(), piece.data(), *got);
     at += *got;
   }
-  if (const std::uint64_t digest = XXH3_64bits_digest(state.get()); digest != meta->checksum) {
+  const std::uint64_t digest = XXH3_64bits_digest(state.get());
+  summary.body_ok = digest == meta->checksum;
+  if (!*summary.body_ok) {
     summary.problem =
         fmt::format("the body fails its checksum (XXH3 {:016x}, the header says {:016x})", digest, meta->checksum);
     return summary;

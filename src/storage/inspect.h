@@ -68,8 +68,9 @@ struct SnapshotSummary {
   SnapshotFileName named;   // what its name says
   std::uint64_t bytes = 0;  // the file's size
   std::optional<SnapshotMeta> header;
-  bool intact = false;  // complete, header and name agree, size as announced, body checksum ok
-  std::string problem;  // why not, when not
+  std::optional<bool> body_ok;  // whether the body matches the header's checksum; nullopt: not read that far
+  bool intact = false;          // complete, header and name agree, size as announced, body checksum ok
+  std::string problem;          // why a complete one is not intact (a temp one is not checked)
 };
 
 /// A record read back, for a listing of the entries: valid during the callback only.
@@ -107,7 +108,7 @@ struct Inspection {
   Term last_term;
 
   std::vector<SegmentSummary> segments;    // by first index
-  std::vector<SnapshotSummary> snapshots;  // newest first
+  std::vector<SnapshotSummary> snapshots;  // newest first, temp ones (leftovers) included
   std::vector<Finding> findings;           // in the order found: files, then the log, then the snapshots
 
   /// What a start would do with this directory, as this build's recovery decides (one sentence).

@@ -88,6 +88,7 @@ TEST(Inspect, AnIntactLogIsSummarizedAndNothingIsFound) {
   EXPECT_EQ(inspection.segments[1].durable_mark, LogIndex{110});
   ASSERT_EQ(inspection.snapshots.size(), 1U);
   EXPECT_TRUE(inspection.snapshots[0].intact) << inspection.snapshots[0].problem;
+  EXPECT_EQ(inspection.snapshots[0].body_ok, true);
   EXPECT_EQ(inspection.snapshots[0].header->index, LogIndex{72});
   EXPECT_EQ(inspection.snapshots[0].bytes, kSnapshotHeaderSize + 5000);
   EXPECT_TRUE(inspection.findings.empty()) << describe(inspection);
@@ -112,7 +113,7 @@ TEST(Inspect, ADamagedRecordInTheMiddleIsDamageToADurableRecordNamedWithItsFileO
   EXPECT_EQ(damage[0]->index, LogIndex{40});
   EXPECT_TRUE(contains(damage[0]->what, "the record's body fails its checksum")) << damage[0]->what;
   EXPECT_TRUE(contains(damage[0]->what, "DATA LOSS")) << damage[0]->what;
-  EXPECT_TRUE(contains(damage[0]->what, "2 later segment(s), holding 80 intact record(s) (indexes 41 to 120)"))
+  EXPECT_TRUE(contains(damage[0]->what, "2 later segment(s), which hold 80 intact record(s), indexes 41 to 120"))
       << damage[0]->what;
   EXPECT_EQ(inspection.last_index, LogIndex{39});
   EXPECT_TRUE(inspection.segments[1].beyond_damage);
@@ -162,6 +163,7 @@ TEST(Inspect, ASnapshotThatFailsItsChecksumIsDamageAndTheStartFallsBackToTheLog)
   EXPECT_TRUE(inspection.damaged());
   ASSERT_EQ(inspection.snapshots.size(), 1U);
   EXPECT_FALSE(inspection.snapshots[0].intact);
+  EXPECT_EQ(inspection.snapshots[0].body_ok, false);
   const auto damage = findings_of(inspection, FindingKind::damage);
   ASSERT_EQ(damage.size(), 1U) << describe(inspection);
   EXPECT_EQ(damage[0]->file, name);
@@ -232,6 +234,33 @@ TEST(Inspect, LeftoversAndUnknownFilesAreNamedAndAreNoDamage) {
   const auto notes = findings_of(inspection, FindingKind::note);
   ASSERT_EQ(notes.size(), 1U) << describe(inspection);
   EXPECT_EQ(notes[0]->file, "notes.txt");
+  ASSERT_EQ(inspection.snapshots.size(), 1U);
+  EXPECT_EQ(inspection.snapshots[0].named.kind, SnapshotFileKind::temp);
+}
+
+// Files under Cohort's names holding anything at all: every one is read with its lengths checked, named, and never
+// trusted.
+TEST(Inspect, GarbageUnderCohortNamesIsNamedAndNeverTrusted) {
+  const std::string names[] = {std::string(kMetadataName), std::string(kBaseName),
+                               std::string(kMachineName),  segment_name(LogIndex{1}),
+                               segment_name(LogIndex{5}),  snapshot_name(LogIndex{3}, Term{1})};
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    Random random(seed);
+    MemoryDirectory disk;
+    for (const std::string& name : names) {
+      std::vector<std::byte> bytes(random.below(400));
+      for (std::byte& b : bytes) b = static_cast<std::byte>(random.below(256));
+      // Some files start like the real thing, so the checks past the first ones run too.
+      if (name == names[3] && bytes.size() >= kSegmentHeaderSize && random.below(2) == 0)
+        encode_segment_header(bytes.data(), kIdentity, LogIndex{1}, random.next());
+      auto file = disk.open(name, OpenMode::create_new);
+      ASSERT_TRUE(file);
+      const ByteSpan parts[] = {bytes};
+      ASSERT_TRUE((*file)->write_at(0, parts));
+    }
+    const Inspection inspection = inspect_unchanged(disk);
+    EXPECT_TRUE(inspection.damaged()) << "seed " << seed << "\n" << describe(inspection);
+  }
 }
 
 TEST(Inspect, ACompactionCutShortLeavesSegmentsRecoveryRemoves) {
