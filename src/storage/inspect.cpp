@@ -56,7 +56,9 @@ struct Break {
   std::uint64_t offset = 0;
   LogIndex index;  // the index that belongs there
   std::string what;
-  bool classify = true;  // a record's damage or a gap: torn tail or damage, by what later records claim
+  // A damaged record or a gap, which later records' claims make a torn tail or damage; not so a segment that cannot
+  // be read or whose header is damaged, reported where it was found.
+  bool classify = true;
 };
 
 /// What the kept segments past the break hold, as recovery's search for proof reads them.
@@ -246,11 +248,20 @@ void Inspector::read_metadata() {
   const std::string name(kMetadataName);
   if (!has_metadata_) {
     metadata_lost_ = true;
-    add(FindingKind::damage, name,
-        all_segments_.empty() && !has_base_
-            ? "missing, beside other Cohort files: a start takes this for a new data directory (standing fresh)"
-            : "missing: this node's term and vote are lost (DATA LOSS); recovery rebuilds the file from the log "
-              "(its last term, no vote) and the node rejoins as a recovering node");
+    // The metadata file is the first a node writes: a first start cut short leaves at most its `.tmp`.
+    const bool only_leftovers = all_segments_.empty() && !has_base_ && !has_machine_ &&
+                                std::none_of(snapshot_files_.begin(), snapshot_files_.end(), [](const auto& file) {
+                                  return file.second.kind == SnapshotFileKind::complete;
+                                });
+    if (only_leftovers)
+      add(FindingKind::note, name, "missing, beside leftovers only: a start takes this for a new data directory");
+    else if (all_segments_.empty() && !has_base_)
+      add(FindingKind::damage, name,
+          "missing, beside other Cohort files: a start takes this for a new data directory (standing fresh)");
+    else
+      add(FindingKind::damage, name,
+          "missing: this node's term and vote are lost (DATA LOSS); recovery rebuilds the file from the log (its "
+          "last term, no vote) and the node rejoins as a recovering node");
     return;
   }
   auto read = read_prefix(directory_, name, kSmallFileLimit);

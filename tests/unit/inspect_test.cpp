@@ -284,6 +284,14 @@ TEST(Inspect, ACompactionCutShortLeavesSegmentsRecoveryRemoves) {
             "restores the snapshot at index 72 (term 1) and replays entries 73 to 120; standing member");
 }
 
+TEST(Inspect, AFirstStartCutShortBeforeItsMetadataFileIsNoDamage) {
+  MemoryDirectory disk;
+  ASSERT_TRUE(disk.open(kMetadataTempName, OpenMode::create_new));
+  const Inspection inspection = inspect_unchanged(disk);
+  EXPECT_FALSE(inspection.damaged()) << describe(inspection);
+  EXPECT_EQ(inspection.at_start, "starts with an empty log; standing fresh");
+}
+
 TEST(Inspect, ADirectoryWithoutCohortFilesIsNoDataDirectory) {
   MemoryDirectory disk;
   auto empty = inspect(disk, {}, std::nullopt);
