@@ -170,8 +170,8 @@ const char* kind_label(storage::FindingKind kind) {
 }
 
 void print_text(const std::string& dir, const storage::Inspection& in, const std::optional<long>& holder,
-                bool listed_entries) {
-  if (listed_entries) fmt::print("\n");
+                bool after_entries) {
+  if (after_entries) fmt::print("\n");
   fmt::print("data directory  {} (read-only{})\n", dir,
              holder ? fmt::format("; in use by process {}: a running node", *holder) : std::string());
   if (in.identity)
@@ -405,7 +405,11 @@ int run_log_inspect(const LogInspectOptions& options) {
     else
       fmt::print("{}],\n{}}}\n", listed ? "\n" : "{\"entries\":[", summary);
   } else {
-    print_text(options.dir, *inspection, holder, listed);
+    if (options.entries && !listed)
+      fmt::print("entries: none from index {} to {}\n", options.from,
+                 options.to == std::numeric_limits<std::uint64_t>::max() ? std::string("the end")
+                                                                         : std::to_string(options.to));
+    print_text(options.dir, *inspection, holder, options.entries);
   }
   return inspection->damaged() ? kDamaged : 0;
 }

@@ -6,7 +6,8 @@
 //                     and a minimal 3-process replicator's commit latency and throughput (floor.h)
 //   cohort bench      drives a cluster running the echo service (one it starts, or a running one) through the
 //                     client: latency, throughput, failover, sweeps, beside this machine's floor (bench.h)
-//   cohort log inspect  decodes a node's data directory offline and names any damage (log_inspect.h)
+//   cohort log inspect  decodes a node's data directory offline and names any damage: exit status 1 if it finds
+//                     some (log_inspect.h)
 // (The operations issue adds the other admin commands; `cohort-kv status` shows a cluster today.)
 // Exit status: 0 done (stream: nothing lost, duplicated or unknown); 1 a node could not do it (unreachable, refused,
 // failed), the stream found a problem, the floor could not be measured, or the bench failed or saw a message not
