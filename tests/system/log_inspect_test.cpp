@@ -91,8 +91,8 @@ class LogInspectTest : public ::testing::Test {
 
   /// A data directory made with the storage layer: entries 1 to 120 of term 1 (a noop, a bootstrap, a session
   /// opened, then messages of kMessageRecord bytes each) written in synced groups of 10, 4096-byte segments, a
-  /// snapshot at 72 and the log compacted up to it. Closed (unlocked) when this returns.
-  void make_data_dir() {
+  /// snapshot at 72 and, if `compact`, the log compacted up to it. Closed (unlocked) when this returns.
+  void make_data_dir(bool compact = true) {
     storage::LogOptions options;
     options.segment_size = 4096;
     auto directory = storage::PosixDirectory::open_locked(data_.string());
@@ -132,6 +132,7 @@ class LogInspectTest : public ::testing::Test {
     }
     const std::vector<std::byte> body(3000, std::byte{0x5A});
     ASSERT_TRUE(storage::write_snapshot(**directory, kIdentity.cluster_id, LogIndex{72}, Term{1}, body));
+    if (!compact) return;
     (void)log.compact(LogIndex{72});
     ASSERT_NO_FATAL_FAILURE(flush(log, writer));
   }
@@ -255,6 +256,20 @@ TEST_F(LogInspectTest, AnIntactDirectoryListsItsEntriesAsTheCodecKnowsThem) {
   for (auto at = listed.out.find(" ingress "); at != std::string::npos; at = listed.out.find(" ingress ", at + 1))
     ++messages;
   EXPECT_EQ(messages, 120 - base) << listed.out;
+}
+
+TEST_F(LogInspectTest, TheIncarnationIsReadFromTheBootstrapEntryWhileTheLogHoldsIt) {
+  ASSERT_NO_FATAL_FAILURE(make_data_dir(/*compact=*/false));
+  const RunResult result = inspect_data();
+  ASSERT_EQ(result.status, 0) << result.out << result.err;
+  EXPECT_TRUE(contains(result.out,
+                       "incarnation     00000000000000010000000000000002, members 1 (the bootstrap entry, "
+                       "index 2)"))
+      << result.out;
+  EXPECT_TRUE(contains(result.out,
+                       "at start        restores the snapshot at index 72 (term 1) and replays entries "
+                       "73 to 120; standing member"))
+      << result.out;
 }
 
 TEST_F(LogInspectTest, AFlippedByteInTheMiddleOfASegmentIsNamedAsDamageToADurableRecord) {

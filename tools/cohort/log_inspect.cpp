@@ -89,6 +89,32 @@ const char* kind_name(host::EntryKind kind) {
   return "unknown";
 }
 
+/// The cluster's incarnation, as the first leader's bootstrap entry records it (host/entry_codec.h). Nothing else on
+/// disk that this tool reads names it: once that entry is compacted away, only the service host's part of a
+/// snapshot holds it.
+struct Incarnation {
+  host::Id128 id;
+  std::vector<std::uint32_t> members;
+  LogIndex index;  // of the bootstrap entry
+};
+
+std::optional<Incarnation> bootstrap_of(const storage::InspectedEntry& entry) {
+  if (entry.type != consensus::EntryType::command || entry.payload.empty() ||
+      entry.payload[0] != std::byte{static_cast<std::uint8_t>(host::EntryKind::bootstrap)})
+    return std::nullopt;
+  const auto decoded = host::decode_entry(entry.payload);
+  if (!decoded || decoded->kind != host::EntryKind::bootstrap) return std::nullopt;
+  return Incarnation{decoded->id, host::member_ids(*decoded), entry.index};
+}
+
+std::string id_text(const host::Id128& id) { return fmt::format("{:016x}{:016x}", id.high, id.low); }
+
+std::string members_text(const std::vector<std::uint32_t>& members) {
+  std::string out;
+  for (const std::uint32_t id : members) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
 /// An entry as the layers above consensus wrote it (host/entry_codec.h).
 struct EntryView {
   std::string kind;
@@ -103,12 +129,9 @@ EntryView view_of(const storage::InspectedEntry& entry) {
   const host::DecodedEntry& e = *decoded;
   EntryView view{kind_name(e.kind), {}, e.stamp};
   switch (e.kind) {
-    case host::EntryKind::bootstrap: {
-      std::string members;
-      for (const std::uint32_t id : host::member_ids(e)) members += (members.empty() ? "" : ",") + std::to_string(id);
-      view.detail = fmt::format("incarnation {:016x}{:016x}, members {}", e.id.high, e.id.low, members);
+    case host::EntryKind::bootstrap:
+      view.detail = fmt::format("incarnation {}, members {}", id_text(e.id), members_text(host::member_ids(e)));
       break;
-    }
     case host::EntryKind::session_open:
       view.detail = fmt::format("client {:016x}{:016x}", e.id.high, e.id.low);
       if (e.session != 0) view.detail += fmt::format(", resumes session {}", e.session);
@@ -169,8 +192,8 @@ const char* kind_label(storage::FindingKind kind) {
   return "?";
 }
 
-void print_text(const std::string& dir, const storage::Inspection& in, const std::optional<long>& holder,
-                bool after_entries) {
+void print_text(const std::string& dir, const storage::Inspection& in, const std::optional<Incarnation>& incarnation,
+                const std::optional<long>& holder, bool after_entries) {
   if (after_entries) fmt::print("\n");
   fmt::print("data directory  {} (read-only{})\n", dir,
              holder ? fmt::format("; in use by process {}: a running node", *holder) : std::string());
@@ -179,6 +202,11 @@ void print_text(const std::string& dir, const storage::Inspection& in, const std
                in.identity->cluster_id, in.identity_from);
   else
     fmt::print("identity        unknown: no file says it\n");
+  if (incarnation)
+    fmt::print("incarnation     {}, members {} (the bootstrap entry, index {})\n", id_text(incarnation->id),
+               members_text(incarnation->members), incarnation->index.value());
+  else
+    fmt::print("incarnation     not in the log kept: its bootstrap entry was compacted into a snapshot\n");
   if (in.hard_state)
     fmt::print("meta            term {}, {}, standing {}\n", in.hard_state->term.value(),
                in.hard_state->voted_for ? fmt::format("voted for node {}", in.hard_state->voted_for->value())
@@ -275,12 +303,17 @@ std::string entry_json(const storage::InspectedEntry& entry) {
       view.stamp ? std::to_string(view.stamp->count()) : std::string("null"), json_string(view.detail));
 }
 
-std::string summary_json(const std::string& dir, const storage::Inspection& in, const std::optional<long>& holder) {
+std::string summary_json(const std::string& dir, const storage::Inspection& in,
+                         const std::optional<Incarnation>& incarnation, const std::optional<long>& holder) {
   std::string out = fmt::format(R"("directory":{},"in_use_by_pid":{},)", json_string(dir),
                                 holder ? std::to_string(*holder) : std::string("null"));
   out += in.identity ? fmt::format(R"("identity":{{"cluster_id":{},"node_id":{},"from":{}}},)", in.identity->cluster_id,
                                    in.identity->node_id.value(), json_string(in.identity_from))
                      : std::string(R"("identity":null,)");
+  out += incarnation ? fmt::format(R"("incarnation":{{"id":{},"members":[{}],"bootstrap_index":{}}},)",
+                                   json_string(id_text(incarnation->id)), members_text(incarnation->members),
+                                   incarnation->index.value())
+                     : std::string(R"("incarnation":null,)");
   out += in.hard_state
              ? fmt::format(R"("meta":{{"term":{},"voted_for":{},"standing":{}}},)", in.hard_state->term.value(),
                            in.hard_state->voted_for ? std::to_string(in.hard_state->voted_for->value()) : "null",
@@ -370,20 +403,20 @@ int run_log_inspect(const LogInspectOptions& options) {
   const std::optional<long> holder = lock_holder(options.dir);
 
   // Entries are printed as they are read, never held: a whole log may be listed. In JSON they open the document.
-  storage::InspectOptions inspect_options;
+  // Every entry passes by, for the bootstrap entry that names the incarnation.
+  std::optional<Incarnation> incarnation;
   bool listed = false;
-  if (options.entries) {
-    inspect_options.from = LogIndex{options.from};
-    inspect_options.to = LogIndex{options.to};
+  storage::InspectOptions inspect_options;
+  inspect_options.on_entry = [&](const storage::InspectedEntry& entry) {
+    if (!incarnation && entry.kept) incarnation = bootstrap_of(entry);
+    if (!options.entries || entry.index.value() < options.from || entry.index.value() > options.to) return;
     if (options.json) {
-      inspect_options.on_entry = [&listed](const storage::InspectedEntry& entry) {
-        fmt::print("{}{}", listed ? ",\n" : "{\"entries\":[\n", entry_json(entry));
-        listed = true;
-      };
+      fmt::print("{}{}", listed ? ",\n" : "{\"entries\":[\n", entry_json(entry));
+      listed = true;
     } else {
-      inspect_options.on_entry = [&listed](const storage::InspectedEntry& entry) { print_entry_text(entry, listed); };
+      print_entry_text(entry, listed);
     }
-  }
+  };
   auto inspection = storage::inspect(**directory, inspect_options, current_boot_id());
   if (!inspection) return fail(inspection.error());
   if (holder) {
@@ -399,7 +432,7 @@ int run_log_inspect(const LogInspectOptions& options) {
                                      *holder)});
   }
   if (options.json) {
-    const std::string summary = summary_json(options.dir, *inspection, holder);
+    const std::string summary = summary_json(options.dir, *inspection, incarnation, holder);
     if (!options.entries)
       fmt::print("{{{}}}\n", summary);
     else
@@ -409,7 +442,7 @@ int run_log_inspect(const LogInspectOptions& options) {
       fmt::print("entries: none from index {} to {}\n", options.from,
                  options.to == std::numeric_limits<std::uint64_t>::max() ? std::string("the end")
                                                                          : std::to_string(options.to));
-    print_text(options.dir, *inspection, holder, options.entries);
+    print_text(options.dir, *inspection, incarnation, holder, options.entries);
   }
   return inspection->damaged() ? kDamaged : 0;
 }
