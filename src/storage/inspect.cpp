@@ -408,7 +408,11 @@ void Inspector::walk_segment(std::size_t position) {
   // previous segment (which was read to its end, or it would have broken there).
   if (!summary.beyond_damage && named.first != expected_) {
     break_ = Break{position - 1, out_.segments.back().intact_bytes, expected_,
-                   fmt::format("the next segment, {}, starts at index {}", named.name, named.first.value())};
+                   named.first > expected_
+                       ? fmt::format("the next segment, {}, starts at index {}: entries {} to {} are missing",
+                                     named.name, named.first.value(), expected_.value(), named.first.prev().value())
+                       : fmt::format("the next segment, {}, starts at index {}, which this one holds already",
+                                     named.name, named.first.value())};
     summary.beyond_damage = true;
   }
   const bool in_log = !summary.beyond_damage;
@@ -518,16 +522,18 @@ void Inspector::classify_break() {
   durable_damage_ = durable;
   const FindingKind kind = durable ? FindingKind::damage : FindingKind::torn_tail;
   const std::string what =
-      durable ? fmt::format(
-                    "{}. The intact record in {} was written once entries up to {} were durable, so this is "
-                    "damage to a durable record, not a torn write (DATA LOSS). Recovery cuts the log here: {}; "
-                    "the node rejoins as a recovering node, repaired from the leader",
-                    break_->what, after_.claim_where, after_.claim.value(), cut)
-              : fmt::format(
-                    "{}. No later record says it was durable: a torn tail, which recovery cuts off: {}. "
-                    "Nothing acknowledged is lost, unless it was synced; then a majority of intact replicas "
-                    "holds it",
-                    break_->what, cut);
+      durable
+          ? fmt::format(
+                "{}. The intact record in {} was written once entries up to {} were durable, so {}, not a "
+                "torn write (DATA LOSS). Recovery cuts the log here: {}; the node rejoins as a recovering node, "
+                "repaired from the leader",
+                break_->what, after_.claim_where, after_.claim.value(),
+                break_->offset < holder.bytes ? "this is damage to a durable record" : "durable entries are lost", cut)
+          : fmt::format(
+                "{}. No later record says it was durable: a torn tail, which recovery cuts off: {}. "
+                "Nothing acknowledged is lost, unless it was synced; then a majority of intact replicas "
+                "holds it",
+                break_->what, cut);
   // Before the problems found past it, which it explains.
   const std::size_t at = later_stops_.empty() ? out_.findings.size() : later_stops_.front();
   out_.findings.insert(out_.findings.begin() + static_cast<std::ptrdiff_t>(at),

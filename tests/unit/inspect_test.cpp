@@ -126,6 +126,27 @@ TEST(Inspect, ADamagedRecordInTheMiddleIsDamageToADurableRecordNamedWithItsFileO
   EXPECT_TRUE(mentions(h.recovered().repairs, "DATA LOSS")) << joined(h.recovered().repairs);
 }
 
+TEST(Inspect, AMissingSegmentInTheMiddleIsAGapThatLosesDurableEntries) {
+  LogHarness h;
+  ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 120, 1), HardState{Term{1}, std::nullopt}));
+  ASSERT_TRUE(h.disk().remove(segment_name(LogIndex{37})));
+  const Inspection inspection = inspect_unchanged(h.disk());
+  const auto damage = findings_of(inspection, FindingKind::damage);
+  ASSERT_EQ(damage.size(), 1U) << describe(inspection);
+  EXPECT_EQ(damage[0]->file, segment_name(LogIndex{1}));
+  EXPECT_EQ(damage[0]->offset, kSegmentHeaderSize + 36 * kRecord);
+  EXPECT_EQ(damage[0]->index, LogIndex{37});
+  EXPECT_TRUE(contains(damage[0]->what, "starts at index 73: entries 37 to 72 are missing")) << damage[0]->what;
+  EXPECT_TRUE(contains(damage[0]->what, "durable entries are lost")) << damage[0]->what;
+  EXPECT_EQ(inspection.last_index, LogIndex{36});
+  EXPECT_FALSE(inspection.segments[0].beyond_damage) << "kept whole";
+  EXPECT_TRUE(inspection.segments[1].beyond_damage);
+
+  ASSERT_EQ(h.open(), "");
+  EXPECT_EQ(h.log().last_index(), LogIndex{36});
+  EXPECT_TRUE(mentions(h.recovered().repairs, "DATA LOSS")) << joined(h.recovered().repairs);
+}
+
 TEST(Inspect, ATornTailIsReportedAsOneRecoveryCutsAndIsNoDamage) {
   LogHarness h;
   ASSERT_NO_FATAL_FAILURE(make_log(h, make_entries(1, 100, 1), HardState{Term{1}, std::nullopt}));
