@@ -367,6 +367,8 @@ std::string summary_json(const std::string& dir, const storage::Inspection& in,
 }  // namespace
 
 CLI::App* add_log_inspect(CLI::App& log, LogInspectOptions& options) {
+  // Entries start at index 1 (index 0 is the empty log's base). No range in the help: its end is 2^64 - 1.
+  const auto index_range = CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()).description("");
   CLI::App* inspect = log.add_subcommand(
       "inspect",
       "decode a node's data directory offline, for post-mortems: identity, term and vote, base, segments, snapshots, "
@@ -380,10 +382,10 @@ CLI::App* add_log_inspect(CLI::App& log, LogInspectOptions& options) {
                     "and what it says");
   const auto implies_entries = [&options](const std::string&) { options.entries = true; };
   inspect->add_option("--from", options.from, "list entries from this index on (implies --entries)")
-      ->check(CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()))
+      ->check(index_range)
       ->each(implies_entries);
   inspect->add_option("--to", options.to, "list entries up to this index (implies --entries)")
-      ->check(CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()))
+      ->check(index_range)
       ->each(implies_entries);
   return inspect;
 }
