@@ -1,5 +1,6 @@
 #include "storage/format.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -130,6 +131,53 @@ std::optional<RecordHeader> decode_record_header(ByteSpan bytes, std::uint64_t n
 bool body_ok(const RecordHeader& header, ByteSpan body) noexcept {
   return body.size() == header.body_length &&
          consensus::compute_checksum(header.index, header.term, header.type, body) == header.entry_checksum;
+}
+
+Result<RecordHeader, std::string> check_record(ByteSpan segment, std::uint64_t offset, std::uint64_t nonce,
+                                               LogIndex expected, Term floor) {
+  const std::uint64_t left = offset < segment.size() ? segment.size() - offset : 0;
+  if (left < kRecordHeaderSize) return unexpected(fmt::format("{} bytes are left, too few for a record header", left));
+  const ByteSpan header_bytes = segment.subspan(offset, kRecordHeaderSize);
+  const auto header = decode_record_header(header_bytes, nonce);
+  if (!header) {
+    const bool zeros =
+        std::all_of(header_bytes.begin(), header_bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+    return unexpected(std::string(zeros ? "the record header is zeros" : "the record header fails its checksum"));
+  }
+  if (header->index != expected)
+    return unexpected(
+        fmt::format("the record holds index {} where index {} belongs", header->index.value(), expected.value()));
+  if (header->term < floor)
+    return unexpected(fmt::format("the record's term {} is below the previous record's term {}", header->term.value(),
+                                  floor.value()));
+  if (record_size(header->body_length) > left)
+    return unexpected(fmt::format("the record's body of {} bytes runs past the end of the file", header->body_length));
+  if (!body_ok(*header, segment.subspan(offset + kRecordHeaderSize, header->body_length)))
+    return unexpected(std::string("the record's body fails its checksum"));
+  return *header;
+}
+
+RecordsFound find_records_after(ByteSpan segment, std::uint64_t from, std::uint64_t nonce, LogIndex damaged) {
+  RecordsFound found;
+  std::uint64_t offset = (from + kRecordAlignment - 1) / kRecordAlignment * kRecordAlignment;
+  while (offset + kRecordHeaderSize <= segment.size()) {
+    const auto header = decode_record_header(segment.subspan(offset, kRecordHeaderSize), nonce);
+    if (header && record_size(header->body_length) <= segment.size() - offset &&
+        body_ok(*header, segment.subspan(offset + kRecordHeaderSize, header->body_length))) {
+      if (found.records == 0 || header->index < found.lowest) found.lowest = header->index;
+      if (found.records == 0 || header->index > found.highest) found.highest = header->index;
+      ++found.records;
+      if (header->index > damaged && header->durable_before < header->index &&
+          header->durable_before > found.durable_claim) {
+        found.durable_claim = header->durable_before;
+        found.claim_offset = offset;
+      }
+      offset += record_size(header->body_length);
+    } else {
+      offset += kRecordAlignment;
+    }
+  }
+  return found;
 }
 
 // ---- metadata: magic u64 | version u32 | length u32 | cluster id u64 | node id u32 | has vote u32 | term u64 |

@@ -37,6 +37,7 @@
 #include <string_view>
 
 #include "common/bytes.h"
+#include "common/result.h"
 #include "common/strong_id.h"
 #include "consensus/log.h"
 
@@ -107,6 +108,28 @@ void seal_record(std::byte* header, LogIndex durable_before, std::uint64_t nonce
 std::optional<RecordHeader> decode_record_header(ByteSpan bytes, std::uint64_t nonce) noexcept;
 /// Whether `body` matches the header's entry checksum.
 bool body_ok(const RecordHeader& header, ByteSpan body) noexcept;
+
+// ---- reading a segment's records: the rules recovery cuts by, which the read-only inspection applies too
+
+/// Checks the record that should start at `offset` of `segment` (a whole segment file's bytes, sealed with
+/// `nonce`) and hold index `expected` with a term of at least `floor`: room for a header, its checksum and zeros,
+/// the index, the term, a body inside the file, and the body against the entry checksum, in that order. Returns
+/// the header, or what is wrong with the record.
+Result<RecordHeader, std::string> check_record(ByteSpan segment, std::uint64_t offset, std::uint64_t nonce,
+                                               LogIndex expected, Term floor);
+
+/// The intact records in segment[from, end), found by probing every aligned offset: past damage, lengths cannot
+/// be followed; the nonce in the header checksum keeps bytes inside a payload from passing for a record.
+struct RecordsFound {
+  std::uint64_t records = 0;
+  LogIndex lowest;  // of their indexes; meaningful when records != 0
+  LogIndex highest;
+  /// The highest durable_before that a record of an index above the damaged one claims, below its own index:
+  /// if it reaches the damaged index, the damaged record had been made durable. Anything else is no proof.
+  LogIndex durable_claim;
+  std::uint64_t claim_offset = 0;  // of the record that claims it
+};
+RecordsFound find_records_after(ByteSpan segment, std::uint64_t from, std::uint64_t nonce, LogIndex damaged);
 
 // ---- metadata
 

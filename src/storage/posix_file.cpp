@@ -24,10 +24,14 @@ IoError error_from_errno(int code, std::string_view what) {
   return IoError{code, fmt::format("{}: {}", what, ::strerror_r(code, buffer.data(), buffer.size()))};
 }
 
+IoError read_only_error(std::string_view what) {
+  return error_from_errno(EROFS, fmt::format("{} (opened read-only)", what));
+}
+
 class PosixFile final : public File {
  public:
-  PosixFile(std::string name, std::string display, int fd)
-      : name_(std::move(name)), display_(std::move(display)), fd_(fd) {
+  PosixFile(std::string name, std::string display, int fd, bool read_only)
+      : name_(std::move(name)), display_(std::move(display)), fd_(fd), read_only_(read_only) {
     // A log segment's group commit gathers about one part per batch (up to 64 in flight, storage/batch.h).
     constexpr std::size_t kReservedParts = 128;
     iov_.reserve(kReservedParts);
@@ -51,6 +55,7 @@ class PosixFile final : public File {
   }
 
   IoStatus write_at(std::uint64_t offset, std::span<const ByteSpan> parts) override {
+    if (read_only_) return unexpected(read_only_error(fmt::format("write {} at offset {}", display_, offset)));
     // pwritev may write less than asked (a signal, a nearly full disk): continue from where it stopped.
     constexpr std::size_t kMaxParts = IOV_MAX;
     std::vector<iovec>& iov = iov_;
@@ -81,17 +86,21 @@ class PosixFile final : public File {
   IoStatus sync() override {
     // No retry on EINTR or anything else: after a failed fdatasync the kernel may have dropped the dirty
     // pages and a second call would report success for data that is gone.
+    if (read_only_) return unexpected(read_only_error(fmt::format("fdatasync {}", display_)));
     if (::fdatasync(fd_) != 0) return unexpected(error_from_errno(errno, fmt::format("fdatasync {}", display_)));
     return {};
   }
 
   IoStatus drop_cache() override {
+    // A running node's reads would pay for pages an inspection dropped.
+    if (read_only_) return unexpected(read_only_error(fmt::format("drop the cached pages of {}", display_)));
     if (const int code = ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED); code != 0)
       return unexpected(error_from_errno(code, fmt::format("drop the cached pages of {}", display_)));
     return {};
   }
 
   IoStatus truncate(std::uint64_t size) override {
+    if (read_only_) return unexpected(read_only_error(fmt::format("truncate {} to {} bytes", display_, size)));
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
       return unexpected(error_from_errno(errno, fmt::format("truncate {} to {} bytes", display_, size)));
     return {};
@@ -109,6 +118,7 @@ class PosixFile final : public File {
   std::string name_;
   std::string display_;  // directory/name, for messages
   int fd_;
+  bool read_only_;
   std::vector<iovec> iov_;  // reused: a write allocates nothing once warm
 };
 
@@ -161,26 +171,43 @@ IoResult<std::unique_ptr<PosixDirectory>> PosixDirectory::open_locked(const std:
     ::close(fd);
     return unexpected(error_from_errno(code, fmt::format("data directory {} is not writable", path)));
   }
-  return std::unique_ptr<PosixDirectory>(new PosixDirectory(path, fd));
+  return std::unique_ptr<PosixDirectory>(new PosixDirectory(path, fd, /*read_only=*/false));
+}
+
+IoResult<std::unique_ptr<PosixDirectory>> PosixDirectory::open_read_only(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return unexpected(error_from_errno(errno, fmt::format("open directory {}", path)));
+  return std::unique_ptr<PosixDirectory>(new PosixDirectory(path, fd, /*read_only=*/true));
 }
 
 PosixDirectory::~PosixDirectory() { ::close(fd_); }
 
 IoResult<std::unique_ptr<File>> PosixDirectory::open(std::string_view name, OpenMode mode) {
   const std::string file(name);
-  int flags = O_RDWR | O_CLOEXEC;
+  if (read_only_ && mode == OpenMode::create_new)
+    return unexpected(read_only_error(fmt::format("create {}/{}", path_, file)));
+  int flags = read_only_ ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CLOEXEC;
   if (mode == OpenMode::create_new) flags |= O_CREAT | O_EXCL;
-  const int fd = ::openat(fd_, file.c_str(), flags, 0644);
+  int fd = -1;
+  if (read_only_) {
+    // An inspection leaves even the access times as they were, where the kernel lets it (O_NOATIME needs the
+    // file's owner or CAP_FOWNER).
+    fd = ::openat(fd_, file.c_str(), flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = ::openat(fd_, file.c_str(), flags);
+  } else {
+    fd = ::openat(fd_, file.c_str(), flags, 0644);
+  }
   if (fd < 0) {
     return unexpected(error_from_errno(
         errno, fmt::format("{} {}/{}", mode == OpenMode::create_new ? "create" : "open", path_, file)));
   }
-  return std::unique_ptr<File>(std::make_unique<PosixFile>(file, fmt::format("{}/{}", path_, file), fd));
+  return std::unique_ptr<File>(std::make_unique<PosixFile>(file, fmt::format("{}/{}", path_, file), fd, read_only_));
 }
 
 IoStatus PosixDirectory::rename(std::string_view from, std::string_view to) {
   const std::string a(from);
   const std::string b(to);
+  if (read_only_) return unexpected(read_only_error(fmt::format("rename {}/{} to {}", path_, a, b)));
   if (::renameat(fd_, a.c_str(), fd_, b.c_str()) != 0)
     return unexpected(error_from_errno(errno, fmt::format("rename {}/{} to {}", path_, a, b)));
   return {};
@@ -188,6 +215,7 @@ IoStatus PosixDirectory::rename(std::string_view from, std::string_view to) {
 
 IoStatus PosixDirectory::remove(std::string_view name) {
   const std::string file(name);
+  if (read_only_) return unexpected(read_only_error(fmt::format("remove {}/{}", path_, file)));
   if (::unlinkat(fd_, file.c_str(), 0) != 0)
     return unexpected(error_from_errno(errno, fmt::format("remove {}/{}", path_, file)));
   return {};
@@ -220,6 +248,7 @@ IoResult<std::vector<std::string>> PosixDirectory::list() {
 }
 
 IoStatus PosixDirectory::sync() {
+  if (read_only_) return unexpected(read_only_error(fmt::format("fsync directory {}", path_)));
   if (::fsync(fd_) != 0) return unexpected(error_from_errno(errno, fmt::format("fsync directory {}", path_)));
   return {};
 }

@@ -15,6 +15,10 @@ class PosixDirectory final : public Directory {
   /// Opens `path` (creating it, and its parents, if missing) and locks it for this process: a second process
   /// opening the same data directory is refused.
   static IoResult<std::unique_ptr<PosixDirectory>> open_locked(const std::string& path);
+  /// Opens an existing directory `path` for reading only (an offline inspection, of a stopped or a running node):
+  /// it creates, locks and writes nothing. Files open read-only, and every call that would change a file or the
+  /// directory (create, write, truncate, rename, remove, sync, dropping cached pages) fails with EROFS untried.
+  static IoResult<std::unique_ptr<PosixDirectory>> open_read_only(const std::string& path);
   ~PosixDirectory() override;
   PosixDirectory(const PosixDirectory&) = delete;
   PosixDirectory& operator=(const PosixDirectory&) = delete;
@@ -27,10 +31,11 @@ class PosixDirectory final : public Directory {
   const std::string& path() const override { return path_; }
 
  private:
-  PosixDirectory(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  PosixDirectory(std::string path, int fd, bool read_only) : path_(std::move(path)), fd_(fd), read_only_(read_only) {}
 
   std::string path_;
   int fd_;
+  bool read_only_;
 };
 
 }  // namespace cohort::storage

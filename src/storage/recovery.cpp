@@ -23,30 +23,6 @@ struct Damage {
   std::string what;
 };
 
-/// The highest durable_before that an intact record in bytes[from, end) claims for `damaged` or beyond: only a
-/// record of a later index, claiming less than its own index, counts. Records after damage cannot be found by
-/// following lengths, so this looks for an intact record at every aligned offset; the nonce in the header
-/// checksum keeps bytes inside a payload from passing for one.
-LogIndex durable_claimed_after(ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, LogIndex damaged,
-                               std::uint64_t& claimed_at) {
-  LogIndex highest;
-  std::uint64_t offset = (from + kRecordAlignment - 1) / kRecordAlignment * kRecordAlignment;
-  while (offset + kRecordHeaderSize <= bytes.size()) {
-    const auto header = decode_record_header(bytes.subspan(offset, kRecordHeaderSize), nonce);
-    if (header && offset + record_size(header->body_length) <= bytes.size() &&
-        body_ok(*header, bytes.subspan(offset + kRecordHeaderSize, header->body_length))) {
-      if (header->index > damaged && header->durable_before < header->index && header->durable_before > highest) {
-        highest = header->durable_before;
-        claimed_at = offset;
-      }
-      offset += record_size(header->body_length);
-    } else {
-      offset += kRecordAlignment;
-    }
-  }
-  return highest;
-}
-
 /// Reads a whole file as the disk holds it: synced first (a process crash leaves writes in the page cache
 /// only), then the cache dropped (a failed fsync of an earlier life may have left pages that read fine but
 /// never reached the disk), then read.
@@ -249,28 +225,9 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
     const ByteSpan all(opened->bytes);
     std::uint64_t offset = kSegmentHeaderSize;
     while (offset < all.size()) {
-      const auto record = decode_record_header(
-          all.subspan(offset, std::min<std::size_t>(kRecordHeaderSize, all.size() - offset)), opened->nonce);
-      std::string what;
-      if (all.size() - offset < kRecordHeaderSize) {
-        what = fmt::format("{} bytes are left, too few for a record header", all.size() - offset);
-      } else if (!record) {
-        const bool zeros = std::all_of(all.begin() + static_cast<std::ptrdiff_t>(offset),
-                                       all.begin() + static_cast<std::ptrdiff_t>(offset + kRecordHeaderSize),
-                                       [](std::byte b) { return b == std::byte{0}; });
-        what = zeros ? "the record header is zeros" : "the record header fails its checksum";
-      } else if (record->index != expected) {
-        what = fmt::format("the record holds index {} where index {} belongs", record->index.value(), expected.value());
-      } else if (record->term < last_term) {
-        what = fmt::format("the record's term {} is below the previous record's term {}", record->term.value(),
-                           last_term.value());
-      } else if (offset + record_size(record->body_length) > all.size()) {
-        what = fmt::format("the record's body of {} bytes runs past the end of the file", record->body_length);
-      } else if (!body_ok(*record, all.subspan(offset + kRecordHeaderSize, record->body_length))) {
-        what = "the record's body fails its checksum";
-      }
-      if (!what.empty()) {
-        damage = Damage{scanned, offset, expected, std::move(what)};
+      const auto record = check_record(all, offset, opened->nonce, expected, last_term);
+      if (!record) {
+        damage = Damage{scanned, offset, expected, record.error()};
         damaged_bytes = std::move(opened->bytes);
         break;
       }
@@ -307,11 +264,10 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
   std::string claimed_where;
   if (damage) {
     const auto claims_in = [&](ByteSpan bytes, std::uint64_t from, std::uint64_t nonce, const std::string& name) {
-      std::uint64_t at = 0;
-      const LogIndex highest = durable_claimed_after(bytes, from, nonce, damage->index, at);
-      if (highest > claimed) {
-        claimed = highest;
-        claimed_where = fmt::format("{}/{} at offset {}", dir, name, at);
+      const RecordsFound found = find_records_after(bytes, from, nonce, damage->index);
+      if (found.durable_claim > claimed) {
+        claimed = found.durable_claim;
+        claimed_where = fmt::format("{}/{} at offset {}", dir, name, found.claim_offset);
       }
     };
     claims_in(damaged_bytes, damage->offset + kRecordAlignment, out.segments[damage->segment].nonce,

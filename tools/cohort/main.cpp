@@ -8,6 +8,8 @@
 //                     and a minimal 3-process replicator's commit latency and throughput (floor.h)
 //   cohort bench      drives a cluster running the echo service (one it starts, or a running one) through the
 //                     client: latency, throughput, failover, sweeps, beside this machine's floor (bench.h)
+//   cohort log inspect  decodes a node's data directory offline and names any damage: exit status 1 if it finds
+//                     some (log_inspect.h)
 // Exit status: 0 done (stream: nothing lost, duplicated or unknown); 1 a node could not do it (unreachable, refused,
 // failed), the stream found a problem, the floor could not be measured, or the bench failed or saw a message not
 // applied; 2 bad arguments. docs/operations.md has the table.
@@ -26,6 +28,7 @@
 #include "cohort/bench.h"
 #include "cohort/config_gen.h"
 #include "cohort/floor.h"
+#include "cohort/log_inspect.h"
 #include "cohort/stream.h"
 
 namespace {
@@ -254,6 +257,11 @@ int main(int argc, char** argv) {
   config->add_option("--output", config_options.output, "the directory the files go to")->capture_default_str();
   config->add_flag("--force", config_options.force, "overwrite files that exist");
 
+  cohort::tool::LogInspectOptions inspect_options;
+  CLI::App* log_command = app.add_subcommand("log", "read a node's data directory offline");
+  log_command->require_subcommand(1);
+  cohort::tool::add_log_inspect(*log_command, inspect_options);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -276,5 +284,6 @@ int main(int argc, char** argv) {
   }
   if (*bench) return cohort::tool::run_bench(bench_options);
   if (*config) return cohort::tool::run_config(config_options);
+  if (*log_command) return cohort::tool::run_log_inspect(inspect_options);
   return cohort::tool::run_stream(stream_options);
 }
