@@ -163,6 +163,8 @@ struct Cluster {
       options.snapshot_threshold = 0;
       options.segment_size = 1ULL << 30U;
       options.log_level = cohort::LogLevel::warn;
+      // Served, and updated every tick: the metrics must not allocate on the message path either.
+      options.metrics_endpoint = "127.0.0.1:0";
       services.push_back(std::make_unique<cohort::services::EchoService>());
       nodes.push_back(std::make_unique<cohort::Node>(options, *services.back()));
       if (auto error = nodes.back()->start()) throw std::runtime_error(*error);
