@@ -614,7 +614,16 @@ TEST(PrepareStart, ASnapshotBeyondTheLogsEndIsAdoptedAsAnInstallWould) {
     EXPECT_EQ(log.base(), (consensus::LogBase{LogIndex{9}, Term{2}}));
     EXPECT_EQ(log.last_index(), LogIndex{9});
     EXPECT_EQ(log.hard_state().standing, consensus::Standing::member);
+    // Its term catches up with the snapshot's (never behind the log's last), with no vote cast in it.
+    EXPECT_EQ(log.hard_state().term, Term{2});
+    EXPECT_EQ(log.hard_state().voted_for, std::nullopt);
   }
+  // A term already past the snapshot's stays, vote and all.
+  MemoryLogStore log;
+  fill(log, 6, 0);
+  (void)log.save_hard_state(consensus::HardState{Term{5}, NodeId{2}, consensus::Standing::member});
+  EXPECT_EQ(prepare_start(log, consensus::LogBase{LogIndex{9}, Term{2}}), StartPath::adopt);
+  EXPECT_EQ(log.hard_state(), (consensus::HardState{Term{5}, NodeId{2}, consensus::Standing::member}));
 }
 
 TEST(PrepareStart, WithoutAUsableSnapshotALogFromIndexOneReplaysWhole) {
