@@ -75,7 +75,11 @@ bin=$work/root/usr/bin
 # be named through what it Provides: libspdlog1.10 provides libspdlog1.10-fmt9, so a match on the name as a word).
 depends=$(dpkg-deb --field "$runtime" Depends)
 echo "Depends: $depends"
-for library in $(ldd "$bin/cohortd" "$bin/cohort" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u); do
+# The libraries the binaries name themselves (NEEDED): the ones they load through those come with their packages'
+# own Depends (libcivetweb1 with libprometheus-cpp-pull1.0), which the apt simulation below checks.
+for library in $(ldd "$bin/cohortd" "$bin/cohort" | awk '$2 == "=>" && $3 ~ /^\// {print $1 " " $3}' |
+                 grep -F -f <(objdump -p "$bin/cohortd" "$bin/cohort" | awk '$1 == "NEEDED" {print $2}' | sort -u) |
+                 awk '{print $2}' | sort -u); do
   owners=$(dpkg -S "*/$(basename "$library")" 2>/dev/null | sed 's/:.*//; s/,/ /g' | tr ' ' '\n' | sort -u)
   [[ -n "$owners" ]] || fail "no Debian package holds $library"
   found=""

@@ -175,7 +175,7 @@ TEST_F(LogInspectTest, ARealNodesDirectoryIsSummarizedWhileItRunsAndOnceStoppedA
                                               "--service",
                                               "ledger",
                                               "--member",
-                                              "1,127.0.0.1:0,127.0.0.1:0",
+                                              "1,127.0.0.1:0,127.0.0.1:0,127.0.0.1:0",
                                               "--segment-size",
                                               "4096",
                                               "--snapshot-threshold",
@@ -187,7 +187,13 @@ TEST_F(LogInspectTest, ARealNodesDirectoryIsSummarizedWhileItRunsAndOnceStoppedA
   const auto streamed = run(COHORT_PATH, {"stream", "--members", address, "--cluster-id", "42", "--count", "800"},
                             dir_.path(), "stream", kDeadline);
   ASSERT_EQ(streamed.status, 0) << streamed.out << streamed.err;
-  const auto snapshot = run(COHORT_PATH, {"snapshot", address, "--cluster-id", "42"}, dir_.path(), "snapshot");
+  // The admin endpoint (port 0: the one it picked, as its "admin on" line says) takes the snapshot command.
+  const std::string out_lines = node->stdout_text();
+  const auto admin_at = out_lines.find("admin on ");
+  ASSERT_NE(admin_at, std::string::npos) << out_lines;
+  const std::string admin = out_lines.substr(admin_at + 9, out_lines.find('\n', admin_at) - admin_at - 9);
+  const auto snapshot =
+      run(COHORT_PATH, {"snapshot", "--admin", admin, "--cluster-id", "42", "--node", "1"}, dir_.path(), "snapshot");
   ASSERT_EQ(snapshot.status, 0) << snapshot.err;
 
   // While it runs: read, and said to be in use.

@@ -166,6 +166,16 @@ TEST_F(SnapshotTest, AnAdminRequestTakesASnapshotNowAndAnswersOnceItIsWritten) {
     std::map<std::string, std::string> expected;
     ASSERT_NO_FATAL_FAILURE(write_puts(writer, expected, 0, 200, 50, 64));
   }
+  // The writer's close is an entry too: once every node has applied it, nothing more is appended.
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& n : nodes_) {
+          const auto status = this->status(n.id);
+          if (!status.ok || status.status.open_sessions != 0) return false;
+        }
+        return true;
+      },
+      deadline()));
   ASSERT_TRUE(wait_converged({1, 2, 3}, deadline()));
   for (const auto& n : nodes_) {
     EXPECT_EQ(snapshot_files(n.data_dir), 0U) << "node " << n.id;
