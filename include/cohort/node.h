@@ -115,6 +115,11 @@ struct NodeOptions {
   std::size_t egress_window_messages = 128;       // equal on every node: egress kept per session for resending
   std::size_t egress_window_bytes = 1U << 20U;    // equal on every node: the newest message is kept whatever its size
   std::shared_ptr<Authenticator> authenticator;   // the leader's; null: every client is accepted
+  // Who may send the admin commands that change a node (snapshot, leadership transfer, shutdown) to its client
+  // endpoint: asked with client id 0 and the credential the command carries. Null: nobody; the member's admin
+  // endpoint takes them anyway. Kept apart from `authenticator`, so that a client allowed to open a session is not
+  // thereby allowed to stop a node.
+  std::shared_ptr<Authenticator> admin_authenticator;
 
   // host:port where Prometheus metrics are served (GET /metrics, docs/operations.md "Metrics"); empty: none. Anyone
   // who can connect may read them (no command is taken there): bind it where your Prometheus, not the world, reaches.

@@ -90,8 +90,9 @@ std::string exchange(const std::string& endpoint, std::uint64_t cluster_id, std:
   query.attach(transport);
   transport.connect(*parsed);
   if (!loop.run_until([&] { return query.done(); }, timeout) && !query.done()) {
-    const char* what = query.replied() ? "to close the connection (to stop)" : "answer";
-    return fmt::format("no {} from {} within {} ms", what, endpoint, timeout.count());
+    if (query.replied())
+      return fmt::format("{} said it stops, but had not exited {} ms after the request", endpoint, timeout.count());
+    return fmt::format("no answer from {} within {} ms", endpoint, timeout.count());
   }
   return query.error();
 }
@@ -120,6 +121,8 @@ AdminResult command(const AdminTarget& node, protocol::AdminCommand what, std::u
         result.term = reply->term;
         result.size = reply->size;
         if (reply->outcome == protocol::AdminOutcome::done) return {};
+        // A node already stopping (a SIGTERM first) is where a shutdown leads: wait for it to exit all the same.
+        if (shutdown && reply->outcome == protocol::AdminOutcome::stopping) return {};
         const std::string why =
             reply->text.empty() ? std::string(protocol::to_string(reply->outcome)) : std::string(reply->text);
         if (reply->outcome == protocol::AdminOutcome::not_leader)

@@ -42,15 +42,17 @@ StartPath prepare_start(consensus::LogStore& log, std::optional<consensus::LogBa
   const consensus::LogBase base = log.base();
   if (snapshot && snapshot->index >= base.index) {
     if (snapshot->index > log.last_index()) {
-      (void)log.reset(snapshot->index, snapshot->term);
       // The current term never runs behind the log's last entry: a node elected in an older term would append after
       // the snapshot's position entries of a lower term. (The metadata that said so was lost with the tail, or the
       // directory holds a snapshot file and nothing else.) A new term with no vote in it is always safe to take.
+      // Raised first: a crash between the two writes then leaves a higher term and the old log, never a log whose
+      // last term is above the metadata's (which recovery refuses as damaged metadata).
       if (consensus::HardState state = log.hard_state(); state.term < snapshot->term) {
         state.term = snapshot->term;
         state.voted_for.reset();
         (void)log.save_hard_state(state);
       }
+      (void)log.reset(snapshot->index, snapshot->term);
       return StartPath::adopt;
     }
     if (log.term_at(snapshot->index) == snapshot->term) return StartPath::restore;

@@ -1424,20 +1424,22 @@ void Node::Impl::handle_admin_request(io::ConnectionId id, const protocol::Admin
   const auto found = inbound_.find(static_cast<std::uint64_t>(id));
   const bool privileged = found != inbound_.end() && found->second.privileged;
   if (!privileged) {
-    // On the client endpoint, which anyone who may open a session can reach: only with a credential the
-    // authenticator accepts (client id 0: an operator, not a client).
+    // On the client endpoint, which anyone who may open a session can reach: only with a credential the admin
+    // authenticator accepts (client id 0: an operator, not a client), never the clients' authenticator.
     std::optional<std::string> refusal;
-    if (options_.authenticator == nullptr) {
+    if (options_.admin_authenticator == nullptr) {
       refusal = admin_bound_ ? fmt::format("this node takes that command on its admin endpoint, {}, only",
                                            admin_bound_->to_string())
                              : std::string(
-                                   "this node has no admin endpoint (its member entry's admin) and no "
-                                   "authenticator: it takes that command from nobody");
+                                   "this node has no admin endpoint (its member entry's admin) and no admin "
+                                   "credentials: it takes that command from nobody");
     } else {
       try {
-        refusal = options_.authenticator->refuse(0, 0, request.credential);
+        refusal = options_.admin_authenticator->refuse(0, 0, request.credential);
       } catch (const std::exception& error) {
-        refusal = fmt::format("the authenticator failed: {}", error.what());
+        refusal = fmt::format("the admin authenticator failed: {}", error.what());
+      } catch (...) {
+        refusal = std::string("the admin authenticator failed");
       }
       if (refusal) refusal = fmt::format("credential refused: {}", *refusal);
     }

@@ -191,7 +191,9 @@ IoResult<std::unique_ptr<File>> PosixDirectory::open(std::string_view name, Open
   int fd = -1;
   if (read_only_) {
     // An inspection leaves even the access times as they were, where the kernel lets it (O_NOATIME needs the
-    // file's owner or CAP_FOWNER).
+    // file's owner or CAP_FOWNER). O_NONBLOCK: a FIFO under a Cohort file's name must not hang it (regular files
+    // read the same either way).
+    flags |= O_NONBLOCK;
     fd = ::openat(fd_, file.c_str(), flags | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = ::openat(fd_, file.c_str(), flags);
   } else {

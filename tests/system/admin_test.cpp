@@ -159,8 +159,9 @@ TEST_F(AdminTest, SnapshotTransferAndShutdownActThroughTheAdminEndpoint) {
   EXPECT_EQ(done.status, 1);
   EXPECT_THAT(done.err, HasSubstr("node 9 is not a member"));
 
-  // One follower stopped gracefully (exit status 0); then a snapshot of it cannot be taken, and says why.
-  const std::uint32_t follower = successor == 3 ? 2 : 3;
+  // One follower stopped gracefully (exit status 0); then a snapshot of it cannot be taken, and says why. It is the
+  // node that neither led first nor leads now, and the last one the node that first led.
+  const std::uint32_t follower = 6 - successor - leader;
   done = cohort({"shutdown", "--config", config, "--node", std::to_string(follower)});
   EXPECT_EQ(done.status, 0) << done.err;
   EXPECT_THAT(done.out, HasSubstr(fmt::format("node {} stopped", follower)));
@@ -187,10 +188,12 @@ TEST_F(AdminTest, SnapshotTransferAndShutdownActThroughTheAdminEndpoint) {
   EXPECT_THAT(done.err, HasSubstr("the cluster id is unknown"));
 }
 
-TEST_F(AdminTest, CommandsThatChangeANodeNeedItsAdminEndpointOrACredential) {
-  const auto credentials = dir_.path() / "credentials";
-  std::ofstream(credentials) << "# operators and clients\nletmein\n";
-  ASSERT_TRUE(start_cluster({"--credentials-file", credentials.string()}));
+TEST_F(AdminTest, CommandsThatChangeANodeNeedItsAdminEndpointOrAnAdminCredential) {
+  const auto clients = dir_.path() / "credentials";
+  std::ofstream(clients) << "# clients\nclient-secret\n";
+  const auto operators = dir_.path() / "admin-credentials";
+  std::ofstream(operators) << "# operators\nletmein\n";
+  ASSERT_TRUE(start_cluster({"--credentials-file", clients.string(), "--admin-credentials-file", operators.string()}));
   ASSERT_NE(leader_id(), 0U);
 
   // The client endpoint, no credential: refused.
@@ -202,7 +205,12 @@ TEST_F(AdminTest, CommandsThatChangeANodeNeedItsAdminEndpointOrACredential) {
   EXPECT_FALSE(result.ok);
   EXPECT_TRUE(node(1).running());
 
-  // A wrong credential, then the right one.
+  // A client's credential opens sessions, not admin commands; a wrong one neither; the operators' one does.
+  on_client.credential = "client-secret";
+  result = request_shutdown(on_client);
+  EXPECT_FALSE(result.ok);
+  EXPECT_THAT(result.error, HasSubstr("credential refused"));
+  EXPECT_TRUE(node(1).running());
   on_client.credential = "guess";
   result = request_snapshot(on_client);
   EXPECT_FALSE(result.ok);
@@ -221,7 +229,7 @@ TEST_F(AdminTest, CommandsThatChangeANodeNeedItsAdminEndpointOrACredential) {
 
   // The tool with --credential-file goes to the client endpoint.
   const RunResult done = cohort({"snapshot", "--cluster-id", std::to_string(kClusterId), "--members", node(2).client(),
-                                 "--node", "2", "--credential-file", credentials.string()});
+                                 "--node", "2", "--credential-file", operators.string()});
   EXPECT_EQ(done.status, 0) << done.err;
   EXPECT_THAT(done.out, HasSubstr("node 2: snapshot at index"));
 }

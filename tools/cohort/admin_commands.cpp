@@ -9,6 +9,7 @@
 
 #include <cohort/admin.h>
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include "cohort/json.h"
 #include "cohortd/config.h"
@@ -39,18 +40,42 @@ std::chrono::milliseconds timeout_or(const AdminOptions& options, std::chrono::m
   return options.timeout.count() > 0 ? options.timeout : fallback;
 }
 
+// The cluster id and the members' endpoints from a node's configuration file, and nothing else: the tool must work
+// with a file that cohortd completes with flags (a data directory given by the systemd unit), or whose credentials
+// file only the service may read. Says what is wrong and returns false if those parts are unusable.
+bool read_config(const std::string& path, Cluster& cluster) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& error) {
+    std::fprintf(stderr, "cohort: %s: %s\n", path.c_str(), std::string(error.description()).c_str());
+    return false;
+  }
+  const auto cluster_id = table["cluster_id"].value<std::int64_t>();
+  if (cluster_id && *cluster_id > 0) cluster.cluster_id = static_cast<std::uint64_t>(*cluster_id);
+  const toml::array* members = table["members"].as_array();
+  if (members == nullptr || members->empty()) {
+    std::fprintf(stderr, "cohort: %s: no [[members]]\n", path.c_str());
+    return false;
+  }
+  for (std::size_t i = 0; i < members->size(); ++i) {
+    const toml::table* member = members->get(i)->as_table();
+    const auto id = member != nullptr ? (*member)["id"].value<std::int64_t>() : std::nullopt;
+    const auto client = member != nullptr ? (*member)["client"].value<std::string>() : std::nullopt;
+    if (!id || *id < 1 || *id > 0xFFFFFFFF || !client) {
+      std::fprintf(stderr, "cohort: %s: members[%zu] needs an id (1..4294967295) and a client endpoint\n", path.c_str(),
+                   i);
+      return false;
+    }
+    cluster.nodes.push_back(KnownNode{
+        static_cast<std::uint32_t>(*id), *client, (*member)["admin"].value<std::string>().value_or(""), {}, {}});
+  }
+  return true;
+}
+
 std::optional<Cluster> load(const AdminOptions& options) {
   Cluster cluster;
-  if (!options.config.empty()) {
-    auto config = cohortd::load_config(std::vector<std::string>{"--config", options.config});
-    if (!config) {
-      std::fprintf(stderr, "cohort: %s: %s\n", options.config.c_str(), config.error().message.c_str());
-      return std::nullopt;
-    }
-    cluster.cluster_id = config->node.cluster_id;
-    for (const Member& member : config->node.members)
-      cluster.nodes.push_back(KnownNode{member.id, member.client_endpoint, member.admin_endpoint, {}, {}});
-  }
+  if (!options.config.empty() && !read_config(options.config, cluster)) return std::nullopt;
   if (options.cluster_id) cluster.cluster_id = *options.cluster_id;
   if (cluster.cluster_id == 0) {
     std::fprintf(stderr, "cohort: the cluster id is unknown: give --cluster-id, or --config\n");

@@ -20,8 +20,8 @@ struct AdminOptions {
   std::vector<std::string> members;  // client endpoints
   std::vector<std::string> admin;    // admin endpoints
   std::optional<std::uint64_t> cluster_id;
-  std::string credential_file;  // its first credential goes with commands sent to a client endpoint
-  std::chrono::milliseconds timeout{5000};
+  std::string credential_file;           // its first credential goes with commands sent to a client endpoint
+  std::chrono::milliseconds timeout{0};  // 0: the command's own default
   bool json = false;
   bool state_hash = false;  // status: have each node compute its state hash (serializes its state)
   std::uint32_t node = 0;   // snapshot, shutdown: one node (0: --all)

@@ -419,7 +419,14 @@ int run_log_inspect(const LogInspectOptions& options) {
       print_entry_text(entry, listed);
     }
   };
-  auto inspection = storage::inspect(**directory, inspect_options, current_boot_id());
+  // A file claiming an absurd size is read whole, as recovery reads it: running out of memory is an answer too.
+  std::optional<decltype(storage::inspect(**directory, inspect_options, current_boot_id()))> result;
+  try {
+    result.emplace(storage::inspect(**directory, inspect_options, current_boot_id()));
+  } catch (const std::exception& error) {
+    return fail(fmt::format("cannot inspect {}: {}", options.dir, error.what()));
+  }
+  auto& inspection = *result;
   if (!inspection) return fail(inspection.error());
   if (holder) {
     inspection->findings.insert(

@@ -207,6 +207,13 @@ class FileReader {
         if (auto value = read_choice(name, node, kSyncPolicies)) config.node.sync = *to_sync_policy(*value);
       } else if (name == "metrics") {
         if (auto value = read_string(name, node)) config.node.metrics_endpoint = std::move(*value);
+      } else if (name == "admin_credentials_file") {
+        auto path = read_string(name, node);
+        if (path && path->empty()) {
+          problem(name, node, "is empty (leave it out to take admin commands on the admin endpoint only)");
+        } else if (path) {
+          config.admin_credentials_file = std::move(*path);
+        }
       } else if (name == "segment_size") {
         if (auto value = read_integer(name, node, kMaxU64)) config.node.segment_size = *value;
       } else if (name == "snapshot_threshold") {
@@ -416,6 +423,7 @@ struct Flags {
   std::string session_timeout_ms;
   std::string max_sessions;
   std::string credentials_file;
+  std::string admin_credentials_file;
   std::vector<std::string> members;
 };
 
@@ -475,6 +483,10 @@ void define_flags(CLI::App& app, Flags& flags) {
   app.add_option("--credentials-file", flags.credentials_file,
                  "only clients presenting a credential listed in FILE, one per line, may open sessions "
                  "(sessions.credentials_file; default: every client may)")
+      ->type_name("FILE");
+  app.add_option("--admin-credentials-file", flags.admin_credentials_file,
+                 "admin commands sent to the client endpoint are taken with a credential listed in FILE "
+                 "(admin_credentials_file; default: only on the member's admin endpoint)")
       ->type_name("FILE");
   app.add_option("--member", flags.members,
                  "a voting member, repeated for each (this node included); replaces the file's members")
@@ -600,6 +612,13 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
       config.credentials_file = flags.credentials_file;
     }
   }
+  if (given("--admin-credentials-file")) {
+    if (flags.admin_credentials_file.empty())
+      problems.emplace_back(
+          "--admin-credentials-file: is empty (leave the flag out to take admin commands on the admin endpoint only)");
+    else
+      config.admin_credentials_file = flags.admin_credentials_file;
+  }
   if (!flags.members.empty()) {
     // Wholesale: mixing the file's list with the flags' would make a membership nobody wrote down.
     config.node.members.clear();
@@ -626,6 +645,19 @@ void load_credentials(DaemonConfig& config, bool from_flag, Problems& problems) 
   auto authenticator = std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
   config.credential_count = authenticator->size();
   config.node.authenticator = std::move(authenticator);
+}
+
+/// The same for the admin credentials file: an authenticator of its own, never the clients'.
+void load_admin_credentials(DaemonConfig& config, bool from_flag, Problems& problems) {
+  if (config.admin_credentials_file.empty()) return;
+  auto credentials = read_credentials(config.admin_credentials_file);
+  if (!credentials) {
+    problems.push_back(fmt::format("{}: {}: {}", from_flag ? "--admin-credentials-file" : "admin_credentials_file",
+                                   config.admin_credentials_file, credentials.error()));
+    return;
+  }
+  config.node.admin_authenticator =
+      std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
 }
 
 std::string without_trailing_newlines(std::string text) {
@@ -675,6 +707,7 @@ Result<DaemonConfig, ConfigExit> load_config(const std::vector<std::string>& arg
   if (app.count("--config") > 0) FileReader(flags.config_file, problems).read(config);
   apply_flags(app, flags, config, problems);
   load_credentials(config, app.count("--credentials-file") > 0, problems);
+  load_admin_credentials(config, app.count("--admin-credentials-file") > 0, problems);
   if (problems.empty()) {
     if (auto invalid = cohort::validate(config.node)) problems.push_back(std::move(*invalid));
   }

@@ -19,12 +19,13 @@
 namespace cohortd {
 
 struct DaemonConfig {
-  cohort::NodeOptions node;          // node.authenticator is set when credentials_file is; log_level maps to
-                                     // node.log_level (trace as debug); node.log is main's to set (log_file)
-  std::string service = "kv";        // kv, counter, echo, ledger
-  std::string log_file;              // log_file: every log line is appended there; empty: to stderr
-  std::string credentials_file;      // sessions.credentials_file; empty: every client is accepted
-  std::size_t credential_count = 0;  // how many credentials it holds, for the start-up log (never the credentials)
+  cohort::NodeOptions node;            // node.authenticator is set when credentials_file is; log_level maps to
+                                       // node.log_level (trace as debug); node.log is main's to set (log_file)
+  std::string service = "kv";          // kv, counter, echo, ledger
+  std::string log_file;                // log_file: every log line is appended there; empty: to stderr
+  std::string credentials_file;        // sessions.credentials_file; empty: every client is accepted
+  std::string admin_credentials_file;  // admin_credentials_file (node.admin_authenticator); empty: none
+  std::size_t credential_count = 0;    // how many credentials it holds, for the start-up log (never the credentials)
 };
 
 /// load_config's exit code when a setting is refused (or a flag is unknown, or lacks its value).

@@ -46,6 +46,8 @@ static int run(int argc, char** argv) {
     log->info("sessions: only clients with a credential listed in {} are accepted ({} listed)",
               config->credentials_file, config->credential_count);
   }
+  if (!config->admin_credentials_file.empty())
+    log->info("admin commands on the client endpoint: with a credential listed in {}", config->admin_credentials_file);
   cohort::Node node(config->node, *service);
   if (auto error = node.start()) {
     log->error("{}", *error);
