@@ -222,12 +222,14 @@ int status(const std::vector<std::string>& members, std::uint64_t cluster_id) {
     }
     const cohort::NodeStatus& s = result.status;
     std::printf(
-        "%-21s node %u %-13s %-10s term %llu leader %u commit %llu applied %llu hash %016llx sessions %llu "
+        "%-21s node %u %-13s %-10s term %llu leader %u commit %llu applied %llu hash %s sessions %llu "
         "members %s (configuration %016llx)\n",
         member.c_str(), s.node_id, s.role.c_str(), s.standing.c_str(), static_cast<unsigned long long>(s.term),
         s.leader_id, static_cast<unsigned long long>(s.commit_index), static_cast<unsigned long long>(s.applied_index),
-        static_cast<unsigned long long>(s.state_hash), static_cast<unsigned long long>(s.open_sessions),
-        fmt::format("[{}]", fmt::join(s.members, ",")).c_str(), static_cast<unsigned long long>(s.configuration_id));
+        // A node computes it at most ten times a second while it applies: "-" if this answer came between two.
+        s.state_hash_included ? fmt::format("{:016x}", s.state_hash).c_str() : "-",
+        static_cast<unsigned long long>(s.open_sessions), fmt::format("[{}]", fmt::join(s.members, ",")).c_str(),
+        static_cast<unsigned long long>(s.configuration_id));
     for (const std::string& problem : s.problems) std::printf("%-21s   problem: %s\n", "", problem.c_str());
     if (s.entry_faults != 0)
       std::printf("%-21s   %u committed entries could not be applied as they are (see the node's log)\n", "",

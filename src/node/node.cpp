@@ -97,6 +97,8 @@ protocol::NodeRole wire_role(Role role) {
 }
 
 constexpr std::chrono::milliseconds kTickPeriod{5};
+// A status request's state hash is computed at most this often (while the applied index moves).
+constexpr std::chrono::milliseconds kStateHashInterval{100};
 // Back-pressure limits (apply_back_pressure): far above a healthy leader's backlog, far below what would exhaust a
 // node's memory.
 constexpr std::size_t kMaxQueuedBytes = 64U << 20U;
@@ -259,6 +261,10 @@ class Node::Impl final : public io::TransportHandler {
   io::Endpoint client_bound_;
   std::optional<io::Endpoint> admin_bound_;  // the member's admin endpoint, if it has one
   consensus::Time started_at_{0};            // for status's uptime
+  // The newest state hash a status request computed, and at which applied index (status_request's state_hash).
+  std::optional<LogIndex> state_hash_at_;
+  std::uint64_t state_hash_ = 0;
+  consensus::Time state_hash_computed_{0};
   // Metrics: served when options_.metrics_endpoint is set. The counts no other layer keeps, since start.
   std::unique_ptr<node::NodeMetrics> metrics_;
   std::vector<NodeId> followers_;  // every other member, in the order the metrics' lag gauges were made
@@ -1373,9 +1379,22 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
       reply.commit_index = raft.commit_index().value();
       reply.applied_index = replica_->host().applied_index().value();
       reply.last_index = log_->last_index().value();
-      // Serializes the whole replicated state on this thread: only for a tool that compares replicas.
-      reply.state_hash_included = request->state_hash;
-      if (request->state_hash) reply.state_hash = replica_->host().state_hash();
+      if (request->state_hash) {
+        // Serializes the whole replicated state on this thread, so only for a tool that compares replicas, and, as
+        // anyone on the client port may ask, at most once per kStateHashInterval: the one computed at the same
+        // applied index is reused, and a request between two computations gets none (it asks again).
+        const consensus::Time now = mono_now();
+        const LogIndex applied = replica_->host().applied_index();
+        if (!state_hash_at_ || *state_hash_at_ != applied) {
+          if (now - state_hash_computed_ >= kStateHashInterval || !state_hash_at_) {
+            state_hash_ = replica_->host().state_hash();
+            state_hash_at_ = applied;
+            state_hash_computed_ = now;
+          }
+        }
+        reply.state_hash_included = state_hash_at_ == applied;
+        if (reply.state_hash_included) reply.state_hash = state_hash_;
+      }
       reply.open_sessions = replica_->host().open_sessions();
       const protocol::AdminReply newest = newest_snapshot_reply();
       reply.snapshot_index = newest.index;

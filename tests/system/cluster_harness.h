@@ -676,6 +676,9 @@ class ClusterTest : public ::testing::Test {
             }
             statuses.push_back(result.status);
           }
+          // A node computes its hash at most every 100 ms while it applies: ask again until every answer has one.
+          for (const auto& s : statuses)
+            if (!s.state_hash_included) return false;
           last.clear();
           for (const auto& s : statuses)
             last += fmt::format("node {} {} commit {} applied {} hash {:016x}; ", s.node_id, s.role, s.commit_index,
