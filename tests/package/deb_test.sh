@@ -28,22 +28,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-# Runs a step with its output in $work/NAME.log, shown only if it fails.
-step() {
-  local name=$1
-  shift
-  local started=$SECONDS
-  if ! "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log" >&2
-    fail "$name: $*"
-  fi
-  echo "$name: $((SECONDS - started)) s"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 step cpack cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/packages"
 runtime=$(find "$work/packages" -maxdepth 1 -name 'cohort_*.deb')

@@ -16,22 +16,8 @@ rm -rf "$work"
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-# Runs a step with its output in $work/NAME.log, shown only if it fails.
-step() {
-  local name=$1
-  shift
-  local started=$SECONDS
-  if ! "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log" >&2
-    fail "$name: $*"
-  fi
-  echo "$name: $((SECONDS - started)) s"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 prefix=$work/prefix
 step install cmake --install "$build" --prefix "$prefix"

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <future>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cohort/admin.h>
@@ -105,7 +107,13 @@ void probe(Cluster& cluster, std::chrono::milliseconds timeout, bool state_hash)
   answers.reserve(cluster.nodes.size());
   for (const KnownNode& node : cluster.nodes)
     answers.push_back(std::async(std::launch::async, [&cluster, endpoint = node.endpoint(), timeout, state_hash] {
-      return query_status(endpoint, cluster.cluster_id, timeout, state_hash);
+      // A node computes its state hash at most every 100 ms while it applies: an answer without one is asked again.
+      StatusResult result = query_status(endpoint, cluster.cluster_id, timeout, state_hash);
+      for (int retry = 0; retry < 10 && state_hash && result.ok && !result.status.state_hash_included; ++retry) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        result = query_status(endpoint, cluster.cluster_id, timeout, state_hash);
+      }
+      return result;
     }));
   for (std::size_t i = 0; i < cluster.nodes.size(); ++i) {
     KnownNode& node = cluster.nodes[i];
@@ -359,35 +367,52 @@ std::optional<std::vector<KnownNode*>> chosen(Cluster& cluster, const AdminOptio
 
 }  // namespace
 
+namespace {
+
+// Sends a command to each of `nodes` in turn, through its admin target: prints why for each that fails, and hands
+// each that succeeds to `done`. A node whose id is unknown (an endpoint that never answered) cannot be addressed.
+// Exit status: 0 if every one succeeded.
+int act_on_each(const Cluster& cluster, const std::vector<KnownNode*>& nodes, std::chrono::milliseconds timeout,
+                AdminResult (*command)(const AdminTarget&),
+                const std::function<void(const KnownNode&, const AdminResult&)>& done) {
+  int exit_code = 0;
+  for (const KnownNode* node : nodes) {
+    if (node->id == 0) {
+      std::fprintf(stderr, "%s: unreachable: %s\n", node->endpoint().c_str(), node->error.c_str());
+      exit_code = 1;
+      continue;
+    }
+    const auto target = target_of(cluster, *node, timeout);
+    if (!target) {
+      exit_code = 1;
+      continue;
+    }
+    const AdminResult result = command(*target);
+    if (!result.ok) {
+      std::fprintf(stderr, "node %u: %s\n", node->id, result.error.c_str());
+      exit_code = 1;
+      continue;
+    }
+    done(*node, result);
+  }
+  return exit_code;
+}
+
+}  // namespace
+
 int run_snapshot(const AdminOptions& options) {
   auto cluster = load(options);
   if (!cluster) return 2;
   probe(*cluster, timeout_or(options, std::chrono::milliseconds(3000)), false);
   const auto nodes = chosen(*cluster, options, "snapshot");
   if (!nodes) return 1;
-  int exit_code = 0;
-  for (KnownNode* node : *nodes) {
-    if (node->id == 0) {
-      std::fprintf(stderr, "%s: unreachable: %s\n", node->endpoint().c_str(), node->error.c_str());
-      exit_code = 1;
-      continue;
-    }
-    const auto target = target_of(*cluster, *node, timeout_or(options, std::chrono::milliseconds(60000)));
-    if (!target) {
-      exit_code = 1;
-      continue;
-    }
-    const AdminResult result = request_snapshot(*target);
-    if (!result.ok) {
-      std::fprintf(stderr, "node %u: %s\n", node->id, result.error.c_str());
-      exit_code = 1;
-      continue;
-    }
-    std::printf("node %u: snapshot at index %llu (term %llu), %llu bytes\n", node->id,
-                static_cast<unsigned long long>(result.index), static_cast<unsigned long long>(result.term),
-                static_cast<unsigned long long>(result.size));
-  }
-  return exit_code;
+  return act_on_each(*cluster, *nodes, timeout_or(options, std::chrono::milliseconds(60000)), request_snapshot,
+                     [](const KnownNode& node, const AdminResult& result) {
+                       std::printf("node %u: snapshot at index %llu (term %llu), %llu bytes\n", node.id,
+                                   static_cast<unsigned long long>(result.index),
+                                   static_cast<unsigned long long>(result.term),
+                                   static_cast<unsigned long long>(result.size));
+                     });
 }
 
 int run_transfer_leadership(const AdminOptions& options) {
@@ -424,27 +449,9 @@ int run_shutdown(const AdminOptions& options) {
   // The leader last: each follower stopped first spares the cluster a handover.
   std::stable_partition(nodes->begin(), nodes->end(),
                         [](const KnownNode* node) { return !node->status || node->status->role != "leader"; });
-  int exit_code = 0;
-  for (KnownNode* node : *nodes) {
-    if (!node->status) {
-      std::fprintf(stderr, "%s: unreachable: %s\n", node->name().c_str(), node->error.c_str());
-      exit_code = 1;
-      continue;
-    }
-    const auto target = target_of(*cluster, *node, timeout_or(options, std::chrono::milliseconds(30000)));
-    if (!target) {
-      exit_code = 1;
-      continue;
-    }
-    const AdminResult result = request_shutdown(*target);
-    if (!result.ok) {
-      std::fprintf(stderr, "node %u: %s\n", node->id, result.error.c_str());
-      exit_code = 1;
-      continue;
-    }
-    std::printf("node %u stopped\n", node->id);
-  }
-  return exit_code;
+  return act_on_each(
+      *cluster, *nodes, timeout_or(options, std::chrono::milliseconds(30000)), request_shutdown,
+      [](const KnownNode& node, const AdminResult& /*result*/) { std::printf("node %u stopped\n", node.id); });
 }
 
 }  // namespace cohort::tool
