@@ -140,8 +140,8 @@ Result<RecoveredLog, std::string> recover(Directory& directory, const Identity& 
       if (metadata->identity != identity)
         return unexpected(fmt::format(
             "the data directory {} belongs to node {} of cluster {}, not to node {} of "
-            "cluster {}; refusing to start (another node's or cluster's data is never repaired into this one: to "
-            "replace this node's disk, empty its data directory and start it again, and it rejoins from the cluster)",
+            "cluster {} (another node's or cluster's data is never repaired into this one: to replace this node's "
+            "disk, empty its data directory and start it again, and it rejoins from the cluster); refusing to start",
             dir, metadata->identity.node_id.value(), metadata->identity.cluster_id, identity.node_id.value(),
             identity.cluster_id));
       out.hard_state = metadata->hard_state;
