@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -243,6 +244,18 @@ int status(const std::vector<std::string>& members, std::uint64_t cluster_id) {
   return unreachable == 0 && troubled == 0 && configurations.size() <= 1 ? 0 : 1;
 }
 
+// The first credential in a file of the nodes' credentials_file format: a line's bytes, without a trailing '\r';
+// empty lines and lines starting with '#' skipped. Throws if there is none.
+std::string first_credential(const std::string& path) {
+  std::ifstream file(path);
+  std::string line;
+  while (std::getline(file, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.front() != '#') return line;
+  }
+  throw std::runtime_error(fmt::format("{} holds no credential", path));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,6 +269,11 @@ int main(int argc, char** argv) {
   app.add_option("--members", members, "client endpoints of the members, host:port,...")->required()->delimiter(',');
   app.add_option("--timeout", timeout_s, "seconds to wait for the whole command");
   app.add_flag("-v,--verbose", verbose, "report connection changes on stderr");
+  std::string credential_file;
+  app.add_option("--credential-file", credential_file,
+                 "present the first credential in FILE (one per line, '#' starts a comment), for a cluster whose "
+                 "nodes have a credentials_file")
+      ->check(CLI::ExistingFile);
 
   std::string key;
   std::string value;
@@ -294,6 +312,7 @@ int main(int argc, char** argv) {
     cohort::ClientOptions options;
     options.cluster_id = cluster_id;
     options.members = members;
+    if (!credential_file.empty()) options.credential = first_credential(credential_file);
     options.max_buffered_messages = 4096;
     // The client gives up by itself, and its reason names the last failure (refused at X, no leader at Y, ...).
     options.connect_timeout = std::chrono::seconds(timeout_s);

@@ -221,6 +221,19 @@ TEST_F(AdminTest, CommandsThatChangeANodeNeedItsAdminEndpointOrAnAdminCredential
   result = request_snapshot(on_client);
   EXPECT_TRUE(result.ok) << result.error;
 
+  // The KV client presents a client's credential from a file; without one it is refused.
+  const std::vector<std::string> kv = {
+      "--cluster-id", std::to_string(kClusterId), "--members", node(1).client(), "--timeout", "5"};
+  std::vector<std::string> put = kv;
+  put.insert(put.end(), {"--credential-file", clients.string(), "put", "k", "v"});
+  const RunResult with = run(COHORT_KV_PATH, put, dir_.path(), "kv-with", deadline());
+  EXPECT_EQ(with.status, 0) << with.err;
+  std::vector<std::string> refused = kv;
+  refused.insert(refused.end(), {"put", "k", "v"});
+  const RunResult without = run(COHORT_KV_PATH, refused, dir_.path(), "kv-without", deadline());
+  EXPECT_EQ(without.status, 1);
+  EXPECT_THAT(without.err, HasSubstr("credential not allowed"));
+
   // The admin endpoint of another node than the one meant refuses, naming itself.
   AdminTarget wrong = admin_target(1);
   wrong.node_id = 2;

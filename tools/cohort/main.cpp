@@ -30,6 +30,7 @@
 #include "cohort/floor.h"
 #include "cohort/log_inspect.h"
 #include "cohort/stream.h"
+#include "cohortd/config.h"
 
 namespace {
 
@@ -132,6 +133,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.001, 1e6));
   stream->add_flag("--json", stream_options.json, "print the summary as one JSON object on stdout, nothing else");
   stream->add_flag("-v,--verbose", stream_options.verbose, "also print the client library's own log lines");
+  std::string stream_credential_file;
+  stream->add_option("--credential-file", stream_credential_file,
+                     "present the first credential in FILE (the nodes' credentials_file format)");
 
   cohort::tool::FloorOptions floor_options;
   std::string floor_sync = "none";
@@ -283,6 +287,14 @@ int main(int argc, char** argv) {
     return cohort::tool::run_floor(floor_options, floor_json);
   }
   if (*bench) return cohort::tool::run_bench(bench_options);
+  if (*stream && !stream_credential_file.empty()) {
+    auto credentials = cohortd::read_credentials(stream_credential_file);
+    if (!credentials) {
+      std::fprintf(stderr, "cohort stream: --credential-file: %s\n", credentials.error().c_str());
+      return kBadArguments;
+    }
+    stream_options.credential = credentials->front();
+  }
   if (*config) return cohort::tool::run_config(config_options);
   if (*log_command) return cohort::tool::run_log_inspect(inspect_options);
   return cohort::tool::run_stream(stream_options);

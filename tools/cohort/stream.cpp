@@ -503,6 +503,7 @@ int run_stream(const StreamOptions& options) {
   ClientOptions client_options;
   client_options.cluster_id = options.cluster_id;
   client_options.members = options.members;
+  client_options.credential = options.credential;
   client_options.give_up_after =
       std::chrono::duration_cast<std::chrono::milliseconds>(Seconds(options.give_up_after_s));
   if (options.verbose) {

@@ -20,6 +20,7 @@ struct StreamOptions {
   double drain_s = 30;               // after the last offer, wait this long for every fate and the ledger's answer
   double give_up_after_s = 0;        // ClientOptions::give_up_after (0: never)
   bool verbose = false;              // the client library's own log lines (info and up) on stderr
+  std::string credential;            // ClientOptions::credential
 };
 
 /// Runs the stream; returns the exit status: 0 if nothing was lost, duplicated or left unknown (by the client's
