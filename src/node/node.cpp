@@ -1385,12 +1385,10 @@ void Node::Impl::answer_client_request(io::ConnectionId id, const protocol::Fram
         // applied index is reused, and a request between two computations gets none (it asks again).
         const consensus::Time now = mono_now();
         const LogIndex applied = replica_->host().applied_index();
-        if (!state_hash_at_ || *state_hash_at_ != applied) {
-          if (now - state_hash_computed_ >= kStateHashInterval || !state_hash_at_) {
-            state_hash_ = replica_->host().state_hash();
-            state_hash_at_ = applied;
-            state_hash_computed_ = now;
-          }
+        if (state_hash_at_ != applied && (!state_hash_at_ || now - state_hash_computed_ >= kStateHashInterval)) {
+          state_hash_ = replica_->host().state_hash();
+          state_hash_at_ = applied;
+          state_hash_computed_ = now;
         }
         reply.state_hash_included = state_hash_at_ == applied;
         if (reply.state_hash_included) reply.state_hash = state_hash_;

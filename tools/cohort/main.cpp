@@ -239,10 +239,13 @@ int main(int argc, char** argv) {
   CLI::App* config = app.add_subcommand(
       "config",
       "write the configuration files of a local cluster, nodeN.toml for each node (node N: peer port BASE+N, client "
-      "port BASE+100+N, data directory DATA_ROOT/nN). Exit status: 0 written; 1 a file exists (without --force) or "
+      "port BASE+100+N, admin endpoint 127.0.0.1:BASE+200+N, data directory DATA_ROOT/nN). Exit status: 0 written; 1 a "
+      "file exists (without --force) or "
       "cannot be written; 2 for bad arguments");
   config->add_option("--nodes", config_options.nodes, "members")->check(CLI::Range(1, 64))->capture_default_str();
-  config->add_option("--base-port", config_options.base_port, "node N listens on BASE+N (peers) and BASE+100+N")
+  config
+      ->add_option("--base-port", config_options.base_port,
+                   "node N listens on BASE+N (peers), BASE+100+N (clients) and BASE+200+N (admin)")
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
   config->add_option("--host", config_options.host, "every endpoint's host (an address or a name)")

@@ -633,31 +633,17 @@ void apply_flags(const CLI::App& app, const Flags& flags, DaemonConfig& config, 
   }
 }
 
-/// Reads the credentials file named by the configuration, if any, into an authenticator.
-void load_credentials(DaemonConfig& config, bool from_flag, Problems& problems) {
-  if (config.credentials_file.empty()) return;
-  auto credentials = read_credentials(config.credentials_file);
+/// An authenticator of the credentials in `path` (null if `path` is empty, or unreadable: then a problem naming
+/// `setting`). The clients' file and the operators' each get their own.
+std::shared_ptr<cohort::CredentialListAuthenticator> load_credentials(const std::string& path, std::string_view setting,
+                                                                      Problems& problems) {
+  if (path.empty()) return nullptr;
+  auto credentials = read_credentials(path);
   if (!credentials) {
-    problems.push_back(fmt::format("{}: {}: {}", from_flag ? "--credentials-file" : "sessions.credentials_file",
-                                   config.credentials_file, credentials.error()));
-    return;
+    problems.push_back(fmt::format("{}: {}: {}", setting, path, credentials.error()));
+    return nullptr;
   }
-  auto authenticator = std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
-  config.credential_count = authenticator->size();
-  config.node.authenticator = std::move(authenticator);
-}
-
-/// The same for the admin credentials file: an authenticator of its own, never the clients'.
-void load_admin_credentials(DaemonConfig& config, bool from_flag, Problems& problems) {
-  if (config.admin_credentials_file.empty()) return;
-  auto credentials = read_credentials(config.admin_credentials_file);
-  if (!credentials) {
-    problems.push_back(fmt::format("{}: {}: {}", from_flag ? "--admin-credentials-file" : "admin_credentials_file",
-                                   config.admin_credentials_file, credentials.error()));
-    return;
-  }
-  config.node.admin_authenticator =
-      std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
+  return std::make_shared<cohort::CredentialListAuthenticator>(std::move(credentials).value());
 }
 
 std::string without_trailing_newlines(std::string text) {
@@ -706,8 +692,15 @@ Result<DaemonConfig, ConfigExit> load_config(const std::vector<std::string>& arg
   Problems problems;
   if (app.count("--config") > 0) FileReader(flags.config_file, problems).read(config);
   apply_flags(app, flags, config, problems);
-  load_credentials(config, app.count("--credentials-file") > 0, problems);
-  load_admin_credentials(config, app.count("--admin-credentials-file") > 0, problems);
+  if (auto clients = load_credentials(
+          config.credentials_file,
+          app.count("--credentials-file") > 0 ? "--credentials-file" : "sessions.credentials_file", problems)) {
+    config.credential_count = clients->size();
+    config.node.authenticator = std::move(clients);
+  }
+  config.node.admin_authenticator = load_credentials(
+      config.admin_credentials_file,
+      app.count("--admin-credentials-file") > 0 ? "--admin-credentials-file" : "admin_credentials_file", problems);
   if (problems.empty()) {
     if (auto invalid = cohort::validate(config.node)) problems.push_back(std::move(*invalid));
   }
