@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
@@ -48,31 +47,6 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// The kernel's boot id: it changes exactly when the machine restarts (storage::note_machine_boot). All zeros
-/// if the kernel does not say, which note_machine_boot reads as a possible machine restart on every start under
-/// sync policy none: safe, at the cost of a catch-up before the node votes.
-storage::MachineBoot kernel_boot_id() {
-  storage::MachineBoot boot{};
-  std::ifstream file("/proc/sys/kernel/random/boot_id");
-  std::string text;
-  if (!(file >> text)) return boot;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i + 1 < text.size() && at < boot.size(); ++i) {
-    if (text[i] == '-') continue;
-    const auto nibble = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    const int high = nibble(text[i]);
-    const int low = nibble(text[i + 1]);
-    if (high < 0 || low < 0) return storage::MachineBoot{};
-    boot[at++] = static_cast<std::byte>(high * 16 + low);
-    ++i;
-  }
-  return boot;
-}
 
 // The gateway numbers connections as the transport does: one id space, so the two need no table between them.
 gateway::ConnectionId gateway_id(io::ConnectionId id) { return gateway::ConnectionId{static_cast<std::uint64_t>(id)}; }
@@ -435,7 +409,10 @@ std::optional<std::string> Node::Impl::start() {
   }
   const storage::SyncPolicy sync_policy =
       options_.sync == SyncPolicy::fsync ? storage::SyncPolicy::fsync : storage::SyncPolicy::none;
-  if (auto noted = storage::note_machine_boot(*directory_, identity, *recovered, kernel_boot_id(), sync_policy); !noted)
+  // All zeros if the kernel does not say: note_machine_boot then takes every start under sync policy none for a
+  // possible machine restart (safe, at the cost of a catch-up before the node votes).
+  const storage::MachineBoot boot = storage::read_kernel_boot_id().value_or(storage::MachineBoot{});
+  if (auto noted = storage::note_machine_boot(*directory_, identity, *recovered, boot, sync_policy); !noted)
     return fmt::format("data_dir: {}", noted.error());
   for (const std::string& repair : recovered->repairs) {
     if (repair.find("DATA LOSS") != std::string::npos)

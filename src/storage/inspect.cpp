@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <tuple>
 #include <utility>
@@ -203,7 +204,6 @@ Result<Inspection, std::string> Inspector::run() {
   for (const NamedSegment& segment : leftovers) {
     SegmentSummary summary;
     summary.name = segment.name;
-    summary.named_first = segment.first;
     summary.first = segment.first;
     summary.last = segment.first.prev();
     summary.leftover = true;
@@ -399,7 +399,6 @@ void Inspector::walk_segment(std::size_t position) {
   const NamedSegment& named = kept_[position];
   SegmentSummary summary;
   summary.name = named.name;
-  summary.named_first = named.first;
   summary.first = named.first;
   summary.last = named.first.prev();
   summary.beyond_damage = start_gap_ || break_.has_value();
@@ -472,7 +471,7 @@ void Inspector::walk_segment(std::size_t position) {
     summary.durable_mark = std::max(summary.durable_mark, record->durable_before);
     if (in_log && (terms_.empty() || terms_.back().term != record->term))
       terms_.push_back(TermRun{expected, record->term});
-    if (options_.on_entry && expected >= options_.from && expected <= options_.to) {
+    if (options_.on_entry) {
       options_.on_entry(
           InspectedEntry{expected, record->term, record->type, record->entry_checksum, record->durable_before,
                          all.subspan(offset + kRecordHeaderSize, record->body_length), &named.name, offset, in_log});
@@ -495,8 +494,7 @@ void Inspector::walk_segment(std::size_t position) {
       later_stops_.push_back(out_.findings.size());
       add(FindingKind::damage, named.name, *stop, offset, expected);
     }
-    if (break_ && !start_gap_)
-      after_.add(find_records_after(all, kSegmentHeaderSize, nonce, break_->index), named.name);
+    if (break_) after_.add(find_records_after(all, kSegmentHeaderSize, nonce, break_->index), named.name);
   }
   out_.segments.push_back(std::move(summary));
 }

@@ -13,7 +13,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,7 +46,6 @@ struct Finding {
 /// One segment file, as far as its records could be read in order from its header on.
 struct SegmentSummary {
   std::string name;
-  LogIndex named_first;     // as its name says
   std::uint64_t bytes = 0;  // the file's size as read
   std::optional<SegmentHeader> header;
   /// A leftover of a compaction or a reset cut short: recovery removes it by name, unread; so does this.
@@ -87,11 +85,8 @@ struct InspectedEntry {
 };
 
 struct InspectOptions {
-  /// Called for every intact record read in order from each segment's header on, in log order, whose index lies in
-  /// [from, to]. Empty: none.
+  /// Called for every intact record read in order from each segment's header on, in log order. Empty: none.
   std::function<void(const InspectedEntry&)> on_entry;
-  LogIndex from{1};
-  LogIndex to{std::numeric_limits<std::uint64_t>::max()};
 };
 
 struct Inspection {

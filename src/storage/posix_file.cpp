@@ -11,6 +11,8 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <string>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -253,6 +255,30 @@ IoStatus PosixDirectory::sync() {
   if (read_only_) return unexpected(read_only_error(fmt::format("fsync directory {}", path_)));
   if (::fsync(fd_) != 0) return unexpected(error_from_errno(errno, fmt::format("fsync directory {}", path_)));
   return {};
+}
+
+std::optional<MachineBoot> read_kernel_boot_id() {
+  std::ifstream file("/proc/sys/kernel/random/boot_id");
+  std::string text;
+  if (!(file >> text)) return std::nullopt;
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  MachineBoot boot{};
+  std::size_t at = 0;
+  for (std::size_t i = 0; i + 1 < text.size() && at < boot.size(); ++i) {
+    if (text[i] == '-') continue;
+    const int high = nibble(text[i]);
+    const int low = nibble(text[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    boot[at++] = static_cast<std::byte>(high * 16 + low);
+    ++i;
+  }
+  if (at != boot.size()) return std::nullopt;
+  return boot;
 }
 
 }  // namespace cohort::storage

@@ -4,9 +4,11 @@
 // file and the offset; nothing here retries an fsync.
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "storage/file.h"
+#include "storage/format.h"
 
 namespace cohort::storage {
 
@@ -37,5 +39,9 @@ class PosixDirectory final : public Directory {
   int fd_;
   bool read_only_;
 };
+
+/// This machine's kernel boot id (/proc/sys/kernel/random/boot_id), which changes exactly when the machine restarts
+/// (note_machine_boot); nullopt if the kernel does not say.
+std::optional<MachineBoot> read_kernel_boot_id();
 
 }  // namespace cohort::storage

@@ -144,8 +144,7 @@ class LogInspectTest : public ::testing::Test {
       if (!result.error)
         if (auto status = writer.sync(); !status) result.error = status.error();
       ASSERT_FALSE(result.error) << result.error->message;
-      const storage::StorageOp& last = batch->ops.back();
-      result.completion = consensus::PersistCompletion{last.seq, last.last_index, last.last_term};
+      result.completion = batch->completion();
       ASSERT_TRUE(log.complete(std::move(batch), result));
     }
   }

@@ -27,22 +27,6 @@ namespace {
 constexpr int kDamaged = 1;
 constexpr int kBadArguments = 2;
 
-/// This machine's kernel boot id, to compare with the machine file's; nullopt if the kernel does not say.
-std::optional<storage::MachineBoot> current_boot_id() {
-  std::ifstream file("/proc/sys/kernel/random/boot_id");
-  std::string text;
-  if (!(file >> text)) return std::nullopt;
-  text.erase(std::remove(text.begin(), text.end(), '-'), text.end());
-  storage::MachineBoot boot{};
-  if (text.size() != 2 * boot.size()) return std::nullopt;
-  for (std::size_t i = 0; i < boot.size(); ++i) {
-    unsigned value = 0;
-    if (std::sscanf(text.c_str() + 2 * i, "%2x", &value) != 1) return std::nullopt;
-    boot[i] = static_cast<std::byte>(value);
-  }
-  return boot;
-}
-
 /// The process holding a lock on the directory `path` (a running cohortd holds an flock on its data directory), as
 /// /proc/locks lists it: the inspection takes no lock of its own, which would stop a node starting meanwhile.
 std::optional<long> lock_holder(const std::string& path) {
@@ -395,8 +379,11 @@ int run_log_inspect(const LogInspectOptions& options) {
     fmt::print(stderr, "cohort log inspect: --from {} is after --to {}\n", options.from, options.to);
     return kBadArguments;
   }
+  bool listed = false;  // entries printed: in JSON they opened the document
   const auto fail = [&](const std::string& error) {
-    if (options.json) fmt::print("{{\"directory\":{},\"error\":{}}}\n", json_string(options.dir), json_string(error));
+    if (options.json)
+      fmt::print("{}\"directory\":{},\"error\":{}}}\n", listed ? "\n],\n" : "{", json_string(options.dir),
+                 json_string(error));
     fmt::print(stderr, "cohort log inspect: {}\n", error);
     return kDamaged;
   };
@@ -407,7 +394,6 @@ int run_log_inspect(const LogInspectOptions& options) {
   // Entries are printed as they are read, never held: a whole log may be listed. In JSON they open the document.
   // Every entry passes by, for the bootstrap entry that names the incarnation.
   std::optional<Incarnation> incarnation;
-  bool listed = false;
   storage::InspectOptions inspect_options;
   inspect_options.on_entry = [&](const storage::InspectedEntry& entry) {
     if (!incarnation && entry.kept) incarnation = bootstrap_of(entry);
@@ -420,9 +406,9 @@ int run_log_inspect(const LogInspectOptions& options) {
     }
   };
   // A file claiming an absurd size is read whole, as recovery reads it: running out of memory is an answer too.
-  std::optional<decltype(storage::inspect(**directory, inspect_options, current_boot_id()))> result;
+  std::optional<decltype(storage::inspect(**directory, inspect_options, storage::read_kernel_boot_id()))> result;
   try {
-    result.emplace(storage::inspect(**directory, inspect_options, current_boot_id()));
+    result.emplace(storage::inspect(**directory, inspect_options, storage::read_kernel_boot_id()));
   } catch (const std::exception& error) {
     return fail(fmt::format("cannot inspect {}: {}", options.dir, error.what()));
   }
