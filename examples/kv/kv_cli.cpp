@@ -304,7 +304,11 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--count", count);
   verify_cmd->add_option("--prefix", prefix);
   auto* status_cmd = app.add_subcommand("status", "how each member sees the cluster");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;  // --help is not an error; bad arguments exit 2 (docs/operations.md)
+  }
   try {
     if (status_cmd->parsed()) return status(members, cluster_id);
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);

@@ -1,5 +1,6 @@
 #pragma once
-// Operator queries: ask one node how it sees the cluster. Blocking, for tools, tests and health checks.
+// Operator calls: ask one node how it sees the cluster (status), or have it take a snapshot, hand over leadership
+// or stop. Blocking, for tools, tests and health checks.
 
 #include <chrono>
 #include <cstdint>
@@ -46,13 +47,14 @@ struct StatusResult {
 
 /// Connects to `endpoint` ("host:port", a node's client or admin endpoint) as an admin tool, asks for the node's
 /// status and waits at most `timeout` for the answer. `with_state_hash` has the node compute its state hash, which
-/// serializes its whole replicated state on its event loop: a pause that grows with the state.
+/// serializes its whole replicated state on its event loop: a pause that grows with the state. A node computes one
+/// at most every 100 ms while it applies, so the answer may lack it (state_hash_included false): ask again.
 StatusResult query_status(const std::string& endpoint, std::uint64_t cluster_id, std::chrono::milliseconds timeout,
                           bool with_state_hash = false);
 
 /// Where an admin command that changes a node or the cluster goes. A node takes one on its admin endpoint (a
 /// loopback address on its own host, docs/operations.md), or on its client endpoint with a credential its
-/// authenticator accepts.
+/// NodeOptions::admin_authenticator accepts (never the clients' authenticator).
 struct AdminTarget {
   std::string endpoint;  // host:port
   std::uint64_t cluster_id = 0;

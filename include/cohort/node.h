@@ -9,7 +9,8 @@
 //   return node.run();  // until SIGTERM/SIGINT (if handle_signals) or request_stop()
 //
 // Threads: run() turns the calling thread into the node's event loop, which owns the consensus core, the
-// session layer and the service (every Service callback runs on it); one more thread appends and fsyncs.
+// session layer and the service (every Service callback runs on it); one more thread appends and fsyncs; a short-lived
+// one writes each snapshot; and with metrics_endpoint set, the exposer serves /metrics from one of its own.
 
 #include <chrono>
 #include <cstddef>
@@ -34,8 +35,9 @@ struct Member {
   std::string client_endpoint;  // host:port clients connect to
   /// host:port where this member takes admin commands that change it or the cluster (snapshot, leadership
   /// transfer, shutdown), from anyone who can connect: bind it to a loopback address (127.0.0.1:PORT), so only
-  /// someone on the member's own host can. Empty: none; those commands then need a credential the authenticator
-  /// accepts, on the client endpoint. Several members on different hosts may name the same loopback endpoint.
+  /// someone on the member's own host can. Empty: none; those commands then need a credential that
+  /// NodeOptions::admin_authenticator (never the clients' `authenticator`) accepts, on the client endpoint. Several
+  /// members on different hosts may name the same loopback endpoint.
   std::string admin_endpoint{};  // (an initializer: Member{id, peer, client} stays warning-free)
   friend bool operator==(const Member&, const Member&) = default;
 };
@@ -145,7 +147,8 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  /// Validates the options, opens and recovers the data directory, binds both listening endpoints. Returns a
+  /// Validates the options, opens and recovers the data directory, binds its peer and client endpoints (and its
+  /// admin and metrics endpoints if configured). Returns a
   /// message naming the setting and the reason if any of that fails; the node is then unusable.
   std::optional<std::string> start();
 
